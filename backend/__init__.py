@@ -1,0 +1,1 @@
+"""The expertgate application: HTTP API, CLI, request pipeline, storage and wiring."""

@@ -1,0 +1,131 @@
+"""The FastAPI application factory. Everything heavy is built in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.bootstrap import bootstrap_admin
+from backend.chat.api import router as chat_router
+from backend.container import Container, build_container
+from backend.errors import ERROR_TABLE, AppError, BadRequest, PayloadTooLarge, to_app_error
+from backend.health import router as health_router
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _error_response(error: AppError) -> Response:
+    return Response(
+        orjson.dumps(error.body()), status_code=error.status, media_type="application/json"
+    )
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before they are parsed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _error_response(self._error())(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _error_response(self._error())(scope, receive, send)
+
+    def _error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"the request body is larger than {self.limit} bytes", code="request_too_large"
+        )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
+    """The ASGI app. With no ``container``, the lifespan builds one from ``settings``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = container is None
+        built: Container
+        if container is None:
+            built = await anyio.to_thread.run_sync(build_container, settings)
+        else:
+            built = container
+        app.state.container = built
+        if owned and settings.bootstrap_admin:
+            await bootstrap_admin(built.db, settings)
+        try:
+            yield
+        finally:
+            if owned:
+                await built.close()
+
+    app = FastAPI(
+        title="expertgate",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Domain-routed enterprise assistant (OpenAI-compatible at /v1).",
+    )
+    app.include_router(chat_router)
+    app.include_router(health_router)
+
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+        loc = [str(p) for p in first["loc"] if p != "body"]
+        param = ".".join(loc) or None
+        msg = str(first["msg"])
+        if first.get("type") == "json_invalid":
+            msg = "the request body is not valid JSON"
+        return _error_response(BadRequest(f"{param}: {msg}" if param else msg, param=param))
+
+    async def _mapped(_: Request, exc: Exception) -> Response:
+        mapped = to_app_error(exc)
+        if mapped is None:  # a row of ERROR_TABLE always matches the types registered below
+            log.exception("unmapped error")
+            return JSONResponse(AppError("internal error").body(), status_code=500)
+        return _error_response(mapped)
+
+    for source, _target, _code in ERROR_TABLE:
+        app.add_exception_handler(source, _mapped)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return JSONResponse(AppError("internal error").body(), status_code=500)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

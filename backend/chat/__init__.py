@@ -1,0 +1,1 @@
+"""The chat capability: OpenAI-compatible API, the request pipeline, conversations."""

@@ -1,0 +1,201 @@
+"""/v1: the OpenAI-compatible surface. Parse, call the pipeline, map the result."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response, StreamingResponse
+
+from backend.chat.pipeline import ChatPipeline, ChatResult, Routed, StreamFinished, StreamOpened
+from backend.chat.schemas import (
+    ChatCompletion,
+    ChatRequest,
+    Choice,
+    FallbackOut,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    RouteBody,
+    RouteInfo,
+    RouteResponse,
+    UsageOut,
+)
+from backend.container import Container
+from backend.deps import get_container, get_principal
+from backend.errors import AppError, BadRequest, to_app_error
+from backend.identity.types import Principal
+from experts.registry import AUTO
+from experts.types import FallbackStep, TextDelta
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def _route_info(
+    routed: Routed,
+    *,
+    expert: str | None = None,
+    fallbacks: tuple[FallbackStep, ...] = (),
+    conversation_id: str | None = None,
+    upstream_model: str | None = None,
+) -> RouteInfo:
+    d = routed.decision
+    return RouteInfo(
+        expert=expert or d.expert,
+        confidence=d.confidence,
+        reason="fallback" if fallbacks else str(d.reason),
+        router_version=d.router_version,
+        top_k=list(d.top_k),
+        probabilities=dict(d.probabilities),
+        citations=[],
+        fallbacks=[FallbackOut(expert=f.expert, error=f.error) for f in fallbacks],
+        request_id=routed.input.request_id,
+        conversation_id=conversation_id,
+        upstream_model=upstream_model,
+    )
+
+
+async def _prepare(pipeline: ChatPipeline, principal: Principal, body: ChatRequest) -> Routed:
+    chat = pipeline.guard(
+        principal,
+        body.model,
+        [(m.role, m.text()) for m in body.messages],
+        conversation_id=body.conversation_id,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+    )
+    return await pipeline.route(chat)
+
+
+@router.post(
+    "/chat/completions", response_model=ChatCompletion, operation_id="createChatCompletion"
+)
+async def chat_completions(
+    body: ChatRequest, principal: PrincipalDep, container: ContainerDep
+) -> Response:
+    pipeline = container.pipeline
+    routed = await _prepare(pipeline, principal, body)
+    if body.stream:
+        return StreamingResponse(
+            _sse(pipeline, routed),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-request-id": routed.input.request_id},
+        )
+    result = await pipeline.complete(routed)
+    return Response(
+        orjson.dumps(_completion_body(routed, result).model_dump()),
+        media_type="application/json",
+        headers={"x-request-id": result.request_id},
+    )
+
+
+def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
+    completion = result.answer.completion
+    return ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=result.answer.expert,
+        choices=[
+            Choice(
+                message=ResponseMessage(content=completion.text),
+                finish_reason=completion.finish_reason,
+            )
+        ],
+        usage=UsageOut(
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            total_tokens=completion.usage.total_tokens,
+        ),
+        expertgate=_route_info(
+            routed,
+            expert=result.answer.expert,
+            fallbacks=result.answer.fallbacks,
+            conversation_id=result.conversation_id,
+            upstream_model=completion.model,
+        ),
+    )
+
+
+async def _sse(pipeline: ChatPipeline, routed: Routed) -> AsyncIterator[bytes]:
+    """OpenAI-style SSE: chunks, then ``[DONE]``. A failure becomes an ``error`` event."""
+    chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    expert = routed.decision.expert
+
+    def frame(payload: Mapping[str, object]) -> bytes:
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    def chunk(delta: dict[str, str], finish: str | None = None, **extra: object) -> bytes:
+        return frame(
+            {
+                "id": chunk_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": expert,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+        )
+
+    try:
+        async for event in pipeline.stream(routed):
+            if isinstance(event, StreamOpened):
+                expert = event.expert
+                info = _route_info(routed, expert=expert, fallbacks=event.fallbacks)
+                yield chunk({"role": "assistant", "content": ""}, expertgate=info.model_dump())
+            elif isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+            elif isinstance(event, StreamFinished):
+                info = _route_info(
+                    routed,
+                    expert=expert,
+                    conversation_id=event.conversation_id,
+                    upstream_model=event.model,
+                )
+                usage = {
+                    "prompt_tokens": event.usage.prompt_tokens,
+                    "completion_tokens": event.usage.completion_tokens,
+                    "total_tokens": event.usage.total_tokens,
+                }
+                yield chunk({}, event.finish_reason, usage=usage, expertgate=info.model_dump())
+    except Exception as exc:
+        app_error = to_app_error(exc)
+        if app_error is None:
+            app_error = AppError("internal error while streaming the answer")
+        yield frame(app_error.body())
+    yield b"data: [DONE]\n\n"
+
+
+@router.get("/models", response_model=ModelList, operation_id="listModels")
+async def list_models(_: PrincipalDep, container: ContainerDep) -> ModelList:
+    created = container.started_at
+    cards = [
+        ModelCard(id=AUTO, created=created, description="Route each request to the best expert.")
+    ]
+    cards += [
+        ModelCard(id=s.name, created=created, description=s.description) for s in container.registry
+    ]
+    return ModelList(data=cards)
+
+
+@router.post("/route", response_model=RouteResponse, operation_id="routeRequest")
+async def route(body: RouteBody, principal: PrincipalDep, container: ContainerDep) -> RouteResponse:
+    if (body.text is None) == (body.messages is None):
+        raise BadRequest("send exactly one of 'text' or 'messages'", param="text")
+    messages = (
+        [("user", body.text)]
+        if body.text is not None
+        else [(m.role, m.text()) for m in body.messages or []]
+    )
+    chat = container.pipeline.guard(
+        principal, body.model, messages, conversation_id=body.conversation_id
+    )
+    routed = await container.pipeline.route(chat)
+    return RouteResponse(expertgate=_route_info(routed, conversation_id=body.conversation_id))

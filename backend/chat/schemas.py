@@ -1,0 +1,130 @@
+"""API schemas for /v1 (the OpenAI wire shapes, plus the ``expertgate`` extension)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content)
+
+
+class ChatRequest(BaseModel):
+    # OpenAI clients send many optional knobs; unknown ones are ignored, known ones checked.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1, max_length=64)
+    messages: list[MessageIn] = Field(min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=36)
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_user(cls, value: list[MessageIn]) -> list[MessageIn]:
+        if value[-1].role != "user":
+            raise ValueError("the last message must have role 'user'")
+        if not value[-1].text().strip():
+            raise ValueError("the last user message is empty")
+        return value
+
+
+class RouteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, min_length=1)
+    messages: list[MessageIn] | None = Field(default=None, min_length=1)
+    model: str = "auto"
+    conversation_id: str | None = None
+
+
+class Citation(BaseModel):
+    number: int
+    title: str
+    source: str
+    snippet: str
+    score: float
+
+
+class FallbackOut(BaseModel):
+    expert: str
+    error: str
+
+
+class RouteInfo(BaseModel):
+    """The ``expertgate`` object on every response."""
+
+    expert: str
+    confidence: float
+    reason: str
+    router_version: str
+    top_k: list[str]
+    probabilities: dict[str, float]
+    citations: list[Citation] = []
+    fallbacks: list[FallbackOut] = []
+    request_id: str
+    conversation_id: str | None = None
+    upstream_model: str | None = None
+
+
+class ResponseMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: ResponseMessage
+    finish_reason: str
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: UsageOut
+    expertgate: RouteInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "expertgate"
+    description: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class RouteResponse(BaseModel):
+    expertgate: RouteInfo

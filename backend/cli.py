@@ -1,0 +1,166 @@
+"""The `expertgate` command line. Each command parses, calls one service, prints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from backend.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("expertgate")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("LiteLLM", "litellm", "httpx", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.app import create_app
+
+    if args.port is not None or args.host is not None:
+        settings = settings.model_copy(
+            update={
+                k: v for k, v in {"port": args.port, "host": args.host}.items() if v is not None
+            }
+        )
+    app = create_app(settings)
+    log.info("expertgate on http://%s:%d (OpenAI API at /v1)", settings.host, settings.port)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
+    )
+    return 0
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from backend.db.session import migrate
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.resolved_database_url)
+    print("database is at the latest migration")
+    return 0
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.db.session import Database, migrate
+    from backend.identity.service import IdentityService
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    migrate(url)
+
+    async def run() -> str:
+        db = Database(url)
+        try:
+            async with db.transaction() as session:
+                identity = IdentityService(session)
+                user = await identity.ensure_user(
+                    args.user, roles={args.role}, groups=set(args.group or ()), team=args.team
+                )
+                issued = await identity.create_key(user, name=args.name or "")
+            return issued.secret
+        finally:
+            await db.dispose()
+
+    secret = asyncio.run(run())
+    email = args.user.strip().lower()
+    print(f"created API key for {email} (role {args.role}); it is shown only once:")
+    print(secret)
+    return 0
+
+
+def cmd_route(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.container import build_router
+    from experts.registry import AUTO, ExpertRegistry
+    from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+    from router.types import RouteRequest
+
+    registry = ExpertRegistry.from_yaml(settings.experts_file)
+    router = build_router(
+        registry, SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
+    )
+    decision = router.route(
+        RouteRequest(text=args.text, requested=None if args.model == AUTO else args.model)
+    )
+    print(
+        json.dumps(
+            {
+                "expert": decision.expert,
+                "confidence": decision.confidence,
+                "reason": str(decision.reason),
+                "top_k": list(decision.top_k),
+                "probabilities": dict(decision.probabilities),
+                "router_version": decision.router_version,
+                "ood_score": decision.ood_score,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="expertgate", description="Domain-routed enterprise assistant."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API server (and the local LLM if experts use it)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.set_defaults(func=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a user (if new) and an API key for it")
+    create.add_argument("--user", required=True, help="the user's email")
+    create.add_argument("--role", default="user", choices=["user", "admin", "auditor"])
+    create.add_argument("--team")
+    create.add_argument("--group", action="append", help="a group the user belongs to (repeatable)")
+    create.add_argument("--name", help="a label for the key")
+    create.set_defaults(func=cmd_keys_create)
+
+    route = sub.add_parser("route", help="print the routing decision for TEXT as JSON")
+    route.add_argument("text")
+    route.add_argument("--model", default="auto", help="an expert name to request, or auto")
+    route.set_defaults(func=cmd_route)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"expertgate: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings)
+    from backend.errors import AppError
+    from experts.errors import ExpertError
+    from router.errors import RouterError
+
+    try:
+        result: int = args.func(settings, args)
+        return result
+    except (AppError, ExpertError, RouterError) as exc:
+        print(f"expertgate: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The typed container: everything a process holds, built once at startup.
+
+:func:`build_container` is the wiring: settings in, services out. Nothing is built at
+import; the API lifespan and the CLI call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from backend.chat.pipeline import ChatPipeline, Limits
+from backend.db.session import Database, migrate
+from backend.load import LoadTracker, LocalLoadTracker
+from backend.local_llm import LocalLLMServer, bundled_gguf
+from backend.settings import Settings
+from experts.llm import LiteLLMClient
+from experts.registry import ExpertRegistry
+from experts.service import ExpertService, LLMClient
+from experts.types import Endpoint
+from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
+from router.policy import DecisionPolicy, PolicyConfig
+from router.prototype import PrototypeScorer
+from router.service import Router
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    registry: ExpertRegistry
+    encoder: Encoder
+    router: Router
+    experts: ExpertService
+    pipeline: ChatPipeline
+    load: LoadTracker
+    local_llm: LocalLLMServer | None
+    started_at: int
+
+    async def close(self) -> None:
+        if self.local_llm is not None:
+            self.local_llm.stop()
+        await self.db.dispose()
+
+
+def build_endpoints(
+    registry: ExpertRegistry, environ: Mapping[str, str], local_api_base: str | None
+) -> dict[str, Endpoint]:
+    """Resolve each expert's LLM spec: ``local`` to the embedded server, key env vars to keys."""
+    endpoints = {}
+    for spec in registry:
+        llm = spec.llm
+        api_base = llm.api_base
+        api_key = None
+        if llm.is_local:
+            if local_api_base is None:
+                raise RuntimeError(
+                    f"expert {spec.name!r} uses api_base 'local' but no local server runs"
+                )
+            api_base, api_key = local_api_base, "local"
+        if llm.api_key_env:
+            api_key = environ.get(llm.api_key_env)
+            if not api_key:
+                log.warning(
+                    "expert %s: environment variable %s is not set", spec.name, llm.api_key_env
+                )
+        if api_key is None and api_base is not None:
+            # Self-hosted OpenAI-compatible servers (vLLM, llama.cpp) often need no key,
+            # but litellm's OpenAI client refuses to send a request without one.
+            api_key = "unused"
+        endpoints[spec.name] = Endpoint(
+            model=llm.model, api_base=api_base, api_key=api_key, timeout_s=spec.timeout_s
+        )
+    return endpoints
+
+
+def build_router(registry: ExpertRegistry, encoder: Encoder) -> Router:
+    texts = {spec.name: [spec.description, *spec.examples] for spec in registry}
+    scorer = PrototypeScorer(encoder, texts)
+    capacities = {spec.name: spec.capacity for spec in registry}
+    return Router(encoder, scorer, DecisionPolicy(PolicyConfig(), capacities))
+
+
+def build_container(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    encoder: Encoder | None = None,
+    llm_client: LLMClient | None = None,
+) -> Container:
+    """Wire the application. Synchronous and slow (models load); call it once per process.
+
+    ``environ`` supplies the API keys named by experts.yaml (defaults to the process
+    environment, read here at the entrypoint boundary). ``encoder`` and ``llm_client``
+    may be injected by tests or shared by the caller.
+    """
+    environ = os.environ if environ is None else environ
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = ExpertRegistry.from_yaml(settings.experts_file)
+    url = settings.resolved_database_url
+    migrate(url)
+    db = Database(url)
+    encoder = encoder or SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
+    router = build_router(registry, encoder)
+
+    local = None
+    if any(spec.llm.is_local for spec in registry):
+        local = LocalLLMServer(
+            settings.local_llm_model or bundled_gguf(),
+            port=settings.local_llm_port,
+            n_ctx=settings.local_llm_ctx,
+            threads=settings.local_llm_threads,
+            log_path=settings.data_dir / "local-llm.log",
+        )
+        local.start(settings.local_llm_startup_s)
+    try:
+        endpoints = build_endpoints(registry, environ, local.api_base if local else None)
+        experts = ExpertService(registry, llm_client or LiteLLMClient(), endpoints)
+    except Exception:
+        if local is not None:
+            local.stop()
+        raise
+    load = LocalLoadTracker()
+    pipeline = ChatPipeline(
+        db, router, registry, experts, load,
+        Limits(max_input_chars=settings.max_input_chars, max_messages=settings.max_messages),
+    )  # fmt: skip
+    return Container(
+        settings=settings,
+        db=db,
+        registry=registry,
+        encoder=encoder,
+        router=router,
+        experts=experts,
+        pipeline=pipeline,
+        load=load,
+        local_llm=local,
+        started_at=int(time.time()),
+    )

@@ -1,0 +1,1 @@
+"""Storage: ORM models, the one place sessions are made, and Alembic migrations."""

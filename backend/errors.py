@@ -1,0 +1,92 @@
+"""Application errors and the one table mapping every error to HTTP.
+
+AppError                     status  code
+ ├── BadRequest                400   invalid_request   (``param`` names the field)
+ ├── Unauthorized              401   invalid_api_key
+ ├── Forbidden                 403   forbidden
+ ├── NotFound                  404   not_found / model_not_found
+ ├── PayloadTooLarge           413   input_too_large
+ └── ServiceUnavailable        503   expert_unavailable / not_ready
+
+Errors from the core packages are mapped by :func:`to_app_error` (``ERROR_TABLE``), so
+routes, the Slack adapter and tasks all speak the same codes. The HTTP body is the
+OpenAI error shape: ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+from experts.errors import LLMError, LLMRejected, LLMTimeout, LLMUnavailable, UnknownExpert
+from router.errors import ExpertNotAllowed, UnknownExpertName
+
+
+class AppError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+    type: str = "server_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class BadRequest(AppError):
+    status, code, type = 400, "invalid_request", "invalid_request_error"
+
+
+class Unauthorized(AppError):
+    status, code, type = 401, "invalid_api_key", "authentication_error"
+
+
+class Forbidden(AppError):
+    status, code, type = 403, "forbidden", "permission_error"
+
+
+class NotFound(AppError):
+    status, code, type = 404, "not_found", "invalid_request_error"
+
+
+class PayloadTooLarge(AppError):
+    status, code, type = 413, "input_too_large", "invalid_request_error"
+
+
+class ServiceUnavailable(AppError):
+    status, code, type = 503, "expert_unavailable", "server_error"
+
+
+# Core error type -> (AppError class, stable code). The first matching row wins, so
+# subclasses come before their bases.
+ERROR_TABLE: list[tuple[type[Exception], type[AppError], str]] = [
+    (UnknownExpert, NotFound, "model_not_found"),
+    (UnknownExpertName, NotFound, "model_not_found"),
+    (ExpertNotAllowed, Forbidden, "expert_not_allowed"),
+    (LLMTimeout, ServiceUnavailable, "expert_timeout"),
+    (LLMRejected, ServiceUnavailable, "expert_rejected"),
+    (LLMUnavailable, ServiceUnavailable, "expert_unavailable"),
+    (LLMError, ServiceUnavailable, "expert_unavailable"),
+]
+
+
+def to_app_error(exc: Exception) -> AppError | None:
+    """The AppError for a core exception, or None if the table has no row for it."""
+    if isinstance(exc, AppError):
+        return exc
+    for source, target, code in ERROR_TABLE:
+        if isinstance(exc, source):
+            message = str(exc)
+            if isinstance(exc, LLMError):
+                message = f"the {exc.expert!r} expert's language model is unavailable: {exc.detail}"
+            return target(message, code=code, param="model" if target is NotFound else None)
+    return None

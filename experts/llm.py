@@ -1,0 +1,140 @@
+"""The one LLM adapter: every expert call, local or remote, goes through litellm here.
+
+No litellm module globals are set; every option travels with the call. litellm is
+imported when the client is built (not at module import), after pinning the cost map
+to the copy bundled in the package so that import never reaches the network.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from types import ModuleType
+from typing import Any
+
+from experts.errors import LLMRejected, LLMTimeout, LLMUnavailable
+from experts.registry import GenerationParams
+from experts.types import (
+    ChatMessage,
+    Completion,
+    Endpoint,
+    StreamDone,
+    StreamEvent,
+    TextDelta,
+    Usage,
+)
+
+
+def _load_litellm() -> ModuleType:
+    # litellm fetches a model cost map from GitHub at import unless told not to.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return importlib.import_module("litellm")
+
+
+class LiteLLMClient:
+    """Calls chat models through litellm and maps its errors onto :mod:`experts.errors`."""
+
+    def __init__(self) -> None:
+        self._litellm = _load_litellm()
+        exc = self._litellm.exceptions
+        # Order matters: litellm's Timeout and ContextWindowExceededError subclass others.
+        self._timeout_types: tuple[type[BaseException], ...] = (exc.Timeout,)
+        self._rejected_types: tuple[type[BaseException], ...] = (
+            exc.BadRequestError,
+            exc.AuthenticationError,
+            exc.PermissionDeniedError,
+            exc.NotFoundError,
+            exc.UnprocessableEntityError,
+        )
+
+    def _kwargs(
+        self, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> dict[str, Any]:
+        return {
+            "model": endpoint.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "api_base": endpoint.api_base,
+            "api_key": endpoint.api_key,
+            "timeout": endpoint.timeout_s,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "num_retries": 0,  # retries are the caller's policy, not litellm's
+            "drop_params": True,
+        }
+
+    def _map_error(self, expert: str, exc: Exception) -> Exception:
+        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if isinstance(exc, self._timeout_types):
+            return LLMTimeout(expert, detail)
+        if isinstance(exc, self._rejected_types):
+            return LLMRejected(expert, detail)
+        return LLMUnavailable(expert, detail)
+
+    async def complete(
+        self,
+        expert: str,
+        endpoint: Endpoint,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+    ) -> Completion:
+        """One non-streamed completion. Raises LLMTimeout, LLMUnavailable, LLMRejected."""
+        try:
+            resp = await self._litellm.acompletion(**self._kwargs(endpoint, messages, params))
+        except Exception as exc:  # litellm raises many types; all are mapped, none swallowed
+            raise self._map_error(expert, exc) from exc
+        choice = resp.choices[0]
+        usage = getattr(resp, "usage", None)
+        return Completion(
+            text=choice.message.content or "",
+            model=str(resp.model or endpoint.model),
+            usage=_usage(usage),
+            finish_reason=str(choice.finish_reason or "stop"),
+        )
+
+    async def stream(
+        self,
+        expert: str,
+        endpoint: Endpoint,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+    ) -> AsyncIterator[StreamEvent]:
+        """Yield TextDelta events, then exactly one StreamDone.
+
+        Errors before or during the stream raise the mapped :mod:`experts.errors` type.
+        """
+        kwargs = self._kwargs(endpoint, messages, params)
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+        finish = "stop"
+        usage = Usage()
+        model = endpoint.model
+        try:
+            response = await self._litellm.acompletion(**kwargs)
+            async for chunk in response:
+                if getattr(chunk, "model", None):
+                    model = str(chunk.model)
+                chunk_usage = getattr(chunk, "usage", None)
+                if chunk_usage is not None and getattr(chunk_usage, "total_tokens", None):
+                    usage = _usage(chunk_usage)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                text = getattr(choice.delta, "content", None)
+                if text:
+                    yield TextDelta(text)
+                if choice.finish_reason:
+                    finish = str(choice.finish_reason)
+        except Exception as exc:
+            raise self._map_error(expert, exc) from exc
+        yield StreamDone(finish_reason=finish, usage=usage, model=model)
+
+
+def _usage(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    return Usage(
+        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+    )

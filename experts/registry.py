@@ -1,0 +1,202 @@
+"""experts.yaml: the expert registry, validated on load.
+
+Shape (every field is checked; an unknown field is an error naming it)::
+
+    defaults:            # optional, merged under every expert (expert values win)
+      llm: {model: openai/smollm2, api_base: local}
+    experts:
+      code:
+        description: "..."
+        llm: {model: hosted_vllm/Qwen/Qwen3-30B-A3B, api_base: "http://gpu:8000/v1"}
+        ...
+
+``api_base: local`` means the bundled model served by the embedded llama.cpp server;
+the backend resolves it to that server's address at wiring time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from experts.errors import RegistryError, UnknownExpert
+
+GENERALIST = "general"
+LOCAL_API_BASE = "local"
+AUTO = "auto"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationParams(_Strict):
+    temperature: float = Field(default=0.3, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=384, ge=1, le=32768)
+
+
+class LLMSpec(_Strict):
+    """A litellm model string plus where to reach it."""
+
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @property
+    def is_local(self) -> bool:
+        return self.api_base == LOCAL_API_BASE
+
+
+class ExpertSpec(_Strict):
+    name: str
+    description: str = Field(min_length=10)
+    llm: LLMSpec
+    params: GenerationParams = GenerationParams()
+    system_prompt: str = Field(min_length=1)
+    index: str | None = None
+    allowed_groups: tuple[str, ...] = ()
+    capacity: int = Field(default=8, ge=1, le=100_000)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    fallback: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value) or value == AUTO:
+            raise ValueError(
+                "expert names are lowercase letters, digits, '-' or '_' (max 32), not 'auto'"
+            )
+        return value
+
+    def allows(self, groups: frozenset[str]) -> bool:
+        """True when a caller in ``groups`` may use this expert (empty list = everyone)."""
+        return not self.allowed_groups or bool(groups.intersection(self.allowed_groups))
+
+
+class _RegistryFile(_Strict):
+    defaults: dict[str, Any] = {}
+    experts: dict[str, dict[str, Any]]
+
+
+class ExpertRegistry:
+    """The experts, in file order. Immutable after construction."""
+
+    def __init__(self, experts: list[ExpertSpec]) -> None:
+        self._experts = {e.name: e for e in experts}
+        self._check()
+
+    def _check(self) -> None:
+        if GENERALIST not in self._experts:
+            raise RegistryError(f"experts: the generalist {GENERALIST!r} must be defined")
+        for spec in self._experts.values():
+            for target in spec.fallback:
+                if target not in self._experts:
+                    raise RegistryError(f"experts.{spec.name}.fallback: unknown expert {target!r}")
+                if target == spec.name:
+                    raise RegistryError(
+                        f"experts.{spec.name}.fallback: an expert cannot fall back to itself"
+                    )
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> ExpertRegistry:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise RegistryError(f"cannot read experts file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
+        return cls.from_mapping(raw, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, raw: object, source: str = "experts.yaml") -> ExpertRegistry:
+        if not isinstance(raw, Mapping):
+            raise RegistryError(f"{source}: expected a mapping with an 'experts' key")
+        try:
+            parsed = _RegistryFile.model_validate(raw)
+        except ValidationError as exc:
+            raise RegistryError(f"{source}: {_describe(exc, ())}") from exc
+        specs: list[ExpertSpec] = []
+        for name, body in parsed.experts.items():
+            if not isinstance(body, Mapping):
+                raise RegistryError(f"{source}: experts.{name}: expected a mapping")
+            merged = _merge(parsed.defaults, dict(body))
+            try:
+                specs.append(ExpertSpec.model_validate({"name": name, **merged}))
+            except ValidationError as exc:
+                raise RegistryError(f"{source}: {_describe(exc, ('experts', name))}") from exc
+        try:
+            return cls(specs)
+        except RegistryError as exc:
+            raise RegistryError(f"{source}: {exc}") from exc
+
+    def get(self, name: str) -> ExpertSpec:
+        try:
+            return self._experts[name]
+        except KeyError:
+            raise UnknownExpert(name, self.names) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._experts
+
+    def __iter__(self) -> Iterator[ExpertSpec]:
+        return iter(self._experts.values())
+
+    def __len__(self) -> int:
+        return len(self._experts)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._experts)
+
+    @property
+    def generalist(self) -> ExpertSpec:
+        return self._experts[GENERALIST]
+
+    def fallback_chain(self, name: str) -> list[str]:
+        """Experts to try after ``name`` fails, in order, ending at the generalist.
+
+        Follows each expert's ``fallback`` list breadth-first, skipping repeats, and
+        appends ``general`` if the chain did not reach it.
+        """
+        chain: list[str] = []
+        queue = list(self.get(name).fallback)
+        while queue:
+            nxt = queue.pop(0)
+            if nxt == name or nxt in chain:
+                continue
+            chain.append(nxt)
+            queue.extend(self._experts[nxt].fallback)
+        if name != GENERALIST and GENERALIST not in chain:
+            chain.append(GENERALIST)
+        return chain
+
+
+def _merge(defaults: Mapping[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Shallow merge, except nested mappings (llm, params) which merge one level deep."""
+    merged: dict[str, Any] = dict(defaults)
+    for key, value in body.items():
+        base = merged.get(key)
+        if isinstance(base, Mapping) and isinstance(value, Mapping):
+            merged[key] = {**base, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(exc: ValidationError, prefix: tuple[str, ...]) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (*prefix, *err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)

@@ -1,0 +1,29 @@
+"""Errors raised by the router package.
+
+RouterError
+ ├── ExpertNotAllowed   the caller asked for an expert it may not use
+ ├── UnknownExpertName  the caller asked for an expert the gate does not know
+ └── ArtifactError      a gate artifact is missing, corrupt or does not match the encoder
+"""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    pass
+
+
+class ExpertNotAllowed(RouterError):
+    def __init__(self, expert: str) -> None:
+        super().__init__(f"you are not allowed to use the expert {expert!r}")
+        self.expert = expert
+
+
+class UnknownExpertName(RouterError):
+    def __init__(self, expert: str) -> None:
+        super().__init__(f"unknown expert {expert!r}")
+        self.expert = expert
+
+
+class ArtifactError(RouterError):
+    pass

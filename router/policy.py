@@ -1,0 +1,118 @@
+"""The decision policy: gate scores + caller constraints -> one RoutingDecision.
+
+Deterministic: the same scores, request and config give the same decision. Order of
+rules (each one records its reason):
+
+1. an explicit, allowed expert request wins (``requested``); a forbidden one raises;
+2. experts the caller may not use are removed and the rest renormalised;
+3. an input far from every expert's data goes to the generalist (``out_of_domain``);
+4. a follow-up with no clear new domain stays with the conversation's expert (``context``);
+5. a best expert below ``min_confidence`` yields to the generalist (``low_confidence``);
+6. an expert at capacity overflows to the next top-k expert whose probability clears
+   ``overflow_min_prob`` and has room, else to the generalist (``overflow``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from router.errors import ExpertNotAllowed, UnknownExpertName
+from router.types import Reason, RouteRequest, RoutingDecision, Scores
+
+GENERALIST = "general"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    min_confidence: float = 0.5
+    ood_threshold: float = 0.15
+    top_k: int = 2
+    top_k_margin: float = 0.25
+    overflow_min_prob: float = 0.2
+    switch_confidence: float = 0.85
+
+
+class DecisionPolicy:
+    def __init__(self, config: PolicyConfig, capacities: Mapping[str, int]) -> None:
+        self.config = config
+        self._capacities = dict(capacities)
+
+    def decide(self, scores: Scores, request: RouteRequest, version: str) -> RoutingDecision:
+        """Apply the rules in the module docstring. Raises ExpertNotAllowed, UnknownExpertName."""
+        cfg = self.config
+        probs = dict(scores.probabilities)
+
+        def allowed(name: str) -> bool:
+            return request.allowed is None or name in request.allowed or name == GENERALIST
+
+        def make(
+            expert: str, reason: Reason, top: tuple[str, ...], detail: str = ""
+        ) -> RoutingDecision:
+            return RoutingDecision(
+                expert=expert,
+                confidence=round(probs.get(expert, 0.0), 6),
+                reason=reason,
+                probabilities={k: round(v, 6) for k, v in probs.items()},
+                top_k=top,
+                router_version=version,
+                ood_score=round(scores.in_domain, 6),
+                detail=detail,
+            )
+
+        if request.requested is not None:
+            if request.requested not in probs and request.requested != GENERALIST:
+                raise UnknownExpertName(request.requested)
+            if not allowed(request.requested):
+                raise ExpertNotAllowed(request.requested)
+            return make(request.requested, Reason.REQUESTED, (request.requested,))
+
+        removed = sorted(n for n in probs if not allowed(n))
+        for name in removed:
+            probs[name] = 0.0
+        total = sum(probs.values())
+        if total <= 0:
+            return make(GENERALIST, Reason.NOT_ALLOWED, (GENERALIST,), "no permitted expert")
+        probs = {k: v / total for k, v in probs.items()}
+
+        ranked = sorted(probs, key=lambda n: (-probs[n], n))
+        best = ranked[0]
+        top = tuple(
+            n
+            for n in ranked[: cfg.top_k]
+            if probs[n] > 0 and probs[n] >= probs[best] - cfg.top_k_margin
+        )
+        note = f"removed (not allowed): {', '.join(removed)}" if removed else ""
+
+        prev = request.previous_expert
+        if (
+            prev is not None
+            and prev != best
+            and prev in probs
+            and allowed(prev)
+            and probs[best] < cfg.switch_confidence
+        ):
+            chosen, reason = prev, Reason.CONTEXT
+        elif scores.in_domain < cfg.ood_threshold and prev is None:
+            return make(GENERALIST, Reason.OUT_OF_DOMAIN, top, note)
+        elif best != GENERALIST and probs[best] < cfg.min_confidence:
+            return make(GENERALIST, Reason.LOW_CONFIDENCE, top, note)
+        else:
+            chosen, reason = best, Reason.ROUTED
+
+        if not self._full(chosen, request):
+            return make(chosen, reason, top, note)
+        for alt in top:
+            if (
+                alt != chosen
+                and probs[alt] >= cfg.overflow_min_prob
+                and not self._full(alt, request)
+            ):
+                return make(alt, Reason.OVERFLOW, top, f"{chosen} at capacity")
+        return make(GENERALIST, Reason.OVERFLOW, top, f"{chosen} at capacity")
+
+    def _full(self, name: str, request: RouteRequest) -> bool:
+        if name == GENERALIST:
+            return False  # the generalist is the sink; its own limit is enforced on admission
+        cap = self._capacities.get(name)
+        return cap is not None and request.in_flight.get(name, 0) >= cap

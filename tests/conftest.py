@@ -1,0 +1,93 @@
+"""Shared fixtures: the bundled encoder (loaded once), the fake OpenAI server, an app.
+
+Service-backed fixtures live in tests/integration/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from backend.app import create_app
+from backend.container import Container, build_container
+from backend.identity.service import IdentityService
+from backend.settings import Settings
+from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
+from tests.fakes.openai_server import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def encoder() -> Encoder:
+    return SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm(fake_llm: FakeOpenAI) -> FakeOpenAI:
+    fake_llm.reset()
+    return fake_llm
+
+
+def write_experts_yaml(path: Path, api_base: str, **overrides: Any) -> Path:
+    """The shipped experts.yaml with every expert pointed at ``api_base``."""
+    raw = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
+    raw["defaults"]["llm"] = {"model": "openai/fake-model", "api_base": api_base}
+    raw["defaults"]["timeout_s"] = 5
+    for name, changes in overrides.items():
+        raw["experts"][name].update(changes)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
+        bootstrap_admin=False,
+    )
+
+
+@pytest.fixture
+async def container(settings: Settings, encoder: Encoder) -> AsyncIterator[Container]:
+    built = build_container(settings, encoder=encoder, environ={})
+    yield built
+    await built.close()
+
+
+async def make_key(container: Container, email: str, **kwargs: Any) -> str:
+    async with container.db.transaction() as session:
+        identity = IdentityService(session)
+        user = await identity.ensure_user(email, **kwargs)
+        return (await identity.create_key(user)).secret
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(container.settings, container)
+    key = await make_key(container, "alice@example.com")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        headers={"authorization": f"Bearer {key}"},
+    ) as http:
+        app.state.container = container
+        yield http

@@ -1,0 +1,167 @@
+"""A real OpenAI-compatible HTTP server on loopback with scripted replies and faults.
+
+Tests point experts at ``server.api_base`` so litellm's real client path runs. Each
+request pops the next scripted behaviour (or uses the default reply):
+
+    server.script(Reply("hello"), Fault(503), Reply("after retry", delay_s=0.5))
+
+Every request body is recorded in ``server.requests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    delay_s: float = 0.0
+    prompt_tokens: int = 11
+    # Streaming: break the connection after this many content chunks (None = never).
+    break_after: int | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    status: int
+    message: str = "injected fault"
+    delay_s: float = 0.0
+
+
+@dataclass
+class FakeOpenAI:
+    default: Reply = field(default_factory=lambda: Reply("This is the fake model's answer."))
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _queue: deque[Reply | Fault] = field(default_factory=deque)
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+    port: int = 0
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, *behaviours: Reply | Fault) -> None:
+        self._queue.extend(behaviours)
+
+    def reset(self) -> None:
+        self._queue.clear()
+        self.requests.clear()
+
+    def _next(self) -> Reply | Fault:
+        return self._queue.popleft() if self._queue else self.default
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        behaviour = self._next()
+        if behaviour.delay_s:
+            await asyncio.sleep(behaviour.delay_s)
+        if isinstance(behaviour, Fault):
+            return JSONResponse(
+                {"error": {"message": behaviour.message, "type": "server_error", "code": None}},
+                status_code=behaviour.status,
+            )
+        words = behaviour.text.split(" ")
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        usage = {
+            "prompt_tokens": behaviour.prompt_tokens,
+            "completion_tokens": len(pieces),
+            "total_tokens": behaviour.prompt_tokens + len(pieces),
+        }
+        model = body.get("model", "fake")
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": "fake-1",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": behaviour.text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+
+        async def events() -> Any:
+            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+                payload = {
+                    "id": "fake-1",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+                return f"data: {json.dumps(payload)}\n\n".encode()
+
+            yield chunk({"role": "assistant", "content": ""})
+            for i, piece in enumerate(pieces):
+                if behaviour.break_after is not None and i >= behaviour.break_after:
+                    raise ConnectionResetError("injected broken stream")
+                yield chunk({"content": piece})
+                await asyncio.sleep(0)
+            yield chunk({}, "stop")
+            if (body.get("stream_options") or {}).get("include_usage"):
+                tail = {
+                    "id": "fake-1",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+                yield f"data: {json.dumps(tail)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def _models(self, _: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    def start(self) -> FakeOpenAI:
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models),
+            ]
+        )
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake OpenAI server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)

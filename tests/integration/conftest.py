@@ -1,0 +1,60 @@
+"""Real PostgreSQL and Redis on 127.0.0.1.
+
+Missing services skip with a loud reason; with EXPERTGATE_REQUIRE_SERVICES=1 (CI) a
+missing service fails the test instead. Each test gets a freshly created, Alembic-
+migrated PostgreSQL database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+PG_ADMIN = os.environ.get("EXPERTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("EXPERTGATE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REQUIRED = os.environ.get("EXPERTGATE_REQUIRE_SERVICES") == "1"
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {exc})"
+    if REQUIRED:
+        pytest.fail(f"EXPERTGATE_REQUIRE_SERVICES=1 but {message}")
+    pytest.skip(f"SKIPPED, NEEDS A SERVICE: {message}")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """URL of a new, empty database; dropped after the test."""
+    name = f"eg_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL at " + PG_ADMIN, exc)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis at " + REDIS_URL, exc)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    prefix = f"egtest:{uuid.uuid4().hex[:8]}"
+    client.test_prefix = prefix  # type: ignore[attr-defined]
+    yield client
+    keys = [k async for k in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
