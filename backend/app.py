@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import anyio
@@ -13,12 +13,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.audit.api import router as audit_router
 from backend.bootstrap import bootstrap_admin
 from backend.chat.api import router as chat_router
 from backend.container import Container, build_container
+from backend.conversations.api import router as conversations_router
 from backend.errors import ERROR_TABLE, AppError, BadRequest, PayloadTooLarge, to_app_error
 from backend.health import router as health_router
+from backend.identity.api import router as identity_router
+from backend.knowledge.api import router as knowledge_router
+from backend.routing.api import router as routing_router
+from backend.routing.reload import GateReloader
+from backend.routing.wiring import router_store
 from backend.settings import Settings
+from backend.web.spa import install_spa
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +38,26 @@ def _error_response(error: AppError) -> Response:
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, before they are parsed."""
+    """Refuse request bodies over ``limit`` bytes with 413, before they are parsed.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    ``overrides`` maps exact paths to their own limit (document uploads are larger).
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
-        self.limit = limit
+        self.default_limit = limit
+        self.overrides = dict(overrides or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope["path"], self.default_limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _error_response(self._error())(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _error_response(self._error(limit))(scope, receive, send)
             return
         seen = 0
 
@@ -50,18 +65,18 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.limit:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await _error_response(self._error())(scope, receive, send)
+            await _error_response(self._error(limit))(scope, receive, send)
 
-    def _error(self) -> PayloadTooLarge:
+    def _error(self, limit: int) -> PayloadTooLarge:
         return PayloadTooLarge(
-            f"the request body is larger than {self.limit} bytes", code="request_too_large"
+            f"the request body is larger than {limit} bytes", code="request_too_large"
         )
 
 
@@ -82,12 +97,22 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             built = container
         app.state.container = built
         if owned and settings.bootstrap_admin:
-            await bootstrap_admin(built.db, settings)
-        try:
-            yield
-        finally:
-            if owned:
-                await built.close()
+            await bootstrap_admin(built.db, settings, built.audit)
+        if owned:
+            # Load every domain's index now (rebuilding from SQL if missing, corrupt or
+            # stale) rather than on the first question.
+            await built.knowledge.service.start()
+        reloader = GateReloader(
+            built.router, router_store(settings), built.registry, settings.router_reload_s
+        )
+        async with anyio.create_task_group() as background:
+            background.start_soon(reloader.run)
+            try:
+                yield
+            finally:
+                background.cancel_scope.cancel()
+                if owned:
+                    await built.close()
 
     app = FastAPI(
         title="expertgate",
@@ -97,6 +122,13 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     )
     app.include_router(chat_router)
     app.include_router(health_router)
+    app.include_router(conversations_router)
+    app.include_router(audit_router)
+    app.include_router(identity_router)
+    app.include_router(knowledge_router)
+    app.include_router(routing_router)
+    # The built web UI answers GETs that no route matched (never shadows a route).
+    install_spa(app, settings.web_dir)
 
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> Response:
@@ -127,5 +159,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         log.exception("unhandled error")
         return JSONResponse(AppError("internal error").body(), status_code=500)
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        overrides={"/api/v1/documents": settings.upload_max_bytes},
+    )
     return app

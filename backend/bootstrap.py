@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 
+from backend.audit.types import Actor
+from backend.audit.writer import AuditTrail
 from backend.db.session import Database
+from backend.identity.admin import KeyAdmin
 from backend.identity.service import IdentityService
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-async def bootstrap_admin(db: Database, settings: Settings) -> None:
+async def bootstrap_admin(db: Database, settings: Settings, audit: AuditTrail) -> None:
     key_file = settings.data_dir / "admin.key"
     async with db.transaction() as session:
         identity = IdentityService(session)
@@ -20,10 +23,11 @@ async def bootstrap_admin(db: Database, settings: Settings) -> None:
             if key_file.exists():
                 log.info("admin API key: see %s", key_file.resolve())
             return
-        user = await identity.ensure_user(settings.bootstrap_admin_email, roles={"admin"})
-        issued = await identity.create_key(user, name="bootstrap")
+        issued = await KeyAdmin(session, audit).create(
+            Actor.system(), settings.bootstrap_admin_email, role="admin", name="bootstrap"
+        )
     # Written after the commit: a key file never names a key that was rolled back.
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(issued.secret + "\n")
-    log.info("created admin user %s; its API key is in %s", user.email, key_file.resolve())
+    log.info("created admin user %s; its API key is in %s", issued.email, key_file.resolve())

@@ -22,6 +22,9 @@ def _setup_logging(settings: Settings) -> None:
     )
     for noisy in ("LiteLLM", "litellm", "httpx", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from backend.guard.logfilter import install as redact_pii_in_logs
+
+    redact_pii_in_logs()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -53,22 +56,31 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from backend.audit.types import Actor
+    from backend.audit.writer import build_audit_trail
     from backend.db.session import Database, migrate
-    from backend.identity.service import IdentityService
+    from backend.guard.policy import PiiGuard
+    from backend.identity.admin import KeyAdmin
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
     migrate(url)
+    trail = build_audit_trail(settings, PiiGuard())
 
     async def run() -> str:
         db = Database(url)
         try:
             async with db.transaction() as session:
-                identity = IdentityService(session)
-                user = await identity.ensure_user(
-                    args.user, roles={args.role}, groups=set(args.group or ()), team=args.team
+                issued = await KeyAdmin(session, trail).create(
+                    Actor.cli(getpass.getuser()),
+                    args.user,
+                    role=args.role,
+                    groups=set(args.group or ()),
+                    team=args.team,
+                    name=args.name or "",
                 )
-                issued = await identity.create_key(user, name=args.name or "")
             return issued.secret
         finally:
             await db.dispose()
@@ -81,15 +93,14 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_route(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.container import build_router
+    from backend.routing.wiring import build_router
     from experts.registry import AUTO, ExpertRegistry
     from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
     from router.types import RouteRequest
 
     registry = ExpertRegistry.from_yaml(settings.experts_file)
-    router = build_router(
-        registry, SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
-    )
+    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
+    router = build_router(settings, registry, encoder)
     decision = router.route(
         RouteRequest(text=args.text, requested=None if args.model == AUTO else args.model)
     )
@@ -108,6 +119,12 @@ def cmd_route(settings: Settings, args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.knowledge.cli import run
+
+    return run(settings, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,11 +151,28 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--group", action="append", help="a group the user belongs to (repeatable)")
     create.add_argument("--name", help="a label for the key")
     create.set_defaults(func=cmd_keys_create)
+    from backend.identity.cli import register as add_key_commands
+
+    add_key_commands(keys)
 
     route = sub.add_parser("route", help="print the routing decision for TEXT as JSON")
     route.add_argument("text")
     route.add_argument("--model", default="auto", help="an expert name to request, or auto")
     route.set_defaults(func=cmd_route)
+
+    from backend.routing.cli import register as add_router_commands
+
+    add_router_commands(sub)
+
+    from backend.audit.cli import register as add_audit_commands
+
+    add_audit_commands(sub)
+
+    from backend.knowledge.cli import add_arguments as add_ingest_arguments
+
+    ingest = sub.add_parser("ingest", help="add, update or delete documents of a knowledge domain")
+    add_ingest_arguments(ingest)
+    ingest.set_defaults(func=cmd_ingest)
     return parser
 
 

@@ -12,18 +12,20 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from backend.audit.writer import AuditTrail, build_audit_trail
 from backend.chat.pipeline import ChatPipeline, Limits
 from backend.db.session import Database, migrate
+from backend.guard.policy import PiiGuard
+from backend.knowledge.wiring import Knowledge, build_knowledge
 from backend.load import LoadTracker, LocalLoadTracker
 from backend.local_llm import LocalLLMServer, bundled_gguf
+from backend.routing.wiring import build_router
 from backend.settings import Settings
 from experts.llm import LiteLLMClient
 from experts.registry import ExpertRegistry
 from experts.service import ExpertService, LLMClient
 from experts.types import Endpoint
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
-from router.policy import DecisionPolicy, PolicyConfig
-from router.prototype import PrototypeScorer
 from router.service import Router
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ class Container:
     load: LoadTracker
     local_llm: LocalLLMServer | None
     started_at: int
+    audit: AuditTrail
+    pii: PiiGuard
+    knowledge: Knowledge
 
     async def close(self) -> None:
         if self.local_llm is not None:
@@ -79,13 +84,6 @@ def build_endpoints(
     return endpoints
 
 
-def build_router(registry: ExpertRegistry, encoder: Encoder) -> Router:
-    texts = {spec.name: [spec.description, *spec.examples] for spec in registry}
-    scorer = PrototypeScorer(encoder, texts)
-    capacities = {spec.name: spec.capacity for spec in registry}
-    return Router(encoder, scorer, DecisionPolicy(PolicyConfig(), capacities))
-
-
 def build_container(
     settings: Settings,
     *,
@@ -106,7 +104,11 @@ def build_container(
     migrate(url)
     db = Database(url)
     encoder = encoder or SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
-    router = build_router(registry, encoder)
+    router = build_router(settings, registry, encoder)
+    # The router's loaded encoder is also the knowledge embedder: one model per process.
+    knowledge = build_knowledge(settings, db, registry, encoder)
+    pii = PiiGuard()
+    audit = build_audit_trail(settings, pii)
 
     local = None
     if any(spec.llm.is_local for spec in registry):
@@ -120,7 +122,9 @@ def build_container(
         local.start(settings.local_llm_startup_s)
     try:
         endpoints = build_endpoints(registry, environ, local.api_base if local else None)
-        experts = ExpertService(registry, llm_client or LiteLLMClient(), endpoints)
+        experts = ExpertService(
+            registry, llm_client or LiteLLMClient(), endpoints, outbound=pii
+        )
     except Exception:
         if local is not None:
             local.stop()
@@ -129,6 +133,8 @@ def build_container(
     pipeline = ChatPipeline(
         db, router, registry, experts, load,
         Limits(max_input_chars=settings.max_input_chars, max_messages=settings.max_messages),
+        audit=audit, pii=pii,
+        knowledge=knowledge.service, passages=settings.knowledge_passages,
     )  # fmt: skip
     return Container(
         settings=settings,
@@ -141,4 +147,7 @@ def build_container(
         load=load,
         local_llm=local,
         started_at=int(time.time()),
+        audit=audit,
+        pii=pii,
+        knowledge=knowledge,
     )

@@ -1,10 +1,15 @@
-"""FastAPI dependencies: the container and the authenticated principal."""
+"""FastAPI dependencies: the container, the authenticated principal, role checks."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import AsyncIterator
+from typing import Annotated
 
+from fastapi import Depends, Request
+
+from backend.audit.refusals import record_auth_failure, record_refusal
 from backend.container import Container
+from backend.errors import Forbidden, Unauthorized
 from backend.identity.service import IdentityService
 from backend.identity.types import Principal
 
@@ -14,10 +19,58 @@ def get_container(request: Request) -> Container:
     return container
 
 
-async def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> AsyncIterator[Principal]:
+    """The caller, from ``Authorization: Bearer <key>``. Raises Unauthorized.
+
+    A presented key that fails (forged, revoked, user disabled) is audited as
+    ``auth.failed``; any error that then ends the request is audited as
+    ``http.refused`` (unless the pipeline already audited it with its trace).
+    """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     token = secret.strip() if scheme.lower() == "bearer" else None
     container = get_container(request)
-    async with container.db.session() as session:
-        return await IdentityService(session).authenticate(token)
+    try:
+        async with container.db.transaction() as session:
+            principal = await IdentityService(session).authenticate(token)
+    except Unauthorized:
+        if token:
+            async with container.db.session() as session:
+                reason, key = await IdentityService(session).why_refused(token)
+            await record_auth_failure(
+                container.db,
+                container.audit,
+                reason=reason,
+                key=key,
+                presented_prefix=token[:10],
+                method=request.method,
+                path=request.url.path,
+                client=request.client.host if request.client else None,
+            )
+        raise
+    try:
+        yield principal
+    except Exception as exc:
+        await record_refusal(
+            container.db, container.audit, principal, exc,
+            method=request.method, path=request.url.path,
+        )  # fmt: skip
+        raise
+
+
+async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """The caller, if an admin. Raises Forbidden (audited by get_principal)."""
+    if "admin" not in principal.roles:
+        raise Forbidden("this action needs the admin role", code="admin_required")
+    return principal
+
+
+async def require_audit_reader(
+    principal: Annotated[Principal, Depends(get_principal)],
+) -> Principal:
+    """The caller, if an admin or an auditor. Raises Forbidden."""
+    if not principal.roles & {"admin", "auditor"}:
+        raise Forbidden(
+            "reading the audit trail needs the auditor or admin role", code="auditor_required"
+        )
+    return principal

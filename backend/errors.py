@@ -2,6 +2,7 @@
 
 AppError                     status  code
  ├── BadRequest                400   invalid_request   (``param`` names the field)
+ │                                    pii_blocked       (an expert's PII policy refused it)
  ├── Unauthorized              401   invalid_api_key
  ├── Forbidden                 403   forbidden
  ├── NotFound                  404   not_found / model_not_found
@@ -15,7 +16,14 @@ OpenAI error shape: ``{"error": {"message", "type", "param", "code"}}``.
 
 from __future__ import annotations
 
-from experts.errors import LLMError, LLMRejected, LLMTimeout, LLMUnavailable, UnknownExpert
+from experts.errors import (
+    LLMError,
+    LLMRejected,
+    LLMTimeout,
+    LLMUnavailable,
+    OutboundBlocked,
+    UnknownExpert,
+)
 from router.errors import ExpertNotAllowed, UnknownExpertName
 
 
@@ -72,6 +80,7 @@ ERROR_TABLE: list[tuple[type[Exception], type[AppError], str]] = [
     (UnknownExpert, NotFound, "model_not_found"),
     (UnknownExpertName, NotFound, "model_not_found"),
     (ExpertNotAllowed, Forbidden, "expert_not_allowed"),
+    (OutboundBlocked, BadRequest, "pii_blocked"),
     (LLMTimeout, ServiceUnavailable, "expert_timeout"),
     (LLMRejected, ServiceUnavailable, "expert_rejected"),
     (LLMUnavailable, ServiceUnavailable, "expert_unavailable"),

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PACKAGE_EXPERTS = Path(__file__).resolve().parent.parent / "experts" / "experts.yaml"
+_WEB_DIST = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
 
 class SettingsError(Exception):
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     experts_file: Path = _PACKAGE_EXPERTS
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The built web UI (npm run build in frontend/), served at /.
+    web_dir: Path = _WEB_DIST
 
     # Input guard.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
@@ -48,7 +51,27 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = "admin@localhost"
 
     redis_url: str | None = None
+
+    # The gate: versioned artifacts (shared storage in scale-out) and how often every
+    # process checks for a newly promoted version.
+    router_dir: Path | None = None
+    router_reload_s: float = Field(default=5.0, gt=0)
     secret_key: SecretStr | None = None
+
+    # Audit trail (docs/governance.md). Text of prompts and answers is stored per
+    # audit_text; audit_retention_days drops it after that many days (None: keep).
+    audit_text: Literal["full", "redacted", "hash"] = "redacted"
+    audit_retention_days: int | None = Field(default=None, ge=1)
+
+    # Knowledge (docs/retrieval.md). Indexes live under data_dir/indexes. ingest_roots:
+    # folders the CLI may ingest from (empty: the working directory and the shipped
+    # samples); a JSON list in the environment, e.g. '["/srv/docs"]'.
+    knowledge_passages: int = Field(default=4, ge=0, le=20)
+    knowledge_reload_s: float = Field(default=2.0, ge=0)
+    ingest_roots: tuple[Path, ...] = ()
+    ingest_max_file_bytes: int = Field(default=20_000_000, ge=1)
+    upload_max_bytes: int = Field(default=25_000_000, ge=1024)
+    index_hnsw_threshold: int = Field(default=20_000, ge=1)
 
     @field_validator("database_url")
     @classmethod

@@ -3,6 +3,7 @@
 ExpertError
  ├── UnknownExpert        a name that is not in the registry
  ├── RegistryError        experts.yaml is missing or invalid (message names the field)
+ ├── OutboundBlocked      the expert's outbound filter refused the request (PII policy)
  └── LLMError             a call to an expert's LLM failed
       ├── LLMUnavailable  the endpoint could not answer (connection, 5xx, rate limit)
       │    └── LLMTimeout the endpoint did not answer within the expert's timeout
@@ -25,6 +26,15 @@ class UnknownExpert(ExpertError):
 
 class RegistryError(ExpertError):
     pass
+
+
+class OutboundBlocked(ExpertError):
+    """The text may not be sent to ``expert`` (its PII policy is ``block``)."""
+
+    def __init__(self, expert: str, detail: str) -> None:
+        super().__init__(f"expert {expert!r}: {detail}")
+        self.expert = expert
+        self.detail = detail
 
 
 class LLMError(ExpertError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,6 +30,7 @@ GENERALIST = "general"
 LOCAL_API_BASE = "local"
 AUTO = "auto"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+PiiPolicy = Literal["redact", "allow", "block"]
 
 
 class _Strict(BaseModel):
@@ -66,6 +67,9 @@ class ExpertSpec(_Strict):
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     fallback: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
+    # What reaches this expert's endpoint when a request holds PII: redact it, allow it
+    # as is, or block the request. Unset: allow for `api_base: local`, redact otherwise.
+    pii: PiiPolicy | None = None
 
     @field_validator("name")
     @classmethod
@@ -75,6 +79,13 @@ class ExpertSpec(_Strict):
                 "expert names are lowercase letters, digits, '-' or '_' (max 32), not 'auto'"
             )
         return value
+
+    @property
+    def pii_policy(self) -> PiiPolicy:
+        """The effective PII policy (see the ``pii`` field)."""
+        if self.pii is not None:
+            return self.pii
+        return "allow" if self.llm.is_local else "redact"
 
     def allows(self, groups: frozenset[str]) -> bool:
         """True when a caller in ``groups`` may use this expert (empty list = everyone)."""

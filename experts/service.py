@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
-from experts.errors import LLMError, LLMRejected
+from experts.errors import LLMError, LLMRejected, OutboundBlocked
 from experts.prompts import build_messages
-from experts.registry import ExpertRegistry, GenerationParams
+from experts.registry import ExpertRegistry, ExpertSpec, GenerationParams
 from experts.types import (
     ChatMessage,
     Completion,
@@ -39,6 +39,27 @@ class LLMClient(Protocol):
     ) -> AsyncIterator[StreamEvent]: ...
 
 
+class OutboundFilter(Protocol):
+    """What may leave for one expert's endpoint, applied once per expert tried.
+
+    Returns the conversation and passages to send (e.g. with PII redacted), or raises
+    OutboundBlocked. Called per expert so a fallback gets its own policy's treatment.
+    """
+
+    def outbound(
+        self, spec: ExpertSpec, conversation: Sequence[ChatMessage], passages: Sequence[Passage]
+    ) -> tuple[Sequence[ChatMessage], Sequence[Passage]]: ...
+
+
+class PassThrough:
+    """The OutboundFilter that sends everything as is."""
+
+    def outbound(
+        self, spec: ExpertSpec, conversation: Sequence[ChatMessage], passages: Sequence[Passage]
+    ) -> tuple[Sequence[ChatMessage], Sequence[Passage]]:
+        return conversation, passages
+
+
 class StreamStart:
     """First event of :meth:`ExpertService.stream`: which expert is answering."""
 
@@ -53,7 +74,11 @@ class ExpertService:
     """Generates answers. Holds no per-request state; safe to share across requests."""
 
     def __init__(
-        self, registry: ExpertRegistry, client: LLMClient, endpoints: Mapping[str, Endpoint]
+        self,
+        registry: ExpertRegistry,
+        client: LLMClient,
+        endpoints: Mapping[str, Endpoint],
+        outbound: OutboundFilter | None = None,
     ) -> None:
         missing = [name for name in registry.names if name not in endpoints]
         if missing:
@@ -61,6 +86,30 @@ class ExpertService:
         self._registry = registry
         self._client = client
         self._endpoints = dict(endpoints)
+        self._outbound: OutboundFilter = outbound or PassThrough()
+
+    def _messages(
+        self,
+        name: str,
+        first: bool,
+        conversation: Sequence[ChatMessage],
+        passages: Sequence[Passage],
+        steps: list[FallbackStep],
+    ) -> list[ChatMessage] | None:
+        """The prompt for ``name`` after its outbound filter; None when it is skipped.
+
+        A blocked first choice raises OutboundBlocked (the request is refused); a
+        blocked fallback is skipped and noted in ``steps``.
+        """
+        spec = self._registry.get(name)
+        try:
+            sent, docs = self._outbound.outbound(spec, conversation, passages)
+        except OutboundBlocked as exc:
+            if first:
+                raise
+            steps.append(FallbackStep(name, exc.detail))
+            return None
+        return build_messages(spec, sent, docs)
 
     def endpoint(self, expert: str) -> Endpoint:
         return self._endpoints[expert]
@@ -97,9 +146,10 @@ class ExpertService:
         """
         steps: list[FallbackStep] = []
         last: LLMError | None = None
-        for name in self._plan(expert, allow_fallback):
-            spec = self._registry.get(name)
-            messages = build_messages(spec, conversation, passages)
+        for i, name in enumerate(self._plan(expert, allow_fallback)):
+            messages = self._messages(name, i == 0, conversation, passages, steps)
+            if messages is None:
+                continue
             try:
                 completion = await self._client.complete(
                     name,
@@ -134,9 +184,10 @@ class ExpertService:
         """
         steps: list[FallbackStep] = []
         last: LLMError | None = None
-        for name in self._plan(expert, allow_fallback):
-            spec = self._registry.get(name)
-            messages = build_messages(spec, conversation, passages)
+        for i, name in enumerate(self._plan(expert, allow_fallback)):
+            messages = self._messages(name, i == 0, conversation, passages, steps)
+            if messages is None:
+                continue
             events = self._client.stream(
                 name, self._endpoints[name], messages, self._params(name, max_tokens, temperature)
             )
@@ -163,4 +214,11 @@ class ExpertService:
         raise last
 
 
-__all__ = ["ExpertService", "LLMClient", "StreamStart", "TextDelta"]
+__all__ = [
+    "ExpertService",
+    "LLMClient",
+    "OutboundFilter",
+    "PassThrough",
+    "StreamStart",
+    "TextDelta",
+]

@@ -33,9 +33,7 @@ class SentenceTransformerEncoder:
 
         self._model = SentenceTransformer(str(path), device="cpu")
         self.name = name or path.name
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
-        )
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = get_dim()
         if dim is None:
             raise ValueError(f"encoder at {path} does not report its dimension")

@@ -46,9 +46,7 @@ class DecisionPolicy:
         def allowed(name: str) -> bool:
             return request.allowed is None or name in request.allowed or name == GENERALIST
 
-        def make(
-            expert: str, reason: Reason, top: tuple[str, ...], detail: str = ""
-        ) -> RoutingDecision:
+        def make(expert: str, reason: Reason, top: tuple[str, ...], detail: str = "") -> RoutingDecision:
             return RoutingDecision(
                 expert=expert,
                 confidence=round(probs.get(expert, 0.0), 6),
@@ -77,11 +75,7 @@ class DecisionPolicy:
 
         ranked = sorted(probs, key=lambda n: (-probs[n], n))
         best = ranked[0]
-        top = tuple(
-            n
-            for n in ranked[: cfg.top_k]
-            if probs[n] > 0 and probs[n] >= probs[best] - cfg.top_k_margin
-        )
+        top = tuple(n for n in ranked[: cfg.top_k] if probs[n] > 0 and probs[n] >= probs[best] - cfg.top_k_margin)
         note = f"removed (not allowed): {', '.join(removed)}" if removed else ""
 
         prev = request.previous_expert
@@ -103,11 +97,7 @@ class DecisionPolicy:
         if not self._full(chosen, request):
             return make(chosen, reason, top, note)
         for alt in top:
-            if (
-                alt != chosen
-                and probs[alt] >= cfg.overflow_min_prob
-                and not self._full(alt, request)
-            ):
+            if alt != chosen and probs[alt] >= cfg.overflow_min_prob and not self._full(alt, request):
                 return make(alt, Reason.OVERFLOW, top, f"{chosen} at capacity")
         return make(GENERALIST, Reason.OVERFLOW, top, f"{chosen} at capacity")
 

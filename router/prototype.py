@@ -24,9 +24,7 @@ def _softmax(x: Vectors, temperature: float) -> Vectors:
 
 
 class PrototypeScorer:
-    def __init__(
-        self, encoder: Encoder, texts: Mapping[str, Sequence[str]], temperature: float = 0.05
-    ) -> None:
+    def __init__(self, encoder: Encoder, texts: Mapping[str, Sequence[str]], temperature: float = 0.05) -> None:
         if not texts:
             raise ValueError("at least one expert is needed")
         self.experts: tuple[str, ...] = tuple(texts)
@@ -40,12 +38,15 @@ class PrototypeScorer:
             examples.append(vecs)
         self._centroids: Vectors = np.stack(centroids).astype(np.float32)
         self._examples: Vectors = np.concatenate(examples).astype(np.float32)
-        digest = hashlib.sha256(
-            repr(sorted((k, tuple(v)) for k, v in texts.items())).encode()
-        ).hexdigest()
+        digest = hashlib.sha256(repr(sorted((k, tuple(v)) for k, v in texts.items())).encode()).hexdigest()
         self.version = f"prototype-{digest[:10]}"
 
-    def score(self, vectors: Vectors) -> list[Scores]:
+    def similarities(self, vectors: Vectors) -> Vectors:
+        """Cosine similarity of each vector to each expert's prototype, (n, len(experts))."""
+        out: Vectors = vectors @ self._centroids.T
+        return out
+
+    def score(self, texts: Sequence[str], vectors: Vectors) -> list[Scores]:
         sims = vectors @ self._centroids.T
         probs = _softmax(sims, self._temperature)
         in_domain = (vectors @ self._examples.T).max(axis=1)

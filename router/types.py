@@ -47,6 +47,8 @@ class RoutingDecision:
     router_version: str
     ood_score: float
     detail: str = ""
+    shadow_expert: str | None = None  # what a candidate gate in shadow mode would have chosen
+    shadow_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from backend.chat.schemas import (
     ChatCompletion,
     ChatRequest,
     Choice,
+    Citation,
     FallbackOut,
     ModelCard,
     ModelList,
@@ -29,6 +30,7 @@ from backend.container import Container
 from backend.deps import get_container, get_principal
 from backend.errors import AppError, BadRequest, to_app_error
 from backend.identity.types import Principal
+from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from experts.registry import AUTO
 from experts.types import FallbackStep, TextDelta
 
@@ -45,6 +47,7 @@ def _route_info(
     fallbacks: tuple[FallbackStep, ...] = (),
     conversation_id: str | None = None,
     upstream_model: str | None = None,
+    retrieval: Retrieval = NO_RETRIEVAL,
 ) -> RouteInfo:
     d = routed.decision
     return RouteInfo(
@@ -54,7 +57,17 @@ def _route_info(
         router_version=d.router_version,
         top_k=list(d.top_k),
         probabilities=dict(d.probabilities),
-        citations=[],
+        citations=[
+            Citation(
+                number=p.number,
+                title=p.title,
+                source=p.source,
+                snippet=p.snippet,
+                score=p.score,
+                location=p.location or None,
+            )
+            for p in retrieval.passages
+        ],
         fallbacks=[FallbackOut(expert=f.expert, error=f.error) for f in fallbacks],
         request_id=routed.input.request_id,
         conversation_id=conversation_id,
@@ -119,6 +132,7 @@ def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
             fallbacks=result.answer.fallbacks,
             conversation_id=result.conversation_id,
             upstream_model=completion.model,
+            retrieval=result.retrieval,
         ),
     )
 
@@ -148,7 +162,9 @@ async def _sse(pipeline: ChatPipeline, routed: Routed) -> AsyncIterator[bytes]:
         async for event in pipeline.stream(routed):
             if isinstance(event, StreamOpened):
                 expert = event.expert
-                info = _route_info(routed, expert=expert, fallbacks=event.fallbacks)
+                info = _route_info(
+                    routed, expert=expert, fallbacks=event.fallbacks, retrieval=event.retrieval
+                )
                 yield chunk({"role": "assistant", "content": ""}, expertgate=info.model_dump())
             elif isinstance(event, TextDelta):
                 yield chunk({"content": event.text})
@@ -158,6 +174,7 @@ async def _sse(pipeline: ChatPipeline, routed: Routed) -> AsyncIterator[bytes]:
                     expert=expert,
                     conversation_id=event.conversation_id,
                     upstream_model=event.model,
+                    retrieval=event.retrieval,
                 )
                 usage = {
                     "prompt_tokens": event.usage.prompt_tokens,

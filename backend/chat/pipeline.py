@@ -6,7 +6,8 @@ stored route record):
 1. authenticate   -> Principal              (done by the API dependency)
 2. guard input    -> ChatInput              size limits, control characters
 3. route          -> RoutingDecision        gate + policy, with the caller's ACL and load
-4. retrieve       -> passages               (none until the knowledge issue lands)
+4. retrieve       -> Retrieval              the decided expert's index (+ a close second
+                                            top-k expert's), ACL-filtered; numbered passages
 5. generate       -> ExpertAnswer / stream  the expert's LLM, fallback chain to general
 6. record         -> conversation id        user + assistant messages, one transaction
 7. respond                                  done by the API layer from ChatResult
@@ -14,6 +15,7 @@ stored route record):
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -21,10 +23,16 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from backend.audit.chat import ChatTrace, chat_entry
+from backend.audit.types import CLIENT_CLOSED
+from backend.audit.writer import AuditTrail, mark_recorded
 from backend.chat.conversations import ConversationService, Exchange
 from backend.db.session import Database
-from backend.errors import BadRequest, PayloadTooLarge
+from backend.errors import AppError, BadRequest, PayloadTooLarge, to_app_error
+from backend.guard.policy import NO_PII, PiiGuard, PiiReport
 from backend.identity.types import Principal
+from backend.knowledge.service import DomainQuery, KnowledgeService
+from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.load import LoadTracker
 from experts.registry import AUTO, ExpertRegistry
 from experts.service import ExpertService, StreamStart
@@ -32,6 +40,7 @@ from experts.types import ChatMessage, ExpertAnswer, FallbackStep, StreamDone, T
 from router.service import Router
 from router.types import RouteRequest, RoutingDecision
 
+log = logging.getLogger(__name__)
 _CONTROL = {i: None for i in range(32) if chr(i) not in "\n\r\t"}
 HISTORY_TURNS = 3
 
@@ -53,6 +62,9 @@ class ChatInput:
     max_tokens: int | None = None
     temperature: float | None = None
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    pii: PiiReport = NO_PII  # what the guard found (counts per type; never the values)
+    started: float = field(default_factory=time.perf_counter)  # for latency_ms.total
+    guard_ms: float = 0.0
 
     @property
     def last_user_text(self) -> str:
@@ -74,6 +86,7 @@ class ChatResult:
     decision: RoutingDecision
     answer: ExpertAnswer
     conversation_id: str
+    retrieval: Retrieval = NO_RETRIEVAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,7 @@ class StreamOpened:
 
     expert: str
     fallbacks: tuple[FallbackStep, ...]
+    retrieval: Retrieval = NO_RETRIEVAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,7 @@ class StreamFinished:
     usage: Usage
     model: str
     conversation_id: str
+    retrieval: Retrieval = NO_RETRIEVAL
 
 
 class ChatPipeline:
@@ -103,6 +118,11 @@ class ChatPipeline:
         experts: ExpertService,
         load: LoadTracker,
         limits: Limits,
+        *,
+        audit: AuditTrail,
+        pii: PiiGuard,
+        knowledge: KnowledgeService | None = None,
+        passages: int = 4,
     ) -> None:
         self._db = db
         self._router = router
@@ -110,6 +130,10 @@ class ChatPipeline:
         self._experts = experts
         self._load = load
         self._limits = limits
+        self._audit = audit
+        self._pii = pii
+        self._knowledge = knowledge
+        self._passages = passages
 
     # -- stage 2 -----------------------------------------------------------------
     def guard(
@@ -122,7 +146,8 @@ class ChatPipeline:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> ChatInput:
-        """Check sizes and clean the text. Raises PayloadTooLarge, BadRequest."""
+        """Check sizes, clean the text, scan it for PII. Raises PayloadTooLarge, BadRequest."""
+        started = time.perf_counter()
         if len(messages) > self._limits.max_messages:
             raise PayloadTooLarge(
                 f"{len(messages)} messages is more than the limit of {self._limits.max_messages}",
@@ -143,6 +168,9 @@ class ChatPipeline:
             cleaned.append(ChatMessage(role, text.translate(_CONTROL)))  # type: ignore[arg-type]
         if not any(m.role == "user" and m.content.strip() for m in cleaned):
             raise BadRequest("there is no non-empty user message", param="messages")
+        # The policy is applied per expert on the way out (PiiGuard.outbound); here we
+        # only note what is there, for the audit event.
+        report = self._pii.scan([m.content for m in cleaned if m.role != "assistant"])
         return ChatInput(
             principal=principal,
             model=model,
@@ -150,6 +178,9 @@ class ChatPipeline:
             conversation_id=conversation_id,
             max_tokens=max_tokens,
             temperature=temperature,
+            pii=report,
+            started=started,
+            guard_ms=(time.perf_counter() - started) * 1000,
         )
 
     # -- stage 3 -----------------------------------------------------------------
@@ -176,21 +207,63 @@ class ChatPipeline:
         decision = await anyio.to_thread.run_sync(self._router.route, request)
         return Routed(chat, decision, (time.perf_counter() - started) * 1000)
 
+    # -- stage 4 -----------------------------------------------------------------
+    async def retrieve(self, routed: Routed) -> Retrieval:
+        """Passages from the decided expert's index, ACL-filtered by the caller's groups.
+
+        When the decision's top-k holds a second expert with an index that the caller
+        may use, its index is searched too and its scores are weighted by its gate
+        probability relative to the decided expert's. The generalist has no index.
+        """
+        chat, decision = routed.input, routed.decision
+        spec = self._registry.get(decision.expert)
+        if self._knowledge is None or spec.index is None:
+            return NO_RETRIEVAL
+        groups = chat.principal.groups
+        own = decision.probabilities.get(decision.expert, 0.0)
+        targets = [DomainQuery(spec.index)]
+        for other in decision.top_k:
+            peer = self._registry.get(other) if other in self._registry else None
+            if peer is None or other == decision.expert or not peer.index:
+                continue
+            if not peer.allows(groups):
+                continue
+            weight = min(1.0, decision.probabilities.get(other, 0.0) / own) if own > 0 else 0.0
+            if weight > 0 and peer.index not in {t.domain for t in targets}:
+                targets.append(DomainQuery(peer.index, weight))
+        return await self._knowledge.retrieve(chat.last_user_text, targets, groups, self._passages)
+
     # -- stages 5-6 --------------------------------------------------------------
     async def complete(self, routed: Routed) -> ChatResult:
         chat, decision = routed.input, routed.decision
-        async with self._load.hold(decision.expert):
-            answer = await self._experts.answer(
-                decision.expert,
-                chat.messages,
-                allow_fallback=decision.reason != "requested",
-                max_tokens=chat.max_tokens,
-                temperature=chat.temperature,
-            )
+        retrieval = await self.retrieve(routed)
+        started = time.perf_counter()
+        try:
+            async with self._load.hold(decision.expert):
+                answer = await self._experts.answer(
+                    decision.expert,
+                    chat.messages,
+                    [p.as_passage() for p in retrieval.passages],
+                    allow_fallback=decision.reason != "requested",
+                    max_tokens=chat.max_tokens,
+                    temperature=chat.temperature,
+                )
+        except Exception as exc:
+            await self._record_failure(routed, exc, started, stream=False)
+            raise
         conversation_id = await self._record(
-            routed, answer.expert, answer.completion.text, answer.completion.usage, answer.fallbacks
+            routed,
+            answer.expert,
+            answer.completion.text,
+            answer.completion.usage,
+            answer.fallbacks,
+            generate_ms=(time.perf_counter() - started) * 1000,
+            upstream_model=answer.completion.model,
+            finish_reason=answer.completion.finish_reason,
+            stream=False,
+            retrieval=retrieval,
         )
-        return ChatResult(chat.request_id, decision, answer, conversation_id)
+        return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
 
     async def stream(
         self, routed: Routed
@@ -201,25 +274,54 @@ class ChatPipeline:
         expert = decision.expert
         fallbacks: tuple[FallbackStep, ...] = ()
         done: StreamDone | None = None
-        async with self._load.hold(decision.expert):
-            async for event in self._experts.stream(
-                decision.expert,
-                chat.messages,
-                allow_fallback=decision.reason != "requested",
-                max_tokens=chat.max_tokens,
-                temperature=chat.temperature,
-            ):
-                if isinstance(event, StreamStart):
-                    expert, fallbacks = event.expert, event.fallbacks
-                    yield StreamOpened(expert, fallbacks)
-                elif isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    yield event
-                else:
-                    done = event
+        retrieval = await self.retrieve(routed)
+        started = time.perf_counter()
+        try:
+            async with self._load.hold(decision.expert):
+                async for event in self._experts.stream(
+                    decision.expert,
+                    chat.messages,
+                    [p.as_passage() for p in retrieval.passages],
+                    allow_fallback=decision.reason != "requested",
+                    max_tokens=chat.max_tokens,
+                    temperature=chat.temperature,
+                ):
+                    if isinstance(event, StreamStart):
+                        expert, fallbacks = event.expert, event.fallbacks
+                        yield StreamOpened(expert, fallbacks, retrieval)
+                    elif isinstance(event, TextDelta):
+                        parts.append(event.text)
+                        yield event
+                    else:
+                        done = event
+        except Exception as exc:
+            await self._record_failure(
+                routed, exc, started, stream=True, expert=expert, fallbacks=fallbacks,
+                partial="".join(parts),
+            )  # fmt: skip
+            raise
+        except (GeneratorExit, anyio.get_cancelled_exc_class()):
+            # The client went away mid-answer: still one event for the request.
+            with anyio.CancelScope(shield=True):
+                await self._record_failure(
+                    routed, None, started, stream=True, expert=expert, fallbacks=fallbacks,
+                    partial="".join(parts),
+                )  # fmt: skip
+            raise
         assert done is not None, "ExpertService.stream always ends with StreamDone"
-        conversation_id = await self._record(routed, expert, "".join(parts), done.usage, fallbacks)
-        yield StreamFinished(done.finish_reason, done.usage, done.model, conversation_id)
+        conversation_id = await self._record(
+            routed,
+            expert,
+            "".join(parts),
+            done.usage,
+            fallbacks,
+            generate_ms=(time.perf_counter() - started) * 1000,
+            upstream_model=done.model,
+            finish_reason=done.finish_reason,
+            stream=True,
+            retrieval=retrieval,
+        )
+        yield StreamFinished(done.finish_reason, done.usage, done.model, conversation_id, retrieval)
 
     async def _record(
         self,
@@ -228,7 +330,14 @@ class ChatPipeline:
         text: str,
         usage: Usage,
         fallbacks: tuple[FallbackStep, ...],
+        *,
+        generate_ms: float,
+        upstream_model: str,
+        finish_reason: str,
+        stream: bool,
+        retrieval: Retrieval = NO_RETRIEVAL,
     ) -> str:
+        """Store the exchange and its audit event in one transaction (both or neither)."""
         chat, decision = routed.input, routed.decision
         route = {
             "expert": expert,
@@ -242,9 +351,21 @@ class ChatPipeline:
             "detail": decision.detail,
             "route_ms": round(routed.route_ms, 3),
             "fallbacks": [{"expert": f.expert, "error": f.error} for f in fallbacks],
-        }
+            # What the caller was shown (only chunks it may see) and what was searched.
+            "citations": [
+                {"number": p.number, "title": p.title, "source": p.source,
+                 "snippet": p.snippet, "score": p.score, "location": p.location}
+                for p in retrieval.passages
+            ],
+            "retrieval": {
+                "domains": list(retrieval.domains),
+                "chunk_ids": [p.chunk_id for p in retrieval.passages],
+                "ms": retrieval.ms,
+                "degraded": retrieval.degraded,
+            },
+        }  # fmt: skip
         async with self._db.transaction() as session:
-            return await ConversationService(session).record(
+            conversation_id = await ConversationService(session).record(
                 chat.principal,
                 chat.conversation_id,
                 Exchange(
@@ -257,3 +378,100 @@ class ChatPipeline:
                     completion_tokens=usage.completion_tokens,
                 ),
             )
+            trace = self._trace(
+                routed,
+                expert,
+                generate_ms,
+                stream=stream,
+                usage=usage,
+                fallbacks=fallbacks,
+                answer=text,
+                upstream_model=upstream_model,
+                finish_reason=finish_reason,
+                conversation_id=conversation_id,
+            )
+            # Last write of the transaction: the chain lock is held until the commit.
+            await self._audit.append(session, chat_entry(trace, self._audit.redact_free_text))
+            return conversation_id
+
+    # -- audit -------------------------------------------------------------------
+    def _trace(
+        self,
+        routed: Routed,
+        expert: str,
+        generate_ms: float,
+        *,
+        stream: bool,
+        usage: Usage | None = None,
+        fallbacks: tuple[FallbackStep, ...] = (),
+        answer: str | None = None,
+        upstream_model: str | None = None,
+        finish_reason: str | None = None,
+        conversation_id: str | None = None,
+        error: AppError | None = None,
+    ) -> ChatTrace:
+        chat = routed.input
+        endpoint = self._experts.endpoint(expert)
+        return ChatTrace(
+            request_id=chat.request_id,
+            principal=chat.principal,
+            prompt=chat.last_user_text,
+            decision=routed.decision,
+            latency_ms={
+                "guard": chat.guard_ms,
+                "route": routed.route_ms,
+                "generate": generate_ms,
+                "total": (time.perf_counter() - chat.started) * 1000,
+            },
+            pii=chat.pii,
+            pii_policy=self._registry.get(expert).pii_policy,
+            stream=stream,
+            expert=expert,
+            model=endpoint.model,
+            upstream_model=upstream_model,
+            endpoint=endpoint.api_base,
+            usage=usage,
+            fallbacks=fallbacks,
+            answer=answer,
+            finish_reason=finish_reason,
+            conversation_id=conversation_id or chat.conversation_id,
+            error=error,
+        )
+
+    async def _record_failure(
+        self,
+        routed: Routed,
+        exc: Exception | None,
+        started: float,
+        *,
+        stream: bool,
+        expert: str | None = None,
+        fallbacks: tuple[FallbackStep, ...] = (),
+        partial: str = "",
+    ) -> None:
+        """Audit a request that failed while generating (``exc`` None: client went away).
+
+        In its own transaction: the request's rows were never written. If even that
+        fails, the failure is logged and the original error still propagates.
+        """
+        if exc is None:
+            error = AppError("the client closed the connection", code="client_closed")
+            error.status = CLIENT_CLOSED
+        else:
+            error = to_app_error(exc) or AppError("internal error")
+        trace = self._trace(
+            routed,
+            expert or routed.decision.expert,
+            (time.perf_counter() - started) * 1000,
+            stream=stream,
+            fallbacks=fallbacks,
+            answer=partial or None,
+            error=error,
+        )
+        try:
+            await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text))
+        except Exception:
+            log.exception("could not audit failed request %s", routed.input.request_id)
+            return
+        if exc is not None:
+            mark_recorded(exc)

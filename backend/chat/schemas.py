@@ -58,11 +58,14 @@ class RouteBody(BaseModel):
 
 
 class Citation(BaseModel):
+    """A numbered passage the answer may cite as [number]; ``score`` is in [0, 1]."""
+
     number: int
     title: str
     source: str
     snippet: str
     score: float
+    location: str | None = None  # "lines 12-30", "page 3"
 
 
 class FallbackOut(BaseModel):

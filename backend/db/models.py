@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -51,6 +63,7 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(120), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -80,4 +93,157 @@ class Message(Base):
     route: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """One hash-chained audit event (backend/audit). Rows are appended, never updated,
+    except that retention may null ``prompt``/``answer`` and set ``content_purged_at``.
+
+    No foreign keys: the record must outlive the users and keys it names.
+    """
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_email: Mapped[str | None] = mapped_column(String(320), index=True)
+    team: Mapped[str | None] = mapped_column(String(120), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    expert: Mapped[str | None] = mapped_column(String(32), index=True)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    content_digest: Mapped[str] = mapped_column(String(64))
+    content_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    alg: Mapped[str] = mapped_column(String(40))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditChainHead(Base):
+    """The single row (id 1) holding the chain's last seq and hash.
+
+    Appending updates it first, which serializes writers: a row lock on PostgreSQL,
+    the database write lock on SQLite. It also lets verify notice deleted tail events.
+    """
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Document(Base):
+    """One ingested file of a knowledge domain (backend/knowledge).
+
+    ``source`` is unique per domain (a path relative to an allowed root, or
+    ``upload/<name>``); ``groups`` empty means every caller may see it.
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("domain", "source", name="uq_documents_domain_source"),
+        # Ids are never reused (SQLite would reuse the highest after a delete): an index
+        # version built before a delete must not name a newer row.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(1024))
+    title: Mapped[str] = mapped_column(String(500))
+    media_type: Mapped[str] = mapped_column(String(100))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DocumentChunk(Base):
+    """A chunk of a document: its text, place in the source, and embedding.
+
+    ``embedding`` is the float32 little-endian vector made by ``embedder``; keeping it
+    here lets an index be rebuilt from SQL without re-embedding.
+    """
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        Index("ix_chunks_domain_id", "domain", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    domain: Mapped[str] = mapped_column(String(64))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    title_path: Mapped[list[str]] = mapped_column(JSON, default=list)
+    text: Mapped[str] = mapped_column(Text)
+    start_line: Mapped[int | None] = mapped_column(Integer)
+    end_line: Mapped[int | None] = mapped_column(Integer)
+    page: Mapped[int | None] = mapped_column(Integer)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedder: Mapped[str | None] = mapped_column(String(100))
+
+
+class IngestJob(Base):
+    """One ingestion batch: its inputs, progress and per-file results."""
+
+    __tablename__ = "ingest_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    total_files: Mapped[int] = mapped_column(Integer, default=0)
+    done_files: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    index_version: Mapped[str | None] = mapped_column(String(64))
+    submitted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TrainingExample(Base):
+    """A labelled routing example beyond the shipped seed set (feedback or admin relabel)."""
+
+    __tablename__ = "training_examples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    domain: Mapped[str] = mapped_column(String(32), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # "feedback" | "admin"
+    request_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Feedback(Base):
+    """A user's verdict on one answer; thumbs-down without a label waits for an admin."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    rating: Mapped[str] = mapped_column(String(8))  # "up" | "down"
+    comment: Mapped[str | None] = mapped_column(Text)
+    expected_expert: Mapped[str | None] = mapped_column(String(32))
+    routed_expert: Mapped[str | None] = mapped_column(String(32))
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

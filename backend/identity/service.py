@@ -5,17 +5,21 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.models import ApiKey, Team, User
-from backend.errors import BadRequest, Unauthorized
-from backend.identity.types import IssuedKey, Principal
+from backend.db.models import ApiKey, Team, User, utcnow
+from backend.errors import BadRequest, NotFound, Unauthorized
+from backend.identity.types import IssuedKey, KeyInfo, Principal
 
 KEY_PREFIX = "eg-"
 ROLES = frozenset({"admin", "auditor", "user"})
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# last_used_at is refreshed at most this often per key: a write per request would
+# serialize every request on the database for a timestamp nobody needs to the second.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def hash_key(secret: str) -> str:
@@ -84,6 +88,10 @@ class IdentityService:
         row = await self._session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
         if row is None or row.revoked_at is not None or row.user.disabled:
             raise Unauthorized("the API key is not valid (unknown, revoked or its user disabled)")
+        now = utcnow()
+        if row.last_used_at is None or _aware(row.last_used_at) < now - LAST_USED_RESOLUTION:
+            row.last_used_at = now
+            await self._session.flush()
         user = row.user
         return Principal(
             user_id=user.id,
@@ -92,9 +100,79 @@ class IdentityService:
             groups=frozenset(user.groups),
             roles=frozenset(user.roles),
             channel=channel,
+            key_id=row.id,
         )
+
+    async def why_refused(self, secret: str) -> tuple[str, KeyInfo | None]:
+        """Why ``secret`` does not authenticate (for the audit log, never for the caller):
+        ``unknown`` (forged or mistyped), ``revoked`` or ``user_disabled``, and the key."""
+        row = await self._session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+        if row is None:
+            return "unknown", None
+        reason = "revoked" if row.revoked_at is not None else "user_disabled"
+        return reason, _key_info(row)
+
+    async def list_keys(self, email: str | None = None) -> list[KeyInfo]:
+        """Every key (of ``email``'s user if given), oldest first. Never the secrets."""
+        stmt = select(ApiKey).order_by(ApiKey.id)
+        if email is not None:
+            stmt = stmt.join(User).where(User.email == email.strip().lower())
+        return [_key_info(row) for row in (await self._session.scalars(stmt)).all()]
+
+    async def get_key(self, key_id: int) -> KeyInfo:
+        """Raises NotFound."""
+        return _key_info(await self._key_row(key_id))
+
+    async def revoke_key(self, key_id: int) -> tuple[KeyInfo, bool]:
+        """Revoke a key; returns it and whether it changed (False: already revoked).
+        Raises NotFound."""
+        row = await self._key_row(key_id)
+        changed = row.revoked_at is None
+        if changed:
+            row.revoked_at = utcnow()
+            await self._session.flush()
+        return _key_info(row), changed
+
+    async def find_key_id(self, ref: str) -> int:
+        """A key id from a numeric id or a key prefix as printed by `keys list`.
+        Raises NotFound, or BadRequest when a prefix matches more than one key."""
+        if ref.isdigit():
+            return (await self._key_row(int(ref))).id
+        ids = list(
+            (await self._session.scalars(select(ApiKey.id).where(ApiKey.prefix == ref))).all()
+        )
+        if not ids:
+            raise NotFound(f"no API key with id or prefix {ref!r}", code="key_not_found")
+        if len(ids) > 1:
+            raise BadRequest(f"prefix {ref!r} matches {len(ids)} keys; use the id", param="key")
+        return ids[0]
+
+    async def _key_row(self, key_id: int) -> ApiKey:
+        row = await self._session.get(ApiKey, key_id)
+        if row is None:
+            raise NotFound(f"no API key with id {key_id}", code="key_not_found")
+        return row
 
     async def count_users(self) -> int:
         from sqlalchemy import func
 
         return int(await self._session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+def _aware(ts: datetime) -> datetime:
+    # SQLite gives naive datetimes back; they were written as UTC.
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _key_info(row: ApiKey) -> KeyInfo:
+    return KeyInfo(
+        key_id=row.id,
+        prefix=row.prefix,
+        name=row.name,
+        user_id=row.user_id,
+        email=row.user.email,
+        roles=tuple(sorted(row.user.roles)),
+        created_at=_aware(row.created_at),
+        last_used_at=_aware(row.last_used_at) if row.last_used_at else None,
+        revoked_at=_aware(row.revoked_at) if row.revoked_at else None,
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +14,7 @@ class Principal:
     groups: frozenset[str]
     roles: frozenset[str]
     channel: str = "api"
+    key_id: int | None = None  # the API key that authenticated this request, if any
 
     @property
     def is_admin(self) -> bool:
@@ -27,3 +29,18 @@ class IssuedKey:
     user_id: int
     email: str
     secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An API key as listed: everything but the secret (which is never stored)."""
+
+    key_id: int
+    prefix: str
+    name: str
+    user_id: int
+    email: str
+    roles: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None

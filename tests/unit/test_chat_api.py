@@ -56,7 +56,7 @@ async def test_auto_routes_and_answers_with_route_object(
     assert eg["expert"] == "legal"
     assert eg["reason"] == "routed"
     assert set(eg["probabilities"]) == {"code", "legal", "support", "general"}
-    assert eg["router_version"].startswith("prototype-")
+    assert eg["router_version"] == "gate-seed-v1"
     assert eg["citations"] == []
     assert (
         body["usage"]["total_tokens"]

@@ -1,0 +1,16 @@
+"""The tamper-evident audit trail: one hash-chained event per request and admin action.
+
+Modules:
+
+- :mod:`canonical`  canonical JSON (the exact bytes that are hashed)
+- :mod:`chain`      the hash chain itself: keys, content digests, event hashes (pure)
+- :mod:`types`      frozen values: Actor, AuditEntry, AuditFilter, VerifyReport
+- :mod:`writer`     AuditTrail: appends events, serializing the chain head (flushes only)
+- :mod:`verify`     walks the chain and names the first bad sequence number
+- :mod:`query`      filters, cursor pages and streamed reads for the API and exports
+- :mod:`export`     JSON Lines / CSV rendering of streamed events
+- :mod:`retention`  drops old prompt/answer text, leaving the chain verifiable
+- :mod:`api`, :mod:`schemas`, :mod:`cli`  the thin adapters
+
+See docs/governance.md for the design and its guarantees.
+"""

@@ -1,0 +1,213 @@
+"""/api/v1/admin/audit (auditors and admins) and /api/v1/me/audit (the caller's own).
+
+Reads are open to the ``auditor`` and ``admin`` roles; the retention run is an admin
+write. Refusals (a user reading the audit log, an auditor running retention) are
+themselves audited by the principal dependency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from backend.audit.export import ExportFormat, render
+from backend.audit.query import stream_events
+from backend.audit.retention import run_retention
+from backend.audit.schemas import (
+    AuditEventDetail,
+    AuditEventOut,
+    AuditPage,
+    Integrity,
+    RetentionIn,
+    RetentionOut,
+    VerifyOut,
+)
+from backend.audit.service import AuditReader
+from backend.audit.types import Actor, AuditEntry, AuditFilter, Outcome
+from backend.container import Container
+from backend.deps import get_container, get_principal, require_admin, require_audit_reader
+from backend.errors import BadRequest
+from backend.identity.types import Principal
+
+router = APIRouter(prefix="/api/v1", tags=["audit"])
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+ReaderDep = Annotated[Principal, Depends(require_audit_reader)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+OutcomeParam = Literal["ok", "refused", "error", "aborted"]
+EXPORTED = "audit.exported"
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def audit_filter(
+    since: Annotated[datetime | None, Query(description="ISO 8601; naive means UTC")] = None,
+    until: Annotated[datetime | None, Query(description="exclusive")] = None,
+    user: Annotated[str | None, Query(description="user email")] = None,
+    team: str | None = None,
+    expert: str | None = None,
+    outcome: OutcomeParam | None = None,
+    reason: str | None = None,
+    action: str | None = None,
+    request_id: str | None = None,
+    q: Annotated[
+        str | None, Query(min_length=2, max_length=200, description="text in prompt/answer")
+    ] = None,
+) -> AuditFilter:
+    return AuditFilter(
+        since=_utc(since),
+        until=_utc(until),
+        user=user,
+        team=team,
+        expert=expert,
+        outcome=outcome,
+        reason=reason,
+        action=action,
+        request_id=request_id,
+        text=q,
+    )
+
+
+FilterDep = Annotated[AuditFilter, Depends(audit_filter)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.get("/admin/audit", response_model=AuditPage, operation_id="listAuditEvents")
+async def list_events(
+    _: ReaderDep,
+    container: ContainerDep,
+    flt: FilterDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> AuditPage:
+    async with container.db.session() as session:
+        result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
+    return AuditPage(
+        data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor
+    )
+
+
+@router.get("/admin/audit/export", operation_id="exportAuditEvents")
+async def export_events(
+    principal: ReaderDep,
+    container: ContainerDep,
+    flt: FilterDep,
+    format: Literal["jsonl", "csv"] = "jsonl",
+) -> StreamingResponse:
+    """Every matching event, oldest first, streamed (bounded memory at any size).
+
+    The export itself is audited before the first byte is sent.
+    """
+    await container.audit.record(
+        container.db,
+        AuditEntry(
+            action=EXPORTED,
+            outcome=Outcome.OK,
+            actor=Actor.of(principal),
+            status=200,
+            payload={"format": format, "filter": _filter_payload(flt)},
+        ),
+    )
+    fmt: ExportFormat = format
+
+    async def body() -> AsyncIterator[bytes]:
+        async with container.db.session() as session:
+            async for chunk in render(stream_events(session, flt), fmt):
+                yield chunk
+
+    media = "application/x-ndjson" if fmt == "jsonl" else "text/csv; charset=utf-8"
+    return StreamingResponse(
+        body(),
+        media_type=media,
+        headers={"content-disposition": f'attachment; filename="audit.{fmt}"'},
+    )
+
+
+@router.get("/admin/audit/verify", response_model=VerifyOut, operation_id="verifyAuditChain")
+async def verify(_: ReaderDep, container: ContainerDep) -> VerifyOut:
+    """Walk the whole chain (seconds per million events); ``ok`` false names the seq."""
+    async with container.db.session() as session:
+        report = await AuditReader(session, container.audit).verify()
+    return VerifyOut.of(report)
+
+
+@router.post("/admin/audit/retention", response_model=RetentionOut, operation_id="runRetention")
+async def retention(
+    principal: AdminDep, container: ContainerDep, body: RetentionIn
+) -> RetentionOut:
+    days = body.days or container.settings.audit_retention_days
+    if days is None:
+        raise BadRequest(
+            "no retention period: send 'days' or set EXPERTGATE_AUDIT_RETENTION_DAYS",
+            param="days",
+        )
+    purged, cutoff = await run_retention(container.db, container.audit, Actor.of(principal), days)
+    return RetentionOut(purged=purged, cutoff=cutoff)
+
+
+@router.get("/admin/audit/{seq}", response_model=AuditEventDetail, operation_id="getAuditEvent")
+async def get_event(seq: int, _: ReaderDep, container: ContainerDep) -> AuditEventDetail:
+    """One event with its whole trace (the payload) and a check of its integrity."""
+    async with container.db.session() as session:
+        reader = AuditReader(session, container.audit)
+        view = await reader.event(seq)
+        check = await reader.check(seq)
+    integrity = Integrity(
+        hash_ok=check.hash_ok,
+        content_ok=check.content_ok,
+        links_to_previous=check.links_to_previous,
+        problem=check.problem,
+    )
+    return AuditEventDetail(**AuditEventOut.of(view).model_dump(), integrity=integrity)
+
+
+@router.get("/me/audit", response_model=AuditPage, operation_id="listMyAuditEvents")
+async def my_events(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> AuditPage:
+    """The caller's own events, newest first."""
+    flt = AuditFilter(user_id=principal.user_id)
+    async with container.db.session() as session:
+        result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
+    return AuditPage(
+        data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor
+    )
+
+
+@router.get("/me/audit/{seq}", response_model=AuditEventOut, operation_id="getMyAuditEvent")
+async def my_event(seq: int, principal: PrincipalDep, container: ContainerDep) -> AuditEventOut:
+    """One of the caller's own events; someone else's is 404, like a missing one."""
+    async with container.db.session() as session:
+        view = await AuditReader(session, container.audit).event(seq, owner_id=principal.user_id)
+    return AuditEventOut.of(view)
+
+
+def _filter_payload(flt: AuditFilter) -> dict[str, object]:
+    return {
+        name: (value.isoformat() if isinstance(value, datetime) else value)
+        for name, value in (
+            ("since", flt.since),
+            ("until", flt.until),
+            ("user", flt.user),
+            ("team", flt.team),
+            ("expert", flt.expert),
+            ("outcome", flt.outcome),
+            ("reason", flt.reason),
+            ("action", flt.action),
+            ("request_id", flt.request_id),
+            ("text", flt.text),
+        )
+        if value is not None
+    }

@@ -1,0 +1,115 @@
+"""The audit event of one chat request, built from what the pipeline decided.
+
+The pipeline fills a :class:`ChatTrace` as it goes (success or failure) and the trail
+appends :func:`chat_entry` of it. Payload shape (stable keys; see docs/governance.md)::
+
+    route:     expert, routed_to, reason, confidence, probabilities, top_k,
+               router_version, ood_score, detail
+    llm:       model (configured), upstream_model (reported), endpoint
+    usage:     prompt_tokens, completion_tokens
+    latency_ms: guard, route, generate, total
+    fallbacks: [{expert, error}]
+    guard:     pii (type -> count), pii_policy, pii_action
+    retrieval: whatever the retrieval stage reports (chunk ids, index version)
+    error:     code, message (failures only)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from backend.audit.types import Actor, AuditEntry, Outcome
+from backend.errors import AppError
+from backend.guard.policy import NO_PII, PiiReport, action_for
+from backend.identity.types import Principal
+from experts.registry import PiiPolicy
+from experts.types import FallbackStep, Usage
+from router.types import RoutingDecision
+
+CHAT_ACTION = "chat.completion"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTrace:
+    request_id: str
+    principal: Principal
+    prompt: str
+    decision: RoutingDecision | None = None
+    latency_ms: Mapping[str, float] = field(default_factory=dict)
+    pii: PiiReport = NO_PII
+    pii_policy: PiiPolicy | None = None
+    stream: bool = False
+    expert: str | None = None
+    model: str | None = None
+    upstream_model: str | None = None
+    endpoint: str | None = None
+    usage: Usage | None = None
+    fallbacks: tuple[FallbackStep, ...] = ()
+    answer: str | None = None
+    finish_reason: str | None = None
+    conversation_id: str | None = None
+    retrieval: Mapping[str, object] = field(default_factory=dict)
+    error: AppError | None = None
+
+
+def chat_entry(trace: ChatTrace, redact: Callable[[str], str]) -> AuditEntry:
+    """The event for ``trace``. ``redact`` cleans free text that lands in the payload
+    (error messages can quote the input); prompt and answer follow the text policy."""
+    d = trace.decision
+    payload: dict[str, object] = {
+        "stream": trace.stream,
+        "conversation_id": trace.conversation_id,
+        "latency_ms": {k: round(v, 3) for k, v in trace.latency_ms.items()},
+        "guard": {
+            "pii": dict(trace.pii.counts),
+            "pii_policy": trace.pii_policy,
+            "pii_action": action_for(trace.pii_policy, trace.pii) if trace.pii_policy else None,
+        },
+        "fallbacks": [{"expert": f.expert, "error": f.error} for f in trace.fallbacks],
+    }
+    if d is not None:
+        payload["route"] = {
+            "expert": trace.expert or d.expert,
+            "routed_to": d.expert,
+            "reason": str(d.reason),
+            "confidence": d.confidence,
+            "probabilities": dict(d.probabilities),
+            "top_k": list(d.top_k),
+            "router_version": d.router_version,
+            "ood_score": d.ood_score,
+            "detail": d.detail,
+        }
+    if trace.model or trace.endpoint:
+        payload["llm"] = {
+            "model": trace.model,
+            "upstream_model": trace.upstream_model,
+            "endpoint": trace.endpoint,
+        }
+    if trace.usage is not None:
+        payload["usage"] = {
+            "prompt_tokens": trace.usage.prompt_tokens,
+            "completion_tokens": trace.usage.completion_tokens,
+        }
+    if trace.finish_reason is not None:
+        payload["finish_reason"] = trace.finish_reason
+    if trace.retrieval:
+        payload["retrieval"] = dict(trace.retrieval)
+    status = 200
+    if trace.error is not None:
+        status = trace.error.status
+        payload["error"] = {"code": trace.error.code, "message": redact(trace.error.message)}
+    return AuditEntry(
+        action=CHAT_ACTION,
+        outcome=Outcome.for_status(status),
+        actor=Actor.of(trace.principal),
+        request_id=trace.request_id,
+        status=status,
+        expert=trace.expert or (d.expert if d else None),
+        reason=("fallback" if trace.fallbacks and trace.error is None else str(d.reason))
+        if d
+        else None,
+        payload=payload,
+        prompt=trace.prompt,
+        answer=trace.answer,
+    )

@@ -1,0 +1,116 @@
+"""Reading events: filters, cursor pages (newest first) and streams (oldest first)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.audit.types import AuditEventView, AuditFilter
+from backend.audit.writer import to_view
+from backend.db.models import AuditEvent
+from backend.errors import BadRequest
+
+STREAM_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: tuple[AuditEventView, ...]
+    next_cursor: str | None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def filtered(flt: AuditFilter) -> Select[AuditEvent]:
+    """SELECT of the events matching ``flt`` (no order, no limit)."""
+    stmt = select(AuditEvent)
+    e = AuditEvent
+    if flt.since is not None:
+        stmt = stmt.where(e.ts >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(e.ts < flt.until)
+    if flt.user is not None:
+        stmt = stmt.where(e.user_email == flt.user.strip().lower())
+    if flt.user_id is not None:
+        stmt = stmt.where(e.user_id == flt.user_id)
+    for column, value in (
+        (e.team, flt.team),
+        (e.expert, flt.expert),
+        (e.outcome, flt.outcome),
+        (e.reason, flt.reason),
+        (e.action, flt.action),
+        (e.request_id, flt.request_id),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if flt.text:
+        pattern = f"%{_escape_like(flt.text)}%"
+        stmt = stmt.where(
+            or_(e.prompt.ilike(pattern, escape="\\"), e.answer.ilike(pattern, escape="\\"))
+        )
+    return stmt
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The seq a cursor points before. Raises BadRequest for anything we did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        if kind != "seq" or not value.isdigit():
+            raise ValueError(raw)
+        return int(value)
+    except ValueError:
+        raise BadRequest("cursor is not one this API issued", param="cursor") from None
+
+
+async def page(
+    session: AsyncSession, flt: AuditFilter, *, limit: int, cursor: str | None = None
+) -> Page:
+    """Up to ``limit`` events, newest first, starting after ``cursor``."""
+    stmt = filtered(flt)
+    if cursor is not None:
+        stmt = stmt.where(AuditEvent.seq < decode_cursor(cursor))
+    rows = list(
+        (await session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1))).all()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(
+        events=tuple(to_view(r) for r in rows),
+        next_cursor=encode_cursor(rows[-1].seq) if more and rows else None,
+    )
+
+
+async def get_event(session: AsyncSession, seq: int) -> AuditEventView | None:
+    row = await session.get(AuditEvent, seq)
+    return None if row is None else to_view(row)
+
+
+async def stream_events(
+    session: AsyncSession, flt: AuditFilter, *, batch: int = STREAM_BATCH
+) -> AsyncIterator[AuditEventView]:
+    """Every matching event, oldest first, ``batch`` rows at a time.
+
+    A server-side cursor on PostgreSQL (psycopg named cursor), an incremental fetch on
+    SQLite: memory stays bounded by ``batch`` whatever the table size. The session must
+    stay open until the iterator is exhausted or closed.
+    """
+    stmt = filtered(flt).order_by(AuditEvent.seq).execution_options(yield_per=batch)
+    result = await session.stream_scalars(stmt)
+    try:
+        async for row in result:
+            yield to_view(row)
+            # Streamed rows are not needed again; keep the identity map from growing.
+            session.expunge(row)
+    finally:
+        await result.close()

@@ -1,0 +1,111 @@
+"""API schemas for /api/v1/admin/audit and /api/v1/me/audit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from backend.audit.types import AuditEventView, VerifyReport
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    ts: datetime
+    request_id: str | None
+    action: str
+    outcome: str
+    status: int | None
+    user_id: int | None
+    user_email: str | None
+    team: str | None
+    channel: str
+    expert: str | None
+    reason: str | None
+    payload: dict[str, Any]
+    prompt: str | None
+    answer: str | None
+    content_digest: str
+    content_purged_at: datetime | None
+    alg: str
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, view: AuditEventView) -> AuditEventOut:
+        return cls(
+            seq=view.seq,
+            ts=view.ts,
+            request_id=view.request_id,
+            action=view.action,
+            outcome=view.outcome,
+            status=view.status,
+            user_id=view.user_id,
+            user_email=view.user_email,
+            team=view.team,
+            channel=view.channel,
+            expert=view.expert,
+            reason=view.reason,
+            payload=dict(view.payload),
+            prompt=view.prompt,
+            answer=view.answer,
+            content_digest=view.content_digest,
+            content_purged_at=view.content_purged_at,
+            alg=view.alg,
+            prev_hash=view.prev_hash,
+            hash=view.hash,
+        )
+
+
+class AuditPage(BaseModel):
+    data: list[AuditEventOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
+
+
+class Integrity(BaseModel):
+    """This event checked on its own: its hash, its text digest, its link to seq - 1."""
+
+    hash_ok: bool
+    content_ok: bool | None = Field(description="null when the text was purged by retention")
+    links_to_previous: bool
+    problem: str | None = None
+
+
+class AuditEventDetail(AuditEventOut):
+    integrity: Integrity
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None
+    problem: str | None
+    purged: int
+
+    @classmethod
+    def of(cls, report: VerifyReport) -> VerifyOut:
+        return cls(
+            ok=report.ok,
+            checked=report.checked,
+            head_seq=report.head_seq,
+            head_hash=report.head_hash,
+            first_bad_seq=report.first_bad_seq,
+            problem=report.problem,
+            purged=report.purged,
+        )
+
+
+class RetentionIn(BaseModel):
+    days: int | None = Field(
+        default=None, ge=1, description="Defaults to EXPERTGATE_AUDIT_RETENTION_DAYS."
+    )
+
+
+class RetentionOut(BaseModel):
+    purged: int
+    cutoff: datetime

@@ -1,0 +1,149 @@
+"""Frozen values of the audit trail (no ORM rows cross this package's boundary)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from backend.identity.types import Principal
+
+TextPolicy = Literal["full", "redacted", "hash"]
+
+
+class Outcome(StrEnum):
+    """How the audited action ended (stable strings: they are filtered on and exported)."""
+
+    OK = "ok"  # done (HTTP 2xx)
+    REFUSED = "refused"  # the caller was refused: auth, permission, policy, bad input (4xx)
+    ERROR = "error"  # we failed: an expert was down, an internal error (5xx)
+    ABORTED = "aborted"  # the client went away before the answer was complete (499)
+
+    @classmethod
+    def for_status(cls, status: int) -> Outcome:
+        if status < 400:
+            return cls.OK
+        if status == CLIENT_CLOSED:
+            return cls.ABORTED
+        return cls.REFUSED if status < 500 else cls.ERROR
+
+
+CLIENT_CLOSED = 499  # the status nginx logs for it; never sent (the client is gone)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it: a user through a channel, an operator on the CLI, or nobody known."""
+
+    channel: str
+    user_id: int | None = None
+    email: str | None = None
+    team: str | None = None
+    roles: tuple[str, ...] = ()
+    key_id: int | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        return cls(
+            channel=principal.channel,
+            user_id=principal.user_id,
+            email=principal.email,
+            team=principal.team,
+            roles=tuple(sorted(principal.roles)),
+            key_id=principal.key_id,
+        )
+
+    @classmethod
+    def cli(cls, os_user: str) -> Actor:
+        """An operator at the ``expertgate`` command line (trusted by shell access)."""
+        return cls(channel="cli", email=f"cli:{os_user}", roles=("admin",))
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(channel="system", email="system")
+
+    @classmethod
+    def anonymous(cls, channel: str = "api") -> Actor:
+        return cls(channel=channel)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One thing to record. ``payload`` must be JSON data (see canonical.py).
+
+    ``prompt`` and ``answer`` are the raw texts; the trail stores them per its text
+    policy (full, redacted or hash), never as given unless the policy is ``full``.
+    """
+
+    action: str
+    outcome: Outcome
+    actor: Actor
+    request_id: str | None = None
+    status: int | None = None
+    expert: str | None = None
+    reason: str | None = None
+    payload: Mapping[str, object] = field(default_factory=dict)
+    prompt: str | None = None
+    answer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventView:
+    """One stored event, as read back."""
+
+    seq: int
+    ts: datetime
+    request_id: str | None
+    action: str
+    outcome: str
+    status: int | None
+    user_id: int | None
+    user_email: str | None
+    team: str | None
+    channel: str
+    expert: str | None
+    reason: str | None
+    payload: Mapping[str, object]
+    prompt: str | None
+    answer: str | None
+    content_digest: str
+    content_purged_at: datetime | None
+    alg: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which events to read. Every field narrows; None means no condition.
+
+    ``text`` matches case-insensitively inside the stored prompt or answer text (so it
+    finds only what the text policy kept). ``user`` is an email, matched exactly.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    user: str | None = None
+    user_id: int | None = None
+    team: str | None = None
+    expert: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    action: str | None = None
+    request_id: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Result of walking the chain. ``ok`` is False iff ``first_bad_seq`` is set."""
+
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    purged: int = 0

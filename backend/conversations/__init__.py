@@ -1,0 +1,1 @@
+"""The caller's conversation history: list, read and delete (``/api/v1/conversations``)."""

@@ -1,0 +1,103 @@
+"""/api/v1/conversations: the caller's own history. Parse, call HistoryService, map."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import ValidationError
+
+from backend.container import Container
+from backend.conversations.schemas import (
+    ConversationDetail,
+    ConversationOut,
+    ConversationPage,
+    MessageOut,
+    StoredRoute,
+)
+from backend.conversations.service import Cursor, HistoryService
+from backend.db.models import Conversation, Message
+from backend.deps import get_container, get_principal
+from backend.identity.types import Principal
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def _conversation(conv: Conversation) -> ConversationOut:
+    return ConversationOut(
+        id=conv.id,
+        title=conv.title,
+        channel=conv.channel,
+        created_at=conv.created_at,
+        updated_at=conv.updated_at,
+    )
+
+
+def _route(message: Message) -> StoredRoute | None:
+    if message.route is None:
+        return None
+    try:
+        route = StoredRoute.model_validate(message.route)
+    except ValidationError as exc:  # an older stored shape: show the message without it
+        log.warning("message %s: unreadable stored route: %s", message.id, exc)
+        return None
+    if route.fallbacks and route.reason != "fallback":
+        # The live response reports an answer that fell back as reason "fallback" too.
+        route = route.model_copy(update={"reason": "fallback"})
+    return route
+
+
+def _message(message: Message) -> MessageOut:
+    return MessageOut(
+        id=message.id,
+        role=message.role,  # type: ignore[arg-type]
+        content=message.content,
+        request_id=message.request_id,
+        created_at=message.created_at,
+        expert=message.expert,
+        route=_route(message),
+        prompt_tokens=message.prompt_tokens,
+        completion_tokens=message.completion_tokens,
+    )
+
+
+@router.get("", response_model=ConversationPage, operation_id="listConversations")
+async def list_conversations(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 30,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ConversationPage:
+    after = Cursor.decode(cursor) if cursor else None
+    async with container.db.session() as session:
+        page = await HistoryService(session).list_owned(principal, limit=limit, after=after)
+    return ConversationPage(
+        data=[_conversation(c) for c in page.conversations],
+        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+    )
+
+
+@router.get("/{conversation_id}", response_model=ConversationDetail, operation_id="getConversation")
+async def get_conversation(
+    conversation_id: str, principal: PrincipalDep, container: ContainerDep
+) -> ConversationDetail:
+    async with container.db.session() as session:
+        conv, messages = await HistoryService(session).get_owned(conversation_id, principal)
+    return ConversationDetail(
+        **_conversation(conv).model_dump(), messages=[_message(m) for m in messages]
+    )
+
+
+@router.delete("/{conversation_id}", status_code=204, operation_id="deleteConversation")
+async def delete_conversation(
+    conversation_id: str, principal: PrincipalDep, container: ContainerDep
+) -> Response:
+    async with container.db.transaction() as session:
+        await HistoryService(session).delete_owned(conversation_id, principal)
+    return Response(status_code=204)

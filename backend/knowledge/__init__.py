@@ -1,0 +1,1 @@
+"""Per-domain knowledge: documents in SQL, ingestion jobs, index publishing, retrieval."""

@@ -1,0 +1,99 @@
+"""/api/v1/documents and /api/v1/ingest-jobs: parse, call the knowledge services, map.
+
+Writes (upload, delete) and job status need the admin role. Listing is open to every
+authenticated caller but shows only the documents their groups may see (admins: all).
+An upload answers 202 with a queued job; the job runs in-process after the response
+(the embedded default's inline runner) and ``GET /api/v1/ingest-jobs/{id}`` reports it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, UploadFile
+
+from backend.container import Container
+from backend.deps import get_container, get_principal
+from backend.errors import Forbidden
+from backend.identity.types import Principal
+from backend.knowledge.documents import DocumentService
+from backend.knowledge.schemas import DocumentDeleted, DocumentOut, DocumentPage, IngestJobOut
+
+router = APIRouter(prefix="/api/v1", tags=["knowledge"])
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def _require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise Forbidden("this operation needs the admin role", code="admin_required")
+
+
+def _groups(raw: str) -> frozenset[str]:
+    return frozenset(g.strip() for g in raw.split(",") if g.strip())
+
+
+@router.post(
+    "/documents", status_code=202, response_model=IngestJobOut, operation_id="uploadDocuments"
+)
+async def upload_documents(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    background: BackgroundTasks,
+    domain: Annotated[str, Form(min_length=1, max_length=64)],
+    files: Annotated[list[UploadFile], File()],
+    groups: Annotated[str, Form(max_length=2000)] = "",
+) -> IngestJobOut:
+    _require_admin(principal)
+    jobs = container.knowledge.jobs
+    uploads = [(f.filename or "", await f.read()) for f in files]
+    async with container.db.transaction() as session:
+        job_id = await jobs.submit_uploads(
+            session, domain, uploads, groups=_groups(groups), user_id=principal.user_id
+        )
+        view = await jobs.get(session, job_id)
+    # Enqueued after the commit: the runner reads the job from the database.
+    background.add_task(jobs.run, job_id)
+    return IngestJobOut.of(view)
+
+
+@router.get("/documents", response_model=DocumentPage, operation_id="listDocuments")
+async def list_documents(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    domain: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> DocumentPage:
+    async with container.db.session() as session:
+        docs, total = await DocumentService(session).list_documents(
+            groups=None if principal.is_admin else principal.groups,
+            domain=domain,
+            limit=limit,
+            offset=offset,
+        )
+    return DocumentPage(
+        data=[DocumentOut.of(d) for d in docs], total=total, limit=limit, offset=offset
+    )
+
+
+@router.delete(
+    "/documents/{document_id}", response_model=DocumentDeleted, operation_id="deleteDocument"
+)
+async def delete_document(
+    document_id: int, principal: PrincipalDep, container: ContainerDep
+) -> DocumentDeleted:
+    _require_admin(principal)
+    deleted, version = await container.knowledge.jobs.delete_document(document_id)
+    return DocumentDeleted(id=deleted, index_version=version)
+
+
+@router.get("/ingest-jobs/{job_id}", response_model=IngestJobOut, operation_id="getIngestJob")
+async def get_ingest_job(
+    job_id: str, principal: PrincipalDep, container: ContainerDep
+) -> IngestJobOut:
+    _require_admin(principal)
+    async with container.db.session() as session:
+        view = await container.knowledge.jobs.get(session, job_id)
+    return IngestJobOut.of(view)

@@ -1,0 +1,121 @@
+"""Documents as the API and CLI see them: list, get, delete (service: flushes only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import Document, DocumentChunk
+from backend.errors import NotFound
+from backend.knowledge.types import DocumentView, FileResult, FileStatus
+from retrieval.acl import visible
+
+
+def document_view(doc: Document) -> DocumentView:
+    return DocumentView(
+        id=doc.id,
+        domain=doc.domain,
+        source=doc.source,
+        title=doc.title,
+        media_type=doc.media_type,
+        groups=tuple(doc.groups),
+        chunk_count=doc.chunk_count,
+        size_bytes=doc.size_bytes,
+        content_hash=doc.content_hash,
+        created_at=doc.created_at,
+        updated_at=doc.updated_at,
+    )
+
+
+class DocumentService:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def list_documents(
+        self,
+        *,
+        groups: frozenset[str] | None,
+        domain: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[DocumentView], int]:
+        """(one page of documents, total) ordered by id.
+
+        ``groups`` None lists every document (admins); otherwise only documents a caller
+        in those groups may see are listed or counted.
+        """
+        query = select(Document).order_by(Document.id)
+        if domain is not None:
+            query = query.where(Document.domain == domain)
+        docs = [
+            d
+            for d in await self._session.scalars(query)
+            if groups is None or visible(frozenset(d.groups), groups)
+        ]
+        return [document_view(d) for d in docs[offset : offset + limit]], len(docs)
+
+    async def get(self, document_id: int) -> Document:
+        doc = await self._session.get(Document, document_id)
+        if doc is None:
+            raise NotFound(
+                f"document {document_id} does not exist", code="document_not_found", param="id"
+            )
+        return doc
+
+    async def delete(self, document_id: int) -> DocumentView:
+        """Delete the document and its chunks. Raises NotFound."""
+        doc = await self.get(document_id)
+        view = document_view(doc)
+        await self._remove(doc)
+        return view
+
+    async def delete_sources(
+        self, sources: Sequence[str], *, domain: str | None = None
+    ) -> list[tuple[str, FileResult]]:
+        """Delete documents by source; a source ending in "/" deletes everything under it.
+
+        Returns (domain, result) per deleted document, and a ``failed`` result with code
+        ``not_found`` for each source that matched nothing.
+        """
+        out: list[tuple[str, FileResult]] = []
+        for source in sources:
+            query = select(Document).order_by(Document.id)
+            if source.endswith("/"):
+                query = query.where(Document.source.startswith(source, autoescape=True))
+            else:
+                query = query.where(Document.source == source)
+            if domain is not None:
+                query = query.where(Document.domain == domain)
+            docs = list(await self._session.scalars(query))
+            if not docs:
+                out.append(
+                    (
+                        domain or "",
+                        FileResult(
+                            source,
+                            FileStatus.FAILED,
+                            error_code="not_found",
+                            message="no ingested document has this source",
+                        ),
+                    )
+                )
+            for doc in docs:
+                out.append(
+                    (
+                        doc.domain,
+                        FileResult(doc.source, FileStatus.DELETED, doc.id, doc.chunk_count),
+                    )
+                )
+                await self._remove(doc)
+        return out
+
+    async def _remove(self, doc: Document) -> None:
+        # Chunks first and explicitly: not every database enforces ON DELETE CASCADE
+        # for rows the ORM did not load.
+        await self._session.execute(
+            delete(DocumentChunk).where(DocumentChunk.document_id == doc.id)
+        )
+        await self._session.delete(doc)
+        await self._session.flush()

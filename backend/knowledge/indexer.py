@@ -1,0 +1,156 @@
+"""Building a domain's index from SQL and publishing it as a new version.
+
+SQL is the source of truth: the index is rebuilt from the chunks table (with the
+vectors stored there; rows embedded by another model, or without a vector, are
+re-embedded and written back). The manifest's ``source_fingerprint`` names the SQL
+state it was built from, so a reader can tell a stale index from a current one.
+
+Publishing holds a per-domain lock (an asyncio lock in-process, flock across
+processes) from reading SQL to swapping CURRENT, so versions go live in the order
+their SQL snapshots were taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import anyio
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import Document, DocumentChunk
+from backend.db.session import Database
+from retrieval.embedding import Embedder, embed, normalize
+from retrieval.index import DomainIndex, IndexConfig
+from retrieval.store import IndexStore, Manifest
+from retrieval.types import IndexEntry
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint_of(embedder: str, docs: Iterable[tuple[int, str, list[str]]]) -> str:
+    """Identity of a domain's SQL state: (document id, content hash, groups) per document."""
+    digest = hashlib.sha256(embedder.encode())
+    for doc_id, content_hash, groups in sorted(docs):
+        digest.update(json.dumps([doc_id, content_hash, sorted(groups)]).encode())
+    return digest.hexdigest()
+
+
+class IndexPublisher:
+    def __init__(
+        self, db: Database, store: IndexStore, embedder: Embedder, config: IndexConfig
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._embedder = embedder
+        self.config = config
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def store(self) -> IndexStore:
+        return self._store
+
+    async def fingerprint(self, session: AsyncSession, domain: str) -> str:
+        rows = await session.execute(
+            select(Document.id, Document.content_hash, Document.groups).where(
+                Document.domain == domain
+            )
+        )
+        return fingerprint_of(self._embedder.name, ((r[0], r[1], r[2]) for r in rows))
+
+    @asynccontextmanager
+    async def _locked(self, domain: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(domain, asyncio.Lock())
+        async with lock:
+            cm = self._store.lock(domain)
+            await anyio.to_thread.run_sync(cm.__enter__)
+            try:
+                yield
+            finally:
+                cm.__exit__(None, None, None)
+
+    async def publish(self, domain: str) -> Manifest:
+        """Rebuild ``domain``'s index from SQL and make it current. Returns its manifest."""
+        async with self._locked(domain):
+            started = time.perf_counter()
+            async with self._db.transaction() as session:
+                entries, vectors, fingerprint = await self._snapshot(session, domain)
+            index = await anyio.to_thread.run_sync(DomainIndex.build, entries, vectors, self.config)
+            build_s = time.perf_counter() - started
+            manifest = await anyio.to_thread.run_sync(
+                lambda: self._store.publish(
+                    domain,
+                    index,
+                    embedder=self._embedder.name,
+                    source_fingerprint=fingerprint,
+                    build_seconds=build_s,
+                    params={
+                        "hnsw_threshold": self.config.hnsw_threshold,
+                        "hnsw_m": self.config.hnsw_m,
+                        "fusion": str(self.config.fusion.method),
+                        "dense_weight": self.config.fusion.dense_weight,
+                    },
+                )
+            )
+        log.info(
+            "published index %s/%s: %d chunks (%s) in %.2fs",
+            domain, manifest.version, manifest.count, manifest.kind, build_s,
+        )  # fmt: skip
+        return manifest
+
+    async def _snapshot(
+        self, session: AsyncSession, domain: str
+    ) -> tuple[list[IndexEntry], np.ndarray, str]:
+        """Entries, vectors and fingerprint of one consistent read (one SELECT)."""
+        rows = (
+            await session.execute(
+                select(
+                    DocumentChunk.id,
+                    DocumentChunk.title_path,
+                    DocumentChunk.text,
+                    DocumentChunk.embedding,
+                    DocumentChunk.embedder,
+                    Document.id,
+                    Document.content_hash,
+                    Document.groups,
+                )
+                .join(Document, Document.id == DocumentChunk.document_id)
+                .where(DocumentChunk.domain == domain)
+                .order_by(DocumentChunk.id)
+            )
+        ).all()
+        dim = self._embedder.dim
+        entries: list[IndexEntry] = []
+        vectors = np.zeros((len(rows), dim), dtype=np.float32)
+        stale: list[int] = []
+        docs: dict[int, tuple[int, str, list[str]]] = {}
+        for i, (chunk_id, path, text, blob, embedder, doc_id, digest, groups) in enumerate(rows):
+            embed_text = f"{' > '.join(path)}\n{text}" if path else text
+            entries.append(IndexEntry(chunk_id, embed_text, frozenset(groups)))
+            docs[doc_id] = (doc_id, digest, list(groups))
+            if embedder == self._embedder.name and blob is not None and len(blob) == dim * 4:
+                vectors[i] = np.frombuffer(blob, dtype="<f4")
+            else:
+                stale.append(i)
+        if stale:
+            log.info("re-embedding %d chunks of %s (missing or other model)", len(stale), domain)
+            fresh = await anyio.to_thread.run_sync(
+                lambda: embed(self._embedder, [entries[i].text for i in stale])
+            )
+            for i, vector in zip(stale, fresh, strict=True):
+                vectors[i] = vector
+                await session.execute(
+                    update(DocumentChunk)
+                    .where(DocumentChunk.id == entries[i].chunk_id)
+                    .values(embedding=vector.astype("<f4").tobytes(), embedder=self._embedder.name)
+                )
+        if len(rows):
+            vectors = normalize(vectors)
+        return entries, vectors, fingerprint_of(self._embedder.name, docs.values())

@@ -1,0 +1,324 @@
+"""Ingestion jobs: recorded in ingest_jobs, run by :meth:`IngestJobs.run`.
+
+``submit_*`` create a queued job (flush only; the caller commits, then hands the job
+id to a runner). :meth:`IngestJobs.run` is a task boundary: it opens its own
+transactions, so the same call serves the inline runner of the embedded default (a
+FastAPI background task, or the CLI directly) and a Celery task later.
+
+A run: mark running -> ingest the batch and record the results in one transaction ->
+publish a new index version when anything changed (or the index is behind SQL) ->
+record the version. Uploaded files are staged under ``<data_dir>/uploads/<job id>/``
+until their job has run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import IngestJob, utcnow
+from backend.db.session import Database
+from backend.errors import BadRequest, NotFound
+from backend.knowledge.documents import DocumentService
+from backend.knowledge.ingest import IngestionService, IngestLimits, Progress
+from backend.knowledge.service import KnowledgeService
+from backend.knowledge.types import FileInput, FileResult, FileStatus, JobStatus, JobView
+from retrieval.embedding import Embedder
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+UPLOAD_PREFIX = "upload/"
+
+
+def job_view(job: IngestJob) -> JobView:
+    return JobView(
+        id=job.id,
+        domain=job.domain,
+        status=JobStatus(job.status),
+        groups=tuple(job.groups),
+        total_files=job.total_files,
+        done_files=job.done_files,
+        results=tuple(FileResult.from_json(r) for r in job.results),
+        error=job.error,
+        index_version=job.index_version,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def safe_filename(name: str) -> str:
+    """The base name of an uploaded file, reduced to a safe character set.
+
+    Raises BadRequest when nothing usable is left ("", ".", "..").
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE.sub("_", base).strip(" .")[:200]
+    if not cleaned or cleaned.startswith("."):
+        raise BadRequest(f"unusable file name {name!r}", code="invalid_filename", param="files")
+    return cleaned
+
+
+class IngestJobs:
+    def __init__(
+        self,
+        db: Database,
+        knowledge: KnowledgeService,
+        embedder: Embedder,
+        limits: IngestLimits,
+        staging_dir: Path,
+    ) -> None:
+        self._db = db
+        self._knowledge = knowledge
+        self._embedder = embedder
+        self._limits = limits
+        self._staging = staging_dir
+        self._domain_locks: dict[str, asyncio.Lock] = {}
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self._knowledge.domains
+
+    def check_domain(self, domain: str) -> None:
+        """Raises BadRequest (unknown_domain) unless an expert uses an index ``domain``."""
+        if domain not in self.domains:
+            known = ", ".join(self.domains) or "(none)"
+            raise BadRequest(
+                f"unknown knowledge domain {domain!r}; known: {known}",
+                code="unknown_domain",
+                param="domain",
+            )
+
+    # -- creating jobs (services: flush only) ------------------------------------------------
+    async def submit_files(
+        self,
+        session: AsyncSession,
+        domain: str,
+        inputs: Sequence[FileInput],
+        *,
+        refused: Sequence[FileResult] = (),
+        groups: frozenset[str] = frozenset(),
+        user_id: int | None = None,
+    ) -> str:
+        """A queued job over files already on disk (CLI). ``refused`` are pre-recorded."""
+        self.check_domain(domain)
+        job = IngestJob(
+            id=str(uuid.uuid4()),
+            domain=domain,
+            status=str(JobStatus.QUEUED),
+            groups=sorted(groups),
+            inputs=[_input_json(i) for i in inputs],
+            total_files=len(inputs) + len(refused),
+            done_files=len(refused),
+            results=[r.to_json() for r in refused],
+            submitted_by=user_id,
+            created_at=utcnow(),
+        )
+        session.add(job)
+        await session.flush()
+        return job.id
+
+    async def submit_uploads(
+        self,
+        session: AsyncSession,
+        domain: str,
+        files: Sequence[tuple[str, bytes]],
+        *,
+        groups: frozenset[str],
+        user_id: int | None,
+    ) -> str:
+        """Stage uploaded (name, bytes) pairs and create a queued job for them.
+
+        Sources are ``upload/<safe name>``; two uploads with the same name in one request
+        are refused (BadRequest) rather than silently overwritten.
+        """
+        self.check_domain(domain)
+        if not files:
+            raise BadRequest("no files were uploaded", code="no_files", param="files")
+        names = [safe_filename(name) for name, _ in files]
+        if len(set(names)) != len(names):
+            raise BadRequest("two uploaded files have the same name", code="duplicate_upload")
+        job_id = str(uuid.uuid4())
+        folder = self._staging / job_id
+        folder.mkdir(parents=True, exist_ok=False)
+        inputs = []
+        for name, (_, data) in zip(names, files, strict=True):
+            path = folder / name
+            path.write_bytes(data)
+            inputs.append(FileInput(UPLOAD_PREFIX + name, path, groups))
+        job = IngestJob(
+            id=job_id,
+            domain=domain,
+            status=str(JobStatus.QUEUED),
+            groups=sorted(groups),
+            inputs=[_input_json(i) for i in inputs],
+            total_files=len(inputs),
+            done_files=0,
+            results=[],
+            submitted_by=user_id,
+            created_at=utcnow(),
+        )
+        session.add(job)
+        await session.flush()
+        return job_id
+
+    async def get(self, session: AsyncSession, job_id: str) -> JobView:
+        job = await session.get(IngestJob, job_id)
+        if job is None:
+            raise NotFound(
+                f"ingest job {job_id!r} does not exist", code="ingest_job_not_found", param="id"
+            )
+        return job_view(job)
+
+    # -- running (task boundary: own transactions) ------------------------------------------
+    async def run(self, job_id: str, progress: Progress | None = None) -> JobView:
+        """Run a queued job to the end and return its final state.
+
+        A job that is not queued (already ran, e.g. a redelivered task) is returned as
+        it is. Unexpected errors mark the job failed and propagate.
+        """
+        async with self._db.transaction() as session:
+            job = await session.get(IngestJob, job_id, with_for_update=True)
+            if job is None:
+                raise NotFound(f"ingest job {job_id!r} does not exist", code="ingest_job_not_found")
+            if job.status != JobStatus.QUEUED:
+                return job_view(job)
+            job.status = str(JobStatus.RUNNING)
+            job.started_at = utcnow()
+            domain = job.domain
+            inputs = [_input_from_json(raw) for raw in job.inputs]
+        tracker = _JobProgress(self._db, job_id, progress)
+        try:
+            lock = self._domain_locks.setdefault(domain, asyncio.Lock())
+            async with lock:
+                changed = await self._ingest(job_id, domain, inputs, tracker)
+                version = await self._publish_if_needed(domain, changed)
+            async with self._db.transaction() as session:
+                job = await session.get(IngestJob, job_id)
+                assert job is not None
+                job.index_version = version
+                job.finished_at = utcnow()
+                return job_view(job)
+        except Exception as exc:
+            await self._fail(job_id, exc)
+            raise
+        finally:
+            if inputs and inputs[0].source.startswith(UPLOAD_PREFIX):
+                shutil.rmtree(self._staging / job_id, ignore_errors=True)
+
+    async def _ingest(
+        self, job_id: str, domain: str, inputs: list[FileInput], tracker: _JobProgress
+    ) -> bool:
+        async with self._db.transaction() as session:
+            service = IngestionService(session, self._embedder, self._limits)
+            report = await service.ingest(domain, inputs, progress=tracker)
+            await tracker.settle()
+            job = await session.get(IngestJob, job_id)
+            assert job is not None
+            results = [*(FileResult.from_json(r) for r in job.results), *report.results]
+            job.results = [r.to_json() for r in results]
+            job.done_files = len(results)
+            failed = sum(r.status is FileStatus.FAILED for r in results)
+            stored = sum(r.status is not FileStatus.FAILED for r in results)
+            job.status = str(
+                JobStatus.SUCCEEDED
+                if failed == 0
+                else JobStatus.PARTIAL
+                if stored
+                else JobStatus.FAILED
+            )
+        return report.changed
+
+    async def _publish_if_needed(self, domain: str, changed: bool) -> str | None:
+        if changed:
+            return await self._knowledge.publish(domain)
+        # Nothing changed, but the index may still be missing or behind SQL.
+        loaded = await self._knowledge.ensure(domain)
+        return loaded.manifest.version
+
+    async def _fail(self, job_id: str, exc: Exception) -> None:
+        log.error("ingest job %s failed: %r", job_id, exc)
+        async with self._db.transaction() as session:
+            job = await session.get(IngestJob, job_id)
+            if job is not None:
+                if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+                    job.status = str(JobStatus.FAILED)
+                job.error = f"{type(exc).__name__}: {exc}"[:2000]
+                job.finished_at = utcnow()
+
+    # -- deleting ---------------------------------------------------------------------------
+    async def delete_document(self, document_id: int) -> tuple[int, str | None]:
+        """Delete a document (task boundary); returns (its id, the new index version)."""
+        async with self._db.transaction() as session:
+            view = await DocumentService(session).delete(document_id)
+        lock = self._domain_locks.setdefault(view.domain, asyncio.Lock())
+        async with lock:
+            version = await self._knowledge.publish(view.domain)
+        return view.id, version
+
+    async def delete_sources(
+        self, sources: Sequence[str], *, domain: str | None = None
+    ) -> list[tuple[str, FileResult]]:
+        """Delete documents by source (task boundary) and republish the touched domains."""
+        async with self._db.transaction() as session:
+            results = await DocumentService(session).delete_sources(sources, domain=domain)
+        for touched in sorted({d for d, r in results if r.status is FileStatus.DELETED}):
+            async with self._domain_locks.setdefault(touched, asyncio.Lock()):
+                await self._knowledge.publish(touched)
+        return results
+
+
+class _JobProgress:
+    """Forwards progress to an optional sink and records done_files at most every 0.5 s."""
+
+    def __init__(self, db: Database, job_id: str, sink: Progress | None) -> None:
+        self._db = db
+        self._job_id = job_id
+        self._sink = sink
+        self._last = 0.0
+        self._pending: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def __call__(self, phase: str, done: int, total: int, detail: str) -> None:
+        if self._sink is not None:
+            self._sink(phase, done, total, detail)
+        now = time.monotonic()
+        if phase != "read" or now - self._last < 0.5:
+            return
+        self._last = now
+        if self._pending is None or self._pending.done():
+            # Called on the event loop (read phase); the write is a separate short transaction.
+            self._pending = self._loop.create_task(self._record(done))
+
+    async def settle(self) -> None:
+        """Wait for a progress write still in flight."""
+        if self._pending is not None:
+            await self._pending
+
+    async def _record(self, done: int) -> None:
+        async with self._db.transaction() as session:
+            job = await session.get(IngestJob, self._job_id)
+            if job is not None and job.status == JobStatus.RUNNING:
+                job.done_files = max(job.done_files, done)
+
+
+def _input_json(item: FileInput) -> dict[str, object]:
+    return {"source": item.source, "path": str(item.path), "groups": sorted(item.groups)}
+
+
+def _input_from_json(raw: dict[str, object]) -> FileInput:
+    groups = raw.get("groups", [])
+    return FileInput(
+        source=str(raw["source"]),
+        path=Path(str(raw["path"])),
+        groups=frozenset(str(g) for g in groups) if isinstance(groups, list) else frozenset(),
+    )

@@ -1,0 +1,104 @@
+"""API schemas for /api/v1/documents and /api/v1/ingest-jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from backend.knowledge.types import DocumentView, FileResult, JobView
+
+
+class DocumentOut(BaseModel):
+    id: int
+    domain: str
+    source: str
+    title: str
+    media_type: str
+    groups: list[str]
+    chunk_count: int
+    size_bytes: int
+    content_hash: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, view: DocumentView) -> DocumentOut:
+        return cls(
+            id=view.id,
+            domain=view.domain,
+            source=view.source,
+            title=view.title,
+            media_type=view.media_type,
+            groups=list(view.groups),
+            chunk_count=view.chunk_count,
+            size_bytes=view.size_bytes,
+            content_hash=view.content_hash,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+        )
+
+
+class DocumentPage(BaseModel):
+    data: list[DocumentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DocumentDeleted(BaseModel):
+    id: int
+    deleted: bool = True
+    index_version: str | None
+
+
+class FileResultOut(BaseModel):
+    source: str
+    status: str
+    document_id: int | None
+    chunks: int
+    error_code: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, result: FileResult) -> FileResultOut:
+        return cls(
+            source=result.source,
+            status=str(result.status),
+            document_id=result.document_id,
+            chunks=result.chunks,
+            error_code=result.error_code,
+            message=result.message,
+        )
+
+
+class IngestJobOut(BaseModel):
+    id: str
+    domain: str
+    status: str
+    groups: list[str]
+    total_files: int
+    done_files: int
+    results: list[FileResultOut]
+    error: str | None
+    index_version: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, view: JobView) -> IngestJobOut:
+        return cls(
+            id=view.id,
+            domain=view.domain,
+            status=str(view.status),
+            groups=list(view.groups),
+            total_files=view.total_files,
+            done_files=view.done_files,
+            results=[FileResultOut.of(r) for r in view.results],
+            error=view.error,
+            index_version=view.index_version,
+            created_at=view.created_at,
+            started_at=view.started_at,
+            finished_at=view.finished_at,
+        )

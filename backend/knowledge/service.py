@@ -1,0 +1,241 @@
+"""KnowledgeService: the loaded indexes of a process, hot reload, and retrieval.
+
+Each domain's index is loaded once from its CURRENT version and swapped (one
+reference assignment) when CURRENT changes: checked at most every ``reload_s``
+seconds on use, and at once after a publish by this process. A missing, corrupt,
+mismatched or stale index (its manifest's SQL fingerprint differs from SQL) is
+rebuilt from SQL the first time the domain is used, or at startup by :meth:`start`.
+
+Retrieval is ACL-filtered twice: inside the index search (the caller's groups mask
+rows) and again against the documents' groups in SQL while the passages are read,
+so neither a stale index nor a bug in one layer can hand out a chunk the caller may
+not see. Passage text always comes from SQL, never from the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+from sqlalchemy import select
+
+from backend.db.models import Document, DocumentChunk
+from backend.db.session import Database
+from backend.knowledge.indexer import IndexPublisher
+from backend.knowledge.types import Retrieval, RetrievedPassage
+from retrieval.acl import visible
+from retrieval.embedding import Embedder, embed
+from retrieval.errors import IndexUnavailable, RetrievalError
+from retrieval.snippets import snippet
+from retrieval.store import LoadedIndex
+from retrieval.types import Hit, Location
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainQuery:
+    """One index to search and the weight its scores get when merged with others."""
+
+    domain: str
+    weight: float = 1.0
+
+
+class KnowledgeService:
+    def __init__(
+        self,
+        db: Database,
+        publisher: IndexPublisher,
+        embedder: Embedder,
+        domains: Sequence[str],
+        *,
+        reload_s: float = 2.0,
+        snippet_chars: int = 240,
+    ) -> None:
+        self._db = db
+        self._publisher = publisher
+        self._store = publisher.store
+        self._embedder = embedder
+        self.domains = tuple(dict.fromkeys(domains))
+        self._reload_s = reload_s
+        self._snippet_chars = snippet_chars
+        self._loaded: dict[str, LoadedIndex] = {}
+        self._checked: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- index lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Load (or rebuild) every domain's index; call once at startup."""
+        for domain in self.domains:
+            await self.ensure(domain)
+
+    async def ensure(self, domain: str) -> LoadedIndex:
+        """The domain's index, loaded; rebuilt from SQL when unusable or stale."""
+        lock = self._locks.setdefault(domain, asyncio.Lock())
+        async with lock:
+            try:
+                loaded = await anyio.to_thread.run_sync(self._load, domain, None)
+            except IndexUnavailable as exc:
+                log.warning("index %s unusable (%s); rebuilding from SQL", domain, exc)
+                loaded = None
+            if loaded is not None:
+                async with self._db.session() as session:
+                    current = await self._publisher.fingerprint(session, domain)
+                if loaded.manifest.source_fingerprint != current:
+                    log.info("index %s is behind SQL; rebuilding", domain)
+                    loaded = None
+            if loaded is None:
+                manifest = await self._publisher.publish(domain)
+                loaded = await anyio.to_thread.run_sync(self._load, domain, manifest.version)
+            self._loaded[domain] = loaded
+            self._checked[domain] = time.monotonic()
+            return loaded
+
+    async def publish(self, domain: str) -> str:
+        """Rebuild ``domain`` from SQL, make it current here at once; returns the version."""
+        manifest = await self._publisher.publish(domain)
+        await self.reload(domain)
+        return manifest.version
+
+    async def reload(self, domain: str) -> None:
+        """Pick up the domain's CURRENT version now (no-op when already loaded)."""
+        self._checked.pop(domain, None)
+        await self._index(domain)
+
+    def loaded_version(self, domain: str) -> str | None:
+        loaded = self._loaded.get(domain)
+        return loaded.manifest.version if loaded else None
+
+    def _load(self, domain: str, version: str | None) -> LoadedIndex:
+        return self._store.load(
+            domain,
+            embedder=self._embedder.name,
+            dim=self._embedder.dim,
+            config=self._publisher.config,
+            version=version,
+        )
+
+    async def _index(self, domain: str) -> LoadedIndex:
+        loaded = self._loaded.get(domain)
+        if loaded is None:
+            return await self.ensure(domain)
+        now = time.monotonic()
+        if now - self._checked.get(domain, 0.0) < self._reload_s:
+            return loaded
+        self._checked[domain] = now
+        version = self._store.current_version(domain)
+        if version is None or version == loaded.manifest.version:
+            return loaded
+        try:
+            fresh = await anyio.to_thread.run_sync(self._load, domain, version)
+        except IndexUnavailable as exc:
+            # Keep answering from the version we have; the publisher's next run fixes it.
+            log.warning("cannot load index %s/%s (%s); keeping %s",
+                        domain, version, exc, loaded.manifest.version)  # fmt: skip
+            return loaded
+        self._loaded[domain] = fresh
+        log.info("index %s now at %s (%d chunks)", domain, version, fresh.manifest.count)
+        return fresh
+
+    # -- retrieval -------------------------------------------------------------------------
+    async def retrieve(
+        self,
+        query: str,
+        targets: Sequence[DomainQuery],
+        groups: frozenset[str],
+        k: int,
+    ) -> Retrieval:
+        """The ``k`` best passages over ``targets`` that a caller in ``groups`` may see.
+
+        Scores of several domains are merged after multiplying by each target's weight.
+        Passages are numbered from 1 in score order. A retrieval failure (an index that
+        cannot be built, an embedder error) degrades to no passages, with the reason
+        in ``Retrieval.degraded``; it never fails the request.
+        """
+        started = time.perf_counter()
+        names = tuple(t.domain for t in targets if t.domain in self.domains)
+        if k <= 0 or not names or not query.strip():
+            return Retrieval(domains=names)
+        try:
+            indexes = [(t, await self._index(t.domain)) for t in targets if t.domain in names]
+            indexes = [(t, li) for t, li in indexes if len(li.index)]
+            if not indexes:
+                return Retrieval(domains=names, ms=_ms(started))
+            hits = await anyio.to_thread.run_sync(self._search, query, indexes, groups, k)
+        except RetrievalError as exc:
+            log.warning("retrieval over %s failed: %s", ", ".join(names), exc)
+            return Retrieval(domains=names, ms=_ms(started), degraded=str(exc))
+        passages = await self._passages(query, hits, groups, k)
+        return Retrieval(passages=passages, domains=names, ms=_ms(started))
+
+    def _search(
+        self,
+        query: str,
+        indexes: list[tuple[DomainQuery, LoadedIndex]],
+        groups: frozenset[str],
+        k: int,
+    ) -> list[tuple[float, str, Hit]]:
+        vector = embed(self._embedder, [query])[0]
+        merged: list[tuple[float, str, Hit]] = []
+        for target, loaded in indexes:
+            for hit in loaded.index.search(vector, query, groups, k):
+                merged.append((hit.score * target.weight, target.domain, hit))
+        merged.sort(key=lambda item: (-item[0], item[2].chunk_id))
+        return merged
+
+    async def _passages(
+        self, query: str, hits: list[tuple[float, str, Hit]], groups: frozenset[str], k: int
+    ) -> tuple[RetrievedPassage, ...]:
+        if not hits:
+            return ()
+        ids = [hit.chunk_id for _, _, hit in hits]
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(
+                    DocumentChunk.id,
+                    DocumentChunk.domain,
+                    DocumentChunk.title_path,
+                    DocumentChunk.text,
+                    DocumentChunk.start_line,
+                    DocumentChunk.end_line,
+                    DocumentChunk.page,
+                    Document.id,
+                    Document.source,
+                    Document.groups,
+                )
+                .join(Document, Document.id == DocumentChunk.document_id)
+                .where(DocumentChunk.id.in_(ids))
+            )
+            found = {row[0]: row for row in rows}
+        out: list[RetrievedPassage] = []
+        for score, domain, hit in hits:
+            row = found.get(hit.chunk_id)
+            # Gone since the index was built, moved, or (re)restricted: skip it.
+            if row is None or row[1] != domain or not visible(frozenset(row[9]), groups):
+                continue
+            _, _, path, text, start, end, page, doc_id, source, _ = row
+            out.append(
+                RetrievedPassage(
+                    number=len(out) + 1,
+                    chunk_id=hit.chunk_id,
+                    document_id=doc_id,
+                    domain=domain,
+                    title=" > ".join(path),
+                    source=source,
+                    location=str(Location(start_line=start, end_line=end, page=page)),
+                    text=text,
+                    snippet=snippet(text, query, self._snippet_chars),
+                    score=round(score, 4),
+                )
+            )
+            if len(out) == k:
+                break
+        return tuple(out)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,165 @@
+"""Frozen values of the knowledge package (no ORM objects cross its boundary)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+from experts.types import Passage
+
+
+class FileStatus(StrEnum):
+    """What ingestion did with one file (stable strings: they are stored and returned)."""
+
+    ADDED = "added"
+    UPDATED = "updated"  # content changed: old chunks replaced
+    REGROUPED = "regrouped"  # same content, new groups: chunks kept, ACL changed
+    UNCHANGED = "unchanged"
+    DELETED = "deleted"
+    DUPLICATE = "duplicate"  # same content as another document of the domain: not stored
+    SKIPPED = "skipped"  # passed over in a folder walk (unsupported type)
+    FAILED = "failed"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # every file ingested (or unchanged)
+    PARTIAL = "partial"  # some files failed, the rest are in
+    FAILED = "failed"  # nothing could be ingested, or the job itself failed
+
+
+@dataclass(frozen=True, slots=True)
+class FileInput:
+    """One file to ingest: its source name in the domain, where it is, who may see it."""
+
+    source: str
+    path: Path
+    groups: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    source: str
+    status: FileStatus
+    document_id: int | None = None
+    chunks: int = 0
+    error_code: str | None = None
+    message: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.status in (
+            FileStatus.ADDED,
+            FileStatus.UPDATED,
+            FileStatus.REGROUPED,
+            FileStatus.DELETED,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "status": str(self.status),
+            "document_id": self.document_id,
+            "chunks": self.chunks,
+            "error_code": self.error_code,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> FileResult:
+        doc = raw.get("document_id")
+        chunks = raw.get("chunks", 0)
+        code = raw.get("error_code")
+        message = raw.get("message")
+        return cls(
+            source=str(raw["source"]),
+            status=FileStatus(str(raw["status"])),
+            document_id=doc if isinstance(doc, int) else None,
+            chunks=chunks if isinstance(chunks, int) else 0,
+            error_code=code if isinstance(code, str) else None,
+            message=message if isinstance(message, str) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    domain: str
+    results: tuple[FileResult, ...]
+
+    @property
+    def changed(self) -> bool:
+        return any(r.changed for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status is FileStatus.FAILED for r in self.results)
+
+    def count(self, status: FileStatus) -> int:
+        return sum(r.status is status for r in self.results)
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    id: str
+    domain: str
+    status: JobStatus
+    groups: tuple[str, ...]
+    total_files: int
+    done_files: int
+    results: tuple[FileResult, ...]
+    error: str | None
+    index_version: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentView:
+    id: int
+    domain: str
+    source: str
+    title: str
+    media_type: str
+    groups: tuple[str, ...]
+    chunk_count: int
+    size_bytes: int
+    content_hash: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievedPassage:
+    """A chunk retrieved for one request, numbered as the answer cites it."""
+
+    number: int
+    chunk_id: int
+    document_id: int
+    domain: str
+    title: str  # the chunk's title path, "Document title > Section"
+    source: str
+    location: str
+    text: str
+    snippet: str
+    score: float
+
+    def as_passage(self) -> Passage:
+        where = f"{self.source}, {self.location}" if self.location else self.source
+        return Passage(number=self.number, title=self.title, source=where, text=self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """Stage 4 output: the passages, and what was searched (for the route record)."""
+
+    passages: tuple[RetrievedPassage, ...] = ()
+    domains: tuple[str, ...] = ()
+    ms: float = 0.0
+    degraded: str | None = None  # why retrieval was skipped, when it failed
+
+
+NO_RETRIEVAL = Retrieval()  # nothing searched (the generalist, or knowledge disabled)

@@ -1,0 +1,60 @@
+"""Building the knowledge services from settings (called by the container and the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.db.session import Database
+from backend.knowledge.indexer import IndexPublisher
+from backend.knowledge.ingest import IngestLimits
+from backend.knowledge.jobs import IngestJobs
+from backend.knowledge.samples import SAMPLES_DIR
+from backend.knowledge.service import KnowledgeService
+from backend.settings import Settings
+from experts.registry import ExpertRegistry
+from retrieval.embedding import Embedder
+from retrieval.index import IndexConfig
+from retrieval.store import IndexStore
+
+
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    db: Database
+    service: KnowledgeService
+    jobs: IngestJobs
+    publisher: IndexPublisher
+    roots: tuple[Path, ...]
+
+
+def index_domains(registry: ExpertRegistry) -> list[str]:
+    """The knowledge domains: the ``index`` of every expert that has one, in file order."""
+    return list(dict.fromkeys(spec.index for spec in registry if spec.index))
+
+
+def ingest_roots(settings: Settings) -> tuple[Path, ...]:
+    """Folders the CLI may read: configured ones, else the working directory + samples."""
+    roots = settings.ingest_roots or (Path.cwd(), SAMPLES_DIR)
+    return tuple(root.resolve() for root in roots)
+
+
+def build_knowledge(
+    settings: Settings, db: Database, registry: ExpertRegistry, embedder: Embedder
+) -> Knowledge:
+    store = IndexStore(settings.data_dir / "indexes")
+    publisher = IndexPublisher(
+        db, store, embedder, IndexConfig(hnsw_threshold=settings.index_hnsw_threshold)
+    )
+    service = KnowledgeService(
+        db, publisher, embedder, index_domains(registry), reload_s=settings.knowledge_reload_s
+    )
+    jobs = IngestJobs(
+        db,
+        service,
+        embedder,
+        IngestLimits(max_file_bytes=settings.ingest_max_file_bytes),
+        settings.data_dir / "uploads",
+    )
+    return Knowledge(
+        db=db, service=service, jobs=jobs, publisher=publisher, roots=ingest_roots(settings)
+    )

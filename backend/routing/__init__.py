@@ -1,0 +1,1 @@
+"""The gate in the application: wiring, hot reload, training jobs, feedback, admin API."""

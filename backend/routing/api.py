@@ -1,0 +1,169 @@
+"""/api/v1/feedback and /api/v1/admin/router: thin routes over the routing services."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends
+
+from backend.audit.types import Actor, AuditEntry, Outcome
+from backend.container import Container
+from backend.deps import get_container, get_principal, require_admin, require_audit_reader
+from backend.errors import NotFound
+from backend.identity.types import Principal
+from backend.routing.feedback import FeedbackService
+from backend.routing.schemas import (
+    FeedbackIn,
+    FeedbackOut,
+    FeedbackQueueItem,
+    GateVersionOut,
+    RelabelIn,
+    RelabelOut,
+    RouterStatusOut,
+    ShadowIn,
+    TrainIn,
+    TrainOut,
+    VersionIn,
+)
+from backend.routing.training import train_from_all
+from backend.routing.wiring import router_store
+from router.errors import ArtifactError
+
+router = APIRouter(prefix="/api/v1", tags=["routing"])
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
+ReaderDep = Annotated[Principal, Depends(require_audit_reader)]
+
+
+async def _audit_admin(container: Container, admin: Principal, action: str, payload: dict[str, object]) -> None:
+    async with container.db.transaction() as session:
+        await container.audit.append(
+            session,
+            AuditEntry(
+                action=action,
+                outcome=Outcome.OK,
+                actor=Actor.of(admin),
+                status=200,
+                payload=payload,
+            ),
+        )
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackOut, operation_id="sendFeedback")
+async def send_feedback(body: FeedbackIn, principal: PrincipalDep, container: ContainerDep) -> FeedbackOut:
+    async with container.db.transaction() as session:
+        row = await FeedbackService(session, container.registry).submit(
+            principal, body.request_id, body.rating, body.comment, body.expected_expert
+        )
+        return FeedbackOut(id=row.id)
+
+
+@router.get("/admin/router", response_model=RouterStatusOut, operation_id="routerStatus")
+async def router_status(_: ReaderDep, container: ContainerDep) -> RouterStatusOut:
+    store = router_store(container.settings)
+    active, shadow = store.active(), store.shadow()
+    stats = container.router.shadow_stats()
+    versions = [
+        GateVersionOut(
+            version=m.version, created_at=m.created_at, experts=list(m.experts), architecture=m.architecture,
+            data_hash=m.data_hash, metrics=dict(m.metrics), active=m.version == active, shadow=m.version == shadow,
+        )
+        for m in store.manifests()
+    ]  # fmt: skip
+    return RouterStatusOut(
+        serving=container.router.version,
+        active=active,
+        shadow=shadow,
+        shadow_compared=stats.compared,
+        shadow_agreement=stats.agreement,
+        versions=versions,
+    )
+
+
+def _not_found(exc: ArtifactError) -> NotFound:
+    return NotFound(str(exc), code="router_version_not_found", param="version")
+
+
+@router.post("/admin/router/promote", response_model=RouterStatusOut, operation_id="promoteRouter")
+async def promote(body: VersionIn, admin: AdminDep, container: ContainerDep) -> RouterStatusOut:
+    store = router_store(container.settings)
+    previous = store.active()
+    try:
+        await anyio.to_thread.run_sync(store.promote, body.version)
+    except ArtifactError as exc:
+        raise _not_found(exc) from exc
+    await _audit_admin(container, admin, "router.promoted", {"version": body.version, "previous": previous})
+    return await router_status(admin, container)
+
+
+@router.post("/admin/router/rollback", response_model=RouterStatusOut, operation_id="rollbackRouter")
+async def rollback(admin: AdminDep, container: ContainerDep) -> RouterStatusOut:
+    store = router_store(container.settings)
+    previous = store.active()
+    try:
+        target = await anyio.to_thread.run_sync(store.rollback)
+    except ArtifactError as exc:
+        raise NotFound(str(exc), code="nothing_to_roll_back") from exc
+    await _audit_admin(container, admin, "router.rolled_back", {"version": target, "previous": previous})
+    return await router_status(admin, container)
+
+
+@router.post("/admin/router/shadow", response_model=RouterStatusOut, operation_id="shadowRouter")
+async def shadow(body: ShadowIn, admin: AdminDep, container: ContainerDep) -> RouterStatusOut:
+    store = router_store(container.settings)
+    try:
+        await anyio.to_thread.run_sync(store.set_shadow, body.version)
+    except ArtifactError as exc:
+        raise _not_found(exc) from exc
+    await _audit_admin(container, admin, "router.shadow", {"version": body.version})
+    return await router_status(admin, container)
+
+
+@router.post("/admin/router/train", response_model=TrainOut, operation_id="trainRouter")
+async def train(body: TrainIn, admin: AdminDep, container: ContainerDep) -> TrainOut:
+    """Retrain inline (tens of seconds on a laptop CPU); a worker runs the same service."""
+    outcome = await train_from_all(
+        container.db,
+        container.registry,
+        container.encoder,
+        router_store(container.settings),
+        promote=body.promote,
+    )
+    version = outcome.manifest.version
+    await _audit_admin(container, admin, "router.trained", {"version": version, "promoted": body.promote})
+    return TrainOut(
+        version=version,
+        promoted=outcome.promoted,
+        n_examples=outcome.n_seed + outcome.n_stored + outcome.n_files,
+        validation=dict(outcome.manifest.metrics),
+    )
+
+
+@router.get("/admin/router/feedback", response_model=list[FeedbackQueueItem], operation_id="feedbackQueue")
+async def feedback_queue(_: ReaderDep, container: ContainerDep) -> list[FeedbackQueueItem]:
+    async with container.db.session() as session:
+        items = await FeedbackService(session, container.registry).queue()
+    return [
+        FeedbackQueueItem(
+            id=i.id, request_id=i.request_id, rating=i.rating, comment=i.comment,
+            expected_expert=i.expected_expert, routed_expert=i.routed_expert, question=i.question,
+        )
+        for i in items
+    ]  # fmt: skip
+
+
+@router.post("/admin/router/relabel", response_model=RelabelOut, operation_id="relabelRequest")
+async def relabel(body: RelabelIn, admin: AdminDep, container: ContainerDep) -> RelabelOut:
+    async with container.db.transaction() as session:
+        example = await FeedbackService(session, container.registry).relabel(admin, body.request_id, body.domain)
+        await container.audit.append(
+            session,
+            AuditEntry(
+                action="router.relabeled", outcome=Outcome.OK, actor=Actor.of(admin), status=200,
+                request_id=body.request_id, payload={"domain": body.domain, "example_id": example.id},
+            ),
+        )  # fmt: skip
+        return RelabelOut(example_id=example.id, domain=example.domain)

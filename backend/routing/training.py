@@ -1,0 +1,104 @@
+"""Retraining the gate from the seed set plus what SQL holds (feedback, relabels).
+
+One service method, called inline by the CLI and the admin API in the embedded
+default (and by a worker task when one runs). The embedding cache under the router
+directory makes a retrain after a few new examples re-encode only those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backend.db.session import Database
+from backend.routing.feedback import FeedbackService
+from experts.registry import ExpertRegistry
+from router.artifacts import ArtifactStore
+from router.data import SEED_DIR, Example, load_jsonl
+from router.encoder import Encoder
+from router.gate import GateManifest
+from router.train import TrainConfig, train_gate
+
+log = logging.getLogger(__name__)
+SEED_FILE = SEED_DIR / "train.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    manifest: GateManifest
+    n_seed: int
+    n_stored: int
+    n_files: int
+    promoted: bool
+
+
+class EmbeddingCache:
+    """text -> vector, persisted as one .npz keyed by SHA-1 of the text."""
+
+    def __init__(self, path: Path, encoder_name: str) -> None:
+        self._path = path
+        self._encoder = encoder_name
+        self.vectors: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def load(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        if self._path.is_file():
+            with np.load(self._path, allow_pickle=False) as data:
+                if str(data["__encoder__"]) == self._encoder:
+                    stored = {k: data[k] for k in data.files if k != "__encoder__"}
+                    for text in texts:
+                        vec = stored.get(self._key(text))
+                        if vec is not None:
+                            self.vectors[text] = vec
+        return self.vectors
+
+    def save(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp.npz")
+        arrays = {self._key(t): v for t, v in self.vectors.items()}
+        np.savez(tmp, __encoder__=np.array(self._encoder), **arrays)  # type: ignore[arg-type]
+        tmp.replace(self._path)
+
+
+async def train_from_all(
+    db: Database,
+    registry: ExpertRegistry,
+    encoder: Encoder,
+    store: ArtifactStore,
+    *,
+    extra_files: Sequence[Path] = (),
+    use_seed: bool = True,
+    promote: bool = False,
+    config: TrainConfig | None = None,
+) -> TrainOutcome:
+    """Train a new gate version on seed + SQL + files, save it, optionally promote it.
+
+    Raises ValueError when an expert of the registry has no examples at all (give it
+    a few in experts.yaml ``examples`` or via relabels).
+    """
+    seed = [e for e in load_jsonl(SEED_FILE) if e.domain in registry] if use_seed else []
+    async with db.session() as session:
+        stored = await FeedbackService(session, registry).examples()
+    files = [e for path in extra_files for e in load_jsonl(path) if e.domain in registry]
+    # Experts added after the seed set was written learn from their experts.yaml examples.
+    described = [Example(t, s.name) for s in registry for t in (s.description, *s.examples)]
+    examples = [*seed, *stored, *files, *described]
+    cache = EmbeddingCache(store.root / "embedding-cache.npz", encoder.name)
+    vectors = cache.load([e.text for e in examples])
+    result = train_gate(
+        examples, encoder, registry.names, config or TrainConfig(), parent=store.active(), vectors_by_text=vectors
+    )
+    cache.save()
+    store.save(result.scorer)
+    if promote:
+        store.promote(result.scorer.version)
+    log.info("trained gate %s on %d examples", result.scorer.version, len(examples))
+    return TrainOutcome(result.scorer.manifest, len(seed), len(stored), len(files), promote)

@@ -1,0 +1,32 @@
+"""Building the router from settings, the registry and the artifact store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backend.settings import Settings
+from experts.registry import ExpertRegistry
+from router.artifacts import ArtifactStore
+from router.encoder import Encoder
+from router.loading import load_active
+from router.policy import DecisionPolicy, PolicyConfig
+from router.service import Router
+
+
+def router_store(settings: Settings) -> ArtifactStore:
+    return ArtifactStore(settings.router_dir or Path(settings.data_dir) / "router")
+
+
+def expert_texts(registry: ExpertRegistry) -> dict[str, list[str]]:
+    """Per expert, the texts its prototype is built from (description + examples)."""
+    return {spec.name: [spec.description, *spec.examples] for spec in registry}
+
+
+def make_policy(registry: ExpertRegistry, config: PolicyConfig) -> DecisionPolicy:
+    return DecisionPolicy(config, {spec.name: spec.capacity for spec in registry})
+
+
+def build_router(settings: Settings, registry: ExpertRegistry, encoder: Encoder) -> Router:
+    """The router serving the active gate version (see router.loading.load_active)."""
+    scorer, config = load_active(router_store(settings), encoder, expert_texts(registry))
+    return Router(encoder, scorer, make_policy(registry, config))

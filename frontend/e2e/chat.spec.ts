@@ -1,0 +1,219 @@
+// The web UI end to end: a real server, Debian's Chromium, the fake LLM.
+import { expect, test, type Page } from "@playwright/test";
+
+import { env, expectAccessible, shot } from "./helpers";
+
+test.describe.configure({ mode: "serial" });
+
+const QUESTIONS = [
+  { expert: "code", text: "how do I squash the last three git commits", answer: "interactive rebase" },
+  { expert: "legal", text: "what is the liability cap in our MSA contract", answer: "twelve months of fees" },
+  { expert: "support", text: "I can't log in to Beacon after resetting my password", answer: "Settings → Security" },
+] as const;
+
+let page: Page;
+const requestIds: Record<string, string> = {};
+let knowledge = false;
+
+const MSA = `# Master services agreement: liability
+
+## Section 9. Limitation of liability
+
+Each party's total liability under this agreement is capped at the fees paid in the
+twelve months before the claim. The cap does not apply to breaches of confidentiality.
+`;
+
+test.beforeAll(async ({ browser }) => {
+  page = await browser.newPage({ baseURL: env("EXPERTGATE_E2E_URL") });
+});
+
+test.afterAll(async () => {
+  await page.close();
+});
+
+async function ask(text: string): Promise<{ requestId: string; contentType: string }> {
+  const box = page.getByLabel("Your question");
+  await box.fill(text);
+  const response = page.waitForResponse((r) => r.url().endsWith("/v1/chat/completions"));
+  await box.press("Enter");
+  const r = await response;
+  return { requestId: r.headers()["x-request-id"] ?? "", contentType: r.headers()["content-type"] ?? "" };
+}
+
+test("sign in with the admin key", async () => {
+  await page.goto("/");
+  await expect(page.getByRole("heading", { name: "expertgate" })).toBeVisible();
+  await expectAccessible(page, "sign-in");
+  await page.getByLabel("API key").fill("eg-not-a-real-key");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toContainText("not accepted");
+  await page.getByLabel("API key").fill(env("EXPERTGATE_E2E_KEY"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("heading", { name: "Ask the experts" })).toBeVisible();
+  await expect(page.getByLabel("Expert", { exact: true })).toHaveValue("auto");
+});
+
+test("admin uploads a document into the legal index from the console", async () => {
+  await page.getByRole("link", { name: "Console" }).click();
+  await page.getByRole("link", { name: "Knowledge" }).click();
+  const missing = page.getByText("does not offer the documents API yet");
+  const table = page.getByRole("table", { name: "Documents" });
+  await expect(missing.or(table)).toBeVisible();
+  if (await missing.isVisible()) {
+    test.info().annotations.push({ type: "note", description: "knowledge API not on this server yet" });
+    return;
+  }
+  const form = page.getByRole("form", { name: "Upload documents" });
+  await form.getByLabel("Domain").selectOption("legal");
+  await form.getByLabel("Files").setInputFiles({ name: "msa-liability.md", mimeType: "text/markdown", buffer: Buffer.from(MSA) });
+  await form.getByRole("button", { name: "Upload" }).click();
+  await expect(page.getByTestId("ingest-job")).toContainText("succeeded", { timeout: 30_000 });
+  await expect(table.getByRole("row", { name: /msa-liability\.md/ })).toBeVisible();
+  await expectAccessible(page, "console knowledge");
+  await shot(page, "console-knowledge");
+  knowledge = true;
+  await page.getByRole("link", { name: "Chat" }).click();
+});
+
+test("one question per expert: streamed answer, badge, safe Markdown", async () => {
+  for (const [i, q] of QUESTIONS.entries()) {
+    if (i > 0) await page.getByRole("button", { name: "+ New conversation" }).click();
+    const { requestId, contentType } = await ask(q.text);
+    expect(contentType).toContain("text/event-stream");
+    requestIds[q.expert] = requestId;
+    const answer = page.getByTestId("answer").last();
+    await expect(answer).toHaveAttribute("data-status", "done");
+    await expect(answer.getByTestId("expert-badge")).toHaveAttribute("data-expert", q.expert);
+    await expect(answer).toContainText(q.answer);
+    // A new conversation gets its own address and shows up in the list.
+    await expect(page).toHaveURL(/\/c\/[0-9a-f-]{36}$/);
+    await expect(page.getByRole("navigation", { name: "Conversations" }).getByRole("link", { name: q.text })).toBeVisible();
+  }
+  await expect(page.getByRole("navigation", { name: "Conversations" }).getByRole("listitem")).toHaveCount(3);
+
+  // The code answer: a highlighted block with a copy button; model HTML stays text.
+  await page.getByRole("link", { name: QUESTIONS[0].text }).click();
+  const code = page.getByTestId("answer").first();
+  await expect(code).toContainText("interactive rebase");
+  await expect(code.locator(".code-lang")).toHaveText("bash");
+  await expect(code.locator("pre .hljs-built_in, pre .hljs-keyword, pre .hljs-comment").first()).toBeVisible();
+  await expect(code.getByRole("button", { name: "Copy code" })).toBeVisible();
+  await expect(code).toContainText('<img src=x onerror="window.__xss=1">');
+  expect(await code.locator("img").count()).toBe(0);
+  expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+  // Stored history reloads with its route.
+  await page.reload();
+  await expect(page.getByTestId("answer").first().getByTestId("expert-badge")).toHaveAttribute("data-expert", "code");
+  await expectAccessible(page, "chat");
+  await shot(page, "chat");
+});
+
+test("citations: numbered, and open their passage and source", async () => {
+  test.skip(!knowledge, "no documents API on this server, so no citations");
+  await page.getByRole("link", { name: QUESTIONS[1].text }).click();
+  const answer = page.getByTestId("answer").first();
+  await expect(answer.locator("details.citations summary")).toHaveText(/^Sources \(\d+\)$/);
+  await answer.getByRole("button", { name: "Show source 1" }).first().click();
+  const dialog = page.getByRole("dialog");
+  await expect(dialog).toBeVisible();
+  await expect(dialog).toContainText("msa-liability.md");
+  await expect(dialog).toContainText("twelve months");
+  await shot(page, "citation");
+  await page.keyboard.press("Escape");
+  await expect(dialog).toBeHidden();
+});
+
+test("feedback: thumbs down, a comment and the expert it should have gone to", async () => {
+  await page.getByRole("link", { name: QUESTIONS[1].text }).click();
+  const answer = page.getByTestId("answer").first();
+  await expect(answer.getByTestId("expert-badge")).toHaveAttribute("data-expert", "legal");
+  await answer.getByRole("button", { name: "Bad answer" }).click();
+  await answer.getByLabel("Comment (optional)").fill("this was about a customer's contract question");
+  await answer.getByLabel("This should have gone to").selectOption("support");
+  const response = page.waitForResponse((r) => r.url().endsWith("/api/v1/feedback"));
+  await answer.getByRole("button", { name: "Send feedback" }).click();
+  const r = await response;
+  if (r.status() === 201) {
+    await expect(answer.getByRole("status")).toHaveText("Thanks, your feedback was sent.");
+    const sent = r.request().postDataJSON() as Record<string, unknown>;
+    expect(sent).toEqual({
+      request_id: requestIds.legal,
+      rating: "down",
+      comment: "this was about a customer's contract question",
+      expected_expert: "support",
+    });
+  } else {
+    // The feedback endpoint has not landed on this server: the UI says so.
+    expect(r.status()).toBe(404);
+    await expect(answer.getByRole("status")).toHaveText("This server does not accept feedback yet.");
+  }
+});
+
+test("choose an expert by hand", async () => {
+  await page.getByRole("button", { name: "+ New conversation" }).click();
+  await page.getByLabel("Expert", { exact: true }).selectOption("legal");
+  await ask("hello, how are you today");
+  const answer = page.getByTestId("answer").last();
+  await expect(answer).toHaveAttribute("data-status", "done");
+  await expect(answer.getByTestId("expert-badge")).toHaveAttribute("data-expert", "legal");
+  await expect(answer.getByTestId("expert-badge")).toContainText("chosen");
+});
+
+test("delete a conversation", async () => {
+  const list = page.getByRole("navigation", { name: "Conversations" });
+  const before = await list.getByRole("listitem").count();
+  page.once("dialog", (d) => void d.accept());
+  await list.getByRole("button", { name: "Delete conversation: hello, how are you today" }).click();
+  await expect(list.getByRole("listitem")).toHaveCount(before - 1);
+  await expect(page).toHaveURL(/\/$/);
+});
+
+test("phone width and dark mode", async () => {
+  await page.getByRole("link", { name: "Chat" }).click();
+  await page.getByRole("button", { name: "+ New conversation" }).click();
+  await page.getByRole("link", { name: QUESTIONS[2].text }).click();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.emulateMedia({ colorScheme: "dark" });
+  await expect(page.getByRole("navigation", { name: "Conversations" })).toBeHidden();
+  await page.getByRole("button", { name: "Conversations" }).click();
+  await expect(page.getByRole("navigation", { name: "Conversations" })).toBeVisible();
+  await page.getByRole("link", { name: QUESTIONS[0].text }).click();
+  await expect(page.getByRole("navigation", { name: "Conversations" })).toBeHidden();
+  await expect(page.getByTestId("answer").first()).toContainText("interactive rebase");
+  await expectAccessible(page, "chat at phone width, dark");
+  await shot(page, "chat-phone-dark");
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: "light" });
+});
+
+test("console: find the request in the audit log and open its trace", async () => {
+  await page.getByRole("link", { name: "Console" }).click();
+  await expect(page.getByRole("heading", { name: "Console" })).toBeVisible();
+  const missing = page.getByText("does not offer the audit API yet");
+  const table = page.getByRole("table", { name: "Audit events" });
+  await expect(missing.or(table)).toBeVisible();
+  if (await missing.isVisible()) {
+    test.info().annotations.push({ type: "note", description: "audit API not on this server yet" });
+  } else {
+    await page.getByLabel("Request id").fill(requestIds.legal!);
+    await page.getByRole("button", { name: "Apply filters" }).click();
+    const row = page.locator(`tr[data-request-id="${requestIds.legal}"]`).first();
+    await expect(row).toBeVisible();
+    await row.getByRole("link").click();
+    const trace = page.getByTestId("audit-trace");
+    await expect(trace).toContainText(requestIds.legal!);
+    await expect(trace.getByRole("meter", { name: "legal probability" })).toBeVisible();
+    await expect(trace.getByTestId("integrity")).toHaveText("hash chain intact");
+  }
+  await expectAccessible(page, "console audit");
+  await shot(page, "console");
+
+  await page.getByRole("link", { name: "Route tester" }).click();
+  await page.getByLabel("Text to route").fill("can we use an AGPL library in the product");
+  await page.getByRole("button", { name: "Route" }).click();
+  const result = page.getByTestId("route-result");
+  await expect(result.getByTestId("expert-badge")).toHaveAttribute("data-expert", "legal");
+  await expect(result.getByRole("meter")).toHaveCount(4);
+  await expectAccessible(page, "console route tester");
+  await shot(page, "console-router");
+});

@@ -1,0 +1,112 @@
+import { useEffect, useMemo, useState } from "react";
+
+import { Api } from "./api/client";
+import { ApiError } from "./api/errors";
+import type { Me, ModelCard } from "./api/types";
+import { ChatPage } from "./chat/ChatPage";
+import { ConsolePage } from "./console/ConsolePage";
+import { navigate, parsePath, usePath } from "./location";
+import { useApiKey } from "./session";
+import { SignIn } from "./SignIn";
+
+/** Who is signed in: from GET /api/v1/me when the server has it. */
+export type Identity = { known: true; me: Me } | { known: false };
+
+export function App() {
+  const [key, setKey] = useApiKey();
+  const path = usePath();
+  const view = parsePath(path);
+  const api = useMemo(() => (key ? new Api({ key }) : null), [key]);
+  const [models, setModels] = useState<ModelCard[]>([]);
+  const [identity, setIdentity] = useState<Identity>({ known: false });
+  const [sidebarOpen, setSidebarOpen] = useState(false);
+
+  useEffect(() => {
+    if (!api) return;
+    api.models().then(setModels, (err) => {
+      if (err instanceof ApiError && err.status === 401) setKey(null); // key revoked meanwhile
+    });
+    api.me().then(
+      (me) => setIdentity({ known: true, me }),
+      () => setIdentity({ known: false }),
+    );
+  }, [api, setKey]);
+
+  if (!api) return <SignIn onSignedIn={setKey} />;
+
+  const roles = identity.known ? identity.me.roles : [];
+  // Without /api/v1/me the role is unknown: offer the console and let the API decide.
+  const mayConsole = !identity.known || roles.includes("admin") || roles.includes("auditor");
+
+  return (
+    <div className="app">
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="topbar">
+        {view.page === "chat" && (
+          <button
+            type="button"
+            className="ghost menu"
+            aria-expanded={sidebarOpen}
+            aria-label="Conversations"
+            onClick={() => setSidebarOpen((o) => !o)}
+          >
+            ☰
+          </button>
+        )}
+        <a
+          className="brand"
+          href="/"
+          onClick={(e) => {
+            e.preventDefault();
+            navigate("/");
+          }}
+        >
+          expertgate
+        </a>
+        <nav aria-label="Main" className="topnav">
+          <a
+            href="/"
+            aria-current={view.page === "chat" ? "page" : undefined}
+            onClick={(e) => {
+              e.preventDefault();
+              navigate("/");
+            }}
+          >
+            Chat
+          </a>
+          {mayConsole && (
+            <a
+              href="/console"
+              aria-current={view.page === "console" ? "page" : undefined}
+              onClick={(e) => {
+                e.preventDefault();
+                navigate("/console");
+              }}
+            >
+              Console
+            </a>
+          )}
+        </nav>
+        <span className="who muted small" data-testid="who">
+          {identity.known ? identity.me.email : ""}
+        </span>
+        <button type="button" className="ghost small" onClick={() => setKey(null)}>
+          Sign out
+        </button>
+      </header>
+      {view.page === "chat" ? (
+        <ChatPage
+          api={api}
+          models={models}
+          conversationId={view.conversationId}
+          sidebarOpen={sidebarOpen}
+          onCloseSidebar={() => setSidebarOpen(false)}
+        />
+      ) : (
+        <ConsolePage api={api} models={models} tab={view.tab} detail={view.detail} />
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,196 @@
+// The typed API client. Routes in the backend's OpenAPI schema go through openapi-fetch
+// with the generated `paths` types. `raw` is for what that cannot express: SSE, file
+// downloads and uploads, and POST /api/v1/feedback until it is in the schema.
+import createClient, { type Client } from "openapi-fetch";
+
+import { ApiError, toApiError } from "./errors";
+import type { paths } from "./schema";
+import type {
+  AuditEventDetail,
+  AuditExportQuery,
+  AuditPage,
+  AuditQuery,
+  ChatRequest,
+  ConversationDetail,
+  ConversationPage,
+  DocumentPage,
+  FeedbackIn,
+  IngestJob,
+  IssuedKey,
+  KeyCreate,
+  KeyOut,
+  Me,
+  ModelCard,
+  RouteInfo,
+} from "./types";
+import { streamChat, type StreamEvent } from "./stream";
+
+export interface ApiOptions {
+  key: string;
+  baseUrl?: string;
+  fetch?: typeof fetch;
+}
+
+export class Api {
+  private readonly client: Client<paths>;
+  private readonly key: string;
+  private readonly baseUrl: string;
+  private readonly fetchFn: typeof fetch;
+
+  constructor({ key, baseUrl = "", fetch: fetchFn }: ApiOptions) {
+    this.key = key;
+    this.baseUrl = baseUrl;
+    // Late-bound so tests (and polyfills) that replace globalThis.fetch are honoured.
+    this.fetchFn = fetchFn ?? ((input, init) => globalThis.fetch(input, init));
+    this.client = createClient<paths>({
+      baseUrl: baseUrl || globalThis.location?.origin || "",
+      headers: { authorization: `Bearer ${key}` },
+      fetch: (request: Request) => this.fetchFn(request),
+    });
+  }
+
+  async models(): Promise<ModelCard[]> {
+    const r = await this.client.GET("/v1/models");
+    return unwrap(r).data;
+  }
+
+  async conversations(cursor?: string, limit = 30): Promise<ConversationPage> {
+    const r = await this.client.GET("/api/v1/conversations", {
+      params: { query: { limit, ...(cursor ? { cursor } : {}) } },
+    });
+    return unwrap(r);
+  }
+
+  async conversation(id: string): Promise<ConversationDetail> {
+    const r = await this.client.GET("/api/v1/conversations/{conversation_id}", {
+      params: { path: { conversation_id: id } },
+    });
+    return unwrap(r);
+  }
+
+  async deleteConversation(id: string): Promise<void> {
+    const r = await this.client.DELETE("/api/v1/conversations/{conversation_id}", {
+      params: { path: { conversation_id: id } },
+    });
+    if (r.error !== undefined || !r.response.ok) throw toApiError(r.response.status, r.error);
+  }
+
+  async route(text: string, model = "auto"): Promise<RouteInfo> {
+    const r = await this.client.POST("/v1/route", { body: { text, model } });
+    return unwrap(r).expertgate;
+  }
+
+  /** Stream one chat completion; see stream.ts for the events. */
+  chat(body: ChatRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
+    return streamChat(this.fetchFn, `${this.baseUrl}/v1/chat/completions`, this.key, body, signal);
+  }
+
+  async feedback(body: FeedbackIn): Promise<{ id: number }> {
+    const response = await this.raw("POST", "/api/v1/feedback", body);
+    return (await response.json()) as { id: number };
+  }
+
+  async me(): Promise<Me> {
+    return unwrap(await this.client.GET("/api/v1/me"));
+  }
+
+  async audit(query: AuditQuery): Promise<AuditPage> {
+    return unwrap(await this.client.GET("/api/v1/admin/audit", { params: { query } }));
+  }
+
+  async auditEvent(seq: number): Promise<AuditEventDetail> {
+    return unwrap(
+      await this.client.GET("/api/v1/admin/audit/{seq}", { params: { path: { seq } } }),
+    );
+  }
+
+  async auditExport(query: AuditExportQuery): Promise<Blob> {
+    const response = await this.raw("GET", `/api/v1/admin/audit/export${queryString(query)}`);
+    return response.blob();
+  }
+
+  async documents(domain?: string, offset = 0, limit = 100): Promise<DocumentPage> {
+    return unwrap(
+      await this.client.GET("/api/v1/documents", {
+        params: { query: { limit, offset, ...(domain ? { domain } : {}) } },
+      }),
+    );
+  }
+
+  /** Upload files into a domain's index; answers with the ingest job to poll. */
+  async upload(domain: string, files: File[], groups: string[] = []): Promise<IngestJob> {
+    const form = new FormData();
+    form.set("domain", domain);
+    form.set("groups", groups.join(","));
+    for (const f of files) form.append("files", f, f.name);
+    // multipart: the browser sets the boundary, so this goes through fetch directly.
+    const response = await this.raw("POST", "/api/v1/documents", form);
+    return (await response.json()) as IngestJob;
+  }
+
+  async ingestJob(id: string): Promise<IngestJob> {
+    return unwrap(
+      await this.client.GET("/api/v1/ingest-jobs/{job_id}", { params: { path: { job_id: id } } }),
+    );
+  }
+
+  async deleteDocument(id: number): Promise<void> {
+    unwrap(
+      await this.client.DELETE("/api/v1/documents/{document_id}", {
+        params: { path: { document_id: id } },
+      }),
+    );
+  }
+
+  async keys(user?: string): Promise<KeyOut[]> {
+    const r = await this.client.GET("/api/v1/admin/keys", {
+      params: { query: user ? { user } : {} },
+    });
+    return unwrap(r).data;
+  }
+
+  async createKey(body: KeyCreate): Promise<IssuedKey> {
+    return unwrap(await this.client.POST("/api/v1/admin/keys", { body }));
+  }
+
+  async revokeKey(id: number): Promise<KeyOut> {
+    return unwrap(
+      await this.client.POST("/api/v1/admin/keys/{key_id}/revoke", {
+        params: { path: { key_id: id } },
+      }),
+    );
+  }
+
+  private async raw(method: string, path: string, body?: unknown): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.key}` };
+    const form = body instanceof FormData;
+    if (body !== undefined && !form) headers["content-type"] = "application/json";
+    let response: Response;
+    try {
+      response = await this.fetchFn(`${this.baseUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : form ? body : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiError(0, `the server could not be reached (${String(err)})`);
+    }
+    if (!response.ok) throw toApiError(response.status, await response.json().catch(() => null));
+    return response;
+  }
+
+}
+
+function unwrap<T>(r: { data?: T; error?: unknown; response: Response }): T {
+  if (r.data === undefined) throw toApiError(r.response.status, r.error);
+  return r.data;
+}
+
+export function queryString(query: object): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (v !== undefined && v !== null && v !== "") params.set(k, String(v));
+  }
+  const s = params.toString();
+  return s ? `?${s}` : "";
+}

@@ -1,0 +1,142 @@
+// The chat transcript as a reducer: pure, so the streaming logic is unit-tested.
+import type { StreamEvent } from "../api/stream";
+import { routeView, type ConversationDetail, type RouteView, type Usage } from "../api/types";
+
+export interface UserTurn {
+  kind: "user";
+  key: string;
+  text: string;
+}
+
+export interface AnswerTurn {
+  kind: "answer";
+  key: string;
+  text: string;
+  status: "streaming" | "done" | "error" | "stopped";
+  route: RouteView | null;
+  requestId: string | null;
+  error: string | null;
+  usage: Usage | null;
+}
+
+export type Turn = UserTurn | AnswerTurn;
+
+export interface ChatState {
+  conversationId: string | null;
+  turns: Turn[];
+}
+
+export type ChatAction =
+  | { type: "reset"; conversationId: string | null }
+  | { type: "loaded"; detail: ConversationDetail }
+  | { type: "asked"; text: string; key: string }
+  | { type: "event"; key: string; event: StreamEvent }
+  | { type: "stopped"; key: string };
+
+export const emptyChat: ChatState = { conversationId: null, turns: [] };
+
+function updateAnswer(state: ChatState, key: string, fn: (t: AnswerTurn) => AnswerTurn): ChatState {
+  return {
+    ...state,
+    turns: state.turns.map((t) => (t.kind === "answer" && t.key === key ? fn(t) : t)),
+  };
+}
+
+export function chatReducer(state: ChatState, action: ChatAction): ChatState {
+  switch (action.type) {
+    case "reset":
+      return { conversationId: action.conversationId, turns: [] };
+    case "loaded":
+      return {
+        conversationId: action.detail.id,
+        turns: action.detail.messages
+          .filter((m) => m.role !== "system")
+          .map((m): Turn =>
+            m.role === "user"
+              ? { kind: "user", key: `m${m.id}`, text: m.content }
+              : {
+                  kind: "answer",
+                  key: `m${m.id}`,
+                  text: m.content,
+                  status: "done",
+                  route: m.route ? routeView(m.route) : null,
+                  requestId: m.request_id,
+                  error: null,
+                  usage: null,
+                },
+          ),
+      };
+    case "asked":
+      return {
+        ...state,
+        turns: [
+          ...state.turns,
+          { kind: "user", key: `u${action.key}`, text: action.text },
+          {
+            kind: "answer",
+            key: action.key,
+            text: "",
+            status: "streaming",
+            route: null,
+            requestId: null,
+            error: null,
+            usage: null,
+          },
+        ],
+      };
+    case "stopped":
+      return updateAnswer(state, action.key, (t) =>
+        t.status === "streaming" ? { ...t, status: "stopped" } : t,
+      );
+    case "event": {
+      const { event, key } = action;
+      if (event.type === "done" && event.route?.conversation_id) {
+        state = { ...state, conversationId: event.route.conversation_id };
+      }
+      return updateAnswer(state, key, (t) => {
+        switch (event.type) {
+          case "route":
+            return { ...t, route: routeView(event.route), requestId: event.route.request_id };
+          case "delta":
+            return { ...t, text: t.text + event.text };
+          case "done":
+            return {
+              ...t,
+              status: "done",
+              route: event.route ? routeView(event.route) : t.route,
+              requestId: event.route?.request_id ?? t.requestId,
+              usage: event.usage,
+            };
+          case "error":
+            return { ...t, status: "error", error: event.error.message };
+        }
+      });
+    }
+  }
+}
+
+/**
+ * The OpenAI `messages` to send for a new question: earlier complete exchanges (the
+ * expert needs the context) bounded by count and size, then the question.
+ */
+export function history(
+  turns: Turn[],
+  question: string,
+  limits = { messages: 20, chars: 24_000 },
+): { role: "user" | "assistant"; content: string }[] {
+  const out: { role: "user" | "assistant"; content: string }[] = [];
+  let chars = question.length;
+  for (let i = turns.length - 1; i >= 1; i--) {
+    const answer = turns[i];
+    const asked = turns[i - 1];
+    if (answer?.kind !== "answer" || asked?.kind !== "user") continue;
+    if (answer.status !== "done" || !answer.text) continue;
+    const size = answer.text.length + asked.text.length;
+    if (out.length + 2 > limits.messages - 1 || chars + size > limits.chars) break;
+    out.unshift({ role: "user", content: asked.text }, { role: "assistant", content: answer.text });
+    chars += size;
+    i--;
+  }
+  out.push({ role: "user", content: question });
+  return out;
+}

@@ -1,0 +1,152 @@
+"""The trained gate: a small network over sentence embeddings, calibrated, with an
+in-domain score from nearest training neighbours.
+
+Training uses torch (:mod:`router.train`); serving runs the same arithmetic in numpy on
+weights loaded from safetensors, which keeps one request well under a millisecond after
+the embedding and avoids torch's per-call overhead.
+
+Artifact layout (one directory per version)::
+
+    gate.safetensors   w1 [H,D] b1 [H] w2 [E,H] b2 [E]    (mlp)  or  w [E,D] b [E]  (linear)
+                       bank [N,D] float32: embeddings of the in-domain training examples
+    manifest.json      GateManifest: encoder, experts, temperature, thresholds, metrics,
+                       data hash, seed, architecture
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from router.encoder import Vectors
+from router.errors import ArtifactError
+from router.features import HashedNgrams
+from router.policy import PolicyConfig
+from router.types import Scores
+
+WEIGHTS = "gate.safetensors"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class GateManifest:
+    version: str
+    encoder: str
+    dim: int
+    experts: tuple[str, ...]
+    architecture: str  # "mlp" or "linear"
+    temperature: float
+    knn_k: int
+    policy: PolicyConfig
+    data_hash: str
+    seed: int
+    created_at: str
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    lexical_buckets: int = 0  # 0: no lexical features; else size of the "lex" table
+
+    def to_json(self) -> str:
+        raw = asdict(self)
+        raw["experts"] = list(self.experts)
+        return json.dumps(raw, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GateManifest:
+        raw = json.loads(text)
+        raw["experts"] = tuple(raw["experts"])
+        raw["policy"] = PolicyConfig(**raw["policy"])
+        return cls(**raw)
+
+
+def _softmax(z: Vectors) -> Vectors:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: Vectors = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+class TrainedScorer:
+    """Scores embeddings with a trained gate. Immutable; safe to share across threads."""
+
+    def __init__(self, manifest: GateManifest, tensors: Mapping[str, np.ndarray]) -> None:
+        self.manifest = manifest
+        self.version = manifest.version
+        self.experts = manifest.experts
+        self._t = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+        needed: tuple[str, ...]
+        if manifest.architecture == "mlp":
+            needed = ("w1", "b1", "w2", "b2", "bank")
+        elif manifest.architecture == "linear":
+            needed = ("w", "b", "bank")
+        else:
+            raise ArtifactError(f"unknown gate architecture {manifest.architecture!r}")
+        missing = [n for n in needed if n not in self._t]
+        if missing:
+            raise ArtifactError(f"gate {manifest.version}: missing tensors {missing}")
+        out_dim = self._t["w2" if manifest.architecture == "mlp" else "w"].shape[0]
+        if out_dim != len(manifest.experts):
+            raise ArtifactError(f"gate {manifest.version}: {out_dim} outputs for {len(manifest.experts)} experts")
+        in_dim = self._t["w1" if manifest.architecture == "mlp" else "w"].shape[1]
+        if in_dim != manifest.dim:
+            raise ArtifactError(f"gate {manifest.version}: input size {in_dim} != manifest dim {manifest.dim}")
+        self._ngrams: HashedNgrams | None = None
+        if manifest.lexical_buckets:
+            lex = self._t.get("lex")
+            if lex is None or lex.shape != (manifest.lexical_buckets, len(manifest.experts)):
+                raise ArtifactError(f"gate {manifest.version}: lexical table missing or misshapen")
+            self._ngrams = HashedNgrams(manifest.lexical_buckets)
+
+    def logits(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
+        """Uncalibrated logits, shape (len(texts), len(experts))."""
+        t = self._t
+        if self.manifest.architecture == "mlp":
+            hidden = np.maximum(vectors @ t["w1"].T + t["b1"], 0.0)
+            out: Vectors = hidden @ t["w2"].T + t["b2"]
+        else:
+            out = vectors @ t["w"].T + t["b"]
+        if self._ngrams is not None:
+            lex = t["lex"]
+            out = out + np.stack([lex[self._ngrams.ids(text)].mean(axis=0) for text in texts])
+        return out
+
+    def probabilities(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
+        return _softmax(self.logits(texts, vectors) / self.manifest.temperature)
+
+    def in_domain(self, vectors: Vectors) -> Vectors:
+        """Mean cosine similarity to the k nearest in-domain training examples."""
+        sims = vectors @ self._t["bank"].T
+        k = min(self.manifest.knn_k, sims.shape[1])
+        top = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
+        result: Vectors = top.mean(axis=1)
+        return result
+
+    def score(self, texts: Sequence[str], vectors: Vectors) -> list[Scores]:
+        probs = self.probabilities(texts, vectors)
+        dom = self.in_domain(vectors)
+        return [
+            Scores({n: float(p) for n, p in zip(self.experts, row, strict=True)}, float(d))
+            for row, d in zip(probs, dom, strict=True)
+        ]
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_file(dict(self._t), str(directory / WEIGHTS))
+        (directory / MANIFEST).write_text(self.manifest.to_json() + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> TrainedScorer:
+        """Load a version directory. Raises ArtifactError if files are missing or corrupt."""
+        try:
+            manifest = GateManifest.from_json((directory / MANIFEST).read_text())
+            tensors = load_file(str(directory / WEIGHTS))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"cannot load gate from {directory}: {exc}") from exc
+        except Exception as exc:  # safetensors raises its own error type for corrupt files
+            raise ArtifactError(f"cannot load gate from {directory}: {exc}") from exc
+        return cls(manifest, tensors)

@@ -1,0 +1,88 @@
+"""Conversation history keyset paging on a migrated PostgreSQL (timestamptz, ties)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from backend.conversations.service import Cursor, HistoryService
+from backend.db.models import Conversation, Message
+from backend.db.session import Database, migrate
+from backend.errors import NotFound
+from backend.identity.service import IdentityService
+from backend.identity.types import Principal
+from backend.settings import to_async_url
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[Database]:
+    url = to_async_url(pg_url)
+    migrate(url)
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
+async def principal(db: Database, email: str) -> Principal:
+    async with db.transaction() as session:
+        user = await IdentityService(session).ensure_user(email)
+        return Principal(user.id, user.email, None, frozenset(), frozenset({"user"}))
+
+
+async def test_pages_cover_every_row_once_with_tied_timestamps(db: Database) -> None:
+    alice = await principal(db, "alice@example.com")
+    bob = await principal(db, "bob@example.com")
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    # Seven conversations; three share one updated_at so the id breaks the tie.
+    stamps = [base + timedelta(minutes=m) for m in (1, 2, 2, 2, 3, 4, 5)]
+    async with db.transaction() as session:
+        for i, stamp in enumerate(stamps):
+            session.add(
+                Conversation(
+                    id=f"00000000-0000-0000-0000-00000000000{i}",
+                    user_id=alice.user_id,
+                    title=f"c{i}",
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+        session.add(Conversation(id="bob-1", user_id=bob.user_id, title="b", updated_at=base))
+    expected = sorted(
+        ((s, f"00000000-0000-0000-0000-00000000000{i}") for i, s in enumerate(stamps)),
+        reverse=True,
+    )
+    seen: list[str] = []
+    async with db.session() as session:
+        service = HistoryService(session)
+        page = await service.list_owned(alice, limit=3)
+        seen += [c.id for c in page.conversations]
+        while page.next_cursor is not None:
+            # The cursor goes through its string form, as it does over HTTP.
+            after = Cursor.decode(page.next_cursor.encode())
+            page = await service.list_owned(alice, limit=3, after=after)
+            seen += [c.id for c in page.conversations]
+    assert seen == [cid for _, cid in expected]
+
+
+async def test_delete_cascades_and_respects_ownership(db: Database) -> None:
+    alice = await principal(db, "alice@example.com")
+    bob = await principal(db, "bob@example.com")
+    async with db.transaction() as session:
+        session.add(Conversation(id="conv-a", user_id=alice.user_id, title="a"))
+        await session.flush()
+        session.add(Message(conversation_id="conv-a", request_id="r1", role="user", content="x"))
+    async with db.transaction() as session:
+        with pytest.raises(NotFound):
+            await HistoryService(session).delete_owned("conv-a", bob)
+    async with db.transaction() as session:
+        await HistoryService(session).delete_owned("conv-a", alice)
+    async with db.session() as session:
+        with pytest.raises(NotFound):
+            await HistoryService(session).get_owned("conv-a", alice)
+        left = await session.scalars(select(Message).where(Message.conversation_id == "conv-a"))
+        assert left.all() == []
