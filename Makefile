@@ -52,7 +52,11 @@ api-client: $(STAMPS)/python $(WEB)/node_modules/.package-lock.json
 	$(BIN)/python -m backend.web.openapi $(WEB)/openapi.json
 	cd $(WEB) && npm run --silent gen:api
 
+# Ingests the shipped sample knowledge first: idempotent (unchanged files are skipped by
+# content hash; the model only loads when something must be embedded), and kept out of
+# `serve` so that a production server never loads demo data by itself.
 run: setup
+	$(BIN)/expertgate ingest --samples
 	$(BIN)/expertgate serve
 
 lint: setup
@@ -78,6 +82,9 @@ screenshots: setup $(CHROMIUM)
 
 bench: setup
 	$(BIN)/python -m bench.local_llm
+	$(BIN)/python -m bench.retrieval_quality
+	$(BIN)/python -m bench.retrieval_latency
+	$(BIN)/python -m bench.ingest_throughput
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(WEB)/node_modules $(WEB)/dist

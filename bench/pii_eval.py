@@ -170,8 +170,10 @@ def _dataset(path: Path, items: list[tuple[str, list[Span]]]) -> dict[str, objec
 def _print(name: str, r: dict[str, object]) -> None:
     micro, speed, per_type = r["micro"], r["speed"], r["per_type"]
     assert isinstance(micro, dict) and isinstance(speed, dict) and isinstance(per_type, dict)
-    print(f"\n{name}: micro P={micro['precision']} R={micro['recall']} F1={micro['f1']}"
-          f"  speed p50={speed['p50_us']}µs p99={speed['p99_us']}µs {speed['kb_per_s']} KB/s")
+    print(
+        f"\n{name}: micro P={micro['precision']} R={micro['recall']} F1={micro['f1']}"
+        f"  speed p50={speed['p50_us']}µs p99={speed['p99_us']}µs {speed['kb_per_s']} KB/s"
+    )
     print(f"  {'type':<8} {'n':>3} {'P':>6} {'R':>6} {'F1':>6}")
     for t, m in per_type.items():
         print(f"  {t:<8} {m['support']:>3} {m['precision']:>6} {m['recall']:>6} {m['f1']:>6}")
@@ -198,8 +200,10 @@ def main() -> None:
         items = load(path)
         texts = [t for t, _ in items]
         block: dict[str, object] = {"dataset": _dataset(path, items)}
-        print(f"== {set_name}: {len(items)} texts, {block['dataset']['entities']} entities, "  # type: ignore[index]
-              f"{block['dataset']['hard_negatives']} hard negatives")  # type: ignore[index]
+        print(
+            f"== {set_name}: {len(items)} texts, {block['dataset']['entities']} entities, "  # type: ignore[index]
+            f"{block['dataset']['hard_negatives']} hard negatives"
+        )  # type: ignore[index]
         for name, predict in detectors.items():
             rounds = args.rounds if name == "expertgate" else max(1, args.rounds // 10)
             block[name] = {**score(items, predict), "speed": throughput(predict, texts, rounds)}

@@ -43,9 +43,7 @@ class Question:
     answer: str
 
 
-def load_corpus(
-    domain: str, config: ChunkConfig | None = None, first_id: int = 1
-) -> list[CorpusChunk]:
+def load_corpus(domain: str, config: ChunkConfig | None = None, first_id: int = 1) -> list[CorpusChunk]:
     out: list[CorpusChunk] = []
     next_id = first_id
     for path in sorted((SAMPLES / domain).rglob("*")):

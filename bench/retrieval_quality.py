@@ -100,11 +100,7 @@ def main() -> None:
         answer_coverage[domain] = float(
             np.mean(
                 [
-                    any(
-                        normalise(q.answer) in normalise(c.chunk.embed_text)
-                        for c in corpus
-                        if c.source == q.source
-                    )
+                    any(normalise(q.answer) in normalise(c.chunk.embed_text) for c in corpus if c.source == q.source)
                     for q in questions
                 ]
             )
@@ -114,15 +110,11 @@ def main() -> None:
         qvecs = embed(embedder, [q.question for q in questions])
         groups = frozenset({RESTRICTED_GROUP[domain]})
         for name, fusion in methods().items():
-            table.setdefault(name, {})[domain] = evaluate(
-                index, by_id, questions, qvecs, fusion, groups
-            )
+            table.setdefault(name, {})[domain] = evaluate(index, by_id, questions, qvecs, fusion, groups)
 
     n_questions = {d: len(load_questions(d)) for d in DOMAINS}
     total = sum(n_questions.values())
-    print(
-        f"chunks: {sizes}  questions: {n_questions}  chunking: max {args.max_chars} / min {args.min_chars} chars"
-    )
+    print(f"chunks: {sizes}  questions: {n_questions}  chunking: max {args.max_chars} / min {args.min_chars} chars")
     print(f"answers intact in one chunk: { {d: round(v, 3) for d, v in answer_coverage.items()} }")
     header = f"{'method':26} {'recall@5':>9} {'MRR@10':>7} {'ans-R@5':>8} {'ans-MRR':>8}   per domain recall@5 (support/legal/code)"
     print(header)

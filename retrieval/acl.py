@@ -65,11 +65,8 @@ class AclTable:
                 self._masks.move_to_end(key)
                 return self._masks[key]
         allowed = [i for i, groups in enumerate(self.sets) if visible(groups, key)]
-        mask: BoolMask | None
-        if len(allowed) == len(self.sets):
-            mask = None
-        else:
-            mask = np.isin(self.codes, np.asarray(allowed, dtype=np.int32))
+        everything = len(allowed) == len(self.sets)
+        mask = None if everything else np.isin(self.codes, np.asarray(allowed, dtype=np.int32))
         with self._lock:
             self._masks[key] = mask
             if len(self._masks) > self._CACHE_SIZE:

@@ -33,17 +33,12 @@ class Embedder(Protocol):
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local directory (no hub access)."""
 
-    def __init__(
-        self, path: Path, *, name: str | None = None, batch_size: int = 32, device: str = "cpu"
-    ) -> None:
+    def __init__(self, path: Path, *, name: str | None = None, batch_size: int = 32, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
 
         self._model = SentenceTransformer(str(path), device=device)
         self.name = name or path.name
-        get_dim = (
-            getattr(self._model, "get_embedding_dimension", None)
-            or self._model.get_sentence_embedding_dimension
-        )
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = get_dim()
         if dim is None:
             raise EmbeddingError(f"the model at {path} does not report its dimension")
@@ -87,8 +82,7 @@ def embed(
         vectors = np.asarray(embedder.encode(batch), dtype=np.float32)
         if vectors.shape != (len(batch), embedder.dim):
             raise EmbeddingError(
-                f"embedder {embedder.name!r} returned shape {vectors.shape}, "
-                f"expected {(len(batch), embedder.dim)}"
+                f"embedder {embedder.name!r} returned shape {vectors.shape}, expected {(len(batch), embedder.dim)}"
             )
         out[start : start + len(batch)] = vectors
         if on_batch is not None:
@@ -129,9 +123,7 @@ class LazyEmbedder:
         if self._loaded is None:
             model = self._factory()
             if model.dim != self.dim:
-                raise EmbeddingError(
-                    f"{self.name}: model has {model.dim} dimensions, not {self.dim}"
-                )
+                raise EmbeddingError(f"{self.name}: model has {model.dim} dimensions, not {self.dim}")
             self._loaded = model
         return self._loaded.encode(texts)
 

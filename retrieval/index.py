@@ -75,8 +75,7 @@ class DomainIndex:
     ) -> None:
         if not (len(chunk_ids) == len(acl) == dense.ntotal):
             raise IndexCorrupt(
-                f"index parts disagree: {len(chunk_ids)} ids, {len(acl)} ACL rows, "
-                f"{dense.ntotal} vectors"
+                f"index parts disagree: {len(chunk_ids)} ids, {len(acl)} ACL rows, {dense.ntotal} vectors"
             )
         self.chunk_ids = chunk_ids
         self._dense = dense
@@ -164,11 +163,7 @@ class DomainIndex:
         dense_rank = _ranks(rows, dense_rows)
         bm25_rank = _ranks(rows, bm25_rows)
         dense = self._cosines(query, rows, dense_rows, dense_scores)
-        bm25 = (
-            bm25_all[rows].astype(np.float32)
-            if bm25_all is not None
-            else np.zeros(rows.size, dtype=np.float32)
-        )
+        bm25 = bm25_all[rows].astype(np.float32) if bm25_all is not None else np.zeros(rows.size, dtype=np.float32)
         fused = fuse(Candidates(rows, dense, bm25, dense_rank, bm25_rank), fusion)
         order = np.lexsort((rows, -fused))  # ties broken by row for determinism
         hits: list[Hit] = []
@@ -221,9 +216,7 @@ class DomainIndex:
     def _ef(self, depth: int) -> int:
         return max(self.config.hnsw_ef_search, depth)
 
-    def _bm25_scores(
-        self, text: str, mask: npt.NDArray[np.bool_] | None
-    ) -> npt.NDArray[np.float32] | None:
+    def _bm25_scores(self, text: str, mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.float32] | None:
         if self._bm25 is None:
             return None
         tokens = tokenize(text)
@@ -269,9 +262,7 @@ class DomainIndex:
         return written
 
     @classmethod
-    def load(
-        cls, directory: Path, *, kind: IndexKind, dim: int, config: IndexConfig
-    ) -> DomainIndex:
+    def load(cls, directory: Path, *, kind: IndexKind, dim: int, config: IndexConfig) -> DomainIndex:
         """Read an index written by :meth:`save`. Raises IndexCorrupt."""
         import bm25s
 

@@ -73,9 +73,7 @@ def discover(paths: Sequence[Path], roots: Sequence[Path]) -> list[FoundFile | R
     return out
 
 
-def _one(
-    path: Path, roots: Sequence[Path], seen: set[Path], *, in_folder: bool
-) -> list[FoundFile | RefusedPath]:
+def _one(path: Path, roots: Sequence[Path], seen: set[Path], *, in_folder: bool) -> list[FoundFile | RefusedPath]:
     real = path.resolve()
     source = source_name(real, roots)
     if source is None:  # a symlink inside a folder that leads out of the roots
@@ -85,9 +83,7 @@ def _one(
     seen.add(real)
     if real.suffix.lower() not in SUPPORTED_SUFFIXES:
         known = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        error = UnsupportedType(
-            f"unsupported file type {real.suffix or '(none)'!r}; supported: {known}"
-        )
+        error = UnsupportedType(f"unsupported file type {real.suffix or '(none)'!r}; supported: {known}")
         return [RefusedPath(source, error, skipped=in_folder)]
     return [FoundFile(source, real)]
 

@@ -215,9 +215,7 @@ class IndexStore:
                 raise IndexCorrupt(f"{path}: {exc.strerror or exc}") from exc
             if actual != digest:
                 raise IndexCorrupt(f"{path}: checksum mismatch")
-        index = DomainIndex.load(
-            directory, kind=manifest.kind, dim=manifest.dim, config=config or IndexConfig()
-        )
+        index = DomainIndex.load(directory, kind=manifest.kind, dim=manifest.dim, config=config or IndexConfig())
         if len(index) != manifest.count:
             raise IndexCorrupt(f"{directory}: {len(index)} rows, manifest says {manifest.count}")
         return LoadedIndex(manifest, index)

@@ -83,10 +83,23 @@ class Router:
 
     def route_many(self, requests: Sequence[RouteRequest]) -> list[RoutingDecision]:
         """Route a batch with one encoder call. Raises ExpertNotAllowed, UnknownExpertName."""
+        if not requests:
+            return []
         active, shadow = self._active, self._shadow  # one gate for the whole batch
+        requests = list(requests)
         texts = [r.text for r in requests]
-        vectors = self.encoder.encode(texts)
-        scores = active.scorer.score(texts, vectors)
+        # A follow-up sent with its history but no known conversation expert: route the
+        # previous user turn in the same encoder call and treat its expert as the
+        # conversation's.
+        infer = [i for i, r in enumerate(requests) if r.previous_expert is None and r.history]
+        all_texts = texts + [requests[i].history[-1] for i in infer]
+        all_vectors = self.encoder.encode(all_texts)
+        all_scores = active.scorer.score(all_texts, all_vectors)
+        for j, i in enumerate(infer):
+            earlier = RouteRequest(text=requests[i].history[-1], allowed=requests[i].allowed)
+            previous = active.policy.decide(all_scores[len(texts) + j], earlier, active.scorer.version)
+            requests[i] = dataclasses.replace(requests[i], previous_expert=previous.expert)
+        vectors, scores = all_vectors[: len(texts)], all_scores[: len(texts)]
         decisions = [active.policy.decide(s, r, active.scorer.version) for s, r in zip(scores, requests, strict=True)]
         if shadow is None:
             return decisions

@@ -20,7 +20,7 @@ from router.features import HashedNgrams
 from router.gate import GateManifest, TrainedScorer
 from router.metrics import GENERALIST, classification_report, expected_calibration_error
 from router.policy import DecisionPolicy, PolicyConfig
-from router.types import RouteRequest
+from router.types import RouteRequest, Scores
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,9 @@ def fit_temperature(logits: Vectors, truth: np.ndarray) -> float:
     return float(min(fine, key=nll))
 
 
-def _decide_all(scorer: TrainedScorer, texts: Sequence[str], vectors: Vectors, policy: PolicyConfig) -> list[str]:
+def _decide_all(scores: Sequence[Scores], policy: PolicyConfig) -> list[str]:
     decider = DecisionPolicy(policy, {})
-    return [decider.decide(s, RouteRequest(text=""), scorer.version).expert for s in scorer.score(texts, vectors)]
+    return [decider.decide(s, RouteRequest(text=""), "tuning").expert for s in scores]
 
 
 def tune_thresholds(
@@ -168,11 +168,12 @@ def tune_thresholds(
     best_key: tuple[float, float, float] = (-1.0, 0.0, 0.0)
     best_policy = base
     dom = scorer.in_domain(vectors)
+    scores = scorer.score(texts, vectors)  # once: only the thresholds vary below
     ood_grid = sorted({round(float(q), 3) for q in np.quantile(dom, np.linspace(0, 0.3, 16))} | {0.0})
     for ood in ood_grid:
         for conf in (0.3, 0.4, 0.5, 0.6, 0.7):
             policy = replace(base, ood_threshold=ood, min_confidence=conf)
-            report = classification_report(truth, _decide_all(scorer, texts, vectors, policy), scorer.experts)
+            report = classification_report(truth, _decide_all(scores, policy), scorer.experts)
             # Over the abstain cap only counts if nothing under it exists (ranked last).
             within = report.in_domain_abstain_rate <= max_abstain
             key = (float(within), report.macro_f1, report.general_recall)
@@ -248,7 +249,7 @@ def train_gate(
     truth = [e.domain for e in val]
     policy = tune_thresholds(calibrated, vtexts, xv, truth, config.policy, config.max_in_domain_abstain)
     val_probs = calibrated.probabilities(vtexts, xv)
-    report = classification_report(truth, _decide_all(calibrated, vtexts, xv, policy), labels)
+    report = classification_report(truth, _decide_all(calibrated.score(vtexts, xv), policy), labels)
     metrics: dict[str, object] = {
         "split": "validation",
         "n_train": len(train),

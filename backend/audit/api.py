@@ -59,9 +59,7 @@ def audit_filter(
     reason: str | None = None,
     action: str | None = None,
     request_id: str | None = None,
-    q: Annotated[
-        str | None, Query(min_length=2, max_length=200, description="text in prompt/answer")
-    ] = None,
+    q: Annotated[str | None, Query(min_length=2, max_length=200, description="text in prompt/answer")] = None,
 ) -> AuditFilter:
     return AuditFilter(
         since=_utc(since),
@@ -91,9 +89,7 @@ async def list_events(
 ) -> AuditPage:
     async with container.db.session() as session:
         result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
-    return AuditPage(
-        data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor
-    )
+    return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
 
 
 @router.get("/admin/audit/export", operation_id="exportAuditEvents")
@@ -141,9 +137,7 @@ async def verify(_: ReaderDep, container: ContainerDep) -> VerifyOut:
 
 
 @router.post("/admin/audit/retention", response_model=RetentionOut, operation_id="runRetention")
-async def retention(
-    principal: AdminDep, container: ContainerDep, body: RetentionIn
-) -> RetentionOut:
+async def retention(principal: AdminDep, container: ContainerDep, body: RetentionIn) -> RetentionOut:
     days = body.days or container.settings.audit_retention_days
     if days is None:
         raise BadRequest(
@@ -181,9 +175,7 @@ async def my_events(
     flt = AuditFilter(user_id=principal.user_id)
     async with container.db.session() as session:
         result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
-    return AuditPage(
-        data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor
-    )
+    return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
 
 
 @router.get("/me/audit/{seq}", response_model=AuditEventOut, operation_id="getMyAuditEvent")

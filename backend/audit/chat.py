@@ -106,9 +106,7 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str]) -> AuditEntry:
         request_id=trace.request_id,
         status=status,
         expert=trace.expert or (d.expert if d else None),
-        reason=("fallback" if trace.fallbacks and trace.error is None else str(d.reason))
-        if d
-        else None,
+        reason=("fallback" if trace.fallbacks and trace.error is None else str(d.reason)) if d else None,
         payload=payload,
         prompt=trace.prompt,
         answer=trace.answer,

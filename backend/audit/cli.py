@@ -178,9 +178,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--action", help="e.g. chat.completion, key.created, auth.failed")
     export.set_defaults(func=cmd_export)
 
-    retention = audit.add_parser(
-        "retention", help="drop prompt/answer text older than the retention period"
-    )
+    retention = audit.add_parser("retention", help="drop prompt/answer text older than the retention period")
     retention.add_argument("--days", type=_days, help="default: EXPERTGATE_AUDIT_RETENTION_DAYS")
     retention.set_defaults(func=cmd_retention)
 

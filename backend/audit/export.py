@@ -39,9 +39,7 @@ def event_record(event: AuditEventView) -> dict[str, object]:
         "prompt": event.prompt,
         "answer": event.answer,
         "content_digest": event.content_digest,
-        "content_purged_at": (
-            format_ts(event.content_purged_at) if event.content_purged_at else None
-        ),
+        "content_purged_at": (format_ts(event.content_purged_at) if event.content_purged_at else None),
         "alg": event.alg,
         "prev_hash": event.prev_hash,
         "hash": event.hash,

@@ -51,9 +51,7 @@ def filtered(flt: AuditFilter) -> Select[AuditEvent]:
             stmt = stmt.where(column == value)
     if flt.text:
         pattern = f"%{_escape_like(flt.text)}%"
-        stmt = stmt.where(
-            or_(e.prompt.ilike(pattern, escape="\\"), e.answer.ilike(pattern, escape="\\"))
-        )
+        stmt = stmt.where(or_(e.prompt.ilike(pattern, escape="\\"), e.answer.ilike(pattern, escape="\\")))
     return stmt
 
 
@@ -73,16 +71,12 @@ def decode_cursor(cursor: str) -> int:
         raise BadRequest("cursor is not one this API issued", param="cursor") from None
 
 
-async def page(
-    session: AsyncSession, flt: AuditFilter, *, limit: int, cursor: str | None = None
-) -> Page:
+async def page(session: AsyncSession, flt: AuditFilter, *, limit: int, cursor: str | None = None) -> Page:
     """Up to ``limit`` events, newest first, starting after ``cursor``."""
     stmt = filtered(flt)
     if cursor is not None:
         stmt = stmt.where(AuditEvent.seq < decode_cursor(cursor))
-    rows = list(
-        (await session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1))).all()
-    )
+    rows = list((await session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1))).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(

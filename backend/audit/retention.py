@@ -63,9 +63,7 @@ async def run_retention(
     """
     cutoff = cutoff_for(days)
     payload: dict[str, object] = {"cutoff": format_ts(cutoff), "days": days}
-    await trail.record(
-        db, AuditEntry(action=RETENTION_ACTION, outcome=Outcome.OK, actor=actor, payload=payload)
-    )
+    await trail.record(db, AuditEntry(action=RETENTION_ACTION, outcome=Outcome.OK, actor=actor, payload=payload))
     total = 0
     while True:
         async with db.transaction() as session:

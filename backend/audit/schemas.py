@@ -60,9 +60,7 @@ class AuditEventOut(BaseModel):
 
 class AuditPage(BaseModel):
     data: list[AuditEventOut]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next (older) page; null on the last page."
-    )
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")
 
 
 class Integrity(BaseModel):
@@ -101,9 +99,7 @@ class VerifyOut(BaseModel):
 
 
 class RetentionIn(BaseModel):
-    days: int | None = Field(
-        default=None, ge=1, description="Defaults to EXPERTGATE_AUDIT_RETENTION_DAYS."
-    )
+    days: int | None = Field(default=None, ge=1, description="Defaults to EXPERTGATE_AUDIT_RETENTION_DAYS.")
 
 
 class RetentionOut(BaseModel):

@@ -94,9 +94,7 @@ class _Walk:
                 self.latest_cutoff = cutoff
         return None
 
-    def report(
-        self, head: AuditChainHead, bad: int | None = None, why: str | None = None
-    ) -> VerifyReport:
+    def report(self, head: AuditChainHead, bad: int | None = None, why: str | None = None) -> VerifyReport:
         return VerifyReport(
             ok=bad is None,
             checked=self.checked,
@@ -158,9 +156,7 @@ async def verify_chain(session: AsyncSession, key: ChainKey) -> VerifyReport:
     if walk.latest_purged is not None:
         purged_ts, purged_seq = walk.latest_purged
         if walk.latest_cutoff is None or _aware(purged_ts) >= _aware(walk.latest_cutoff):
-            return walk.report(
-                head, purged_seq, "text was purged, but no audited retention run covers this event"
-            )
+            return walk.report(head, purged_seq, "text was purged, but no audited retention run covers this event")
     return walk.report(head)
 
 

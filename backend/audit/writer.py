@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.canonical import normalize
@@ -33,10 +33,28 @@ log = logging.getLogger(__name__)
 
 _RECORDED = "_expertgate_audited"
 MIN_SECRET_CHARS = 16
+_EVENTS = cast(Table, AuditEvent.__table__)
+_HEAD = cast(Table, AuditChainHead.__table__)
 
 
 class TextRedactor(Protocol):
     def redact(self, text: str) -> str: ...
+
+
+_COLUMNS = tuple(c.name for c in _EVENTS.columns)
+
+
+class _Statements:
+    """The append statements, built once per trail (building them is most of the
+    Python cost of an append); values travel as bound parameters."""
+
+    def __init__(self) -> None:
+        head_id = _HEAD.c.id == 1
+        self.lock_head = update(_HEAD).where(head_id).values(seq=_HEAD.c.seq + 1).returning(_HEAD.c.seq, _HEAD.c.hash)
+        self.insert_event = insert(_EVENTS)
+        self.move_head = update(_HEAD).where(head_id).values(hash=bindparam("new_hash"))
+        inserted = insert(_EVENTS).values({c: bindparam(c) for c in _COLUMNS}).returning(_EVENTS.c.hash).cte("inserted")
+        self.insert_and_move_head = update(_HEAD).where(head_id).values(hash=select(inserted.c.hash).scalar_subquery())
 
 
 def mark_recorded(exc: BaseException) -> None:
@@ -62,6 +80,7 @@ class AuditTrail:
         self.text_policy: TextPolicy = text_policy
         self._redactor = redactor
         self._clock = clock
+        self._sql = _Statements()
 
     def stored_text(self, text: str | None) -> str | None:
         """``text`` as the text policy stores it."""
@@ -82,26 +101,20 @@ class AuditTrail:
         """Add ``entry`` as the next event of the chain, in the caller's transaction.
 
         Flushes, never commits. Holds the chain lock until the caller's commit, so call
-        it as the last write of the transaction. Raises TypeError/ValueError when the
-        payload is not JSON data.
+        it as the last write of the transaction. The CPU work (redaction, digests,
+        canonical JSON) happens before the lock is taken, and the append itself is
+        three Core statements (lock the head, insert the event, move the head), or two
+        on PostgreSQL. Raises TypeError/ValueError when the payload is not JSON data.
         """
         payload: dict[str, Any] = normalize(dict(entry.payload))  # type: ignore[assignment]
         prompt = self.stored_text(entry.prompt)
         answer = self.stored_text(entry.answer)
         digest = content_digest(self.key, prompt, answer)
-        row = (
-            await session.execute(
-                update(AuditChainHead)
-                .where(AuditChainHead.id == 1)
-                .values(seq=AuditChainHead.seq + 1)
-                .returning(AuditChainHead.seq, AuditChainHead.hash)
-                .execution_options(synchronize_session=False)
-            )
-        ).one()
-        seq, prev_hash = int(row[0]), str(row[1])
+        await session.flush()  # the caller's own rows first: the lock is held from here on
+        row = (await session.execute(self._sql.lock_head)).one()
         actor = entry.actor
         body = EventBody(
-            seq=seq,
+            seq=int(row[0]),
             ts=self._clock(),
             request_id=entry.request_id,
             action=entry.action,
@@ -116,11 +129,10 @@ class AuditTrail:
             payload=payload,
             content_digest=digest,
             alg=self.key.alg,
-            prev_hash=prev_hash,
+            prev_hash=str(row[1]),
         )
-        event_hash = body.hash(self.key)
-        event = AuditEvent(
-            seq=seq,
+        view = AuditEventView(
+            seq=body.seq,
             ts=body.ts,
             request_id=body.request_id,
             action=body.action,
@@ -136,19 +148,19 @@ class AuditTrail:
             prompt=prompt,
             answer=answer,
             content_digest=digest,
+            content_purged_at=None,
             alg=body.alg,
-            prev_hash=prev_hash,
-            hash=event_hash,
+            prev_hash=body.prev_hash,
+            hash=body.hash(self.key),
         )
-        session.add(event)
-        await session.execute(
-            update(AuditChainHead)
-            .where(AuditChainHead.id == 1)
-            .values(hash=event_hash)
-            .execution_options(synchronize_session=False)
-        )
-        await session.flush()
-        return to_view(event)
+        values = {name: getattr(view, name) for name in _COLUMNS}
+        if session.get_bind().dialect.name == "postgresql":
+            # One round trip: the insert rides in a CTE of the head update.
+            await session.execute(self._sql.insert_and_move_head, values)
+        else:
+            await session.execute(self._sql.insert_event, values)
+            await session.execute(self._sql.move_head, {"new_hash": view.hash})
+        return view
 
     async def record(self, db: Database, entry: AuditEntry) -> AuditEventView:
         """Append ``entry`` in a transaction of its own, committed before returning.

@@ -166,9 +166,7 @@ _VERSION_WORDS = re.compile(
 )
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){1,6}(?![\w-]|\.\d)")
 _PHONE_NANP = re.compile(r"(?<![\w.-])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-]|\.\d)")
-_PHONE_NATIONAL = re.compile(
-    r"(?<![\w.-])(?:0\d{1,4}|\(0\d{1,4}\))(?:[ -]?\d{2,8}){1,4}(?![\w-]|\.\d)"
-)
+_PHONE_NATIONAL = re.compile(r"(?<![\w.-])(?:0\d{1,4}|\(0\d{1,4}\))(?:[ -]?\d{2,8}){1,4}(?![\w-]|\.\d)")
 _PHONE_WORDS = re.compile(
     r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|call|ring|whatsapp|sms|text me|"
     r"reach (?:me|us|him|her)|contact number|number is|handy|t\.)\b[^\n\d+]{0,24}$"
@@ -251,9 +249,22 @@ class Placeholders:
 # -- finders -----------------------------------------------------------------------
 
 
+# Cheap substring tests that gate the two (slow, many-branched) secret regexes: most
+# text holds none of these, and then neither regex needs to run.
+_SHAPE_HINTS = (
+    "-----BEGIN", "AKIA", "ASIA", "ABIA", "ACCA", "gh", "github_pat_", "xox", "sk-", "sk_",
+    "rk_", "AIza", "eyJ", "eg-",
+)  # fmt: skip
+_CONTEXT_HINTS = ("bearer", "://", "key", "token", "secret", "passw")
+
+
 def _secrets(text: str) -> Iterator[Finding]:
-    for m in _SECRET_SHAPES.finditer(text):
-        yield Finding(m.start(), m.end(), PiiType.SECRET)
+    if any(h in text for h in _SHAPE_HINTS):
+        for m in _SECRET_SHAPES.finditer(text):
+            yield Finding(m.start(), m.end(), PiiType.SECRET)
+    lowered = text.lower()
+    if not any(h in lowered for h in _CONTEXT_HINTS):
+        return
     for m in _SECRET_CONTEXT.finditer(text):
         group = next(g for g in (1, 2, 3) if m.group(g) is not None)
         value = m.group(group)

@@ -80,9 +80,6 @@ class PiiGuard:
         # One placeholder scope for the whole request: "[EMAIL_1]" is the same address
         # in every message and passage, so the model can still follow the conversation.
         scope = Placeholders()
-        sent = [
-            dataclasses.replace(m, content=self.detector.redact(m.content, scope))
-            for m in conversation
-        ]
+        sent = [dataclasses.replace(m, content=self.detector.redact(m.content, scope)) for m in conversation]
         docs = [dataclasses.replace(p, text=self.detector.redact(p.text, scope)) for p in passages]
         return sent, docs

@@ -71,7 +71,5 @@ async def create_key(principal: AdminDep, container: ContainerDep, body: KeyCrea
 async def revoke_key(key_id: int, principal: AdminDep, container: ContainerDep) -> KeyOut:
     """Revoke a key at once (idempotent); requests with it then get 401."""
     async with container.db.transaction() as session:
-        info, _changed = await KeyAdmin(session, container.audit).revoke(
-            Actor.of(principal), key_id
-        )
+        info, _changed = await KeyAdmin(session, container.audit).revoke(Actor.of(principal), key_id)
     return KeyOut.of(info)

@@ -34,9 +34,7 @@ def _groups(raw: str) -> frozenset[str]:
     return frozenset(g.strip() for g in raw.split(",") if g.strip())
 
 
-@router.post(
-    "/documents", status_code=202, response_model=IngestJobOut, operation_id="uploadDocuments"
-)
+@router.post("/documents", status_code=202, response_model=IngestJobOut, operation_id="uploadDocuments")
 async def upload_documents(
     principal: PrincipalDep,
     container: ContainerDep,
@@ -49,9 +47,7 @@ async def upload_documents(
     jobs = container.knowledge.jobs
     uploads = [(f.filename or "", await f.read()) for f in files]
     async with container.db.transaction() as session:
-        job_id = await jobs.submit_uploads(
-            session, domain, uploads, groups=_groups(groups), user_id=principal.user_id
-        )
+        job_id = await jobs.submit_uploads(session, domain, uploads, groups=_groups(groups), user_id=principal.user_id)
         view = await jobs.get(session, job_id)
     # Enqueued after the commit: the runner reads the job from the database.
     background.add_task(jobs.run, job_id)
@@ -73,26 +69,18 @@ async def list_documents(
             limit=limit,
             offset=offset,
         )
-    return DocumentPage(
-        data=[DocumentOut.of(d) for d in docs], total=total, limit=limit, offset=offset
-    )
+    return DocumentPage(data=[DocumentOut.of(d) for d in docs], total=total, limit=limit, offset=offset)
 
 
-@router.delete(
-    "/documents/{document_id}", response_model=DocumentDeleted, operation_id="deleteDocument"
-)
-async def delete_document(
-    document_id: int, principal: PrincipalDep, container: ContainerDep
-) -> DocumentDeleted:
+@router.delete("/documents/{document_id}", response_model=DocumentDeleted, operation_id="deleteDocument")
+async def delete_document(document_id: int, principal: PrincipalDep, container: ContainerDep) -> DocumentDeleted:
     _require_admin(principal)
     deleted, version = await container.knowledge.jobs.delete_document(document_id)
     return DocumentDeleted(id=deleted, index_version=version)
 
 
 @router.get("/ingest-jobs/{job_id}", response_model=IngestJobOut, operation_id="getIngestJob")
-async def get_ingest_job(
-    job_id: str, principal: PrincipalDep, container: ContainerDep
-) -> IngestJobOut:
+async def get_ingest_job(job_id: str, principal: PrincipalDep, container: ContainerDep) -> IngestJobOut:
     _require_admin(principal)
     async with container.db.session() as session:
         view = await container.knowledge.jobs.get(session, job_id)

@@ -33,12 +33,8 @@ from retrieval.sources import FoundFile, RefusedPath, discover, source_name
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders")
-    parser.add_argument(
-        "--domain", help="the knowledge domain (an expert's index: code, legal, ...)"
-    )
-    parser.add_argument(
-        "--groups", default="", help="comma-separated groups allowed to see these documents"
-    )
+    parser.add_argument("--domain", help="the knowledge domain (an expert's index: code, legal, ...)")
+    parser.add_argument("--groups", default="", help="comma-separated groups allowed to see these documents")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--samples", action="store_true", help="ingest the shipped sample corpora")
     mode.add_argument("--delete", action="store_true", help="delete the documents at PATH...")
@@ -48,9 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """The command's entry point (synchronous; builds what it needs, nothing more)."""
     if not (args.samples or args.rebuild) and not args.paths:
-        print(
-            "expertgate ingest: give at least one PATH (or --samples / --rebuild)", file=sys.stderr
-        )
+        print("expertgate ingest: give at least one PATH (or --samples / --rebuild)", file=sys.stderr)
         return 2
     if not (args.samples or args.delete or args.rebuild) and not args.domain:
         print("expertgate ingest: --domain is required to ingest files", file=sys.stderr)
@@ -93,9 +87,7 @@ async def _samples(knowledge: Knowledge) -> int:
         restricted = f"{sample.domain}/restricted/"
         found = discover([sample.folder], [SAMPLES_DIR])
 
-        def groups_for(
-            source: str, prefix: str = restricted, group: str = sample.restricted_group
-        ) -> frozenset[str]:
+        def groups_for(source: str, prefix: str = restricted, group: str = sample.restricted_group) -> frozenset[str]:
             return frozenset({group}) if source.startswith(prefix) else frozenset()
 
         status = max(status, await _ingest(knowledge, sample.domain, found, groups_for))
@@ -108,9 +100,7 @@ async def _ingest(
     found: Sequence[FoundFile | RefusedPath],
     groups_for: Callable[[str], frozenset[str]],
 ) -> int:
-    inputs = [
-        FileInput(f.source, f.path, groups_for(f.source)) for f in found if isinstance(f, FoundFile)
-    ]
+    inputs = [FileInput(f.source, f.path, groups_for(f.source)) for f in found if isinstance(f, FoundFile)]
     refused = [
         FileResult(
             r.source,

@@ -49,19 +49,13 @@ class DocumentService:
         query = select(Document).order_by(Document.id)
         if domain is not None:
             query = query.where(Document.domain == domain)
-        docs = [
-            d
-            for d in await self._session.scalars(query)
-            if groups is None or visible(frozenset(d.groups), groups)
-        ]
+        docs = [d for d in await self._session.scalars(query) if groups is None or visible(frozenset(d.groups), groups)]
         return [document_view(d) for d in docs[offset : offset + limit]], len(docs)
 
     async def get(self, document_id: int) -> Document:
         doc = await self._session.get(Document, document_id)
         if doc is None:
-            raise NotFound(
-                f"document {document_id} does not exist", code="document_not_found", param="id"
-            )
+            raise NotFound(f"document {document_id} does not exist", code="document_not_found", param="id")
         return doc
 
     async def delete(self, document_id: int) -> DocumentView:
@@ -114,8 +108,6 @@ class DocumentService:
     async def _remove(self, doc: Document) -> None:
         # Chunks first and explicitly: not every database enforces ON DELETE CASCADE
         # for rows the ORM did not load.
-        await self._session.execute(
-            delete(DocumentChunk).where(DocumentChunk.document_id == doc.id)
-        )
+        await self._session.execute(delete(DocumentChunk).where(DocumentChunk.document_id == doc.id))
         await self._session.delete(doc)
         await self._session.flush()

@@ -44,9 +44,7 @@ def fingerprint_of(embedder: str, docs: Iterable[tuple[int, str, list[str]]]) ->
 
 
 class IndexPublisher:
-    def __init__(
-        self, db: Database, store: IndexStore, embedder: Embedder, config: IndexConfig
-    ) -> None:
+    def __init__(self, db: Database, store: IndexStore, embedder: Embedder, config: IndexConfig) -> None:
         self._db = db
         self._store = store
         self._embedder = embedder
@@ -59,9 +57,7 @@ class IndexPublisher:
 
     async def fingerprint(self, session: AsyncSession, domain: str) -> str:
         rows = await session.execute(
-            select(Document.id, Document.content_hash, Document.groups).where(
-                Document.domain == domain
-            )
+            select(Document.id, Document.content_hash, Document.groups).where(Document.domain == domain)
         )
         return fingerprint_of(self._embedder.name, ((r[0], r[1], r[2]) for r in rows))
 
@@ -105,9 +101,7 @@ class IndexPublisher:
         )  # fmt: skip
         return manifest
 
-    async def _snapshot(
-        self, session: AsyncSession, domain: str
-    ) -> tuple[list[IndexEntry], np.ndarray, str]:
+    async def _snapshot(self, session: AsyncSession, domain: str) -> tuple[list[IndexEntry], np.ndarray, str]:
         """Entries, vectors and fingerprint of one consistent read (one SELECT)."""
         rows = (
             await session.execute(
@@ -141,9 +135,7 @@ class IndexPublisher:
                 stale.append(i)
         if stale:
             log.info("re-embedding %d chunks of %s (missing or other model)", len(stale), domain)
-            fresh = await anyio.to_thread.run_sync(
-                lambda: embed(self._embedder, [entries[i].text for i in stale])
-            )
+            fresh = await anyio.to_thread.run_sync(lambda: embed(self._embedder, [entries[i].text for i in stale]))
             for i, vector in zip(stale, fresh, strict=True):
                 vectors[i] = vector
                 await session.execute(

@@ -99,9 +99,7 @@ class IngestionService:
             doc = existing.get(item.source)
             if doc is not None and doc.content_hash == digest:
                 if frozenset(doc.groups) == item.groups:
-                    results[position] = FileResult(
-                        item.source, FileStatus.UNCHANGED, doc.id, doc.chunk_count
-                    )
+                    results[position] = FileResult(item.source, FileStatus.UNCHANGED, doc.id, doc.chunk_count)
                 else:
                     regroup.append((position, doc, item))
                 continue
@@ -120,9 +118,7 @@ class IngestionService:
             except DocumentError as exc:
                 results[position] = _failed(item.source, exc)
                 continue
-            prepared.append(
-                _Prepared(position, item, digest, len(data), title, media_type, chunks, doc)
-            )
+            prepared.append(_Prepared(position, item, digest, len(data), title, media_type, chunks, doc))
         report("read", len(inputs), len(inputs), "")
 
         vectors = np.zeros((0, self._embedder.dim), dtype=np.float32)
@@ -144,9 +140,7 @@ class IngestionService:
         for position, doc, item in regroup:
             doc.groups = sorted(item.groups)
             doc.updated_at = now
-            results[position] = FileResult(
-                item.source, FileStatus.REGROUPED, doc.id, doc.chunk_count
-            )
+            results[position] = FileResult(item.source, FileStatus.REGROUPED, doc.id, doc.chunk_count)
         offset = 0
         for p in prepared:
             rows = vectors[offset : offset + len(p.chunks)]
@@ -163,9 +157,7 @@ class IngestionService:
         try:
             size = item.path.stat().st_size
             if size > self._limits.max_file_bytes:
-                raise DocumentTooLarge(
-                    f"{size} bytes is over the limit of {self._limits.max_file_bytes} bytes"
-                )
+                raise DocumentTooLarge(f"{size} bytes is over the limit of {self._limits.max_file_bytes} bytes")
             return item.path.read_bytes()
         except OSError as exc:
             raise MissingFile(f"cannot read {item.source}: {exc.strerror or exc}") from None
@@ -187,9 +179,7 @@ class IngestionService:
         return embed(self._embedder, texts, on_batch=step)
 
     # -- phase 3 -------------------------------------------------------------------------
-    async def _write(
-        self, domain: str, p: _Prepared, vectors: np.ndarray, user_id: int | None
-    ) -> int:
+    async def _write(self, domain: str, p: _Prepared, vectors: np.ndarray, user_id: int | None) -> int:
         now = utcnow()
         doc = p.existing
         if doc is None:
@@ -201,9 +191,7 @@ class IngestionService:
             )
             self._session.add(doc)
         else:
-            await self._session.execute(
-                delete(DocumentChunk).where(DocumentChunk.document_id == doc.id)
-            )
+            await self._session.execute(delete(DocumentChunk).where(DocumentChunk.document_id == doc.id))
         doc.title = p.title[:500]
         doc.media_type = p.media_type
         doc.content_hash = p.digest
@@ -238,9 +226,7 @@ class IngestionService:
         unique = sorted(set(sources))
         for start in range(0, len(unique), 500):  # stay under bind-parameter limits
             rows = await self._session.scalars(
-                select(Document).where(
-                    Document.domain == domain, Document.source.in_(unique[start : start + 500])
-                )
+                select(Document).where(Document.domain == domain, Document.source.in_(unique[start : start + 500]))
             )
             found.update({d.source: d for d in rows})
         return found

@@ -174,9 +174,7 @@ class IngestJobs:
     async def get(self, session: AsyncSession, job_id: str) -> JobView:
         job = await session.get(IngestJob, job_id)
         if job is None:
-            raise NotFound(
-                f"ingest job {job_id!r} does not exist", code="ingest_job_not_found", param="id"
-            )
+            raise NotFound(f"ingest job {job_id!r} does not exist", code="ingest_job_not_found", param="id")
         return job_view(job)
 
     # -- running (task boundary: own transactions) ------------------------------------------
@@ -215,9 +213,7 @@ class IngestJobs:
             if inputs and inputs[0].source.startswith(UPLOAD_PREFIX):
                 shutil.rmtree(self._staging / job_id, ignore_errors=True)
 
-    async def _ingest(
-        self, job_id: str, domain: str, inputs: list[FileInput], tracker: _JobProgress
-    ) -> bool:
+    async def _ingest(self, job_id: str, domain: str, inputs: list[FileInput], tracker: _JobProgress) -> bool:
         async with self._db.transaction() as session:
             service = IngestionService(session, self._embedder, self._limits)
             report = await service.ingest(domain, inputs, progress=tracker)
@@ -229,13 +225,7 @@ class IngestJobs:
             job.done_files = len(results)
             failed = sum(r.status is FileStatus.FAILED for r in results)
             stored = sum(r.status is not FileStatus.FAILED for r in results)
-            job.status = str(
-                JobStatus.SUCCEEDED
-                if failed == 0
-                else JobStatus.PARTIAL
-                if stored
-                else JobStatus.FAILED
-            )
+            job.status = str(JobStatus.SUCCEEDED if failed == 0 else JobStatus.PARTIAL if stored else JobStatus.FAILED)
         return report.changed
 
     async def _publish_if_needed(self, domain: str, changed: bool) -> str | None:

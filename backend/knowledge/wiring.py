@@ -38,16 +38,10 @@ def ingest_roots(settings: Settings) -> tuple[Path, ...]:
     return tuple(root.resolve() for root in roots)
 
 
-def build_knowledge(
-    settings: Settings, db: Database, registry: ExpertRegistry, embedder: Embedder
-) -> Knowledge:
+def build_knowledge(settings: Settings, db: Database, registry: ExpertRegistry, embedder: Embedder) -> Knowledge:
     store = IndexStore(settings.data_dir / "indexes")
-    publisher = IndexPublisher(
-        db, store, embedder, IndexConfig(hnsw_threshold=settings.index_hnsw_threshold)
-    )
-    service = KnowledgeService(
-        db, publisher, embedder, index_domains(registry), reload_s=settings.knowledge_reload_s
-    )
+    publisher = IndexPublisher(db, store, embedder, IndexConfig(hnsw_threshold=settings.index_hnsw_threshold))
+    service = KnowledgeService(db, publisher, embedder, index_domains(registry), reload_s=settings.knowledge_reload_s)
     jobs = IngestJobs(
         db,
         service,
@@ -55,6 +49,4 @@ def build_knowledge(
         IngestLimits(max_file_bytes=settings.ingest_max_file_bytes),
         settings.data_dir / "uploads",
     )
-    return Knowledge(
-        db=db, service=service, jobs=jobs, publisher=publisher, roots=ingest_roots(settings)
-    )
+    return Knowledge(db=db, service=service, jobs=jobs, publisher=publisher, roots=ingest_roots(settings))

@@ -14,6 +14,7 @@ const QUESTIONS = [
 let page: Page;
 const requestIds: Record<string, string> = {};
 let knowledge = false;
+let feedbackSent = false;
 
 const MSA = `# Master services agreement: liability
 
@@ -142,6 +143,15 @@ test("feedback: thumbs down, a comment and the expert it should have gone to", a
       comment: "this was about a customer's contract question",
       expected_expert: "support",
     });
+    feedbackSent = true;
+    // A plain thumbs-down (no expert named) waits in the console's queue for a relabel.
+    await page.getByRole("link", { name: QUESTIONS[2].text }).click();
+    const support = page.getByTestId("answer").first();
+    await expect(support.getByTestId("expert-badge")).toHaveAttribute("data-expert", "support");
+    await support.getByRole("button", { name: "Bad answer" }).click();
+    await support.getByLabel("Comment (optional)").fill("these steps are for the old app");
+    await support.getByRole("button", { name: "Send feedback" }).click();
+    await expect(support.getByRole("status")).toHaveText("Thanks, your feedback was sent.");
   } else {
     // The feedback endpoint has not landed on this server: the UI says so.
     expect(r.status()).toBe(404);
@@ -186,7 +196,7 @@ test("phone width and dark mode", async () => {
   await page.emulateMedia({ colorScheme: "light" });
 });
 
-test("console: find the request in the audit log and open its trace", async () => {
+test("console: the request's trace in the audit log, the feedback queue, the route tester", async () => {
   await page.getByRole("link", { name: "Console" }).click();
   await expect(page.getByRole("heading", { name: "Console" })).toBeVisible();
   const missing = page.getByText("does not offer the audit API yet");
@@ -207,6 +217,21 @@ test("console: find the request in the audit log and open its trace", async () =
   }
   await expectAccessible(page, "console audit");
   await shot(page, "console");
+
+  await page.getByRole("link", { name: "Router", exact: true }).click();
+  const routerMissing = page.getByText("does not offer the router admin API yet");
+  await expect(routerMissing.or(page.getByRole("heading", { name: "Feedback and misroutes" }))).toBeVisible();
+  if (feedbackSent && !(await routerMissing.isVisible())) {
+    // The plain thumbs-down from the chat waits in the queue; relabel it as a training example.
+    const item = page.locator(`tr[data-request-id="${requestIds.support}"]`);
+    await expect(item).toContainText("these steps are for the old app");
+    await shot(page, "console-router-admin");
+    await item.getByRole("combobox").selectOption("code");
+    await item.getByRole("button", { name: "Relabel" }).click();
+    await expect(page.getByRole("status")).toHaveText("Relabelled as code; it trains the next version.");
+    await expect(item).toBeHidden();
+  }
+  await expectAccessible(page, "console router");
 
   await page.getByRole("link", { name: "Route tester" }).click();
   await page.getByLabel("Text to route").fill("can we use an AGPL library in the product");

@@ -50,6 +50,19 @@ async function waitReady(url: string, child: ChildProcess, ms: number): Promise<
   throw new Error(`expertgate serve was not ready within ${ms} ms`);
 }
 
+/** SIGTERM, then wait for the exit (SIGKILL after 10 s) so the temp dir is no longer in use. */
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill("SIGTERM");
+  });
+}
+
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const work = mkdtempSync(join(tmpdir(), "expertgate-e2e-"));
   const env: NodeJS.ProcessEnv = {
@@ -95,9 +108,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   process.env.EXPERTGATE_E2E_FAKE = apiBase;
 
   return async () => {
-    server.kill("SIGTERM");
-    fake.kill("SIGTERM");
-    await new Promise((r) => setTimeout(r, 500));
+    await Promise.all([stop(server), stop(fake)]);
     rmSync(work, { recursive: true, force: true });
   };
 }

@@ -46,9 +46,7 @@ def media_type_for(filename: str) -> str:
         return MEDIA_TYPES[suffix]
     except KeyError:
         known = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        raise UnsupportedType(
-            f"unsupported file type {suffix or '(no extension)'!r}; supported: {known}"
-        ) from None
+        raise UnsupportedType(f"unsupported file type {suffix or '(no extension)'!r}; supported: {known}") from None
 
 
 def load_document(data: bytes, filename: str, *, max_bytes: int | None = None) -> ParsedDocument:

@@ -82,10 +82,7 @@ def docx_blocks(data: bytes) -> list[Block]:
             flush_list()
             rows = []
             for tr in element.iter(f"{_W}tr"):
-                cells = [
-                    " ".join(_paragraph_text(p) for p in tc.iter(f"{_W}p")).strip()
-                    for tc in tr.iter(f"{_W}tc")
-                ]
+                cells = [" ".join(_paragraph_text(p) for p in tc.iter(f"{_W}p")).strip() for tc in tr.iter(f"{_W}tc")]
                 if any(cells):
                     rows.append(" | ".join(cells))
             if rows:

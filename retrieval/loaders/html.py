@@ -77,9 +77,7 @@ class _Parser(HTMLParser):
         elif self._list_depth:
             self._list_items.append(text)
         else:
-            self.blocks.append(
-                Block(kind, text, Location(start_line=start, end_line=self._line()), level)
-            )
+            self.blocks.append(Block(kind, text, Location(start_line=start, end_line=self._line()), level))
 
     # -- HTMLParser callbacks ------------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:

@@ -37,9 +37,7 @@ def markdown_blocks(text: str) -> list[Block]:
 
     def add(kind: BlockKind, body: str, start: int, end: int, level: int = 0) -> None:
         if body.strip():
-            blocks.append(
-                Block(kind, body, Location(start_line=start + 1, end_line=end + 1), level)
-            )
+            blocks.append(Block(kind, body, Location(start_line=start + 1, end_line=end + 1), level))
 
     # YAML front matter is metadata, not content.
     if lines and lines[0].strip() == "---":
@@ -65,8 +63,7 @@ def markdown_blocks(text: str) -> list[Block]:
             i += 1
             body: list[str] = []
             while i < n and not (
-                lines[i].lstrip().startswith(marker[0] * len(marker))
-                and not lines[i].strip().strip(marker[0])
+                lines[i].lstrip().startswith(marker[0] * len(marker)) and not lines[i].strip().strip(marker[0])
             ):
                 body.append(lines[i])
                 i += 1
@@ -87,9 +84,7 @@ def markdown_blocks(text: str) -> list[Block]:
             rows = []
             while i < n and lines[i].lstrip().startswith("|"):
                 if not _TABLE_RULE.match(lines[i]):
-                    cells = [
-                        inline_text(clean_line(c)) for c in lines[i].strip().strip("|").split("|")
-                    ]
+                    cells = [inline_text(clean_line(c)) for c in lines[i].strip().strip("|").split("|")]
                     rows.append(" | ".join(c for c in cells))
                 i += 1
             add(BlockKind.TABLE, "\n".join(rows), start, i - 1)
@@ -107,8 +102,7 @@ def markdown_blocks(text: str) -> list[Block]:
                 items.append(lines[i])
                 i += 1
             body_text = "\n".join(
-                ("  " if item[:1].isspace() else "") + inline_text(clean_line(item))
-                for item in items
+                ("  " if item[:1].isspace() else "") + inline_text(clean_line(item)) for item in items
             )
             add(BlockKind.LIST, body_text, start, i - 1)
             continue

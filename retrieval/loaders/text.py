@@ -43,8 +43,7 @@ def decode_text(data: bytes) -> str:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadEncoding(
-                f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                "save the file as UTF-8"
+                f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
             ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

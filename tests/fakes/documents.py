@@ -59,9 +59,7 @@ def make_docx(paragraphs: list[tuple[str | None, str]]) -> bytes:
     for style, text in paragraphs:
         ppr = f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else ""
         body.append(f"<w:p>{ppr}<w:r><w:t>{text}</w:t></w:r></w:p>")
-    document = (
-        f'<?xml version="1.0"?><w:document {_W}><w:body>{"".join(body)}</w:body></w:document>'
-    )
+    document = f'<?xml version="1.0"?><w:document {_W}><w:body>{"".join(body)}</w:body></w:document>'
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr("[Content_Types].xml", "<Types/>")

@@ -53,12 +53,12 @@ async def test_concurrent_writers_on_postgres_never_fork_the_chain(dbs: list[Dat
         for i in range(per_task):
             await trail.record(db, entry(w * 1000 + i))
 
-    await asyncio.gather(
-        *(writer(db, d * 100 + t) for d, db in enumerate(dbs) for t in range(tasks_per_db))
-    )
+    await asyncio.gather(*(writer(db, d * 100 + t) for d, db in enumerate(dbs) for t in range(tasks_per_db)))
     total = len(dbs) * tasks_per_db * per_task
     async with dbs[0].session() as s:
-        rows = (await s.execute(select(AuditEvent.seq, AuditEvent.prev_hash, AuditEvent.hash).order_by(AuditEvent.seq))).all()
+        rows = (
+            await s.execute(select(AuditEvent.seq, AuditEvent.prev_hash, AuditEvent.hash).order_by(AuditEvent.seq))
+        ).all()
         report = await verify_chain(s, KEY)
     assert [r.seq for r in rows] == list(range(1, total + 1))
     # A fork would show as two events claiming the same predecessor.
@@ -112,8 +112,7 @@ async def test_export_streams_through_a_server_side_cursor(dbs: list[Database], 
             queries = [
                 row[0]
                 for row in probe.execute(
-                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid()"
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 ).fetchall()
             ]
         fetches = [q for q in queries if q.lstrip().upper().startswith("FETCH FORWARD")]

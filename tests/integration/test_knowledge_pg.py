@@ -80,9 +80,7 @@ def test_cli_ingestion_keeps_sql_and_index_consistent(
     env: Path, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir = tmp_path / "data"
-    assert (
-        main(["ingest", "--domain", "legal", "--groups", "legal-team", str(env / "handbook")]) == 1
-    )
+    assert main(["ingest", "--domain", "legal", "--groups", "legal-team", str(env / "handbook")]) == 1
     out = capsys.readouterr().out
     for name, (_, code) in BAD.items():
         assert f"{name}  {code}:" in out or (code == "unsupported_type" and name in out)
@@ -115,9 +113,7 @@ def test_cli_ingestion_keeps_sql_and_index_consistent(
     assert index_ids(data_dir, "legal")[0] == version
 
     # Changed content replaces the chunks; a deleted file takes its chunks with it.
-    (env / "handbook" / "leave.md").write_bytes(
-        GOOD["handbook/leave.md"] + b"\nCarry-over is 5 days.\n"
-    )
+    (env / "handbook" / "leave.md").write_bytes(GOOD["handbook/leave.md"] + b"\nCarry-over is 5 days.\n")
     assert (
         main(
             [
@@ -145,9 +141,7 @@ def test_cli_ingestion_keeps_sql_and_index_consistent(
     assert main(["ingest", "--delete", str(env / "handbook" / "nothing.md")]) == 1
 
 
-def test_corrupt_index_is_rebuilt_and_new_versions_hot_reload(
-    env: Path, pg_url: str, tmp_path: Path
-) -> None:
+def test_corrupt_index_is_rebuilt_and_new_versions_hot_reload(env: Path, pg_url: str, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     assert main(["ingest", "--domain", "legal", str(env / "handbook" / "leave.md")]) == 0
     version, _ = index_ids(data_dir, "legal")
@@ -170,9 +164,7 @@ def test_corrupt_index_is_rebuilt_and_new_versions_hot_reload(
             loaded = await reader.ensure("legal")  # corrupt -> rebuilt from SQL
             assert loaded.manifest.version != version
             assert set(loaded.index.chunk_ids.tolist()) == sql_chunks(pg_url, "legal")
-            hits = await reader.retrieve(
-                "how many days of annual leave", _targets(), frozenset(), 3
-            )
+            hits = await reader.retrieve("how many days of annual leave", _targets(), frozenset(), 3)
             assert hits.passages and hits.passages[0].source == "handbook/leave.md"
             assert "25 days" in hits.passages[0].text
             # Another process (here: another service instance) publishes; the reader
@@ -195,7 +187,5 @@ def _targets() -> list[DomainQuery]:
 async def _ingest(knowledge: Knowledge, path: Path) -> JobView:
     source = path.relative_to(path.parent.parent).as_posix()
     async with knowledge.db.transaction() as session:
-        job_id = await knowledge.jobs.submit_files(
-            session, "legal", [FileInput(source, path, frozenset())]
-        )
+        job_id = await knowledge.jobs.submit_files(session, "legal", [FileInput(source, path, frozenset())])
     return await knowledge.jobs.run(job_id)

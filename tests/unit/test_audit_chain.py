@@ -92,8 +92,14 @@ def test_event_hash_covers_every_field_and_the_key() -> None:
     import dataclasses
 
     h = body.hash(KEY)
-    for name, value in [("seq", 2), ("payload", {"k": 2}), ("user_email", "x"), ("prev_hash", "1" * 64),
-                        ("ts", datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC)), ("content_digest", "e")]:
+    for name, value in [
+        ("seq", 2),
+        ("payload", {"k": 2}),
+        ("user_email", "x"),
+        ("prev_hash", "1" * 64),
+        ("ts", datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+        ("content_digest", "e"),
+    ]:
         assert dataclasses.replace(body, **{name: value}).hash(KEY) != h, name
     assert body.hash(ChainKey(b"another-key-of-some-length")) != h
     assert body.hash(ChainKey(None)) != h
@@ -158,9 +164,7 @@ async def test_text_removed_without_retention_is_caught(db: Database) -> None:
     assert (await verify(db)).first_bad_seq == 2
     # Marking it purged does not help: no audited retention run covers it.
     async with db.transaction() as s:
-        await s.execute(
-            update(AuditEvent).where(AuditEvent.seq == 2).values(content_purged_at=datetime.now(UTC))
-        )
+        await s.execute(update(AuditEvent).where(AuditEvent.seq == 2).values(content_purged_at=datetime.now(UTC)))
     report = await verify(db)
     assert report.first_bad_seq == 2 and "retention" in (report.problem or "")
 

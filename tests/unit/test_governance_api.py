@@ -218,9 +218,7 @@ async def test_block_policy_refuses_with_a_stable_code_and_is_audited(
     assert event.payload["error"]["code"] == "pii_blocked"
     assert event.payload["guard"]["pii_action"] == "blocked"
     # Without PII the same expert answers.
-    r = await app_client.post(
-        "/v1/chat/completions", headers=auth(k["user"]), json=chat("review this NDA", "legal")
-    )
+    r = await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("review this NDA", "legal"))
     assert r.status_code == 200
 
 
@@ -250,9 +248,7 @@ async def test_forged_and_revoked_keys_get_401_and_are_audited(
     assert len(await events(container, action="auth.failed")) == 2
 
 
-async def test_me_shows_the_caller_and_the_key_last_use(
-    app_client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_me_shows_the_caller_and_the_key_last_use(app_client: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
     r = await app_client.get("/api/v1/me", headers=auth(k["user"]))
     assert r.status_code == 200
@@ -274,9 +270,7 @@ async def test_user_cannot_read_the_audit_log(app_client: httpx.AsyncClient, con
     assert refused[0].payload["path"] == "/api/v1/admin/audit" and refused[0].status == 403
 
 
-async def test_auditor_reads_but_cannot_do_admin_writes(
-    app_client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_auditor_reads_but_cannot_do_admin_writes(app_client: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
     assert (await app_client.get("/api/v1/admin/audit", headers=auth(k["auditor"]))).status_code == 200
     assert (await app_client.get("/api/v1/admin/keys", headers=auth(k["auditor"]))).status_code == 200
@@ -316,9 +310,7 @@ async def test_admin_creates_a_key_that_works_and_the_creation_is_audited(
     assert await chain_ok(container)
 
 
-async def test_user_reads_own_events_but_not_someone_elses(
-    app_client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_user_reads_own_events_but_not_someone_elses(app_client: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
     await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hello", "general"))
     await app_client.post("/v1/chat/completions", headers=auth(k["other"]), json=chat("hello", "general"))
@@ -355,8 +347,10 @@ async def test_filters_and_cursor_pages(app_client: httpx.AsyncClient, container
         if cursor is None:
             break
     assert len(seen) == 4 and seen == sorted(seen, reverse=True)
+
     def q(**params: Any) -> Any:
         return app_client.get("/api/v1/admin/audit", headers=h, params=params)
+
     assert [e["user_email"] for e in (await q(user="carol@example.com")).json()["data"]] == ["carol@example.com"]
     assert [e["expert"] for e in (await q(expert="support")).json()["data"]] == ["support"]
     assert [e["prompt"] for e in (await q(q="REFUNDS")).json()["data"]] == ["third about refunds"]
@@ -386,9 +380,7 @@ async def test_event_detail_shows_the_trace_and_its_integrity(
     assert (await app_client.get("/api/v1/admin/audit/99999", headers=auth(k["auditor"]))).status_code == 404
 
 
-async def test_export_streams_every_event_and_is_audited(
-    app_client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_export_streams_every_event_and_is_audited(app_client: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
     for i in range(3):
         await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(f"q{i} x", "general"))

@@ -103,9 +103,7 @@ async def job_of(client: httpx.AsyncClient, response: httpx.Response) -> dict[st
     return job
 
 
-async def test_acl_filtered_citations_and_document_lifecycle(
-    kb: Container, llm: FakeOpenAI
-) -> None:
+async def test_acl_filtered_citations_and_document_lifecycle(kb: Container, llm: FakeOpenAI) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
     user_key = await make_key(kb, "sam@example.com")
     lawyer_key = await make_key(kb, "lee@example.com", groups={"legal-team"})
@@ -184,14 +182,8 @@ async def test_acl_filtered_citations_and_document_lifecycle(
 
         # The stored route record names the retrieved chunk ids (and only visible ones).
         async with kb.db.session() as s:
-            routes = [
-                m.route for m in await s.scalars(select(Message).where(Message.role == "assistant"))
-            ]
-            restricted_ids = set(
-                await s.scalars(
-                    select(DocumentChunk.id).where(DocumentChunk.text.contains("OSPREY"))
-                )
-            )
+            routes = [m.route for m in await s.scalars(select(Message).where(Message.role == "assistant"))]
+            restricted_ids = set(await s.scalars(select(DocumentChunk.id).where(DocumentChunk.text.contains("OSPREY"))))
         assert routes[0] is not None and routes[0]["retrieval"]["domains"] == ["legal"]
         assert not restricted_ids & set(routes[0]["retrieval"]["chunk_ids"])
         assert restricted_ids & set(routes[1]["retrieval"]["chunk_ids"])
@@ -217,14 +209,10 @@ async def test_acl_filtered_citations_and_document_lifecycle(
         assert r.status_code == 200 and r.json()["deleted"] is True
         body = await ask(lawyer, question)
         assert "upload/fallbacks.md" not in {c["source"] for c in body["expertgate"]["citations"]}
-        assert (await admin.delete(f"/api/v1/documents/{doc_id}")).json()["error"][
-            "code"
-        ] == "document_not_found"
+        assert (await admin.delete(f"/api/v1/documents/{doc_id}")).json()["error"]["code"] == "document_not_found"
         async with kb.db.session() as s:
             left = await s.scalar(
-                select(func.count())
-                .select_from(DocumentChunk)
-                .where(DocumentChunk.document_id == doc_id)
+                select(func.count()).select_from(DocumentChunk).where(DocumentChunk.document_id == doc_id)
             )
         assert left == 0
 
@@ -243,18 +231,14 @@ async def test_writes_need_admin_and_inputs_are_checked(kb: Container) -> None:
         assert r.json()["error"]["code"] == "duplicate_upload"
         r = await upload(admin, "support", [("big.txt", b"x" * 400_000)])
         assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
-        assert (await admin.get("/api/v1/ingest-jobs/nope")).json()["error"][
-            "code"
-        ] == "ingest_job_not_found"
+        assert (await admin.get("/api/v1/ingest-jobs/nope")).json()["error"]["code"] == "ingest_job_not_found"
         # A changed file replaces its chunks.
         await job_of(admin, await upload(admin, "support", [("reset.md", SUPPORT_DOC)]))
         async with kb.db.session() as s:
             before = set(await s.scalars(select(DocumentChunk.id)))
         job = await job_of(
             admin,
-            await upload(
-                admin, "support", [("reset.md", SUPPORT_DOC + b"\nLinks expire after use.\n")]
-            ),
+            await upload(admin, "support", [("reset.md", SUPPORT_DOC + b"\nLinks expire after use.\n")]),
         )
         assert job["results"][0]["status"] == "updated"
         async with kb.db.session() as s:

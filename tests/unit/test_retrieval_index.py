@@ -74,15 +74,12 @@ def build(n: int, threshold: int, restricted_every: int = 3) -> tuple[DomainInde
     entries = [
         IndexEntry(
             chunk_id=1000 + i,
-            text=f"chunk {i} "
-            + ("refund policy annual plan" if i % 10 == 0 else "invoice pdf download"),
+            text=f"chunk {i} " + ("refund policy annual plan" if i % 10 == 0 else "invoice pdf download"),
             groups=LEGAL if i % restricted_every == 0 else frozenset(),
         )
         for i in range(n)
     ]
-    return DomainIndex.build(
-        entries, vectors, IndexConfig(hnsw_threshold=threshold, candidates=20)
-    ), vectors
+    return DomainIndex.build(entries, vectors, IndexConfig(hnsw_threshold=threshold, candidates=20)), vectors
 
 
 @pytest.mark.parametrize("threshold", [10_000, 50])
@@ -108,9 +105,7 @@ def test_hybrid_combines_both_signals_and_scores_are_sorted() -> None:
     assert any(h.bm25_rank is not None for h in hits)
     # Every returned candidate carries both scores, even when only one list found it.
     assert all(h.dense_score is not None and h.bm25_score is not None for h in hits)
-    bm25_only = index.search(
-        vectors[5], "refund policy annual", LEGAL, 5, config=FusionConfig(FusionMethod.BM25)
-    )
+    bm25_only = index.search(vectors[5], "refund policy annual", LEGAL, 5, config=FusionConfig(FusionMethod.BM25))
     assert all((h.chunk_id - 1000) % 10 == 0 for h in bm25_only)
 
 

@@ -114,9 +114,7 @@ def test_utf8_bom_and_utf16_are_read() -> None:
 
 
 def test_pdf_pages_and_title() -> None:
-    data = make_pdf(
-        [["Refund Policy", "Refunds take 14 days."], ["Page two text."]], title="Refunds"
-    )
+    data = make_pdf([["Refund Policy", "Refunds take 14 days."], ["Page two text."]], title="Refunds")
     doc = load_document(data, "refunds.pdf")
     assert doc.title == "Refunds"
     assert [b.location.page for b in doc.blocks] == [1, 1, 2]
@@ -149,9 +147,7 @@ def test_docx_styles() -> None:
         (b"hello", "Makefile", UnsupportedType, "no extension"),
     ],
 )
-def test_bad_input_is_refused_with_a_clear_error(
-    data: bytes, name: str, error: type[Exception], fragment: str
-) -> None:
+def test_bad_input_is_refused_with_a_clear_error(data: bytes, name: str, error: type[Exception], fragment: str) -> None:
     with pytest.raises(error) as info:
         load_document(data, name)
     assert fragment in str(info.value)

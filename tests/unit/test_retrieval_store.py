@@ -24,9 +24,7 @@ def make_index(n: int, seed: int = 0) -> DomainIndex:
 
 
 def publish(store: IndexStore, n: int, fingerprint: str = "fp") -> str:
-    return store.publish(
-        "legal", make_index(n), embedder="test-embedder", source_fingerprint=fingerprint
-    ).version
+    return store.publish("legal", make_index(n), embedder="test-embedder", source_fingerprint=fingerprint).version
 
 
 def test_publish_writes_manifest_and_swaps_current(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 // The typed API client. Routes in the backend's OpenAPI schema go through openapi-fetch
 // with the generated `paths` types. `raw` is for what that cannot express: SSE, file
-// downloads and uploads, and POST /api/v1/feedback until it is in the schema.
+// downloads and uploads.
 import createClient, { type Client } from "openapi-fetch";
 
 import { ApiError, toApiError } from "./errors";
@@ -15,6 +15,7 @@ import type {
   ConversationPage,
   DocumentPage,
   FeedbackIn,
+  FeedbackItem,
   IngestJob,
   IssuedKey,
   KeyCreate,
@@ -22,6 +23,8 @@ import type {
   Me,
   ModelCard,
   RouteInfo,
+  RouterStatus,
+  TrainResult,
 } from "./types";
 import { streamChat, type StreamEvent } from "./stream";
 
@@ -86,8 +89,39 @@ export class Api {
   }
 
   async feedback(body: FeedbackIn): Promise<{ id: number }> {
-    const response = await this.raw("POST", "/api/v1/feedback", body);
-    return (await response.json()) as { id: number };
+    return unwrap(await this.client.POST("/api/v1/feedback", { body }));
+  }
+
+  async routerStatus(): Promise<RouterStatus> {
+    return unwrap(await this.client.GET("/api/v1/admin/router"));
+  }
+
+  async promoteRouter(version: string): Promise<RouterStatus> {
+    return unwrap(await this.client.POST("/api/v1/admin/router/promote", { body: { version } }));
+  }
+
+  async rollbackRouter(): Promise<RouterStatus> {
+    return unwrap(await this.client.POST("/api/v1/admin/router/rollback"));
+  }
+
+  async shadowRouter(version: string | null): Promise<RouterStatus> {
+    return unwrap(await this.client.POST("/api/v1/admin/router/shadow", { body: { version } }));
+  }
+
+  async trainRouter(promote: boolean): Promise<TrainResult> {
+    return unwrap(await this.client.POST("/api/v1/admin/router/train", { body: { promote } }));
+  }
+
+  async feedbackQueue(): Promise<FeedbackItem[]> {
+    return unwrap(await this.client.GET("/api/v1/admin/router/feedback"));
+  }
+
+  async relabel(requestId: string, domain: string): Promise<{ example_id: number; domain: string }> {
+    return unwrap(
+      await this.client.POST("/api/v1/admin/router/relabel", {
+        body: { request_id: requestId, domain },
+      }),
+    );
   }
 
   async me(): Promise<Me> {

@@ -141,6 +141,128 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/router": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Router Status */
+        get: operations["routerStatus"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/router/feedback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Feedback Queue */
+        get: operations["feedbackQueue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/router/promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Promote */
+        post: operations["promoteRouter"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/router/relabel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Relabel */
+        post: operations["relabelRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/router/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Rollback */
+        post: operations["rollbackRouter"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/router/shadow": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Shadow */
+        post: operations["shadowRouter"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/router/train": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Train
+         * @description Retrain inline (tens of seconds on a laptop CPU); a worker runs the same service.
+         */
+        post: operations["trainRouter"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/conversations": {
         parameters: {
             query?: never;
@@ -206,6 +328,23 @@ export interface paths {
         post?: never;
         /** Delete Document */
         delete: operations["deleteDocument"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/feedback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send Feedback */
+        post: operations["sendFeedback"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -678,6 +817,42 @@ export interface components {
             /** Expert */
             expert: string;
         };
+        /** FeedbackIn */
+        FeedbackIn: {
+            /** Comment */
+            comment?: string | null;
+            /** Expected Expert */
+            expected_expert?: string | null;
+            /**
+             * Rating
+             * @enum {string}
+             */
+            rating: "up" | "down";
+            /** Request Id */
+            request_id: string;
+        };
+        /** FeedbackOut */
+        FeedbackOut: {
+            /** Id */
+            id: number;
+        };
+        /** FeedbackQueueItem */
+        FeedbackQueueItem: {
+            /** Comment */
+            comment: string | null;
+            /** Expected Expert */
+            expected_expert: string | null;
+            /** Id */
+            id: number;
+            /** Question */
+            question: string;
+            /** Rating */
+            rating: string;
+            /** Request Id */
+            request_id: string;
+            /** Routed Expert */
+            routed_expert: string | null;
+        };
         /** FileResultOut */
         FileResultOut: {
             /** Chunks */
@@ -692,6 +867,27 @@ export interface components {
             source: string;
             /** Status */
             status: string;
+        };
+        /** GateVersionOut */
+        GateVersionOut: {
+            /** Active */
+            active: boolean;
+            /** Architecture */
+            architecture: string;
+            /** Created At */
+            created_at: string;
+            /** Data Hash */
+            data_hash: string;
+            /** Experts */
+            experts: string[];
+            /** Metrics */
+            metrics: {
+                [key: string]: unknown;
+            };
+            /** Shadow */
+            shadow: boolean;
+            /** Version */
+            version: string;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -898,6 +1094,20 @@ export interface components {
              */
             object?: "list";
         };
+        /** RelabelIn */
+        RelabelIn: {
+            /** Domain */
+            domain: string;
+            /** Request Id */
+            request_id: string;
+        };
+        /** RelabelOut */
+        RelabelOut: {
+            /** Domain */
+            domain: string;
+            /** Example Id */
+            example_id: number;
+        };
         /** ResponseMessage */
         ResponseMessage: {
             /** Content */
@@ -981,6 +1191,26 @@ export interface components {
         RouteResponse: {
             expertgate: components["schemas"]["RouteInfo"];
         };
+        /** RouterStatusOut */
+        RouterStatusOut: {
+            /** Active */
+            active: string | null;
+            /** Serving */
+            serving: string;
+            /** Shadow */
+            shadow: string | null;
+            /** Shadow Agreement */
+            shadow_agreement: number | null;
+            /** Shadow Compared */
+            shadow_compared: number;
+            /** Versions */
+            versions: components["schemas"]["GateVersionOut"][];
+        };
+        /** ShadowIn */
+        ShadowIn: {
+            /** Version */
+            version?: string | null;
+        };
         /**
          * StoredRoute
          * @description How one stored answer was routed: the same fields as the live ``expertgate`` object.
@@ -1024,6 +1254,27 @@ export interface components {
              */
             type: "text";
         };
+        /** TrainIn */
+        TrainIn: {
+            /**
+             * Promote
+             * @default false
+             */
+            promote?: boolean;
+        };
+        /** TrainOut */
+        TrainOut: {
+            /** N Examples */
+            n_examples: number;
+            /** Promoted */
+            promoted: boolean;
+            /** Validation */
+            validation: {
+                [key: string]: unknown;
+            };
+            /** Version */
+            version: string;
+        };
         /** UsageOut */
         UsageOut: {
             /** Completion Tokens */
@@ -1062,6 +1313,11 @@ export interface components {
             problem: string | null;
             /** Purged */
             purged: number;
+        };
+        /** VersionIn */
+        VersionIn: {
+            /** Version */
+            version: string;
         };
     };
     responses: never;
@@ -1343,6 +1599,198 @@ export interface operations {
             };
         };
     };
+    routerStatus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouterStatusOut"];
+                };
+            };
+        };
+    };
+    feedbackQueue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedbackQueueItem"][];
+                };
+            };
+        };
+    };
+    promoteRouter: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VersionIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouterStatusOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    relabelRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RelabelIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RelabelOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    rollbackRouter: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouterStatusOut"];
+                };
+            };
+        };
+    };
+    shadowRouter: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ShadowIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RouterStatusOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    trainRouter: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TrainIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrainOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     listConversations: {
         parameters: {
             query?: {
@@ -1519,6 +1967,39 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentDeleted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    sendFeedback: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FeedbackIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedbackOut"];
                 };
             };
             /** @description Validation Error */

@@ -20,10 +20,11 @@ const base: RouteView = {
 
 function apiAnswering(status: number, json: unknown) {
   const bodies: unknown[] = [];
-  const fetchFn = (async (_url: string, init?: RequestInit) => {
-    bodies.push(JSON.parse(String(init?.body)));
+  const fetchFn = (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const req = input instanceof Request ? input : new Request(String(input), init);
+    bodies.push(await req.json());
     return new Response(JSON.stringify(json), { status });
-  }) as unknown as typeof fetch;
+  }) as typeof fetch;
   return { api: new Api({ key: "k", baseUrl: "http://h", fetch: fetchFn }), bodies };
 }
 

@@ -5,11 +5,13 @@ import { AuditLog } from "./AuditLog";
 import { Experts } from "./Experts";
 import { Keys } from "./Keys";
 import { Knowledge } from "./Knowledge";
+import { RouterAdmin } from "./RouterAdmin";
 import { RouteTester } from "./RouteTester";
 
 const TABS = [
   { id: "audit", label: "Audit log" },
-  { id: "router", label: "Route tester" },
+  { id: "router", label: "Router" },
+  { id: "route-test", label: "Route tester" },
   { id: "knowledge", label: "Knowledge" },
   { id: "keys", label: "Keys" },
   { id: "experts", label: "Experts" },
@@ -43,7 +45,8 @@ export function ConsolePage({ api, models, tab, detail }: Props) {
         ))}
       </nav>
       {active.id === "audit" && <AuditLog api={api} models={models} detail={detail} />}
-      {active.id === "router" && <RouteTester api={api} models={models} />}
+      {active.id === "router" && <RouterAdmin api={api} models={models} />}
+      {active.id === "route-test" && <RouteTester api={api} models={models} />}
       {active.id === "knowledge" && <Knowledge api={api} models={models} />}
       {active.id === "keys" && <Keys api={api} />}
       {active.id === "experts" && <Experts models={models} />}

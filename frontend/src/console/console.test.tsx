@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { AuditEventDetail } from "../api/types";
 import { toQuery } from "./AuditLog";
 import { AuditTrace } from "./AuditTrace";
+import { metricSummary } from "./RouterAdmin";
 
 const event: AuditEventDetail = {
   seq: 12,
@@ -74,5 +75,11 @@ describe("toQuery", () => {
     expect(Object.keys(q).sort()).toEqual(["expert", "outcome", "q", "since", "user"]);
     expect(q.user).toBe("ana@example.com");
     expect(q.since).toBe(new Date("2026-11-23T10:00").toISOString());
+  });
+});
+
+describe("metricSummary", () => {
+  it("lists numeric metrics briefly and skips the rest", () => {
+    expect(metricSummary({ accuracy: 0.92712, n: 300, labels: ["a"], ece: 0.0371 })).toBe("accuracy 0.927 · n 300 · ece 0.037");
   });
 });
