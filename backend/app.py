@@ -105,14 +105,17 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         reloader = GateReloader(
             built.router, router_store(settings), built.registry, settings.router_reload_s
         )
-        async with anyio.create_task_group() as background:
-            background.start_soon(reloader.run)
-            try:
-                yield
-            finally:
-                background.cancel_scope.cancel()
-                if owned:
-                    await built.close()
+        try:
+            async with anyio.create_task_group() as background:
+                background.start_soon(reloader.run)
+                try:
+                    yield
+                finally:
+                    background.cancel_scope.cancel()
+        finally:
+            # Outside the task group: a cancelled scope must not cancel the shutdown itself.
+            if owned:
+                await built.close()
 
     app = FastAPI(
         title="expertgate",

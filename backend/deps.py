@@ -70,7 +70,5 @@ async def require_audit_reader(
 ) -> Principal:
     """The caller, if an admin or an auditor. Raises Forbidden."""
     if not principal.roles & {"admin", "auditor"}:
-        raise Forbidden(
-            "reading the audit trail needs the auditor or admin role", code="auditor_required"
-        )
+        raise Forbidden("reading the audit trail needs the auditor or admin role", code="auditor_required")
     return principal

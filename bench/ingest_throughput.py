@@ -44,8 +44,6 @@ def plain_encode(texts: list[str], batch: int) -> float:
 
 async def ingest_samples(data_dir: Path, batch: int) -> dict[str, float]:
     settings = Settings(data_dir=data_dir, bootstrap_admin=False)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    migrate(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     embedder = SentenceTransformerEmbedder(bundled_model_path(), name=MINILM_NAME, batch_size=batch)
     embedder.encode(["warm up"])
@@ -97,7 +95,10 @@ def main() -> None:
     texts = [c.chunk.embed_text for d in DOMAINS for c in load_corpus(d)]
     before = plain_encode(texts, args.batch)
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(ingest_samples(Path(tmp) / "data", args.batch))
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        migrate(Settings(data_dir=data_dir).resolved_database_url)
+        result = asyncio.run(ingest_samples(data_dir, args.batch))
     after = plain_encode(texts, args.batch)
     baseline_s = (before + after) / 2
     assert result["chunks"] == len(texts), (result["chunks"], len(texts))

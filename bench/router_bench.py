@@ -113,7 +113,11 @@ def run(gate_dir: Path) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gate", type=Path, default=DEFAULT_GATE, help="gate version directory")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        # On a shared 2-core box two intra-op threads wait on each other: see docs/router.md.
+        torch.set_num_threads(args.threads)
     result = run(args.gate.resolve())
     path = write_result("router", result)
     t = result["test"]

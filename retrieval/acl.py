@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,11 +23,26 @@ def visible(doc_groups: frozenset[str], caller_groups: frozenset[str]) -> bool:
     return not doc_groups or not doc_groups.isdisjoint(caller_groups)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class RowFilter:
+    """The rows one caller may see, in the shapes each retriever wants (built once)."""
+
+    mask: BoolMask  # True = visible
+    weights: npt.NDArray[np.float32]  # 1.0 / 0.0 per row (BM25 weight mask)
+    bitmap: npt.NDArray[np.uint8]  # the mask packed little-endian (FAISS IDSelectorBitmap)
+    visible: int
+
+    @property
+    def fraction(self) -> float:
+        return self.visible / self.mask.size if self.mask.size else 0.0
+
+
 class AclTable:
     """Row -> group set, stored as a code per row into the distinct sets.
 
-    Indexes hold a handful of distinct group sets (often one: public), so masks are
-    computed per distinct set and cached per caller group set.
+    Indexes hold a handful of distinct group sets (often one: public), so filters are
+    computed per distinct set and cached per caller group set (searches run on worker
+    threads: the cache is locked).
     """
 
     _CACHE_SIZE = 256
@@ -36,9 +52,8 @@ class AclTable:
             raise ValueError("ACL codes must index into the group sets")
         self.sets = tuple(sets)
         self.codes = codes.astype(np.int32, copy=False)
-        self._masks: OrderedDict[frozenset[str], BoolMask | None] = OrderedDict()
-        self._bitmaps: dict[frozenset[str], npt.NDArray[np.uint8]] = {}
-        self._lock = threading.Lock()  # searches run on worker threads
+        self._filters: OrderedDict[frozenset[str], RowFilter | None] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_rows(cls, row_groups: Sequence[frozenset[str]]) -> AclTable:
@@ -57,31 +72,25 @@ class AclTable:
     def allows(self, row: int, caller_groups: frozenset[str]) -> bool:
         return visible(self.groups_of(row), caller_groups)
 
-    def mask(self, caller_groups: frozenset[str]) -> BoolMask | None:
-        """Rows the caller may see as a boolean array, or None when they may see all."""
+    def filter(self, caller_groups: frozenset[str]) -> RowFilter | None:
+        """The rows a caller in ``caller_groups`` may see, or None when they may see all."""
         key = frozenset(caller_groups)
         with self._lock:
-            if key in self._masks:
-                self._masks.move_to_end(key)
-                return self._masks[key]
+            if key in self._filters:
+                self._filters.move_to_end(key)
+                return self._filters[key]
         allowed = [i for i, groups in enumerate(self.sets) if visible(groups, key)]
-        everything = len(allowed) == len(self.sets)
-        mask = None if everything else np.isin(self.codes, np.asarray(allowed, dtype=np.int32))
+        row_filter = None
+        if len(allowed) < len(self.sets):
+            mask = np.isin(self.codes, np.asarray(allowed, dtype=np.int32))
+            row_filter = RowFilter(
+                mask=mask,
+                weights=mask.astype(np.float32),
+                bitmap=np.packbits(mask, bitorder="little"),
+                visible=int(mask.sum()),
+            )
         with self._lock:
-            self._masks[key] = mask
-            if len(self._masks) > self._CACHE_SIZE:
-                old, _ = self._masks.popitem(last=False)
-                self._bitmaps.pop(old, None)
-        return mask
-
-    def bitmap(self, caller_groups: frozenset[str]) -> npt.NDArray[np.uint8] | None:
-        """The mask packed little-endian (FAISS IDSelectorBitmap layout), or None for all."""
-        key = frozenset(caller_groups)
-        mask = self.mask(key)
-        if mask is None:
-            return None
-        with self._lock:
-            bitmap = self._bitmaps.get(key)
-            if bitmap is None:
-                bitmap = self._bitmaps[key] = np.packbits(mask, bitorder="little")
-        return bitmap
+            self._filters[key] = row_filter
+            if len(self._filters) > self._CACHE_SIZE:
+                self._filters.popitem(last=False)
+        return row_filter

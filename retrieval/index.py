@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.acl import AclTable
+from retrieval.acl import AclTable, RowFilter
 from retrieval.errors import IndexCorrupt
 from retrieval.fusion import Candidates, FusionConfig, fuse
 from retrieval.tokenize import tokenize
@@ -142,22 +142,15 @@ class DomainIndex:
         if n == 0 or k <= 0:
             return []
         fusion = config or self.config.fusion
-        mask = self.acl.mask(groups)
-        if mask is not None and not mask.any():
+        row_filter = self.acl.filter(groups)
+        if row_filter is not None and row_filter.visible == 0:
             return []
         query = np.ascontiguousarray(query_vector, dtype=np.float32).reshape(1, self.dim)
         depth = min(n, max(k, self.config.candidates))
 
-        dense_rows, dense_scores = self._dense_search(query, depth, groups, mask)
-        bm25_all = self._bm25_scores(query_text, mask)
-        if bm25_all is not None:
-            positive = np.flatnonzero(bm25_all > 0)
-            if positive.size > depth:
-                top = np.argpartition(-bm25_all[positive], depth - 1)[:depth]
-                positive = positive[top]
-            bm25_rows = positive[np.argsort(-bm25_all[positive], kind="stable")]
-        else:
-            bm25_rows = np.zeros(0, dtype=np.int64)
+        dense_rows, dense_scores = self._dense_search(query, depth, row_filter)
+        bm25_all = self._bm25_scores(query_text, row_filter)
+        bm25_rows = _top_positive(bm25_all, depth) if bm25_all is not None else np.zeros(0, dtype=np.int64)
 
         rows = np.unique(np.concatenate([dense_rows, bm25_rows])).astype(np.int64)
         dense_rank = _ranks(rows, dense_rows)
@@ -186,20 +179,15 @@ class DomainIndex:
         return hits
 
     def _dense_search(
-        self,
-        query: npt.NDArray[np.float32],
-        depth: int,
-        groups: frozenset[str],
-        mask: npt.NDArray[np.bool_] | None,
+        self, query: npt.NDArray[np.float32], depth: int, row_filter: RowFilter | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """(rows, cosines) of the best ``depth`` visible rows, best first."""
         faiss = _faiss()
         index = self._dense
         params = None
-        if mask is not None:
-            bitmap = self.acl.bitmap(groups)
-            assert bitmap is not None
-            selector = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(bitmap))
-            if self.kind == "hnsw" and mask.mean() >= self.config.exact_below_fraction:
+        if row_filter is not None:
+            selector = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(row_filter.bitmap))
+            if self.kind == "hnsw" and row_filter.fraction >= self.config.exact_below_fraction:
                 params = faiss.SearchParametersHNSW(sel=selector, efSearch=self._ef(depth))
             else:
                 if self.kind == "hnsw":
@@ -207,8 +195,8 @@ class DomainIndex:
                 params = faiss.SearchParameters(sel=selector)
         elif self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=self._ef(depth))
-        # ``selector`` and ``bitmap`` stay referenced (locals) until search returns:
-        # SWIG's params object does not keep them alive by itself.
+        # ``selector`` (and the bitmap it points into, held by row_filter) stay referenced
+        # until search returns: SWIG's params object does not keep them alive by itself.
         scores, rows = index.search(query, depth, params=params)
         keep = rows[0] >= 0
         return rows[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
@@ -216,15 +204,15 @@ class DomainIndex:
     def _ef(self, depth: int) -> int:
         return max(self.config.hnsw_ef_search, depth)
 
-    def _bm25_scores(self, text: str, mask: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.float32] | None:
+    def _bm25_scores(self, text: str, row_filter: RowFilter | None) -> npt.NDArray[np.float32] | None:
+        """A BM25 score per row (0 for rows the caller may not see), or None without BM25."""
         if self._bm25 is None:
             return None
         tokens = tokenize(text)
         if not tokens:
             return np.zeros(len(self), dtype=np.float32)
-        weight = mask.astype(np.float32) if mask is not None else None
-        scores = self._bm25.get_scores(tokens, weight_mask=weight)
-        return np.asarray(scores, dtype=np.float32)
+        weights = row_filter.weights if row_filter is not None else None
+        return np.asarray(self._bm25.get_scores(tokens, weight_mask=weights), dtype=np.float32)
 
     def _cosines(
         self,
@@ -233,16 +221,15 @@ class DomainIndex:
         dense_rows: npt.NDArray[np.int64],
         dense_scores: npt.NDArray[np.float32],
     ) -> npt.NDArray[np.float32]:
-        """Cosine per row: from the dense search where known, else exactly from the vectors."""
-        known = dict(zip(dense_rows.tolist(), dense_scores.tolist(), strict=True))
+        """Cosine per row (``rows`` sorted): from the dense search, else from the vectors."""
         out = np.empty(rows.size, dtype=np.float32)
-        missing = [i for i, r in enumerate(rows.tolist()) if r not in known]
-        for i, r in enumerate(rows.tolist()):
-            if r in known:
-                out[i] = known[r]
-        if missing:
-            vectors = self._dense.reconstruct_batch(rows[missing])
-            out[missing] = vectors @ query[0]
+        found = np.zeros(rows.size, dtype=bool)
+        where = np.searchsorted(rows, dense_rows)
+        out[where] = dense_scores
+        found[where] = True
+        if not found.all():
+            missing = np.flatnonzero(~found)
+            out[missing] = self._dense.reconstruct_batch(rows[missing]) @ query[0]
         return out
 
     # -- persistence -----------------------------------------------------------------
@@ -309,7 +296,15 @@ def _build_bm25(texts: list[str], config: IndexConfig) -> Any:
     return retriever
 
 
+def _top_positive(scores: npt.NDArray[np.float32], depth: int) -> npt.NDArray[np.int64]:
+    """Rows of the ``depth`` highest positive scores, best first."""
+    top = np.argpartition(-scores, depth - 1)[:depth] if scores.size > depth else np.arange(scores.size)
+    top = top[scores[top] > 0]
+    return top[np.argsort(-scores[top], kind="stable")].astype(np.int64)
+
+
 def _ranks(rows: npt.NDArray[np.int64], ranked: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
-    """1-based rank of each of ``rows`` in ``ranked`` (0 when absent)."""
-    position = {int(r): i + 1 for i, r in enumerate(ranked.tolist())}
-    return np.asarray([position.get(int(r), 0) for r in rows.tolist()], dtype=np.int32)
+    """1-based rank of each of ``rows`` (sorted, a superset of ``ranked``) in ``ranked``; 0 if absent."""
+    out = np.zeros(rows.size, dtype=np.int32)
+    out[np.searchsorted(rows, ranked)] = np.arange(1, ranked.size + 1, dtype=np.int32)
+    return out

@@ -53,7 +53,9 @@ class _Statements:
         self.lock_head = update(_HEAD).where(head_id).values(seq=_HEAD.c.seq + 1).returning(_HEAD.c.seq, _HEAD.c.hash)
         self.insert_event = insert(_EVENTS)
         self.move_head = update(_HEAD).where(head_id).values(hash=bindparam("new_hash"))
-        inserted = insert(_EVENTS).values({c: bindparam(c) for c in _COLUMNS}).returning(_EVENTS.c.hash).cte("inserted")
+        inserted = (
+            insert(_EVENTS).values({c: bindparam(f"v_{c}") for c in _COLUMNS}).returning(_EVENTS.c.hash).cte("inserted")
+        )
         self.insert_and_move_head = update(_HEAD).where(head_id).values(hash=select(inserted.c.hash).scalar_subquery())
 
 
@@ -156,7 +158,7 @@ class AuditTrail:
         values = {name: getattr(view, name) for name in _COLUMNS}
         if session.get_bind().dialect.name == "postgresql":
             # One round trip: the insert rides in a CTE of the head update.
-            await session.execute(self._sql.insert_and_move_head, values)
+            await session.execute(self._sql.insert_and_move_head, {f"v_{k}": v for k, v in values.items()})
         else:
             await session.execute(self._sql.insert_event, values)
             await session.execute(self._sql.move_head, {"new_hash": view.hash})

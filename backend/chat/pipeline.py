@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -389,6 +389,12 @@ class ChatPipeline:
                 upstream_model=upstream_model,
                 finish_reason=finish_reason,
                 conversation_id=conversation_id,
+                retrieval={
+                    "domains": list(retrieval.domains),
+                    "chunk_ids": [p.chunk_id for p in retrieval.passages],
+                    "ms": retrieval.ms,
+                    "degraded": retrieval.degraded,
+                },
             )
             # Last write of the transaction: the chain lock is held until the commit.
             await self._audit.append(session, chat_entry(trace, self._audit.redact_free_text))
@@ -409,6 +415,7 @@ class ChatPipeline:
         finish_reason: str | None = None,
         conversation_id: str | None = None,
         error: AppError | None = None,
+        retrieval: Mapping[str, object] | None = None,
     ) -> ChatTrace:
         chat = routed.input
         endpoint = self._experts.endpoint(expert)
@@ -436,6 +443,7 @@ class ChatPipeline:
             finish_reason=finish_reason,
             conversation_id=conversation_id or chat.conversation_id,
             error=error,
+            retrieval=retrieval or {},
         )
 
     async def _record_failure(

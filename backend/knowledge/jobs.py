@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import IngestJob, utcnow
@@ -148,13 +149,8 @@ class IngestJobs:
         if len(set(names)) != len(names):
             raise BadRequest("two uploaded files have the same name", code="duplicate_upload")
         job_id = str(uuid.uuid4())
-        folder = self._staging / job_id
-        folder.mkdir(parents=True, exist_ok=False)
-        inputs = []
-        for name, (_, data) in zip(names, files, strict=True):
-            path = folder / name
-            path.write_bytes(data)
-            inputs.append(FileInput(UPLOAD_PREFIX + name, path, groups))
+        paths = await anyio.to_thread.run_sync(self._stage, job_id, names, [d for _, d in files])
+        inputs = [FileInput(UPLOAD_PREFIX + n, p, groups) for n, p in zip(names, paths, strict=True)]
         job = IngestJob(
             id=job_id,
             domain=domain,
@@ -170,6 +166,14 @@ class IngestJobs:
         session.add(job)
         await session.flush()
         return job_id
+
+    def _stage(self, job_id: str, names: Sequence[str], contents: Sequence[bytes]) -> list[Path]:
+        folder = self._staging / job_id
+        folder.mkdir(parents=True, exist_ok=False)
+        paths = [folder / name for name in names]
+        for path, data in zip(paths, contents, strict=True):
+            path.write_bytes(data)
+        return paths
 
     async def get(self, session: AsyncSession, job_id: str) -> JobView:
         job = await session.get(IngestJob, job_id)
@@ -211,7 +215,7 @@ class IngestJobs:
             raise
         finally:
             if inputs and inputs[0].source.startswith(UPLOAD_PREFIX):
-                shutil.rmtree(self._staging / job_id, ignore_errors=True)
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(self._staging / job_id, ignore_errors=True))
 
     async def _ingest(self, job_id: str, domain: str, inputs: list[FileInput], tracker: _JobProgress) -> bool:
         async with self._db.transaction() as session:

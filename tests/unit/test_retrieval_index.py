@@ -57,16 +57,15 @@ def test_acl_rule_and_table() -> None:
     assert visible(LEGAL, frozenset({"legal-team", "x"}))
     assert not visible(LEGAL, OTHER)
     table = AclTable.from_rows([frozenset(), LEGAL, OTHER, LEGAL | OTHER])
-    assert table.mask(LEGAL | OTHER) is None  # sees everything
-    assert table.mask(frozenset()).tolist() == [True, False, False, False]
-    assert table.mask(LEGAL).tolist() == [True, True, False, True]
-    bitmap = table.bitmap(LEGAL)
-    assert bitmap is not None and np.unpackbits(bitmap, bitorder="little")[:4].tolist() == [
-        1,
-        1,
-        0,
-        1,
-    ]
+    assert table.filter(LEGAL | OTHER) is None  # sees everything
+    public = table.filter(frozenset())
+    assert public is not None and public.mask.tolist() == [True, False, False, False]
+    assert public.visible == 1 and public.fraction == 0.25
+    member = table.filter(LEGAL)
+    assert member is not None and member.mask.tolist() == [True, True, False, True]
+    assert member.weights.tolist() == [1.0, 1.0, 0.0, 1.0]
+    assert np.unpackbits(member.bitmap, bitorder="little")[:4].tolist() == [1, 1, 0, 1]
+    assert table.filter(LEGAL) is member  # cached per caller group set
 
 
 def build(n: int, threshold: int, restricted_every: int = 3) -> tuple[DomainIndex, np.ndarray]:

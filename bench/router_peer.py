@@ -1,0 +1,331 @@
+"""The peer: semantic-router (aurelio-labs, 1.1.1) on the same encoder and examples.
+
+Runs in its own venv (bench/.venv-peer; semantic-router pulls in SDKs the product does
+not want), from the repository root so that ``router`` and ``bench`` import:
+
+    bench/.venv-peer/bin/python -m bench.router_peer [--threads 1]
+
+Same encoder: a semantic-router ``DenseEncoder`` over our own encoder adapter
+(router.encoder.SentenceTransformerEncoder: the bundled all-MiniLM-L6-v2, offline, CPU).
+Same examples: one ``Route`` per expert with its utterances from router/data/train.jsonl
+less the validation rows our gate also held back; an ``IndexedRouter`` over the
+in-memory ``LocalIndex``. Two ways a semantic-router user would get ``general``:
+
+- ``general_route``: ``general`` is a route like the others (plus a threshold, if tuning
+  on validation finds one helps; no pick -> general);
+- ``threshold_only``: routes for code/legal/support only; a query under the
+  confidence threshold gets no route, and no route -> general.
+
+Everything is tuned on the validation rows of train.jsonl only: the calibrator
+(semantic-router's ``fit``: Platt or isotonic, whichever has the lower validation ECE),
+the index search (top_k, aggregation) and the confidence thresholds (a grid on the
+router's threshold, then per-route thresholds by coordinate ascent; semantic-router 1.1.1
+has no threshold optimiser). The objective is the one our gate's threshold tuning uses:
+validation macro-F1 with in-domain abstain <= 4%, then general recall. The test split
+is routed once, with the chosen configuration.
+
+Writes bench/results/router_peer.json. Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import semantic_router
+import torch
+from pydantic import PrivateAttr
+from semantic_router import IndexedRouter, Route
+from semantic_router.encoders import DenseEncoder
+from semantic_router.index import LocalIndex
+from semantic_router.schema import RouteChoice
+
+from bench.router_common import (
+    EXPERTS,
+    Splits,
+    conversations,
+    ece_top1,
+    latency_ms,
+    machine,
+    quality,
+    splits,
+    throughput_rps,
+    write_result,
+)
+from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+from router.metrics import GENERALIST, classification_report
+
+SHORT_CHARS = 80
+MAX_IN_DOMAIN_ABSTAIN = 0.04  # as router.train.TrainConfig.max_in_domain_abstain
+TOP_KS = (1, 3, 5, 10, 20, 40)
+AGGREGATIONS = ("mean", "max", "sum")
+METHODS = ("platt", "isotonic")
+
+
+class MiniLMEncoder(DenseEncoder):
+    """semantic-router encoder over the bundled all-MiniLM-L6-v2 (no hub, no network).
+
+    ``memo`` caches vectors by text while tuning, where the same validation queries are
+    routed under many configurations; it is switched off before anything is timed.
+    """
+
+    name: str = "all-MiniLM-L6-v2"
+    type: str = "local"
+    _model: Any = PrivateAttr()
+    _memo: dict[str, list[float]] | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._model = SentenceTransformerEncoder(bundled_minilm_path(), name=self.name)
+
+    def memoise(self, on: bool) -> None:
+        self._memo = {} if on else None
+
+    def __call__(self, docs: list[Any]) -> list[list[float]]:
+        texts = [str(d) for d in docs]
+        if self._memo is None:
+            return self._model.encode(texts).tolist()
+        missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
+        if missing:
+            self._memo.update(zip(missing, self._model.encode(missing).tolist(), strict=True))
+        return [self._memo[t] for t in texts]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    routes: tuple[str, ...]  # experts that get a Route; the rest are reached by "no pick"
+
+    def label(self, domain: str) -> str | None:
+        """The route a query of ``domain`` should get (None: no route should match)."""
+        return domain if domain in self.routes else None
+
+
+VARIANTS = (
+    Variant("general_route", EXPERTS),
+    Variant("threshold_only", tuple(e for e in EXPERTS if e != GENERALIST)),
+)
+
+
+@dataclass
+class Config:
+    top_k: int
+    aggregation: str
+    method: str
+    threshold: float | None = None  # the router's confidence_threshold
+    route_thresholds: dict[str, float] = field(default_factory=dict)  # Route.confidence_threshold
+
+
+def make_router(encoder: MiniLMEncoder, splits_: Splits, variant: Variant, cfg: Config) -> IndexedRouter:
+    routes = [
+        Route(
+            name=name,
+            utterances=[e.text for e in splits_.fit if e.domain == name],
+            confidence_threshold=cfg.route_thresholds.get(name),
+        )
+        for name in variant.routes
+    ]
+    return IndexedRouter(
+        encoder=encoder,
+        routes=routes,
+        index=LocalIndex(),
+        top_k=cfg.top_k,
+        aggregation=cfg.aggregation,  # type: ignore[arg-type]
+        confidence_threshold=cfg.threshold,
+    )
+
+
+def ranked(router: IndexedRouter, text: str) -> list[RouteChoice]:
+    """Every route for ``text``, best first, with its calibrated confidence (public API)."""
+    out = router(text, limit=None, threshold=0.0)
+    assert isinstance(out, list)
+    return out
+
+
+def pick(choices: Sequence[RouteChoice], threshold: float | None, bars: dict[str, float]) -> str:
+    """What ``router(text)`` returns for these ranked choices, mapped to an expert: the
+    first route that clears its own threshold (else the router's), no pick -> general."""
+    for c in choices:
+        bar = bars.get(c.name or "", threshold)
+        if bar is None or (c.confidence or 0.0) >= bar:
+            return c.name or GENERALIST
+    return GENERALIST
+
+
+def objective(truth: Sequence[str], predicted: Sequence[str]) -> tuple[float, float, float]:
+    rep = classification_report(truth, predicted, EXPERTS)
+    return (float(rep.in_domain_abstain_rate <= MAX_IN_DOMAIN_ABSTAIN), rep.macro_f1, rep.general_recall)
+
+
+def tune(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> tuple[Config, dict[str, object]]:
+    """The best configuration on validation, and its validation metrics."""
+    val_texts = [e.text for e in data.val]
+    val_truth = [e.domain for e in data.val]
+    val_labels = [variant.label(d) for d in val_truth]
+    best: tuple[tuple[float, float, float], Config] | None = None
+    tried = 0
+    for top_k in TOP_KS:
+        for aggregation in AGGREGATIONS:
+            router = make_router(encoder, data, variant, Config(top_k, aggregation, "platt"))
+            for method in METHODS:
+                router.fit(val_texts, val_labels, method=method)  # type: ignore[arg-type]
+                choices = [ranked(router, t) for t in val_texts]
+                tops = sorted({round(c[0].confidence or 0.0, 4) for c in choices})
+                grid: list[float | None] = [None, *np.quantile(tops, np.linspace(0.0, 0.6, 31)).round(4).tolist()]
+                local: tuple[tuple[float, float, float], Config] | None = None
+                for threshold in grid:
+                    tried += 1
+                    key = objective(val_truth, [pick(c, threshold, {}) for c in choices])
+                    if local is None or key > local[0]:
+                        local = (key, Config(top_k, aggregation, method, threshold))
+                assert local is not None
+                local = refine(local, choices, val_truth, variant, grid)
+                if best is None or local[0] > best[0]:
+                    best = local
+    assert best is not None
+    key, cfg = best
+    return cfg, {"tried": tried, "objective": list(key)}
+
+
+def refine(
+    best: tuple[tuple[float, float, float], Config],
+    choices: list[list[RouteChoice]],
+    truth: Sequence[str],
+    variant: Variant,
+    grid: Sequence[float | None],
+) -> tuple[tuple[float, float, float], Config]:
+    """Per-route thresholds by coordinate ascent from the best router-wide threshold."""
+    key, cfg = best
+    bars = dict(cfg.route_thresholds)
+    for _ in range(2):
+        for name in variant.routes:
+            for value in grid:
+                trial = dict(bars)
+                if value is None:
+                    trial.pop(name, None)
+                else:
+                    trial[name] = value
+                k = objective(truth, [pick(c, cfg.threshold, trial) for c in choices])
+                if k > key:
+                    key, bars = k, trial
+    return key, Config(cfg.top_k, cfg.aggregation, cfg.method, cfg.threshold, bars)
+
+
+def measure(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> dict[str, object]:
+    encoder.memoise(True)
+    start = time.perf_counter()
+    # Many grid points calibrate badly (e.g. top_k=1); the library warns for each of them.
+    sr_logger = logging.getLogger("semantic_router")
+    level = sr_logger.level
+    sr_logger.setLevel(logging.ERROR)
+    try:
+        cfg, tuning = tune(encoder, data, variant)
+    finally:
+        sr_logger.setLevel(level)
+    tune_s = time.perf_counter() - start
+
+    router = make_router(encoder, data, variant, cfg)
+    val_texts = [e.text for e in data.val]
+    val_truth = [e.domain for e in data.val]
+    report = router.fit(val_texts, [variant.label(d) for d in val_truth], method=cfg.method)  # type: ignore[arg-type]
+    val_pred = [_expert(router(t)) for t in val_texts]
+    encoder.memoise(False)  # from here on every query is embedded, as in production
+
+    texts = [e.text for e in data.test]
+    truth = [e.domain for e in data.test]
+    picked: dict[str, str] = {}
+
+    def route_one(text: str) -> None:
+        picked[text] = _expert(router(text))
+
+    latency = latency_ms(route_one, texts)
+    predicted = [picked[t] for t in texts]
+    # Untimed: the full ranking, for the calibration error of the top route's confidence
+    # (and to check that ``pick`` reproduces what the router returned).
+    choices = [ranked(router, t) for t in texts]
+    assert [pick(c, cfg.threshold, cfg.route_thresholds) for c in choices] == predicted
+    top_conf = [c[0].confidence or 0.0 for c in choices]
+    top_ok = [c[0].name == variant.label(t) for c, t in zip(choices, truth, strict=True)]
+
+    short = [t for t in texts if len(t) <= SHORT_CHARS]
+    latency_short = latency_ms(lambda t: router(t), short)
+    labels = [variant.label(t) for t in truth]
+    rps = throughput_rps(lambda batch: router.evaluate(batch, labels[: len(batch)]), texts)
+
+    turns = conversations()
+    conv = [_expert(router(t.text)) for t in turns]
+    return {
+        "config": {
+            "routes": list(variant.routes),
+            "index": "LocalIndex",
+            "top_k": cfg.top_k,
+            "aggregation": cfg.aggregation,
+            "calibration": cfg.method,
+            "confidence_threshold": cfg.threshold,
+            "route_thresholds": cfg.route_thresholds,
+            "n_utterances": sum(e.domain in variant.routes for e in data.fit),
+        },
+        "tuning": {**tuning, "seconds": round(tune_s, 1)},
+        "validation": {
+            **quality(val_truth, val_pred),
+            "fit_report": {"accuracy": round(report.accuracy, 4), "ece": round(report.ece, 4)},
+        },
+        "test": {
+            **quality(truth, predicted),
+            "ece": round(ece_top1(top_conf, top_ok), 4),
+            "abstain_rate": round(sum(p == GENERALIST for p in predicted) / len(predicted), 4),
+        },
+        "conversations": {
+            "n": len(turns),
+            "accuracy_text_only": round(float(np.mean([p == t.domain for p, t in zip(conv, turns, strict=True)])), 4),
+        },
+        "latency_ms": latency,
+        "latency_short_ms": {**latency_short, "max_chars": SHORT_CHARS},
+        "throughput_rps": rps,
+    }
+
+
+def _expert(choice: RouteChoice | list[RouteChoice]) -> str:
+    assert isinstance(choice, RouteChoice)
+    return choice.name or GENERALIST
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    encoder = MiniLMEncoder()
+    load_s = time.perf_counter() - start
+    data = splits()
+    result: dict[str, object] = {
+        "system": f"semantic-router {semantic_router.__version__}",
+        "encoder": "all-MiniLM-L6-v2 (same adapter: router.encoder.SentenceTransformerEncoder, CPU)",
+        "torch_threads": torch.get_num_threads(),
+        "load_s": round(load_s, 2),
+        "split": {"fit": len(data.fit), "val": len(data.val), "test": len(data.test)},
+        "variants": {v.name: measure(encoder, data, v) for v in VARIANTS},
+        "machine": machine(),
+    }
+    path = write_result("router_peer", result)
+    variants = result["variants"]
+    assert isinstance(variants, dict)
+    for name, v in variants.items():
+        t, lat, rps = v["test"], v["latency_ms"], v["throughput_rps"]
+        print(
+            f"{result['system']} [{name}]: accuracy {t['accuracy']}  macro-F1 {t['macro_f1']}  "
+            f"general recall {t['general_recall']}  in-domain abstained {t['in_domain_abstain_rate']}  "
+            f"ECE {t['ece']}  p50 {lat['p50']} ms  p99 {lat['p99']} ms  {rps['median']} req/s"
+        )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
