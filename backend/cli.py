@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_commands(sub)
 
+    from backend.worker.cli import register as add_worker_commands
+
+    add_worker_commands(sub)
+
     from backend.knowledge.cli import add_arguments as add_ingest_arguments
 
     ingest = sub.add_parser("ingest", help="add, update or delete documents of a knowledge domain")

@@ -6,7 +6,8 @@ ExpertError
  ├── OutboundBlocked      the expert's outbound filter refused the request (PII policy)
  └── LLMError             a call to an expert's LLM failed
       ├── LLMUnavailable  the endpoint could not answer (connection, 5xx, rate limit)
-      │    └── LLMTimeout the endpoint did not answer within the expert's timeout
+      │    ├── LLMTimeout the endpoint did not answer within the expert's timeout
+      │    └── CircuitOpen the expert's circuit breaker is open; nothing was sent
       └── LLMRejected     the endpoint refused the request itself (4xx: bad request,
                           context too long, auth); retrying will not help
 """
@@ -54,3 +55,7 @@ class LLMTimeout(LLMUnavailable):
 
 class LLMRejected(LLMError):
     pass
+
+
+class CircuitOpen(LLMUnavailable):
+    """The expert's circuit breaker is open: the endpoint was not called."""

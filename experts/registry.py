@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from experts.errors import RegistryError, UnknownExpert
 
@@ -55,6 +62,14 @@ class LLMSpec(_Strict):
         return self.api_base == LOCAL_API_BASE
 
 
+class BreakerSpec(_Strict):
+    """Circuit breaker: opens after ``failures`` consecutive failed calls, then lets one
+    probe through after ``cooldown_s``."""
+
+    failures: int = Field(default=5, ge=1, le=1000)
+    cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+
+
 class ExpertSpec(_Strict):
     name: str
     description: str = Field(min_length=10)
@@ -65,6 +80,14 @@ class ExpertSpec(_Strict):
     allowed_groups: tuple[str, ...] = ()
     capacity: int = Field(default=8, ge=1, le=100_000)
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # Resilience (experts/resilience.py): TCP connect and first-token deadlines, bounded
+    # retries with exponential backoff + jitter on transient errors, a circuit breaker.
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=600)
+    first_token_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    retries: int = Field(default=0, ge=0, le=10)
+    retry_backoff_s: float = Field(default=0.25, ge=0, le=60)
+    retry_max_backoff_s: float = Field(default=4.0, ge=0, le=600)
+    breaker: BreakerSpec = BreakerSpec()
     fallback: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     # What reaches this expert's endpoint when a request holds PII: redact it, allow it
@@ -79,6 +102,12 @@ class ExpertSpec(_Strict):
                 "expert names are lowercase letters, digits, '-' or '_' (max 32), not 'auto'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _deadlines_fit(self) -> ExpertSpec:
+        if self.first_token_timeout_s is not None and self.first_token_timeout_s > self.timeout_s:
+            raise ValueError("first_token_timeout_s must not exceed timeout_s")
+        return self
 
     @property
     def pii_policy(self) -> PiiPolicy:
