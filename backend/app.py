@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,11 @@ from backend.errors import ERROR_TABLE, AppError, BadRequest, PayloadTooLarge, t
 from backend.health import router as health_router
 from backend.identity.api import router as identity_router
 from backend.knowledge.api import router as knowledge_router
+from backend.observability.api import router as metrics_router
+from backend.observability.logs import RequestIdMiddleware
+from backend.quota.api import me_router as quota_me_router
+from backend.quota.api import router as quota_router
+from backend.resilience.api import router as resilience_router
 from backend.routing.api import router as routing_router
 from backend.routing.reload import GateReloader
 from backend.routing.wiring import router_store
@@ -32,9 +38,14 @@ log = logging.getLogger(__name__)
 
 
 def _error_response(error: AppError) -> Response:
+    headers = {}
+    retry_after = getattr(error, "retry_after_s", None)  # QuotaExceeded (429)
+    if isinstance(retry_after, int | float):
+        headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     return Response(
-        orjson.dumps(error.body()), status_code=error.status, media_type="application/json"
-    )
+        orjson.dumps(error.body()), status_code=error.status, media_type="application/json",
+        headers=headers,
+    )  # fmt: skip
 
 
 class BodyLimit:
@@ -130,6 +141,10 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(identity_router)
     app.include_router(knowledge_router)
     app.include_router(routing_router)
+    app.include_router(metrics_router)
+    app.include_router(resilience_router)
+    app.include_router(quota_router)
+    app.include_router(quota_me_router)
     # The built web UI answers GETs that no route matched (never shadows a route).
     install_spa(app, settings.web_dir)
 
@@ -167,4 +182,5 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         limit=settings.max_body_bytes,
         overrides={"/api/v1/documents": settings.upload_max_bytes},
     )
+    app.add_middleware(RequestIdMiddleware)
     return app

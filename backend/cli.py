@@ -20,6 +20,10 @@ def _setup_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if settings.log_format == "json":
+        from backend.observability.logs import use_json
+
+        use_json()
     for noisy in ("LiteLLM", "litellm", "httpx", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from backend.guard.logfilter import install as redact_pii_in_logs
@@ -154,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     from backend.identity.cli import register as add_key_commands
 
     add_key_commands(keys)
+    from backend.quota.cli import register as add_quota_commands
+
+    add_quota_commands(sub)
 
     route = sub.add_parser("route", help="print the routing decision for TEXT as JSON")
     route.add_argument("text")

@@ -19,6 +19,9 @@ from backend.guard.policy import PiiGuard
 from backend.knowledge.wiring import Knowledge, build_knowledge
 from backend.load import LoadTracker, LocalLoadTracker
 from backend.local_llm import LocalLLMServer, bundled_gguf
+from backend.observability.metrics import Metrics
+from backend.quota.service import QuotaService
+from backend.quota.wiring import build_quota
 from backend.routing.wiring import build_router
 from backend.settings import Settings
 from experts.llm import LiteLLMClient
@@ -46,6 +49,8 @@ class Container:
     audit: AuditTrail
     pii: PiiGuard
     knowledge: Knowledge
+    metrics: Metrics
+    quota: QuotaService | None = None
 
     async def close(self) -> None:
         if self.local_llm is not None:
@@ -79,8 +84,9 @@ def build_endpoints(
             # but litellm's OpenAI client refuses to send a request without one.
             api_key = "unused"
         endpoints[spec.name] = Endpoint(
-            model=llm.model, api_base=api_base, api_key=api_key, timeout_s=spec.timeout_s
-        )
+            model=llm.model, api_base=api_base, api_key=api_key, timeout_s=spec.timeout_s,
+            connect_timeout_s=spec.connect_timeout_s,
+        )  # fmt: skip
     return endpoints
 
 
@@ -130,11 +136,18 @@ def build_container(
             local.stop()
         raise
     load = LocalLoadTracker()
+    quota = build_quota(settings, db)
+    svc = knowledge.service
+    metrics = Metrics(
+        router_version=lambda: router.version,
+        index_versions=lambda: {d: svc.loaded_version(d) for d in svc.domains},
+    )
     pipeline = ChatPipeline(
         db, router, registry, experts, load,
         Limits(max_input_chars=settings.max_input_chars, max_messages=settings.max_messages),
         audit=audit, pii=pii,
-        knowledge=knowledge.service, passages=settings.knowledge_passages,
+        knowledge=knowledge.service, passages=settings.knowledge_passages, metrics=metrics,
+        quota=quota,
     )  # fmt: skip
     return Container(
         settings=settings,
@@ -150,4 +163,6 @@ def build_container(
         audit=audit,
         pii=pii,
         knowledge=knowledge,
+        metrics=metrics,
+        quota=quota,
     )

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     experts_file: Path = _PACKAGE_EXPERTS
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": one JSON object per log line, with the HTTP request id (docs/deploy.md).
+    log_format: Literal["text", "json"] = "text"
     # The built web UI (npm run build in frontend/), served at /.
     web_dir: Path = _WEB_DIST
 
@@ -51,6 +53,8 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = "admin@localhost"
 
     redis_url: str | None = None
+    # Quotas: when the quota store (Redis) errors, serve uncounted (open) or refuse (closed, 503).
+    quota_on_store_error: Literal["open", "closed"] = "open"
 
     # The gate: versioned artifacts (shared storage in scale-out) and how often every
     # process checks for a newly promoted version.
@@ -71,7 +75,7 @@ class Settings(BaseSettings):
     ingest_roots: tuple[Path, ...] = ()
     ingest_max_file_bytes: int = Field(default=20_000_000, ge=1)
     upload_max_bytes: int = Field(default=25_000_000, ge=1024)
-    index_hnsw_threshold: int = Field(default=20_000, ge=1)
+    index_hnsw_threshold: int = Field(default=7_500, ge=1)
 
     @field_validator("database_url")
     @classmethod

@@ -24,12 +24,14 @@ import torch
 
 from bench.router_common import (
     EXPERTS,
+    Timed,
+    TimingPlan,
     conversations,
-    latency_ms,
     machine,
     quality,
+    run_timing,
     splits,
-    throughput_rps,
+    timing_args,
     write_result,
 )
 from router.artifacts import BUNDLED
@@ -42,7 +44,7 @@ from router.service import Router
 from router.types import RouteRequest
 
 DEFAULT_GATE = BUNDLED / "gate-seed-v1"
-SHORT_CHARS = 80  # "one short request": the latency target of issue 3
+SYSTEM = "expertgate"
 
 
 def build(gate_dir: Path) -> Router:
@@ -52,7 +54,7 @@ def build(gate_dir: Path) -> Router:
     return Router(encoder, scorer_for(gate, encoder, {}), DecisionPolicy(gate.manifest.policy, {}))
 
 
-def run(gate_dir: Path) -> dict[str, object]:
+def run(gate_dir: Path, serve_timing: bool) -> dict[str, object]:
     start = time.perf_counter()
     router = build(gate_dir)
     load_s = time.perf_counter() - start
@@ -76,10 +78,14 @@ def run(gate_dir: Path) -> dict[str, object]:
     text_only = router.route_many([RouteRequest(text=t.text) for t in turns])
     conv_truth = [t.domain for t in turns]
 
-    short = [t for t in texts if len(t) <= SHORT_CHARS]
-    latency = latency_ms(lambda t: router.route(RouteRequest(text=t)), texts)
-    latency_short = latency_ms(lambda t: router.route(RouteRequest(text=t)), short)
-    rps = throughput_rps(lambda batch: router.route_many([RouteRequest(text=t) for t in batch]), texts)
+    timed = Timed(
+        route_one=lambda t: router.route(RouteRequest(text=t)),
+        encode_one=lambda t: router.encoder.encode([t]),
+        route_batch=lambda batch: router.route_many([RouteRequest(text=t) for t in batch]),
+    )
+    plan = TimingPlan({SYSTEM: timed}, texts)
+    loadavg_before = machine()["loadavg"]
+    run_timing(plan, serve_timing)
 
     return {
         "system": "expertgate learned gate",
@@ -103,22 +109,21 @@ def run(gate_dir: Path) -> dict[str, object]:
                 float(np.mean([d.expert == t for d, t in zip(text_only, conv_truth, strict=True)])), 4
             ),
         },
-        "latency_ms": latency,
-        "latency_short_ms": {**latency_short, "max_chars": SHORT_CHARS},
-        "throughput_rps": rps,
-        "machine": machine(),
+        "latency_ms": plan.latency(SYSTEM),
+        "throughput_rps": plan.throughput(SYSTEM),
+        "machine": {**machine(), "loadavg_before_timing": loadavg_before},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gate", type=Path, default=DEFAULT_GATE, help="gate version directory")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    timing_args(parser)
     args = parser.parse_args()
     if args.threads:
         # On a shared 2-core box two intra-op threads wait on each other: see docs/router.md.
         torch.set_num_threads(args.threads)
-    result = run(args.gate.resolve())
+    result = run(args.gate.resolve(), args.serve_timing)
     path = write_result("router", result)
     t = result["test"]
     assert isinstance(t, dict)

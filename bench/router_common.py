@@ -7,15 +7,18 @@ router/ (router.data, router.metrics, router.encoder): nothing from backend/.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -29,7 +32,9 @@ CONVERSATIONS = SEED_DIR / "conversations.jsonl"
 VAL_FRACTION = 0.15
 SPLIT_SEED = 7
 WARMUP = 20
+SHORT_CHARS = 80  # "one short request": the latency target of issue 3
 THROUGHPUT_REPEATS = 3
+PROTOCOL = "@@timing "  # prefix of the lines bench.router_compare reads from a side
 
 
 @dataclass(frozen=True)
@@ -84,33 +89,116 @@ def ece_top1(confidence: Sequence[float], correct: Sequence[bool], bins: int = 1
     return float(total)
 
 
-def latency_ms(route_one: Callable[[str], object], texts: Sequence[str]) -> dict[str, float]:
-    """Single-request latency (the embedding included), sequential, after a warm-up."""
-    for text in texts[:WARMUP]:
-        route_one(text)
-    timings = []
-    for text in texts:
-        start = time.perf_counter()
-        route_one(text)
-        timings.append((time.perf_counter() - start) * 1000)
-    return {
-        "n": len(timings),
-        "p50": round(float(np.percentile(timings, 50)), 2),
-        "p99": round(float(np.percentile(timings, 99)), 2),
-        "mean": round(statistics.fmean(timings), 2),
-    }
+@dataclass(frozen=True)
+class Timed:
+    """One system to time: route one text, embed one text alone, route a batch."""
+
+    route_one: Callable[[str], object]
+    encode_one: Callable[[str], object]
+    route_batch: Callable[[list[str]], object]
 
 
-def throughput_rps(route_batch: Callable[[list[str]], object], texts: Sequence[str]) -> dict[str, float]:
-    """Requests/s of one batched call over ``texts``, median of a few repeats."""
-    batch = list(texts)
-    route_batch(batch[:WARMUP])
-    rates = []
-    for _ in range(THROUGHPUT_REPEATS):
-        start = time.perf_counter()
-        route_batch(batch)
-        rates.append(len(batch) / (time.perf_counter() - start))
-    return {"batch": len(batch), "median": round(statistics.median(rates), 1), "max": round(max(rates), 1)}
+class TimingPlan:
+    """Latency and throughput measurements, cut into steps of a few seconds each.
+
+    Run alone (:meth:`run_local`), or driven over stdin/stdout (:meth:`serve`) by
+    bench.router_compare, which gives the steps of both processes turns, one at a time:
+    our gate and semantic-router are then timed under the same momentary machine load,
+    and never at the same time.
+
+    Latency is per single request, the embedding included, one at a time. Each text is
+    also embedded alone, right before or after its routing call (the order alternates),
+    so ``overhead`` (routing minus embedding, per text) is the router's own cost on top
+    of the shared encoder, measured under the same load. Throughput is one batched call
+    over all texts, a few times.
+    """
+
+    def __init__(self, systems: dict[str, Timed], texts: Sequence[str], chunk: int = 50) -> None:
+        self.systems = systems
+        self.texts = list(texts)
+        self.chunk = chunk
+        n_chunks = -(-len(self.texts) // chunk)
+        self.steps = ["warmup", *(f"latency:{i}" for i in range(n_chunks))]
+        self.steps += [f"throughput:{i}" for i in range(THROUGHPUT_REPEATS)]
+        self._routed: dict[str, list[float]] = {n: [] for n in systems}
+        self._encoded: dict[str, list[float]] = {n: [] for n in systems}
+        self._rates: dict[str, list[float]] = {n: [] for n in systems}
+
+    def run_step(self, name: str, step: str) -> None:
+        system = self.systems[name]
+        kind, _, index = step.partition(":")
+        if kind == "warmup":
+            for text in self.texts[:WARMUP]:
+                system.route_one(text)
+                system.encode_one(text)
+            system.route_batch(self.texts[:WARMUP])
+        elif kind == "latency":
+            first = int(index) * self.chunk
+            for i, text in enumerate(self.texts[first : first + self.chunk], start=first):
+                steps = [(system.route_one, self._routed[name]), (system.encode_one, self._encoded[name])]
+                for fn, sink in steps if i % 2 == 0 else steps[::-1]:
+                    start = time.perf_counter()
+                    fn(text)
+                    sink.append((time.perf_counter() - start) * 1000)
+        elif kind == "throughput":
+            start = time.perf_counter()
+            system.route_batch(self.texts)
+            self._rates[name].append(len(self.texts) / (time.perf_counter() - start))
+        else:
+            raise ValueError(f"unknown step {step!r}")
+
+    def run_local(self) -> None:
+        for step in self.steps:
+            for name in self.systems:
+                self.run_step(name, step)
+
+    def serve(self, inp: TextIO, out: TextIO) -> None:
+        """Announce the systems and steps, then run ``RUN name step`` lines until ``END``."""
+        print(f"{PROTOCOL}READY {','.join(self.systems)} {' '.join(self.steps)}", file=out, flush=True)
+        for line in inp:
+            words = line.split()
+            if words == ["END"]:
+                return
+            if len(words) != 3 or words[0] != "RUN":
+                raise ValueError(f"bad timing command {line!r}")
+            self.run_step(words[1], words[2])
+            print(f"{PROTOCOL}DONE", file=out, flush=True)
+
+    def latency(self, name: str, short_chars: int = SHORT_CHARS) -> dict[str, object]:
+        routed, encoded = self._routed[name], self._encoded[name]
+        short = [t for text, t in zip(self.texts, routed, strict=True) if len(text) <= short_chars]
+        overhead = [r - e for r, e in zip(routed, encoded, strict=True)]
+        return {
+            "n": len(routed),
+            "p50": _pct(routed, 50),
+            "p99": _pct(routed, 99),
+            "mean": round(statistics.fmean(routed), 2),
+            "short": {"n": len(short), "max_chars": short_chars, "p50": _pct(short, 50), "p99": _pct(short, 99)},
+            "encoder_only": {"p50": _pct(encoded, 50), "p99": _pct(encoded, 99)},
+            "overhead": {"p50": _pct(overhead, 50), "p99": _pct(overhead, 99)},
+        }
+
+    def throughput(self, name: str) -> dict[str, object]:
+        rates = self._rates[name]
+        return {"batch": len(self.texts), "median": round(statistics.median(rates), 1), "max": round(max(rates), 1)}
+
+
+def timing_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument(
+        "--serve-timing", action="store_true", help="take timing turns from bench.router_compare over stdin/stdout"
+    )
+
+
+def run_timing(plan: TimingPlan, serve: bool) -> None:
+    if serve:
+        plan.serve(sys.stdin, sys.stdout)
+    else:
+        plan.run_local()
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    return round(float(np.percentile(values, p)), 2) if len(values) else 0.0
 
 
 def machine() -> dict[str, object]:

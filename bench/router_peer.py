@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,19 +49,20 @@ from semantic_router.schema import RouteChoice
 from bench.router_common import (
     EXPERTS,
     Splits,
+    Timed,
+    TimingPlan,
     conversations,
     ece_top1,
-    latency_ms,
     machine,
     quality,
+    run_timing,
     splits,
-    throughput_rps,
+    timing_args,
     write_result,
 )
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 from router.metrics import GENERALIST, classification_report
 
-SHORT_CHARS = 80
 MAX_IN_DOMAIN_ABSTAIN = 0.04  # as router.train.TrainConfig.max_in_domain_abstain
 TOP_KS = (1, 3, 5, 10, 20, 40)
 AGGREGATIONS = ("mean", "max", "sum")
@@ -82,6 +84,11 @@ class MiniLMEncoder(DenseEncoder):
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         self._model = SentenceTransformerEncoder(bundled_minilm_path(), name=self.name)
+
+    @property
+    def model(self) -> SentenceTransformerEncoder:
+        """The wrapped adapter (for timing the embedding alone)."""
+        return self._model  # type: ignore[no-any-return]
 
     def memoise(self, on: bool) -> None:
         self._memo = {} if on else None
@@ -216,7 +223,17 @@ def refine(
     return key, Config(cfg.top_k, cfg.aggregation, cfg.method, cfg.threshold, bars)
 
 
-def measure(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> dict[str, object]:
+@dataclass
+class Prepared:
+    """A tuned router and its quality on the test split; timings are added later."""
+
+    router: IndexedRouter
+    predicted: list[str]  # what router(text) returned for each test text, untimed
+    result: dict[str, object]
+    picked: dict[str, str] = field(default_factory=dict)  # the same, from the timed calls
+
+
+def prepare(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> Prepared:
     encoder.memoise(True)
     start = time.perf_counter()
     # Many grid points calibrate badly (e.g. top_k=1); the library warns for each of them.
@@ -224,7 +241,10 @@ def measure(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> dict[str,
     level = sr_logger.level
     sr_logger.setLevel(logging.ERROR)
     try:
-        cfg, tuning = tune(encoder, data, variant)
+        with warnings.catch_warnings():
+            # Platt's Newton steps overflow exp() on the worst grid points (harmless there).
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cfg, tuning = tune(encoder, data, variant)
     finally:
         sr_logger.setLevel(level)
     tune_s = time.perf_counter() - start
@@ -234,32 +254,20 @@ def measure(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> dict[str,
     val_truth = [e.domain for e in data.val]
     report = router.fit(val_texts, [variant.label(d) for d in val_truth], method=cfg.method)  # type: ignore[arg-type]
     val_pred = [_expert(router(t)) for t in val_texts]
-    encoder.memoise(False)  # from here on every query is embedded, as in production
 
     texts = [e.text for e in data.test]
     truth = [e.domain for e in data.test]
-    picked: dict[str, str] = {}
-
-    def route_one(text: str) -> None:
-        picked[text] = _expert(router(text))
-
-    latency = latency_ms(route_one, texts)
-    predicted = [picked[t] for t in texts]
-    # Untimed: the full ranking, for the calibration error of the top route's confidence
-    # (and to check that ``pick`` reproduces what the router returned).
+    predicted = [_expert(router(t)) for t in texts]
+    # The full ranking, for the calibration error of the top route's confidence (and to
+    # check that ``pick``, used in tuning, reproduces what the router returns).
     choices = [ranked(router, t) for t in texts]
     assert [pick(c, cfg.threshold, cfg.route_thresholds) for c in choices] == predicted
     top_conf = [c[0].confidence or 0.0 for c in choices]
     top_ok = [c[0].name == variant.label(t) for c, t in zip(choices, truth, strict=True)]
 
-    short = [t for t in texts if len(t) <= SHORT_CHARS]
-    latency_short = latency_ms(lambda t: router(t), short)
-    labels = [variant.label(t) for t in truth]
-    rps = throughput_rps(lambda batch: router.evaluate(batch, labels[: len(batch)]), texts)
-
     turns = conversations()
     conv = [_expert(router(t.text)) for t in turns]
-    return {
+    result: dict[str, object] = {
         "config": {
             "routes": list(variant.routes),
             "index": "LocalIndex",
@@ -284,10 +292,23 @@ def measure(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> dict[str,
             "n": len(turns),
             "accuracy_text_only": round(float(np.mean([p == t.domain for p, t in zip(conv, turns, strict=True)])), 4),
         },
-        "latency_ms": latency,
-        "latency_short_ms": {**latency_short, "max_chars": SHORT_CHARS},
-        "throughput_rps": rps,
     }
+    return Prepared(router, predicted, result)
+
+
+def timed(prepared: Prepared, encoder: MiniLMEncoder, variant: Variant, truth: dict[str, str]) -> Timed:
+    """The public calls a user makes: ``router(text)`` for one, ``evaluate`` for a batch
+    (semantic-router's only public batched path: one encoder call for the batch)."""
+    router, picked = prepared.router, prepared.picked
+
+    def route_one(text: str) -> None:
+        picked[text] = _expert(router(text))
+
+    return Timed(
+        route_one=route_one,
+        encode_one=lambda t: encoder.model.encode([t]),
+        route_batch=lambda batch: router.evaluate(batch, [variant.label(truth[t]) for t in batch]),
+    )
 
 
 def _expert(choice: RouteChoice | list[RouteChoice]) -> str:
@@ -297,7 +318,7 @@ def _expert(choice: RouteChoice | list[RouteChoice]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    timing_args(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -305,14 +326,25 @@ def main() -> None:
     encoder = MiniLMEncoder()
     load_s = time.perf_counter() - start
     data = splits()
+    prepared = {v.name: prepare(encoder, data, v) for v in VARIANTS}
+    encoder.memoise(False)  # from here on every query is embedded, as in production
+    truth = {e.text: e.domain for e in data.test}
+    texts = [e.text for e in data.test]
+    plan = TimingPlan({v.name: timed(prepared[v.name], encoder, v, truth) for v in VARIANTS}, texts)
+    loadavg_before = machine()["loadavg"]
+    run_timing(plan, args.serve_timing)
+    for name, p in prepared.items():
+        assert [p.picked[t] for t in texts] == p.predicted, f"{name}: timed decisions differ from untimed"
+        p.result["latency_ms"] = plan.latency(name)
+        p.result["throughput_rps"] = plan.throughput(name)
     result: dict[str, object] = {
         "system": f"semantic-router {semantic_router.__version__}",
         "encoder": "all-MiniLM-L6-v2 (same adapter: router.encoder.SentenceTransformerEncoder, CPU)",
         "torch_threads": torch.get_num_threads(),
         "load_s": round(load_s, 2),
         "split": {"fit": len(data.fit), "val": len(data.val), "test": len(data.test)},
-        "variants": {v.name: measure(encoder, data, v) for v in VARIANTS},
-        "machine": machine(),
+        "variants": {name: p.result for name, p in prepared.items()},
+        "machine": {**machine(), "loadavg_before_timing": loadavg_before},
     }
     path = write_result("router_peer", result)
     variants = result["variants"]

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 from typing import Any
 
+import httpx
+
 from experts.errors import LLMRejected, LLMTimeout, LLMUnavailable
 from experts.registry import GenerationParams
 from experts.types import (
@@ -56,7 +58,7 @@ class LiteLLMClient:
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "api_base": endpoint.api_base,
             "api_key": endpoint.api_key,
-            "timeout": endpoint.timeout_s,
+            "timeout": _timeout(endpoint),
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_tokens,
@@ -129,6 +131,14 @@ class LiteLLMClient:
         except Exception as exc:
             raise self._map_error(expert, exc) from exc
         yield StreamDone(finish_reason=finish, usage=usage, model=model)
+
+
+def _timeout(endpoint: Endpoint) -> float | httpx.Timeout:
+    """litellm's ``timeout``: total (per read when streaming) plus a connect bound."""
+    if endpoint.connect_timeout_s is None:
+        return endpoint.timeout_s
+    connect = min(endpoint.connect_timeout_s, endpoint.timeout_s)
+    return httpx.Timeout(endpoint.timeout_s, connect=connect)
 
 
 def _usage(raw: Any) -> Usage:

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
-from experts.errors import LLMError, LLMRejected, OutboundBlocked
+from experts.errors import (
+    CircuitOpen,
+    LLMError,
+    LLMRejected,
+    LLMTimeout,
+    LLMUnavailable,
+    OutboundBlocked,
+)
 from experts.prompts import build_messages
 from experts.registry import ExpertRegistry, ExpertSpec, GenerationParams
+from experts.resilience import (
+    BreakerSnapshot,
+    CircuitBreaker,
+    RetryPolicy,
+    breaker_for,
+    extractive_completion,
+)
 from experts.types import (
     ChatMessage,
     Completion,
@@ -79,7 +95,16 @@ class ExpertService:
         client: LLMClient,
         endpoints: Mapping[str, Endpoint],
         outbound: OutboundFilter | None = None,
+        *,
+        extractive: bool = True,
+        breakers: Mapping[str, CircuitBreaker] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
+        """``extractive``: when every expert of a fallback plan is unavailable and
+        passages were retrieved, answer with them quoted (see
+        :func:`experts.resilience.extractive_completion`) instead of raising.
+        ``breakers``, ``sleep`` and ``rng`` are seams for tests."""
         missing = [name for name in registry.names if name not in endpoints]
         if missing:
             raise ValueError(f"no endpoint for experts: {', '.join(missing)}")
@@ -87,6 +112,107 @@ class ExpertService:
         self._client = client
         self._endpoints = dict(endpoints)
         self._outbound: OutboundFilter = outbound or PassThrough()
+        self._extractive = extractive
+        given = dict(breakers or {})
+        self._breakers = {s.name: given.get(s.name) or breaker_for(s) for s in registry}
+        self._retry = {s.name: RetryPolicy.of(s) for s in registry}
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def breakers(self) -> list[BreakerSnapshot]:
+        """Every expert's circuit breaker, in registry order."""
+        return [b.snapshot() for b in self._breakers.values()]
+
+    def breaker(self, expert: str) -> BreakerSnapshot:
+        self._registry.get(expert)
+        return self._breakers[expert].snapshot()
+
+    def _admit(self, name: str) -> CircuitBreaker:
+        breaker = self._breakers[name]
+        if not breaker.acquire():
+            raise CircuitOpen(name, f"circuit open, endpoint not called (next probe in {breaker.retry_in_s():.1f}s)")
+        return breaker
+
+    async def _backoff(self, name: str, attempt: int) -> bool:
+        """Sleep before retry ``attempt`` (0-based); False when no retry is left."""
+        policy = self._retry[name]
+        if attempt >= policy.retries:
+            return False
+        await self._sleep(policy.delay(attempt, self._rng))
+        return True
+
+    async def _complete(self, name: str, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        """One expert's completion behind its breaker, retrying transient errors."""
+        attempt = 0
+        while True:
+            breaker = self._admit(name)
+            try:
+                completion = await self._client.complete(name, self._endpoints[name], messages, params)
+            except LLMRejected:
+                breaker.success()  # the endpoint answered; the request is what is wrong
+                raise
+            except LLMError:
+                breaker.failure()
+                if not await self._backoff(name, attempt):
+                    raise
+                attempt += 1
+                continue
+            except BaseException:
+                breaker.release()
+                raise
+            breaker.success()
+            return completion
+
+    async def _stream(
+        self, name: str, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[StreamEvent]:
+        """One expert's stream behind its breaker. Retries transient errors only while
+        nothing was yielded; enforces the expert's first-token deadline. The breaker
+        hears of success when StreamDone arrives, before it is handed on."""
+        deadline = self._registry.get(name).first_token_timeout_s
+        attempt = 0
+        while True:
+            breaker = self._admit(name)
+            events = aiter(self._client.stream(name, self._endpoints[name], messages, params))
+            started = settled = False
+            try:
+                if deadline is None:
+                    event = await anext(events)
+                else:
+                    try:
+                        event = await asyncio.wait_for(anext(events), deadline)
+                    except TimeoutError:
+                        raise LLMTimeout(name, f"no first token within {deadline}s") from None
+                while True:
+                    if isinstance(event, StreamDone):
+                        settled = True
+                        breaker.success()
+                    started = True
+                    yield event
+                    if settled:
+                        return
+                    event = await anext(events)
+            except StopAsyncIteration:
+                settled = True
+                breaker.failure()
+                raise LLMUnavailable(name, "stream ended without a final event") from None
+            except LLMRejected:
+                settled = True
+                breaker.success()  # the endpoint answered; the request is what is wrong
+                raise
+            except LLMError:
+                settled = True
+                breaker.failure()
+                if started or not await self._backoff(name, attempt):
+                    raise
+                attempt += 1
+                continue
+            finally:
+                if not settled:
+                    breaker.release()  # abandoned (cancelled or closed by the consumer)
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
 
     def _messages(
         self,
@@ -118,9 +244,7 @@ class ExpertService:
         self._registry.get(expert)
         return [expert, *self._registry.fallback_chain(expert)] if allow_fallback else [expert]
 
-    def _params(
-        self, expert: str, max_tokens: int | None, temperature: float | None
-    ) -> GenerationParams:
+    def _params(self, expert: str, max_tokens: int | None, temperature: float | None) -> GenerationParams:
         params = self._registry.get(expert).params
         update: dict[str, float | int] = {}
         if max_tokens is not None:
@@ -151,12 +275,7 @@ class ExpertService:
             if messages is None:
                 continue
             try:
-                completion = await self._client.complete(
-                    name,
-                    self._endpoints[name],
-                    messages,
-                    self._params(name, max_tokens, temperature),
-                )
+                completion = await self._complete(name, messages, self._params(name, max_tokens, temperature))
             except LLMRejected:
                 raise
             except LLMError as exc:
@@ -165,6 +284,8 @@ class ExpertService:
                 continue
             return ExpertAnswer(expert=name, completion=completion, fallbacks=tuple(steps))
         assert last is not None
+        if self._extractive and allow_fallback and passages:
+            return ExpertAnswer(expert, extractive_completion(passages), tuple(steps))
         raise last
 
     async def stream(
@@ -188,18 +309,14 @@ class ExpertService:
             messages = self._messages(name, i == 0, conversation, passages, steps)
             if messages is None:
                 continue
-            events = self._client.stream(
-                name, self._endpoints[name], messages, self._params(name, max_tokens, temperature)
-            )
+            events = self._stream(name, messages, self._params(name, max_tokens, temperature))
             started = False
             try:
                 async for event in events:
                     if not started:
                         started = True
                         yield StreamStart(name, tuple(steps))
-                    yield event
-                    if isinstance(event, StreamDone):
-                        return
+                    yield event  # _stream ends after StreamDone, closing cleanly
             except LLMRejected:
                 raise
             except LLMError as exc:
@@ -211,6 +328,12 @@ class ExpertService:
             if started:
                 return
         assert last is not None
+        if self._extractive and allow_fallback and passages:
+            completion = extractive_completion(passages)
+            yield StreamStart(expert, tuple(steps))
+            yield TextDelta(completion.text)
+            yield StreamDone(completion.finish_reason, completion.usage, completion.model)
+            return
         raise last
 
 

@@ -31,13 +31,16 @@ class Endpoint:
     """Where and how one expert's LLM is reached; built at wiring time.
 
     ``api_key`` is the resolved secret (never the env var name) or None for
-    endpoints that need none. ``timeout_s`` bounds the whole call.
+    endpoints that need none. ``timeout_s`` bounds the whole call (for a stream: each
+    read).
     """
 
     model: str
     api_base: str | None
     api_key: str | None = field(repr=False)
     timeout_s: float
+    # Bound on opening the TCP connection alone (None: only ``timeout_s``).
+    connect_timeout_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

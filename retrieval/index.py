@@ -48,7 +48,7 @@ class IndexConfig:
     most of the graph is filtered out).
     """
 
-    hnsw_threshold: int = 20_000
+    hnsw_threshold: int = 7_500
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 64

@@ -17,6 +17,7 @@ class Reason(StrEnum):
     OUT_OF_DOMAIN = "out_of_domain"  # far from every expert's data -> generalist
     OVERFLOW = "overflow"  # best expert at capacity -> next in top-k or generalist
     NOT_ALLOWED = "not_allowed"  # every candidate expert was forbidden -> generalist
+    DEGRADED = "degraded"  # over a quota whose policy is degrade -> generalist
 
 
 @dataclass(frozen=True, slots=True)

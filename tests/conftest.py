@@ -50,6 +50,9 @@ def write_experts_yaml(path: Path, api_base: str, **overrides: Any) -> Path:
     raw = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
     raw["defaults"]["llm"] = {"model": "openai/fake-model", "api_base": api_base}
     raw["defaults"]["timeout_s"] = 5
+    # Tests script exact fault sequences; a test that wants retries sets them itself.
+    raw["defaults"]["retries"] = 0
+    raw["defaults"]["first_token_timeout_s"] = 5
     for name, changes in overrides.items():
         raw["experts"][name].update(changes)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

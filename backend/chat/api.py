@@ -31,6 +31,7 @@ from backend.deps import get_container, get_principal
 from backend.errors import AppError, BadRequest, to_app_error
 from backend.identity.types import Principal
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
+from backend.quota.service import Grant
 from experts.registry import AUTO
 from experts.types import FallbackStep, TextDelta
 
@@ -95,17 +96,19 @@ async def chat_completions(
 ) -> Response:
     pipeline = container.pipeline
     routed = await _prepare(pipeline, principal, body)
+    routed, grant = await pipeline.admit(routed)  # 429 / degrade before any generation
+    limits = grant.headers() if grant is not None else {}
     if body.stream:
         return StreamingResponse(
-            _sse(pipeline, routed),
+            _sse(pipeline, routed, grant),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-request-id": routed.input.request_id},
+            headers={"cache-control": "no-cache", "x-request-id": routed.input.request_id, **limits},
         )
-    result = await pipeline.complete(routed)
+    result = await pipeline.complete(routed, grant)
     return Response(
         orjson.dumps(_completion_body(routed, result).model_dump()),
         media_type="application/json",
-        headers={"x-request-id": result.request_id},
+        headers={"x-request-id": result.request_id, **limits},
     )
 
 
@@ -137,7 +140,7 @@ def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
     )
 
 
-async def _sse(pipeline: ChatPipeline, routed: Routed) -> AsyncIterator[bytes]:
+async def _sse(pipeline: ChatPipeline, routed: Routed, grant: Grant | None = None) -> AsyncIterator[bytes]:
     """OpenAI-style SSE: chunks, then ``[DONE]``. A failure becomes an ``error`` event."""
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -159,7 +162,7 @@ async def _sse(pipeline: ChatPipeline, routed: Routed) -> AsyncIterator[bytes]:
         )
 
     try:
-        async for event in pipeline.stream(routed):
+        async for event in pipeline.stream(routed, grant):
             if isinstance(event, StreamOpened):
                 expert = event.expert
                 info = _route_info(

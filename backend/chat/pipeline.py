@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 
@@ -34,11 +34,13 @@ from backend.identity.types import Principal
 from backend.knowledge.service import DomainQuery, KnowledgeService
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.load import LoadTracker
-from experts.registry import AUTO, ExpertRegistry
+from backend.observability.metrics import Metrics
+from backend.quota.service import Grant, QuotaService, estimate_tokens
+from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.service import ExpertService, StreamStart
 from experts.types import ChatMessage, ExpertAnswer, FallbackStep, StreamDone, TextDelta, Usage
 from router.service import Router
-from router.types import RouteRequest, RoutingDecision
+from router.types import Reason, RouteRequest, RoutingDecision
 
 log = logging.getLogger(__name__)
 _CONTROL = {i: None for i in range(32) if chr(i) not in "\n\r\t"}
@@ -123,6 +125,8 @@ class ChatPipeline:
         pii: PiiGuard,
         knowledge: KnowledgeService | None = None,
         passages: int = 4,
+        metrics: Metrics | None = None,
+        quota: QuotaService | None = None,
     ) -> None:
         self._db = db
         self._router = router
@@ -134,6 +138,8 @@ class ChatPipeline:
         self._pii = pii
         self._knowledge = knowledge
         self._passages = passages
+        self._metrics = metrics
+        self._quota = quota
 
     # -- stage 2 -----------------------------------------------------------------
     def guard(
@@ -233,8 +239,58 @@ class ChatPipeline:
                 targets.append(DomainQuery(peer.index, weight))
         return await self._knowledge.retrieve(chat.last_user_text, targets, groups, self._passages)
 
+    # -- stage 3b: quotas (backend/quota) ----------------------------------------
+    async def admit(self, routed: Routed) -> tuple[Routed, Grant | None]:
+        """Charge the caller's quotas once, before generation (estimated tokens).
+
+        Raises QuotaExceeded (429) or QuotaUnavailable (503, audited); over a ``degrade``
+        policy the request goes to the generalist with reason ``degraded``.
+        """
+        if self._quota is None:
+            return routed, None
+        chat = routed.input
+        max_tokens = chat.max_tokens or self._registry.get(routed.decision.expert).params.max_tokens
+        started = time.perf_counter()
+        try:
+            grant = await self._quota.admit(chat.principal, chat.request_id, estimate_tokens(chat.messages, max_tokens))
+        except Exception as exc:
+            await self._record_failure(routed, exc, started, stream=False)
+            raise
+        if grant.degraded and routed.decision.expert != GENERALIST:
+            decision = replace(routed.decision, expert=GENERALIST, reason=Reason.DEGRADED)
+            routed = replace(routed, decision=decision)
+        return routed, grant
+
+    async def _settle(self, grant: Grant | None, used: int) -> None:
+        if self._quota is not None and grant is not None:
+            await self._quota.settle(grant, used)
+
     # -- stages 5-6 --------------------------------------------------------------
-    async def complete(self, routed: Routed) -> ChatResult:
+    async def complete(self, routed: Routed, grant: Grant | None = None) -> ChatResult:
+        """Generate; then correct the quota charge to the real usage (0 on failure)."""
+        used = 0
+        try:
+            result = await self._complete(routed)
+            used = result.answer.completion.usage.total_tokens
+            return result
+        finally:
+            await self._settle(grant, used)
+
+    async def stream(
+        self, routed: Routed, grant: Grant | None = None
+    ) -> AsyncIterator[StreamOpened | TextDelta | StreamFinished]:
+        """:meth:`_stream`, then the quota correction (0 tokens when it did not finish)."""
+        used = 0
+        try:
+            async for event in self._stream(routed):
+                if isinstance(event, StreamFinished):
+                    used = event.usage.total_tokens
+                yield event
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._settle(grant, used)
+
+    async def _complete(self, routed: Routed) -> ChatResult:
         chat, decision = routed.input, routed.decision
         retrieval = await self.retrieve(routed)
         started = time.perf_counter()
@@ -265,7 +321,7 @@ class ChatPipeline:
         )
         return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
 
-    async def stream(
+    async def _stream(
         self, routed: Routed
     ) -> AsyncIterator[StreamOpened | TextDelta | StreamFinished]:
         """Yield StreamOpened, TextDelta..., StreamFinished. LLM errors propagate."""
@@ -398,7 +454,9 @@ class ChatPipeline:
             )
             # Last write of the transaction: the chain lock is held until the commit.
             await self._audit.append(session, chat_entry(trace, self._audit.redact_free_text))
-            return conversation_id
+        if self._metrics is not None:
+            self._metrics.observe_chat(trace)
+        return conversation_id
 
     # -- audit -------------------------------------------------------------------
     def _trace(
@@ -476,6 +534,8 @@ class ChatPipeline:
             answer=partial or None,
             error=error,
         )
+        if self._metrics is not None:
+            self._metrics.observe_chat(trace)
         try:
             await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text))
         except Exception:

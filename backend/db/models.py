@@ -247,3 +247,23 @@ class Feedback(Base):
     routed_expert: Mapped[str | None] = mapped_column(String(32))
     resolved: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QuotaPolicyRow(Base):
+    """Limits for one user (email), one team (name) or everyone (scope ``global``, name ``*``).
+
+    NULL limit = unlimited. The source of truth; Redis counters are derived from it.
+    """
+
+    __tablename__ = "quota_policies"
+    __table_args__ = (UniqueConstraint("scope", "name", name="uq_quota_policies_scope_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))  # "user" | "team" | "global"
+    name: Mapped[str] = mapped_column(String(320))
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_per_month: Mapped[int | None] = mapped_column(BigInteger)
+    on_limit: Mapped[str] = mapped_column(String(8), default="reject")  # "reject" | "degrade"
+    updated_by: Mapped[str] = mapped_column(String(320), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

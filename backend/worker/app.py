@@ -30,9 +30,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
-def make_celery(
-    settings: Settings, *, context: WorkerContext | None = None, retry: RetryPolicy | None = None
-) -> Any:
+def make_celery(settings: Settings, *, context: WorkerContext | None = None, retry: RetryPolicy | None = None) -> Any:
     """Build the app. Broker and result backend: EXPERTGATE_REDIS_URL (required)."""
     if not settings.redis_url:
         raise SettingsError("EXPERTGATE_REDIS_URL: the worker needs Redis as its broker")

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
-from backend.settings import Settings
+from backend.settings import Settings, SettingsError
+
+
+def _app(settings: Settings) -> Any:
+    from backend.worker.app import make_celery
+
+    try:
+        return make_celery(settings)
+    except SettingsError as exc:
+        print(f"expertgate: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.worker.app import make_celery
-
-    app = make_celery(settings)
+    app = _app(settings)
+    if app is None:
+        return 2
     argv = ["worker", f"--loglevel={settings.log_level.upper()}", f"--concurrency={args.concurrency}"]
     if args.pool:
         argv.append(f"--pool={args.pool}")
@@ -21,9 +33,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_beat(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.worker.app import make_celery
-
-    app = make_celery(settings)
+    app = _app(settings)
+    if app is None:
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     schedule = args.schedule or str(settings.data_dir / "celerybeat-schedule")
     app.start(["beat", f"--loglevel={settings.log_level.upper()}", f"--schedule={schedule}"])

@@ -66,12 +66,12 @@ def classify(exc: BaseException) -> tuple[Handling, str]:
 
 def backoff_s(retries: int, *, base: float = 2.0, cap: float = 300.0, rng: random.Random | None = None) -> float:
     """Delay before retry number ``retries + 1``: base * 2**retries, capped, +-25% jitter."""
-    delay = min(cap, base * (2 ** max(0, retries)))
-    jitter = (rng or random).uniform(-0.25, 0.25) * delay
+    delay = min(cap, base * (2.0 ** max(0, retries)))
+    jitter: float = (rng or random.Random()).uniform(-0.25, 0.25) * delay
     return max(0.1, delay + jitter)
 
 
 def failure(exc: BaseException) -> TaskFailed:
-    handling, code = classify(exc)
+    _, code = classify(exc)
     message = exc.message if isinstance(exc, AppError) else str(exc) or type(exc).__name__
     return TaskFailed(f"{code}: {message}")

@@ -131,5 +131,5 @@ def register(app: Any, ctx: WorkerContext, policy: RetryPolicy | None = None) ->
     policy = policy or RetryPolicy()
     out = {}
     for name, fn in ((RETENTION, retention), (TRAIN, train), (INGEST, ingest_job)):
-        out[name] = app.task(name=name, bind=True, acks_late=True)(_adapter(ctx, fn, policy))
+        out[name] = app.task(name=name, bind=True, acks_late=True, shared=False)(_adapter(ctx, fn, policy))
     return out

@@ -60,10 +60,13 @@ async def test_build_files_are_served_hashed_assets_cached_forever(
 
 
 async def test_api_paths_keep_their_json_errors(web: httpx.AsyncClient) -> None:
-    for path in ("/v1/nothing", "/api/v1/nothing", "/api", "/slack/events", "/metrics"):
+    for path in ("/v1/nothing", "/api/v1/nothing", "/api", "/slack/events"):
         r = await web.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"].startswith("application/json"), path
+    # /metrics is a real route now (Prometheus text; 503 before the container exists).
+    r = await web.get("/metrics")
+    assert r.status_code in (200, 503) and "<title>" not in r.text
     r = await web.get("/healthz")
     assert r.json() == {"status": "ok"}
     r = await web.post("/c/abc", json={})

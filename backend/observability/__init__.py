@@ -1,0 +1,1 @@
+"""Operational signals: Prometheus metrics (and, later, logs and traces)."""

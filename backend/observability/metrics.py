@@ -1,0 +1,122 @@
+"""Prometheus metrics, owned by the container (no module-global registry).
+
+One :class:`Metrics` per process, built by ``build_container``; the chat pipeline calls
+:meth:`Metrics.observe_chat` with the same :class:`ChatTrace` it audits, so metrics and
+the audit trail can never disagree about a request. Gauges that describe state (router
+and index versions) are read at scrape time from callables given at construction.
+
+Labels are bounded: experts come from experts.yaml, outcomes and reasons from fixed
+sets, error codes from ERROR_TABLE. No user, prompt or request id is ever a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from backend.audit.chat import ChatTrace
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+STAGES = ("guard", "route", "retrieve", "generate", "total")
+
+
+class _StateCollector(Collector):
+    """Router and index versions, read when Prometheus scrapes."""
+
+    def __init__(self, router_version: Callable[[], str], index_versions: Callable[[], Mapping[str, str | None]]):
+        self._router_version = router_version
+        self._index_versions = index_versions
+
+    def collect(self) -> Iterable[InfoMetricFamily | GaugeMetricFamily]:
+        info = InfoMetricFamily("expertgate_router", "The active router (gate) version in this process")
+        info.add_metric([], {"version": self._router_version()})
+        yield info
+        index = InfoMetricFamily("expertgate_index", "The loaded index version per knowledge domain", labels=["domain"])
+        for domain, version in self._index_versions().items():
+            index.add_metric([domain], {"version": version or "none"})
+        yield index
+
+
+class Metrics:
+    def __init__(
+        self,
+        *,
+        router_version: Callable[[], str] | None = None,
+        index_versions: Callable[[], Mapping[str, str | None]] | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "expertgate_chat_requests",
+            "Chat requests that reached an expert decision, by answering expert, outcome and routing reason",
+            ["expert", "outcome", "reason", "code"],
+            registry=r,
+        )
+        self.confidence = Histogram(
+            "expertgate_routing_confidence",
+            "The gate's probability for the decided expert",
+            ["expert"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "expertgate_stage_seconds",
+            "Latency of each pipeline stage (total: from input guard to the last byte)",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "expertgate_tokens", "Tokens reported by expert endpoints", ["expert", "kind"], registry=r
+        )
+        self.fallbacks = Counter(
+            "expertgate_fallbacks",
+            "Experts skipped on the way to an answer (their LLM failed), by skipped expert",
+            ["expert"],
+            registry=r,
+        )
+        self.retrieval_degraded = Counter(
+            "expertgate_retrieval_degraded", "Answers given without (some) retrieval", registry=r
+        )
+        if router_version is not None:
+            r.register(_StateCollector(router_version, index_versions or dict))
+
+    def observe_chat(self, trace: ChatTrace) -> None:
+        """Count one finished request (answered, refused or failed) from its trace."""
+        decision = trace.decision
+        expert = trace.expert or (decision.expert if decision else "none")
+        if trace.error is None:
+            outcome, code = "ok", ""
+        else:
+            outcome = "error" if trace.error.status >= 500 else "refused"
+            if trace.error.code == "client_closed":
+                outcome = "aborted"
+            code = trace.error.code
+        # As the API and the audit trail report it: an answer after a fallback says so.
+        reason = "fallback" if trace.fallbacks and trace.error is None else str(decision.reason) if decision else "none"
+        self.requests.labels(expert, outcome, reason, code).inc()
+        if decision is not None:
+            self.confidence.labels(decision.expert).observe(decision.confidence)
+        for stage, ms in trace.latency_ms.items():
+            if stage in STAGES:
+                self.stage_seconds.labels(stage).observe(ms / 1000)
+        retrieval_ms = trace.retrieval.get("ms")
+        if isinstance(retrieval_ms, int | float):
+            self.stage_seconds.labels("retrieve").observe(retrieval_ms / 1000)
+        if trace.retrieval.get("degraded"):
+            self.retrieval_degraded.inc()
+        if trace.usage is not None:
+            self.tokens.labels(expert, "prompt").inc(trace.usage.prompt_tokens)
+            self.tokens.labels(expert, "completion").inc(trace.usage.completion_tokens)
+        for step in trace.fallbacks:
+            self.fallbacks.labels(step.expert).inc()
+
+    def render(self) -> bytes:
+        """The exposition text for GET /metrics."""
+        return generate_latest(self.registry)

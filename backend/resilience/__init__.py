@@ -1,0 +1,1 @@
+"""Expert health for operators: circuit breaker state over the admin API."""

@@ -1,0 +1,138 @@
+"""Quotas on real Redis: two limiters (two "API processes", each with its own client)
+share one limit exactly under concurrency; Redis going away -> fail-open / fail-closed,
+and limits resume when it comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import redis.asyncio as aioredis
+
+from backend.quota.errors import QuotaUnavailable
+from backend.quota.failsafe import FailSafeLimiter
+from backend.quota.redis_limiter import RedisLimiter
+from backend.quota.types import Limit, LimitKind, QuotaPolicy, Window
+
+pytestmark = pytest.mark.integration
+
+WINDOW = Window.at(datetime.now(UTC))
+
+
+def twin(redis_client: aioredis.Redis, **kwargs: object) -> aioredis.Redis:
+    conn = redis_client.connection_pool.connection_kwargs
+    params = {"host": conn.get("host", "127.0.0.1"), "port": conn.get("port", 6379), "db": conn.get("db", 0)}
+    params.update(kwargs)
+    return aioredis.Redis(**params)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def pair(redis_client: aioredis.Redis) -> AsyncIterator[tuple[RedisLimiter, RedisLimiter]]:
+    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
+    a, b = twin(redis_client), twin(redis_client)
+    yield RedisLimiter(a, prefix=prefix), RedisLimiter(b, prefix=prefix)
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_two_processes_share_one_rpm_limit_exactly(pair: tuple[RedisLimiter, RedisLimiter]) -> None:
+    limits = [Limit("user:1", QuotaPolicy(rpm=37)), Limit("global", QuotaPolicy(rpm=1000))]
+    calls = [pair[i % 2].admit(f"req-{i}", limits, 5, WINDOW) for i in range(200)]
+    results = await asyncio.gather(*calls)
+    admitted = [r for r in results if r.allowed]
+    assert len(admitted) == 37
+    refused = [r for r in results if not r.allowed]
+    assert {(r.subject, r.kind) for r in refused} == {("user:1", LimitKind.RPM)}
+    assert all(0 < r.retry_after_s <= 1.7 for r in refused)  # 37/min: a token every ~1.6 s
+
+
+async def test_two_processes_share_one_token_budget_exactly(pair: tuple[RedisLimiter, RedisLimiter]) -> None:
+    limits = [Limit("team:legal", QuotaPolicy(tokens_per_day=205, tokens_per_month=10_000))]
+    results = await asyncio.gather(*(pair[i % 2].admit(f"t-{i}", limits, 10, WINDOW) for i in range(60)))
+    assert sum(r.allowed for r in results) == 20
+    assert {r.kind for r in results if not r.allowed} == {LimitKind.TOKENS_PER_DAY}
+
+
+async def test_replay_and_settle_count_once_across_processes(
+    pair: tuple[RedisLimiter, RedisLimiter], redis_client: aioredis.Redis
+) -> None:
+    a, b = pair
+    limits = [Limit("user:2", QuotaPolicy(rpm=100, tokens_per_day=1000))]
+    first = await a.admit("same", limits, 300, WINDOW)
+    assert first.allowed and not first.replay
+    assert {h.kind: h.remaining for h in first.headroom} == {LimitKind.RPM: 99, LimitKind.TOKENS_PER_DAY: 700}
+    assert (await b.admit("same", limits, 300, WINDOW)).replay
+    await a.settle("same", limits, 300, 42, WINDOW)
+    await b.settle("same", limits, 300, 42, WINDOW)
+    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
+    assert int(await redis_client.get(f"{prefix}:d:user:2:{WINDOW.day}")) == 42
+    peeked = {h.kind: h.remaining for h in await b.peek(limits, WINDOW)}
+    assert peeked[LimitKind.TOKENS_PER_DAY] == 1000 - 42
+    assert 99 <= peeked[LimitKind.RPM] <= 100  # refilling since the admission
+
+
+class Proxy:
+    """A TCP proxy to Redis that the test can cut and restore (Redis 'going away')."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+async def test_redis_going_away_and_coming_back(redis_client: aioredis.Redis, on_error: str) -> None:
+    conn = redis_client.connection_pool.connection_kwargs
+    proxy = Proxy(conn.get("host", "127.0.0.1"), conn.get("port", 6379))
+    await proxy.start()
+    client = twin(redis_client, port=proxy.port, socket_timeout=1, socket_connect_timeout=1)
+    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
+    limiter = FailSafeLimiter(RedisLimiter(client, prefix=prefix), on_error)  # type: ignore[arg-type]
+    limits = [Limit("user:3", QuotaPolicy(rpm=2))]
+    try:
+        assert (await limiter.admit("up-1", limits, 1, WINDOW)).allowed
+        await proxy.stop()
+        for i in range(3):  # no crash, no hang: a bounded answer every time
+            if on_error == "open":
+                served = await asyncio.wait_for(limiter.admit(f"down-{i}", limits, 1, WINDOW), 5)
+                assert served.allowed and not served.store_ok
+            else:
+                with pytest.raises(QuotaUnavailable):
+                    await asyncio.wait_for(limiter.admit(f"down-{i}", limits, 1, WINDOW), 5)
+        await proxy.start()  # same port: Redis is back
+        back = await limiter.admit("up-2", limits, 1, WINDOW)
+        assert back.allowed and back.store_ok
+        refused = await limiter.admit("up-3", limits, 1, WINDOW)
+        assert not refused.allowed and refused.kind is LimitKind.RPM  # limits resumed
+    finally:
+        with contextlib.suppress(Exception):
+            await proxy.stop()
+        await client.aclose()

@@ -1,0 +1,97 @@
+"""Resilience through the real app: breaker state on the admin API, short-circuiting,
+and the extractive answer built from retrieved passages when every LLM is down."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.app import create_app
+from backend.container import Container, build_container
+from backend.settings import Settings
+from router.encoder import Encoder
+from tests.conftest import make_key, write_experts_yaml
+from tests.fakes.openai_server import FakeOpenAI, Fault
+
+MSA = b"""# Master Services Agreement: Key Terms
+
+## Liability cap
+
+Each party's total liability under the MSA is capped at the fees paid in the twelve
+months before the claim. The cap does not apply to breaches of confidentiality.
+"""
+
+
+@pytest.fixture
+async def app_container(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        experts_file=write_experts_yaml(
+            tmp_path / "experts.yaml", llm.api_base, code={"breaker": {"failures": 1, "cooldown_s": 600}}
+        ),
+        bootstrap_admin=False,
+    )
+    built = build_container(settings, encoder=encoder, environ={})
+    yield built
+    await built.close()
+
+
+def http(container: Container, key: str) -> httpx.AsyncClient:
+    app = create_app(container.settings, container)
+    app.state.container = container
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
+    )
+
+
+async def test_breaker_opens_short_circuits_and_is_visible_to_admins(app_container: Container, llm: FakeOpenAI) -> None:
+    admin = await make_key(app_container, "root@example.com", roles={"admin"})
+    user = await make_key(app_container, "bob@example.com")
+    async with http(app_container, admin) as root, http(app_container, user) as bob:
+        r = await root.get("/api/v1/admin/experts/breakers")
+        assert r.status_code == 200, r.text
+        assert [(b["expert"], b["state"]) for b in r.json()["breakers"]] == [
+            ("code", "closed"),
+            ("legal", "closed"),
+            ("support", "closed"),
+            ("general", "closed"),
+        ]
+        assert (await bob.get("/api/v1/admin/experts/breakers")).status_code == 403
+
+        llm.script(Fault(500))
+        ask = {"model": "code", "messages": [{"role": "user", "content": "hi"}]}
+        assert (await bob.post("/v1/chat/completions", json=ask)).status_code == 503
+        r = await bob.post("/v1/chat/completions", json=ask)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "expert_unavailable"
+        assert "circuit open" in r.json()["error"]["message"]
+        assert len(llm.requests) == 1  # the second request never reached the endpoint
+
+        code = next(b for b in (await root.get("/api/v1/admin/experts/breakers")).json()["breakers"])
+        assert code["expert"] == "code" and code["state"] == "open" and code["opened_total"] == 1
+
+
+async def test_every_llm_down_answers_extractively_from_passages(app_container: Container, llm: FakeOpenAI) -> None:
+    admin = await make_key(app_container, "root@example.com", roles={"admin"})
+    async with http(app_container, admin) as root:
+        r = await root.post(
+            "/api/v1/documents", data={"domain": "legal", "groups": ""}, files=[("files", ("msa.md", MSA))]
+        )
+        assert r.status_code == 202, r.text
+        llm.script(Fault(503), Fault(503))
+        r = await root.post(
+            "/v1/chat/completions",
+            json={"model": "auto", "messages": [{"role": "user", "content": "what is the liability cap in the MSA?"}]},
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        choice = body["choices"][0]
+        assert choice["finish_reason"] == "extractive"
+        assert choice["message"]["content"].startswith("No language model is available")
+        assert "twelve" in choice["message"]["content"]
+        assert body["expertgate"]["citations"]
+        assert [f["expert"] for f in body["expertgate"]["fallbacks"]] == ["legal", "general"]
+        assert len(llm.requests) == 2
