@@ -110,7 +110,8 @@ class TimingPlan:
     also embedded alone, right before or after its routing call (the order alternates),
     so ``overhead`` (routing minus embedding, per text) is the router's own cost on top
     of the shared encoder, measured under the same load. Throughput is one batched call
-    over all texts, a few times.
+    over all texts, a few times. Both also record the process's CPU time per request,
+    which depends far less on what else runs on the machine than wall-clock time does.
     """
 
     def __init__(self, systems: dict[str, Timed], texts: Sequence[str], chunk: int = 50) -> None:
@@ -123,6 +124,10 @@ class TimingPlan:
         self._routed: dict[str, list[float]] = {n: [] for n in systems}
         self._encoded: dict[str, list[float]] = {n: [] for n in systems}
         self._rates: dict[str, list[float]] = {n: [] for n in systems}
+        # CPU time of the whole process (every thread): what a request costs, whatever
+        # else the machine is doing at that moment.
+        self._route_cpu: dict[str, list[float]] = {n: [] for n in systems}
+        self._batch_cpu: dict[str, list[float]] = {n: [] for n in systems}
 
     def run_step(self, name: str, step: str) -> None:
         system = self.systems[name]
@@ -137,13 +142,16 @@ class TimingPlan:
             for i, text in enumerate(self.texts[first : first + self.chunk], start=first):
                 steps = [(system.route_one, self._routed[name]), (system.encode_one, self._encoded[name])]
                 for fn, sink in steps if i % 2 == 0 else steps[::-1]:
-                    start = time.perf_counter()
+                    cpu, start = time.process_time(), time.perf_counter()
                     fn(text)
                     sink.append((time.perf_counter() - start) * 1000)
+                    if fn is system.route_one:
+                        self._route_cpu[name].append((time.process_time() - cpu) * 1000)
         elif kind == "throughput":
-            start = time.perf_counter()
+            cpu, start = time.process_time(), time.perf_counter()
             system.route_batch(self.texts)
             self._rates[name].append(len(self.texts) / (time.perf_counter() - start))
+            self._batch_cpu[name].append((time.process_time() - cpu) * 1000 / len(self.texts))
         else:
             raise ValueError(f"unknown step {step!r}")
 
@@ -176,11 +184,17 @@ class TimingPlan:
             "short": {"n": len(short), "max_chars": short_chars, "p50": _pct(short, 50), "p99": _pct(short, 99)},
             "encoder_only": {"p50": _pct(encoded, 50), "p99": _pct(encoded, 99)},
             "overhead": {"p50": _pct(overhead, 50), "p99": _pct(overhead, 99)},
+            "cpu_ms": {"p50": _pct(self._route_cpu[name], 50), "p99": _pct(self._route_cpu[name], 99)},
         }
 
     def throughput(self, name: str) -> dict[str, object]:
         rates = self._rates[name]
-        return {"batch": len(self.texts), "median": round(statistics.median(rates), 1), "max": round(max(rates), 1)}
+        return {
+            "batch": len(self.texts),
+            "median": round(statistics.median(rates), 1),
+            "max": round(max(rates), 1),
+            "cpu_ms_per_request": round(statistics.median(self._batch_cpu[name]), 2),
+        }
 
 
 def timing_args(parser: argparse.ArgumentParser) -> None:

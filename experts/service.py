@@ -87,7 +87,8 @@ class StreamStart:
 
 
 class ExpertService:
-    """Generates answers. Holds no per-request state; safe to share across requests."""
+    """Generates answers. Holds no per-request state, only each expert's circuit breaker;
+    safe to share across the requests of one event loop."""
 
     def __init__(
         self,

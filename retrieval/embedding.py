@@ -72,21 +72,24 @@ def embed(
 ) -> Vectors:
     """Embed ``texts`` in batches and check the result. Raises EmbeddingError.
 
-    ``on_batch(n)`` is called after each batch with the number of texts it held (for
-    progress bars). Rows are re-normalised, so an embedder that is slightly off (or
-    returns float64) still yields unit float32 rows; zero or non-finite rows are refused.
+    Texts are batched in length order (less padding per batch) and the rows returned
+    in input order. ``on_batch(n)`` is called after each batch with the number of texts
+    it held (for progress bars). Rows are re-normalised, so an embedder that is slightly
+    off (or returns float64) still yields unit float32 rows; zero or non-finite rows are
+    refused.
     """
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        vectors = np.asarray(embedder.encode(batch), dtype=np.float32)
-        if vectors.shape != (len(batch), embedder.dim):
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        vectors = np.asarray(embedder.encode([texts[i] for i in rows]), dtype=np.float32)
+        if vectors.shape != (len(rows), embedder.dim):
             raise EmbeddingError(
-                f"embedder {embedder.name!r} returned shape {vectors.shape}, expected {(len(batch), embedder.dim)}"
+                f"embedder {embedder.name!r} returned shape {vectors.shape}, expected {(len(rows), embedder.dim)}"
             )
-        out[start : start + len(batch)] = vectors
+        out[rows] = vectors
         if on_batch is not None:
-            on_batch(len(batch))
+            on_batch(len(rows))
     return normalize(out)
 
 

@@ -77,11 +77,13 @@ class KnowledgeService:
         """The domain's index, loaded; rebuilt from SQL when unusable or stale."""
         lock = self._locks.setdefault(domain, asyncio.Lock())
         async with lock:
-            try:
-                loaded = await anyio.to_thread.run_sync(self._load, domain, None)
-            except IndexUnavailable as exc:
-                log.warning("index %s unusable (%s); rebuilding from SQL", domain, exc)
-                loaded = None
+            loaded = self._loaded.get(domain)
+            if loaded is None or loaded.manifest.version != self._store.current_version(domain):
+                try:
+                    loaded = await anyio.to_thread.run_sync(self._load, domain, None)
+                except IndexUnavailable as exc:
+                    log.warning("index %s unusable (%s); rebuilding from SQL", domain, exc)
+                    loaded = None
             if loaded is not None:
                 async with self._db.session() as session:
                     current = await self._publisher.fingerprint(session, domain)
