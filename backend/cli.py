@@ -103,7 +103,7 @@ def cmd_route(settings: Settings, args: argparse.Namespace) -> int:
     from router.types import RouteRequest
 
     registry = ExpertRegistry.from_yaml(settings.experts_file)
-    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
+    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2", threads=settings.torch_threads)
     router = build_router(settings, registry, encoder)
     decision = router.route(
         RouteRequest(text=args.text, requested=None if args.model == AUTO else args.model)

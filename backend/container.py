@@ -109,7 +109,9 @@ def build_container(
     url = settings.resolved_database_url
     migrate(url)
     db = Database(url)
-    encoder = encoder or SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
+    encoder = encoder or SentenceTransformerEncoder(
+        bundled_minilm_path(), name="all-MiniLM-L6-v2", threads=settings.torch_threads
+    )
     router = build_router(settings, registry, encoder)
     # The router's loaded encoder is also the knowledge embedder: one model per process.
     knowledge = build_knowledge(settings, db, registry, encoder)

@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     # The gate: versioned artifacts (shared storage in scale-out) and how often every
     # process checks for a newly promoted version.
     router_dir: Path | None = None
+    torch_threads: int = Field(default=1, ge=1, le=256)
     router_reload_s: float = Field(default=5.0, gt=0)
     secret_key: SecretStr | None = None
 
