@@ -413,12 +413,7 @@ class ChatPipeline:
                  "snippet": p.snippet, "score": p.score, "location": p.location}
                 for p in retrieval.passages
             ],
-            "retrieval": {
-                "domains": list(retrieval.domains),
-                "chunk_ids": [p.chunk_id for p in retrieval.passages],
-                "ms": retrieval.ms,
-                "degraded": retrieval.degraded,
-            },
+            "retrieval": retrieval.record(),
         }  # fmt: skip
         async with self._db.transaction() as session:
             conversation_id = await ConversationService(session).record(
@@ -445,12 +440,7 @@ class ChatPipeline:
                 upstream_model=upstream_model,
                 finish_reason=finish_reason,
                 conversation_id=conversation_id,
-                retrieval={
-                    "domains": list(retrieval.domains),
-                    "chunk_ids": [p.chunk_id for p in retrieval.passages],
-                    "ms": retrieval.ms,
-                    "degraded": retrieval.degraded,
-                },
+                retrieval=retrieval.record(),
             )
             # Last write of the transaction: the chain lock is held until the commit.
             await self._audit.append(session, chat_entry(trace, self._audit.redact_free_text))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -49,7 +48,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if not (args.samples or args.delete or args.rebuild) and not args.domain:
         print("expertgate ingest: --domain is required to ingest files", file=sys.stderr)
         return 2
-    logging.getLogger("faiss").setLevel(logging.WARNING)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
     migrate(url)

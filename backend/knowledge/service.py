@@ -172,7 +172,8 @@ class KnowledgeService:
             log.warning("retrieval over %s failed: %s", ", ".join(names), exc)
             return Retrieval(domains=names, ms=_ms(started), degraded=str(exc))
         passages = await self._passages(query, hits, groups, k)
-        return Retrieval(passages=passages, domains=names, ms=_ms(started))
+        versions = tuple((t.domain, li.manifest.version) for t, li in indexes)
+        return Retrieval(passages=passages, domains=names, ms=_ms(started), index_versions=versions)
 
     def _search(
         self,

@@ -160,6 +160,17 @@ class Retrieval:
     domains: tuple[str, ...] = ()
     ms: float = 0.0
     degraded: str | None = None  # why retrieval was skipped, when it failed
+    index_versions: tuple[tuple[str, str], ...] = ()  # (domain, version) searched
+
+    def record(self) -> dict[str, object]:
+        """What the route record and the audit event keep: ids and versions, never text."""
+        return {
+            "domains": list(self.domains),
+            "chunk_ids": [p.chunk_id for p in self.passages],
+            "index_versions": dict(self.index_versions),
+            "ms": self.ms,
+            "degraded": self.degraded,
+        }
 
 
 NO_RETRIEVAL = Retrieval()  # nothing searched (the generalist, or knowledge disabled)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,10 @@ def ingest_roots(settings: Settings) -> tuple[Path, ...]:
 
 
 def build_knowledge(settings: Settings, db: Database, registry: ExpertRegistry, embedder: Embedder) -> Knowledge:
+    # bm25s logs every index build (at DEBUG, with its own handler) and faiss logs its
+    # CPU-feature probing at INFO: neither says anything an operator needs.
+    for noisy in ("bm25s", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     store = IndexStore(settings.data_dir / "indexes")
     publisher = IndexPublisher(db, store, embedder, IndexConfig(hnsw_threshold=settings.index_hnsw_threshold))
     service = KnowledgeService(db, publisher, embedder, index_domains(registry), reload_s=settings.knowledge_reload_s)

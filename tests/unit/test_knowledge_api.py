@@ -16,10 +16,14 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.app import create_app
+from backend.chat.pipeline import ChatInput, Routed
 from backend.container import Container, build_container
 from backend.db.models import DocumentChunk, Message
+from backend.identity.types import Principal
 from backend.settings import Settings
+from experts.types import ChatMessage
 from router.encoder import Encoder
+from router.types import Reason, RoutingDecision
 from tests.conftest import make_key, write_experts_yaml
 from tests.fakes.documents import make_pdf
 from tests.fakes.openai_server import FakeOpenAI
@@ -185,6 +189,8 @@ async def test_acl_filtered_citations_and_document_lifecycle(kb: Container, llm:
             routes = [m.route for m in await s.scalars(select(Message).where(Message.role == "assistant"))]
             restricted_ids = set(await s.scalars(select(DocumentChunk.id).where(DocumentChunk.text.contains("OSPREY"))))
         assert routes[0] is not None and routes[0]["retrieval"]["domains"] == ["legal"]
+        assert routes[0]["retrieval"]["index_versions"]["legal"].startswith("v0000")
+        assert "OSPREY" not in json.dumps(routes[0])
         assert not restricted_ids & set(routes[0]["retrieval"]["chunk_ids"])
         assert restricted_ids & set(routes[1]["retrieval"]["chunk_ids"])
 
@@ -248,3 +254,33 @@ async def test_writes_need_admin_and_inputs_are_checked(kb: Container) -> None:
         # The generalist has no index: no retrieval, no citations.
         body = await ask(user, "hello there, how are you?", model="general")
         assert body["expertgate"]["citations"] == []
+
+
+async def test_stage_4_merges_a_close_second_experts_index(kb: Container) -> None:
+    admin_key = await make_key(kb, "root@example.com", roles={"admin"})
+    async with http(kb, admin_key) as admin:
+        await job_of(admin, await upload(admin, "legal", [("msa.md", PUBLIC_MSA)]))
+        await job_of(admin, await upload(admin, "support", [("reset.md", SUPPORT_DOC)]))
+    caller = Principal(user_id=1, email="x@example.com", team=None, groups=frozenset(), roles=frozenset())
+    chat = ChatInput(caller, "auto", (ChatMessage("user", "liability cap and the password reset link"),))
+
+    def routed(expert: str, top_k: tuple[str, ...], probabilities: dict[str, float]) -> Routed:
+        decision = RoutingDecision(
+            expert, probabilities.get(expert, 0.0), Reason.ROUTED, probabilities, top_k, "test", 0.5
+        )
+        return Routed(chat, decision, 0.0)
+
+    both = await kb.pipeline.retrieve(routed("legal", ("legal", "support"), {"legal": 0.5, "support": 0.4}))
+    assert both.domains == ("legal", "support")
+    assert {p.domain for p in both.passages} == {"legal", "support"}
+    assert [p.number for p in both.passages] == list(range(1, len(both.passages) + 1))
+    scores = [p.score for p in both.passages]
+    assert scores == sorted(scores, reverse=True)
+    alone = await kb.pipeline.retrieve(routed("legal", ("legal",), {"legal": 0.9, "support": 0.1}))
+    assert alone.domains == ("legal",) and {p.domain for p in alone.passages} == {"legal"}
+    # The second expert's scores are weighted by its probability relative to the first.
+    weak = await kb.pipeline.retrieve(routed("legal", ("legal", "support"), {"legal": 0.8, "support": 0.01}))
+    support_scores = [p.score for p in weak.passages if p.domain == "support"]
+    assert all(s <= 0.02 for s in support_scores)
+    general = await kb.pipeline.retrieve(routed("general", ("general", "legal"), {"general": 0.6, "legal": 0.4}))
+    assert general.passages == () and general.domains == ()
