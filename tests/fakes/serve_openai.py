@@ -74,6 +74,7 @@ def write_experts(path: Path, api_base: str) -> None:
     raw = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
     raw["defaults"]["llm"] = {"model": "openai/fake-model", "api_base": api_base}
     raw["defaults"]["timeout_s"] = 10
+    raw["defaults"]["first_token_timeout_s"] = 10  # must not exceed timeout_s
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
