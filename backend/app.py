@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.audit.api import router as audit_router
+from backend.audit.stats_api import router as stats_router
 from backend.bootstrap import bootstrap_admin
 from backend.chat.api import router as chat_router
 from backend.container import Container, build_container
@@ -22,9 +23,12 @@ from backend.conversations.api import router as conversations_router
 from backend.errors import ERROR_TABLE, AppError, BadRequest, PayloadTooLarge, to_app_error
 from backend.health import router as health_router
 from backend.identity.api import router as identity_router
+from backend.identity.users_api import router as users_router
 from backend.knowledge.api import router as knowledge_router
 from backend.observability.api import router as metrics_router
 from backend.observability.logs import RequestIdMiddleware
+from backend.observability.tracing import TracingMiddleware, setup_tracing, shutdown_tracing
+from backend.oidc.api import router as auth_router
 from backend.quota.api import me_router as quota_me_router
 from backend.quota.api import router as quota_router
 from backend.resilience.api import router as resilience_router
@@ -32,6 +36,7 @@ from backend.routing.api import router as routing_router
 from backend.routing.reload import GateReloader
 from backend.routing.wiring import router_store
 from backend.settings import Settings
+from backend.slack.api import close_slack, install_slack
 from backend.web.spa import install_spa
 
 log = logging.getLogger(__name__)
@@ -107,6 +112,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         else:
             built = container
         app.state.container = built
+        tracing = setup_tracing(settings) if owned else None
         if owned and settings.bootstrap_admin:
             await bootstrap_admin(built.db, settings, built.audit)
         if owned:
@@ -119,13 +125,17 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(reloader.run)
+                background.start_soon(built.chainer.run)  # audit outbox -> chain; drains at start
                 try:
                     yield
                 finally:
                     background.cancel_scope.cancel()
         finally:
             # Outside the task group: a cancelled scope must not cancel the shutdown itself.
+            await close_slack(app)  # lets in-flight Slack answers finish
+            await built.chainer.settle()  # chain what the last requests left in the outbox
             if owned:
+                shutdown_tracing(tracing)
                 await built.close()
 
     app = FastAPI(
@@ -139,12 +149,16 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(conversations_router)
     app.include_router(audit_router)
     app.include_router(identity_router)
+    app.include_router(users_router)
+    app.include_router(stats_router)
     app.include_router(knowledge_router)
     app.include_router(routing_router)
     app.include_router(metrics_router)
     app.include_router(resilience_router)
     app.include_router(quota_router)
     app.include_router(quota_me_router)
+    app.include_router(auth_router)
+    install_slack(app, settings)  # POST /slack/events, when Slack is configured
     # The built web UI answers GETs that no route matched (never shadows a route).
     install_spa(app, settings.web_dir)
 
@@ -183,4 +197,6 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         overrides={"/api/v1/documents": settings.upload_max_bytes},
     )
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: the request's root span covers everything, the request id included.
+    app.add_middleware(TracingMiddleware)
     return app

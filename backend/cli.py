@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_worker_commands(sub)
 
+    from backend.slack.cli import register as add_slack_commands
+
+    add_slack_commands(sub)
+
     from backend.knowledge.cli import add_arguments as add_ingest_arguments
 
     ingest = sub.add_parser("ingest", help="add, update or delete documents of a knowledge domain")

@@ -10,20 +10,28 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from redis.asyncio import Redis
+
+from backend.audit.chainer import AuditChainer
 from backend.audit.writer import AuditTrail, build_audit_trail
+from backend.capacity.service import CapacityService
+from backend.capacity.wiring import build_capacity
 from backend.chat.pipeline import ChatPipeline, Limits
 from backend.db.session import Database, migrate
 from backend.guard.policy import PiiGuard
+from backend.identity.keycache import KeyAuthenticator
 from backend.knowledge.wiring import Knowledge, build_knowledge
-from backend.load import LoadTracker, LocalLoadTracker
 from backend.local_llm import LocalLLMServer, bundled_gguf
 from backend.observability.metrics import Metrics
+from backend.oidc.wiring import WebAuth, build_web_auth
 from backend.quota.service import QuotaService
 from backend.quota.wiring import build_quota
+from backend.redis_conn import connect_redis
 from backend.routing.wiring import build_router
-from backend.settings import Settings
+from backend.settings import Settings, SettingsError
+from backend.worker.queue import TaskQueue
 from experts.llm import LiteLLMClient
 from experts.registry import ExpertRegistry
 from experts.service import ExpertService, LLMClient
@@ -43,18 +51,32 @@ class Container:
     router: Router
     experts: ExpertService
     pipeline: ChatPipeline
-    load: LoadTracker
+    capacity: CapacityService
     local_llm: LocalLLMServer | None
     started_at: int
     audit: AuditTrail
     pii: PiiGuard
     knowledge: Knowledge
     metrics: Metrics
+    # Chains the events `audit` leaves in the outbox; run by the API lifespan.
+    chainer: AuditChainer
+    auth: KeyAuthenticator
     quota: QuotaService | None = None
+    # The Celery producer when jobs run on workers (Settings.job_runner), else None: inline.
+    tasks: TaskQueue | None = None
+    # The process's one Redis client (quotas, capacity, policy cache), when configured.
+    redis: Redis | None = None
+    # Web sign-in: SSO client, login-state signer, failed-login throttle (backend/oidc).
+    web_auth: WebAuth = field(default_factory=WebAuth.without_sso)
 
     async def close(self) -> None:
         if self.local_llm is not None:
             self.local_llm.stop()
+        if self.tasks is not None:
+            self.tasks.close()
+        await self.web_auth.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.db.dispose()
 
 
@@ -90,6 +112,17 @@ def build_endpoints(
     return endpoints
 
 
+def build_replica_endpoints(
+    registry: ExpertRegistry, endpoints: Mapping[str, Endpoint]
+) -> dict[str, list[Endpoint]]:
+    """Each expert's ``replicas`` as endpoints: its own endpoint at each replica's address."""
+    return {
+        spec.name: [replace(endpoints[spec.name], api_base=r.api_base) for r in spec.replicas]
+        for spec in registry
+        if spec.replicas
+    }
+
+
 def build_container(
     settings: Settings,
     *,
@@ -116,7 +149,8 @@ def build_container(
     # The router's loaded encoder is also the knowledge embedder: one model per process.
     knowledge = build_knowledge(settings, db, registry, encoder)
     pii = PiiGuard()
-    audit = build_audit_trail(settings, pii)
+    # Deferred: requests only write their event to the outbox; `chainer` chains it.
+    audit = build_audit_trail(settings, pii, deferred=True)
 
     local = None
     if any(spec.llm.is_local for spec in registry):
@@ -131,21 +165,24 @@ def build_container(
     try:
         endpoints = build_endpoints(registry, environ, local.api_base if local else None)
         experts = ExpertService(
-            registry, llm_client or LiteLLMClient(), endpoints, outbound=pii
-        )
+            registry, llm_client or LiteLLMClient(), endpoints, outbound=pii,
+            replicas=build_replica_endpoints(registry, endpoints),
+        )  # fmt: skip
     except Exception:
         if local is not None:
             local.stop()
         raise
-    load = LocalLoadTracker()
-    quota = build_quota(settings, db)
+    redis = connect_redis(settings)
+    capacity = build_capacity(settings, registry, router, redis)
+    quota = build_quota(settings, db, redis)
     svc = knowledge.service
     metrics = Metrics(
         router_version=lambda: router.version,
         index_versions=lambda: {d: svc.loaded_version(d) for d in svc.domains},
+        breakers=experts.breakers,
     )
     pipeline = ChatPipeline(
-        db, router, registry, experts, load,
+        db, router, registry, experts, capacity,
         Limits(max_input_chars=settings.max_input_chars, max_messages=settings.max_messages),
         audit=audit, pii=pii,
         knowledge=knowledge.service, passages=settings.knowledge_passages, metrics=metrics,
@@ -159,12 +196,27 @@ def build_container(
         router=router,
         experts=experts,
         pipeline=pipeline,
-        load=load,
+        capacity=capacity,
         local_llm=local,
         started_at=int(time.time()),
         audit=audit,
         pii=pii,
         knowledge=knowledge,
         metrics=metrics,
+        chainer=AuditChainer(db, audit.key, audit.enqueued),
+        auth=KeyAuthenticator(db, settings.auth_cache_ttl_s),
         quota=quota,
+        tasks=build_task_queue(settings),
+        redis=redis,
+        web_auth=build_web_auth(settings, redis),
     )
+
+
+def build_task_queue(settings: Settings) -> TaskQueue | None:
+    """The Celery producer when ingest jobs go to workers, else None (they run inline)."""
+    runner = settings.job_runner
+    if runner == "inline" or (runner == "auto" and not settings.redis_url):
+        return None
+    if not settings.redis_url:
+        raise SettingsError("EXPERTGATE_JOB_RUNNER=celery needs EXPERTGATE_REDIS_URL (the broker)")
+    return TaskQueue(settings.redis_url)

@@ -12,6 +12,7 @@ from backend.container import Container
 from backend.errors import Forbidden, Unauthorized
 from backend.identity.service import IdentityService
 from backend.identity.types import Principal
+from backend.oidc.sessions import CSRF_HEADER, SESSION_COOKIE, WebSessionService, check_csrf
 
 
 def get_container(request: Request) -> Container:
@@ -19,20 +20,36 @@ def get_container(request: Request) -> Container:
     return container
 
 
+def client_ip(request: Request) -> str | None:
+    """The peer's address (behind a proxy, run uvicorn with --proxy-headers)."""
+    return request.client.host if request.client else None
+
+
 async def get_principal(request: Request) -> AsyncIterator[Principal]:
-    """The caller, from ``Authorization: Bearer <key>``. Raises Unauthorized.
+    """The caller, from ``Authorization: Bearer <key>`` or else the web session cookie
+    (after SSO). Raises Unauthorized, or TooManyFailedLogins (429) while the client
+    address has spent its failed-login budget (see backend.identity.throttle).
 
     A presented key that fails (forged, revoked, user disabled) is audited as
-    ``auth.failed``; any error that then ends the request is audited as
-    ``http.refused`` (unless the pipeline already audited it with its trace).
+    ``auth.failed`` and counted against that budget; any error that then ends the
+    request is audited as ``http.refused`` (unless the pipeline already audited it with
+    its trace), a cookie-authenticated unsafe request without the CSRF header included.
     """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     token = secret.strip() if scheme.lower() == "bearer" else None
+    cookie = None if token else request.cookies.get(SESSION_COOKIE)
     container = get_container(request)
+    throttle = container.web_auth.throttle
+    if token:
+        await throttle.check(client_ip(request))
     try:
-        async with container.db.transaction() as session:
-            principal = await IdentityService(session).authenticate(token)
+        if cookie:
+            async with container.db.transaction() as session:
+                principal = await WebSessionService(session).authenticate(cookie)
+        else:
+            # API keys: verified ones are cached for auth_cache_ttl_s (backend.identity.keycache).
+            principal = await container.auth.authenticate(token)
     except Unauthorized:
         if token:
             async with container.db.session() as session:
@@ -45,10 +62,13 @@ async def get_principal(request: Request) -> AsyncIterator[Principal]:
                 presented_prefix=token[:10],
                 method=request.method,
                 path=request.url.path,
-                client=request.client.host if request.client else None,
+                client=client_ip(request),
             )
+            await throttle.failed(client_ip(request))
         raise
     try:
+        if cookie:
+            check_csrf(request.method, request.headers.get(CSRF_HEADER))
         yield principal
     except Exception as exc:
         await record_refusal(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PACKAGE_EXPERTS = Path(__file__).resolve().parent.parent / "experts" / "experts.yaml"
@@ -53,8 +53,28 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = "admin@localhost"
 
     redis_url: str | None = None
+    # Who runs ingest jobs submitted through the API: "celery" workers (on redis_url as
+    # broker), "inline" in the API process, or "auto" (celery when redis_url is set).
+    job_runner: Literal["auto", "inline", "celery"] = "auto"
+    # Celery on Redis redelivers a task whose worker died once it has been unacknowledged
+    # this long; it must exceed the longest task (a big ingest, a retrain).
+    celery_visibility_timeout_s: float = Field(default=6 * 3600.0, gt=0)
+    # OpenTelemetry traces over OTLP/HTTP, e.g. http://otel-collector:4318 (None: off).
+    # The standard OTEL_EXPORTER_OTLP_ENDPOINT is used when this is not set.
+    otel_endpoint: str | None = Field(
+        default=None,
+        # "otel_endpoint" first so that Settings(otel_endpoint=...) works in code.
+        validation_alias=AliasChoices("otel_endpoint", "EXPERTGATE_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
+    otel_service_name: str = "expertgate"
     # Quotas: when the quota store (Redis) errors, serve uncounted (open) or refuse (closed, 503).
     quota_on_store_error: Literal["open", "closed"] = "open"
+    # Expert capacity slots (docs/resilience.md): a slot not released (crashed process,
+    # lost stream) frees itself after this many seconds. Store errors follow the quota
+    # setting above (open: admit without a slot; closed: 503).
+    capacity_lease_s: float = Field(default=300.0, gt=0, le=86_400)
+    # Quota policies are cached per process for at most this long (0: no cache).
+    quota_policy_ttl_s: float = Field(default=5.0, ge=0, le=3600)
 
     # The gate: versioned artifacts (shared storage in scale-out) and how often every
     # process checks for a newly promoted version.
@@ -67,6 +87,9 @@ class Settings(BaseSettings):
     # audit_text; audit_retention_days drops it after that many days (None: keep).
     audit_text: Literal["full", "redacted", "hash"] = "redacted"
     audit_retention_days: int | None = Field(default=None, ge=1)
+    # The console dashboard's cost estimate: USD per 1,000 tokens (both 0: no estimate).
+    cost_per_1k_prompt_tokens: float = Field(default=0.0, ge=0)
+    cost_per_1k_completion_tokens: float = Field(default=0.0, ge=0)
 
     # Knowledge (docs/retrieval.md). Indexes live under data_dir/indexes. ingest_roots:
     # folders the CLI may ingest from (empty: the working directory and the shipped
@@ -78,6 +101,43 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=25_000_000, ge=1024)
     index_hnsw_threshold: int = Field(default=7_500, ge=1)
 
+    # Slack (docs/slack.md). /slack/events is mounted only when the signing secret and
+    # bot token are both set; Socket Mode (`expertgate slack --socket`) needs the app token.
+    slack_signing_secret: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    # Unknown Slack users: create an expertgate user from their Slack email, or refuse.
+    slack_auto_provision: bool = False
+    # Least time between two chat.update calls while an answer streams (Slack's limit is
+    # about one update per second per message).
+    slack_update_interval_s: float = Field(default=1.0, ge=0)
+    # Where answers run: inline in the API process, or as Celery tasks (needs redis_url).
+    slack_dispatch: Literal["auto", "inline", "celery"] = "auto"
+
+    # Web sign-in (docs/governance.md, "SSO"). OpenID Connect is on when oidc_issuer and
+    # oidc_client_id are set. oidc_redirect_url defaults to {request origin}/auth/oidc/callback.
+    # oidc_admin_groups / oidc_auditor_groups: groups (from oidc_groups_claim) granting
+    # those roles, JSON lists in the environment. The state cookie and web sessions are
+    # signed with secret_key (a per-process random key when unset: one replica only).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_url: str | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_groups_claim: str = "groups"
+    oidc_admin_groups: tuple[str, ...] = ()
+    oidc_auditor_groups: tuple[str, ...] = ()
+    web_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Failed authentications (bad API keys, failed SSO callbacks) allowed per client IP
+    # per minute before 429; shared through Redis when redis_url is set.
+    auth_failures_per_minute: int = Field(default=10, ge=1)
+    # How long an API process reuses a verified API key without reading it again (0: read
+    # every request). Bounds how long a key revoked by another process (a CLI, another
+    # replica) or a changed user keeps working here; a revocation through this process's
+    # API takes effect at once. docs/governance.md, "Keys".
+    auth_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
@@ -86,6 +146,24 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
+
+    @field_validator("oidc_issuer", "oidc_redirect_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
+
+    @property
+    def slack_configured(self) -> bool:
+        """Whether the HTTP events endpoint can run (signing secret and bot token set)."""
+        return self.slack_signing_secret is not None and self.slack_bot_token is not None
 
     @property
     def resolved_database_url(self) -> str:

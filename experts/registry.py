@@ -70,6 +70,17 @@ class BreakerSpec(_Strict):
     cooldown_s: float = Field(default=30.0, gt=0, le=3600)
 
 
+class ReplicaSpec(_Strict):
+    """One of several endpoints serving the same expert (same model, own address).
+
+    ``capacity`` bounds the requests in flight on this replica; the expert's own
+    ``capacity`` still bounds the total across its replicas.
+    """
+
+    api_base: str = Field(min_length=1)
+    capacity: int = Field(default=4, ge=1, le=100_000)
+
+
 class ExpertSpec(_Strict):
     name: str
     description: str = Field(min_length=10)
@@ -79,6 +90,9 @@ class ExpertSpec(_Strict):
     index: str | None = None
     allowed_groups: tuple[str, ...] = ()
     capacity: int = Field(default=8, ge=1, le=100_000)
+    # Optional: several endpoints for this expert's model, each with its own in-flight
+    # capacity; a request goes to the least-loaded replica with room (backend.capacity).
+    replicas: tuple[ReplicaSpec, ...] = ()
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     # Resilience (experts/resilience.py): TCP connect and first-token deadlines, bounded
     # retries with exponential backoff + jitter on transient errors, a circuit breaker.
@@ -107,6 +121,15 @@ class ExpertSpec(_Strict):
     def _deadlines_fit(self) -> ExpertSpec:
         if self.first_token_timeout_s is not None and self.first_token_timeout_s > self.timeout_s:
             raise ValueError("first_token_timeout_s must not exceed timeout_s")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_replicas(self) -> ExpertSpec:
+        bases = [r.api_base for r in self.replicas]
+        if len(set(bases)) != len(bases):
+            raise ValueError("replicas: each replica needs its own api_base")
+        if self.replicas and self.llm.is_local:
+            raise ValueError("replicas: not available with api_base 'local' (one embedded server)")
         return self
 
     @property

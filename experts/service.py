@@ -99,19 +99,23 @@ class ExpertService:
         *,
         extractive: bool = True,
         breakers: Mapping[str, CircuitBreaker] | None = None,
+        replicas: Mapping[str, Sequence[Endpoint]] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         """``extractive``: when every expert of a fallback plan is unavailable and
         passages were retrieved, answer with them quoted (see
         :func:`experts.resilience.extractive_completion`) instead of raising.
-        ``breakers``, ``sleep`` and ``rng`` are seams for tests."""
+        ``replicas``: an expert's replica endpoints (experts.yaml ``replicas`` order);
+        a call names the one its capacity slot chose. ``breakers``, ``sleep`` and
+        ``rng`` are seams for tests."""
         missing = [name for name in registry.names if name not in endpoints]
         if missing:
             raise ValueError(f"no endpoint for experts: {', '.join(missing)}")
         self._registry = registry
         self._client = client
         self._endpoints = dict(endpoints)
+        self._replicas = {name: tuple(eps) for name, eps in (replicas or {}).items()}
         self._outbound: OutboundFilter = outbound or PassThrough()
         self._extractive = extractive
         given = dict(breakers or {})
@@ -142,13 +146,15 @@ class ExpertService:
         await self._sleep(policy.delay(attempt, self._rng))
         return True
 
-    async def _complete(self, name: str, messages: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+    async def _complete(
+        self, name: str, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> Completion:
         """One expert's completion behind its breaker, retrying transient errors."""
         attempt = 0
         while True:
             breaker = self._admit(name)
             try:
-                completion = await self._client.complete(name, self._endpoints[name], messages, params)
+                completion = await self._client.complete(name, endpoint, messages, params)
             except LLMRejected:
                 breaker.success()  # the endpoint answered; the request is what is wrong
                 raise
@@ -165,7 +171,7 @@ class ExpertService:
             return completion
 
     async def _stream(
-        self, name: str, messages: Sequence[ChatMessage], params: GenerationParams
+        self, name: str, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[StreamEvent]:
         """One expert's stream behind its breaker. Retries transient errors only while
         nothing was yielded; enforces the expert's first-token deadline. The breaker
@@ -174,7 +180,7 @@ class ExpertService:
         attempt = 0
         while True:
             breaker = self._admit(name)
-            events = aiter(self._client.stream(name, self._endpoints[name], messages, params))
+            events = aiter(self._client.stream(name, endpoint, messages, params))
             started = settled = False
             try:
                 if deadline is None:
@@ -238,8 +244,11 @@ class ExpertService:
             return None
         return build_messages(spec, sent, docs)
 
-    def endpoint(self, expert: str) -> Endpoint:
-        return self._endpoints[expert]
+    def endpoint(self, expert: str, replica: int | None = None) -> Endpoint:
+        """Where ``expert`` is called: replica ``replica`` of it, or its one endpoint."""
+        if replica is None:
+            return self._endpoints[expert]
+        return self._replicas[expert][replica]
 
     def _plan(self, expert: str, allow_fallback: bool) -> list[str]:
         self._registry.get(expert)
@@ -263,11 +272,14 @@ class ExpertService:
         allow_fallback: bool = True,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        replica: int | None = None,
     ) -> ExpertAnswer:
         """Answer with ``expert``, or with the next expert of its fallback chain.
 
         Raises the last LLMError when every expert in the plan failed, and LLMRejected
-        at once (another expert would reject the same request).
+        at once (another expert would reject the same request). ``replica``: which of
+        ``expert``'s replicas to call (its capacity slot's); fallbacks use their own
+        endpoint.
         """
         steps: list[FallbackStep] = []
         last: LLMError | None = None
@@ -276,7 +288,8 @@ class ExpertService:
             if messages is None:
                 continue
             try:
-                completion = await self._complete(name, messages, self._params(name, max_tokens, temperature))
+                endpoint = self.endpoint(name, replica if i == 0 else None)
+                completion = await self._complete(name, endpoint, messages, self._params(name, max_tokens, temperature))
             except LLMRejected:
                 raise
             except LLMError as exc:
@@ -298,6 +311,7 @@ class ExpertService:
         allow_fallback: bool = True,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        replica: int | None = None,
     ) -> AsyncIterator[StreamStart | StreamEvent]:
         """Yield one StreamStart, then TextDelta events, then one StreamDone.
 
@@ -310,7 +324,8 @@ class ExpertService:
             messages = self._messages(name, i == 0, conversation, passages, steps)
             if messages is None:
                 continue
-            events = self._stream(name, messages, self._params(name, max_tokens, temperature))
+            endpoint = self.endpoint(name, replica if i == 0 else None)
+            events = self._stream(name, endpoint, messages, self._params(name, max_tokens, temperature))
             started = False
             try:
                 async for event in events:

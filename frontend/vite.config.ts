@@ -8,7 +8,7 @@ export default defineConfig({
   plugins: [react()],
   build: { outDir: "dist", sourcemap: false, chunkSizeWarningLimit: 900 },
   server: {
-    proxy: { "/v1": api, "/api": api, "/healthz": api, "/readyz": api },
+    proxy: { "/v1": api, "/api": api, "/auth": api, "/healthz": api, "/readyz": api },
   },
   test: {
     environment: "jsdom",

@@ -13,6 +13,11 @@ a crash leaves at worst an unreferenced temporary directory (removed on the next
 publish). Loading checks every file against the manifest's SHA-256 and the embedder
 against the caller's, so corruption and model changes surface as
 :class:`~retrieval.errors.IndexUnavailable` for the owner to rebuild.
+
+With ``pointers`` given (scale-out: a SQL table every replica polls) the live version
+is read from there instead of CURRENT; :meth:`IndexStore.publish` sets it after the
+version and CURRENT are on disk, with the SHA-256 of the version's manifest, and
+:meth:`IndexStore.load` checks that checksum before reading anything else.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from retrieval.errors import IndexCorrupt, IndexMismatch, IndexMissing
 from retrieval.index import DomainIndex, IndexConfig, IndexKind
@@ -38,6 +44,18 @@ MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 _VERSION = re.compile(r"^v(\d{6,})-[0-9TZ]+$")
 _DOMAIN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+class VersionPointers(Protocol):
+    """Per-domain pointers to the live version, kept outside the files (e.g. in SQL)."""
+
+    def get(self, name: str) -> tuple[str, str | None] | None:
+        """(version, SHA-256 of its manifest or None) that ``name`` points at, or None."""
+        ...
+
+    def set(self, name: str, version: str | None, path: Path | None, checksum: str | None) -> None:
+        """Point ``name`` at ``version``; called after the version is complete on disk."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +99,12 @@ class LoadedIndex:
 class IndexStore:
     """Versions of per-domain indexes under one root directory."""
 
-    def __init__(self, root: Path, *, keep_versions: int = 3) -> None:
+    def __init__(self, root: Path, *, keep_versions: int = 3, pointers: VersionPointers | None = None) -> None:
         if keep_versions < 1:
             raise ValueError("keep_versions must be >= 1")
         self.root = root
         self.keep_versions = keep_versions
+        self.pointers = pointers
 
     def _domain_dir(self, domain: str) -> Path:
         if not _DOMAIN.match(domain):
@@ -105,7 +124,11 @@ class IndexStore:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def current_version(self, domain: str) -> str | None:
-        """The version CURRENT names, or None when there is no pointer yet."""
+        """The version the pointer (or CURRENT) names, or None when there is none yet."""
+        if self.pointers is not None:
+            self._domain_dir(domain)  # validates the name
+            published = self.pointers.get(domain)
+            return published[0] if published else None
         try:
             text = (self._domain_dir(domain) / CURRENT).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
@@ -174,6 +197,9 @@ class IndexStore:
             os.fsync(handle.fileno())
         os.replace(pointer, domain_dir / CURRENT)
         _fsync_dir(domain_dir)
+        if self.pointers is not None:
+            final = versions_dir / version
+            self.pointers.set(domain, version, final, _sha256(final / MANIFEST))
         self._collect(domain, keep=version)
         return manifest
 
@@ -198,6 +224,7 @@ class IndexStore:
         directory = self._domain_dir(domain) / "versions" / version
         if not directory.is_dir():
             raise IndexMissing(f"index version {version!r} of {domain!r} is not on disk")
+        self._verify_published(domain, version, directory)
         try:
             manifest = Manifest.from_json((directory / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError) as exc:
@@ -219,6 +246,18 @@ class IndexStore:
         if len(index) != manifest.count:
             raise IndexCorrupt(f"{directory}: {len(index)} rows, manifest says {manifest.count}")
         return LoadedIndex(manifest, index)
+
+    def _verify_published(self, domain: str, version: str, directory: Path) -> None:
+        """IndexCorrupt when the pointer names ``version`` with another manifest checksum."""
+        published = self.pointers.get(domain) if self.pointers is not None else None
+        if published is None or published[0] != version or published[1] is None:
+            return
+        try:
+            actual = _sha256(directory / MANIFEST)
+        except OSError as exc:
+            raise IndexCorrupt(f"{directory / MANIFEST}: {exc.strerror or exc}") from exc
+        if actual != published[1]:
+            raise IndexCorrupt(f"{directory / MANIFEST}: does not match the published checksum")
 
     def _collect(self, domain: str, *, keep: str) -> None:
         """Remove versions beyond the newest ``keep_versions`` (never ``keep``)."""

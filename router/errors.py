@@ -4,6 +4,7 @@ RouterError
  ├── ExpertNotAllowed   the caller asked for an expert it may not use
  ├── UnknownExpertName  the caller asked for an expert the gate does not know
  └── ArtifactError      a gate artifact is missing, corrupt or does not match the encoder
+      └── ArtifactNotReady  its files do not (yet) match the checksum its pointer published
 """
 
 from __future__ import annotations
@@ -27,3 +28,7 @@ class UnknownExpertName(RouterError):
 
 class ArtifactError(RouterError):
     pass
+
+
+class ArtifactNotReady(ArtifactError):
+    """A published version whose files differ from their published checksum (yet): retry later."""

@@ -10,12 +10,16 @@ rules (each one records its reason):
 5. a best expert below ``min_confidence`` yields to the generalist (``low_confidence``);
 6. an expert at capacity overflows to the next top-k expert whose probability clears
    ``overflow_min_prob`` and has room, else to the generalist (``overflow``).
+
+Rule 6 reads the in-flight counts passed in the request. The API's admission applies the
+same rule with exact slots (:meth:`DecisionPolicy.overflow_order`, ``overflowed``) after
+an atomic acquire fails, so the order of candidates is defined here once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from router.errors import ExpertNotAllowed, UnknownExpertName
 from router.types import Reason, RouteRequest, RoutingDecision, Scores
@@ -94,12 +98,43 @@ class DecisionPolicy:
         else:
             chosen, reason = best, Reason.ROUTED
 
+        decision = make(chosen, reason, top, note)
         if not self._full(chosen, request):
-            return make(chosen, reason, top, note)
-        for alt in top:
-            if alt != chosen and probs[alt] >= cfg.overflow_min_prob and not self._full(alt, request):
-                return make(alt, Reason.OVERFLOW, top, f"{chosen} at capacity")
-        return make(GENERALIST, Reason.OVERFLOW, top, f"{chosen} at capacity")
+            return decision
+        full = [chosen]
+        for alt in self.overflow_order(decision):
+            if not self._full(alt, request):
+                return self.overflowed(decision, alt, full)
+            full.append(alt)
+        raise AssertionError("overflow_order always ends at the generalist, which is never full")
+
+    def overflow_order(self, decision: RoutingDecision) -> tuple[str, ...]:
+        """Where ``decision`` may overflow when its expert is at capacity, in order.
+
+        The other top-k experts whose probability clears ``overflow_min_prob``, then the
+        generalist. Empty for an explicitly requested expert (the caller asked for that
+        one) and for the generalist (the sink: nothing is cheaper to fall to).
+        """
+        if decision.reason is Reason.REQUESTED or decision.expert == GENERALIST:
+            return ()
+        alternatives = [
+            alt
+            for alt in decision.top_k
+            if alt not in (decision.expert, GENERALIST)
+            and decision.probabilities.get(alt, 0.0) >= self.config.overflow_min_prob
+        ]
+        return (*alternatives, GENERALIST)
+
+    @staticmethod
+    def overflowed(decision: RoutingDecision, expert: str, full: Sequence[str]) -> RoutingDecision:
+        """``decision`` rerouted to ``expert`` because every expert in ``full`` was at capacity."""
+        return replace(
+            decision,
+            expert=expert,
+            confidence=round(decision.probabilities.get(expert, 0.0), 6),
+            reason=Reason.OVERFLOW,
+            detail="; ".join(f"{name} at capacity" for name in full),
+        )
 
     def _full(self, name: str, request: RouteRequest) -> bool:
         if name == GENERALIST:

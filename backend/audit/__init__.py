@@ -5,7 +5,8 @@ Modules:
 - :mod:`canonical`  canonical JSON (the exact bytes that are hashed)
 - :mod:`chain`      the hash chain itself: keys, content digests, event hashes (pure)
 - :mod:`types`      frozen values: Actor, AuditEntry, AuditFilter, VerifyReport
-- :mod:`writer`     AuditTrail: appends events, serializing the chain head (flushes only)
+- :mod:`writer`     AuditTrail: writes events to the outbox in the caller's transaction
+- :mod:`chainer`    moves outbox rows into the chain in batches, under the head lock
 - :mod:`verify`     walks the chain and names the first bad sequence number
 - :mod:`query`      filters, cursor pages and streamed reads for the API and exports
 - :mod:`export`     JSON Lines / CSV rendering of streamed events

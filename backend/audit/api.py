@@ -3,6 +3,11 @@
 Reads are open to the ``auditor`` and ``admin`` roles; the retention run is an admin
 write. Refusals (a user reading the audit log, an auditor running retention) are
 themselves audited by the principal dependency.
+
+Lists, single events and exports first chain whatever is pending in the outbox
+(usually nothing: one small read), so a reader sees every event committed before the
+read, with its final seq and hash. Verify does not: it is read-only and reports the
+pending events as ``pending``.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ async def list_events(
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> AuditPage:
+    await container.chainer.drain()
     async with container.db.session() as session:
         result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
     return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
@@ -113,6 +119,7 @@ async def export_events(
             payload={"format": format, "filter": _filter_payload(flt)},
         ),
     )
+    await container.chainer.drain()  # the export event above included
     fmt: ExportFormat = format
 
     async def body() -> AsyncIterator[bytes]:
@@ -151,6 +158,7 @@ async def retention(principal: AdminDep, container: ContainerDep, body: Retentio
 @router.get("/admin/audit/{seq}", response_model=AuditEventDetail, operation_id="getAuditEvent")
 async def get_event(seq: int, _: ReaderDep, container: ContainerDep) -> AuditEventDetail:
     """One event with its whole trace (the payload) and a check of its integrity."""
+    await container.chainer.drain()
     async with container.db.session() as session:
         reader = AuditReader(session, container.audit)
         view = await reader.event(seq)
@@ -173,6 +181,7 @@ async def my_events(
 ) -> AuditPage:
     """The caller's own events, newest first."""
     flt = AuditFilter(user_id=principal.user_id)
+    await container.chainer.drain()
     async with container.db.session() as session:
         result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
     return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
@@ -181,6 +190,7 @@ async def my_events(
 @router.get("/me/audit/{seq}", response_model=AuditEventOut, operation_id="getMyAuditEvent")
 async def my_event(seq: int, principal: PrincipalDep, container: ContainerDep) -> AuditEventOut:
     """One of the caller's own events; someone else's is 404, like a missing one."""
+    await container.chainer.drain()
     async with container.db.session() as session:
         view = await AuditReader(session, container.audit).event(seq, owner_id=principal.user_id)
     return AuditEventOut.of(view)

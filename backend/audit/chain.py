@@ -30,6 +30,7 @@ _EVENT_DOMAIN = b"expertgate.audit.event.v1\n"
 _CONTENT_DOMAIN = b"expertgate.audit.content.v1\n"
 _TEXT_DOMAIN = b"expertgate.audit.text.v1\n"
 _KEY_ID_DOMAIN = b"expertgate.audit.key-id.v1\n"
+_SEAL_DOMAIN = b"expertgate.audit.pending.v1\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,26 +104,35 @@ class EventBody:
     prev_hash: str
 
     def canonical(self) -> bytes:
-        return canonical_json(
-            {
-                "seq": self.seq,
-                "ts": format_ts(self.ts),
-                "request_id": self.request_id,
-                "action": self.action,
-                "outcome": self.outcome,
-                "status": self.status,
-                "user_id": self.user_id,
-                "user_email": self.user_email,
-                "team": self.team,
-                "channel": self.channel,
-                "expert": self.expert,
-                "reason": self.reason,
-                "payload": self.payload,
-                "content_digest": self.content_digest,
-                "alg": self.alg,
-                "prev_hash": self.prev_hash,
-            }
-        )
+        return canonical_json({"seq": self.seq, **self._fields(), "prev_hash": self.prev_hash})
+
+    def _fields(self) -> dict[str, object]:
+        """Every hashed field but the chain position (seq, prev_hash)."""
+        return {
+            "ts": format_ts(self.ts),
+            "request_id": self.request_id,
+            "action": self.action,
+            "outcome": self.outcome,
+            "status": self.status,
+            "user_id": self.user_id,
+            "user_email": self.user_email,
+            "team": self.team,
+            "channel": self.channel,
+            "expert": self.expert,
+            "reason": self.reason,
+            "payload": self.payload,
+            "content_digest": self.content_digest,
+            "alg": self.alg,
+        }
 
     def hash(self, key: ChainKey) -> str:
         return key.digest(_EVENT_DOMAIN, self.canonical())
+
+    def seal(self, key: ChainKey) -> str:
+        """Digest of the event while it waits in the outbox, before it has a position.
+
+        Written with the pending row and checked by the chainer before the row is
+        chained: without the key, a row inserted into the outbox cannot be passed off
+        as an event the application wrote (the chainer would otherwise sign it).
+        """
+        return key.digest(_SEAL_DOMAIN, canonical_json(self._fields()))

@@ -1,4 +1,4 @@
-"""`expertgate audit verify|export|retention|head`: parse, call one service, print.
+"""`expertgate audit verify|export|retention|head|chain`: parse, call one service, print.
 
 Exit codes: 0 done (verify: chain intact), 1 verify found a bad event or a command
 failed, 2 bad settings (from the main CLI).
@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO
 
+from backend.audit.chainer import chain_pending
 from backend.audit.export import render
 from backend.audit.query import stream_events
 from backend.audit.retention import run_retention
@@ -62,13 +63,14 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({
                 "ok": report.ok, "checked": report.checked, "head_seq": report.head_seq,
                 "head_hash": report.head_hash, "first_bad_seq": report.first_bad_seq,
-                "problem": report.problem, "purged": report.purged,
+                "problem": report.problem, "purged": report.purged, "pending": report.pending,
             }))  # fmt: skip
         elif report.ok:
             print(
                 f"audit chain intact: {report.checked} events verified "
                 f"({report.purged} with text purged by retention); "
                 f"head seq {report.head_seq} hash {report.head_hash}"
+                + (f"; {report.pending} events pending in the outbox" if report.pending else "")
             )
         else:
             print(
@@ -158,6 +160,19 @@ def cmd_head(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chain(settings: Settings, _: argparse.Namespace) -> int:
+    db, trail = _open(settings)
+
+    async def run() -> int:
+        try:
+            return await chain_pending(db, trail.key)
+        finally:
+            await db.dispose()
+
+    print(f"chained {asyncio.run(run())} pending events")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="verify, export and prune the audit trail").add_subparsers(
         dest="audit_command", required=True
@@ -184,3 +199,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     head = audit.add_parser("head", help="print the chain head 'SEQ HASH' (to keep elsewhere)")
     head.set_defaults(func=cmd_head)
+
+    chain = audit.add_parser("chain", help="chain the events pending in the outbox now (the API does it by itself)")
+    chain.set_defaults(func=cmd_chain)

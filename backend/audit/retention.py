@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.chain import format_ts
+from backend.audit.chainer import chain_pending
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.verify import RETENTION_ACTION
 from backend.audit.writer import AuditTrail
@@ -59,11 +60,13 @@ async def run_retention(
 
     A boundary function (like a task): it commits. The run is audited *before* any text
     is removed (so a crash mid-run never leaves purges that no audited cutoff covers),
-    then each batch commits on its own, then the count is audited.
+    then each batch commits on its own, then the count is audited. The first event is
+    chained before any purge (verify accepts a purge only under a *chained* cutoff).
     """
     cutoff = cutoff_for(days)
     payload: dict[str, object] = {"cutoff": format_ts(cutoff), "days": days}
     await trail.record(db, AuditEntry(action=RETENTION_ACTION, outcome=Outcome.OK, actor=actor, payload=payload))
+    await chain_pending(db, trail.key)
     total = 0
     while True:
         async with db.transaction() as session:

@@ -84,6 +84,7 @@ class VerifyOut(BaseModel):
     first_bad_seq: int | None
     problem: str | None
     purged: int
+    pending: int = Field(description="events written but not yet chained (not verified, not a failure)")
 
     @classmethod
     def of(cls, report: VerifyReport) -> VerifyOut:
@@ -95,6 +96,7 @@ class VerifyOut(BaseModel):
             first_bad_seq=report.first_bad_seq,
             problem=report.problem,
             purged=report.purged,
+            pending=report.pending,
         )
 
 

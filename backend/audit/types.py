@@ -116,6 +116,21 @@ class AuditEventView:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    """An event as written to the outbox: durable, not yet (or just) chained.
+
+    Its ``seq`` is assigned when it is chained; ``outbox_id`` is its place in the queue.
+    """
+
+    outbox_id: int
+    ts: datetime
+    action: str
+    prompt: str | None
+    answer: str | None
+    content_digest: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditFilter:
     """Which events to read. Every field narrows; None means no condition.
 
@@ -147,3 +162,4 @@ class VerifyReport:
     first_bad_seq: int | None = None
     problem: str | None = None
     purged: int = 0
+    pending: int = 0  # events in the outbox, not yet chained: not verified, not a failure

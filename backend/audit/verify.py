@@ -12,6 +12,9 @@ A report names the *first* bad sequence number and why:
   purged at a time no audited retention run covers.
 
 Runs while writers append: it verifies the chain up to the head it read first.
+Events still waiting in the outbox (written, not yet chained) are counted as
+``pending``: they have no place in the chain yet, so they are neither verified nor a
+failure.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from backend.audit.chain import GENESIS_HASH, HMAC_PREFIX, ChainKey, content_dig
 from backend.audit.chain import format_ts as _fmt
 from backend.audit.types import VerifyReport
 from backend.audit.writer import body_of
-from backend.db.models import AuditChainHead, AuditEvent
+from backend.db.models import AuditChainHead, AuditEvent, AuditOutbox
 
 RETENTION_ACTION = "audit.retention"
 _BATCH = 1000
@@ -43,6 +46,7 @@ class _Walk:
         # The purged event with the latest timestamp, and the latest audited cutoff.
         self.latest_purged: tuple[datetime, int] | None = None
         self.latest_cutoff: datetime | None = None
+        self.pending = 0
 
     def check(self, row: AuditEvent) -> tuple[int, str] | None:
         """(first bad seq, why) if ``row`` breaks the chain; else advance past it."""
@@ -103,6 +107,7 @@ class _Walk:
             first_bad_seq=bad,
             problem=why,
             purged=self.purged,
+            pending=self.pending,
         )
 
 
@@ -128,6 +133,7 @@ async def verify_chain(session: AsyncSession, key: ChainKey) -> VerifyReport:
     """
     walk = _Walk(key)
     head = await _head(session)
+    walk.pending = int(await session.scalar(select(func.count()).select_from(AuditOutbox)) or 0)
     stmt = (
         select(AuditEvent)
         .where(AuditEvent.seq <= head.seq)

@@ -1,12 +1,19 @@
-"""Appending to the chain: :class:`AuditTrail` (one per process, built by the container).
+"""Writing events: :class:`AuditTrail` (one per process, built by the container).
 
-Serialization. Every append starts with one statement,
-``UPDATE audit_chain_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash``. On
-PostgreSQL that takes the head row's lock until the transaction ends, and a concurrent
-appender's UPDATE waits, then re-reads the committed row (READ COMMITTED), so it gets
-the next seq and the hash just written: the chain cannot fork. On SQLite the UPDATE
-takes the database write lock, which is held to commit. The lock is held from the
-append to the commit, so callers append last, just before their transaction commits.
+An append writes the event to the outbox (``audit_outbox``) in the caller's
+transaction: the event's fields, its text as the policy stores it, the content digest
+and a seal (a keyed digest of all of it), but no chain position. What happens next
+depends on the process:
+
+- ``deferred`` (API processes): nothing more. One INSERT, no lock; the process's
+  :class:`backend.audit.chainer.AuditChainer`, woken through :attr:`AuditTrail.enqueued`,
+  chains the event in a batch as soon as the caller commits.
+- otherwise (CLI commands, Celery tasks: short-lived, no background task): the
+  pending events are chained in the same transaction, holding the chain lock until
+  the caller commits, so the command's event is in the chain when it exits.
+
+Either way the event commits with the caller's rows or not at all, and chaining (the
+only writer of ``audit_events``) is serialized on the chain head (see chainer.py).
 
 Text policy: ``full`` stores prompt and answer as given, ``redacted`` (the default)
 stores them with PII replaced by placeholders, ``hash`` stores only a keyed digest.
@@ -14,18 +21,21 @@ stores them with PII replaced by placeholders, ``hash`` stores only a keyed dige
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Table, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from backend.audit.canonical import normalize
 from backend.audit.chain import ChainKey, EventBody, content_digest, text_digest
-from backend.audit.types import AuditEntry, AuditEventView, TextPolicy
-from backend.db.models import AuditChainHead, AuditEvent, utcnow
+from backend.audit.chainer import BATCH, chain_batch
+from backend.audit.types import AuditEntry, AuditEventView, QueuedEvent, TextPolicy
+from backend.db.models import AuditEvent, AuditOutbox, utcnow
 from backend.db.session import Database
 from backend.settings import Settings, SettingsError
 
@@ -33,30 +43,12 @@ log = logging.getLogger(__name__)
 
 _RECORDED = "_expertgate_audited"
 MIN_SECRET_CHARS = 16
-_EVENTS = cast(Table, AuditEvent.__table__)
-_HEAD = cast(Table, AuditChainHead.__table__)
+_OUTBOX = cast(Table, AuditOutbox.__table__)
+_WAKE_ON_COMMIT = "expertgate.audit.wake_on_commit"
 
 
 class TextRedactor(Protocol):
     def redact(self, text: str) -> str: ...
-
-
-_COLUMNS = tuple(c.name for c in _EVENTS.columns)
-
-
-class _Statements:
-    """The append statements, built once per trail (building them is most of the
-    Python cost of an append); values travel as bound parameters."""
-
-    def __init__(self) -> None:
-        head_id = _HEAD.c.id == 1
-        self.lock_head = update(_HEAD).where(head_id).values(seq=_HEAD.c.seq + 1).returning(_HEAD.c.seq, _HEAD.c.hash)
-        self.insert_event = insert(_EVENTS)
-        self.move_head = update(_HEAD).where(head_id).values(hash=bindparam("new_hash"))
-        inserted = (
-            insert(_EVENTS).values({c: bindparam(f"v_{c}") for c in _COLUMNS}).returning(_EVENTS.c.hash).cte("inserted")
-        )
-        self.insert_and_move_head = update(_HEAD).where(head_id).values(hash=select(inserted.c.hash).scalar_subquery())
 
 
 def mark_recorded(exc: BaseException) -> None:
@@ -69,7 +61,10 @@ def is_recorded(exc: BaseException) -> bool:
 
 
 class AuditTrail:
-    """Writes audit events. Stateless between calls; safe to share across requests."""
+    """Writes audit events. Stateless between calls; safe to share across requests.
+
+    ``deferred``: leave chaining to the process's AuditChainer (see the module).
+    """
 
     def __init__(
         self,
@@ -77,12 +72,18 @@ class AuditTrail:
         text_policy: TextPolicy,
         redactor: TextRedactor,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        deferred: bool = False,
     ) -> None:
         self.key = key
         self.text_policy: TextPolicy = text_policy
+        self.deferred = deferred
+        # Set when a transaction holding a deferred enqueue commits; the chainer waits on
+        # it and clears it.
+        self.enqueued = asyncio.Event()
         self._redactor = redactor
         self._clock = clock
-        self._sql = _Statements()
+        self._insert = insert(_OUTBOX)
 
     def stored_text(self, text: str | None) -> str | None:
         """``text`` as the text policy stores it."""
@@ -99,24 +100,21 @@ class AuditTrail:
         policy is ``full``. Never hashed: an error message has to stay readable."""
         return text if self.text_policy == "full" else self._redactor.redact(text)
 
-    async def append(self, session: AsyncSession, entry: AuditEntry) -> AuditEventView:
-        """Add ``entry`` as the next event of the chain, in the caller's transaction.
+    async def append(self, session: AsyncSession, entry: AuditEntry) -> QueuedEvent:
+        """Write ``entry`` to the outbox in the caller's transaction. Never commits.
 
-        Flushes, never commits. Holds the chain lock until the caller's commit, so call
-        it as the last write of the transaction. The CPU work (redaction, digests,
-        canonical JSON) happens before the lock is taken, and the append itself is
-        three Core statements (lock the head, insert the event, move the head), or two
-        on PostgreSQL. Raises TypeError/ValueError when the payload is not JSON data.
+        Deferred: one INSERT, no lock; the chainer gives it its place after the
+        commit. Otherwise the pending events are chained here too and the chain lock
+        is held until the caller's commit, so call it as the last write. The CPU work
+        (redaction, digests, canonical JSON) is done before any statement. Raises
+        TypeError/ValueError when the payload is not JSON data.
         """
         payload: dict[str, Any] = normalize(dict(entry.payload))  # type: ignore[assignment]
         prompt = self.stored_text(entry.prompt)
         answer = self.stored_text(entry.answer)
-        digest = content_digest(self.key, prompt, answer)
-        await session.flush()  # the caller's own rows first: the lock is held from here on
-        row = (await session.execute(self._sql.lock_head)).one()
         actor = entry.actor
         body = EventBody(
-            seq=int(row[0]),
+            seq=0,
             ts=self._clock(),
             request_id=entry.request_id,
             action=entry.action,
@@ -129,42 +127,52 @@ class AuditTrail:
             expert=entry.expert,
             reason=entry.reason,
             payload=payload,
-            content_digest=digest,
+            content_digest=content_digest(self.key, prompt, answer),
             alg=self.key.alg,
-            prev_hash=str(row[1]),
+            prev_hash="",
         )
-        view = AuditEventView(
-            seq=body.seq,
+        values = {
+            "ts": body.ts, "request_id": body.request_id, "action": body.action,
+            "outcome": body.outcome, "status": body.status, "user_id": body.user_id,
+            "user_email": body.user_email, "team": body.team, "channel": body.channel,
+            "expert": body.expert, "reason": body.reason, "payload": payload,
+            "prompt": prompt, "answer": answer, "content_digest": body.content_digest,
+            "alg": body.alg, "seal": body.seal(self.key),
+        }  # fmt: skip
+        result = cast(CursorResult[Any], await session.execute(self._insert, values))
+        key = result.inserted_primary_key
+        assert key is not None, "an INSERT of one row has a primary key"
+        outbox_id = int(key[0])
+        if self.deferred:
+            self._wake_after_commit(session)
+        else:
+            await session.flush()  # the caller's own rows first: the lock is held from here on
+            while await chain_batch(session, self.key) == BATCH:
+                pass
+        return QueuedEvent(
+            outbox_id=outbox_id,
             ts=body.ts,
-            request_id=body.request_id,
             action=body.action,
-            outcome=body.outcome,
-            status=body.status,
-            user_id=body.user_id,
-            user_email=body.user_email,
-            team=body.team,
-            channel=body.channel,
-            expert=body.expert,
-            reason=body.reason,
-            payload=payload,
             prompt=prompt,
             answer=answer,
-            content_digest=digest,
-            content_purged_at=None,
-            alg=body.alg,
-            prev_hash=body.prev_hash,
-            hash=body.hash(self.key),
+            content_digest=body.content_digest,
         )
-        values = {name: getattr(view, name) for name in _COLUMNS}
-        if session.get_bind().dialect.name == "postgresql":
-            # One round trip: the insert rides in a CTE of the head update.
-            await session.execute(self._sql.insert_and_move_head, {f"v_{k}": v for k, v in values.items()})
-        else:
-            await session.execute(self._sql.insert_event, values)
-            await session.execute(self._sql.move_head, {"new_hash": view.hash})
-        return view
 
-    async def record(self, db: Database, entry: AuditEntry) -> AuditEventView:
+    def _wake_after_commit(self, session: AsyncSession) -> None:
+        """Set :attr:`enqueued` when ``session`` commits (once per transaction): woken
+        earlier, the chainer could look before the row is visible and miss it."""
+        sync = session.sync_session
+        if sync.info.get(_WAKE_ON_COMMIT):
+            return
+        sync.info[_WAKE_ON_COMMIT] = True
+
+        def wake(_: Session) -> None:
+            sync.info.pop(_WAKE_ON_COMMIT, None)
+            self.enqueued.set()
+
+        event.listen(sync, "after_commit", wake, once=True)
+
+    async def record(self, db: Database, entry: AuditEntry) -> QueuedEvent:
         """Append ``entry`` in a transaction of its own, committed before returning.
 
         For events that belong to no other transaction: refused or failed requests,
@@ -222,8 +230,11 @@ def body_of(row: AuditEvent) -> EventBody:
     )
 
 
-def build_audit_trail(settings: Settings, redactor: TextRedactor) -> AuditTrail:
-    """The trail the settings ask for. Raises SettingsError for a too-short secret key."""
+def build_audit_trail(settings: Settings, redactor: TextRedactor, *, deferred: bool = False) -> AuditTrail:
+    """The trail the settings ask for; ``deferred`` where an AuditChainer runs (the API).
+
+    Raises SettingsError for a too-short secret key.
+    """
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     if secret is not None and len(secret) < MIN_SECRET_CHARS:
         raise SettingsError(
@@ -231,4 +242,4 @@ def build_audit_trail(settings: Settings, redactor: TextRedactor) -> AuditTrail:
             "to key the audit chain (use 32+ random bytes, e.g. `openssl rand -hex 32`)"
         )
     key = ChainKey(secret.encode("utf-8") if secret else None)
-    return AuditTrail(key, settings.audit_text, redactor)
+    return AuditTrail(key, settings.audit_text, redactor, deferred=deferred)

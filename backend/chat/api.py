@@ -55,6 +55,7 @@ def _route_info(
         expert=expert or d.expert,
         confidence=d.confidence,
         reason="fallback" if fallbacks else str(d.reason),
+        detail=d.detail,
         router_version=d.router_version,
         top_k=list(d.top_k),
         probabilities=dict(d.probabilities),

@@ -26,6 +26,8 @@ import anyio
 from backend.audit.chat import ChatTrace, chat_entry
 from backend.audit.types import CLIENT_CLOSED
 from backend.audit.writer import AuditTrail, mark_recorded
+from backend.capacity.service import CapacityService
+from backend.capacity.types import Slot
 from backend.chat.conversations import ConversationService, Exchange
 from backend.db.session import Database
 from backend.errors import AppError, BadRequest, PayloadTooLarge, to_app_error
@@ -33,12 +35,20 @@ from backend.guard.policy import NO_PII, PiiGuard, PiiReport
 from backend.identity.types import Principal
 from backend.knowledge.service import DomainQuery, KnowledgeService
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
-from backend.load import LoadTracker
 from backend.observability.metrics import Metrics
+from backend.observability.tracing import (
+    describe_answer,
+    describe_conversation,
+    describe_retrieval,
+    describe_routed,
+    describe_stream_event,
+    stage,
+    traced_stream,
+)
 from backend.quota.service import Grant, QuotaService, estimate_tokens
 from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.service import ExpertService, StreamStart
-from experts.types import ChatMessage, ExpertAnswer, FallbackStep, StreamDone, TextDelta, Usage
+from experts.types import ChatMessage, ExpertAnswer, FallbackStep, Passage, StreamDone, TextDelta, Usage
 from router.service import Router
 from router.types import Reason, RouteRequest, RoutingDecision
 
@@ -75,11 +85,13 @@ class ChatInput:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """Stage 3 output: the input and where it goes."""
+    """Stage 3 output: the input and where it goes (``slot``: the expert capacity held
+    for it from admission until generation ends; None before admission)."""
 
     input: ChatInput
     decision: RoutingDecision
     route_ms: float
+    slot: Slot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +130,7 @@ class ChatPipeline:
         router: Router,
         registry: ExpertRegistry,
         experts: ExpertService,
-        load: LoadTracker,
+        capacity: CapacityService,
         limits: Limits,
         *,
         audit: AuditTrail,
@@ -132,7 +144,7 @@ class ChatPipeline:
         self._router = router
         self._registry = registry
         self._experts = experts
-        self._load = load
+        self._capacity = capacity
         self._limits = limits
         self._audit = audit
         self._pii = pii
@@ -190,6 +202,7 @@ class ChatPipeline:
         )
 
     # -- stage 3 -----------------------------------------------------------------
+    @stage("route", describe_routed)
     async def route(self, chat: ChatInput) -> Routed:
         """Decide the expert. Raises NotFound (conversation, model) and Forbidden."""
         previous = None
@@ -206,14 +219,14 @@ class ChatPipeline:
             previous_expert=previous,
             allowed=allowed,
             requested=None if chat.model == AUTO else chat.model,
-            in_flight=await self._load.snapshot(),
-        )
+        )  # capacity is not read here: admission holds an exact slot (stage 3c)
         started = time.perf_counter()
         # The encoder is CPU-bound: keep it off the event loop.
         decision = await anyio.to_thread.run_sync(self._router.route, request)
         return Routed(chat, decision, (time.perf_counter() - started) * 1000)
 
     # -- stage 4 -----------------------------------------------------------------
+    @stage("retrieve", describe_retrieval)
     async def retrieve(self, routed: Routed) -> Retrieval:
         """Passages from the decided expert's index, ACL-filtered by the caller's groups.
 
@@ -239,27 +252,43 @@ class ChatPipeline:
                 targets.append(DomainQuery(peer.index, weight))
         return await self._knowledge.retrieve(chat.last_user_text, targets, groups, self._passages)
 
-    # -- stage 3b: quotas (backend/quota) ----------------------------------------
+    # -- stage 3b: quotas (backend/quota), 3c: capacity (backend/capacity) ------
+    @stage("admit", describe_routed)
     async def admit(self, routed: Routed) -> tuple[Routed, Grant | None]:
-        """Charge the caller's quotas once, before generation (estimated tokens).
+        """Charge the caller's quotas once (estimated tokens), then hold a capacity slot.
 
-        Raises QuotaExceeded (429) or QuotaUnavailable (503, audited); over a ``degrade``
-        policy the request goes to the generalist with reason ``degraded``.
+        Raises QuotaExceeded (429), QuotaUnavailable (503), ExpertAtCapacity (503 with
+        Retry-After) or CapacityUnavailable (503), each audited. Over a ``degrade`` policy
+        the request goes to the generalist with reason ``degraded``; a full expert
+        overflows by the router's rule (reason ``overflow``). The returned Routed holds
+        the slot; :meth:`complete` / :meth:`stream` release it.
         """
-        if self._quota is None:
-            return routed, None
-        chat = routed.input
-        max_tokens = chat.max_tokens or self._registry.get(routed.decision.expert).params.max_tokens
+        grant = None
+        if self._quota is not None:
+            chat = routed.input
+            max_tokens = chat.max_tokens or self._registry.get(routed.decision.expert).params.max_tokens
+            started = time.perf_counter()
+            try:
+                estimate = estimate_tokens(chat.messages, max_tokens)
+                grant = await self._quota.admit(chat.principal, chat.request_id, estimate)
+            except Exception as exc:
+                await self._record_failure(routed, exc, started, stream=False)
+                raise
+            if grant.degraded and routed.decision.expert != GENERALIST:
+                decision = replace(routed.decision, expert=GENERALIST, reason=Reason.DEGRADED)
+                routed = replace(routed, decision=decision)
+        return await self._hold_capacity(routed, grant), grant
+
+    async def _hold_capacity(self, routed: Routed, grant: Grant | None) -> Routed:
         started = time.perf_counter()
         try:
-            grant = await self._quota.admit(chat.principal, chat.request_id, estimate_tokens(chat.messages, max_tokens))
+            decision, slot = await self._capacity.admit(routed.decision, routed.input.request_id)
         except Exception as exc:
+            with anyio.CancelScope(shield=True):
+                await self._settle(grant, 0)  # nothing will be generated
             await self._record_failure(routed, exc, started, stream=False)
             raise
-        if grant.degraded and routed.decision.expert != GENERALIST:
-            decision = replace(routed.decision, expert=GENERALIST, reason=Reason.DEGRADED)
-            routed = replace(routed, decision=decision)
-        return routed, grant
+        return replace(routed, decision=decision, slot=slot)
 
     async def _settle(self, grant: Grant | None, used: int) -> None:
         if self._quota is not None and grant is not None:
@@ -274,6 +303,8 @@ class ChatPipeline:
             used = result.answer.completion.usage.total_tokens
             return result
         finally:
+            with anyio.CancelScope(shield=True):
+                await self._capacity.release(routed.slot)
             await self._settle(grant, used)
 
     async def stream(
@@ -288,6 +319,7 @@ class ChatPipeline:
                 yield event
         finally:
             with anyio.CancelScope(shield=True):
+                await self._capacity.release(routed.slot)
                 await self._settle(grant, used)
 
     async def _complete(self, routed: Routed) -> ChatResult:
@@ -295,15 +327,16 @@ class ChatPipeline:
         retrieval = await self.retrieve(routed)
         started = time.perf_counter()
         try:
-            async with self._load.hold(decision.expert):
-                answer = await self._experts.answer(
-                    decision.expert,
-                    chat.messages,
-                    [p.as_passage() for p in retrieval.passages],
-                    allow_fallback=decision.reason != "requested",
-                    max_tokens=chat.max_tokens,
-                    temperature=chat.temperature,
-                )
+            answer = await self._generate(
+                routed,
+                decision.expert,
+                chat.messages,
+                [p.as_passage() for p in retrieval.passages],
+                allow_fallback=decision.reason != "requested",
+                max_tokens=chat.max_tokens,
+                temperature=chat.temperature,
+                replica=routed.slot.replica if routed.slot else None,
+            )
         except Exception as exc:
             await self._record_failure(routed, exc, started, stream=False)
             raise
@@ -321,6 +354,17 @@ class ChatPipeline:
         )
         return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
 
+    @stage("generate", describe_answer)
+    async def _generate(
+        self, routed: Routed, expert: str, conversation: Sequence[ChatMessage], passages: Sequence[Passage], *,
+        allow_fallback: bool, max_tokens: int | None, temperature: float | None, replica: int | None,
+    ) -> ExpertAnswer:  # fmt: skip
+        """ExpertService.answer as the generate stage (``routed`` names the request for tracing)."""
+        return await self._experts.answer(
+            expert, conversation, passages, allow_fallback=allow_fallback, max_tokens=max_tokens,
+            temperature=temperature, replica=replica,
+        )  # fmt: skip
+
     async def _stream(
         self, routed: Routed
     ) -> AsyncIterator[StreamOpened | TextDelta | StreamFinished]:
@@ -333,23 +377,23 @@ class ChatPipeline:
         retrieval = await self.retrieve(routed)
         started = time.perf_counter()
         try:
-            async with self._load.hold(decision.expert):
-                async for event in self._experts.stream(
-                    decision.expert,
-                    chat.messages,
-                    [p.as_passage() for p in retrieval.passages],
-                    allow_fallback=decision.reason != "requested",
-                    max_tokens=chat.max_tokens,
-                    temperature=chat.temperature,
-                ):
-                    if isinstance(event, StreamStart):
-                        expert, fallbacks = event.expert, event.fallbacks
-                        yield StreamOpened(expert, fallbacks, retrieval)
-                    elif isinstance(event, TextDelta):
-                        parts.append(event.text)
-                        yield event
-                    else:
-                        done = event
+            async for event in traced_stream("generate", chat.request_id, self._experts.stream(
+                decision.expert,
+                chat.messages,
+                [p.as_passage() for p in retrieval.passages],
+                allow_fallback=decision.reason != "requested",
+                max_tokens=chat.max_tokens,
+                temperature=chat.temperature,
+                replica=routed.slot.replica if routed.slot else None,
+            ), describe_stream_event):  # fmt: skip
+                if isinstance(event, StreamStart):
+                    expert, fallbacks = event.expert, event.fallbacks
+                    yield StreamOpened(expert, fallbacks, retrieval)
+                elif isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    yield event
+                else:
+                    done = event
         except Exception as exc:
             await self._record_failure(
                 routed, exc, started, stream=True, expert=expert, fallbacks=fallbacks,
@@ -379,6 +423,7 @@ class ChatPipeline:
         )
         yield StreamFinished(done.finish_reason, done.usage, done.model, conversation_id, retrieval)
 
+    @stage("record", describe_conversation)
     async def _record(
         self,
         routed: Routed,
@@ -442,7 +487,8 @@ class ChatPipeline:
                 conversation_id=conversation_id,
                 retrieval=retrieval.record(),
             )
-            # Last write of the transaction: the chain lock is held until the commit.
+            # One INSERT into the audit outbox, no lock: the event commits with the
+            # exchange and the chainer gives it its place in the chain (docs/governance.md).
             await self._audit.append(session, chat_entry(trace, self._audit.redact_free_text))
         if self._metrics is not None:
             self._metrics.observe_chat(trace)
@@ -466,7 +512,8 @@ class ChatPipeline:
         retrieval: Mapping[str, object] | None = None,
     ) -> ChatTrace:
         chat = routed.input
-        endpoint = self._experts.endpoint(expert)
+        slot = routed.slot
+        endpoint = self._experts.endpoint(expert, slot.replica if slot and slot.expert == expert else None)
         return ChatTrace(
             request_id=chat.request_id,
             principal=chat.principal,

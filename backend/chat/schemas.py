@@ -79,6 +79,8 @@ class RouteInfo(BaseModel):
     expert: str
     confidence: float
     reason: str
+    # Why, in words, when the reason needs it (e.g. "legal at capacity" for overflow).
+    detail: str = ""
     router_version: str
     top_k: list[str]
     probabilities: dict[str, float]

@@ -47,6 +47,10 @@ class User(Base):
     groups: Mapped[list[str]] = mapped_column(JSON, default=list)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The OpenID Connect subject ("iss sub") this user signs in as, once linked by email.
+    oidc_subject: Mapped[str | None] = mapped_column(String(512), unique=True)
+    # The linked Slack account (backend/slack), set on first contact from Slack.
+    slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
 
     team: Mapped[Team | None] = relationship(lazy="joined")
 
@@ -64,6 +68,21 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class WebSession(Base):
+    """A signed-in browser (after SSO): the cookie's SHA-256, never the cookie itself."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -127,11 +146,42 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class AuditOutbox(Base):
+    """An audit event written by a request and not yet chained (backend/audit/chainer.py).
+
+    The same fields as :class:`AuditEvent` less the chain position (seq, prev_hash,
+    hash), plus ``seal``: a keyed digest of the fields, checked by the chainer, so a row
+    slipped into this table by someone without the key is never chained as genuine.
+    """
+
+    __tablename__ = "audit_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    user_email: Mapped[str | None] = mapped_column(String(320))
+    team: Mapped[str | None] = mapped_column(String(120))
+    channel: Mapped[str] = mapped_column(String(20))
+    expert: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    content_digest: Mapped[str] = mapped_column(String(64))
+    alg: Mapped[str] = mapped_column(String(40))
+    seal: Mapped[str] = mapped_column(String(64))
+
+
 class AuditChainHead(Base):
     """The single row (id 1) holding the chain's last seq and hash.
 
-    Appending updates it first, which serializes writers: a row lock on PostgreSQL,
-    the database write lock on SQLite. It also lets verify notice deleted tail events.
+    Chaining (backend/audit/chainer.py) updates it first, which serializes chainers: a
+    row lock on PostgreSQL, the database write lock on SQLite. It also lets verify
+    notice deleted tail events.
     """
 
     __tablename__ = "audit_chain_head"
@@ -267,3 +317,47 @@ class QuotaPolicyRow(Base):
     on_limit: Mapped[str] = mapped_column(String(8), default="reject")  # "reject" | "degrade"
     updated_by: Mapped[str] = mapped_column(String(320), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ArtifactPointer(Base):
+    """The published version of a router (kind ``router``) or a domain index (kind ``index``).
+
+    Publishers write the version's files first (complete, renamed into place), then this
+    row; every API replica polls it and loads ``path`` after checking ``checksum``.
+    ``version`` NULL: nothing published under this name (e.g. the shadow gate stopped).
+    """
+
+    __tablename__ = "artifact_pointers"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "router" | "index"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # "active", "shadow", a domain
+    version: Mapped[str | None] = mapped_column(String(128))
+    path: Mapped[str | None] = mapped_column(String(1024))
+    checksum: Mapped[str | None] = mapped_column(String(64))  # SHA-256 hex, see the publisher
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class SlackThread(Base):
+    """A Slack thread (per asking Slack user) and the conversation it continues."""
+
+    __tablename__ = "slack_threads"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "thread_ts", "slack_user_id", name="uq_slack_threads_thread_user"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    slack_user_id: Mapped[str] = mapped_column(String(32))
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SlackEvent(Base):
+    """An Events API delivery already taken: Slack retries carry the same event id."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -64,6 +64,7 @@ async def create_key(principal: AdminDep, container: ContainerDep, body: KeyCrea
             name=body.name,
         )
         info = await IdentityService(session).get_key(issued.key_id)
+    container.auth.forget_user(issued.user_id)  # an existing user may have gained a role or group
     return IssuedKeyOut(key=KeyOut.of(info), secret=issued.secret)
 
 
@@ -72,4 +73,5 @@ async def revoke_key(key_id: int, principal: AdminDep, container: ContainerDep) 
     """Revoke a key at once (idempotent); requests with it then get 401."""
     async with container.db.transaction() as session:
         info, _changed = await KeyAdmin(session, container.audit).revoke(Actor.of(principal), key_id)
+    container.auth.forget_key(key_id)  # committed: this process refuses the key from now on
     return KeyOut.of(info)

@@ -2,14 +2,16 @@
 
 Writes (upload, delete) and job status need the admin role. Listing is open to every
 authenticated caller but shows only the documents their groups may see (admins: all).
-An upload answers 202 with a queued job; the job runs in-process after the response
-(the embedded default's inline runner) and ``GET /api/v1/ingest-jobs/{id}`` reports it.
+An upload answers 202 with a queued job. The job runs on a Celery worker when the
+process has a task queue (Settings.job_runner; scale-out), else in-process after the
+response (the embedded default); ``GET /api/v1/ingest-jobs/{id}`` reports its progress.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, UploadFile
 
 from backend.container import Container
@@ -50,7 +52,10 @@ async def upload_documents(
         job_id = await jobs.submit_uploads(session, domain, uploads, groups=_groups(groups), user_id=principal.user_id)
         view = await jobs.get(session, job_id)
     # Enqueued after the commit: the runner reads the job from the database.
-    background.add_task(jobs.run, job_id)
+    if container.tasks is not None:
+        await anyio.to_thread.run_sync(container.tasks.ingest, job_id)
+    else:
+        background.add_task(jobs.run, job_id)
     return IngestJobOut.of(view)
 
 

@@ -9,6 +9,15 @@ A run: mark running -> ingest the batch and record the results in one transactio
 publish a new index version when anything changed (or the index is behind SQL) ->
 record the version. Uploaded files are staged under ``<data_dir>/uploads/<job id>/``
 until their job has run.
+
+Runners may die (a worker killed mid-job) and messages may be delivered twice. On
+PostgreSQL the ingest transaction holds an advisory lock on its job, released by
+commit, rollback or a dropped connection. A run that finds its job ``running`` takes
+over only when that lock is free (the previous runner is gone; its transaction rolled
+back, so nothing of it is in SQL), and the ingest step re-checks the status under the
+lock, so two runners never ingest one job. Documents are keyed by content hash, so
+files stored by an earlier, committed run come out ``unchanged``. On SQLite (one
+process) a ``running`` job is left alone.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import IngestJob, utcnow
@@ -38,6 +48,8 @@ log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 UPLOAD_PREFIX = "upload/"
+# The first key of PostgreSQL's two-key advisory locks taken on ingest jobs ("EG").
+_LOCK_SPACE = 0x4547
 
 
 def job_view(job: IngestJob) -> JobView:
@@ -185,15 +197,20 @@ class IngestJobs:
     async def run(self, job_id: str, progress: Progress | None = None) -> JobView:
         """Run a queued job to the end and return its final state.
 
-        A job that is not queued (already ran, e.g. a redelivered task) is returned as
-        it is. Unexpected errors mark the job failed and propagate.
+        A job that already ran (e.g. a redelivered task), or that a live runner is
+        running, is returned as it is; a ``running`` job whose runner died is taken
+        over (see the module docstring). Unexpected errors mark the job failed and
+        propagate.
         """
         async with self._db.transaction() as session:
             job = await session.get(IngestJob, job_id, with_for_update=True)
             if job is None:
                 raise NotFound(f"ingest job {job_id!r} does not exist", code="ingest_job_not_found")
-            if job.status != JobStatus.QUEUED:
+            abandoned = job.status == JobStatus.RUNNING and await _job_lock(session, job_id, wait=False)
+            if job.status != JobStatus.QUEUED and not abandoned:
                 return job_view(job)
+            if abandoned:
+                log.warning("ingest job %s: its runner is gone; running it again", job_id)
             job.status = str(JobStatus.RUNNING)
             job.started_at = utcnow()
             domain = job.domain
@@ -203,6 +220,9 @@ class IngestJobs:
             lock = self._domain_locks.setdefault(domain, asyncio.Lock())
             async with lock:
                 changed = await self._ingest(job_id, domain, inputs, tracker)
+                if changed is None:  # another runner finished it meanwhile
+                    async with self._db.session() as session:
+                        return await self.get(session, job_id)
                 version = await self._publish_if_needed(domain, changed)
             async with self._db.transaction() as session:
                 job = await session.get(IngestJob, job_id)
@@ -217,8 +237,16 @@ class IngestJobs:
             if inputs and inputs[0].source.startswith(UPLOAD_PREFIX):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(self._staging / job_id, ignore_errors=True))
 
-    async def _ingest(self, job_id: str, domain: str, inputs: list[FileInput], tracker: _JobProgress) -> bool:
+    async def _ingest(
+        self, job_id: str, domain: str, inputs: list[FileInput], tracker: _JobProgress
+    ) -> bool | None:
+        """Ingest and record the results in one transaction: True when SQL changed, None
+        when the job is no longer ``running`` once this runner holds its lock."""
         async with self._db.transaction() as session:
+            await _job_lock(session, job_id, wait=True)
+            current = await session.scalar(select(IngestJob.status).where(IngestJob.id == job_id))
+            if current != JobStatus.RUNNING:
+                return None
             service = IngestionService(session, self._embedder, self._limits)
             report = await service.ingest(domain, inputs, progress=tracker)
             await tracker.settle()
@@ -303,6 +331,21 @@ class _JobProgress:
             job = await session.get(IngestJob, self._job_id)
             if job is not None and job.status == JobStatus.RUNNING:
                 job.done_files = max(job.done_files, done)
+
+
+async def _job_lock(session: AsyncSession, job_id: str, *, wait: bool) -> bool:
+    """Take the job's advisory lock until the transaction ends (PostgreSQL).
+
+    ``wait``: block until it is free (True). Otherwise try once: True when taken.
+    SQLite has no such locks and one process: waiting succeeds, trying never does.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return wait
+    function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    result = await session.execute(
+        text(f"SELECT {function}(:space, hashtext(:job_id))"), {"space": _LOCK_SPACE, "job_id": job_id}
+    )
+    return True if wait else bool(result.scalar())
 
 
 def _input_json(item: FileInput) -> dict[str, object]:

@@ -78,7 +78,9 @@ class KnowledgeService:
         lock = self._locks.setdefault(domain, asyncio.Lock())
         async with lock:
             loaded = self._loaded.get(domain)
-            if loaded is None or loaded.manifest.version != self._store.current_version(domain):
+            # The pointer may be a SQL row (scale-out): read it off the event loop.
+            live = await anyio.to_thread.run_sync(self._store.current_version, domain)
+            if loaded is None or loaded.manifest.version != live:
                 try:
                     loaded = await anyio.to_thread.run_sync(self._load, domain, None)
                 except IndexUnavailable as exc:
@@ -129,7 +131,7 @@ class KnowledgeService:
         if now - self._checked.get(domain, 0.0) < self._reload_s:
             return loaded
         self._checked[domain] = now
-        version = self._store.current_version(domain)
+        version = await anyio.to_thread.run_sync(self._store.current_version, domain)
         if version is None or version == loaded.manifest.version:
             return loaded
         try:

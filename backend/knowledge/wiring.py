@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.db.pointers import INDEX, SqlPointers
 from backend.db.session import Database
 from backend.knowledge.indexer import IndexPublisher
 from backend.knowledge.ingest import IngestLimits
@@ -44,7 +45,10 @@ def build_knowledge(settings: Settings, db: Database, registry: ExpertRegistry, 
     # CPU-feature probing at INFO: neither says anything an operator needs.
     for noisy in ("bm25s", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    store = IndexStore(settings.data_dir / "indexes")
+    # With a database configured, its pointer table (not the CURRENT files) names the
+    # live version of each index, so replicas on shared storage follow one source.
+    pointers = SqlPointers(settings.resolved_database_url, INDEX) if settings.database_url else None
+    store = IndexStore(settings.data_dir / "indexes", pointers=pointers)
     publisher = IndexPublisher(db, store, embedder, IndexConfig(hnsw_threshold=settings.index_hnsw_threshold))
     service = KnowledgeService(db, publisher, embedder, index_domains(registry), reload_s=settings.knowledge_reload_s)
     jobs = IngestJobs(

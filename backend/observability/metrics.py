@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from backend.audit.chat import ChatTrace
+from experts.resilience import BreakerSnapshot, BreakerState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -43,12 +44,41 @@ class _StateCollector(Collector):
         yield index
 
 
+class _BreakerCollector(Collector):
+    """Each expert's circuit breaker in this process, read when Prometheus scrapes.
+
+    ``expertgate_breaker_state{expert, state}`` is 1 for the breaker's current state and
+    0 for the other two (closed, half_open, open), so ``== 1`` selects it and a sum over
+    ``state="open"`` counts open breakers.
+    """
+
+    def __init__(self, breakers: Callable[[], Iterable[BreakerSnapshot]]) -> None:
+        self._breakers = breakers
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        state = GaugeMetricFamily(
+            "expertgate_breaker_state",
+            "Circuit breaker state per expert in this process (1 = the current state)",
+            labels=["expert", "state"],
+        )
+        opened = CounterMetricFamily(
+            "expertgate_breaker_opened", "Times each expert's breaker opened in this process", labels=["expert"]
+        )
+        for snap in self._breakers():
+            for candidate in BreakerState:
+                state.add_metric([snap.expert, candidate.value], 1.0 if snap.state is candidate else 0.0)
+            opened.add_metric([snap.expert], snap.opened_total)
+        yield state
+        yield opened
+
+
 class Metrics:
     def __init__(
         self,
         *,
         router_version: Callable[[], str] | None = None,
         index_versions: Callable[[], Mapping[str, str | None]] | None = None,
+        breakers: Callable[[], Iterable[BreakerSnapshot]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -86,6 +116,8 @@ class Metrics:
         )
         if router_version is not None:
             r.register(_StateCollector(router_version, index_versions or dict))
+        if breakers is not None:
+            r.register(_BreakerCollector(breakers))
 
     def observe_chat(self, trace: ChatTrace) -> None:
         """Count one finished request (answered, refused or failed) from its trace."""

@@ -64,6 +64,8 @@ async def set_quota(body: QuotaPolicyIn, admin: AdminDep, container: ContainerDe
     change = PolicyChange(body.rpm, body.tokens_per_day, body.tokens_per_month, body.on_limit)
     async with container.db.transaction() as session:
         stored = await QuotaPolicies(session, container.audit).set(Actor.of(admin), body.scope, body.name, change)
+    if container.quota is not None:  # after the commit: no process may cache the old row anew
+        await container.quota.policies_changed()
     return QuotaPolicyOut.of(stored)
 
 
@@ -76,18 +78,18 @@ class LimitUsageOut(BaseModel):
     on_limit: str
 
 
-class UsageOut(BaseModel):
+class MyUsageOut(BaseModel):
     limits: list[LimitUsageOut]
 
 
-@me_router.get("/usage", response_model=UsageOut, operation_id="getMyUsage")
-async def my_usage(principal: Annotated[Principal, Depends(get_principal)], container: ContainerDep) -> UsageOut:
+@me_router.get("/usage", response_model=MyUsageOut, operation_id="getMyUsage")
+async def my_usage(principal: Annotated[Principal, Depends(get_principal)], container: ContainerDep) -> MyUsageOut:
     """The caller's effective limits (user, team, global) and what is left under each."""
     if container.quota is None:
-        return UsageOut(limits=[])
+        return MyUsageOut(limits=[])
     limits, headroom = await container.quota.usage(principal)
     on_limit = {limit.subject: limit.policy.on_limit for limit in limits}
-    return UsageOut(
+    return MyUsageOut(
         limits=[
             LimitUsageOut(
                 subject=h.subject,

@@ -10,7 +10,9 @@ from backend.audit.types import Actor
 from backend.audit.writer import build_audit_trail
 from backend.db.session import Database, migrate
 from backend.guard.policy import PiiGuard
+from backend.quota.cache import PolicyCache, PolicyVersion
 from backend.quota.policies import PolicyChange, QuotaPolicies, Scope, StoredPolicy
+from backend.redis_conn import connect_redis
 from backend.settings import Settings
 
 
@@ -32,6 +34,18 @@ def _line(p: StoredPolicy) -> str:
     )
 
 
+async def _announce(settings: Settings) -> None:
+    """Tell running API processes that share Redis to drop their cached policies (without
+    Redis they pick the change up within ``quota_policy_ttl_s``)."""
+    redis = connect_redis(settings)
+    if redis is None:
+        return
+    try:
+        await PolicyCache(0, PolicyVersion(redis)).changed()
+    finally:
+        await redis.aclose()
+
+
 def cmd_quota_set(settings: Settings, args: argparse.Namespace) -> int:
     scope: Scope
     if args.user:
@@ -47,9 +61,11 @@ def cmd_quota_set(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> StoredPolicy:
         try:
             async with db.transaction() as session:
-                return await QuotaPolicies(session, trail).set(Actor.cli(getpass.getuser()), scope, name, change)
+                stored = await QuotaPolicies(session, trail).set(Actor.cli(getpass.getuser()), scope, name, change)
         finally:
             await db.dispose()
+        await _announce(settings)
+        return stored
 
     print(_line(asyncio.run(run())))
     return 0

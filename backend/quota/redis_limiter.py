@@ -130,6 +130,13 @@ class RedisLimiter:
         return [f"{p}:b:{s}", f"{p}:d:{s}:{window.day}", f"{p}:m:{s}:{window.month}"]
 
     async def admit(self, request_id: str, limits: Sequence[Limit], estimate: int, window: Window) -> Admission:
+        keys, args = self.admit_call(request_id, limits, estimate, window)
+        return self.admission_of(limits, window, await self._admit(keys=keys, args=args))
+
+    def admit_call(
+        self, request_id: str, limits: Sequence[Limit], estimate: int, window: Window
+    ) -> tuple[list[str], list[int]]:
+        """KEYS and ARGV of the admission script (to send it in a pipeline with others)."""
         keys = [f"{self._prefix}:r:{request_id}"]
         args: list[int] = [estimate, len(limits), self._remember_ms]
         for limit in limits:
@@ -137,7 +144,16 @@ class RedisLimiter:
             keys += self._keys(limit, window)
             args += [p.rpm or 0, p.tokens_per_day or 0, p.tokens_per_month or 0]
             args += [window.day_reset_s, window.month_reset_s]
-        raw = [int(v) for v in await self._admit(keys=keys, args=args)]
+        return keys, args
+
+    @property
+    def admit_script(self) -> Any:
+        """The registered admission script (callable with ``keys``, ``args``, ``client``)."""
+        return self._admit
+
+    def admission_of(self, limits: Sequence[Limit], window: Window, reply: Sequence[Any]) -> Admission:
+        """The Admission that the admission script's ``reply`` describes."""
+        raw = [int(v) for v in reply]
         if raw[0] == 0:
             limit = limits[raw[1]]
             return Admission(

@@ -1,4 +1,5 @@
-"""Admission for one request: the caller's policies (SQL) against the limiter.
+"""Admission for one request: the caller's policies (SQL, cached briefly: see
+backend.quota.cache) against the limiter.
 
 The pipeline calls :meth:`QuotaService.admit` once per request before generation, with
 an estimate of the tokens the request will use, and :meth:`QuotaService.settle` once
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 
 from backend.db.session import Database
 from backend.identity.types import Principal
+from backend.quota.cache import PolicyCache
 from backend.quota.errors import QuotaExceeded
 from backend.quota.limiter import QuotaLimiter
 from backend.quota.policies import QuotaPolicies
@@ -66,17 +68,38 @@ class Grant:
 
 class QuotaService:
     def __init__(
-        self, db: Database, limiter: QuotaLimiter, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        db: Database,
+        limiter: QuotaLimiter,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        cache: PolicyCache | None = None,
     ) -> None:
+        """``cache``: where the callers' policies are kept between requests (None: read
+        SQL on every admission)."""
         self._db = db
         self._limiter = limiter
         self._now = now
+        self._cache = cache
+
+    async def _limits_from_sql(self, principal: Principal) -> tuple[Limit, ...]:
+        async with self._db.session() as session:
+            return tuple(await QuotaPolicies(session).limits_for(principal))
+
+    async def _limits(self, principal: Principal) -> tuple[Limit, ...]:
+        if self._cache is None:
+            return await self._limits_from_sql(principal)
+        return await self._cache.limits(principal, lambda: self._limits_from_sql(principal))
+
+    async def policies_changed(self) -> None:
+        """Call after a policy change commits: drops cached policies here, and announces
+        the change to other processes when they share Redis."""
+        if self._cache is not None:
+            await self._cache.changed()
 
     async def admit(self, principal: Principal, request_id: str, estimate: int) -> Grant:
         """Admit the request or raise QuotaExceeded (429, names the limit) or
         QuotaUnavailable (503, store down and fail-closed)."""
-        async with self._db.session() as session:
-            limits = tuple(await QuotaPolicies(session).limits_for(principal))
+        limits = await self._limits(principal)
         window = Window.at(self._now())
         if not limits:
             return Grant(request_id, (), window, estimate, Admission(True))
@@ -94,8 +117,7 @@ class QuotaService:
 
     async def usage(self, principal: Principal) -> tuple[tuple[Limit, ...], tuple[Headroom, ...]]:
         """The caller's effective limits and what is left under each (charges nothing)."""
-        async with self._db.session() as session:
-            limits = tuple(await QuotaPolicies(session).limits_for(principal))
+        limits = await self._limits(principal)
         if not limits:
             return (), ()
         return limits, await self._limiter.peek(limits, Window.at(self._now()))

@@ -12,7 +12,7 @@ from backend.container import Container
 from backend.deps import get_container, get_principal, require_admin, require_audit_reader
 from backend.errors import NotFound
 from backend.identity.types import Principal
-from backend.routing.feedback import FeedbackService
+from backend.routing.feedback import FeedbackService, feedback_audit_entry
 from backend.routing.schemas import (
     FeedbackIn,
     FeedbackOut,
@@ -58,6 +58,7 @@ async def send_feedback(body: FeedbackIn, principal: PrincipalDep, container: Co
         row = await FeedbackService(session, container.registry).submit(
             principal, body.request_id, body.rating, body.comment, body.expected_expert
         )
+        await container.audit.append(session, feedback_audit_entry(principal, row))
         return FeedbackOut(id=row.id)
 
 

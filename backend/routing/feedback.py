@@ -8,6 +8,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.db.models import Conversation, Feedback, Message, TrainingExample
 from backend.errors import BadRequest, NotFound
 from backend.identity.types import Principal
@@ -15,6 +16,20 @@ from experts.registry import ExpertRegistry
 from router.data import Example
 
 Rating = Literal["up", "down"]
+FEEDBACK_ACTION = "feedback.submitted"
+
+
+def feedback_audit_entry(principal: Principal, row: Feedback) -> AuditEntry:
+    """The audit event of a feedback submission, the same from every channel."""
+    return AuditEntry(
+        action=FEEDBACK_ACTION,
+        outcome=Outcome.OK,
+        actor=Actor.of(principal),
+        request_id=row.request_id,
+        status=201,
+        expert=row.routed_expert,
+        payload={"feedback_id": row.id, "rating": row.rating, "expected_expert": row.expected_expert},
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,23 @@
-"""Hot reload: follow the ACTIVE pointer and swap the gate without a restart."""
+"""Hot reload: follow the active-version pointer and swap the gate without a restart.
+
+The pointer is the ACTIVE file, or with a database configured the artifact_pointers
+row (see router.artifacts). A version whose files do not match the published checksum
+yet is retried on the next poll; a database error skips one poll.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import anyio
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend.routing.wiring import expert_texts, make_policy
 from experts.registry import ExpertRegistry
 from router.artifacts import ArtifactStore
-from router.errors import ArtifactError
-from router.gate import TrainedScorer
+from router.errors import ArtifactError, ArtifactNotReady
 from router.loading import scorer_for
 from router.service import Router
 
@@ -38,8 +44,11 @@ class GateReloader:
         if active is None or active == self._loaded:
             return False
         try:
-            gate = TrainedScorer.load(self._store.path(active))
+            gate = self._store.load(active)
             scorer = scorer_for(gate, self._router.encoder, expert_texts(self._registry))
+        except ArtifactNotReady as exc:
+            log.warning("gate %s not ready yet, keeping %s: %s", active, self._router.version, exc)
+            return False
         except ArtifactError as exc:
             log.error("cannot activate gate %s, keeping %s: %s", active, self._router.version, exc)
             self._loaded = active
@@ -59,8 +68,12 @@ class GateReloader:
             self._router.set_shadow(None)
             return
         try:
-            gate = TrainedScorer.load(self._store.path(wanted))
+            gate = self._store.load(wanted)
             scorer = scorer_for(gate, self._router.encoder, expert_texts(self._registry))
+        except ArtifactNotReady as exc:
+            log.warning("shadow gate %s not ready yet: %s", wanted, exc)
+            self._shadow = None
+            return
         except ArtifactError as exc:
             log.error("cannot run gate %s in shadow: %s", wanted, exc)
             return
@@ -69,6 +82,13 @@ class GateReloader:
 
     async def run(self) -> None:
         while True:
-            await anyio.to_thread.run_sync(self.check_shadow)
+            await self._poll(self.check_shadow)
             await asyncio.sleep(self._interval_s)
-            await anyio.to_thread.run_sync(self.check)
+            await self._poll(self.check)
+
+    @staticmethod
+    async def _poll(step: Callable[[], object]) -> None:
+        try:
+            await anyio.to_thread.run_sync(step)
+        except SQLAlchemyError as exc:  # the pointer table is unreachable: try again next time
+            log.warning("cannot read the router version pointer: %s", exc)

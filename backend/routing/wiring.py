@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backend.db.pointers import ROUTER, SqlPointers
 from backend.settings import Settings
 from experts.registry import ExpertRegistry
 from router.artifacts import ArtifactStore
@@ -14,7 +15,10 @@ from router.service import Router
 
 
 def router_store(settings: Settings) -> ArtifactStore:
-    return ArtifactStore(settings.router_dir or Path(settings.data_dir) / "router")
+    """The gate versions on (shared) storage; with a database configured its pointer table
+    says which version is active (every replica follows it), else the ACTIVE file does."""
+    pointers = SqlPointers(settings.resolved_database_url, ROUTER) if settings.database_url else None
+    return ArtifactStore(settings.router_dir or Path(settings.data_dir) / "router", pointers=pointers)
 
 
 def expert_texts(registry: ExpertRegistry) -> dict[str, list[str]]:

@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Never answered with the SPA: an unknown path here is an API error, not a page.
-API_PREFIXES = ("/v1", "/api", "/slack", "/healthz", "/readyz", "/metrics")
+API_PREFIXES = ("/v1", "/api", "/auth", "/slack", "/healthz", "/readyz", "/metrics")
 
 # Defence in depth behind the renderer's own escaping: no inline or foreign script, no
 # plugins, no framing, and the page talks only to its own origin.

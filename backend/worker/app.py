@@ -48,10 +48,13 @@ def make_celery(settings: Settings, *, context: WorkerContext | None = None, ret
         result_expires=timedelta(days=1),
         broker_connection_retry_on_startup=True,
         # A visibility timeout longer than the longest task (a big ingest or training).
-        broker_transport_options={"visibility_timeout": 6 * 3600},
+        broker_transport_options={"visibility_timeout": settings.celery_visibility_timeout_s},
         worker_hijack_root_logger=False,
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
     )
     register(app, context or WorkerContext(settings), retry)
+    from backend.slack.tasks import register_slack  # imports the pipeline: only when built
+
+    register_slack(app, settings)
     return app

@@ -207,7 +207,8 @@ test("console: the request's trace in the audit log, the feedback queue, the rou
   } else {
     await page.getByLabel("Request id").fill(requestIds.legal!);
     await page.getByRole("button", { name: "Apply filters" }).click();
-    const row = page.locator(`tr[data-request-id="${requestIds.legal}"]`).first();
+    // The request id also marks its feedback event; open the chat request itself.
+    const row = page.locator(`tr[data-request-id="${requestIds.legal}"]`).filter({ hasText: "chat.completion" }).first();
     await expect(row).toBeVisible();
     await row.getByRole("link").click();
     const trace = page.getByTestId("audit-trace");
@@ -241,4 +242,53 @@ test("console: the request's trace in the audit log, the feedback queue, the rou
   await expect(result.getByRole("meter")).toHaveCount(4);
   await expectAccessible(page, "console route tester");
   await shot(page, "console-router");
+});
+
+test("console dashboard: charts drawn from the requests just made", async () => {
+  await page.getByRole("link", { name: "Dashboard" }).click();
+  await expect(page.getByRole("heading", { name: "Dashboard" })).toBeVisible();
+  // At least the three questions per expert and the hand-picked one were answered.
+  await expect(page.getByTestId("tile-Requests")).toHaveText(/^\d+$/);
+  expect(Number(await page.getByTestId("tile-Requests").textContent())).toBeGreaterThanOrEqual(3);
+  const traffic = page.getByRole("img", { name: /^Traffic per expert/ });
+  await expect(traffic).toBeVisible();
+  for (const q of QUESTIONS) await expect(traffic).toHaveAttribute("aria-label", new RegExp(`${q.expert} [1-9]`));
+  await expect(page.locator("polyline[data-series]")).not.toHaveCount(0);
+  await expect(page.getByRole("img", { name: /^Routing confidence/ })).toBeVisible();
+  await expect(page.getByRole("img", { name: /^Latency per stage/ })).toHaveAttribute("aria-label", /total \d/);
+  await expect(page.getByRole("img", { name: /^Tokens per team/ })).toBeVisible();
+  await expect(page.getByRole("table", { name: "Circuit breakers" }).getByRole("row")).toHaveCount(5);
+  await expectAccessible(page, "console dashboard");
+  await shot(page, "console-dashboard");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.emulateMedia({ colorScheme: "dark" });
+  await expectAccessible(page, "console dashboard at phone width, dark");
+  await shot(page, "console-dashboard-phone-dark");
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ colorScheme: "light" });
+});
+
+test("users and quotas: set my quota in the console, watch it go down in the chat", async () => {
+  const email = (await page.getByTestId("who").textContent())!.trim();
+  await page.getByRole("link", { name: "Users and quotas" }).click();
+  await expect(page.getByRole("table", { name: "Users" }).getByRole("row", { name: new RegExp(email) })).toBeVisible();
+  const form = page.getByRole("form", { name: "Set a quota" });
+  await form.getByLabel("Scope").selectOption("user");
+  await form.getByLabel("User email").fill(email);
+  await form.getByLabel("Requests per minute").fill("50");
+  await form.getByLabel("Tokens per day").fill("200000");
+  await form.getByRole("button", { name: "Set quota" }).click();
+  await expect(page.getByRole("table", { name: "Quota policies" })).toContainText(`user:${email}`);
+  await expectAccessible(page, "console users and quotas");
+  await shot(page, "console-users");
+
+  await page.getByRole("link", { name: "Chat" }).click();
+  const meter = page.getByRole("meter", { name: `Requests this minute left for user:${email}` });
+  await expect(meter).toBeVisible();
+  await ask(QUESTIONS[0].text);
+  await expect(page.getByTestId("ratelimit-headers")).toContainText("of 50 requests left");
+  // The meter reloads GET /api/v1/me/usage after the answer.
+  await expect.poll(async () => Number(await meter.getAttribute("aria-valuenow"))).toBeLessThan(50);
+  await expectAccessible(page, "chat with the quota meter");
+  await shot(page, "chat-quota");
 });

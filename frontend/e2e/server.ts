@@ -81,6 +81,13 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const apiBase = await firstLine(fake, "the fake OpenAI server", 30_000);
+  // A local OpenID Connect provider that signs its one user in without asking (sso.spec.ts).
+  const idp = spawn(PYTHON, ["-m", "tests.fakes.serve_oidc", "--email", "sam@example.com", "--groups", "staff"], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const oidc = JSON.parse(await firstLine(idp, "the fake OIDC provider", 30_000)) as Record<string, string>;
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -93,6 +100,9 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
       EXPERTGATE_EXPERTS_FILE: experts,
       EXPERTGATE_WEB_DIR: join(ROOT, "frontend", "dist"),
       EXPERTGATE_LOG_LEVEL: "warning",
+      EXPERTGATE_OIDC_ISSUER: oidc.issuer,
+      EXPERTGATE_OIDC_CLIENT_ID: oidc.client_id,
+      EXPERTGATE_OIDC_CLIENT_SECRET: oidc.client_secret,
     },
     stdio: ["ignore", "inherit", "inherit"],
   });
@@ -101,6 +111,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   } catch (err) {
     server.kill("SIGTERM");
     fake.kill("SIGTERM");
+    idp.kill("SIGTERM");
     throw err;
   }
   process.env.EXPERTGATE_E2E_URL = url;
@@ -108,7 +119,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   process.env.EXPERTGATE_E2E_FAKE = apiBase;
 
   return async () => {
-    await Promise.all([stop(server), stop(fake)]);
+    await Promise.all([stop(server), stop(fake), stop(idp)]);
     rmSync(work, { recursive: true, force: true });
   };
 }

@@ -6,17 +6,20 @@ import type { Me, ModelCard } from "./api/types";
 import { ChatPage } from "./chat/ChatPage";
 import { ConsolePage } from "./console/ConsolePage";
 import { navigate, parsePath, usePath } from "./location";
-import { useApiKey } from "./session";
+import { useSession } from "./session";
 import { SignIn } from "./SignIn";
 
 /** Who is signed in: from GET /api/v1/me when the server has it. */
 export type Identity = { known: true; me: Me } | { known: false };
 
 export function App() {
-  const [key, setKey] = useApiKey();
+  const { session, auth, signInWithKey, signOut, expired } = useSession();
   const path = usePath();
   const view = parsePath(path);
-  const api = useMemo(() => (key ? new Api({ key }) : null), [key]);
+  const api = useMemo(
+    () => (session ? new Api({ key: session.kind === "key" ? session.key : null }) : null),
+    [session],
+  );
   const [models, setModels] = useState<ModelCard[]>([]);
   const [identity, setIdentity] = useState<Identity>({ known: false });
   const [sidebarOpen, setSidebarOpen] = useState(false);
@@ -24,15 +27,15 @@ export function App() {
   useEffect(() => {
     if (!api) return;
     api.models().then(setModels, (err) => {
-      if (err instanceof ApiError && err.status === 401) setKey(null); // key revoked meanwhile
+      if (err instanceof ApiError && err.status === 401) expired(); // key revoked or session ended meanwhile
     });
     api.me().then(
       (me) => setIdentity({ known: true, me }),
       () => setIdentity({ known: false }),
     );
-  }, [api, setKey]);
+  }, [api, expired]);
 
-  if (!api) return <SignIn onSignedIn={setKey} />;
+  if (!api) return <SignIn onSignedIn={signInWithKey} ssoUrl={auth?.oidc_enabled ? auth.login_url : null} />;
 
   const roles = identity.known ? identity.me.roles : [];
   // Without /api/v1/me the role is unknown: offer the console and let the API decide.
@@ -92,7 +95,7 @@ export function App() {
         <span className="who muted small" data-testid="who">
           {identity.known ? identity.me.email : ""}
         </span>
-        <button type="button" className="ghost small" onClick={() => setKey(null)}>
+        <button type="button" className="ghost small" onClick={() => void signOut()}>
           Sign out
         </button>
       </header>

@@ -3,8 +3,15 @@ import { useId, useState, type FormEvent } from "react";
 import { Api } from "./api/client";
 import { ApiError } from "./api/errors";
 
-/** Sign in with an API key: checked against the server before it is kept. */
-export function SignIn({ onSignedIn }: { onSignedIn: (key: string) => void }) {
+/** Sign in with an API key (checked against the server before it is kept) or, when the
+ * server has single sign-on configured (`ssoUrl`), through the identity provider. */
+export function SignIn({
+  onSignedIn,
+  ssoUrl = null,
+}: {
+  onSignedIn: (key: string) => void;
+  ssoUrl?: string | null;
+}) {
   const [key, setKey] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [checking, setChecking] = useState(false);
@@ -35,6 +42,15 @@ export function SignIn({ onSignedIn }: { onSignedIn: (key: string) => void }) {
       <form onSubmit={submit} className="card">
         <h1>expertgate</h1>
         <p className="muted">Ask the code, legal and support experts. Sign in with your API key.</p>
+        {ssoUrl && (
+          <>
+            {/* A full-page navigation: the provider's login page, then back with a session cookie. */}
+            <a className="button sso" href={ssoUrl}>
+              Sign in with SSO
+            </a>
+            <p className="muted small divider">or with an API key</p>
+          </>
+        )}
         <label htmlFor={id}>API key</label>
         <input
           id={id}

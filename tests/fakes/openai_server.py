@@ -6,6 +6,13 @@ request pops the next scripted behaviour (or uses the default reply):
     server.script(Reply("hello"), Fault(503), Reply("after retry", delay_s=0.5))
 
 Every request body is recorded in ``server.requests``.
+
+With ``vllm=VllmSurface(...)`` the server also speaks vLLM's OpenAI entrypoint where it
+differs from OpenAI: ``/v1/models`` lists the served name with vLLM's model card fields
+(``owned_by: vllm``, ``root``, ``max_model_len``), an unknown model is vLLM's 404, and a
+prompt (plus ``max_tokens``) longer than ``max_model_len`` is vLLM's 400 with its error
+envelope ``{"error": {"message", "type": "BadRequestError", "param", "code": 400}}``.
+Prompt length is estimated at 4 characters a token (vLLM counts with the tokenizer).
 """
 
 from __future__ import annotations
@@ -42,9 +49,69 @@ class Fault:
     delay_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class VllmSurface:
+    """What a `vllm serve <root> --served-model-name <served_model>` would answer."""
+
+    served_model: str = "qwen3-moe"
+    root: str = "Qwen/Qwen3-30B-A3B"
+    max_model_len: int = 4096
+
+    def error(self, status: int, kind: str, message: str, param: str | None = None) -> JSONResponse:
+        return JSONResponse(
+            {"error": {"message": message, "type": kind, "param": param, "code": status}}, status_code=status
+        )
+
+    def refusal(self, body: dict[str, Any]) -> JSONResponse | None:
+        """vLLM's error for a request it would refuse before generating, else None."""
+        if body.get("model") != self.served_model:
+            return self.error(404, "NotFoundError", f"The model `{body.get('model')}` does not exist.", "model")
+        prompt = sum(len(str(m.get("content") or "")) // 4 + 4 for m in body.get("messages", []))
+        completion = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+        if prompt + completion > self.max_model_len:
+            return self.error(
+                400,
+                "BadRequestError",
+                f"This model's maximum context length is {self.max_model_len} tokens. However, you requested "
+                f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the completion). "
+                "Please reduce the length of the messages or completion.",
+            )
+        return None
+
+    def models(self) -> dict[str, Any]:
+        created = int(time.time())
+        card = {
+            "id": self.served_model,
+            "object": "model",
+            "created": created,
+            "owned_by": "vllm",
+            "root": self.root,
+            "parent": None,
+            "max_model_len": self.max_model_len,
+            "permission": [
+                {
+                    "id": "modelperm-fake",
+                    "object": "model_permission",
+                    "created": created,
+                    "allow_create_engine": False,
+                    "allow_sampling": True,
+                    "allow_logprobs": True,
+                    "allow_search_indices": False,
+                    "allow_view": True,
+                    "allow_fine_tuning": False,
+                    "organization": "*",
+                    "group": None,
+                    "is_blocking": False,
+                }
+            ],
+        }
+        return {"object": "list", "data": [card]}
+
+
 @dataclass
 class FakeOpenAI:
     default: Reply = field(default_factory=lambda: Reply("This is the fake model's answer."))
+    vllm: VllmSurface | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     _queue: deque[Reply | Fault] = field(default_factory=deque)
     _server: uvicorn.Server | None = None
@@ -68,6 +135,9 @@ class FakeOpenAI:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        refusal = self.vllm.refusal(body) if self.vllm is not None else None
+        if refusal is not None:
+            return refusal
         behaviour = self._next()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
@@ -135,6 +205,8 @@ class FakeOpenAI:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def _models(self, _: Request) -> Response:
+        if self.vllm is not None:
+            return JSONResponse(self.vllm.models())
         return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     def start(self) -> FakeOpenAI:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
+from backend.identity.types import Principal
+from backend.quota.cache import PolicyCache, PolicyVersion
 from backend.quota.errors import QuotaUnavailable
 from backend.quota.failsafe import FailSafeLimiter
 from backend.quota.redis_limiter import RedisLimiter
@@ -68,7 +70,7 @@ async def test_replay_and_settle_count_once_across_processes(
     await a.settle("same", limits, 300, 42, WINDOW)
     await b.settle("same", limits, 300, 42, WINDOW)
     prefix = redis_client.test_prefix  # type: ignore[attr-defined]
-    assert int(await redis_client.get(f"{prefix}:d:user:2:{WINDOW.day}")) == 42
+    assert int(await redis_client.get(f"{prefix}:d:user:2:{WINDOW.day}") or 0) == 42
     peeked = {h.kind: h.remaining for h in await b.peek(limits, WINDOW)}
     assert peeked[LimitKind.TOKENS_PER_DAY] == 1000 - 42
     assert 99 <= peeked[LimitKind.RPM] <= 100  # refilling since the admission
@@ -136,3 +138,25 @@ async def test_redis_going_away_and_coming_back(redis_client: aioredis.Redis, on
         with contextlib.suppress(Exception):
             await proxy.stop()
         await client.aclose()
+
+
+async def test_policy_change_reaches_other_processes_through_the_version_key(redis_client: aioredis.Redis) -> None:
+    key = f"{redis_client.test_prefix}:policy-version"  # type: ignore[attr-defined]
+    other = twin(redis_client)  # another process's connection
+    here = PolicyCache(60.0, PolicyVersion(redis_client, key), check_s=0.2)
+    there = PolicyCache(60.0, PolicyVersion(other, key), check_s=0.2)
+    ann = Principal(1, "ann@example.com", None, frozenset(), frozenset())
+    rpm = 10
+
+    async def load() -> tuple[Limit, ...]:
+        return (Limit("user:ann@example.com", QuotaPolicy(rpm=rpm)),)
+
+    try:
+        assert (await here.limits(ann, load))[0].policy.rpm == 10
+        rpm = 3
+        await there.changed()
+        assert (await here.limits(ann, load))[0].policy.rpm == 10  # checked less than 0.2 s ago
+        await asyncio.sleep(0.25)
+        assert (await here.limits(ann, load))[0].policy.rpm == 3
+    finally:
+        await other.aclose()

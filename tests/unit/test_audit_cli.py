@@ -86,3 +86,35 @@ def test_export_csv_filters_and_retention(data_env: Path, tmp_path: Path, capsys
     seq, digest = capsys.readouterr().out.split()
     assert seq == "3" and len(digest) == 64
     assert main(["audit", "verify"]) == 0
+
+
+def test_verify_reports_pending_events_and_chain_chains_them(
+    data_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from backend.audit.chain import ChainKey
+    from backend.audit.types import Actor, AuditEntry, Outcome
+    from backend.audit.writer import AuditTrail
+    from backend.db.session import Database
+    from backend.guard.policy import PiiGuard
+
+    assert main(["keys", "create", "--user", "a@example.com"]) == 0  # chained at once (CLI)
+    capsys.readouterr()
+
+    async def left_by_a_server() -> None:
+        # What an API process that died before chaining leaves: two pending events.
+        db = Database(f"sqlite+aiosqlite:///{data_env / 'expertgate.db'}")
+        trail = AuditTrail(ChainKey(None), "redacted", PiiGuard(), deferred=True)
+        for n in (1, 2):
+            await trail.record(db, AuditEntry(action="chat.completion", outcome=Outcome.OK, actor=Actor.anonymous(), request_id=f"r{n}"))
+        await db.dispose()
+
+    asyncio.run(left_by_a_server())
+    assert main(["audit", "verify", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["checked"] == 1 and report["pending"] == 2
+    assert main(["audit", "chain"]) == 0
+    assert "chained 2 pending events" in capsys.readouterr().out
+    assert main(["audit", "verify"]) == 0
+    assert "3 events verified" in capsys.readouterr().out

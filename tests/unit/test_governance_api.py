@@ -66,6 +66,9 @@ def auth(key: str) -> dict[str, str]:
 
 
 async def events(container: Container, **where: Any) -> list[AuditEvent]:
+    # The app writes events to the outbox; the lifespan's chainer (not running under
+    # ASGITransport) would chain them within milliseconds. Chain them now.
+    await container.chainer.drain()
     async with container.db.session() as s:
         stmt = select(AuditEvent).order_by(AuditEvent.seq)
         for column, value in where.items():
@@ -74,9 +77,10 @@ async def events(container: Container, **where: Any) -> list[AuditEvent]:
 
 
 async def chain_ok(container: Container) -> bool:
+    await container.chainer.drain()
     async with container.db.session() as s:
         report = await verify_chain(s, container.audit.key)
-    assert report.ok, report
+    assert report.ok and report.pending == 0, report
     return report.ok
 
 

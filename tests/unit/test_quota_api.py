@@ -53,6 +53,7 @@ async def test_over_the_rpm_limit_is_429_with_retry_after_and_the_limit_named(
         streamed = await ivy.post("/v1/chat/completions", json=ask(stream=True))
         assert streamed.status_code == 429  # refused before the stream opens
     assert len(llm.requests) == 2  # refused requests never reached an LLM
+    await container.chainer.drain()  # the audit events wait in the outbox until chained
     async with container.db.session() as session:
         refusals = (
             await session.scalars(

@@ -69,6 +69,7 @@ async def test_admin_sets_policies_audited_and_limits_resolve(container: Contain
         listed = (await root.get("/api/v1/admin/quotas")).json()
         assert [p["subject"] for p in listed] == ["global", "team:legal", "user:dana@example.com"]
 
+    await container.chainer.drain()  # the audit events wait in the outbox until chained
     async with container.db.session() as session:
         events = (await session.scalars(select(AuditEvent).where(AuditEvent.action == "quota.set"))).all()
         assert len(events) == 5  # every successful change, none for the refused ones

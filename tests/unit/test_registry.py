@@ -96,3 +96,21 @@ def test_invalid_yaml_is_a_registry_error(tmp_path: Path) -> None:
     bad.write_text("experts: [unclosed")
     with pytest.raises(RegistryError, match="not valid YAML"):
         ExpertRegistry.from_yaml(bad)
+
+
+def test_replicas_are_validated() -> None:
+    raw = shipped()
+    raw["experts"]["code"]["llm"] = {"model": "hosted_vllm/qwen", "api_base": "http://gpu-a:8000/v1"}
+    raw["experts"]["code"]["replicas"] = [
+        {"api_base": "http://gpu-a:8000/v1", "capacity": 3},
+        {"api_base": "http://gpu-b:8000/v1"},
+    ]
+    code = ExpertRegistry.from_mapping(raw).get("code")
+    assert [(r.api_base, r.capacity) for r in code.replicas] == [("http://gpu-a:8000/v1", 3), ("http://gpu-b:8000/v1", 4)]
+    raw["experts"]["code"]["replicas"][1]["api_base"] = "http://gpu-a:8000/v1"
+    with pytest.raises(RegistryError, match=r"experts\.code: .*each replica needs its own api_base"):
+        ExpertRegistry.from_mapping(raw)
+    raw["experts"]["legal"]["replicas"] = [{"api_base": "http://x:1/v1"}]  # legal uses api_base: local
+    raw["experts"]["code"]["replicas"] = []
+    with pytest.raises(RegistryError, match=r"experts\.legal: .*not available with api_base 'local'"):
+        ExpertRegistry.from_mapping(raw)

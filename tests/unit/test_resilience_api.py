@@ -73,6 +73,12 @@ async def test_breaker_opens_short_circuits_and_is_visible_to_admins(app_contain
         code = next(b for b in (await root.get("/api/v1/admin/experts/breakers")).json()["breakers"])
         assert code["expert"] == "code" and code["state"] == "open" and code["opened_total"] == 1
 
+        metrics = (await root.get("/metrics")).text
+        assert 'expertgate_breaker_state{expert="code",state="open"} 1.0' in metrics
+        assert 'expertgate_breaker_state{expert="code",state="closed"} 0.0' in metrics
+        assert 'expertgate_breaker_state{expert="legal",state="closed"} 1.0' in metrics
+        assert 'expertgate_breaker_opened_total{expert="code"} 1.0' in metrics
+
 
 async def test_every_llm_down_answers_extractively_from_passages(app_container: Container, llm: FakeOpenAI) -> None:
     admin = await make_key(app_container, "root@example.com", roles={"admin"})

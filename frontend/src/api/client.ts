@@ -3,6 +3,7 @@
 // downloads and uploads.
 import createClient, { type Client } from "openapi-fetch";
 
+import { authHeaders } from "./auth";
 import { ApiError, toApiError } from "./errors";
 import type { paths } from "./schema";
 import type {
@@ -10,9 +11,11 @@ import type {
   AuditExportQuery,
   AuditPage,
   AuditQuery,
+  AuthConfig,
   ChatRequest,
   ConversationDetail,
   ConversationPage,
+  DashboardStats,
   DocumentPage,
   FeedbackIn,
   FeedbackItem,
@@ -20,23 +23,31 @@ import type {
   IssuedKey,
   KeyCreate,
   KeyOut,
+  LimitUsage,
   Me,
   ModelCard,
+  QuotaPolicy,
+  QuotaPolicyIn,
   RouteInfo,
   RouterStatus,
+  StatsQuery,
+  TeamOut,
   TrainResult,
+  UserOut,
+  UserUpdate,
 } from "./types";
 import { streamChat, type StreamEvent } from "./stream";
 
 export interface ApiOptions {
-  key: string;
+  /** The API key; null: the browser's session cookie (after SSO) authenticates. */
+  key: string | null;
   baseUrl?: string;
   fetch?: typeof fetch;
 }
 
 export class Api {
   private readonly client: Client<paths>;
-  private readonly key: string;
+  private readonly key: string | null;
   private readonly baseUrl: string;
   private readonly fetchFn: typeof fetch;
 
@@ -47,7 +58,7 @@ export class Api {
     this.fetchFn = fetchFn ?? ((input, init) => globalThis.fetch(input, init));
     this.client = createClient<paths>({
       baseUrl: baseUrl || globalThis.location?.origin || "",
-      headers: { authorization: `Bearer ${key}` },
+      headers: authHeaders(key),
       fetch: (request: Request) => this.fetchFn(request),
     });
   }
@@ -128,6 +139,17 @@ export class Api {
     return unwrap(await this.client.GET("/api/v1/me"));
   }
 
+  /** How this server lets people sign in (needs no credentials). */
+  async authConfig(): Promise<AuthConfig> {
+    return unwrap(await this.client.GET("/api/v1/auth/config"));
+  }
+
+  /** End the cookie session on the server (revoked at once) and clear the cookie. */
+  async logout(): Promise<void> {
+    const r = await this.client.POST("/auth/logout");
+    if (!r.response.ok) throw toApiError(r.response.status, r.error);
+  }
+
   async audit(query: AuditQuery): Promise<AuditPage> {
     return unwrap(await this.client.GET("/api/v1/admin/audit", { params: { query } }));
   }
@@ -195,8 +217,50 @@ export class Api {
     );
   }
 
+  async stats(query: StatsQuery = {}): Promise<DashboardStats> {
+    return unwrap(await this.client.GET("/api/v1/admin/stats", { params: { query } }));
+  }
+
+  async users(): Promise<UserOut[]> {
+    return unwrap(await this.client.GET("/api/v1/admin/users"));
+  }
+
+  async updateUser(id: number, body: UserUpdate): Promise<UserOut> {
+    return unwrap(
+      await this.client.PATCH("/api/v1/admin/users/{user_id}", { params: { path: { user_id: id } }, body }),
+    );
+  }
+
+  async teams(): Promise<TeamOut[]> {
+    return unwrap(await this.client.GET("/api/v1/admin/teams"));
+  }
+
+  async createTeam(name: string): Promise<TeamOut> {
+    return unwrap(await this.client.POST("/api/v1/admin/teams", { body: { name } }));
+  }
+
+  async deleteTeam(id: number): Promise<void> {
+    const r = await this.client.DELETE("/api/v1/admin/teams/{team_id}", {
+      params: { path: { team_id: id } },
+    });
+    if (r.error !== undefined || !r.response.ok) throw toApiError(r.response.status, r.error);
+  }
+
+  async quotas(): Promise<QuotaPolicy[]> {
+    return unwrap(await this.client.GET("/api/v1/admin/quotas"));
+  }
+
+  async setQuota(body: QuotaPolicyIn): Promise<QuotaPolicy> {
+    return unwrap(await this.client.PUT("/api/v1/admin/quotas", { body }));
+  }
+
+  /** The caller's limits and what is left under each (empty when quotas are off). */
+  async usage(): Promise<LimitUsage[]> {
+    return unwrap(await this.client.GET("/api/v1/me/usage")).limits;
+  }
+
   private async raw(method: string, path: string, body?: unknown): Promise<Response> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.key}` };
+    const headers = authHeaders(this.key);
     const form = body instanceof FormData;
     if (body !== undefined && !form) headers["content-type"] = "application/json";
     let response: Response;

@@ -100,6 +100,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/experts/breakers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Breakers */
+        get: operations["listExpertBreakers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/keys": {
         parameters: {
             query?: never;
@@ -135,6 +152,24 @@ export interface paths {
          * @description Revoke a key at once (idempotent); requests with it then get 401.
          */
         post: operations["revokeKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/quotas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Quotas */
+        get: operations["listQuotaPolicies"];
+        /** Set Quota */
+        put: operations["setQuotaPolicy"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -257,6 +292,121 @@ export interface paths {
          * @description Retrain inline (tens of seconds on a laptop CPU); a worker runs the same service.
          */
         post: operations["trainRouter"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Dashboard Stats
+         * @description Traffic, routing, latency, usage and breaker figures over one window of the trail.
+         */
+        get: operations["getDashboardStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Teams */
+        get: operations["listTeams"];
+        put?: never;
+        /** Create Team */
+        post: operations["createTeam"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/teams/{team_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Team
+         * @description Delete a team; its members stay, without a team.
+         */
+        delete: operations["deleteTeam"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Users */
+        get: operations["listUsers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/admin/users/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Update User
+         * @description Change roles, groups, team or the disabled flag (a disabled user's keys fail at once).
+         */
+        patch: operations["updateUser"];
+        trace?: never;
+    };
+    "/api/v1/auth/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Auth Config
+         * @description How the web UI may sign in (no credentials needed).
+         */
+        get: operations["getAuthConfig"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -419,6 +569,90 @@ export interface paths {
          * @description One of the caller's own events; someone else's is 404, like a missing one.
          */
         get: operations["getMyAuditEvent"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My Usage
+         * @description The caller's effective limits (user, team, global) and what is left under each.
+         */
+        get: operations["getMyUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Logout
+         * @description End the cookie session (revoked in SQL at once) and clear the cookie. Idempotent.
+         */
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/oidc/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Oidc Callback
+         * @description Finish SSO: check state, trade the code, validate the ID token, open a session.
+         *
+         *     Refusals (400 sso_state_invalid, 401 sso_refused / sso_token_invalid, 502
+         *     sso_provider_error) are audited as ``auth.login_failed``; all but the provider's
+         *     own failures count against the client's failed-login budget (429 when spent).
+         */
+        get: operations["oidcCallback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/oidc/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Oidc Login
+         * @description Start SSO: redirect to the provider, with the login state in a signed cookie.
+         */
+        get: operations["oidcLogin"];
         put?: never;
         post?: never;
         delete?: never;
@@ -626,6 +860,47 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** AuthConfigOut */
+        AuthConfigOut: {
+            /**
+             * Csrf Header
+             * @description Header every unsafe cookie-authenticated request must send ...
+             */
+            csrf_header: string;
+            /**
+             * Csrf Value
+             * @description ... with this value.
+             */
+            csrf_value: string;
+            /**
+             * Login Url
+             * @description Where the browser goes to sign in with SSO.
+             */
+            login_url: string | null;
+            /**
+             * Logout Url
+             * @description POST here to end the cookie session.
+             */
+            logout_url: string;
+            /**
+             * Oidc Enabled
+             * @description Whether 'Sign in with SSO' is offered.
+             */
+            oidc_enabled: boolean;
+        };
+        /**
+         * Balance
+         * @description Shannon entropy of the expert choice: ``balance`` is 1.0 when every expert gets
+         *     the same share and 0.0 when one gets everything (or nothing was asked).
+         */
+        Balance: {
+            /** Balance */
+            balance: number;
+            /** Entropy Bits */
+            entropy_bits: number;
+            /** Max Bits */
+            max_bits: number;
+        };
         /** Body_uploadDocuments */
         Body_uploadDocuments: {
             /** Domain */
@@ -637,6 +912,47 @@ export interface components {
              * @default
              */
             groups?: string;
+        };
+        /** BreakerOut */
+        BreakerOut: {
+            /** Consecutive Failures */
+            consecutive_failures: number;
+            /** Cooldown S */
+            cooldown_s: number;
+            /** Expert */
+            expert: string;
+            /** Failure Threshold */
+            failure_threshold: number;
+            /** Opened Total */
+            opened_total: number;
+            /** Retry In S */
+            retry_in_s: number;
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "closed" | "open" | "half_open";
+        };
+        /** BreakerStat */
+        BreakerStat: {
+            /** Consecutive Failures */
+            consecutive_failures: number;
+            /** Expert */
+            expert: string;
+            /** Retry In S */
+            retry_in_s: number;
+            /** State */
+            state: string;
+        };
+        /** BreakersOut */
+        BreakersOut: {
+            /** Breakers */
+            breakers: components["schemas"]["BreakerOut"][];
+            /**
+             * Process Local
+             * @default true
+             */
+            process_local?: boolean;
         };
         /** ChatCompletion */
         ChatCompletion: {
@@ -706,6 +1022,15 @@ export interface components {
             /** Title */
             title: string;
         };
+        /** ConfidenceBin */
+        ConfidenceBin: {
+            /** Count */
+            count: number;
+            /** High */
+            high: number;
+            /** Low */
+            low: number;
+        };
         /** ConversationDetail */
         ConversationDetail: {
             /** Channel */
@@ -755,6 +1080,32 @@ export interface components {
             data: components["schemas"]["ConversationOut"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /** DashboardStats */
+        DashboardStats: {
+            balance: components["schemas"]["Balance"];
+            /** Breakers */
+            breakers: components["schemas"]["BreakerStat"][];
+            /**
+             * Breakers Process Local
+             * @default true
+             */
+            breakers_process_local?: boolean;
+            /** Confidence */
+            confidence: components["schemas"]["ConfidenceBin"][];
+            /** Dead Experts */
+            dead_experts: string[];
+            /** Experts */
+            experts: components["schemas"]["ExpertShare"][];
+            /** Latency */
+            latency: components["schemas"]["LatencyStat"][];
+            /** Latency Samples */
+            latency_samples: number;
+            outcomes: components["schemas"]["Outcomes"];
+            /** Teams */
+            teams: components["schemas"]["TeamUsage"][];
+            traffic: components["schemas"]["Traffic"];
+            window: components["schemas"]["StatsWindow"];
         };
         /** DocumentDeleted */
         DocumentDeleted: {
@@ -809,6 +1160,22 @@ export interface components {
             offset: number;
             /** Total */
             total: number;
+        };
+        /** ExpertSeries */
+        ExpertSeries: {
+            /** Counts */
+            counts: number[];
+            /** Expert */
+            expert: string;
+        };
+        /** ExpertShare */
+        ExpertShare: {
+            /** Expert */
+            expert: string;
+            /** Requests */
+            requests: number;
+            /** Share */
+            share: number;
         };
         /** FallbackOut */
         FallbackOut: {
@@ -1005,6 +1372,34 @@ export interface components {
             /** User Id */
             user_id: number;
         };
+        /** LatencyStat */
+        LatencyStat: {
+            /** Expert */
+            expert: string;
+            /** P50 Ms */
+            p50_ms: number;
+            /** P95 Ms */
+            p95_ms: number;
+            /** Samples */
+            samples: number;
+            /** Stage */
+            stage: string;
+        };
+        /** LimitUsageOut */
+        LimitUsageOut: {
+            /** Limit */
+            limit: string;
+            /** Max */
+            max: number;
+            /** On Limit */
+            on_limit: string;
+            /** Remaining */
+            remaining: number;
+            /** Reset S */
+            reset_s: number;
+            /** Subject */
+            subject: string;
+        };
         /** MeOut */
         MeOut: {
             /** Channel */
@@ -1094,6 +1489,71 @@ export interface components {
              */
             object?: "list";
         };
+        /** MyUsageOut */
+        MyUsageOut: {
+            /** Limits */
+            limits: components["schemas"]["LimitUsageOut"][];
+        };
+        /**
+         * Outcomes
+         * @description Counts of chat requests in the window; rates are these over ``requests``.
+         */
+        Outcomes: {
+            /** Abstained */
+            abstained: number;
+            /** Degraded */
+            degraded: number;
+            /** Errors */
+            errors: number;
+            /** Fallback */
+            fallback: number;
+            /** Quota Rejected */
+            quota_rejected: number;
+            /** Requests */
+            requests: number;
+        };
+        /** QuotaPolicyIn */
+        QuotaPolicyIn: {
+            /**
+             * Name
+             * @description email, team name, or * for global
+             * @default *
+             */
+            name?: string;
+            /** On Limit */
+            on_limit?: ("reject" | "degrade") | null;
+            /**
+             * Rpm
+             * @description 0 clears the limit
+             */
+            rpm?: number | null;
+            /**
+             * Scope
+             * @enum {string}
+             */
+            scope: "user" | "team" | "global";
+            /** Tokens Per Day */
+            tokens_per_day?: number | null;
+            /** Tokens Per Month */
+            tokens_per_month?: number | null;
+        };
+        /** QuotaPolicyOut */
+        QuotaPolicyOut: {
+            /** Name */
+            name: string;
+            /** On Limit */
+            on_limit: string;
+            /** Rpm */
+            rpm: number | null;
+            /** Scope */
+            scope: string;
+            /** Subject */
+            subject: string;
+            /** Tokens Per Day */
+            tokens_per_day: number | null;
+            /** Tokens Per Month */
+            tokens_per_month: number | null;
+        };
         /** RelabelIn */
         RelabelIn: {
             /** Domain */
@@ -1165,6 +1625,11 @@ export interface components {
             confidence: number;
             /** Conversation Id */
             conversation_id?: string | null;
+            /**
+             * Detail
+             * @default
+             */
+            detail?: string;
             /** Expert */
             expert: string;
             /**
@@ -1211,6 +1676,21 @@ export interface components {
             /** Version */
             version?: string | null;
         };
+        /** StatsWindow */
+        StatsWindow: {
+            /** Bucket S */
+            bucket_s: number;
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+        };
         /**
          * StoredRoute
          * @description How one stored answer was routed: the same fields as the live ``expertgate`` object.
@@ -1244,6 +1724,42 @@ export interface components {
             /** Router Version */
             router_version?: string | null;
         };
+        /** TeamCreate */
+        TeamCreate: {
+            /** Name */
+            name: string;
+        };
+        /** TeamOut */
+        TeamOut: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: number;
+            /** Members */
+            members: number;
+            /** Name */
+            name: string;
+        };
+        /** TeamUsage */
+        TeamUsage: {
+            /** Completion Tokens */
+            completion_tokens: number;
+            /** Cost Usd */
+            cost_usd: number | null;
+            /** Degraded */
+            degraded: number;
+            /** Prompt Tokens */
+            prompt_tokens: number;
+            /** Quota Rejected */
+            quota_rejected: number;
+            /** Requests */
+            requests: number;
+            /** Team */
+            team: string | null;
+        };
         /** TextPart */
         TextPart: {
             /** Text */
@@ -1253,6 +1769,13 @@ export interface components {
              * @constant
              */
             type: "text";
+        };
+        /** Traffic */
+        Traffic: {
+            /** Buckets */
+            buckets: string[];
+            /** Series */
+            series: components["schemas"]["ExpertSeries"][];
         };
         /** TrainIn */
         TrainIn: {
@@ -1284,6 +1807,42 @@ export interface components {
             /** Total Tokens */
             total_tokens: number;
         };
+        /** UserOut */
+        UserOut: {
+            /** Active Keys */
+            active_keys: number;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Disabled */
+            disabled: boolean;
+            /** Email */
+            email: string;
+            /** Groups */
+            groups: string[];
+            /** Id */
+            id: number;
+            /** Roles */
+            roles: string[];
+            /** Team */
+            team: string | null;
+        };
+        /**
+         * UserUpdate
+         * @description Fields left out (or null) stay as they are; ``team`` "" removes the team.
+         */
+        UserUpdate: {
+            /** Disabled */
+            disabled?: boolean | null;
+            /** Groups */
+            groups?: string[] | null;
+            /** Roles */
+            roles?: ("user" | "auditor" | "admin")[] | null;
+            /** Team */
+            team?: string | null;
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -1309,6 +1868,11 @@ export interface components {
             head_seq: number;
             /** Ok */
             ok: boolean;
+            /**
+             * Pending
+             * @description events written but not yet chained (not verified, not a failure)
+             */
+            pending: number;
             /** Problem */
             problem: string | null;
             /** Purged */
@@ -1503,6 +2067,26 @@ export interface operations {
             };
         };
     };
+    listExpertBreakers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BreakersOut"];
+                };
+            };
+        };
+    };
     listKeys: {
         parameters: {
             query?: {
@@ -1586,6 +2170,59 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["KeyOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    listQuotaPolicies: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaPolicyOut"][];
+                };
+            };
+        };
+    };
+    setQuotaPolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["QuotaPolicyIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["QuotaPolicyOut"];
                 };
             };
             /** @description Validation Error */
@@ -1787,6 +2424,199 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    getDashboardStats: {
+        parameters: {
+            query?: {
+                /** @description ISO 8601; naive means UTC; default until - 24h */
+                since?: string | null;
+                /** @description exclusive; default now */
+                until?: string | null;
+                /** @description seconds per time bucket */
+                bucket?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DashboardStats"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    listTeams: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamOut"][];
+                };
+            };
+        };
+    };
+    createTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TeamCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TeamOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    deleteTeam: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                team_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    listUsers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserOut"][];
+                };
+            };
+        };
+    };
+    updateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    getAuthConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuthConfigOut"];
                 };
             };
         };
@@ -2124,6 +2954,93 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
+            };
+        };
+    };
+    getMyUsage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MyUsageOut"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    oidcCallback: {
+        parameters: {
+            query?: {
+                code?: string | null;
+                state?: string | null;
+                error?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    oidcLogin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            302: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

@@ -3,14 +3,36 @@
 // The server sends OpenAI chunks; the first and the last carry an `expertgate` object
 // (who answers and why; the last also the conversation id and citations). A failure
 // after the stream opened arrives as a data frame holding {"error": {...}}.
+import { authHeaders } from "./auth";
 import { ApiError, toApiError } from "./errors";
 import type { ChatRequest, RouteInfo, Usage } from "./types";
 
 export type StreamEvent =
+  | { type: "limits"; limits: RateLimit[] }
   | { type: "route"; route: RouteInfo }
   | { type: "delta"; text: string }
   | { type: "done"; route: RouteInfo | null; usage: Usage | null; finishReason: string | null }
   | { type: "error"; error: ApiError };
+
+/** One limit the server reported in its `x-ratelimit-*` headers (the tightest of its kind). */
+export interface RateLimit {
+  kind: "requests" | "tokens";
+  limit: number;
+  remaining: number;
+  reset: string; // as sent, e.g. "42s"
+}
+
+/** The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers; [] when quotas are off. */
+export function rateLimits(headers: Headers): RateLimit[] {
+  const out: RateLimit[] = [];
+  for (const kind of ["requests", "tokens"] as const) {
+    const limit = headers.get(`x-ratelimit-limit-${kind}`);
+    const remaining = headers.get(`x-ratelimit-remaining-${kind}`);
+    if (limit === null || remaining === null) continue;
+    out.push({ kind, limit: Number(limit), remaining: Number(remaining), reset: headers.get(`x-ratelimit-reset-${kind}`) ?? "" });
+  }
+  return out;
+}
 
 /** Splits an SSE byte stream (as text) into the payloads of its `data:` fields. */
 export class SseDecoder {
@@ -72,7 +94,7 @@ export function interpret(payload: string): StreamEvent[] {
 export async function* streamChat(
   fetchFn: typeof fetch,
   url: string,
-  key: string,
+  key: string | null,
   body: ChatRequest,
   signal?: AbortSignal,
 ): AsyncGenerator<StreamEvent> {
@@ -81,7 +103,7 @@ export async function* streamChat(
     response = await fetchFn(url, {
       method: "POST",
       headers: {
-        authorization: `Bearer ${key}`,
+        ...authHeaders(key),
         "content-type": "application/json",
         accept: "text/event-stream",
       },
@@ -93,6 +115,8 @@ export async function* streamChat(
     yield { type: "error", error: new ApiError(0, `the server could not be reached (${err})`) };
     return;
   }
+  const limits = rateLimits(response.headers);
+  if (limits.length) yield { type: "limits", limits };
   if (!response.ok || !response.body) {
     yield { type: "error", error: toApiError(response.status, await response.json().catch(() => null)) };
     return;

@@ -2,10 +2,12 @@ import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 
 import type { Api } from "../api/client";
 import { ApiError } from "../api/errors";
-import type { ConversationSummary, ModelCard } from "../api/types";
+import type { RateLimit } from "../api/stream";
+import type { ConversationSummary, LimitUsage, ModelCard } from "../api/types";
 import { navigate } from "../location";
 import { Answer } from "./Answer";
 import { Composer } from "./Composer";
+import { QuotaMeter } from "./QuotaMeter";
 import { Sidebar } from "./Sidebar";
 import { chatReducer, emptyChat, history } from "./turns";
 
@@ -29,6 +31,8 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
   const [list, setList] = useState<ConversationSummary[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
   const [listError, setListError] = useState<string | null>(null);
+  const [usage, setUsage] = useState<LimitUsage[] | null>(null);
+  const [live, setLive] = useState<RateLimit[]>([]);
   const abortRef = useRef<AbortController | null>(null);
   const bottomRef = useRef<HTMLDivElement>(null);
   const experts = models.map((m) => m.id).filter((id) => id !== "auto");
@@ -44,9 +48,19 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
     }
   }, [api]);
 
+  // Quota left; a server without /me/usage just shows no meter.
+  const refreshUsage = useCallback(async () => {
+    try {
+      setUsage(await api.usage());
+    } catch {
+      setUsage(null);
+    }
+  }, [api]);
+
   useEffect(() => {
     void refreshList();
-  }, [refreshList]);
+    void refreshUsage();
+  }, [refreshList, refreshUsage]);
 
   // Follow the URL: a new chat, or load a stored conversation (unless we just made it).
   useEffect(() => {
@@ -90,6 +104,7 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
         { model, messages, conversation_id: startedIn, stream: true },
         controller.signal,
       )) {
+        if (event.type === "limits") setLive(event.limits);
         dispatch({ type: "event", key, event });
         if (event.type === "done" && event.route?.conversation_id && !startedIn) {
           created = event.route.conversation_id;
@@ -102,6 +117,7 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
     }
     if (created) navigate(`/c/${encodeURIComponent(created)}`);
     void refreshList();
+    void refreshUsage();
   }
 
   async function remove(c: ConversationSummary) {
@@ -144,7 +160,9 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
         }}
         onDelete={remove}
         onMore={more}
-      />
+      >
+        <QuotaMeter usage={usage} live={live} />
+      </Sidebar>
       <main className="chat-main" id="main">
         <h1 className="sr-only">Chat</h1>
         <div className="transcript" role="log" aria-live="polite" aria-label="Conversation">

@@ -1,3 +1,5 @@
+import type { ReactNode } from "react";
+
 import type { ConversationSummary } from "../api/types";
 
 interface Props {
@@ -10,6 +12,7 @@ interface Props {
   onOpen: (id: string) => void;
   onDelete: (c: ConversationSummary) => void;
   onMore: () => void;
+  children?: ReactNode; // shown below the list (the quota meter)
 }
 
 export function Sidebar(props: Props) {
@@ -57,6 +60,7 @@ export function Sidebar(props: Props) {
           Show older
         </button>
       )}
+      {props.children}
     </nav>
   );
 }

@@ -109,6 +109,8 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
             };
           case "error":
             return { ...t, status: "error", error: event.error.message };
+          case "limits":
+            return t; // shown by the quota meter, not in the answer
         }
       });
     }

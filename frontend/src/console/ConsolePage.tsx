@@ -2,18 +2,22 @@ import type { Api } from "../api/client";
 import type { ModelCard } from "../api/types";
 import { navigate } from "../location";
 import { AuditLog } from "./AuditLog";
+import { Dashboard } from "./Dashboard";
 import { Experts } from "./Experts";
 import { Keys } from "./Keys";
 import { Knowledge } from "./Knowledge";
 import { RouterAdmin } from "./RouterAdmin";
 import { RouteTester } from "./RouteTester";
+import { Users } from "./Users";
 
 const TABS = [
   { id: "audit", label: "Audit log" },
+  { id: "dashboard", label: "Dashboard" },
   { id: "router", label: "Router" },
   { id: "route-test", label: "Route tester" },
   { id: "knowledge", label: "Knowledge" },
   { id: "keys", label: "Keys" },
+  { id: "users", label: "Users and quotas" },
   { id: "experts", label: "Experts" },
 ] as const;
 
@@ -45,10 +49,12 @@ export function ConsolePage({ api, models, tab, detail }: Props) {
         ))}
       </nav>
       {active.id === "audit" && <AuditLog api={api} models={models} detail={detail} />}
+      {active.id === "dashboard" && <Dashboard api={api} />}
       {active.id === "router" && <RouterAdmin api={api} models={models} />}
       {active.id === "route-test" && <RouteTester api={api} models={models} />}
       {active.id === "knowledge" && <Knowledge api={api} models={models} />}
       {active.id === "keys" && <Keys api={api} />}
+      {active.id === "users" && <Users api={api} />}
       {active.id === "experts" && <Experts models={models} />}
     </main>
   );

@@ -1,0 +1,249 @@
+"""Chaining: moving pending events from the outbox into the hash chain, in batches.
+
+Why an outbox. A request's audit event is written with one INSERT into
+``audit_outbox``, in the request's own transaction: no lock, so concurrent requests
+never queue behind each other on the chain head, and the event is exactly as durable
+as the request's rows (both commit or neither). Giving it its place in the chain
+(``seq``, ``prev_hash``, ``hash``) needs the single chain head, so it is serialized;
+that happens here, a batch at a time: one lock, one multi-row INSERT into
+``audit_events``, one DELETE from the outbox and one head update per batch, in one
+transaction. An event is therefore either pending (in the outbox) or chained (in
+``audit_events``), never both and never neither.
+
+Serialization. :func:`chain_batch` starts with
+``UPDATE audit_chain_head SET seq = seq WHERE id = 1 RETURNING seq, hash``. On
+PostgreSQL the row lock is held to commit; a chainer in another process waits on it
+and then (READ COMMITTED: each statement sees what was committed before it started)
+reads an outbox from which the rows just chained are gone and a head that names the
+last of them. No row is chained twice and the chain cannot fork. On SQLite the UPDATE
+takes the database write lock, with the same effect.
+
+Who chains:
+
+- API processes run :meth:`AuditChainer.run` as a background task. The commit of a
+  transaction that enqueued wakes it; it waits a short window (so that a batch
+  gathers under load), then drains. It also looks every ``interval_s`` for rows it was not woken
+  for: enqueued by another process, or left by one that crashed. It drains at
+  startup, and the lifespan drains once more at shutdown.
+- Processes without a chainer (CLI, Celery worker) chain in the writing transaction
+  (see :class:`backend.audit.writer.AuditTrail`).
+
+Seals. Each pending row carries a keyed digest of its fields (``EventBody.seal``).
+A row whose seal does not verify was inserted or altered in the outbox by someone
+without the key; it is not chained as written: an ``audit.rejected`` event naming its
+outbox id takes its place, so the attempt itself is on the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import replace
+from typing import Any, cast
+
+import anyio
+from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.audit.chain import ChainKey, EventBody, content_digest
+from backend.db.models import AuditChainHead, AuditEvent, AuditOutbox, utcnow
+from backend.db.session import Database
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+REJECTED_ACTION = "audit.rejected"
+_EVENTS = cast(Table, AuditEvent.__table__)
+_OUTBOX = cast(Table, AuditOutbox.__table__)
+_HEAD = cast(Table, AuditChainHead.__table__)
+_LOCK_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq).returning(_HEAD.c.seq, _HEAD.c.hash)
+
+
+def pending_body(row: Row[Any]) -> EventBody:
+    """The hashed fields of an outbox row, with no chain position yet (seq 0)."""
+    return EventBody(
+        seq=0,
+        ts=row.ts,
+        request_id=row.request_id,
+        action=row.action,
+        outcome=row.outcome,
+        status=row.status,
+        user_id=row.user_id,
+        user_email=row.user_email,
+        team=row.team,
+        channel=row.channel,
+        expert=row.expert,
+        reason=row.reason,
+        payload=row.payload,
+        content_digest=row.content_digest,
+        alg=row.alg,
+        prev_hash="",
+    )
+
+
+def _sealed(key: ChainKey, row: Row[Any], body: EventBody) -> bool:
+    try:
+        return hmac.compare_digest(body.seal(key), row.seal)
+    except (TypeError, ValueError):  # a payload no writer of ours produced
+        return False
+
+
+def _rejection(key: ChainKey, row: Row[Any]) -> EventBody:
+    """The event chained instead of an outbox row whose seal does not verify."""
+    return EventBody(
+        seq=0,
+        ts=utcnow(),
+        request_id=None,
+        action=REJECTED_ACTION,
+        outcome="refused",
+        status=None,
+        user_id=None,
+        user_email="system",
+        team=None,
+        channel="system",
+        expert=None,
+        reason=None,
+        payload={
+            "outbox_id": int(row.id),
+            "problem": "the pending event's seal does not verify (inserted or altered in the outbox)",
+            "claimed": {"action": str(row.action), "request_id": row.request_id, "user_email": row.user_email},
+        },
+        content_digest=content_digest(key, None, None),
+        alg=key.alg,
+        prev_hash="",
+    )
+
+
+async def chain_batch(session: AsyncSession, key: ChainKey, limit: int = BATCH) -> int:
+    """Chain up to ``limit`` pending events written under ``key``, oldest first.
+
+    Runs in the caller's transaction and holds the chain lock
+    until it commits. Returns how many outbox rows were consumed. Rows written under
+    another key are left for a process that holds it.
+    """
+    head = (await session.execute(_LOCK_HEAD)).one()
+    rows = (
+        await session.execute(select(_OUTBOX).where(_OUTBOX.c.alg == key.alg).order_by(_OUTBOX.c.id).limit(limit))
+    ).all()
+    if not rows:
+        return 0
+    seq, prev = int(head[0]), str(head[1])
+    events: list[dict[str, object]] = []
+    for row in rows:
+        body = pending_body(row)
+        prompt, answer = row.prompt, row.answer
+        if not _sealed(key, row, body):
+            log.error("audit outbox row %s has a bad seal: chained as %s", row.id, REJECTED_ACTION)
+            body, prompt, answer = _rejection(key, row), None, None
+        seq += 1
+        body = replace(body, seq=seq, prev_hash=prev)
+        prev = body.hash(key)
+        events.append(
+            {
+                "seq": seq, "ts": body.ts, "request_id": body.request_id, "action": body.action,
+                "outcome": body.outcome, "status": body.status, "user_id": body.user_id,
+                "user_email": body.user_email, "team": body.team, "channel": body.channel,
+                "expert": body.expert, "reason": body.reason, "payload": body.payload,
+                "prompt": prompt, "answer": answer, "content_digest": body.content_digest,
+                "content_purged_at": None, "alg": body.alg, "prev_hash": body.prev_hash, "hash": prev,
+            }
+        )  # fmt: skip
+    await session.execute(insert(_EVENTS), events)
+    await session.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_([row.id for row in rows])))
+    await session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, hash=prev))
+    return len(rows)
+
+
+async def chain_pending(db: Database, key: ChainKey, batch: int = BATCH) -> int:
+    """Chain every pending event written under ``key``, a committed batch at a time.
+
+    Returns how many were chained. Safe beside other chainers (they take turns on the
+    head lock). The check for pending rows takes no lock, so an empty outbox costs
+    one small read.
+    """
+    total = 0
+    while True:
+        async with db.session() as session:
+            if await session.scalar(select(_OUTBOX.c.id).where(_OUTBOX.c.alg == key.alg).limit(1)) is None:
+                return total
+        async with db.transaction() as session:
+            done = await chain_batch(session, key, batch)
+        total += done
+        if done < batch:
+            return total
+
+
+class AuditChainer:
+    """The background chainer of one API process (see the module docstring).
+
+    ``wake`` is set by the process's deferred AuditTrail when an enqueue commits.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        key: ChainKey,
+        wake: asyncio.Event,
+        *,
+        window_s: float = 0.005,
+        interval_s: float = 1.0,
+        batch: int = BATCH,
+    ) -> None:
+        self._db = db
+        self._key = key
+        self._wake = wake
+        self._window_s = window_s
+        self._interval_s = interval_s
+        self._batch = batch
+        self._inflight: set[asyncio.Task[int]] = set()
+
+    async def drain(self) -> int:
+        """Chain everything pending now; returns how many events were chained.
+
+        The work runs in a task of its own that a cancelled caller (shutdown, a client
+        that went away) does not interrupt: cut off mid-transaction, its connection
+        could go on holding the chain lock (on SQLite, the database's write lock) until
+        it is collected. :meth:`settle` waits for such a drain.
+        """
+        task = asyncio.ensure_future(chain_pending(self._db, self._key, self._batch))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    async def run(self) -> None:
+        """Drain, then again on every wake-up or ``interval_s``, until cancelled.
+
+        A failed drain (database unreachable, a lock timeout) is logged and retried on
+        the next round: the events wait, durable, in the outbox, and a crash of this
+        task would take the whole app's task group down with it.
+        """
+        while True:
+            try:
+                await self.drain()
+            except Exception:
+                log.exception("audit chainer: chaining failed; retrying in %.1f s", self._interval_s)
+                await anyio.sleep(self._interval_s)
+                continue
+            with anyio.move_on_after(self._interval_s):
+                await self._wake.wait()
+            self._wake.clear()
+            await anyio.sleep(self._window_s)
+
+    async def settle(self) -> None:
+        """Drain now (at shutdown; after a job where no :meth:`run` task lives).
+
+        A failure is logged, not raised: the events stay in the outbox for the next
+        drain, here or in any other process.
+        """
+        try:
+            # A drain whose caller was cancelled may still be running: let it finish.
+            for earlier in await asyncio.gather(*self._inflight, return_exceptions=True):
+                if isinstance(earlier, Exception):
+                    raise earlier
+            chained = await self.drain()
+        except Exception:
+            log.exception("audit chainer: draining failed; pending events stay in the outbox")
+            return
+        if chained:
+            log.info("audit chainer: chained %d pending events", chained)

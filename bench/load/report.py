@@ -1,0 +1,144 @@
+"""The figures of bench/load/run.py: per-target summary, the printed table, an SVG plot.
+
+The plot is written by hand as SVG so that the benchmark needs nothing beyond the
+project's own venv.
+"""
+
+from __future__ import annotations
+
+import statistics
+from html import escape
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def _by_round(runs: list[Run]) -> dict[int, dict[str, Run]]:
+    out: dict[int, dict[str, Run]] = {}
+    for run in runs:
+        out.setdefault(run["round"], {})[run["target"]] = run
+    return out
+
+
+def summarize(phases: dict[str, list[Run]], names: list[str], servers: dict[str, Any], bound_ms: float) -> dict[str, Any]:
+    """One row per target: overhead vs direct (same round, same percentile), throughput, cost."""
+    rounds = _by_round(phases["overhead"])
+    closed_rounds = _by_round(phases["closed"])
+    ladder_top = max((r["rate"] for r in phases["ladder"]), default=0)
+    sat_direct = next((r["rps"] for r in phases["saturation"] if r["target"] == "direct"), None)
+    out: dict[str, Any] = {}
+    for name in names:
+        mine = [r for rs in rounds.values() for t, r in rs.items() if t == name]
+        over50 = [rs[name]["latency_ms"]["p50"] - rs["direct"]["latency_ms"]["p50"] for rs in rounds.values() if name in rs]
+        over99 = [rs[name]["latency_ms"]["p99"] - rs["direct"]["latency_ms"]["p99"] for rs in rounds.values() if name in rs]
+        passed = [r["rate"] for r in phases["ladder"] if r["target"] == name and r["passed"]]
+        failed = [r["rate"] for r in phases["ladder"] if r["target"] == name and not r["passed"]]
+        closed = [rs[name] for rs in closed_rounds.values() if name in rs]
+        sat = next((r for r in phases["saturation"] if r["target"] == name), None)
+        every = [r for runs in phases.values() for r in runs if r["target"] == name]
+        server = "stub" if name == "direct" else ("expertgate" if name.startswith("eg-") else name)
+        out[name] = {
+            "p50_ms": _median([r["latency_ms"]["p50"] for r in mine]),
+            "p99_ms": _median([r["latency_ms"]["p99"] for r in mine]),
+            "overhead_p50_ms": _median(over50),
+            "overhead_p99_ms": _median(over99),
+            "max_sustained_rps": max(passed, default=0),
+            "max_sustained_capped": bool(passed) and not failed and max(passed) == ladder_top,
+            "closed32_rps": _median([r["rps"] for r in closed]),
+            "closed32_p99_ms": _median([r["latency_ms"]["p99"] for r in closed]),
+            "cpu_s_per_1000": _median([r["cpu_ms_per_request"] for r in closed if r["cpu_ms_per_request"]]),
+            "saturation_rps": sat["rps"] if sat else None,
+            "saturation_vs_direct": round(sat["rps"] / sat_direct, 3) if sat and sat_direct else None,
+            "errors": sum(sum(r["errors"].values()) for r in every),
+            "requests": sum(r["sent"] for r in every),
+            "rss_mib": servers.get(server, {}).get("rss_mib"),
+            "processes": servers.get(server, {}).get("processes"),
+            "p99_bound_ms": bound_ms,
+        }
+    return out
+
+
+def _fmt(v: object, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def table(results: dict[str, Any]) -> str:
+    """A Markdown table of the summary (also printed by the benchmark)."""
+    s = results["summary"]
+    head = ("| target | p50 ms | p99 ms | overhead p50 | overhead p99 | max RPS (p99 <= "
+            f"{next(iter(s.values()))['p99_bound_ms']:g} ms) | RPS @32 conns | CPU-s / 1000 req | "
+            "saturation vs direct | RSS MiB (procs) | errors |")
+    lines = [head, "|" + "---|" * 11]
+    for name, row in s.items():
+        max_rps = _fmt(row["max_sustained_rps"]) + ("+" if row["max_sustained_capped"] else "")
+        lines.append(
+            f"| {name} | {_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} | {_fmt(row['overhead_p50_ms'], 2)} | "
+            f"{_fmt(row['overhead_p99_ms'], 2)} | {max_rps} | {_fmt(row['closed32_rps'])} | "
+            f"{_fmt(row['cpu_s_per_1000'], 2)} | {_fmt(row['saturation_vs_direct'], 3)} | "
+            f"{_fmt(row['rss_mib'])} ({_fmt(row['processes'])}) | {row['errors']} |"
+        )
+    a = results["audit"]
+    lines.append("")
+    lines.append(f"audit: {a['expertgate_ok']} expertgate requests answered 200, {a['chained']} chat audit events "
+                 f"chained, {a['outbox_pending']} pending in the outbox, lost {a['lost']}; verify {a['verify']}")
+    c = results["tool_costs"]
+    lines.append(f"tool costs: stub {c['stub_cpu_ms_per_request']} CPU-ms/request, "
+                 f"load generator {c['loadgen_cpu_ms_per_request']} CPU-ms/request")
+    return "\n".join(lines)
+
+
+def _bars(x0: float, y0: float, w: float, h: float, title: str, unit: str,
+          rows: list[tuple[str, list[float | None]]], series: list[str]) -> list[str]:
+    """A grouped horizontal bar chart at (x0, y0) of size w x h."""
+    colors = ["#3b6ea5", "#e08a2c", "#5a9e5a"]
+    values = [v for _, vs in rows for v in vs if v is not None]
+    top = max([*values, 1e-9])
+    label_w = 120
+    out = [f'<text x="{x0}" y="{y0 + 14}" font-size="14" font-weight="bold">{escape(title)}</text>']
+    for i, s in enumerate(series):
+        out.append(f'<rect x="{x0 + label_w + i * 110}" y="{y0 + 22}" width="10" height="10" fill="{colors[i]}"/>'
+                   f'<text x="{x0 + label_w + 14 + i * 110}" y="{y0 + 31}" font-size="11">{escape(s)}</text>')
+    row_h = (h - 44) / max(1, len(rows))
+    bar_h = min(14.0, (row_h - 6) / max(1, len(series)))
+    for r, (name, vs) in enumerate(rows):
+        y = y0 + 44 + r * row_h
+        out.append(f'<text x="{x0}" y="{y + row_h / 2 + 4}" font-size="12">{escape(name)}</text>')
+        for i, v in enumerate(vs):
+            if v is None:
+                continue
+            bw = max(0.0, (w - label_w - 70) * max(v, 0) / top)
+            by = y + i * bar_h + (row_h - bar_h * len(series)) / 2
+            out.append(f'<rect x="{x0 + label_w}" y="{by:.1f}" width="{bw:.1f}" height="{bar_h - 2:.1f}" fill="{colors[i]}"/>'
+                       f'<text x="{x0 + label_w + bw + 4:.1f}" y="{by + bar_h - 4:.1f}" font-size="10">{v:.1f} {unit}</text>')
+    return out
+
+
+def write_svg(results: dict[str, Any], path: Path) -> None:
+    s = results["summary"]
+    gateways = [(n, r) for n, r in s.items() if n != "direct"]
+    height = 44 + 40 * len(gateways)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{2 * height + 40}" '
+             'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
+    parts += _bars(10, 10, 470, height, "Latency overhead vs direct (open loop)", "ms",
+                   [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in gateways], ["p50", "p99"])
+    parts += _bars(490, 10, 460, height, "Throughput", "RPS",
+                   [(n, [r["closed32_rps"], float(r["max_sustained_rps"])]) for n, r in gateways],
+                   ["32 connections", "max open-loop, p99 in bound"])
+    parts += _bars(10, 30 + height, 470, height, "Server CPU (32 connections)", "s",
+                   [(n, [r["cpu_s_per_1000"]]) for n, r in gateways], ["CPU-s per 1000 requests"])
+    parts += _bars(490, 30 + height, 460, height, "Resident memory (server + children)", "MiB",
+                   [(n, [r["rss_mib"]]) for n, r in gateways], ["RSS"])
+    c = results.get("conditions", {})
+    parts.append(f'<text x="10" y="{2 * height + 34}" font-size="10" fill="#666">'
+                 f'{escape(str(c.get("date", "")))} {escape(str(c.get("machine", "")))} {escape(str(c.get("note", "")))}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n")

@@ -1,0 +1,333 @@
+"""expertgate under load, side by side with LiteLLM proxy, against the same stub backend.
+
+    .venv/bin/python -m bench.load.run [--quick] [--no-litellm]   (or: make bench-load)
+
+One run starts every server once and measures the targets in interleaved rounds, so
+that drift on a shared machine hits them all alike:
+
+- direct            the C stub itself (bench/load/stub.c): the baseline
+- eg-pass           expertgate, expert named (`model: general`: the gate's decision is not
+                    used and the generalist has no index), API key auth, quota admission
+                    and settlement, audit event
+- eg-full           expertgate, `model: auto`: encoder + gate, retrieval from the routed
+                    expert's index, quota, audit
+- litellm-bare      LiteLLM proxy (pinned, own venv), workers = cores, no DB, no key
+- litellm-auth      the same with its master key checked on every request (no DB)
+- litellm-features  the master key, Postgres and a virtual key with a budget (--litellm-db;
+                    its Prisma engines are downloaded on first use, so offline it cannot start)
+
+Phases: overhead (open loop at a light rate; target minus direct at the same percentile,
+same round), ladder (open-loop rates going up; the highest with p99 under the bound, no
+errors and the offered rate achieved), closed (32 connections: throughput), saturation
+(the stub limited to `cap` slots of `delay` ms: how much of the backend's own throughput
+each gateway keeps). The load generator is bench/load/loadgen.c (open loop counts latency
+from when each request was due). CPU-seconds of each server and all its children come
+from /proc, around every measurement.
+
+Writes bench/results/load.json and docs/load.svg, prints the table. Never fails on a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.load import report
+from bench.load.servers import (
+    LITELLM_MASTER_KEY,
+    PG_URL,
+    STUB_MODEL,
+    Server,
+    audit_verify,
+    build_tools,
+    configure_stub,
+    litellm_available,
+    litellm_budget_key,
+    prepare_expertgate,
+    start_expertgate,
+    start_litellm,
+    start_stub,
+    wait_ready,
+    write_litellm_config,
+)
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "load.json"
+SVG = Path(__file__).resolve().parents[2] / "docs" / "load.svg"
+QUESTION = "What is the liability cap in our master services agreement, and does it cover data breaches?"
+
+
+@dataclass
+class Target:
+    name: str
+    server: Server
+    body: Path
+    headers: list[str] = field(default_factory=list)
+    ok_total: int = 0
+    answered_total: int = 0
+
+
+@dataclass
+class Plan:
+    overhead_rate: float
+    overhead_s: float
+    rounds: int
+    ladder: list[float]
+    ladder_s: float
+    closed_s: float
+    closed_rounds: int
+    saturation_s: float
+    p99_bound_ms: float
+    connections: int = 32
+    sat_delay_ms: float = 50.0
+    sat_cap: int = 8
+
+
+FULL = Plan(overhead_rate=50, overhead_s=8, rounds=3, ladder=[100, 200, 300, 400, 600, 800], ladder_s=5,
+            closed_s=8, closed_rounds=2, saturation_s=8, p99_bound_ms=50)
+QUICK = Plan(overhead_rate=50, overhead_s=3, rounds=1, ladder=[100, 300], ladder_s=2,
+             closed_s=3, closed_rounds=1, saturation_s=3, p99_bound_ms=50)
+
+
+class Bench:
+    def __init__(self, loadgen: Path, stub: Server) -> None:
+        self.loadgen = loadgen
+        self.stub = stub
+        self.stub_cpu = 0.0
+        self.stub_requests = 0
+        self.loadgen_cpu = 0.0
+        self.loadgen_requests = 0
+
+    def measure(self, target: Target, rate: float, duration: float, connections: int) -> dict[str, Any]:
+        """One loadgen run against ``target``; rate 0 = closed loop at ``connections``."""
+        argv = [str(self.loadgen), "-p", str(target.server.port), "-b", str(target.body), "-r", str(rate),
+                "-c", str(connections), "-d", str(duration), "-e", "choices", "-T", "10"]
+        for h in target.headers:
+            argv += ["-H", h]
+        pids = target.server.pids()
+        before, stub_before = target.server.cpu(), self.stub.cpu()
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        server_cpu = target.server.cpu() - before
+        result: dict[str, Any] = json.loads(done.stdout)
+        stub_cpu = self.stub.cpu() - stub_before
+        answered = result["ok"] + result["errors"]["status_4xx"] + result["errors"]["status_5xx"]
+        target.ok_total += result["ok"]
+        target.answered_total += answered
+        self.stub_cpu += stub_cpu
+        self.stub_requests += result["ok"]
+        self.loadgen_cpu += result["loadgen_cpu_s"]
+        self.loadgen_requests += result["sent"]
+        result.update(
+            target=target.name,
+            server_cpu_s=round(server_cpu, 3),
+            server_processes=len(pids),
+            cpu_ms_per_request=round(server_cpu * 1000 / result["ok"], 3) if result["ok"] else None,
+            stub_cpu_s=round(stub_cpu, 3),
+        )
+        errors = sum(result["errors"].values())
+        print(f"  {target.name:<17} {'closed' if rate <= 0 else f'{rate:g}/s':>7}  ok {result['ok']:>6}  "
+              f"rps {result['rps']:>7.1f}  p50 {result['latency_ms']['p50']:>8.2f}  p99 {result['latency_ms']['p99']:>8.2f} ms"
+              f"  errors {errors}  cpu {result['cpu_ms_per_request'] or 0:.2f} ms/req", flush=True)
+        return result
+
+
+def write_bodies(workdir: Path) -> dict[str, Path]:
+    bodies = {}
+    for name, model in (("stub", STUB_MODEL), ("pass", "general"), ("full", "auto")):
+        path = workdir / f"body-{name}.json"
+        path.write_text(json.dumps({"model": model, "max_tokens": 64,
+                                    "messages": [{"role": "user", "content": QUESTION}]}))
+        bodies[name] = path
+    return bodies
+
+
+def rotate(targets: list[Target], k: int) -> list[Target]:
+    k %= len(targets)
+    return targets[k:] + targets[:k]
+
+
+def audit_rows(workdir: Path) -> dict[str, int]:
+    db = workdir / "expertgate-data" / "expertgate.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        chained = conn.execute("select count(*) from audit_events where action = 'chat.completion'").fetchone()[0]
+        try:
+            pending = conn.execute("select count(*) from audit_outbox").fetchone()[0]
+        except sqlite3.OperationalError:
+            pending = 0
+    return {"chained": int(chained), "outbox_pending": int(pending)}
+
+
+def wait_audit(workdir: Path, expected: int, timeout_s: float = 60) -> dict[str, int]:
+    """Audit rows once the outbox (if any) has drained, or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    rows = audit_rows(workdir)
+    while rows["chained"] < expected and time.monotonic() < deadline:
+        time.sleep(1)
+        rows = audit_rows(workdir)
+    return rows
+
+
+def start_all(
+    workdir: Path, with_litellm: bool, litellm_db: bool, workers: int
+) -> tuple[Server, dict[str, Server], str, str | None]:
+    """Starts every server; the LiteLLM proxies boot while expertgate ingests its samples."""
+    stub_exe, _ = build_tools(workdir)
+    stub = start_stub(stub_exe, workdir, tokens=16)
+    servers: dict[str, Server] = {}
+    try:
+        if with_litellm:
+            for name, master_key in (("litellm-bare", False), ("litellm-auth", True)):
+                config = write_litellm_config(workdir, name, stub.port, master_key=master_key)
+                servers[name] = start_litellm(workdir, name, config, workers)
+        if with_litellm and litellm_db:
+            config = write_litellm_config(workdir, "litellm-features", stub.port, master_key=True, database_url=PG_URL)
+            servers["litellm-features"] = start_litellm(workdir, "litellm-features", config, workers)
+        started = time.monotonic()
+        key = prepare_expertgate(workdir, stub.port)
+        print(f"expertgate prepared (sample ingest, key, quotas) in {time.monotonic() - started:.0f} s", flush=True)
+        servers["expertgate"] = start_expertgate(workdir)
+        print(f"expertgate ready in {wait_ready(servers['expertgate'], '/readyz', 300):.0f} s", flush=True)
+        for name in ("litellm-bare", "litellm-auth"):
+            if name in servers:
+                print(f"{name} ready after {wait_ready(servers[name], '/health/liveliness', 300):.0f} s more", flush=True)
+        litellm_key = None
+        if "litellm-features" in servers:
+            # Its Prisma engines are downloaded on first use: offline it exits here.
+            try:
+                wait_ready(servers["litellm-features"], "/health/liveliness", 300)
+                litellm_key = litellm_budget_key(servers["litellm-features"])
+            except RuntimeError as exc:  # recorded in the results; the other targets go on
+                print(f"litellm-features unavailable: {exc}", flush=True)
+                servers.pop("litellm-features").stop()
+    except BaseException:
+        for server in [*servers.values(), stub]:
+            server.stop()
+        raise
+    return stub, servers, key, litellm_key
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short phases, one round (development)")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM proxy targets")
+    parser.add_argument("--litellm-db", action="store_true",
+                        help="also try LiteLLM with its Postgres DB and budgets (needs Prisma engines)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="LiteLLM workers (default: cores)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--note", default="", help="conditions to record, e.g. 'other jobs shared the machine'")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    with_litellm = not args.no_litellm and litellm_available()
+    if not args.no_litellm and not with_litellm:
+        print("LiteLLM proxy venv missing (make bench-load builds bench/.venv-litellm): measuring without it")
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="eg-load-") as tmp:
+        workdir = Path(tmp)
+        _, loadgen = build_tools(workdir)
+        stub, servers, key, litellm_key = start_all(workdir, with_litellm, args.litellm_db, args.workers)
+        try:
+            results = run_phases(workdir, plan, loadgen, stub, servers, key, litellm_key)
+        finally:
+            for server in [*servers.values(), stub]:
+                server.stop()
+    results["conditions"] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "python": platform.python_version(),
+        "litellm_workers": args.workers,
+        "plan": plan.__dict__,
+        "note": args.note,
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    report.write_svg(results, SVG)
+    print()
+    print(report.table(results))
+    print(f"\nwrote {args.out} and {SVG} in {time.monotonic() - t0:.0f} s")
+
+
+def run_phases(workdir: Path, plan: Plan, loadgen: Path, stub: Server, servers: dict[str, Server],
+               key: str, litellm_key: str | None) -> dict[str, Any]:
+    bodies = write_bodies(workdir)
+    auth = [f"Authorization: Bearer {key}"]
+    targets = [
+        Target("direct", stub, bodies["stub"]),
+        Target("eg-pass", servers["expertgate"], bodies["pass"], auth),
+        Target("eg-full", servers["expertgate"], bodies["full"], auth),
+    ]
+    if "litellm-bare" in servers:
+        targets.append(Target("litellm-bare", servers["litellm-bare"], bodies["stub"]))
+        targets.append(Target("litellm-auth", servers["litellm-auth"], bodies["stub"],
+                              [f"Authorization: Bearer {LITELLM_MASTER_KEY}"]))
+    if "litellm-features" in servers and litellm_key:
+        targets.append(Target("litellm-features", servers["litellm-features"], bodies["stub"],
+                              [f"Authorization: Bearer {litellm_key}"]))
+    bench = Bench(loadgen, stub)
+    phases: dict[str, list[dict[str, Any]]] = {"warmup": [], "overhead": [], "ladder": [], "closed": [], "saturation": []}
+
+    print("warm-up", flush=True)
+    for t in targets:
+        phases["warmup"].append(bench.measure(t, 20, 2, 16))
+
+    print(f"overhead: open loop {plan.overhead_rate:g}/s, {plan.rounds} rounds", flush=True)
+    for r in range(plan.rounds):
+        for t in rotate(targets, r):
+            phases["overhead"].append({"round": r, **bench.measure(t, plan.overhead_rate, plan.overhead_s, 64)})
+
+    print(f"ladder: open-loop rates until p99 > {plan.p99_bound_ms:g} ms, an error, or < 98% achieved", flush=True)
+    alive = list(targets)
+    for rate in plan.ladder:
+        for t in list(alive):
+            run = bench.measure(t, rate, plan.ladder_s, 256)
+            passed = (run["latency_ms"]["p99"] <= plan.p99_bound_ms and sum(run["errors"].values()) == 0
+                      and run["ok"] >= 0.98 * rate * plan.ladder_s)
+            phases["ladder"].append({**run, "passed": passed})
+            if not passed:
+                alive.remove(t)
+
+    print(f"closed loop: {plan.connections} connections, {plan.closed_rounds} rounds", flush=True)
+    for r in range(plan.closed_rounds):
+        for t in rotate(targets, r):
+            phases["closed"].append({"round": r, **bench.measure(t, 0, plan.closed_s, plan.connections)})
+
+    print(f"saturation: stub limited to {plan.sat_cap} slots x {plan.sat_delay_ms:g} ms "
+          f"(= {plan.sat_cap * 1000 / plan.sat_delay_ms:.0f} RPS), closed loop {plan.connections}", flush=True)
+    configure_stub(stub, plan.sat_delay_ms, plan.sat_cap)
+    for t in targets:
+        phases["saturation"].append(bench.measure(t, 0, plan.saturation_s, plan.connections))
+    configure_stub(stub, 0, 0)
+
+    eg = [t for t in targets if t.name.startswith("eg-")]
+    ok = sum(t.ok_total for t in eg)
+    answered = sum(t.answered_total for t in eg)
+    rows = wait_audit(workdir, ok)
+    audit = {"expertgate_ok": ok, "expertgate_answered": answered, **rows,
+             "lost": max(0, ok - rows["chained"]), "verify": audit_verify(workdir)}
+    servers_info = {
+        name: {"rss_mib": round(s.rss(), 1), "processes": len(s.pids())} for name, s in {**servers, "stub": stub}.items()
+    }
+    return {
+        "phases": phases,
+        "servers": servers_info,
+        "audit": audit,
+        "tool_costs": {
+            "stub_cpu_ms_per_request": round(bench.stub_cpu * 1000 / max(1, bench.stub_requests), 4),
+            "loadgen_cpu_ms_per_request": round(bench.loadgen_cpu * 1000 / max(1, bench.loadgen_requests), 4),
+        },
+        "summary": report.summarize(phases, [t.name for t in targets], servers_info, plan.p99_bound_ms),
+        "litellm_features": "measured" if litellm_key else "not measured: its Prisma engines cannot be fetched offline",
+    }
+
+
+if __name__ == "__main__":
+    main()

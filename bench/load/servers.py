@@ -1,0 +1,300 @@
+"""The processes of the load benchmark: the C stub and load generator, expertgate, LiteLLM.
+
+Each server starts in its own session (process group) so that it and every worker it
+forks can be measured and stopped together. CPU time and RSS are read from /proc for
+the server and all its descendants: LiteLLM's workers are children of its master,
+expertgate's embedded helpers are children of ``expertgate serve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+VENV_BIN = Path(sys.executable).parent
+LITELLM_BIN = ROOT / "bench" / ".venv-litellm" / "bin" / "litellm"
+PG_URL = os.environ.get("EXPERTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+BENCH_USER = "bench@example.com"
+# LiteLLM 1.106 refuses to start with a weak master key; this one is per run.
+LITELLM_MASTER_KEY = "sk-" + secrets.token_hex(32)
+STUB_MODEL = "stub-model"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build_tools(out_dir: Path) -> tuple[Path, Path]:
+    """Compiles stub.c and loadgen.c (gcc -O2); returns (stub, loadgen)."""
+    built = []
+    for name in ("stub", "loadgen"):
+        exe = out_dir / name
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(HERE / f"{name}.c")], check=True)
+        built.append(exe)
+    return built[0], built[1]
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants."""
+    tree, out, todo = _children(), [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(tree.get(p, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the given processes (fields 14 and 15 of stat)."""
+    total = 0
+    for p in pids:
+        with contextlib.suppress(OSError):  # a process may have exited since it was listed
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def rss_mib(pids: list[int]) -> float:
+    total_kib = 0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def pids(self) -> list[int]:
+        return process_tree(self.proc.pid)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pids())
+
+    def rss(self) -> float:
+        return rss_mib(self.pids())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def spawn(name: str, argv: list[str], port: int, workdir: Path, env: dict[str, str] | None = None) -> Server:
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    return Server(name, proc, port, log)
+
+
+def wait_ready(server: Server, path: str, timeout_s: float, headers: dict[str, str] | None = None) -> float:
+    """Polls GET ``path`` until it answers 2xx; returns the seconds it took."""
+    started = time.monotonic()
+    url = f"http://127.0.0.1:{server.port}{path}"
+    while time.monotonic() - started < timeout_s:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited ({server.proc.returncode}); see {server.log}")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as r:
+                if 200 <= r.status < 300:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{server.name} not ready after {timeout_s:.0f} s; see {server.log}")
+
+
+def post_json(port: int, path: str, body: object, headers: dict[str, str] | None = None) -> object:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")
+
+
+def start_stub(exe: Path, workdir: Path, tokens: int) -> Server:
+    port = free_port()
+    server = spawn("stub", [str(exe), "-p", str(port), "-t", str(tokens)], port, workdir)
+    wait_ready(server, "/v1/models", 10)
+    return server
+
+
+def configure_stub(stub: Server, delay_ms: float, cap: int) -> None:
+    url = f"http://127.0.0.1:{stub.port}/_stub/config?delay_ms={delay_ms}&cap={cap}"
+    urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=5).read()
+
+
+# -- expertgate ------------------------------------------------------------------
+
+def expertgate_env(workdir: Path) -> dict[str, str]:
+    return {
+        "EXPERTGATE_DATA_DIR": str(workdir / "expertgate-data"),
+        "EXPERTGATE_EXPERTS_FILE": str(workdir / "experts.yaml"),
+        "EXPERTGATE_LOG_LEVEL": "warning",
+        "STUB_API_KEY": "sk-stub",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+
+
+def write_experts_file(workdir: Path, stub_port: int) -> None:
+    """The shipped experts.yaml with every expert's LLM pointed at the stub.
+
+    Capacity goes up to 256 per expert: the stub has no real slot limit, and the
+    benchmark measures the gateway, not a configured queue in front of a fast backend.
+    """
+    spec = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
+    spec["defaults"]["llm"] = {
+        "model": f"openai/{STUB_MODEL}", "api_base": f"http://127.0.0.1:{stub_port}/v1", "api_key_env": "STUB_API_KEY",
+    }
+    spec["defaults"]["capacity"] = 256
+    for expert in spec["experts"].values():
+        expert.pop("llm", None)
+        expert["capacity"] = 256
+    (workdir / "experts.yaml").write_text(yaml.safe_dump(spec))
+
+
+def _cli(workdir: Path, *args: str) -> str:
+    done = subprocess.run(
+        [str(VENV_BIN / "expertgate"), *args], cwd=workdir, env={**os.environ, **expertgate_env(workdir)},
+        capture_output=True, text=True, timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"expertgate {' '.join(args)} failed: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def prepare_expertgate(workdir: Path, stub_port: int) -> str:
+    """Experts file, sample knowledge, a user key and generous quotas; returns the key.
+
+    The quota policies are real (every request is admitted and charged) but high
+    enough never to refuse: the benchmark measures their cost, not their limits.
+    """
+    write_experts_file(workdir, stub_port)
+    _cli(workdir, "ingest", "--samples")
+    key = _cli(workdir, "keys", "create", "--user", BENCH_USER, "--team", "bench").strip().splitlines()[-1]
+    _cli(workdir, "quota", "set", "--global", "--rpm", "100000000")
+    _cli(workdir, "quota", "set", "--team", "bench", "--rpm", "100000000", "--tokens-per-day", "1000000000000")
+    _cli(workdir, "quota", "set", "--user", BENCH_USER, "--rpm", "100000000", "--tokens-per-day", "1000000000000")
+    return key
+
+
+def start_expertgate(workdir: Path) -> Server:
+    """Spawns ``expertgate serve``; ready when GET /readyz answers."""
+    port = free_port()
+    server = spawn(
+        "expertgate", [str(VENV_BIN / "expertgate"), "serve", "--port", str(port)], port, workdir,
+        expertgate_env(workdir),
+    )
+    return server
+
+
+def audit_verify(workdir: Path) -> str:
+    done = subprocess.run(
+        [str(VENV_BIN / "expertgate"), "audit", "verify"], cwd=workdir, env={**os.environ, **expertgate_env(workdir)},
+        capture_output=True, text=True, timeout=600,
+    )
+    return f"exit {done.returncode}: {(done.stdout + done.stderr).strip()[-400:]}"
+
+
+# -- LiteLLM proxy -----------------------------------------------------------------
+
+def litellm_available() -> bool:
+    return LITELLM_BIN.exists()
+
+
+def write_litellm_config(
+    workdir: Path, name: str, stub_port: int, *, master_key: bool, database_url: str | None = None
+) -> Path:
+    """bare: no key, no DB; auth: the master key checked on every request; features: the
+    master key plus its Postgres DB (virtual keys, budgets, spend tracking)."""
+    config: dict[str, object] = {
+        "model_list": [{
+            "model_name": STUB_MODEL,
+            "litellm_params": {
+                "model": f"openai/{STUB_MODEL}", "api_base": f"http://127.0.0.1:{stub_port}/v1", "api_key": "sk-stub",
+            },
+        }],
+        "litellm_settings": {"telemetry": False, "drop_params": True},
+    }
+    # Without a master key LiteLLM 1.106 refuses to start unless told this is on purpose.
+    general: dict[str, object] = {"master_key": LITELLM_MASTER_KEY} if master_key else {
+        "dangerously_permit_weak_or_unset_master_key": True
+    }
+    if database_url is not None:
+        general["database_url"] = database_url
+    config["general_settings"] = general
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_litellm(workdir: Path, name: str, config: Path, workers: int) -> Server:
+    """Spawns the proxy with ``workers`` worker processes; ready when /health/liveliness answers."""
+    port = free_port()
+    server = spawn(
+        name,
+        [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+         "--num_workers", str(workers)],
+        port, workdir,
+        {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
+    )
+    return server
+
+
+def litellm_budget_key(server: Server) -> str:
+    """A virtual key with a budget (features-on profile): every request is checked and charged."""
+    answer = post_json(
+        server.port, "/key/generate", {"max_budget": 1_000_000.0, "user_id": BENCH_USER, "models": [STUB_MODEL]},
+        {"authorization": f"Bearer {LITELLM_MASTER_KEY}"},
+    )
+    assert isinstance(answer, dict)
+    return str(answer["key"])

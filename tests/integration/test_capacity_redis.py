@@ -1,0 +1,157 @@
+"""Expert capacity on real Redis: two stores with their own connections (two "API
+processes") share each expert's slots exactly, a dead holder's lease expires, replicas
+take their share, and two apps sharing one Redis overflow a full expert (the fake
+OpenAI server made slow so requests pile up)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from backend.app import create_app
+from backend.capacity.redis_store import RedisCapacity
+from backend.capacity.types import Pool
+from backend.container import Container, build_container
+from backend.settings import Settings
+from router.encoder import Encoder
+from tests.conftest import make_key, write_experts_yaml
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.integration.conftest import REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+
+def twin(redis_client: aioredis.Redis) -> aioredis.Redis:
+    conn = redis_client.connection_pool.connection_kwargs
+    return aioredis.Redis(host=conn.get("host", "127.0.0.1"), port=conn.get("port", 6379), db=conn.get("db", 0))
+
+
+@pytest.fixture
+async def pair(redis_client: aioredis.Redis) -> AsyncIterator[tuple[RedisCapacity, RedisCapacity]]:
+    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
+    a, b = twin(redis_client), twin(redis_client)
+    yield RedisCapacity(a, prefix=prefix), RedisCapacity(b, prefix=prefix)
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_many_concurrent_acquirers_get_exactly_the_capacity(pair: tuple[RedisCapacity, RedisCapacity]) -> None:
+    pools = [Pool("legal", 7)]
+    slots = await asyncio.gather(*(pair[i % 2].acquire(pools, f"r{i}") for i in range(200)))
+    held = [s for s in slots if s is not None]
+    assert len(held) == 7 and all(s.expert == "legal" for s in held)
+    assert await pair[0].in_flight(["legal", "code"]) == {"legal": 7}
+    await asyncio.gather(*(pair[1].release(s) for s in held[:3]))
+    await pair[1].release(held[0])  # a second release changes nothing
+    again = await asyncio.gather(*(pair[0].acquire(pools, f"again{i}") for i in range(10)))
+    assert sum(s is not None for s in again) == 3
+
+
+async def test_overflow_order_and_replicas_in_one_script(pair: tuple[RedisCapacity, RedisCapacity]) -> None:
+    a, b = pair
+    pools = [Pool("code", 3, replicas=(1, 2)), Pool("general", 1)]
+    got = [await (a if i % 2 else b).acquire(pools, f"r{i}") for i in range(5)]
+    assert [(s.expert, s.replica) if s else None for s in got] == [
+        ("code", 0),  # both replicas empty: the first
+        ("code", 1),
+        ("code", 1),  # replica 0 is full (1)
+        ("general", None),  # code's total (3) is reached: the next candidate
+        None,
+    ]
+
+
+async def test_a_dead_holders_lease_expires(redis_client: aioredis.Redis) -> None:
+    store = RedisCapacity(redis_client, lease_s=0.3, prefix=redis_client.test_prefix)  # type: ignore[attr-defined]
+    pools = [Pool("code", 2, replicas=(1, 1))]
+    assert await store.acquire(pools, "crashed-1") is not None  # "processes" that never release
+    assert await store.acquire(pools, "crashed-2") is not None
+    assert await store.acquire(pools, "waiting") is None
+    await asyncio.sleep(0.4)
+    assert await store.in_flight(["code"]) == {}
+    assert await store.acquire(pools, "after the lease") is not None
+
+
+def _app_container(tmp_path: Path, encoder: Encoder, api_base: str, name: str) -> Container:
+    settings = Settings(
+        data_dir=tmp_path / name,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", api_base, legal={"capacity": 1}),
+        redis_url=REDIS_URL,
+        bootstrap_admin=False,
+    )
+    return build_container(settings, encoder=encoder, environ={})
+
+
+@pytest.fixture
+async def two_apps(
+    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, redis_client: aioredis.Redis
+) -> AsyncIterator[tuple[Container, Container]]:
+    await _clear_slots(redis_client)
+    one = _app_container(tmp_path, encoder, llm.api_base, "one")
+    two = _app_container(tmp_path, encoder, llm.api_base, "two")
+    yield one, two
+    await one.close()
+    await two.close()
+    await _clear_slots(redis_client)
+
+
+async def _clear_slots(redis_client: aioredis.Redis) -> None:
+    keys = [k async for k in redis_client.scan_iter("eg:cap:*")]
+    if keys:
+        await redis_client.delete(*keys)
+
+
+def http(container: Container, key: str) -> httpx.AsyncClient:
+    app = create_app(container.settings, container)
+    app.state.container = container
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
+    )
+
+
+def ask(model: str) -> dict[str, Any]:
+    question = "what is the liability cap in the MSA contract?"
+    return {"model": model, "messages": [{"role": "user", "content": question}]}
+
+
+async def test_a_full_expert_overflows_across_processes(two_apps: tuple[Container, Container], llm: FakeOpenAI) -> None:
+    one, two = two_apps
+    key = await make_key(one, "dee@example.com")
+    llm.script(Reply("a slow legal answer", delay_s=1.5))
+    async with http(one, key) as first, http(two, key) as second:
+        held = asyncio.create_task(first.post("/v1/chat/completions", json=ask("legal")))
+        deadline = asyncio.get_running_loop().time() + 30  # the first request loads indexes
+        while not llm.requests:
+            assert not held.done(), (await held).text
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert await two.capacity.in_flight() == {"legal": 1}  # seen from the other process
+
+        refused = await second.post("/v1/chat/completions", json=ask("legal"))
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "expert_at_capacity"
+        assert refused.headers["retry-after"] == "1"
+        rerouted = await second.post("/v1/chat/completions", json=ask("auto"))
+        assert rerouted.status_code == 200, rerouted.text
+        info = rerouted.json()["expertgate"]
+        assert (info["reason"], info["detail"]) == ("overflow", "legal at capacity")
+        assert info["expert"] != "legal"
+        assert (await held).status_code == 200
+    assert await one.capacity.in_flight() == {}
+
+
+async def test_the_container_closes_its_redis_client(
+    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, redis_client: aioredis.Redis
+) -> None:
+    container = _app_container(tmp_path, encoder, llm.api_base, "solo")
+    assert container.redis is not None
+    ours = await container.redis.client_id()  # opens the pooled connection quotas and slots use
+    assert ours in {int(c["id"]) for c in await redis_client.client_list()}
+    await container.close()
+    await asyncio.sleep(0.1)  # the server notices the closed socket
+    assert ours not in {int(c["id"]) for c in await redis_client.client_list()}

@@ -1,0 +1,141 @@
+"""Scale-out mode: the API acks a Slack mention and enqueues it; a real Celery worker
+process (its own container, same settings) answers in the thread.
+
+The worker talks to the same local stand-ins as the API would: the fake Slack Web API
+and the fake OpenAI server run in this test process on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import select
+
+from backend.app import create_app
+from backend.container import build_container
+from backend.db.models import Conversation
+from backend.settings import Settings
+from backend.slack.api import slack_runtime
+from backend.slack.dispatch import CeleryDispatcher
+from router.encoder import Encoder
+from tests.conftest import make_key, write_experts_yaml
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.slack_api import FakeSlack
+from tests.integration.test_slack import ANA, SECRET, Bot, mention
+
+pytestmark = pytest.mark.integration
+
+BROKER = os.environ.get("EXPERTGATE_TEST_SLACK_REDIS", "redis://127.0.0.1:6379/12")
+EXPERTGATE = Path(sys.executable).with_name("expertgate")
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    server = FakeSlack(users={ANA: ("ana@example.com", "ana")}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(pg_url: str, tmp_path: Path, llm: FakeOpenAI, slack: FakeSlack) -> Settings:
+    try:
+        redis.Redis.from_url(BROKER, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("EXPERTGATE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis at {BROKER} is not reachable: {exc}")
+        pytest.skip(f"SKIPPED, NEEDS A SERVICE: Redis at {BROKER} ({exc})")
+    redis.Redis.from_url(BROKER).flushdb()  # a dedicated database: drop what earlier runs left
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        redis_url=BROKER,
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
+        bootstrap_admin=False,
+        slack_signing_secret=SECRET,  # type: ignore[arg-type]
+        slack_bot_token="xoxb-test-token",  # type: ignore[arg-type]
+        slack_api_url=slack.api_url,
+        slack_update_interval_s=0,
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Path]:
+    assert settings.slack_bot_token is not None
+    env = {
+        **os.environ,
+        "EXPERTGATE_DATA_DIR": str(settings.data_dir),
+        "EXPERTGATE_DATABASE_URL": str(settings.database_url),
+        "EXPERTGATE_REDIS_URL": BROKER,
+        "EXPERTGATE_EXPERTS_FILE": str(settings.experts_file),
+        "EXPERTGATE_SLACK_SIGNING_SECRET": SECRET,
+        "EXPERTGATE_SLACK_BOT_TOKEN": settings.slack_bot_token.get_secret_value(),
+        "EXPERTGATE_SLACK_API_URL": settings.slack_api_url,
+        "EXPERTGATE_SLACK_UPDATE_INTERVAL_S": "0",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(EXPERTGATE), "worker", "--pool", "solo", "--hostname", f"egslack-{uuid.uuid4().hex[:6]}@%h"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+async def bot(settings: Settings, encoder: Encoder) -> AsyncIterator[Bot]:
+    container = build_container(settings, encoder=encoder, environ={})
+    app = create_app(settings, container)
+    app.state.container = container
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        yield Bot(http, app, container)
+    await container.close()
+
+
+async def test_a_mention_is_answered_by_a_celery_worker(
+    bot: Bot, worker: Path, slack: FakeSlack, llm: FakeOpenAI
+) -> None:
+    await make_key(bot.container, "ana@example.com")
+    llm.script(Reply("Use git rebase -i HEAD~3."))
+    started = time.monotonic()
+    r = await bot.event(mention("how do I squash my last three git commits into one?", ts="1700000100.000001"))
+    assert r.status_code == 200
+    assert isinstance(slack_runtime(bot.app, bot.container.settings).dispatcher, CeleryDispatcher)
+    # The API only enqueued: nothing was said to Slack from this process.
+    assert slack.of("chat.postMessage") == []
+
+    deadline = started + 180  # the worker loads the gate and experts on its first job
+    while not any("blocks" in u for u in slack.of("chat.update")):
+        if time.monotonic() > deadline:
+            pytest.fail("no answer from the worker:\n" + tail(worker))
+        await asyncio.sleep(0.5)
+    final = slack.of("chat.update")[-1]
+    assert final["text"].startswith(":label: *code* expert") and "Use git rebase -i HEAD~3." in final["text"]
+    assert slack.of("chat.postMessage")[0]["thread_ts"] == "1700000100.000001"
+    async with bot.container.db.session() as s:  # written by the worker, read here
+        conv = await s.scalar(select(Conversation))
+    assert conv is not None and conv.channel == "slack"

@@ -1,0 +1,163 @@
+"""Expert capacity through the real app (SQLite, in-process slots, the fake OpenAI server
+made slow so requests pile up): a requested expert at capacity is a 503 with
+Retry-After, a routed request overflows with reason ``overflow`` in the response and the
+audit event, slots come back after plain and streamed answers and a client that goes
+away, and replicas each get their own share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from backend.app import create_app
+from backend.container import Container, build_container
+from backend.db.models import AuditEvent
+from backend.identity.service import IdentityService
+from backend.identity.types import Principal
+from backend.settings import Settings
+from router.encoder import Encoder
+from tests.conftest import make_key, write_experts_yaml
+from tests.fakes.openai_server import FakeOpenAI, Reply
+
+LEGAL_QUESTION = "what is the liability cap in the MSA contract?"
+
+
+def build(tmp_path: Path, encoder: Encoder, api_base: str, **overrides: Any) -> Container:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", api_base, **overrides),
+        bootstrap_admin=False,
+    )
+    return build_container(settings, encoder=encoder, environ={})
+
+
+@pytest.fixture
+async def container(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+    built = build(tmp_path, encoder, llm.api_base, legal={"capacity": 1})
+    yield built
+    await built.close()
+
+
+def http(container: Container, key: str) -> httpx.AsyncClient:
+    app = create_app(container.settings, container)
+    app.state.container = container
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
+    )
+
+
+def ask(text: str, model: str = "auto", stream: bool = False) -> dict[str, object]:
+    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]}
+
+
+async def until(condition: Any, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_requested_expert_at_capacity_is_503_and_routed_requests_overflow(
+    container: Container, llm: FakeOpenAI
+) -> None:
+    key = await make_key(container, "ann@example.com")
+    llm.script(Reply("a slow legal answer", delay_s=1.5))
+    async with http(container, key) as ann:
+        held = asyncio.create_task(ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal")))
+        await until(lambda: len(llm.requests) == 1)  # the slow request holds legal's only slot
+        assert await container.capacity.in_flight() == {"legal": 1}
+
+        refused = await ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal"))
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "1"
+        err = refused.json()["error"]
+        assert err["code"] == "expert_at_capacity" and "'legal' expert is at capacity" in err["message"]
+        streamed = await ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal", stream=True))
+        assert streamed.status_code == 503  # refused before the stream opens
+
+        rerouted = await ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION))
+        assert rerouted.status_code == 200, rerouted.text
+        info = rerouted.json()["expertgate"]
+        assert info["expert"] != "legal" and info["reason"] == "overflow"
+        assert info["detail"] == "legal at capacity"
+
+        first = await held
+        assert first.status_code == 200 and first.json()["expertgate"]["expert"] == "legal"
+    assert await container.capacity.in_flight() == {}
+    assert len(llm.requests) == 2  # the refused requests never reached an LLM
+    await container.chainer.drain()  # the audit events wait in the outbox until chained
+    async with container.db.session() as session:
+        events = (await session.scalars(select(AuditEvent).where(AuditEvent.action == "chat.completion"))).all()
+    assert sorted((e.status, e.reason) for e in events) == [
+        (200, "overflow"),
+        (200, "requested"),
+        (503, "requested"),
+        (503, "requested"),
+    ]
+    after = await http(container, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION))
+    assert after.json()["expertgate"]["reason"] == "routed"  # the slot came back
+
+
+async def test_streamed_answers_release_their_slot_when_done_or_abandoned(
+    container: Container, llm: FakeOpenAI
+) -> None:
+    key = await make_key(container, "bo@example.com")
+    async with http(container, key) as bo:
+        r = await bo.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal", stream=True))
+        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+    assert await container.capacity.in_flight() == {}
+
+    # A client that goes away mid-answer: the consumer closes the stream after one event.
+    pipeline = container.pipeline
+    principal = await _principal(container, key)
+    routed = await pipeline.route(pipeline.guard(principal, "legal", [("user", LEGAL_QUESTION)]))
+    routed, grant = await pipeline.admit(routed)
+    assert await container.capacity.in_flight() == {"legal": 1}
+    events = pipeline.stream(routed, grant)
+    assert isinstance(events, AsyncGenerator)
+    await anext(events)
+    await events.aclose()
+    assert await container.capacity.in_flight() == {}
+
+
+async def _principal(container: Container, key: str) -> Principal:
+    async with container.db.session() as session:
+        return await IdentityService(session).authenticate(key)
+
+
+@pytest.fixture
+def second_llm() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+async def test_replicas_each_take_their_share(
+    tmp_path: Path, llm: FakeOpenAI, second_llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    replicas = [{"api_base": llm.api_base, "capacity": 1}, {"api_base": second_llm.api_base, "capacity": 1}]
+    built = build(tmp_path, encoder, llm.api_base, code={"capacity": 4, "replicas": replicas})
+    try:
+        key = await make_key(built, "cy@example.com")
+        slow = Reply("slow", delay_s=1.0)
+        llm.script(slow)
+        second_llm.script(slow)
+        async with http(built, key) as cy:
+            calls = [
+                cy.post("/v1/chat/completions", json=ask("fix my python KeyError", model="code")) for _ in range(2)
+            ]
+            first = [asyncio.create_task(c) for c in calls]
+            await until(lambda: len(llm.requests) + len(second_llm.requests) == 2)
+            third = await cy.post("/v1/chat/completions", json=ask("fix my python KeyError", model="code"))
+            assert third.status_code == 503 and third.json()["error"]["code"] == "expert_at_capacity"
+            assert [r.status_code for r in await asyncio.gather(*first)] == [200, 200]
+        assert (len(llm.requests), len(second_llm.requests)) == (1, 1)  # one on each replica
+        assert await built.capacity.in_flight() == {}
+    finally:
+        await built.close()

@@ -1,0 +1,141 @@
+"""OpenTelemetry traces of chat requests: off by default, one span per stage when on.
+
+Spans are checked in an in-memory exporter, and once as OTLP/HTTP protobuf received by
+a tiny collector stand-in on loopback (the real exporter, the real wire format).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from backend.observability.tracing import setup_tracing, shutdown_tracing, use_processor
+from backend.settings import Settings
+from tests.fakes.openai_server import FakeOpenAI, Reply
+
+STAGES = ["expertgate.route", "expertgate.admit", "expertgate.retrieve", "expertgate.generate", "expertgate.record"]
+QUESTION = {"role": "user", "content": "what does the liability cap clause in our master services agreement say?"}
+
+
+@pytest.fixture
+def exporter(settings: Settings) -> Iterator[InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    provider = use_processor(settings, SimpleSpanProcessor(memory))
+    yield memory
+    shutdown_tracing(provider)
+
+
+def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
+    return {s.name: s for s in spans}
+
+
+def test_tracing_is_off_without_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("EXPERTGATE_OTEL_ENDPOINT", raising=False)
+    assert setup_tracing(Settings()) is None
+    # The standard OpenTelemetry variable turns it on as well as ours.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert Settings().otel_endpoint == "http://collector:4318"
+
+
+async def test_a_chat_request_is_one_trace_with_a_span_per_stage(
+    client: httpx.AsyncClient, llm: FakeOpenAI, exporter: InMemorySpanExporter
+) -> None:
+    llm.script(Reply("Section 9 caps liability at twelve months of fees.", prompt_tokens=21))
+    r = await client.post("/v1/chat/completions", json={"model": "auto", "messages": [QUESTION]})
+    assert r.status_code == 200, r.text
+    request_id = r.json()["expertgate"]["request_id"]
+
+    spans = by_name(exporter.get_finished_spans())
+    root = spans["POST /v1/chat/completions"]
+    assert set(STAGES) <= set(spans)
+    for name in STAGES:
+        span = spans[name]
+        assert span.context.trace_id == root.context.trace_id, name
+        assert span.parent is not None and span.parent.span_id == root.context.span_id, name
+        assert span.attributes["expertgate.request_id"] == request_id, name
+        assert span.attributes["expertgate.stage"] == name.removeprefix("expertgate.")
+    assert root.attributes["http.response.status_code"] == 200
+    assert root.attributes["expertgate.request_id"] == r.headers["x-request-id"]
+
+    route = spans["expertgate.route"].attributes
+    assert route["expertgate.expert"] == "legal" and route["expertgate.router_version"] == "gate-seed-v1"
+    assert 0.0 <= route["expertgate.confidence"] <= 1.0
+    generate = spans["expertgate.generate"].attributes
+    assert generate["expertgate.expert"] == "legal"
+    assert generate["gen_ai.usage.input_tokens"] == 21 and generate["gen_ai.usage.output_tokens"] == 9
+    assert (
+        spans["expertgate.record"].attributes["expertgate.conversation_id"] == r.json()["expertgate"]["conversation_id"]
+    )
+    # The stages ran one after the other, inside the request.
+    starts = [spans[name].start_time for name in STAGES]
+    assert starts == sorted(starts) and root.start_time <= starts[0] and spans[STAGES[-1]].end_time <= root.end_time
+
+
+async def test_a_streamed_answer_has_its_generate_span_end_with_the_stream(
+    client: httpx.AsyncClient, llm: FakeOpenAI, exporter: InMemorySpanExporter
+) -> None:
+    llm.script(Reply("one two three"))
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "code", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+    spans = by_name(exporter.get_finished_spans())
+    generate = spans["expertgate.generate"]
+    assert generate.attributes["expertgate.expert"] == "code"
+    assert generate.attributes["gen_ai.usage.output_tokens"] == 3
+    assert generate.context.trace_id == spans["POST /v1/chat/completions"].context.trace_id
+    assert spans["expertgate.record"].start_time >= generate.start_time
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list[tuple[str, str, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, self.headers["Content-Type"], body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+async def test_spans_reach_an_otlp_http_collector_as_protobuf(
+    client: httpx.AsyncClient, llm: FakeOpenAI, settings: Settings
+) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Collector.received = []
+    provider = setup_tracing(settings.model_copy(update={"otel_endpoint": f"http://127.0.0.1:{server.server_port}"}))
+    assert provider is not None
+    try:
+        r = await client.post("/v1/chat/completions", json={"model": "legal", "messages": [QUESTION]})
+        assert r.status_code == 200
+    finally:
+        shutdown_tracing(provider)  # flushes the batch
+        server.shutdown()
+    assert _Collector.received, "the exporter posted nothing"
+    names, request_ids = set(), set()
+    for path, content_type, body in _Collector.received:
+        assert path == "/v1/traces" and content_type == "application/x-protobuf"
+        export = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in export.resource_spans:
+            service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}["service.name"]
+            assert service == "expertgate"
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    names.add(span.name)
+                    request_ids |= {a.value.string_value for a in span.attributes if a.key == "expertgate.request_id"}
+    assert set(STAGES) | {"POST /v1/chat/completions"} <= names
+    assert r.json()["expertgate"]["request_id"] in request_ids
