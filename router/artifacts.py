@@ -128,13 +128,20 @@ class ArtifactStore:
         return bundled[-1].version if bundled else None
 
     def active(self) -> str | None:
-        """The promoted version, else the bundled default, else None."""
-        return self._read_pointer(ACTIVE) or self.default_version()
+        """The promoted version, else the bundled default, else None.
+
+        With ``pointers`` but nothing promoted there yet, an ACTIVE file (left by a
+        deployment that used file pointers) still counts: upgrading keeps its gate.
+        """
+        return self._read_pointer(ACTIVE) or self._read_file(ACTIVE) or self.default_version()
 
     def _read_pointer(self, name: str) -> str | None:
         if self.pointers is not None:
             published = self.pointers.get(name)
             return published[0] if published else None
+        return self._read_file(name)
+
+    def _read_file(self, name: str) -> str | None:
         pointer = self.root / name.upper()
         text = pointer.read_text().strip() if pointer.is_file() else ""
         return text or None

@@ -40,6 +40,8 @@ class Reply:
     prompt_tokens: int = 11
     # Streaming: break the connection after this many content chunks (None = never).
     break_after: int | None = None
+    # Answer only once the test sets this event (requests that must pile up), after delay_s.
+    hold: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class FakeOpenAI:
         behaviour = self._next()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
+        if isinstance(behaviour, Reply) and behaviour.hold is not None:
+            await asyncio.to_thread(behaviour.hold.wait, 60)
         if isinstance(behaviour, Fault):
             return JSONResponse(
                 {"error": {"message": behaviour.message, "type": "server_error", "code": None}},

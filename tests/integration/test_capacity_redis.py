@@ -1,11 +1,12 @@
 """Expert capacity on real Redis: two stores with their own connections (two "API
 processes") share each expert's slots exactly, a dead holder's lease expires, replicas
 take their share, and two apps sharing one Redis overflow a full expert (the fake
-OpenAI server made slow so requests pile up)."""
+OpenAI server holding answers so requests pile up)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,8 @@ def ask(model: str) -> dict[str, Any]:
 async def test_a_full_expert_overflows_across_processes(two_apps: tuple[Container, Container], llm: FakeOpenAI) -> None:
     one, two = two_apps
     key = await make_key(one, "dee@example.com")
-    llm.script(Reply("a slow legal answer", delay_s=1.5))
+    release = threading.Event()
+    llm.script(Reply("a held legal answer", hold=release))
     async with http(one, key) as first, http(two, key) as second:
         held = asyncio.create_task(first.post("/v1/chat/completions", json=ask("legal")))
         deadline = asyncio.get_running_loop().time() + 30  # the first request loads indexes
@@ -141,6 +143,7 @@ async def test_a_full_expert_overflows_across_processes(two_apps: tuple[Containe
         info = rerouted.json()["expertgate"]
         assert (info["reason"], info["detail"]) == ("overflow", "legal at capacity")
         assert info["expert"] != "legal"
+        release.set()
         assert (await held).status_code == 200
     assert await one.capacity.in_flight() == {}
 

@@ -80,6 +80,16 @@ def test_promotion_lands_in_sql_and_every_store_follows_it(db_url: str, tmp_path
     assert replica.active() == "gate-seed-v1"
 
 
+def test_an_active_file_from_before_the_sql_pointer_still_counts(db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "router"
+    _copy_bundled(root, "gate-old")
+    ArtifactStore(root).promote("gate-old")  # a deployment that used file pointers
+    upgraded = ArtifactStore(root, pointers=SqlPointers(db_url, ROUTER))
+    assert upgraded.active() == "gate-old"
+    upgraded.promote("gate-seed-v1")
+    assert upgraded.active() == "gate-seed-v1"  # from now on SQL decides
+
+
 def test_a_version_whose_files_differ_from_the_published_checksum_is_not_loaded(
     db_url: str, tmp_path: Path, encoder: Encoder
 ) -> None:

@@ -1,5 +1,5 @@
 """Expert capacity through the real app (SQLite, in-process slots, the fake OpenAI server
-made slow so requests pile up): a requested expert at capacity is a 503 with
+holding answers so requests pile up): a requested expert at capacity is a 503 with
 Retry-After, a routed request overflows with reason ``overflow`` in the response and the
 audit event, slots come back after plain and streamed answers and a client that goes
 away, and replicas each get their own share."""
@@ -7,6 +7,7 @@ away, and replicas each get their own share."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ async def test_requested_expert_at_capacity_is_503_and_routed_requests_overflow(
     container: Container, llm: FakeOpenAI
 ) -> None:
     key = await make_key(container, "ann@example.com")
-    llm.script(Reply("a slow legal answer", delay_s=1.5))
+    release = threading.Event()
+    llm.script(Reply("a held legal answer", hold=release))
     async with http(container, key) as ann:
         held = asyncio.create_task(ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal")))
         await until(lambda: len(llm.requests) == 1)  # the slow request holds legal's only slot
@@ -87,6 +89,7 @@ async def test_requested_expert_at_capacity_is_503_and_routed_requests_overflow(
         assert info["expert"] != "legal" and info["reason"] == "overflow"
         assert info["detail"] == "legal at capacity"
 
+        release.set()
         first = await held
         assert first.status_code == 200 and first.json()["expertgate"]["expert"] == "legal"
     assert await container.capacity.in_flight() == {}
@@ -145,9 +148,9 @@ async def test_replicas_each_take_their_share(
     built = build(tmp_path, encoder, llm.api_base, code={"capacity": 4, "replicas": replicas})
     try:
         key = await make_key(built, "cy@example.com")
-        slow = Reply("slow", delay_s=1.0)
-        llm.script(slow)
-        second_llm.script(slow)
+        release = threading.Event()
+        llm.script(Reply("held", hold=release))
+        second_llm.script(Reply("held", hold=release))
         async with http(built, key) as cy:
             calls = [
                 cy.post("/v1/chat/completions", json=ask("fix my python KeyError", model="code")) for _ in range(2)
@@ -156,6 +159,7 @@ async def test_replicas_each_take_their_share(
             await until(lambda: len(llm.requests) + len(second_llm.requests) == 2)
             third = await cy.post("/v1/chat/completions", json=ask("fix my python KeyError", model="code"))
             assert third.status_code == 503 and third.json()["error"]["code"] == "expert_at_capacity"
+            release.set()
             assert [r.status_code for r in await asyncio.gather(*first)] == [200, 200]
         assert (len(llm.requests), len(second_llm.requests)) == (1, 1)  # one on each replica
         assert await built.capacity.in_flight() == {}
