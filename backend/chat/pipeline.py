@@ -5,7 +5,9 @@ stored route record):
 
 1. authenticate   -> Principal              (done by the API dependency)
 2. guard input    -> ChatInput              size limits, control characters
-3. route          -> RoutingDecision        gate + policy, with the caller's ACL and load
+3. route          -> RoutingDecision        gate + policy, with the caller's ACL
+3b/c. admit       -> Routed + Grant         quotas (429 / degrade), then a capacity slot
+                                            on the expert or its overflow target (503)
 4. retrieve       -> Retrieval              the decided expert's index (+ a close second
                                             top-k expert's), ACL-filtered; numbered passages
 5. generate       -> ExpertAnswer / stream  the expert's LLM, fallback chain to general
@@ -296,7 +298,8 @@ class ChatPipeline:
 
     # -- stages 5-6 --------------------------------------------------------------
     async def complete(self, routed: Routed, grant: Grant | None = None) -> ChatResult:
-        """Generate; then correct the quota charge to the real usage (0 on failure)."""
+        """Generate; then free the capacity slot and correct the quota charge to the real
+        usage (0 on failure), also when the caller went away."""
         used = 0
         try:
             result = await self._complete(routed)
@@ -310,7 +313,8 @@ class ChatPipeline:
     async def stream(
         self, routed: Routed, grant: Grant | None = None
     ) -> AsyncIterator[StreamOpened | TextDelta | StreamFinished]:
-        """:meth:`_stream`, then the quota correction (0 tokens when it did not finish)."""
+        """:meth:`_stream`, then the slot release and the quota correction (0 tokens when
+        it did not finish), also when the consumer closes the stream early."""
         used = 0
         try:
             async for event in self._stream(routed):

@@ -92,9 +92,9 @@ class Plan:
     sat_cap: int = 8
 
 
-FULL = Plan(overhead_rate=50, overhead_s=8, rounds=3, ladder=[100, 200, 300, 400, 600, 800], ladder_s=5,
+FULL = Plan(overhead_rate=50, overhead_s=6, rounds=3, ladder=[25, 50, 100, 150, 200, 300, 400, 600], ladder_s=5,
             closed_s=8, closed_rounds=2, saturation_s=8, p99_bound_ms=50)
-QUICK = Plan(overhead_rate=50, overhead_s=3, rounds=1, ladder=[100, 300], ladder_s=2,
+QUICK = Plan(overhead_rate=50, overhead_s=3, rounds=1, ladder=[50, 200], ladder_s=2,
              closed_s=3, closed_rounds=1, saturation_s=3, p99_bound_ms=50)
 
 
@@ -133,11 +133,25 @@ class Bench:
             cpu_ms_per_request=round(server_cpu * 1000 / result["ok"], 3) if result["ok"] else None,
             stub_cpu_s=round(stub_cpu, 3),
         )
+        self.settle(target.server)
         errors = sum(result["errors"].values())
         print(f"  {target.name:<17} {'closed' if rate <= 0 else f'{rate:g}/s':>7}  ok {result['ok']:>6}  "
               f"rps {result['rps']:>7.1f}  p50 {result['latency_ms']['p50']:>8.2f}  p99 {result['latency_ms']['p99']:>8.2f} ms"
               f"  errors {errors}  cpu {result['cpu_ms_per_request'] or 0:.2f} ms/req", flush=True)
         return result
+
+
+    @staticmethod
+    def settle(server: Server, quiet_cpu_s: float = 0.05, window_s: float = 0.5, timeout_s: float = 60) -> None:
+        """Waits until ``server`` is idle: an overloaded open-loop run leaves requests in
+        flight after the load generator gave up on them, and they must not run into the
+        next target's measurement."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            before = server.cpu()
+            time.sleep(window_s)
+            if server.cpu() - before <= quiet_cpu_s:
+                return
 
 
 def write_bodies(workdir: Path) -> dict[str, Path]:
