@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp builds from source: a portable build, not one tuned to this CPU only.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router
+.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router bench-all bench-load
 
 setup: $(STAMPS)/python web
 
@@ -80,11 +80,33 @@ web-e2e: setup $(CHROMIUM)
 screenshots: setup $(CHROMIUM)
 	cd $(WEB) && CHROMIUM_PATH=$(CHROMIUM) EXPERTGATE_SCREENSHOTS=../docs/screenshots npx playwright test
 
-bench: setup
+# `make bench`: the load comparison with LiteLLM proxy (under ten minutes, prints the table).
+# `make bench-all`: that plus the model, retrieval and ingest benchmarks.
+bench: bench-load
+
+bench-all: setup bench-load
 	$(BIN)/python -m bench.local_llm
 	$(BIN)/python -m bench.retrieval_quality
 	$(BIN)/python -m bench.retrieval_latency
 	$(BIN)/python -m bench.ingest_throughput
+
+# expertgate under load next to LiteLLM proxy (bench/load/, docs/load.md). The stub backend
+# and load generator are C (gcc). LiteLLM lives in its own venv: its pins are constraints.txt
+# less the packages bench/load/litellm-constraints.txt pins otherwise (litellm[proxy] needs
+# older ones); py-spy is there too, for profiling the servers under load.
+LITELLM_VENV := bench/.venv-litellm
+
+$(LITELLM_VENV)/.installed: constraints.txt bench/load/litellm-constraints.txt
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --upgrade "pip>=24" wheel setuptools
+	sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/^\1==/p' bench/load/litellm-constraints.txt > $(LITELLM_VENV)/overridden.txt
+	grep -v -i -f $(LITELLM_VENV)/overridden.txt constraints.txt > $(LITELLM_VENV)/constraints.txt
+	$(LITELLM_VENV)/bin/pip install --quiet -c $(LITELLM_VENV)/constraints.txt \
+		-c bench/load/litellm-constraints.txt 'litellm[proxy]' prisma py-spy
+	@touch $@
+
+bench-load: $(STAMPS)/python $(LITELLM_VENV)/.installed
+	$(BIN)/python -m bench.load.run $(BENCH_LOAD_ARGS)
 
 # The router side by side with semantic-router (bench/router_compare.py). The peer lives in
 # its own venv: it pulls in SDKs the product does not want. Its pins: constraints.txt less

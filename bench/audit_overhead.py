@@ -45,7 +45,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from backend.audit.chain import ChainKey
-from backend.audit.chainer import AuditChainer
+from backend.audit.chainer import WINDOW_S, AuditChainer
 from backend.audit.chat import ChatTrace, chat_entry
 from backend.audit.writer import AuditTrail
 from backend.chat.conversations import ConversationService, Exchange
@@ -312,7 +312,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=400, help="writes per variant")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--window-ms", type=float, default=5.0, help="the chainer's batching window")
+    parser.add_argument("--window-ms", type=float, default=WINDOW_S * 1000, help="the chainer's batching window")
     args = parser.parse_args()
     result: dict[str, Any] = {
         "machine": {

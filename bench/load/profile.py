@@ -1,0 +1,164 @@
+"""Where expertgate's CPU goes under load: py-spy samples of `expertgate serve`.
+
+    .venv/bin/python -m bench.load.profile [--seconds 15] [--connections 16]
+    (or: make bench-load-profile)
+
+Starts the C stub and expertgate as bench/load/run.py does, drives the pass-through and
+full-pipeline requests in closed loop, and samples the server with py-spy (from the
+LiteLLM bench venv, or PATH) meanwhile. Idle threads are left out, so the shares are of
+the CPU the server used. Frames are grouped three ways: the innermost frame (self time),
+the project's own functions (inclusive) and third-party packages (inclusive).
+
+Writes bench/results/load_profile.json and prints the top of each list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.load.run import write_bodies
+from bench.load.servers import (
+    LITELLM_BIN,
+    ROOT,
+    build_tools,
+    prepare_expertgate,
+    start_expertgate,
+    start_stub,
+    wait_ready,
+)
+
+OUT = ROOT / "bench" / "results" / "load_profile.json"
+PROJECT = ("backend/", "experts/", "router/", "retrieval/")
+
+
+def _frame(raw: str) -> tuple[str, str]:
+    """('function', 'path') from py-spy's 'function (path:line)'."""
+    name, _, where = raw.partition(" (")
+    return name, where.rsplit(":", 1)[0]
+
+
+def _short(path: str) -> str:
+    """A path relative to site-packages, to the checkout, or to the stdlib."""
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    if path.startswith(str(ROOT) + "/"):
+        return path[len(str(ROOT)) + 1 :]
+    return path.rsplit("/", 1)[-1]
+
+
+def summarize(collapsed: Path, top: int = 15) -> dict[str, Any]:
+    """Shares of samples per innermost frame, per project function and per package."""
+    total = 0
+    own: collections.Counter[str] = collections.Counter()
+    project: collections.Counter[str] = collections.Counter()
+    packages: collections.Counter[str] = collections.Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";") if " (" in f]
+        if not frames:
+            continue
+        name, path = frames[-1]
+        own[f"{name} ({_short(path)})"] += n
+        seen_fn: set[str] = set()
+        seen_pkg: set[str] = set()
+        for name, path in frames:
+            short = _short(path)
+            if short.startswith(PROJECT):
+                key = f"{name} ({short})"
+                if key not in seen_fn:
+                    seen_fn.add(key)
+                    project[key] += n
+            elif "site-packages/" in path:
+                pkg = short.split("/", 1)[0]
+                if pkg not in seen_pkg:
+                    seen_pkg.add(pkg)
+                    packages[pkg] += n
+
+    def share(c: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1)) for k, v in c.most_common(top)] if total else []
+
+    return {"samples": total, "self_pct": share(own), "project_inclusive_pct": share(project),
+            "packages_inclusive_pct": share(packages)}
+
+
+def py_spy() -> str:
+    found = LITELLM_BIN.parent / "py-spy"
+    if found.exists():
+        return str(found)
+    on_path = shutil.which("py-spy")
+    if on_path is None:
+        raise SystemExit("py-spy not found: `make bench-load-profile` installs it into bench/.venv-litellm")
+    return on_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    spy = py_spy()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="eg-profile-") as tmp:
+        workdir = Path(tmp)
+        stub_exe, loadgen = build_tools(workdir)
+        stub = start_stub(stub_exe, workdir, tokens=16)
+        servers = [stub]
+        try:
+            key = prepare_expertgate(workdir, stub.port)
+            eg = start_expertgate(workdir)
+            servers.append(eg)
+            wait_ready(eg, "/readyz", 300)
+            bodies = write_bodies(workdir)
+            for profile in ("pass", "full"):
+                raw = workdir / f"{profile}.txt"
+                spying = subprocess.Popen(
+                    [spy, "record", "-p", str(eg.proc.pid), "-d", str(int(args.seconds) + 1), "-r", "200",
+                     "-f", "raw", "-o", str(raw), "--nonblocking", "--full-filenames"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+                time.sleep(0.5)
+                cpu_before = eg.cpu()
+                done = subprocess.run(
+                    [str(loadgen), "-p", str(eg.port), "-b", str(bodies[profile]), "-r", "0",
+                     "-c", str(args.connections), "-d", str(args.seconds), "-e", "choices",
+                     "-H", f"Authorization: Bearer {key}"],
+                    capture_output=True, text=True, check=True,
+                )
+                cpu = eg.cpu() - cpu_before
+                spying.wait(timeout=60)
+                load = json.loads(done.stdout)
+                results[profile] = {
+                    "rps": load["rps"], "ok": load["ok"],
+                    "cpu_ms_per_request": round(cpu * 1000 / load["ok"], 2) if load["ok"] else None,
+                    **summarize(raw),
+                }
+        finally:
+            for server in servers:
+                server.stop()
+    results["conditions"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             "seconds": args.seconds, "connections": args.connections, "sampler": "py-spy, 200 Hz"}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    for profile in ("pass", "full"):
+        r = results[profile]
+        print(f"\n== {profile}: {r['rps']:.1f} RPS, {r['cpu_ms_per_request']} CPU-ms/request, {r['samples']} samples")
+        for title in ("project_inclusive_pct", "packages_inclusive_pct", "self_pct"):
+            print(f"  {title}")
+            for name, pct in r[title][:10]:
+                print(f"    {pct:5.1f}%  {name}")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
