@@ -18,6 +18,7 @@ from backend.quota.errors import QuotaUnavailable
 from backend.quota.failsafe import FailSafeLimiter
 from backend.quota.redis_limiter import RedisLimiter
 from backend.quota.types import Limit, LimitKind, QuotaPolicy, Window
+from tests.fakes.tcp_proxy import Proxy
 
 pytestmark = pytest.mark.integration
 
@@ -74,40 +75,6 @@ async def test_replay_and_settle_count_once_across_processes(
     peeked = {h.kind: h.remaining for h in await b.peek(limits, WINDOW)}
     assert peeked[LimitKind.TOKENS_PER_DAY] == 1000 - 42
     assert 99 <= peeked[LimitKind.RPM] <= 100  # refilling since the admission
-
-
-class Proxy:
-    """A TCP proxy to Redis that the test can cut and restore (Redis 'going away')."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in list(self._writers):
-            w.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 @pytest.mark.parametrize("on_error", ["open", "closed"])
