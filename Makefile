@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp builds from source: a portable build, not one tuned to this CPU only.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router bench-all bench-load
+.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router bench-all bench-load bench-load-profile
 
 setup: $(STAMPS)/python web
 
@@ -107,6 +107,10 @@ $(LITELLM_VENV)/.installed: constraints.txt bench/load/litellm-constraints.txt
 
 bench-load: $(STAMPS)/python $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.load.run $(BENCH_LOAD_ARGS)
+
+# Where expertgate's CPU goes under load (py-spy from the LiteLLM venv).
+bench-load-profile: $(STAMPS)/python $(LITELLM_VENV)/.installed
+	$(BIN)/python -m bench.load.profile
 
 # The router side by side with semantic-router (bench/router_compare.py). The peer lives in
 # its own venv: it pulls in SDKs the product does not want. Its pins: constraints.txt less

@@ -121,9 +121,9 @@ def _rejection(key: ChainKey, row: Row[Any]) -> EventBody:
 async def chain_batch(session: AsyncSession, key: ChainKey, limit: int = BATCH) -> int:
     """Chain up to ``limit`` pending events written under ``key``, oldest first.
 
-    Runs in the caller's transaction and holds the chain lock
-    until it commits. Returns how many outbox rows were consumed. Rows written under
-    another key are left for a process that holds it.
+    Runs in the caller's transaction and holds the chain lock until it commits.
+    Returns how many outbox rows were consumed. Rows written under another key are
+    left for a process that holds it.
     """
     head = (await session.execute(_LOCK_HEAD)).one()
     rows = (

@@ -6,6 +6,7 @@ project's own venv.
 
 from __future__ import annotations
 
+import math
 import statistics
 from html import escape
 from pathlib import Path
@@ -63,6 +64,33 @@ def summarize(phases: dict[str, list[Run]], names: list[str], servers: dict[str,
     return out
 
 
+def goals(summary: dict[str, Any], audit: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets of issue 10, each with the measured value and whether this run met it."""
+    eg, full = summary.get("eg-pass", {}), summary.get("eg-full", {})
+    peer = summary.get("litellm-bare")
+    out: list[dict[str, Any]] = []
+
+    def add(goal: str, measured: object, met: bool | None) -> None:
+        out.append({"goal": goal, "measured": measured, "met": met})
+
+    add("pass-through overhead p50 <= 2 ms", eg.get("overhead_p50_ms"),
+        eg.get("overhead_p50_ms") is not None and eg["overhead_p50_ms"] <= 2)
+    if peer:
+        add("pass-through overhead p50 below LiteLLM's (bare)", [eg.get("overhead_p50_ms"), peer["overhead_p50_ms"]],
+            eg.get("overhead_p50_ms") is not None and peer["overhead_p50_ms"] is not None
+            and eg["overhead_p50_ms"] < peer["overhead_p50_ms"])
+        add("pass-through RPS at 32 connections >= 2x LiteLLM's (bare)", [eg.get("closed32_rps"), peer["closed32_rps"]],
+            bool(eg.get("closed32_rps") and peer["closed32_rps"]) and eg["closed32_rps"] >= 2 * peer["closed32_rps"])
+    add(f"full pipeline >= 100 RPS sustained with p99 <= {full.get('p99_bound_ms', 0):g} ms",
+        full.get("max_sustained_rps"), (full.get("max_sustained_rps") or 0) >= 100)
+    add("zero errors (expertgate)", eg.get("errors", 0) + full.get("errors", 0),
+        eg.get("errors", 0) + full.get("errors", 0) == 0)
+    add("zero audit events lost", audit["lost"], audit["lost"] == 0 and audit["verify"].startswith("exit 0"))
+    add("at the backend's saturation, >= 97% of direct throughput (pass-through)", eg.get("saturation_vs_direct"),
+        (eg.get("saturation_vs_direct") or 0) >= 0.97)
+    return out
+
+
 def _fmt(v: object, digits: int = 1) -> str:
     if v is None:
         return "-"
@@ -90,6 +118,9 @@ def table(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"audit: {a['expertgate_ok']} expertgate requests answered 200, {a['chained']} chat audit events "
                  f"chained, {a['outbox_pending']} pending in the outbox, lost {a['lost']}; verify {a['verify']}")
+    lines.append("")
+    for g in results.get("goals", []):
+        lines.append(f"- [{'x' if g['met'] else ' '}] {g['goal']}: {g['measured']}")
     c = results["tool_costs"]
     lines.append(f"tool costs: stub {c['stub_cpu_ms_per_request']} CPU-ms/request, "
                  f"load generator {c['loadgen_cpu_ms_per_request']} CPU-ms/request")
@@ -97,8 +128,8 @@ def table(results: dict[str, Any]) -> str:
 
 
 def _bars(x0: float, y0: float, w: float, h: float, title: str, unit: str,
-          rows: list[tuple[str, list[float | None]]], series: list[str]) -> list[str]:
-    """A grouped horizontal bar chart at (x0, y0) of size w x h."""
+          rows: list[tuple[str, list[float | None]]], series: list[str], log: bool = False) -> list[str]:
+    """A grouped horizontal bar chart at (x0, y0) of size w x h (log: bar length ~ log10(1 + v))."""
     colors = ["#3b6ea5", "#e08a2c", "#5a9e5a"]
     values = [v for _, vs in rows for v in vs if v is not None]
     top = max([*values, 1e-9])
@@ -115,7 +146,8 @@ def _bars(x0: float, y0: float, w: float, h: float, title: str, unit: str,
         for i, v in enumerate(vs):
             if v is None:
                 continue
-            bw = max(0.0, (w - label_w - 70) * max(v, 0) / top)
+            scale = math.log10(1 + max(v, 0)) / math.log10(1 + top) if log else max(v, 0) / top
+            bw = max(0.0, (w - label_w - 70) * scale)
             by = y + i * bar_h + (row_h - bar_h * len(series)) / 2
             out.append(f'<rect x="{x0 + label_w}" y="{by:.1f}" width="{bw:.1f}" height="{bar_h - 2:.1f}" fill="{colors[i]}"/>'
                        f'<text x="{x0 + label_w + bw + 4:.1f}" y="{by + bar_h - 4:.1f}" font-size="10">{v:.1f} {unit}</text>')
@@ -128,8 +160,8 @@ def write_svg(results: dict[str, Any], path: Path) -> None:
     height = 44 + 40 * len(gateways)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{2 * height + 40}" '
              'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
-    parts += _bars(10, 10, 470, height, "Latency overhead vs direct (open loop)", "ms",
-                   [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in gateways], ["p50", "p99"])
+    parts += _bars(10, 10, 470, height, "Latency overhead vs direct (open loop, log scale)", "ms",
+                   [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in gateways], ["p50", "p99"], log=True)
     parts += _bars(490, 10, 460, height, "Throughput", "RPS",
                    [(n, [r["closed32_rps"], float(r["max_sustained_rps"])]) for n, r in gateways],
                    ["32 connections", "max open-loop, p99 in bound"])

@@ -90,27 +90,30 @@ def _old_event_with_text(settings: Settings) -> int:
     migrate(url)
     trail = build_audit_trail(settings, PiiGuard())
 
-    async def record() -> int:
+    async def record() -> None:
         db = Database(url)
         try:
-            view = await trail.record(
+            await trail.record(
                 db,
                 AuditEntry(
                     action="chat.completion",
                     outcome=Outcome.OK,
                     actor=Actor.system(),
+                    request_id="old-question",
                     prompt="the old question",
                     answer="the old answer",
                 ),
             )
-            return view.seq
         finally:
             await db.dispose()
 
-    seq = asyncio.run(record())
+    asyncio.run(record())  # a CLI-style trail: chained before it returns
     with psycopg.connect(str(settings.database_url), autocommit=True) as conn:
-        conn.execute("UPDATE audit_events SET ts = ts - interval '90 days' WHERE seq = %s", (seq,))
-    return seq
+        row = conn.execute(
+            "UPDATE audit_events SET ts = ts - interval '90 days' WHERE request_id = 'old-question' RETURNING seq"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _result(app: Any, name: str, worker_log: Path, **kwargs: Any) -> Any:

@@ -107,7 +107,10 @@ def test_verify_reports_pending_events_and_chain_chains_them(
         db = Database(f"sqlite+aiosqlite:///{data_env / 'expertgate.db'}")
         trail = AuditTrail(ChainKey(None), "redacted", PiiGuard(), deferred=True)
         for n in (1, 2):
-            await trail.record(db, AuditEntry(action="chat.completion", outcome=Outcome.OK, actor=Actor.anonymous(), request_id=f"r{n}"))
+            await trail.record(
+                db,
+                AuditEntry(action="chat.completion", outcome=Outcome.OK, actor=Actor.anonymous(), request_id=f"r{n}"),
+            )
         await db.dispose()
 
     asyncio.run(left_by_a_server())

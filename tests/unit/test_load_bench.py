@@ -1,0 +1,127 @@
+"""The load benchmark's tools: the C stub and load generator, and the figures' arithmetic.
+
+The stub and load generator are built with gcc and run against each other on loopback:
+the counts they report must add up (every request due in an open-loop run is sent, JSON
+and SSE answers are both parsed to the end, refusals are counted as errors).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.load import report
+from bench.load.profile import summarize as summarize_profile
+from bench.load.servers import Server, build_tools, configure_stub, start_stub
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="the load tools are built with gcc")
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, Path]]:
+    workdir = tmp_path_factory.mktemp("load")
+    stub_exe, loadgen = build_tools(workdir)
+    stub = start_stub(stub_exe, workdir, tokens=5)
+    yield stub, loadgen, workdir
+    stub.stop()
+
+
+def _load(loadgen: Path, port: int, body: Path, *args: str) -> dict[str, Any]:
+    done = subprocess.run([str(loadgen), "-p", str(port), "-b", str(body), *args],
+                          capture_output=True, text=True, check=True, timeout=60)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _body(workdir: Path, name: str, payload: dict[str, Any]) -> Path:
+    path = workdir / name
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_open_loop_sends_every_due_request_and_reads_json(tools: tuple[Server, Path, Path]) -> None:
+    stub, loadgen, workdir = tools
+    body = _body(workdir, "json.json", {"model": "stub-model", "messages": [{"role": "user", "content": "hi"}]})
+    result = _load(loadgen, stub.port, body, "-r", "200", "-d", "1", "-c", "8", "-e", "tok4")
+    assert result["sent"] == 200
+    assert result["ok"] == 200
+    assert sum(result["errors"].values()) == 0
+
+
+def test_sse_stream_is_read_to_its_end(tools: tuple[Server, Path, Path]) -> None:
+    stub, loadgen, workdir = tools
+    body = _body(workdir, "sse.json", {"model": "stub-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    result = _load(loadgen, stub.port, body, "-r", "0", "-d", "0.5", "-c", "4", "-e", "[DONE]")
+    assert result["ok"] > 0
+    assert result["ok"] == result["sent"]
+
+
+def test_refusals_and_wrong_bodies_count_as_errors(tools: tuple[Server, Path, Path]) -> None:
+    stub, loadgen, workdir = tools
+    body = _body(workdir, "any.json", {"model": "stub-model"})
+    missing = _load(loadgen, stub.port, body, "-P", "/nowhere", "-r", "50", "-d", "0.2", "-c", "2")
+    assert missing["ok"] == 0
+    assert missing["errors"]["status_4xx"] == missing["sent"] == 10
+    wrong = _load(loadgen, stub.port, body, "-r", "50", "-d", "0.2", "-c", "2", "-e", "not in the answer")
+    assert wrong["errors"]["bad_body"] == wrong["sent"] == 10
+
+
+def test_stub_queues_beyond_its_slots(tools: tuple[Server, Path, Path]) -> None:
+    """With one slot, four concurrent requests are answered one after another."""
+    stub, loadgen, workdir = tools
+    body = _body(workdir, "slots.json", {"model": "stub-model"})
+    configure_stub(stub, delay_ms=40, cap=1)
+    try:
+        result = _load(loadgen, stub.port, body, "-r", "0", "-d", "0.5", "-c", "4")
+    finally:
+        configure_stub(stub, delay_ms=0, cap=0)
+    assert result["ok"] > 0
+    # Served one at a time, the fourth in line waits for the three ahead of it.
+    assert result["latency_ms"]["p50"] >= 3 * 40
+
+
+def _run(target: str, rnd: int, p50: float, p99: float, **extra: Any) -> dict[str, Any]:
+    return {"target": target, "round": rnd, "rate": extra.pop("rate", 25), "rps": extra.pop("rps", 25.0),
+            "sent": 10, "ok": 10, "cpu_ms_per_request": extra.pop("cpu", 1.0),
+            "errors": {"status_4xx": 0, "status_5xx": extra.pop("err5", 0)},
+            "latency_ms": {"p50": p50, "p99": p99}, **extra}
+
+
+def test_overhead_is_taken_per_round_at_the_same_percentile() -> None:
+    phases = {
+        "overhead": [_run("direct", 0, 1.0, 2.0), _run("gw", 0, 3.0, 10.0),
+                     _run("direct", 1, 5.0, 9.0), _run("gw", 1, 6.0, 12.0),
+                     _run("direct", 2, 1.0, 2.0), _run("gw", 2, 2.5, 6.0)],
+        "ladder": [_run("gw", 0, 1, 1, rate=25, passed=True), _run("gw", 0, 1, 90, rate=50, passed=False)],
+        "closed": [_run("gw", 0, 1, 1, rps=100.0, cpu=4.0), _run("gw", 1, 1, 1, rps=120.0, cpu=6.0)],
+        "saturation": [_run("direct", 0, 1, 1, rps=160.0), _run("gw", 0, 1, 1, rps=152.0, err5=2)],
+    }
+    row = report.summarize(phases, ["direct", "gw"], {"gw": {"rss_mib": 50.0, "processes": 1}}, 40)["gw"]
+    assert row["overhead_p50_ms"] == 1.5  # median of 2.0, 1.0, 1.5
+    assert row["overhead_p99_ms"] == 4.0  # median of 8.0, 3.0, 4.0
+    assert row["max_sustained_rps"] == 25
+    assert row["closed32_rps"] == 110.0
+    assert row["cpu_s_per_1000"] == 5.0
+    assert row["saturation_vs_direct"] == 0.95
+    assert row["errors"] == 2
+
+
+def test_profile_groups_samples_by_frame_project_and_package(tmp_path: Path) -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    site = "/venv/lib/python3.11/site-packages"
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        f"run (asyncio/runners.py:1);route ({root}/router/service.py:96);encode ({site}/torch/nn/linear.py:5) 3\n"
+        f"run (asyncio/runners.py:1);record ({root}/backend/audit/writer.py:10) 1\n"
+    )
+    out = summarize_profile(raw)
+    assert out["samples"] == 4
+    assert dict(out["project_inclusive_pct"]) == {"route (router/service.py)": 75.0, "record (backend/audit/writer.py)": 25.0}
+    assert dict(out["packages_inclusive_pct"]) == {"torch": 75.0}
+    assert out["self_pct"][0] == ("encode (torch/nn/linear.py)", 75.0)
