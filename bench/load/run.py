@@ -18,7 +18,7 @@ that drift on a shared machine hits them all alike:
 
 Phases: overhead (open loop at a light rate; target minus direct at the same percentile,
 same round), ladder (open-loop rates going up; the highest with p99 under the bound, no
-errors and the offered rate achieved), closed (32 connections: throughput), saturation
+errors and the offered rate achieved; a failed step is tried once more), closed (32 connections: throughput), saturation
 (the stub limited to `cap` slots of `delay` ms: how much of the backend's own throughput
 each gateway keeps). The load generator is bench/load/loadgen.c (open loop counts latency
 from when each request was due). CPU-seconds of each server and all its children come
@@ -307,10 +307,15 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, stub: Server, servers: 
     alive = list(targets)
     for rate in plan.ladder:
         for t in list(alive):
-            run = bench.measure(t, rate, plan.ladder_s, 256)
-            passed = (run["latency_ms"]["p99"] <= plan.p99_bound_ms and sum(run["errors"].values()) == 0
-                      and run["ok"] >= 0.98 * rate * plan.ladder_s)
-            phases["ladder"].append({**run, "passed": passed})
+            # A failed step is measured once more before the target drops out: one noisy
+            # window on a shared machine should not end its ladder.
+            for attempt in (1, 2):
+                run = bench.measure(t, rate, plan.ladder_s, 256)
+                passed = (run["latency_ms"]["p99"] <= plan.p99_bound_ms and sum(run["errors"].values()) == 0
+                          and run["ok"] >= 0.98 * rate * plan.ladder_s)
+                phases["ladder"].append({**run, "passed": passed, "attempt": attempt})
+                if passed:
+                    break
             if not passed:
                 alive.remove(t)
 
