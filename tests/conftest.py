@@ -16,9 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import select
 
 from backend.app import create_app
 from backend.container import Container, build_container
+from backend.db.models import AuditEvent
+from backend.db.session import Database, migrate
 from backend.identity.service import IdentityService
 from backend.settings import Settings
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
@@ -43,6 +46,16 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 def llm(fake_llm: FakeOpenAI) -> FakeOpenAI:
     fake_llm.reset()
     return fake_llm
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated SQLite database in ``tmp_path``, for tests below the app."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'eg.db'}"
+    migrate(url)
+    database = Database(url)
+    yield database
+    await database.dispose()
 
 
 def write_experts_yaml(path: Path, api_base: str, **overrides: Any) -> Path:
@@ -75,11 +88,44 @@ async def container(settings: Settings, encoder: Encoder) -> AsyncIterator[Conta
     await built.close()
 
 
+def auth(key: str) -> dict[str, str]:
+    """The headers that present ``key`` as a bearer API key."""
+    return {"authorization": f"Bearer {key}"}
+
+
+async def audit_events(container: Container, **where: Any) -> list[AuditEvent]:
+    """The chained audit events whose columns equal ``where`` (``action="quota.set"``),
+    in chain order. The app writes events to the outbox and the lifespan's chainer (not
+    running under ASGITransport) would chain them within milliseconds: chain them now."""
+    await container.chainer.drain()
+    async with container.db.session() as s:
+        stmt = select(AuditEvent).order_by(AuditEvent.seq)
+        for column, value in where.items():
+            stmt = stmt.where(getattr(AuditEvent, column) == value)
+        return list((await s.scalars(stmt)).all())
+
+
 async def make_key(container: Container, email: str, **kwargs: Any) -> str:
     async with container.db.transaction() as session:
         identity = IdentityService(session)
         user = await identity.ensure_user(email, **kwargs)
         return (await identity.create_key(user)).secret
+
+
+def client_as(container: Container, key: str) -> httpx.AsyncClient:
+    """A client of the app that presents ``key`` on every request (use with ``async with``)."""
+    app = create_app(container.settings, container)
+    app.state.container = container
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=auth(key))
+
+
+@pytest.fixture
+async def http(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app that sends no credentials (pass :func:`auth` per request)."""
+    app = create_app(container.settings, container)
+    app.state.container = container
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        yield client
 
 
 @pytest.fixture

@@ -63,10 +63,14 @@ _HEAD = cast(Table, AuditChainHead.__table__)
 _LOCK_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq).returning(_HEAD.c.seq, _HEAD.c.hash)
 
 
-def pending_body(row: Row[Any]) -> EventBody:
-    """The hashed fields of an outbox row, with no chain position yet (seq 0)."""
+def event_body(row: AuditEvent | Row[Any], *, seq: int, prev_hash: str) -> EventBody:
+    """The hashed fields of a chained event or of a pending outbox row (at ``seq`` after
+    ``prev_hash``; a pending row has no position yet: 0 and ""). A payload that is not a
+    JSON object, which no writer of ours stores, is wrapped: it then fails verification
+    (or its seal) instead of passing as some other event."""
+    payload = row.payload if isinstance(row.payload, dict) else {"_not_an_object": row.payload}
     return EventBody(
-        seq=0,
+        seq=seq,
         ts=row.ts,
         request_id=row.request_id,
         action=row.action,
@@ -78,10 +82,10 @@ def pending_body(row: Row[Any]) -> EventBody:
         channel=row.channel,
         expert=row.expert,
         reason=row.reason,
-        payload=row.payload,
+        payload=payload,
         content_digest=row.content_digest,
         alg=row.alg,
-        prev_hash="",
+        prev_hash=prev_hash,
     )
 
 
@@ -134,7 +138,7 @@ async def chain_batch(session: AsyncSession, key: ChainKey, limit: int = BATCH) 
     seq, prev = int(head[0]), str(head[1])
     events: list[dict[str, object]] = []
     for row in rows:
-        body = pending_body(row)
+        body = event_body(row, seq=0, prev_hash="")
         prompt, answer = row.prompt, row.answer
         if not _sealed(key, row, body):
             log.error("audit outbox row %s has a bad seal: chained as %s", row.id, REJECTED_ACTION)

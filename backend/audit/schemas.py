@@ -34,28 +34,8 @@ class AuditEventOut(BaseModel):
 
     @classmethod
     def of(cls, view: AuditEventView) -> AuditEventOut:
-        return cls(
-            seq=view.seq,
-            ts=view.ts,
-            request_id=view.request_id,
-            action=view.action,
-            outcome=view.outcome,
-            status=view.status,
-            user_id=view.user_id,
-            user_email=view.user_email,
-            team=view.team,
-            channel=view.channel,
-            expert=view.expert,
-            reason=view.reason,
-            payload=dict(view.payload),
-            prompt=view.prompt,
-            answer=view.answer,
-            content_digest=view.content_digest,
-            content_purged_at=view.content_purged_at,
-            alg=view.alg,
-            prev_hash=view.prev_hash,
-            hash=view.hash,
-        )
+        # The view's fields are this model's, by name and type.
+        return cls.model_validate(view, from_attributes=True)
 
 
 class AuditPage(BaseModel):
@@ -88,16 +68,7 @@ class VerifyOut(BaseModel):
 
     @classmethod
     def of(cls, report: VerifyReport) -> VerifyOut:
-        return cls(
-            ok=report.ok,
-            checked=report.checked,
-            head_seq=report.head_seq,
-            head_hash=report.head_hash,
-            first_bad_seq=report.first_bad_seq,
-            problem=report.problem,
-            purged=report.purged,
-            pending=report.pending,
-        )
+        return cls.model_validate(report, from_attributes=True)
 
 
 class RetentionIn(BaseModel):

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from backend.audit.canonical import normalize
 from backend.audit.chain import ChainKey, EventBody, content_digest, text_digest
-from backend.audit.chainer import BATCH, chain_batch
+from backend.audit.chainer import BATCH, chain_batch, event_body
 from backend.audit.types import AuditEntry, AuditEventView, QueuedEvent, TextPolicy
 from backend.db.models import AuditEvent, AuditOutbox, utcnow
 from backend.db.session import Database
@@ -210,24 +210,7 @@ def to_view(row: AuditEvent) -> AuditEventView:
 
 def body_of(row: AuditEvent) -> EventBody:
     """The hashed fields of a stored row (for verification)."""
-    return EventBody(
-        seq=row.seq,
-        ts=row.ts,
-        request_id=row.request_id,
-        action=row.action,
-        outcome=row.outcome,
-        status=row.status,
-        user_id=row.user_id,
-        user_email=row.user_email,
-        team=row.team,
-        channel=row.channel,
-        expert=row.expert,
-        reason=row.reason,
-        payload=row.payload if isinstance(row.payload, dict) else {"_not_an_object": row.payload},
-        content_digest=row.content_digest,
-        alg=row.alg,
-        prev_hash=row.prev_hash,
-    )
+    return event_body(row, seq=row.seq, prev_hash=row.prev_hash)
 
 
 def build_audit_trail(settings: Settings, redactor: TextRedactor, *, deferred: bool = False) -> AuditTrail:

@@ -27,6 +27,21 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def principal_of(user: User, channel: str, *, key_id: int | None = None) -> Principal:
+    """The Principal of ``user`` on ``channel`` (``api``, ``web``, ``slack`` ...), from
+    its team, groups and roles as stored now. Whether the user may act (disabled) is
+    the caller's check."""
+    return Principal(
+        user_id=user.id,
+        email=user.email,
+        team=user.team.name if user.team else None,
+        groups=frozenset(user.groups),
+        roles=frozenset(user.roles),
+        channel=channel,
+        key_id=key_id,
+    )
+
+
 class IdentityService:
     """Flushes, never commits: the caller's transaction decides."""
 
@@ -92,16 +107,7 @@ class IdentityService:
         if row.last_used_at is None or _aware(row.last_used_at) < now - LAST_USED_RESOLUTION:
             row.last_used_at = now
             await self._session.flush()
-        user = row.user
-        return Principal(
-            user_id=user.id,
-            email=user.email,
-            team=user.team.name if user.team else None,
-            groups=frozenset(user.groups),
-            roles=frozenset(user.roles),
-            channel=channel,
-            key_id=row.id,
-        )
+        return principal_of(row.user, channel, key_id=row.id)
 
     async def why_refused(self, secret: str) -> tuple[str, KeyInfo | None]:
         """Why ``secret`` does not authenticate (for the audit log, never for the caller):

@@ -24,19 +24,8 @@ class DocumentOut(BaseModel):
 
     @classmethod
     def of(cls, view: DocumentView) -> DocumentOut:
-        return cls(
-            id=view.id,
-            domain=view.domain,
-            source=view.source,
-            title=view.title,
-            media_type=view.media_type,
-            groups=list(view.groups),
-            chunk_count=view.chunk_count,
-            size_bytes=view.size_bytes,
-            content_hash=view.content_hash,
-            created_at=view.created_at,
-            updated_at=view.updated_at,
-        )
+        # The view's fields are this model's, by name (tuples become lists).
+        return cls.model_validate(view, from_attributes=True)
 
 
 class DocumentPage(BaseModel):

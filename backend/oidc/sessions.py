@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import User, WebSession, utcnow
 from backend.errors import Unauthorized
+from backend.identity.service import principal_of
 from backend.identity.types import Principal
 from backend.oidc.errors import CsrfRejected
 
@@ -78,14 +79,7 @@ class WebSessionService:
 
 def web_principal(user: User) -> Principal:
     """The Principal of ``user`` signed in through the web session (channel ``web``)."""
-    return Principal(
-        user_id=user.id,
-        email=user.email,
-        team=user.team.name if user.team else None,
-        groups=frozenset(user.groups),
-        roles=frozenset(user.roles),
-        channel="web",
-    )
+    return principal_of(user, "web")
 
 
 def _aware(ts: datetime) -> datetime:

@@ -16,7 +16,7 @@ from backend.audit.writer import AuditTrail
 from backend.db.models import User
 from backend.db.session import Database
 from backend.errors import Forbidden
-from backend.identity.service import IdentityService
+from backend.identity.service import IdentityService, principal_of
 from backend.identity.types import Principal
 from backend.slack.errors import UnknownSlackUser
 
@@ -24,17 +24,10 @@ CHANNEL = "slack"
 PROVISIONED = "user.provisioned"
 
 
-def principal_of(user: User) -> Principal:
+def _active_principal(user: User) -> Principal:
     if user.disabled:
         raise Forbidden("your expertgate account is disabled", code="user_disabled")
-    return Principal(
-        user_id=user.id,
-        email=user.email,
-        team=user.team.name if user.team else None,
-        groups=frozenset(user.groups),
-        roles=frozenset(user.roles),
-        channel=CHANNEL,
-    )
+    return principal_of(user, CHANNEL)
 
 
 class SlackIdentity:
@@ -50,7 +43,7 @@ class SlackIdentity:
         async with self._db.session() as session:
             user = await session.scalar(select(User).where(User.slack_user_id == slack_user_id))
             if user is not None:
-                return principal_of(user)
+                return _active_principal(user)
         email = await self._slack_email(slack_user_id)
         async with self._db.transaction() as session:
             user = await session.scalar(select(User).where(User.email == email))
@@ -71,7 +64,7 @@ class SlackIdentity:
                 )
             user.slack_user_id = slack_user_id
             await session.flush()
-            return principal_of(user)
+            return _active_principal(user)
 
     async def _slack_email(self, slack_user_id: str) -> str:
         response = await self._client.users_info(user=slack_user_id)

@@ -109,6 +109,7 @@ class Bench:
         self.loadgen_cpu = 0.0
         self.loadgen_requests = 0
         self.peak_rss: dict[str, float] = {}  # server name -> MiB, sampled after every run
+        self.idle: dict[str, float] = {}  # server name -> cores used at rest
 
     def measure(self, target: Target, rate: float, duration: float, connections: int) -> dict[str, Any]:
         """One loadgen run against ``target``; rate 0 = closed loop at ``connections``."""
@@ -146,16 +147,22 @@ class Bench:
         return result
 
 
-    @staticmethod
-    def settle(server: Server, quiet_cpu_s: float = 0.05, window_s: float = 0.5, timeout_s: float = 60) -> None:
-        """Waits until ``server`` is idle: an overloaded open-loop run leaves requests in
-        flight after the load generator gave up on them, and they must not run into the
-        next target's measurement."""
+    def measure_idle(self, server: Server, window_s: float = 2.0) -> None:
+        """The server's own CPU use at rest (LiteLLM's workers keep background tasks)."""
+        before = server.cpu()
+        time.sleep(window_s)
+        self.idle[server.name] = (server.cpu() - before) / window_s
+
+    def settle(self, server: Server, window_s: float = 0.5, timeout_s: float = 60) -> None:
+        """Waits until ``server`` is back at rest: an overloaded open-loop run leaves
+        requests in flight after the load generator gave up on them, and they must not
+        run into the next target's measurement. At rest = its idle CPU + 0.1 core."""
+        limit = self.idle.get(server.name, 0.0) + 0.1
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             before = server.cpu()
             time.sleep(window_s)
-            if server.cpu() - before <= quiet_cpu_s:
+            if (server.cpu() - before) / window_s <= limit:
                 return
 
 
@@ -195,9 +202,16 @@ def wait_audit(workdir: Path, expected: int, timeout_s: float = 60) -> dict[str,
     return rows
 
 
-def start_all(
-    workdir: Path, with_litellm: bool, litellm_db: bool, workers: int
-) -> tuple[Server, dict[str, Server], str, str | None]:
+@dataclass
+class Started:
+    stub: Server
+    servers: dict[str, Server]
+    key: str  # expertgate API key of the bench user
+    litellm_key: str | None  # the budgeted virtual key of litellm-features, when it runs
+    litellm_features: str  # what became of the litellm-features profile
+
+
+def start_all(workdir: Path, with_litellm: bool, litellm_db: bool, workers: int) -> Started:
     """Starts every server; the LiteLLM proxies boot while expertgate ingests its samples."""
     stub_exe, _ = build_tools(workdir)
     stub = start_stub(stub_exe, workdir, tokens=16)
@@ -219,19 +233,24 @@ def start_all(
             if name in servers:
                 print(f"{name} ready after {wait_ready(servers[name], '/health/liveliness', 300):.0f} s more", flush=True)
         litellm_key = None
+        features = "not tried (--litellm-db)"
         if "litellm-features" in servers:
             # Its Prisma engines are downloaded on first use: offline it exits here.
             try:
                 wait_ready(servers["litellm-features"], "/health/liveliness", 300)
                 litellm_key = litellm_budget_key(servers["litellm-features"])
+                features = "measured"
             except RuntimeError as exc:  # recorded in the results; the other targets go on
-                print(f"litellm-features unavailable: {exc}", flush=True)
-                servers.pop("litellm-features").stop()
+                failed = servers.pop("litellm-features")
+                failed.stop()
+                tail = [line for line in failed.log.read_text(errors="replace").splitlines() if "rror" in line]
+                features = f"could not start: {' | '.join(tail[-3:]) or exc}"
+                print(f"litellm-features {features}", flush=True)
     except BaseException:
         for server in [*servers.values(), stub]:
             server.stop()
         raise
-    return stub, servers, key, litellm_key
+    return Started(stub, servers, key, litellm_key, features)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,12 +271,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="eg-load-") as tmp:
         workdir = Path(tmp)
         _, loadgen = build_tools(workdir)
-        stub, servers, key, litellm_key = start_all(workdir, with_litellm, args.litellm_db, args.workers)
+        started = start_all(workdir, with_litellm, args.litellm_db, args.workers)
         try:
-            results = run_phases(workdir, plan, loadgen, stub, servers, key, litellm_key)
+            results = run_phases(workdir, plan, loadgen, started)
         finally:
-            for server in [*servers.values(), stub]:
+            for server in [*started.servers.values(), started.stub]:
                 server.stop()
+        results["litellm_features"] = started.litellm_features
     results["conditions"] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -275,8 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nwrote {args.out} and {SVG} in {time.monotonic() - t0:.0f} s")
 
 
-def run_phases(workdir: Path, plan: Plan, loadgen: Path, stub: Server, servers: dict[str, Server],
-               key: str, litellm_key: str | None) -> dict[str, Any]:
+def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> dict[str, Any]:
+    stub, servers, key, litellm_key = started.stub, started.servers, started.key, started.litellm_key
     bodies = write_bodies(workdir)
     auth = [f"Authorization: Bearer {key}"]
     targets = [
@@ -294,6 +314,9 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, stub: Server, servers: 
     bench = Bench(loadgen, stub)
     phases: dict[str, list[dict[str, Any]]] = {"warmup": [], "overhead": [], "ladder": [], "closed": [], "saturation": []}
 
+    for server in {t.server.name: t.server for t in targets}.values():
+        bench.measure_idle(server)
+    print("idle CPU (cores): " + ", ".join(f"{k} {v:.2f}" for k, v in bench.idle.items()), flush=True)
     print("warm-up", flush=True)
     for t in targets:
         phases["warmup"].append(bench.measure(t, 20, 2, 16))
@@ -353,7 +376,6 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, stub: Server, servers: 
         },
         "summary": summary,
         "goals": report.goals(summary, audit),
-        "litellm_features": "measured" if litellm_key else "not measured: its Prisma engines cannot be fetched offline",
     }
 
 

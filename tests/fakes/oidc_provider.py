@@ -16,20 +16,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.http_server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,7 @@ class FakeOidcProvider:
     kid: str = "test-key-1"
     _key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(65537, 2048))
     _grants: dict[str, _Grant] = field(default_factory=dict)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _http: LoopbackServer | None = None
 
     @property
     def issuer(self) -> str:
@@ -160,25 +158,13 @@ class FakeOidcProvider:
                 Route("/token", self._token, methods=["POST"]),
             ]
         )
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake OIDC provider did not start")
-            time.sleep(0.01)
+        self._http = LoopbackServer.start(app, "fake OIDC provider")
+        self.port = self._http.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()
 
 
 def _basic(user: str, password: str) -> str:

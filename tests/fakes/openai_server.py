@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.http_server import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,7 @@ class FakeOpenAI:
     vllm: VllmSurface | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     _queue: deque[Reply | Fault] = field(default_factory=deque)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _http: LoopbackServer | None = None
     port: int = 0
 
     @property
@@ -220,24 +219,10 @@ class FakeOpenAI:
                 Route("/v1/models", self._models),
             ]
         )
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server did not start")
-            time.sleep(0.01)
+        self._http = LoopbackServer.start(app, "fake OpenAI server")
+        self.port = self._http.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()

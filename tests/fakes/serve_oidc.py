@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 
+from tests.fakes.http_server import wait_for_signal
 from tests.fakes.oidc_provider import FakeOidcProvider, FakeUser
 
 
@@ -27,10 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     provider = FakeOidcProvider(user=FakeUser("e2e-user", args.email, groups)).start()
     print(json.dumps({"issuer": provider.issuer, "client_id": provider.client_id,
                       "client_secret": provider.client_secret}), flush=True)  # fmt: skip
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    wait_for_signal()
     provider.stop()
     return 0
 

@@ -13,9 +13,7 @@ system prompt), so pages and screenshots are deterministic.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tests.fakes.http_server import wait_for_signal
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.experts_out:
         write_experts(args.experts_out, server.api_base)
     print(server.api_base, flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    wait_for_signal()
     server.stop()
     return 0
 

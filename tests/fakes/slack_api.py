@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.http_server import LoopbackServer
 
 BOT_USER_ID = "UBOT0001"
 TEAM_ID = "T0000ACME"
@@ -44,8 +43,7 @@ class FakeSlack:
     rate_limit_updates: bool = False
     port: int = 0
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _http: LoopbackServer | None = None
 
     @property
     def api_url(self) -> str:
@@ -140,23 +138,10 @@ class FakeSlack:
 
     def start(self) -> FakeSlack:
         app = Starlette(routes=[Route("/api/{method}", self._call, methods=["GET", "POST"])])
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        )
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Slack API did not start")
-            time.sleep(0.01)
+        self._http = LoopbackServer.start(app, "fake Slack API")
+        self.port = self._http.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.stop()

@@ -16,6 +16,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from backend.db.session import Database, migrate
+from backend.settings import to_async_url
+
 PG_ADMIN = os.environ.get("EXPERTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("EXPERTGATE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 REQUIRED = os.environ.get("EXPERTGATE_REQUIRE_SERVICES") == "1"
@@ -26,6 +29,27 @@ def _unavailable(what: str, exc: Exception) -> None:
     if REQUIRED:
         pytest.fail(f"EXPERTGATE_REQUIRE_SERVICES=1 but {message}")
     pytest.skip(f"SKIPPED, NEEDS A SERVICE: {message}")
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[Database]:
+    """The :func:`pg_url` database, migrated (this directory's ``db``: PostgreSQL)."""
+    url = to_async_url(pg_url)
+    migrate(url)
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
+def dedicated_redis(url: str) -> str:
+    """``url`` (a Redis database a test file has to itself) after a ping and a FLUSHDB:
+    whatever an earlier run left queued there goes. Skips (fails in CI) if unreachable."""
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis at " + url, exc)
+    redis.Redis.from_url(url).flushdb()
+    return url
 
 
 @pytest.fixture
@@ -42,6 +66,15 @@ def pg_url() -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def twin(redis_client: aioredis.Redis, **kwargs: object) -> aioredis.Redis:
+    """A second connection to ``redis_client``'s server and database (another process's,
+    in effect); ``kwargs`` override the connection parameters. The caller closes it."""
+    conn = redis_client.connection_pool.connection_kwargs
+    params = {"host": conn.get("host", "127.0.0.1"), "port": conn.get("port", 6379), "db": conn.get("db", 0)}
+    params.update(kwargs)
+    return aioredis.Redis(**params)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -23,14 +23,9 @@ from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.integration.conftest import REDIS_URL
+from tests.integration.conftest import REDIS_URL, twin
 
 pytestmark = pytest.mark.integration
-
-
-def twin(redis_client: aioredis.Redis) -> aioredis.Redis:
-    conn = redis_client.connection_pool.connection_kwargs
-    return aioredis.Redis(host=conn.get("host", "127.0.0.1"), port=conn.get("port", 6379), db=conn.get("db", 0))
 
 
 @pytest.fixture

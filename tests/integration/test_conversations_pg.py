@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,22 +9,12 @@ from sqlalchemy import select
 
 from backend.conversations.service import Cursor, HistoryService
 from backend.db.models import Conversation, Message
-from backend.db.session import Database, migrate
+from backend.db.session import Database
 from backend.errors import NotFound
 from backend.identity.service import IdentityService
 from backend.identity.types import Principal
-from backend.settings import to_async_url
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def db(pg_url: str) -> AsyncIterator[Database]:
-    url = to_async_url(pg_url)
-    migrate(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 async def principal(db: Database, email: str) -> Principal:

@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from backend.identity.throttle import SharedLoginThrottle, TooManyFailedLogins
 from backend.quota.redis_limiter import RedisLimiter
-from tests.integration.test_quota_redis import twin
+from tests.integration.conftest import twin
 
 pytestmark = pytest.mark.integration
 

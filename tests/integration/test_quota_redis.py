@@ -19,17 +19,11 @@ from backend.quota.failsafe import FailSafeLimiter
 from backend.quota.redis_limiter import RedisLimiter
 from backend.quota.types import Limit, LimitKind, QuotaPolicy, Window
 from tests.fakes.tcp_proxy import Proxy
+from tests.integration.conftest import twin
 
 pytestmark = pytest.mark.integration
 
 WINDOW = Window.at(datetime.now(UTC))
-
-
-def twin(redis_client: aioredis.Redis, **kwargs: object) -> aioredis.Redis:
-    conn = redis_client.connection_pool.connection_kwargs
-    params = {"host": conn.get("host", "127.0.0.1"), "port": conn.get("port", 6379), "db": conn.get("db", 0)}
-    params.update(kwargs)
-    return aioredis.Redis(**params)  # type: ignore[arg-type]
 
 
 @pytest.fixture

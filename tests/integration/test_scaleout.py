@@ -30,7 +30,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import redis
 
 from backend.audit.writer import build_audit_trail
 from backend.bootstrap import bootstrap_admin
@@ -41,12 +40,13 @@ from router.artifacts import BUNDLED
 from tests.e2e.conftest import free_port
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.serve_openai import write_experts
+from tests.integration.conftest import dedicated_redis
+from tests.integration.processes import EXPERTGATE, stop_process
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("EXPERTGATE_TEST_SCALEOUT_REDIS", "redis://127.0.0.1:6379/13")
-EXPERTGATE = Path(sys.executable).with_name("expertgate")
 DOC_NAME = "harbor-handbook.md"
 MARKER = "quillfeather escrow covenant"
 
@@ -76,13 +76,7 @@ class Deployment:
         self.start("worker", [str(EXPERTGATE), "worker", "--pool", "solo", "--hostname", f"w{time.time_ns()}@%h"])
 
     def stop(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(self.procs.pop(name), sig)
 
     def tail(self) -> str:
         return "\n".join(
@@ -121,13 +115,7 @@ def ready(base: str) -> Callable[[], bool]:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    try:
-        redis.Redis.from_url(BROKER, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("EXPERTGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis at {BROKER} is not reachable: {exc}")
-        pytest.skip(f"SKIPPED, NEEDS A SERVICE: Redis at {BROKER} ({exc})")
-    redis.Redis.from_url(BROKER).flushdb()
+    dedicated_redis(BROKER)
     pg_url = _create_database()
     base = tmp_path_factory.mktemp("scaleout")
     data_dir, logs = base / "shared", base / "logs"

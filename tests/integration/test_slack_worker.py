@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import select
 
 from backend.app import create_app
@@ -32,12 +27,13 @@ from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.slack_api import FakeSlack
+from tests.integration.conftest import dedicated_redis
+from tests.integration.processes import celery_worker
 from tests.integration.test_slack import ANA, SECRET, Bot, mention
 
 pytestmark = pytest.mark.integration
 
 BROKER = os.environ.get("EXPERTGATE_TEST_SLACK_REDIS", "redis://127.0.0.1:6379/12")
-EXPERTGATE = Path(sys.executable).with_name("expertgate")
 
 
 @pytest.fixture
@@ -49,17 +45,10 @@ def slack() -> Iterator[FakeSlack]:
 
 @pytest.fixture
 def settings(pg_url: str, tmp_path: Path, llm: FakeOpenAI, slack: FakeSlack) -> Settings:
-    try:
-        redis.Redis.from_url(BROKER, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("EXPERTGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis at {BROKER} is not reachable: {exc}")
-        pytest.skip(f"SKIPPED, NEEDS A SERVICE: Redis at {BROKER} ({exc})")
-    redis.Redis.from_url(BROKER).flushdb()  # a dedicated database: drop what earlier runs left
     return Settings(
         data_dir=tmp_path / "data",
         database_url=pg_url,
-        redis_url=BROKER,
+        redis_url=dedicated_redis(BROKER),
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
         slack_signing_secret=SECRET,  # type: ignore[arg-type]
@@ -73,7 +62,6 @@ def settings(pg_url: str, tmp_path: Path, llm: FakeOpenAI, slack: FakeSlack) -> 
 def worker(settings: Settings, tmp_path: Path) -> Iterator[Path]:
     assert settings.slack_bot_token is not None
     env = {
-        **os.environ,
         "EXPERTGATE_DATA_DIR": str(settings.data_dir),
         "EXPERTGATE_DATABASE_URL": str(settings.database_url),
         "EXPERTGATE_REDIS_URL": BROKER,
@@ -83,23 +71,8 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Path]:
         "EXPERTGATE_SLACK_API_URL": settings.slack_api_url,
         "EXPERTGATE_SLACK_UPDATE_INTERVAL_S": "0",
     }
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(EXPERTGATE), "worker", "--pool", "solo", "--hostname", f"egslack-{uuid.uuid4().hex[:6]}@%h"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with celery_worker(env, tmp_path / "worker.log", "egslack") as log:
         yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def tail(log: Path) -> str:

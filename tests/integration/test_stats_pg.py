@@ -3,7 +3,6 @@ CASE ladders) that runs on SQLite must give the same figures here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,23 +11,13 @@ from backend.audit.chain import ChainKey
 from backend.audit.stats import AuditStats, Prices, resolve_window
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
-from backend.db.session import Database, migrate
+from backend.db.session import Database
 from backend.guard.policy import PiiGuard
-from backend.settings import to_async_url
 
 pytestmark = pytest.mark.integration
 
 EXPERTS = ["code", "legal", "support", "general"]
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(pg_url: str) -> AsyncIterator[Database]:
-    url = to_async_url(pg_url)
-    migrate(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 def chat(

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import redis
 
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import build_audit_trail
@@ -27,24 +22,17 @@ from backend.guard.policy import PiiGuard
 from backend.settings import Settings
 from backend.worker import tasks
 from backend.worker.app import make_celery
+from tests.integration.conftest import dedicated_redis
+from tests.integration.processes import celery_worker
 
 pytestmark = pytest.mark.integration
 
 BROKER = os.environ.get("EXPERTGATE_TEST_CELERY_REDIS", "redis://127.0.0.1:6379/14")
-EXPERTGATE = Path(sys.executable).with_name("expertgate")
 
 
 @pytest.fixture
 def broker() -> str:
-    try:
-        redis.Redis.from_url(BROKER, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("EXPERTGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis at {BROKER} is not reachable: {exc}")
-        pytest.skip(f"SKIPPED, NEEDS A SERVICE: Redis at {BROKER} ({exc})")
-    # A dedicated database: whatever an earlier run left queued there goes.
-    redis.Redis.from_url(BROKER).flushdb()
-    return BROKER
+    return dedicated_redis(BROKER)
 
 
 @pytest.fixture
@@ -57,31 +45,14 @@ def settings(pg_url: str, broker: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def worker(settings: Settings, tmp_path: Path) -> Iterator[Path]:
     env = {
-        **os.environ,
         "EXPERTGATE_DATA_DIR": str(settings.data_dir),
         "EXPERTGATE_DATABASE_URL": str(settings.database_url),
         "EXPERTGATE_REDIS_URL": str(settings.redis_url),
         "EXPERTGATE_AUDIT_TEXT": "full",
         "EXPERTGATE_INGEST_ROOTS": f'["{settings.data_dir}"]',
     }
-    env.pop("EXPERTGATE_AUDIT_RETENTION_DAYS", None)
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(EXPERTGATE), "worker", "--pool", "solo", "--hostname", f"egtest-{uuid.uuid4().hex[:6]}@%h"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with celery_worker(env, tmp_path / "worker.log", "egtest", unset=("EXPERTGATE_AUDIT_RETENTION_DAYS",)) as log:
         yield log
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _old_event_with_text(settings: Settings) -> int:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select, text, update
@@ -18,20 +16,11 @@ from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.verify import verify_chain
 from backend.audit.writer import AuditTrail
 from backend.db.models import AuditChainHead, AuditEvent
-from backend.db.session import Database, migrate
+from backend.db.session import Database
 from backend.guard.policy import PiiGuard
 
 KEY = ChainKey(b"unit-test-secret-key-0123456789")
 ALICE = Actor(channel="api", user_id=7, email="alice@example.com", team="legal", roles=("user",))
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    migrate(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 def trail(key: ChainKey = KEY, policy: str = "redacted") -> AuditTrail:

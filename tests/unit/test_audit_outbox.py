@@ -4,7 +4,6 @@ crash recovery, forged pending rows, verify while events are pending."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,15 +22,6 @@ from backend.guard.policy import PiiGuard
 
 KEY = ChainKey(b"unit-test-secret-key-0123456789")
 ALICE = Actor(channel="api", user_id=7, email="alice@example.com", team="legal", roles=("user",))
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    migrate(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 def deferred(key: ChainKey = KEY, **kw: object) -> AuditTrail:

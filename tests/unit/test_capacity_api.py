@@ -12,18 +12,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from sqlalchemy import select
 
-from backend.app import create_app
 from backend.container import Container, build_container
-from backend.db.models import AuditEvent
 from backend.identity.service import IdentityService
 from backend.identity.types import Principal
 from backend.settings import Settings
 from router.encoder import Encoder
-from tests.conftest import make_key, write_experts_yaml
+from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 LEGAL_QUESTION = "what is the liability cap in the MSA contract?"
@@ -45,14 +41,6 @@ async def container(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncI
     await built.close()
 
 
-def http(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
-    )
-
-
 def ask(text: str, model: str = "auto", stream: bool = False) -> dict[str, object]:
     return {"model": model, "stream": stream, "messages": [{"role": "user", "content": text}]}
 
@@ -70,7 +58,7 @@ async def test_requested_expert_at_capacity_is_503_and_routed_requests_overflow(
     key = await make_key(container, "ann@example.com")
     release = threading.Event()
     llm.script(Reply("a held legal answer", hold=release))
-    async with http(container, key) as ann:
+    async with client_as(container, key) as ann:
         held = asyncio.create_task(ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal")))
         await until(lambda: len(llm.requests) == 1)  # the slow request holds legal's only slot
         assert await container.capacity.in_flight() == {"legal": 1}
@@ -94,16 +82,14 @@ async def test_requested_expert_at_capacity_is_503_and_routed_requests_overflow(
         assert first.status_code == 200 and first.json()["expertgate"]["expert"] == "legal"
     assert await container.capacity.in_flight() == {}
     assert len(llm.requests) == 2  # the refused requests never reached an LLM
-    await container.chainer.drain()  # the audit events wait in the outbox until chained
-    async with container.db.session() as session:
-        events = (await session.scalars(select(AuditEvent).where(AuditEvent.action == "chat.completion"))).all()
+    events = await audit_events(container, action="chat.completion")
     assert sorted((e.status, e.reason) for e in events) == [
         (200, "overflow"),
         (200, "requested"),
         (503, "requested"),
         (503, "requested"),
     ]
-    after = await http(container, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION))
+    after = await client_as(container, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION))
     assert after.json()["expertgate"]["reason"] == "routed"  # the slot came back
 
 
@@ -111,7 +97,7 @@ async def test_streamed_answers_release_their_slot_when_done_or_abandoned(
     container: Container, llm: FakeOpenAI
 ) -> None:
     key = await make_key(container, "bo@example.com")
-    async with http(container, key) as bo:
+    async with client_as(container, key) as bo:
         r = await bo.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal", stream=True))
         assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
     assert await container.capacity.in_flight() == {}
@@ -151,7 +137,7 @@ async def test_replicas_each_take_their_share(
         release = threading.Event()
         llm.script(Reply("held", hold=release))
         second_llm.script(Reply("held", hold=release))
-        async with http(built, key) as cy:
+        async with client_as(built, key) as cy:
             calls = [
                 cy.post("/v1/chat/completions", json=ask("fix my python KeyError", model="code")) for _ in range(2)
             ]

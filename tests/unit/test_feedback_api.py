@@ -6,8 +6,8 @@ import httpx
 from sqlalchemy import select
 
 from backend.container import Container
-from backend.db.models import AuditEvent, Feedback, TrainingExample
-from tests.conftest import make_key
+from backend.db.models import Feedback, TrainingExample
+from tests.conftest import audit_events, make_key
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -40,9 +40,7 @@ async def test_should_have_gone_to_becomes_a_training_example_once(client: httpx
     async with container.db.session() as s:
         fb = (await s.scalars(select(Feedback))).one()
     assert (fb.rating, fb.expected_expert, fb.routed_expert, fb.resolved) == ("down", "legal", "support", True)
-    await container.chainer.drain()  # the audit events wait in the outbox until chained
-    async with container.db.session() as s:
-        audited = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "feedback.submitted"))).all()
+    audited = await audit_events(container, action="feedback.submitted")
     assert [(e.request_id, e.expert, e.payload["expected_expert"]) for e in audited] == [(request_id, "support", "legal")] * 2
 
 

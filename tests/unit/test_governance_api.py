@@ -4,7 +4,6 @@ roles on the admin API, keys. SQLite, the real router, litellm against the fake 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from backend.app import create_app
 from backend.audit.verify import verify_chain
-from backend.container import Container, build_container
+from backend.container import Container
 from backend.db.models import AuditEvent, Message
 from backend.settings import Settings
-from router.encoder import Encoder
-from tests.conftest import make_key, write_experts_yaml
+from tests.conftest import audit_events, auth, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
 
 EMAIL_PROMPT = "my python script raises KeyError in the parser; mail the fix to bob.smith@example.com"
@@ -37,21 +34,6 @@ def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
     )
 
 
-@pytest.fixture
-async def container(settings: Settings, encoder: Encoder) -> AsyncIterator[Container]:
-    built = build_container(settings, encoder=encoder, environ={})
-    yield built
-    await built.close()
-
-
-@pytest.fixture
-async def app_client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        yield http
-
-
 async def keys(container: Container) -> dict[str, str]:
     return {
         "user": await make_key(container, "alice@example.com", team="legal"),
@@ -59,21 +41,6 @@ async def keys(container: Container) -> dict[str, str]:
         "auditor": await make_key(container, "audrey@example.com", roles={"auditor"}),
         "admin": await make_key(container, "root@example.com", roles={"admin"}),
     }
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {key}"}
-
-
-async def events(container: Container, **where: Any) -> list[AuditEvent]:
-    # The app writes events to the outbox; the lifespan's chainer (not running under
-    # ASGITransport) would chain them within milliseconds. Chain them now.
-    await container.chainer.drain()
-    async with container.db.session() as s:
-        stmt = select(AuditEvent).order_by(AuditEvent.seq)
-        for column, value in where.items():
-            stmt = stmt.where(getattr(AuditEvent, column) == value)
-        return list((await s.scalars(stmt)).all())
 
 
 async def chain_ok(container: Container) -> bool:
@@ -92,18 +59,18 @@ def chat(content: str, model: str = "auto", **extra: Any) -> dict[str, Any]:
 
 
 async def test_chat_request_writes_one_full_audit_event(
-    app_client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
 ) -> None:
     k = await keys(container)
     llm.script(Reply("Section 9 caps liability at twelve months of fees."))
-    r = await app_client.post(
+    r = await http.post(
         "/v1/chat/completions",
         headers=auth(k["user"]),
         json=chat("what does the liability cap clause in our master services agreement say?", "support"),
     )
     assert r.status_code == 200, r.text
     request_id = r.headers["x-request-id"]
-    [event] = await events(container, action="chat.completion")
+    [event] = await audit_events(container, action="chat.completion")
     assert event.request_id == request_id
     assert (event.user_email, event.team, event.channel) == ("alice@example.com", "legal", "api")
     assert event.outcome == "ok" and event.status == 200 and event.expert == "support"
@@ -123,33 +90,31 @@ async def test_chat_request_writes_one_full_audit_event(
     assert await chain_ok(container)
 
 
-async def test_streamed_request_is_audited_too(
-    app_client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
-) -> None:
+async def test_streamed_request_is_audited_too(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> None:
     k = await keys(container)
     llm.script(Reply("streamed answer here"))
-    r = await app_client.post(
+    r = await http.post(
         "/v1/chat/completions", headers=auth(k["user"]), json=chat("hello there", "general", stream=True)
     )
     assert r.status_code == 200 and "[DONE]" in r.text
-    [event] = await events(container, action="chat.completion")
+    [event] = await audit_events(container, action="chat.completion")
     assert event.payload["stream"] is True and event.answer == "streamed answer here"
     assert event.payload["finish_reason"] == "stop"
 
 
 async def test_failed_generation_is_audited_with_its_route(
-    app_client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
 ) -> None:
     k = await keys(container)
     llm.script(Fault(503))
-    r = await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hi", "general"))
+    r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hi", "general"))
     assert r.status_code == 503
-    [event] = await events(container, action="chat.completion")
+    [event] = await audit_events(container, action="chat.completion")
     assert event.outcome == "error" and event.status == 503
     assert event.payload["error"]["code"] == "expert_unavailable"
     assert event.payload["route"]["expert"] == "general"
     # Recorded once: the HTTP layer did not add a second, trace-less event.
-    assert await events(container, action="http.refused") == []
+    assert await audit_events(container, action="http.refused") == []
     async with container.db.session() as s:
         assert (await s.scalars(select(Message))).all() == []
 
@@ -158,10 +123,10 @@ async def test_failed_generation_is_audited_with_its_route(
 
 
 async def test_remote_expert_receives_redacted_text_and_audit_stores_it_redacted(
-    app_client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
 ) -> None:
     k = await keys(container)
-    r = await app_client.post(
+    r = await http.post(
         "/v1/chat/completions", headers=auth(k["user"]),
         json=chat("call me on +44 20 7946 0958 or mail bob.smith@example.com about my refund", "support"),
     )  # fmt: skip
@@ -169,7 +134,7 @@ async def test_remote_expert_receives_redacted_text_and_audit_stores_it_redacted
     sent = llm.requests[-1]["messages"][-1]["content"]
     assert "bob.smith@example.com" not in sent and "7946" not in sent
     assert "[EMAIL_1]" in sent and "[PHONE_1]" in sent
-    [event] = await events(container, action="chat.completion")
+    [event] = await audit_events(container, action="chat.completion")
     assert event.prompt == "call me on [PHONE_1] or mail [EMAIL_1] about my refund"
     assert event.payload["guard"] == {
         "pii": {"EMAIL": 1, "PHONE": 1}, "pii_policy": "redact", "pii_action": "redacted",
@@ -177,39 +142,37 @@ async def test_remote_expert_receives_redacted_text_and_audit_stores_it_redacted
 
 
 async def test_on_prem_expert_with_allow_receives_the_text_as_is(
-    app_client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
 ) -> None:
     k = await keys(container)
-    r = await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(EMAIL_PROMPT, "code"))
+    r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(EMAIL_PROMPT, "code"))
     assert r.status_code == 200
     assert "bob.smith@example.com" in llm.requests[-1]["messages"][-1]["content"]
-    [event] = await events(container, action="chat.completion")
+    [event] = await audit_events(container, action="chat.completion")
     assert event.payload["guard"]["pii_action"] == "allowed"
     assert "bob.smith@example.com" not in (event.prompt or "")  # the audit still redacts
 
 
-async def test_fallback_gets_its_own_policy(
-    app_client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
-) -> None:
+async def test_fallback_gets_its_own_policy(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> None:
     k = await keys(container)
     llm.script(Fault(503), Reply("generalist answer"))
-    r = await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(EMAIL_PROMPT))
+    r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(EMAIL_PROMPT))
     assert r.status_code == 200, r.text
     assert r.json()["expertgate"]["expert"] == "general"
     first, second = llm.requests[-2]["messages"][-1]["content"], llm.requests[-1]["messages"][-1]["content"]
     assert "bob.smith@example.com" in first  # code: allow
     assert "bob.smith@example.com" not in second and "[EMAIL_1]" in second  # general: redact
-    [event] = await events(container, action="chat.completion")
+    [event] = await audit_events(container, action="chat.completion")
     assert event.payload["route"]["routed_to"] == "code"
     assert event.payload["fallbacks"][0]["expert"] == "code"
     assert event.payload["guard"]["pii_policy"] == "redact"
 
 
 async def test_block_policy_refuses_with_a_stable_code_and_is_audited(
-    app_client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
 ) -> None:
     k = await keys(container)
-    r = await app_client.post(
+    r = await http.post(
         "/v1/chat/completions", headers=auth(k["user"]),
         json=chat("review this NDA for jane@example.org, card 4111 1111 1111 1111", "legal"),
     )  # fmt: skip
@@ -218,44 +181,42 @@ async def test_block_policy_refuses_with_a_stable_code_and_is_audited(
     assert error["code"] == "pii_blocked" and "1 CARD, 1 EMAIL" in error["message"]
     assert "jane@example.org" not in error["message"]
     assert llm.requests == []  # nothing left for the endpoint
-    [event] = await events(container, action="chat.completion")
+    [event] = await audit_events(container, action="chat.completion")
     assert event.outcome == "refused" and event.status == 400
     assert event.payload["error"]["code"] == "pii_blocked"
     assert event.payload["guard"]["pii_action"] == "blocked"
     # Without PII the same expert answers.
-    r = await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("review this NDA", "legal"))
+    r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("review this NDA", "legal"))
     assert r.status_code == 200
 
 
 # -- keys, 401s and roles -------------------------------------------------------------
 
 
-async def test_forged_and_revoked_keys_get_401_and_are_audited(
-    app_client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_forged_and_revoked_keys_get_401_and_are_audited(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
-    r = await app_client.get("/v1/models", headers=auth("eg-forged0000000000000000000000000000000000000"))
+    r = await http.get("/v1/models", headers=auth("eg-forged0000000000000000000000000000000000000"))
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
-    me = (await app_client.get("/api/v1/me", headers=auth(k["other"]))).json()
-    r = await app_client.post(f"/api/v1/admin/keys/{me['key']['id']}/revoke", headers=auth(k["admin"]))
+    me = (await http.get("/api/v1/me", headers=auth(k["other"]))).json()
+    r = await http.post(f"/api/v1/admin/keys/{me['key']['id']}/revoke", headers=auth(k["admin"]))
     assert r.status_code == 200 and r.json()["revoked_at"] is not None
-    r = await app_client.get("/v1/models", headers=auth(k["other"]))
+    r = await http.get("/v1/models", headers=auth(k["other"]))
     assert r.status_code == 401
-    forged, revoked = await events(container, action="auth.failed")
+    forged, revoked = await audit_events(container, action="auth.failed")
     assert forged.payload["reason"] == "unknown" and forged.payload["key_prefix"] == "eg-forged0"
     assert forged.outcome == "refused" and forged.status == 401 and forged.user_id is None
     assert revoked.payload["reason"] == "revoked"
     assert revoked.payload["key_owner"] == "carol@example.com"
-    [revocation] = await events(container, action="key.revoked")
+    [revocation] = await audit_events(container, action="key.revoked")
     assert revocation.user_email == "root@example.com" and revocation.payload["key_id"] == me["key"]["id"]
     # No key at all is a plain 401, not an audit event (health checks, scanners).
-    assert (await app_client.get("/v1/models")).status_code == 401
-    assert len(await events(container, action="auth.failed")) == 2
+    assert (await http.get("/v1/models")).status_code == 401
+    assert len(await audit_events(container, action="auth.failed")) == 2
 
 
-async def test_me_shows_the_caller_and_the_key_last_use(app_client: httpx.AsyncClient, container: Container) -> None:
+async def test_me_shows_the_caller_and_the_key_last_use(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
-    r = await app_client.get("/api/v1/me", headers=auth(k["user"]))
+    r = await http.get("/api/v1/me", headers=auth(k["user"]))
     assert r.status_code == 200
     body = r.json()
     assert body["email"] == "alice@example.com" and body["team"] == "legal"
@@ -263,33 +224,33 @@ async def test_me_shows_the_caller_and_the_key_last_use(app_client: httpx.AsyncC
     assert body["key"]["last_used_at"] is not None and body["key"]["revoked_at"] is None
 
 
-async def test_user_cannot_read_the_audit_log(app_client: httpx.AsyncClient, container: Container) -> None:
+async def test_user_cannot_read_the_audit_log(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
     for path in ("/api/v1/admin/audit", "/api/v1/admin/audit/1", "/api/v1/admin/audit/export",
                  "/api/v1/admin/keys"):  # fmt: skip
-        r = await app_client.get(path, headers=auth(k["user"]))
+        r = await http.get(path, headers=auth(k["user"]))
         assert r.status_code == 403, path
         assert r.json()["error"]["code"] == "auditor_required"
-    refused = await events(container, action="http.refused")
+    refused = await audit_events(container, action="http.refused")
     assert len(refused) == 4 and {e.user_email for e in refused} == {"alice@example.com"}
     assert refused[0].payload["path"] == "/api/v1/admin/audit" and refused[0].status == 403
 
 
-async def test_auditor_reads_but_cannot_do_admin_writes(app_client: httpx.AsyncClient, container: Container) -> None:
+async def test_auditor_reads_but_cannot_do_admin_writes(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
-    assert (await app_client.get("/api/v1/admin/audit", headers=auth(k["auditor"]))).status_code == 200
-    assert (await app_client.get("/api/v1/admin/keys", headers=auth(k["auditor"]))).status_code == 200
+    assert (await http.get("/api/v1/admin/audit", headers=auth(k["auditor"]))).status_code == 200
+    assert (await http.get("/api/v1/admin/keys", headers=auth(k["auditor"]))).status_code == 200
     writes = [
         ("POST", "/api/v1/admin/keys", {"email": "eve@example.com", "role": "admin"}),
         ("POST", "/api/v1/admin/keys/1/revoke", None),
         ("POST", "/api/v1/admin/audit/retention", {"days": 1}),
     ]
     for method, path, body in writes:
-        r = await app_client.request(method, path, headers=auth(k["auditor"]), json=body)
+        r = await http.request(method, path, headers=auth(k["auditor"]), json=body)
         assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required", path
-    refused = await events(container, action="http.refused", user_email="audrey@example.com")
+    refused = await audit_events(container, action="http.refused", user_email="audrey@example.com")
     assert [e.payload["path"] for e in refused] == [w[1] for w in writes]
-    assert await events(container, action="key.created") == []  # nothing was created
+    assert await audit_events(container, action="key.created") == []  # nothing was created
     async with container.db.session() as s:
         from backend.db.models import ApiKey
 
@@ -297,48 +258,48 @@ async def test_auditor_reads_but_cannot_do_admin_writes(app_client: httpx.AsyncC
 
 
 async def test_admin_creates_a_key_that_works_and_the_creation_is_audited(
-    app_client: httpx.AsyncClient, container: Container
+    http: httpx.AsyncClient, container: Container
 ) -> None:
     k = await keys(container)
-    r = await app_client.post(
+    r = await http.post(
         "/api/v1/admin/keys", headers=auth(k["admin"]),
         json={"email": "Dev@Example.com", "role": "auditor", "groups": ["eng"], "team": "platform"},
     )  # fmt: skip
     assert r.status_code == 201, r.text
     secret = r.json()["secret"]
     assert r.json()["key"]["email"] == "dev@example.com" and r.json()["key"]["roles"] == ["auditor"]
-    me = (await app_client.get("/api/v1/me", headers=auth(secret))).json()
+    me = (await http.get("/api/v1/me", headers=auth(secret))).json()
     assert me["email"] == "dev@example.com" and me["groups"] == ["eng"]
-    [created] = await events(container, action="key.created")
+    [created] = await audit_events(container, action="key.created")
     assert created.user_email == "root@example.com" and created.payload["for_user"] == "dev@example.com"
     assert secret not in json.dumps(created.payload)  # only the prefix
     assert await chain_ok(container)
 
 
-async def test_user_reads_own_events_but_not_someone_elses(app_client: httpx.AsyncClient, container: Container) -> None:
+async def test_user_reads_own_events_but_not_someone_elses(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
-    await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hello", "general"))
-    await app_client.post("/v1/chat/completions", headers=auth(k["other"]), json=chat("hello", "general"))
-    mine = (await app_client.get("/api/v1/me/audit", headers=auth(k["user"]))).json()["data"]
+    await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hello", "general"))
+    await http.post("/v1/chat/completions", headers=auth(k["other"]), json=chat("hello", "general"))
+    mine = (await http.get("/api/v1/me/audit", headers=auth(k["user"]))).json()["data"]
     assert {e["user_email"] for e in mine} == {"alice@example.com"}
-    [carols] = await events(container, user_email="carol@example.com", action="chat.completion")
-    r = await app_client.get(f"/api/v1/me/audit/{carols.seq}", headers=auth(k["user"]))
+    [carols] = await audit_events(container, user_email="carol@example.com", action="chat.completion")
+    r = await http.get(f"/api/v1/me/audit/{carols.seq}", headers=auth(k["user"]))
     assert r.status_code == 404 and r.json()["error"]["code"] == "audit_event_not_found"
-    r = await app_client.get(f"/api/v1/me/audit/{carols.seq}", headers=auth(k["other"]))
+    r = await http.get(f"/api/v1/me/audit/{carols.seq}", headers=auth(k["other"]))
     assert r.status_code == 200 and r.json()["seq"] == carols.seq
     # The probe is on record.
-    [probe] = await events(container, action="http.refused")
+    [probe] = await audit_events(container, action="http.refused")
     assert probe.user_email == "alice@example.com" and probe.status == 404
 
 
 # -- the admin audit API ----------------------------------------------------------------
 
 
-async def test_filters_and_cursor_pages(app_client: httpx.AsyncClient, container: Container) -> None:
+async def test_filters_and_cursor_pages(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
     for text in ("first question", "second question", "third about refunds"):
-        await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(text, "general"))
-    await app_client.post("/v1/chat/completions", headers=auth(k["other"]), json=chat("carol asks", "support"))
+        await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(text, "general"))
+    await http.post("/v1/chat/completions", headers=auth(k["other"]), json=chat("carol asks", "support"))
     h = auth(k["auditor"])
     seen: list[int] = []
     cursor = None
@@ -346,7 +307,7 @@ async def test_filters_and_cursor_pages(app_client: httpx.AsyncClient, container
         params: dict[str, Any] = {"limit": 2, "action": "chat.completion"}
         if cursor:
             params["cursor"] = cursor
-        page = (await app_client.get("/api/v1/admin/audit", headers=h, params=params)).json()
+        page = (await http.get("/api/v1/admin/audit", headers=h, params=params)).json()
         seen += [e["seq"] for e in page["data"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -354,7 +315,7 @@ async def test_filters_and_cursor_pages(app_client: httpx.AsyncClient, container
     assert len(seen) == 4 and seen == sorted(seen, reverse=True)
 
     def q(**params: Any) -> Any:
-        return app_client.get("/api/v1/admin/audit", headers=h, params=params)
+        return http.get("/api/v1/admin/audit", headers=h, params=params)
 
     assert [e["user_email"] for e in (await q(user="carol@example.com")).json()["data"]] == ["carol@example.com"]
     assert [e["expert"] for e in (await q(expert="support")).json()["data"]] == ["support"]
@@ -366,49 +327,47 @@ async def test_filters_and_cursor_pages(app_client: httpx.AsyncClient, container
     assert (await q(cursor="bogus!")).status_code == 400
 
 
-async def test_event_detail_shows_the_trace_and_its_integrity(
-    app_client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_event_detail_shows_the_trace_and_its_integrity(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
-    await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hello", "general"))
-    [event] = await events(container, action="chat.completion")
-    r = await app_client.get(f"/api/v1/admin/audit/{event.seq}", headers=auth(k["auditor"]))
+    await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hello", "general"))
+    [event] = await audit_events(container, action="chat.completion")
+    r = await http.get(f"/api/v1/admin/audit/{event.seq}", headers=auth(k["auditor"]))
     body = r.json()
     assert body["payload"]["route"]["expert"] == "general"
     assert body["integrity"] == {"hash_ok": True, "content_ok": True, "links_to_previous": True, "problem": None}
     async with container.db.transaction() as s:
         await s.execute(update(AuditEvent).where(AuditEvent.seq == event.seq).values(expert="code"))
-    body = (await app_client.get(f"/api/v1/admin/audit/{event.seq}", headers=auth(k["auditor"]))).json()
+    body = (await http.get(f"/api/v1/admin/audit/{event.seq}", headers=auth(k["auditor"]))).json()
     assert body["integrity"]["hash_ok"] is False and "hash" in body["integrity"]["problem"]
-    verify = (await app_client.get("/api/v1/admin/audit/verify", headers=auth(k["auditor"]))).json()
+    verify = (await http.get("/api/v1/admin/audit/verify", headers=auth(k["auditor"]))).json()
     assert verify["ok"] is False and verify["first_bad_seq"] == event.seq
-    assert (await app_client.get("/api/v1/admin/audit/99999", headers=auth(k["auditor"]))).status_code == 404
+    assert (await http.get("/api/v1/admin/audit/99999", headers=auth(k["auditor"]))).status_code == 404
 
 
-async def test_export_streams_every_event_and_is_audited(app_client: httpx.AsyncClient, container: Container) -> None:
+async def test_export_streams_every_event_and_is_audited(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
     for i in range(3):
-        await app_client.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(f"q{i} x", "general"))
-    total = len(await events(container))
-    r = await app_client.get("/api/v1/admin/audit/export", headers=auth(k["auditor"]))
+        await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(f"q{i} x", "general"))
+    total = len(await audit_events(container))
+    r = await http.get("/api/v1/admin/audit/export", headers=auth(k["auditor"]))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in r.text.splitlines()]
     # Oldest first, every field; the export event itself was committed before streaming.
     assert [e["seq"] for e in lines] == list(range(1, total + 2))
     assert lines[-1]["action"] == "audit.exported" and lines[-1]["user_email"] == "audrey@example.com"
     assert all(lines[i]["prev_hash"] == lines[i - 1]["hash"] for i in range(1, len(lines)))
-    r = await app_client.get(
+    r = await http.get(
         "/api/v1/admin/audit/export", headers=auth(k["auditor"]), params={"format": "csv", "action": "chat.completion"}
     )
     rows = r.text.splitlines()
     assert rows[0].startswith("seq,ts,request_id,action") and len(rows) == 4
 
 
-async def test_retention_over_the_api(app_client: httpx.AsyncClient, container: Container) -> None:
+async def test_retention_over_the_api(http: httpx.AsyncClient, container: Container) -> None:
     k = await keys(container)
-    r = await app_client.post("/api/v1/admin/audit/retention", headers=auth(k["admin"]), json={})
+    r = await http.post("/api/v1/admin/audit/retention", headers=auth(k["admin"]), json={})
     assert r.status_code == 400 and r.json()["error"]["param"] == "days"
-    r = await app_client.post("/api/v1/admin/audit/retention", headers=auth(k["admin"]), json={"days": 30})
+    r = await http.post("/api/v1/admin/audit/retention", headers=auth(k["admin"]), json={"days": 30})
     assert r.status_code == 200 and r.json()["purged"] == 0
-    assert [e.action for e in await events(container)][-2:] == ["audit.retention", "audit.retention.finished"]
+    assert [e.action for e in await audit_events(container)][-2:] == ["audit.retention", "audit.retention.finished"]
     assert await chain_ok(container)

@@ -4,15 +4,14 @@ time), refusals are never cached."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event, update
 
 from backend.db.models import ApiKey, User, utcnow
-from backend.db.session import Database, migrate
+from backend.db.session import Database
 from backend.errors import Unauthorized
 from backend.identity.keycache import KeyAuthenticator
 from backend.identity.service import IdentityService
@@ -26,15 +25,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
-    migrate(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from backend.app import create_app
 from backend.chat.pipeline import ChatInput, Routed
 from backend.container import Container, build_container
 from backend.db.models import DocumentChunk, Message
@@ -24,7 +23,7 @@ from backend.settings import Settings
 from experts.types import ChatMessage
 from router.encoder import Encoder
 from router.types import Reason, RoutingDecision
-from tests.conftest import make_key, write_experts_yaml
+from tests.conftest import client_as, make_key, write_experts_yaml
 from tests.fakes.documents import make_pdf
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -68,16 +67,6 @@ async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator
     await built.close()
 
 
-def http(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://t",
-        headers={"authorization": f"Bearer {key}"},
-    )
-
-
 async def upload(
     client: httpx.AsyncClient, domain: str, files: list[tuple[str, bytes]], groups: str = ""
 ) -> httpx.Response:
@@ -112,9 +101,9 @@ async def test_acl_filtered_citations_and_document_lifecycle(kb: Container, llm:
     user_key = await make_key(kb, "sam@example.com")
     lawyer_key = await make_key(kb, "lee@example.com", groups={"legal-team"})
     async with (
-        http(kb, admin_key) as admin,
-        http(kb, user_key) as user,
-        http(kb, lawyer_key) as lawyer,
+        client_as(kb, admin_key) as admin,
+        client_as(kb, user_key) as user,
+        client_as(kb, lawyer_key) as lawyer,
     ):
         # One batch with good and bad files: the good ones go in, each bad one says why.
         job = await job_of(
@@ -226,7 +215,7 @@ async def test_acl_filtered_citations_and_document_lifecycle(kb: Container, llm:
 async def test_writes_need_admin_and_inputs_are_checked(kb: Container) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
     user_key = await make_key(kb, "sam@example.com")
-    async with http(kb, admin_key) as admin, http(kb, user_key) as user:
+    async with client_as(kb, admin_key) as admin, client_as(kb, user_key) as user:
         r = await upload(user, "support", [("reset.md", SUPPORT_DOC)])
         assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required"
         assert (await user.delete("/api/v1/documents/1")).status_code == 403
@@ -258,7 +247,7 @@ async def test_writes_need_admin_and_inputs_are_checked(kb: Container) -> None:
 
 async def test_stage_4_merges_a_close_second_experts_index(kb: Container) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
-    async with http(kb, admin_key) as admin:
+    async with client_as(kb, admin_key) as admin:
         await job_of(admin, await upload(admin, "legal", [("msa.md", PUBLIC_MSA)]))
         await job_of(admin, await upload(admin, "support", [("reset.md", SUPPORT_DOC)]))
     caller = Principal(user_id=1, email="x@example.com", team=None, groups=frozenset(), roles=frozenset())

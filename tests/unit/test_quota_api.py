@@ -5,23 +5,12 @@ token budget corrected from the real usage."""
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import select
 
-from backend.app import create_app
 from backend.audit.types import Actor
 from backend.container import Container
-from backend.db.models import AuditEvent
 from backend.quota.policies import PolicyChange, QuotaPolicies
-from tests.conftest import make_key
+from tests.conftest import audit_events, client_as, make_key
 from tests.fakes.openai_server import FakeOpenAI, Reply
-
-
-def http(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
-    )
 
 
 async def set_policy(container: Container, scope: str, name: str, change: PolicyChange) -> None:
@@ -38,7 +27,7 @@ async def test_over_the_rpm_limit_is_429_with_retry_after_and_the_limit_named(
 ) -> None:
     key = await make_key(container, "ivy@example.com")
     await set_policy(container, "user", "ivy@example.com", PolicyChange(rpm=2))
-    async with http(container, key) as ivy:
+    async with client_as(container, key) as ivy:
         first = await ivy.post("/v1/chat/completions", json=ask())
         assert first.status_code == 200, first.text
         assert first.headers["x-ratelimit-limit-requests"] == "2"
@@ -53,13 +42,7 @@ async def test_over_the_rpm_limit_is_429_with_retry_after_and_the_limit_named(
         streamed = await ivy.post("/v1/chat/completions", json=ask(stream=True))
         assert streamed.status_code == 429  # refused before the stream opens
     assert len(llm.requests) == 2  # refused requests never reached an LLM
-    await container.chainer.drain()  # the audit events wait in the outbox until chained
-    async with container.db.session() as session:
-        refusals = (
-            await session.scalars(
-                select(AuditEvent).where(AuditEvent.action == "chat.completion", AuditEvent.status == 429)
-            )
-        ).all()
+    refusals = await audit_events(container, action="chat.completion", status=429)
     assert len(refusals) == 2 and all(e.user_email == "ivy@example.com" for e in refusals)
 
 
@@ -67,7 +50,7 @@ async def test_degrade_policy_serves_with_the_generalist(container: Container, l
     key = await make_key(container, "jo@example.com")
     await set_policy(container, "user", "jo@example.com", PolicyChange(rpm=1, on_limit="degrade"))
     question = "what is the liability cap in the MSA contract?"
-    async with http(container, key) as jo:
+    async with client_as(container, key) as jo:
         r = await jo.post("/v1/chat/completions", json=ask(question, model="auto"))
         assert r.status_code == 200 and r.json()["expertgate"]["expert"] == "legal"
         r = await jo.post("/v1/chat/completions", json=ask(question, model="auto"))
@@ -81,7 +64,7 @@ async def test_token_budget_counts_real_usage(container: Container, llm: FakeOpe
     key = await make_key(container, "kim@example.com", team="ops")
     await set_policy(container, "team", "ops", PolicyChange(tokens_per_day=600))
     llm.script(Reply("one two three", prompt_tokens=20))  # 23 tokens really used
-    async with http(container, key) as kim:
+    async with client_as(container, key) as kim:
         r = await kim.post("/v1/chat/completions", json=ask())
         assert r.status_code == 200
         # Admitted on an estimate (prompt + the expert's max_tokens of 256): 600 - 257.

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
-from sqlalchemy import select
 
-from backend.app import create_app
 from backend.audit.types import Actor
 from backend.cli import main
 from backend.container import Container
-from backend.db.models import AuditEvent
 from backend.identity.types import Principal
 from backend.quota.errors import QuotaExceeded
 from backend.quota.limiter import MemoryLimiter
@@ -21,21 +17,13 @@ from backend.quota.policies import PolicyChange, QuotaPolicies
 from backend.quota.service import QuotaService, estimate_tokens
 from backend.quota.types import QuotaPolicy
 from experts.types import ChatMessage
-from tests.conftest import make_key
-
-
-def http(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
-    )
+from tests.conftest import audit_events, client_as, make_key
 
 
 async def test_admin_sets_policies_audited_and_limits_resolve(container: Container) -> None:
     admin = await make_key(container, "root@example.com", roles={"admin"})
     user = await make_key(container, "dana@example.com", team="legal")
-    async with http(container, admin) as root, http(container, user) as dana:
+    async with client_as(container, admin) as root, client_as(container, user) as dana:
         r = await root.put(
             "/api/v1/admin/quotas", json={"scope": "user", "name": "Dana@example.com", "rpm": 5, "on_limit": "degrade"}
         )
@@ -69,11 +57,10 @@ async def test_admin_sets_policies_audited_and_limits_resolve(container: Contain
         listed = (await root.get("/api/v1/admin/quotas")).json()
         assert [p["subject"] for p in listed] == ["global", "team:legal", "user:dana@example.com"]
 
-    await container.chainer.drain()  # the audit events wait in the outbox until chained
+    events = await audit_events(container, action="quota.set")
+    assert len(events) == 5  # every successful change, none for the refused ones
+    assert all(e.user_email == "root@example.com" for e in events)
     async with container.db.session() as session:
-        events = (await session.scalars(select(AuditEvent).where(AuditEvent.action == "quota.set"))).all()
-        assert len(events) == 5  # every successful change, none for the refused ones
-        assert all(e.user_email == "root@example.com" for e in events)
         dana_principal = Principal(
             user_id=0, email="dana@example.com", team="legal", groups=frozenset(), roles=frozenset({"user"})
         )

@@ -6,14 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from backend.app import create_app
 from backend.container import Container, build_container
 from backend.settings import Settings
 from router.encoder import Encoder
-from tests.conftest import make_key, write_experts_yaml
+from tests.conftest import client_as, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Fault
 
 MSA = b"""# Master Services Agreement: Key Terms
@@ -39,18 +37,10 @@ async def app_container(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> As
     await built.close()
 
 
-def http(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
-    )
-
-
 async def test_breaker_opens_short_circuits_and_is_visible_to_admins(app_container: Container, llm: FakeOpenAI) -> None:
     admin = await make_key(app_container, "root@example.com", roles={"admin"})
     user = await make_key(app_container, "bob@example.com")
-    async with http(app_container, admin) as root, http(app_container, user) as bob:
+    async with client_as(app_container, admin) as root, client_as(app_container, user) as bob:
         r = await root.get("/api/v1/admin/experts/breakers")
         assert r.status_code == 200, r.text
         assert [(b["expert"], b["state"]) for b in r.json()["breakers"]] == [
@@ -82,7 +72,7 @@ async def test_breaker_opens_short_circuits_and_is_visible_to_admins(app_contain
 
 async def test_every_llm_down_answers_extractively_from_passages(app_container: Container, llm: FakeOpenAI) -> None:
     admin = await make_key(app_container, "root@example.com", roles={"admin"})
-    async with http(app_container, admin) as root:
+    async with client_as(app_container, admin) as root:
         r = await root.post(
             "/api/v1/documents", data={"domain": "legal", "groups": ""}, files=[("files", ("msa.md", MSA))]
         )

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from backend.app import create_app
 from backend.audit.types import Actor
-from backend.container import Container, build_container
-from backend.db.models import AuditEvent
+from backend.container import Container
 from backend.quota.policies import PolicyChange, QuotaPolicies
 from backend.settings import Settings
-from router.encoder import Encoder
-from tests.conftest import make_key, write_experts_yaml
+from tests.conftest import audit_events, auth, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
 
 CODE_QUESTION = "my python script raises KeyError in the parser, how do I fix it?"
@@ -39,33 +34,8 @@ def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
     )
 
 
-@pytest.fixture
-async def container(settings: Settings, encoder: Encoder) -> AsyncIterator[Container]:
-    built = build_container(settings, encoder=encoder, environ={})
-    yield built
-    await built.close()
-
-
-@pytest.fixture
-async def http(container: Container) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        yield client
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {key}"}
-
-
 def ask(text: str, model: str) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}]}
-
-
-async def chat_events(container: Container) -> list[AuditEvent]:
-    await container.chainer.drain()  # the audit events wait in the outbox until chained
-    async with container.db.session() as s:
-        return list((await s.scalars(select(AuditEvent).where(AuditEvent.action == "chat.completion"))).all())
 
 
 async def traffic(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> dict[str, str]:
@@ -113,7 +83,7 @@ async def test_figures_match_the_audit_trail(http: httpx.AsyncClient, container:
     r = await http.get("/api/v1/admin/stats", headers=auth(keys["auditor"]))
     assert r.status_code == 200, r.text
     stats = r.json()
-    events = await chat_events(container)
+    events = await audit_events(container, action="chat.completion")
     assert len(events) == 5
 
     # Traffic and shares: per expert, as the trail records who answered.

@@ -3,34 +3,10 @@ each change audited, a disabled user's key refused at once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
-from sqlalchemy import select
 
-from backend.app import create_app
 from backend.container import Container
-from backend.db.models import AuditEvent
-from tests.conftest import make_key
-
-
-@pytest.fixture
-async def http(container: Container) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        yield client
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {key}"}
-
-
-async def audit(container: Container, action: str) -> list[AuditEvent]:
-    await container.chainer.drain()  # the app writes to the outbox; chain it now
-    async with container.db.session() as s:
-        return list((await s.scalars(select(AuditEvent).where(AuditEvent.action == action))).all())
+from tests.conftest import audit_events, auth, make_key
 
 
 async def user_id(http: httpx.AsyncClient, admin: str, email: str) -> int:
@@ -52,7 +28,7 @@ async def test_admin_edits_a_user_and_the_change_is_audited(http: httpx.AsyncCli
     assert (body["roles"], body["groups"], body["team"], body["active_keys"]) == (
         ["auditor", "user"], ["legal-readers", "staff"], "ops", 1,
     )  # fmt: skip
-    [event] = await audit(container, "user.updated")
+    [event] = await audit_events(container, action="user.updated")
     assert event.user_email == "root@example.com" and event.payload["email"] == "ana@example.com"
     assert event.payload["changed"]["team"] == {"from": "eng", "to": "ops"}
     assert set(event.payload["changed"]) == {"roles", "groups", "team"}
@@ -70,7 +46,10 @@ async def test_a_disabled_users_key_is_refused_until_enabled(http: httpx.AsyncCl
     assert (await http.get("/api/v1/me", headers=auth(ana_key))).status_code == 401
     await http.patch(f"/api/v1/admin/users/{ana}", headers=auth(admin), json={"disabled": False})
     assert (await http.get("/api/v1/me", headers=auth(ana_key))).status_code == 200
-    assert [e.payload["changed"]["disabled"]["to"] for e in await audit(container, "user.updated")] == [True, False]
+    assert [e.payload["changed"]["disabled"]["to"] for e in await audit_events(container, action="user.updated")] == [
+        True,
+        False,
+    ]
 
 
 async def test_roles_on_the_routes(http: httpx.AsyncClient, container: Container) -> None:
@@ -84,7 +63,7 @@ async def test_roles_on_the_routes(http: httpx.AsyncClient, container: Container
     r = await http.patch(f"/api/v1/admin/users/{ana}", headers=auth(auditor), json={"disabled": True})
     assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required"
     assert (await http.post("/api/v1/admin/teams", headers=auth(auditor), json={"name": "x"})).status_code == 403
-    assert await audit(container, "user.updated") == []
+    assert await audit_events(container, action="user.updated") == []
 
 
 async def test_bad_edits_are_refused_with_a_reason(http: httpx.AsyncClient, container: Container) -> None:
@@ -113,6 +92,6 @@ async def test_teams_are_created_and_deleted_members_kept(http: httpx.AsyncClien
     users = {u["email"]: u for u in (await http.get("/api/v1/admin/users", headers=auth(admin))).json()}
     assert users["ana@example.com"]["team"] is None
     assert (await http.get("/api/v1/me", headers=auth(ana))).json()["team"] is None
-    [deleted] = await audit(container, "team.deleted")
+    [deleted] = await audit_events(container, action="team.deleted")
     assert deleted.payload == {"team_id": eng["id"], "team": "eng", "members": 1}
-    assert len(await audit(container, "team.created")) == 1
+    assert len(await audit_events(container, action="team.created")) == 1

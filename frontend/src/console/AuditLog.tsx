@@ -5,6 +5,7 @@ import { ApiError } from "../api/errors";
 import type { AuditEvent, AuditEventDetail, AuditQuery, ModelCard } from "../api/types";
 import { navigate } from "../location";
 import { AuditTrace } from "./AuditTrace";
+import { ErrorLine, GridTable } from "./Table";
 
 const OUTCOMES = ["", "ok", "refused", "error", "aborted"] as const;
 const REASONS = ["", "routed", "requested", "context", "low_confidence", "out_of_domain", "overflow", "not_allowed", "fallback"];
@@ -185,52 +186,35 @@ export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[
           </button>
         </div>
       </form>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <div className="audit-body">
         <div className="table-wrap">
-          <table className="grid" aria-label="Audit events">
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">Time</th>
-                <th scope="col">User</th>
-                <th scope="col">Action</th>
-                <th scope="col">Expert</th>
-                <th scope="col">Reason</th>
-                <th scope="col">Outcome</th>
+          <GridTable label="Audit events" columns={["#", "Time", "User", "Action", "Expert", "Reason", "Outcome"]}>
+            {events.map((e) => (
+              <tr key={eventKey(e)} className={detail === eventKey(e) ? "selected" : undefined} data-request-id={e.request_id ?? ""}>
+                <td>
+                  <a
+                    href={`/console/audit/${eventKey(e)}`}
+                    aria-label={`Open event ${e.seq}`}
+                    onClick={(ev) => {
+                      ev.preventDefault();
+                      navigate(`/console/audit/${eventKey(e)}`);
+                    }}
+                  >
+                    {e.seq}
+                  </a>
+                </td>
+                <td>
+                  <time dateTime={e.ts}>{new Date(e.ts).toLocaleString()}</time>
+                </td>
+                <td>{e.user_email ?? "—"}</td>
+                <td>{e.action}</td>
+                <td>{e.expert ? <span className={`badge expert-${e.expert}`}>{e.expert}</span> : "—"}</td>
+                <td>{e.reason ?? "—"}</td>
+                <td className={`outcome-${e.outcome}`}>{e.outcome}</td>
               </tr>
-            </thead>
-            <tbody>
-              {events.map((e) => (
-                <tr key={eventKey(e)} className={detail === eventKey(e) ? "selected" : undefined} data-request-id={e.request_id ?? ""}>
-                  <td>
-                    <a
-                      href={`/console/audit/${eventKey(e)}`}
-                      aria-label={`Open event ${e.seq}`}
-                      onClick={(ev) => {
-                        ev.preventDefault();
-                        navigate(`/console/audit/${eventKey(e)}`);
-                      }}
-                    >
-                      {e.seq}
-                    </a>
-                  </td>
-                  <td>
-                    <time dateTime={e.ts}>{new Date(e.ts).toLocaleString()}</time>
-                  </td>
-                  <td>{e.user_email ?? "—"}</td>
-                  <td>{e.action}</td>
-                  <td>{e.expert ? <span className={`badge expert-${e.expert}`}>{e.expert}</span> : "—"}</td>
-                  <td>{e.reason ?? "—"}</td>
-                  <td className={`outcome-${e.outcome}`}>{e.outcome}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </GridTable>
           {status === "ready" && events.length === 0 && <p className="muted">No events match.</p>}
           {status === "loading" && <p className="muted">Loading…</p>}
           {cursor && (

@@ -3,6 +3,7 @@ import { useCallback, useEffect, useId, useState } from "react";
 import type { Api } from "../api/client";
 import type { DashboardStats } from "../api/types";
 import { BarChart, LineChart, seriesColor } from "./charts";
+import { ErrorLine, GridTable } from "./Table";
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -95,11 +96,7 @@ export function Dashboard({ api }: { api: Api }) {
           Refresh
         </button>
       </div>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {stats && (
         <>
           <ul className="tiles" aria-label="Headline figures">
@@ -148,32 +145,19 @@ export function Dashboard({ api }: { api: Api }) {
             />
           </div>
           <div className="table-wrap" tabIndex={0} role="region" aria-label="Usage per team (scrolls at narrow widths)">
-            <table className="grid" aria-label="Usage per team">
-              <thead>
-                <tr>
-                  <th scope="col">Team</th>
-                  <th scope="col">Requests</th>
-                  <th scope="col">Prompt tokens</th>
-                  <th scope="col">Completion tokens</th>
-                  <th scope="col">Cost</th>
-                  <th scope="col">Quota rejections</th>
-                  <th scope="col">Degraded</th>
+            <GridTable label="Usage per team" columns={["Team", "Requests", "Prompt tokens", "Completion tokens", "Cost", "Quota rejections", "Degraded"]}>
+              {stats.teams.map((t) => (
+                <tr key={t.team ?? ""}>
+                  <th scope="row">{t.team ?? "(no team)"}</th>
+                  <td>{t.requests}</td>
+                  <td>{t.prompt_tokens}</td>
+                  <td>{t.completion_tokens}</td>
+                  <td>{t.cost_usd === null ? "no price set" : `$${t.cost_usd.toFixed(4)}`}</td>
+                  <td>{t.quota_rejected}</td>
+                  <td>{t.degraded}</td>
                 </tr>
-              </thead>
-              <tbody>
-                {stats.teams.map((t) => (
-                  <tr key={t.team ?? ""}>
-                    <th scope="row">{t.team ?? "(no team)"}</th>
-                    <td>{t.requests}</td>
-                    <td>{t.prompt_tokens}</td>
-                    <td>{t.completion_tokens}</td>
-                    <td>{t.cost_usd === null ? "no price set" : `$${t.cost_usd.toFixed(4)}`}</td>
-                    <td>{t.quota_rejected}</td>
-                    <td>{t.degraded}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </GridTable>
           </div>
           <div className="charts">
             <section className="card" aria-labelledby={`${id}-dead`}>

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useId, useState, type FormEvent } from "react";
 
 import type { Api } from "../api/client";
 import type { IssuedKey, KeyCreate, KeyOut } from "../api/types";
+import { ErrorLine, GridTable } from "./Table";
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -103,46 +104,30 @@ export function Keys({ api }: { api: Api }) {
           </button>
         </div>
       )}
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <div className="table-wrap">
-        <table className="grid" aria-label="API keys">
-          <thead>
-            <tr>
-              <th scope="col">Key</th>
-              <th scope="col">User</th>
-              <th scope="col">Roles</th>
-              <th scope="col">Label</th>
-              <th scope="col">Last used</th>
-              <th scope="col">Status</th>
+        <GridTable label="API keys" columns={["Key", "User", "Roles", "Label", "Last used", "Status"]}>
+          {keys.map((k) => (
+            <tr key={k.id}>
+              <td>
+                <code>{k.prefix}…</code>
+              </td>
+              <td>{k.email}</td>
+              <td>{k.roles.join(", ")}</td>
+              <td>{k.name}</td>
+              <td>{k.last_used_at ? new Date(k.last_used_at).toLocaleString() : "never"}</td>
+              <td>
+                {k.revoked_at ? (
+                  <span className="muted">revoked</span>
+                ) : (
+                  <button type="button" className="ghost small" onClick={() => void revoke(k)} aria-label={`Revoke key ${k.prefix} of ${k.email}`}>
+                    Revoke
+                  </button>
+                )}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {keys.map((k) => (
-              <tr key={k.id}>
-                <td>
-                  <code>{k.prefix}…</code>
-                </td>
-                <td>{k.email}</td>
-                <td>{k.roles.join(", ")}</td>
-                <td>{k.name}</td>
-                <td>{k.last_used_at ? new Date(k.last_used_at).toLocaleString() : "never"}</td>
-                <td>
-                  {k.revoked_at ? (
-                    <span className="muted">revoked</span>
-                  ) : (
-                    <button type="button" className="ghost small" onClick={() => void revoke(k)} aria-label={`Revoke key ${k.prefix} of ${k.email}`}>
-                      Revoke
-                    </button>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </GridTable>
       </div>
     </section>
   );

@@ -3,6 +3,7 @@ import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from 
 import type { Api } from "../api/client";
 import { ApiError } from "../api/errors";
 import type { DocumentOut, IngestJob, ModelCard } from "../api/types";
+import { ErrorLine, GridTable } from "./Table";
 
 const FINISHED = new Set(["succeeded", "partial", "failed"]);
 
@@ -126,11 +127,7 @@ export function Knowledge({ api, models }: { api: Api; models: ModelCard[] }) {
           </div>
         )}
       </form>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <div className="row">
         <label htmlFor={`${id}-d`}>Show domain</label>
         <select id={`${id}-d`} value={domain} onChange={(e) => setDomain(e.target.value)}>
@@ -144,42 +141,27 @@ export function Knowledge({ api, models }: { api: Api; models: ModelCard[] }) {
         <span className="muted small">{total} documents</span>
       </div>
       <div className="table-wrap">
-        <table className="grid" aria-label="Documents">
-          <thead>
-            <tr>
-              <th scope="col">Title</th>
-              <th scope="col">Domain</th>
-              <th scope="col">Source</th>
-              <th scope="col">Chunks</th>
-              <th scope="col">Groups</th>
-              <th scope="col">Updated</th>
-              <th scope="col">
-                <span className="sr-only">Actions</span>
-              </th>
+        <GridTable label="Documents" columns={["Title", "Domain", "Source", "Chunks", "Groups", "Updated", <span className="sr-only">Actions</span>]}>
+          {docs.map((d) => (
+            <tr key={d.id}>
+              <td>{d.title}</td>
+              <td>
+                <span className={`badge expert-${d.domain}`}>{d.domain}</span>
+              </td>
+              <td>
+                <code>{d.source}</code>
+              </td>
+              <td>{d.chunk_count}</td>
+              <td>{d.groups.length ? d.groups.join(", ") : "everyone"}</td>
+              <td>{new Date(d.updated_at).toLocaleString()}</td>
+              <td>
+                <button type="button" className="ghost small" onClick={() => void remove(d)} aria-label={`Delete ${d.title || d.source}`}>
+                  Delete
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {docs.map((d) => (
-              <tr key={d.id}>
-                <td>{d.title}</td>
-                <td>
-                  <span className={`badge expert-${d.domain}`}>{d.domain}</span>
-                </td>
-                <td>
-                  <code>{d.source}</code>
-                </td>
-                <td>{d.chunk_count}</td>
-                <td>{d.groups.length ? d.groups.join(", ") : "everyone"}</td>
-                <td>{new Date(d.updated_at).toLocaleString()}</td>
-                <td>
-                  <button type="button" className="ghost small" onClick={() => void remove(d)} aria-label={`Delete ${d.title || d.source}`}>
-                    Delete
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </GridTable>
       </div>
     </section>
   );

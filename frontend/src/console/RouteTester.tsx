@@ -4,6 +4,7 @@ import type { Api } from "../api/client";
 import { routeView, type ModelCard, type RouteInfo } from "../api/types";
 import { ExpertBadge } from "../chat/ExpertBadge";
 import { Bars } from "./Bars";
+import { ErrorLine } from "./Table";
 
 /** Ask the gate where a text would go (POST /v1/route), without calling any expert. */
 export function RouteTester({ api, models }: { api: Api; models: ModelCard[] }) {
@@ -45,11 +46,7 @@ export function RouteTester({ api, models }: { api: Api; models: ModelCard[] }) 
           </button>
         </div>
       </form>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {result && (
         <div className="card" data-testid="route-result">
           <ExpertBadge route={routeView(result)} />

@@ -3,6 +3,7 @@ import { useCallback, useEffect, useId, useState } from "react";
 import type { Api } from "../api/client";
 import { ApiError } from "../api/errors";
 import type { FeedbackItem, GateVersion, ModelCard, RouterStatus } from "../api/types";
+import { ErrorLine, GridTable } from "./Table";
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -98,11 +99,7 @@ export function RouterAdmin({ api, models }: { api: Api; models: ModelCard[] }) 
   return (
     <section aria-labelledby={`${id}-h`}>
       <h2 id={`${id}-h`}>Router</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {note && (
         <p role="status" className="muted">
           {note}
@@ -150,20 +147,9 @@ export function RouterAdmin({ api, models }: { api: Api; models: ModelCard[] }) 
             </label>
           </div>
           <div className="table-wrap">
-            <table className="grid" aria-label="Router versions">
-              <thead>
-                <tr>
-                  <th scope="col">Version</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">Model</th>
-                  <th scope="col">Validation</th>
-                  <th scope="col">
-                    <span className="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>{status.versions.map(version)}</tbody>
-            </table>
+            <GridTable label="Router versions" columns={["Version", "Created", "Model", "Validation", <span className="sr-only">Actions</span>]}>
+              {status.versions.map(version)}
+            </GridTable>
           </div>
         </>
       )}
@@ -172,53 +158,41 @@ export function RouterAdmin({ api, models }: { api: Api; models: ModelCard[] }) 
         <p className="muted">No feedback waiting.</p>
       ) : (
         <div className="table-wrap">
-          <table className="grid" aria-label="Feedback queue">
-            <thead>
-              <tr>
-                <th scope="col">Question</th>
-                <th scope="col">Rating</th>
-                <th scope="col">Routed to</th>
-                <th scope="col">User says</th>
-                <th scope="col">Comment</th>
-                <th scope="col">Relabel as</th>
-              </tr>
-            </thead>
-            <tbody>
-              {queue.map((f) => {
-                const chosen = labels[f.request_id] ?? f.expected_expert ?? f.routed_expert ?? "";
-                return (
-                  <tr key={f.id} data-request-id={f.request_id}>
-                    <td>{f.question}</td>
-                    <td>{f.rating === "up" ? "good" : "bad"}</td>
-                    <td>{f.routed_expert ?? "—"}</td>
-                    <td>{f.expected_expert ?? "—"}</td>
-                    <td>{f.comment ?? ""}</td>
-                    <td>
-                      <div className="row">
-                      <select
-                        aria-label={`Domain for: ${f.question}`}
-                        value={chosen}
-                        onChange={(e) => setLabels({ ...labels, [f.request_id]: e.target.value })}
-                      >
-                        {domains.map((d) => (
-                          <option key={d}>{d}</option>
-                        ))}
-                      </select>
-                      <button
-                        type="button"
-                        className="ghost small"
-                        disabled={busy || !chosen}
-                        onClick={() => void act(`Relabelled as ${chosen}; it trains the next version.`, () => api.relabel(f.request_id, chosen))}
-                      >
-                        Relabel
-                      </button>
-                      </div>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
+          <GridTable label="Feedback queue" columns={["Question", "Rating", "Routed to", "User says", "Comment", "Relabel as"]}>
+            {queue.map((f) => {
+              const chosen = labels[f.request_id] ?? f.expected_expert ?? f.routed_expert ?? "";
+              return (
+                <tr key={f.id} data-request-id={f.request_id}>
+                  <td>{f.question}</td>
+                  <td>{f.rating === "up" ? "good" : "bad"}</td>
+                  <td>{f.routed_expert ?? "—"}</td>
+                  <td>{f.expected_expert ?? "—"}</td>
+                  <td>{f.comment ?? ""}</td>
+                  <td>
+                    <div className="row">
+                    <select
+                      aria-label={`Domain for: ${f.question}`}
+                      value={chosen}
+                      onChange={(e) => setLabels({ ...labels, [f.request_id]: e.target.value })}
+                    >
+                      {domains.map((d) => (
+                        <option key={d}>{d}</option>
+                      ))}
+                    </select>
+                    <button
+                      type="button"
+                      className="ghost small"
+                      disabled={busy || !chosen}
+                      onClick={() => void act(`Relabelled as ${chosen}; it trains the next version.`, () => api.relabel(f.request_id, chosen))}
+                    >
+                      Relabel
+                    </button>
+                    </div>
+                  </td>
+                </tr>
+              );
+            })}
+          </GridTable>
         </div>
       )}
     </section>

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useId, useState, type FormEvent } from "react";
 
 import type { Api } from "../api/client";
 import type { QuotaPolicy, QuotaPolicyIn, TeamOut, UserOut, UserUpdate } from "../api/types";
+import { ErrorLine, GridTable } from "./Table";
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -96,55 +97,38 @@ export function Users({ api }: { api: Api }) {
   return (
     <section aria-labelledby={`${id}-h`}>
       <h2 id={`${id}-h`}>Users, teams and quotas</h2>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <div className="table-wrap">
-        <table className="grid" aria-label="Users">
-          <thead>
-            <tr>
-              <th scope="col">User</th>
-              <th scope="col">Team</th>
-              <th scope="col">Roles</th>
-              <th scope="col">Groups</th>
-              <th scope="col">Keys</th>
-              <th scope="col">Status</th>
-              <th scope="col">Actions</th>
+        <GridTable label="Users" columns={["User", "Team", "Roles", "Groups", "Keys", "Status", "Actions"]}>
+          {users.map((u) => (
+            <tr key={u.id}>
+              <th scope="row">{u.email}</th>
+              <td>{u.team ?? "–"}</td>
+              <td>{u.roles.join(", ")}</td>
+              <td>{u.groups.join(", ") || "–"}</td>
+              <td>{u.active_keys}</td>
+              <td>{u.disabled ? <span className="state state-open">disabled</span> : "active"}</td>
+              <td className="row">
+                <button
+                  type="button"
+                  className="ghost small"
+                  aria-label={`Edit ${u.email}`}
+                  onClick={() => setEditing({ id: u.id, roles: u.roles as Role[], groups: u.groups.join(", "), team: u.team ?? "" })}
+                >
+                  Edit
+                </button>
+                <button
+                  type="button"
+                  className="ghost small"
+                  aria-label={`${u.disabled ? "Enable" : "Disable"} ${u.email}`}
+                  onClick={() => void act(u.disabled ? "enable the user" : "disable the user", () => api.updateUser(u.id, { disabled: !u.disabled }))}
+                >
+                  {u.disabled ? "Enable" : "Disable"}
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {users.map((u) => (
-              <tr key={u.id}>
-                <th scope="row">{u.email}</th>
-                <td>{u.team ?? "–"}</td>
-                <td>{u.roles.join(", ")}</td>
-                <td>{u.groups.join(", ") || "–"}</td>
-                <td>{u.active_keys}</td>
-                <td>{u.disabled ? <span className="state state-open">disabled</span> : "active"}</td>
-                <td className="row">
-                  <button
-                    type="button"
-                    className="ghost small"
-                    aria-label={`Edit ${u.email}`}
-                    onClick={() => setEditing({ id: u.id, roles: u.roles as Role[], groups: u.groups.join(", "), team: u.team ?? "" })}
-                  >
-                    Edit
-                  </button>
-                  <button
-                    type="button"
-                    className="ghost small"
-                    aria-label={`${u.disabled ? "Enable" : "Disable"} ${u.email}`}
-                    onClick={() => void act(u.disabled ? "enable the user" : "disable the user", () => api.updateUser(u.id, { disabled: !u.disabled }))}
-                  >
-                    {u.disabled ? "Enable" : "Disable"}
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </GridTable>
       </div>
       {editing && (
         <form className="filters card" onSubmit={saveUser} aria-label="Edit user">
@@ -215,34 +199,22 @@ export function Users({ api }: { api: Api }) {
 
       <h3>Quotas</h3>
       <div className="table-wrap" tabIndex={0} role="region" aria-label="Quota policies (scrolls at narrow widths)">
-        <table className="grid" aria-label="Quota policies">
-          <thead>
-            <tr>
-              <th scope="col">Applies to</th>
-              <th scope="col">Requests / min</th>
-              <th scope="col">Tokens / day</th>
-              <th scope="col">Tokens / month</th>
-              <th scope="col">Over the limit</th>
-              <th scope="col">Actions</th>
+        <GridTable label="Quota policies" columns={["Applies to", "Requests / min", "Tokens / day", "Tokens / month", "Over the limit", "Actions"]}>
+          {quotas.map((p) => (
+            <tr key={p.subject}>
+              <th scope="row">{p.subject}</th>
+              <td>{limitText(p.rpm)}</td>
+              <td>{limitText(p.tokens_per_day)}</td>
+              <td>{limitText(p.tokens_per_month)}</td>
+              <td>{p.on_limit}</td>
+              <td>
+                <button type="button" className="ghost small" aria-label={`Clear the quota of ${p.subject}`} onClick={() => void clearPolicy(p)}>
+                  Clear
+                </button>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {quotas.map((p) => (
-              <tr key={p.subject}>
-                <th scope="row">{p.subject}</th>
-                <td>{limitText(p.rpm)}</td>
-                <td>{limitText(p.tokens_per_day)}</td>
-                <td>{limitText(p.tokens_per_month)}</td>
-                <td>{p.on_limit}</td>
-                <td>
-                  <button type="button" className="ghost small" aria-label={`Clear the quota of ${p.subject}`} onClick={() => void clearPolicy(p)}>
-                    Clear
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </GridTable>
       </div>
       <form className="filters card" onSubmit={setPolicy} aria-label="Set a quota">
         <div className="field">
