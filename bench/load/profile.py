@@ -87,8 +87,12 @@ def summarize(collapsed: Path, top: int = 15) -> dict[str, Any]:
     def share(c: collections.Counter[str]) -> list[tuple[str, float]]:
         return [(k, round(100 * v / total, 1)) for k, v in c.most_common(top)] if total else []
 
-    return {"samples": total, "self_pct": share(own), "project_inclusive_pct": share(project),
-            "packages_inclusive_pct": share(packages)}
+    return {
+        "samples": total,
+        "self_pct": share(own),
+        "project_inclusive_pct": share(project),
+        "packages_inclusive_pct": share(packages),
+    }
 
 
 def py_spy() -> str:
@@ -123,31 +127,67 @@ def main(argv: list[str] | None = None) -> None:
             for profile in ("pass", "full"):
                 raw = workdir / f"{profile}.txt"
                 spying = subprocess.Popen(
-                    [spy, "record", "-p", str(eg.proc.pid), "-d", str(int(args.seconds) + 1), "-r", "200",
-                     "-f", "raw", "-o", str(raw), "--nonblocking", "--full-filenames"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    [
+                        spy,
+                        "record",
+                        "-p",
+                        str(eg.proc.pid),
+                        "-d",
+                        str(int(args.seconds) + 1),
+                        "-r",
+                        "200",
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(raw),
+                        "--nonblocking",
+                        "--full-filenames",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 time.sleep(0.5)
                 cpu_before = eg.cpu()
                 done = subprocess.run(
-                    [str(loadgen), "-p", str(eg.port), "-b", str(bodies[profile]), "-r", "0",
-                     "-c", str(args.connections), "-d", str(args.seconds), "-e", "choices",
-                     "-H", f"Authorization: Bearer {key}"],
-                    capture_output=True, text=True, check=True,
+                    [
+                        str(loadgen),
+                        "-p",
+                        str(eg.port),
+                        "-b",
+                        str(bodies[profile]),
+                        "-r",
+                        "0",
+                        "-c",
+                        str(args.connections),
+                        "-d",
+                        str(args.seconds),
+                        "-e",
+                        "choices",
+                        "-H",
+                        f"Authorization: Bearer {key}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 cpu = eg.cpu() - cpu_before
                 spying.wait(timeout=60)
                 load = json.loads(done.stdout)
                 results[profile] = {
-                    "rps": load["rps"], "ok": load["ok"],
+                    "rps": load["rps"],
+                    "ok": load["ok"],
                     "cpu_ms_per_request": round(cpu * 1000 / load["ok"], 2) if load["ok"] else None,
                     **summarize(raw),
                 }
         finally:
             for server in servers:
                 server.stop()
-    results["conditions"] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             "seconds": args.seconds, "connections": args.connections, "sampler": "py-spy, 200 Hz"}
+    results["conditions"] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "sampler": "py-spy, 200 Hz",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     for profile in ("pass", "full"):

@@ -26,7 +26,9 @@ def _by_round(runs: list[Run]) -> dict[int, dict[str, Run]]:
     return out
 
 
-def summarize(phases: dict[str, list[Run]], names: list[str], servers: dict[str, Any], bound_ms: float) -> dict[str, Any]:
+def summarize(
+    phases: dict[str, list[Run]], names: list[str], servers: dict[str, Any], bound_ms: float
+) -> dict[str, Any]:
     """One row per target: overhead vs direct (same round, same percentile), throughput, cost."""
     rounds = _by_round(phases["overhead"])
     closed_rounds = _by_round(phases["closed"])
@@ -35,8 +37,12 @@ def summarize(phases: dict[str, list[Run]], names: list[str], servers: dict[str,
     out: dict[str, Any] = {}
     for name in names:
         mine = [r for rs in rounds.values() for t, r in rs.items() if t == name]
-        over50 = [rs[name]["latency_ms"]["p50"] - rs["direct"]["latency_ms"]["p50"] for rs in rounds.values() if name in rs]
-        over99 = [rs[name]["latency_ms"]["p99"] - rs["direct"]["latency_ms"]["p99"] for rs in rounds.values() if name in rs]
+        over50 = [
+            rs[name]["latency_ms"]["p50"] - rs["direct"]["latency_ms"]["p50"] for rs in rounds.values() if name in rs
+        ]
+        over99 = [
+            rs[name]["latency_ms"]["p99"] - rs["direct"]["latency_ms"]["p99"] for rs in rounds.values() if name in rs
+        ]
         passed = [r["rate"] for r in phases["ladder"] if r["target"] == name and r["passed"]]
         closed = [rs[name] for rs in closed_rounds.values() if name in rs]
         sat = next((r for r in phases["saturation"] if r["target"] == name), None)
@@ -76,21 +82,40 @@ def goals(summary: dict[str, Any], audit: dict[str, Any]) -> list[dict[str, Any]
     def add(goal: str, measured: object, met: bool | None) -> None:
         out.append({"goal": goal, "measured": measured, "met": met})
 
-    add("pass-through overhead p50 <= 2 ms", eg.get("overhead_p50_ms"),
-        eg.get("overhead_p50_ms") is not None and eg["overhead_p50_ms"] <= 2)
+    add(
+        "pass-through overhead p50 <= 2 ms",
+        eg.get("overhead_p50_ms"),
+        eg.get("overhead_p50_ms") is not None and eg["overhead_p50_ms"] <= 2,
+    )
     if peer:
-        add("pass-through overhead p50 below LiteLLM's (bare)", [eg.get("overhead_p50_ms"), peer["overhead_p50_ms"]],
-            eg.get("overhead_p50_ms") is not None and peer["overhead_p50_ms"] is not None
-            and eg["overhead_p50_ms"] < peer["overhead_p50_ms"])
-        add("pass-through RPS at 32 connections >= 2x LiteLLM's (bare)", [eg.get("closed32_rps"), peer["closed32_rps"]],
-            bool(eg.get("closed32_rps") and peer["closed32_rps"]) and eg["closed32_rps"] >= 2 * peer["closed32_rps"])
-    add(f"full pipeline >= 100 RPS sustained with p99 <= {full.get('p99_bound_ms', 0):g} ms",
-        full.get("max_sustained_rps"), (full.get("max_sustained_rps") or 0) >= 100)
-    add("zero errors (expertgate)", eg.get("errors", 0) + full.get("errors", 0),
-        eg.get("errors", 0) + full.get("errors", 0) == 0)
+        add(
+            "pass-through overhead p50 below LiteLLM's (bare)",
+            [eg.get("overhead_p50_ms"), peer["overhead_p50_ms"]],
+            eg.get("overhead_p50_ms") is not None
+            and peer["overhead_p50_ms"] is not None
+            and eg["overhead_p50_ms"] < peer["overhead_p50_ms"],
+        )
+        add(
+            "pass-through RPS at 32 connections >= 2x LiteLLM's (bare)",
+            [eg.get("closed32_rps"), peer["closed32_rps"]],
+            bool(eg.get("closed32_rps") and peer["closed32_rps"]) and eg["closed32_rps"] >= 2 * peer["closed32_rps"],
+        )
+    add(
+        f"full pipeline >= 100 RPS sustained with p99 <= {full.get('p99_bound_ms', 0):g} ms",
+        full.get("max_sustained_rps"),
+        (full.get("max_sustained_rps") or 0) >= 100,
+    )
+    add(
+        "zero errors (expertgate)",
+        eg.get("errors", 0) + full.get("errors", 0),
+        eg.get("errors", 0) + full.get("errors", 0) == 0,
+    )
     add("zero audit events lost", audit["lost"], audit["lost"] == 0 and audit["verify"].startswith("exit 0"))
-    add("at the backend's saturation, >= 97% of direct throughput (pass-through)", eg.get("saturation_vs_direct"),
-        (eg.get("saturation_vs_direct") or 0) >= 0.97)
+    add(
+        "at the backend's saturation, >= 97% of direct throughput (pass-through)",
+        eg.get("saturation_vs_direct"),
+        (eg.get("saturation_vs_direct") or 0) >= 0.97,
+    )
     return out
 
 
@@ -105,9 +130,11 @@ def _fmt(v: object, digits: int = 1) -> str:
 def table(results: dict[str, Any]) -> str:
     """A Markdown table of the summary (also printed by the benchmark)."""
     s = results["summary"]
-    head = ("| target | p50 ms | p99 ms | overhead p50 | overhead p99 | max RPS (p99 <= "
-            f"{next(iter(s.values()))['p99_bound_ms']:g} ms) | RPS @32 conns | CPU-s / 1000 req | "
-            "saturation vs direct | RSS MiB (procs) | errors (past capacity) |")
+    head = (
+        "| target | p50 ms | p99 ms | overhead p50 | overhead p99 | max RPS (p99 <= "
+        f"{next(iter(s.values()))['p99_bound_ms']:g} ms) | RPS @32 conns | CPU-s / 1000 req | "
+        "saturation vs direct | RSS MiB (procs) | errors (past capacity) |"
+    )
     lines = [head, "|" + "---|" * 11]
     for name, row in s.items():
         max_rps = _fmt(row["max_sustained_rps"]) + ("+" if row["max_sustained_capped"] else "")
@@ -119,19 +146,35 @@ def table(results: dict[str, Any]) -> str:
         )
     a = results["audit"]
     lines.append("")
-    lines.append(f"audit: {a['expertgate_ok']} expertgate requests answered 200, {a['chained']} chat audit events "
-                 f"chained, {a['outbox_pending']} pending in the outbox, lost {a['lost']}; verify {a['verify']}")
+    lines.append(
+        f"audit: {a['expertgate_ok']} expertgate requests answered 200, {a['chained']} chat audit events "
+        f"chained, {a['outbox_pending']} pending in the outbox, lost {a['lost']}; verify {a['verify']}"
+    )
+    lines.append("")
+    lines.append("goals of issue 10 in this run:")
     lines.append("")
     for g in results.get("goals", []):
         lines.append(f"- [{'x' if g['met'] else ' '}] {g['goal']}: {g['measured']}")
+    lines.append("")
     c = results["tool_costs"]
-    lines.append(f"tool costs: stub {c['stub_cpu_ms_per_request']} CPU-ms/request, "
-                 f"load generator {c['loadgen_cpu_ms_per_request']} CPU-ms/request")
+    lines.append(
+        f"tool costs: stub {c['stub_cpu_ms_per_request']} CPU-ms/request, "
+        f"load generator {c['loadgen_cpu_ms_per_request']} CPU-ms/request"
+    )
     return "\n".join(lines)
 
 
-def _bars(x0: float, y0: float, w: float, h: float, title: str, unit: str,
-          rows: list[tuple[str, list[float | None]]], series: list[str], log: bool = False) -> list[str]:
+def _bars(
+    x0: float,
+    y0: float,
+    w: float,
+    h: float,
+    title: str,
+    unit: str,
+    rows: list[tuple[str, list[float | None]]],
+    series: list[str],
+    log: bool = False,
+) -> list[str]:
     """A grouped horizontal bar chart at (x0, y0) of size w x h (log: bar length ~ log10(1 + v))."""
     colors = ["#3b6ea5", "#e08a2c", "#5a9e5a"]
     values = [v for _, vs in rows for v in vs if v is not None]
@@ -139,8 +182,10 @@ def _bars(x0: float, y0: float, w: float, h: float, title: str, unit: str,
     label_w = 120
     out = [f'<text x="{x0}" y="{y0 + 14}" font-size="14" font-weight="bold">{escape(title)}</text>']
     for i, s in enumerate(series):
-        out.append(f'<rect x="{x0 + label_w + i * 110}" y="{y0 + 22}" width="10" height="10" fill="{colors[i]}"/>'
-                   f'<text x="{x0 + label_w + 14 + i * 110}" y="{y0 + 31}" font-size="11">{escape(s)}</text>')
+        out.append(
+            f'<rect x="{x0 + label_w + i * 110}" y="{y0 + 22}" width="10" height="10" fill="{colors[i]}"/>'
+            f'<text x="{x0 + label_w + 14 + i * 110}" y="{y0 + 31}" font-size="11">{escape(s)}</text>'
+        )
     row_h = (h - 44) / max(1, len(rows))
     bar_h = min(14.0, (row_h - 6) / max(1, len(series)))
     for r, (name, vs) in enumerate(rows):
@@ -152,8 +197,10 @@ def _bars(x0: float, y0: float, w: float, h: float, title: str, unit: str,
             scale = math.log10(1 + max(v, 0)) / math.log10(1 + top) if log else max(v, 0) / top
             bw = max(0.0, (w - label_w - 70) * scale)
             by = y + i * bar_h + (row_h - bar_h * len(series)) / 2
-            out.append(f'<rect x="{x0 + label_w}" y="{by:.1f}" width="{bw:.1f}" height="{bar_h - 2:.1f}" fill="{colors[i]}"/>'
-                       f'<text x="{x0 + label_w + bw + 4:.1f}" y="{by + bar_h - 4:.1f}" font-size="10">{v:.1f} {unit}</text>')
+            out.append(
+                f'<rect x="{x0 + label_w}" y="{by:.1f}" width="{bw:.1f}" height="{bar_h - 2:.1f}" fill="{colors[i]}"/>'
+                f'<text x="{x0 + label_w + bw + 4:.1f}" y="{by + bar_h - 4:.1f}" font-size="10">{v:.1f} {unit}</text>'
+            )
     return out
 
 
@@ -161,19 +208,55 @@ def write_svg(results: dict[str, Any], path: Path) -> None:
     s = results["summary"]
     gateways = [(n, r) for n, r in s.items() if n != "direct"]
     height = 44 + 40 * len(gateways)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{2 * height + 40}" '
-             'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>']
-    parts += _bars(10, 10, 470, height, "Latency overhead vs direct (open loop, log scale)", "ms",
-                   [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in gateways], ["p50", "p99"], log=True)
-    parts += _bars(490, 10, 460, height, "Throughput", "RPS",
-                   [(n, [r["closed32_rps"], float(r["max_sustained_rps"])]) for n, r in gateways],
-                   ["32 connections", "max open-loop, p99 in bound"])
-    parts += _bars(10, 30 + height, 470, height, "Server CPU (32 connections)", "s",
-                   [(n, [r["cpu_s_per_1000"]]) for n, r in gateways], ["CPU-s per 1000 requests"])
-    parts += _bars(490, 30 + height, 460, height, "Resident memory (server + children)", "MiB",
-                   [(n, [r["rss_mib"]]) for n, r in gateways], ["RSS"])
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{2 * height + 40}" '
+        'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>'
+    ]
+    parts += _bars(
+        10,
+        10,
+        470,
+        height,
+        "Latency overhead vs direct (open loop, log scale)",
+        "ms",
+        [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in gateways],
+        ["p50", "p99"],
+        log=True,
+    )
+    parts += _bars(
+        490,
+        10,
+        460,
+        height,
+        "Throughput",
+        "RPS",
+        [(n, [r["closed32_rps"], float(r["max_sustained_rps"])]) for n, r in gateways],
+        ["32 connections", "max open-loop, p99 in bound"],
+    )
+    parts += _bars(
+        10,
+        30 + height,
+        470,
+        height,
+        "Server CPU (32 connections)",
+        "s",
+        [(n, [r["cpu_s_per_1000"]]) for n, r in gateways],
+        ["CPU-s per 1000 requests"],
+    )
+    parts += _bars(
+        490,
+        30 + height,
+        460,
+        height,
+        "Resident memory (server + children)",
+        "MiB",
+        [(n, [r["rss_mib"]]) for n, r in gateways],
+        ["RSS"],
+    )
     c = results.get("conditions", {})
-    parts.append(f'<text x="10" y="{2 * height + 34}" font-size="10" fill="#666">'
-                 f'{escape(str(c.get("date", "")))} {escape(str(c.get("machine", "")))} {escape(str(c.get("note", "")))}</text>')
+    parts.append(
+        f'<text x="10" y="{2 * height + 34}" font-size="10" fill="#666">'
+        f"{escape(str(c.get('date', '')))} {escape(str(c.get('machine', '')))} {escape(str(c.get('note', '')))}</text>"
+    )
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n")

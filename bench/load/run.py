@@ -94,10 +94,28 @@ class Plan:
 
 # The overhead phase runs at a light rate, so that it shows the latency a gateway adds to
 # one request rather than its queueing; the ladder and the closed loop show the load.
-FULL = Plan(overhead_rate=25, overhead_s=8, rounds=3, ladder=[25, 50, 100, 150, 200, 300, 400, 600], ladder_s=5,
-            closed_s=8, closed_rounds=2, saturation_s=8, p99_bound_ms=40)
-QUICK = Plan(overhead_rate=25, overhead_s=3, rounds=1, ladder=[50, 200], ladder_s=2,
-             closed_s=3, closed_rounds=1, saturation_s=3, p99_bound_ms=40)
+FULL = Plan(
+    overhead_rate=25,
+    overhead_s=8,
+    rounds=3,
+    ladder=[25, 50, 100, 150, 200, 300, 400, 600],
+    ladder_s=5,
+    closed_s=8,
+    closed_rounds=2,
+    saturation_s=8,
+    p99_bound_ms=40,
+)
+QUICK = Plan(
+    overhead_rate=25,
+    overhead_s=3,
+    rounds=1,
+    ladder=[50, 200],
+    ladder_s=2,
+    closed_s=3,
+    closed_rounds=1,
+    saturation_s=3,
+    p99_bound_ms=40,
+)
 
 
 class Bench:
@@ -113,8 +131,23 @@ class Bench:
 
     def measure(self, target: Target, rate: float, duration: float, connections: int) -> dict[str, Any]:
         """One loadgen run against ``target``; rate 0 = closed loop at ``connections``."""
-        argv = [str(self.loadgen), "-p", str(target.server.port), "-b", str(target.body), "-r", str(rate),
-                "-c", str(connections), "-d", str(duration), "-e", "choices", "-T", "10"]
+        argv = [
+            str(self.loadgen),
+            "-p",
+            str(target.server.port),
+            "-b",
+            str(target.body),
+            "-r",
+            str(rate),
+            "-c",
+            str(connections),
+            "-d",
+            str(duration),
+            "-e",
+            "choices",
+            "-T",
+            "10",
+        ]
         for h in target.headers:
             argv += ["-H", h]
         pids = target.server.pids()
@@ -141,11 +174,13 @@ class Bench:
         self.peak_rss[name] = max(self.peak_rss.get(name, 0.0), target.server.rss())
         self.settle(target.server)
         errors = sum(result["errors"].values())
-        print(f"  {target.name:<17} {'closed' if rate <= 0 else f'{rate:g}/s':>7}  ok {result['ok']:>6}  "
-              f"rps {result['rps']:>7.1f}  p50 {result['latency_ms']['p50']:>8.2f}  p99 {result['latency_ms']['p99']:>8.2f} ms"
-              f"  errors {errors}  cpu {result['cpu_ms_per_request'] or 0:.2f} ms/req", flush=True)
+        print(
+            f"  {target.name:<17} {'closed' if rate <= 0 else f'{rate:g}/s':>7}  ok {result['ok']:>6}  "
+            f"rps {result['rps']:>7.1f}  p50 {result['latency_ms']['p50']:>8.2f}  p99 {result['latency_ms']['p99']:>8.2f} ms"
+            f"  errors {errors}  cpu {result['cpu_ms_per_request'] or 0:.2f} ms/req",
+            flush=True,
+        )
         return result
-
 
     def measure_idle(self, server: Server, window_s: float = 2.0) -> None:
         """The server's own CPU use at rest (LiteLLM's workers keep background tasks)."""
@@ -170,8 +205,9 @@ def write_bodies(workdir: Path) -> dict[str, Path]:
     bodies = {}
     for name, model in (("stub", STUB_MODEL), ("pass", "general"), ("full", "auto")):
         path = workdir / f"body-{name}.json"
-        path.write_text(json.dumps({"model": model, "max_tokens": 64,
-                                    "messages": [{"role": "user", "content": QUESTION}]}))
+        path.write_text(
+            json.dumps({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": QUESTION}]})
+        )
         bodies[name] = path
     return bodies
 
@@ -231,7 +267,9 @@ def start_all(workdir: Path, with_litellm: bool, litellm_db: bool, workers: int)
         print(f"expertgate ready in {wait_ready(servers['expertgate'], '/readyz', 300):.0f} s", flush=True)
         for name in ("litellm-bare", "litellm-auth"):
             if name in servers:
-                print(f"{name} ready after {wait_ready(servers[name], '/health/liveliness', 300):.0f} s more", flush=True)
+                print(
+                    f"{name} ready after {wait_ready(servers[name], '/health/liveliness', 300):.0f} s more", flush=True
+                )
         litellm_key = None
         features = "not tried (--litellm-db)"
         if "litellm-features" in servers:
@@ -257,8 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short phases, one round (development)")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM proxy targets")
-    parser.add_argument("--litellm-db", action="store_true",
-                        help="also try LiteLLM with its Postgres DB and budgets (needs Prisma engines)")
+    parser.add_argument(
+        "--litellm-db",
+        action="store_true",
+        help="also try LiteLLM with its Postgres DB and budgets (needs Prisma engines)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="LiteLLM workers (default: cores)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--note", default="", help="conditions to record, e.g. 'other jobs shared the machine'")
@@ -306,13 +347,28 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
     ]
     if "litellm-bare" in servers:
         targets.append(Target("litellm-bare", servers["litellm-bare"], bodies["stub"]))
-        targets.append(Target("litellm-auth", servers["litellm-auth"], bodies["stub"],
-                              [f"Authorization: Bearer {LITELLM_MASTER_KEY}"]))
+        targets.append(
+            Target(
+                "litellm-auth", servers["litellm-auth"], bodies["stub"], [f"Authorization: Bearer {LITELLM_MASTER_KEY}"]
+            )
+        )
     if "litellm-features" in servers and litellm_key:
-        targets.append(Target("litellm-features", servers["litellm-features"], bodies["stub"],
-                              [f"Authorization: Bearer {litellm_key}"]))
+        targets.append(
+            Target(
+                "litellm-features",
+                servers["litellm-features"],
+                bodies["stub"],
+                [f"Authorization: Bearer {litellm_key}"],
+            )
+        )
     bench = Bench(loadgen, stub)
-    phases: dict[str, list[dict[str, Any]]] = {"warmup": [], "overhead": [], "ladder": [], "closed": [], "saturation": []}
+    phases: dict[str, list[dict[str, Any]]] = {
+        "warmup": [],
+        "overhead": [],
+        "ladder": [],
+        "closed": [],
+        "saturation": [],
+    }
 
     for server in {t.server.name: t.server for t in targets}.values():
         bench.measure_idle(server)
@@ -334,8 +390,11 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
             # window on a shared machine should not end its ladder.
             for attempt in (1, 2):
                 run = bench.measure(t, rate, plan.ladder_s, 256)
-                passed = (run["latency_ms"]["p99"] <= plan.p99_bound_ms and sum(run["errors"].values()) == 0
-                          and run["ok"] >= 0.98 * rate * plan.ladder_s)
+                passed = (
+                    run["latency_ms"]["p99"] <= plan.p99_bound_ms
+                    and sum(run["errors"].values()) == 0
+                    and run["ok"] >= 0.98 * rate * plan.ladder_s
+                )
                 phases["ladder"].append({**run, "passed": passed, "attempt": attempt})
                 if passed:
                     break
@@ -347,8 +406,11 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
         for t in rotate(targets, r):
             phases["closed"].append({"round": r, **bench.measure(t, 0, plan.closed_s, plan.connections)})
 
-    print(f"saturation: stub limited to {plan.sat_cap} slots x {plan.sat_delay_ms:g} ms "
-          f"(= {plan.sat_cap * 1000 / plan.sat_delay_ms:.0f} RPS), closed loop {plan.connections}", flush=True)
+    print(
+        f"saturation: stub limited to {plan.sat_cap} slots x {plan.sat_delay_ms:g} ms "
+        f"(= {plan.sat_cap * 1000 / plan.sat_delay_ms:.0f} RPS), closed loop {plan.connections}",
+        flush=True,
+    )
     configure_stub(stub, plan.sat_delay_ms, plan.sat_cap)
     for t in targets:
         phases["saturation"].append(bench.measure(t, 0, plan.saturation_s, plan.connections))
@@ -358,11 +420,19 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
     ok = sum(t.ok_total for t in eg)
     answered = sum(t.answered_total for t in eg)
     rows = wait_audit(workdir, ok)
-    audit = {"expertgate_ok": ok, "expertgate_answered": answered, **rows,
-             "lost": max(0, ok - rows["chained"]), "verify": audit_verify(workdir)}
+    audit = {
+        "expertgate_ok": ok,
+        "expertgate_answered": answered,
+        **rows,
+        "lost": max(0, ok - rows["chained"]),
+        "verify": audit_verify(workdir),
+    }
     servers_info = {
-        name: {"rss_mib": round(bench.peak_rss.get(s.name, s.rss()), 1), "rss_end_mib": round(s.rss(), 1),
-               "processes": len(s.pids())}
+        name: {
+            "rss_mib": round(bench.peak_rss.get(s.name, s.rss()), 1),
+            "rss_end_mib": round(s.rss(), 1),
+            "processes": len(s.pids()),
+        }
         for name, s in {**servers, "stub": stub}.items()
     }
     summary = report.summarize(phases, [t.name for t in targets], servers_info, plan.p99_bound_ms)

@@ -127,7 +127,11 @@ def spawn(name: str, argv: list[str], port: int, workdir: Path, env: dict[str, s
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, env={**os.environ, **(env or {})},
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
     return Server(name, proc, port, log)
@@ -152,7 +156,9 @@ def wait_ready(server: Server, path: str, timeout_s: float, headers: dict[str, s
 
 def post_json(port: int, path: str, body: object, headers: dict[str, str] | None = None) -> object:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"content-type": "application/json", **(headers or {})},
     )
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -172,6 +178,7 @@ def configure_stub(stub: Server, delay_ms: float, cap: int) -> None:
 
 
 # -- expertgate ------------------------------------------------------------------
+
 
 def expertgate_env(workdir: Path) -> dict[str, str]:
     return {
@@ -193,7 +200,9 @@ def write_experts_file(workdir: Path, stub_port: int) -> None:
     """
     spec = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
     spec["defaults"]["llm"] = {
-        "model": f"openai/{STUB_MODEL}", "api_base": f"http://127.0.0.1:{stub_port}/v1", "api_key_env": "STUB_API_KEY",
+        "model": f"openai/{STUB_MODEL}",
+        "api_base": f"http://127.0.0.1:{stub_port}/v1",
+        "api_key_env": "STUB_API_KEY",
     }
     spec["defaults"]["capacity"] = 256
     for expert in spec["experts"].values():
@@ -204,8 +213,12 @@ def write_experts_file(workdir: Path, stub_port: int) -> None:
 
 def _cli(workdir: Path, *args: str) -> str:
     done = subprocess.run(
-        [str(VENV_BIN / "expertgate"), *args], cwd=workdir, env={**os.environ, **expertgate_env(workdir)},
-        capture_output=True, text=True, timeout=600,
+        [str(VENV_BIN / "expertgate"), *args],
+        cwd=workdir,
+        env={**os.environ, **expertgate_env(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if done.returncode != 0:
         raise RuntimeError(f"expertgate {' '.join(args)} failed: {done.stderr[-2000:]}")
@@ -231,7 +244,10 @@ def start_expertgate(workdir: Path) -> Server:
     """Spawns ``expertgate serve``; ready when GET /readyz answers."""
     port = free_port()
     server = spawn(
-        "expertgate", [str(VENV_BIN / "expertgate"), "serve", "--port", str(port)], port, workdir,
+        "expertgate",
+        [str(VENV_BIN / "expertgate"), "serve", "--port", str(port)],
+        port,
+        workdir,
         expertgate_env(workdir),
     )
     return server
@@ -239,13 +255,18 @@ def start_expertgate(workdir: Path) -> Server:
 
 def audit_verify(workdir: Path) -> str:
     done = subprocess.run(
-        [str(VENV_BIN / "expertgate"), "audit", "verify"], cwd=workdir, env={**os.environ, **expertgate_env(workdir)},
-        capture_output=True, text=True, timeout=600,
+        [str(VENV_BIN / "expertgate"), "audit", "verify"],
+        cwd=workdir,
+        env={**os.environ, **expertgate_env(workdir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return f"exit {done.returncode}: {(done.stdout + done.stderr).strip()[-400:]}"
 
 
 # -- LiteLLM proxy -----------------------------------------------------------------
+
 
 def litellm_available() -> bool:
     return LITELLM_BIN.exists()
@@ -257,18 +278,22 @@ def write_litellm_config(
     """bare: no key, no DB; auth: the master key checked on every request; features: the
     master key plus its Postgres DB (virtual keys, budgets, spend tracking)."""
     config: dict[str, object] = {
-        "model_list": [{
-            "model_name": STUB_MODEL,
-            "litellm_params": {
-                "model": f"openai/{STUB_MODEL}", "api_base": f"http://127.0.0.1:{stub_port}/v1", "api_key": "sk-stub",
-            },
-        }],
+        "model_list": [
+            {
+                "model_name": STUB_MODEL,
+                "litellm_params": {
+                    "model": f"openai/{STUB_MODEL}",
+                    "api_base": f"http://127.0.0.1:{stub_port}/v1",
+                    "api_key": "sk-stub",
+                },
+            }
+        ],
         "litellm_settings": {"telemetry": False, "drop_params": True},
     }
     # Without a master key LiteLLM 1.106 refuses to start unless told this is on purpose.
-    general: dict[str, object] = {"master_key": LITELLM_MASTER_KEY} if master_key else {
-        "dangerously_permit_weak_or_unset_master_key": True
-    }
+    general: dict[str, object] = (
+        {"master_key": LITELLM_MASTER_KEY} if master_key else {"dangerously_permit_weak_or_unset_master_key": True}
+    )
     if database_url is not None:
         general["database_url"] = database_url
     config["general_settings"] = general
@@ -282,9 +307,19 @@ def start_litellm(workdir: Path, name: str, config: Path, workers: int) -> Serve
     port = free_port()
     server = spawn(
         name,
-        [str(LITELLM_BIN), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-         "--num_workers", str(workers)],
-        port, workdir,
+        [
+            str(LITELLM_BIN),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            str(workers),
+        ],
+        port,
+        workdir,
         {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
     )
     return server
@@ -293,7 +328,9 @@ def start_litellm(workdir: Path, name: str, config: Path, workers: int) -> Serve
 def litellm_budget_key(server: Server) -> str:
     """A virtual key with a budget (features-on profile): every request is checked and charged."""
     answer = post_json(
-        server.port, "/key/generate", {"max_budget": 1_000_000.0, "user_id": BENCH_USER, "models": [STUB_MODEL]},
+        server.port,
+        "/key/generate",
+        {"max_budget": 1_000_000.0, "user_id": BENCH_USER, "models": [STUB_MODEL]},
         {"authorization": f"Bearer {LITELLM_MASTER_KEY}"},
     )
     assert isinstance(answer, dict)

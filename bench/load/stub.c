@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,6 @@ static double now_ms(void) {
 /* Appends printf output to a growing heap buffer. */
 static void append(char **buf, size_t *len, size_t *capacity, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-#include <stdarg.h>
 static void append(char **buf, size_t *len, size_t *capacity, const char *fmt, ...) {
     for (;;) {
         va_list ap;
@@ -286,9 +286,10 @@ static void on_readable(int arg) {
     c->close_after = 0;
     for (char *line = strstr(c->in, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
         if (!strncasecmp(line + 2, "content-length:", 15)) body_len = strtoul(line + 17, NULL, 10);
-        if (!strncasecmp(line + 2, "connection:", 11) && strcasestr(line + 13, "close") &&
-            strcasestr(line + 13, "close") < strstr(line + 2, "\r\n"))
-            c->close_after = 1;
+        if (!strncasecmp(line + 2, "connection:", 11)) {
+            char *eol = strstr(line + 2, "\r\n"), *close_word = strcasestr(line + 13, "close");
+            if (close_word && (!eol || close_word < eol)) c->close_after = 1;
+        }
     }
     if (c->in_len < head_len + body_len) return;
     c->req_len = head_len + body_len;

@@ -33,8 +33,9 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Pa
 
 
 def _load(loadgen: Path, port: int, body: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run([str(loadgen), "-p", str(port), "-b", str(body), *args],
-                          capture_output=True, text=True, check=True, timeout=60)
+    done = subprocess.run(
+        [str(loadgen), "-p", str(port), "-b", str(body), *args], capture_output=True, text=True, check=True, timeout=60
+    )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
@@ -56,7 +57,9 @@ def test_open_loop_sends_every_due_request_and_reads_json(tools: tuple[Server, P
 
 def test_sse_stream_is_read_to_its_end(tools: tuple[Server, Path, Path]) -> None:
     stub, loadgen, workdir = tools
-    body = _body(workdir, "sse.json", {"model": "stub-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    body = _body(
+        workdir, "sse.json", {"model": "stub-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    )
     result = _load(loadgen, stub.port, body, "-r", "0", "-d", "0.5", "-c", "4", "-e", "[DONE]")
     assert result["ok"] > 0
     assert result["ok"] == result["sent"]
@@ -87,17 +90,30 @@ def test_stub_queues_beyond_its_slots(tools: tuple[Server, Path, Path]) -> None:
 
 
 def _run(target: str, rnd: int, p50: float, p99: float, **extra: Any) -> dict[str, Any]:
-    return {"target": target, "round": rnd, "rate": extra.pop("rate", 25), "rps": extra.pop("rps", 25.0),
-            "sent": 10, "ok": 10, "cpu_ms_per_request": extra.pop("cpu", 1.0),
-            "errors": {"status_4xx": 0, "status_5xx": extra.pop("err5", 0)},
-            "latency_ms": {"p50": p50, "p99": p99}, **extra}
+    return {
+        "target": target,
+        "round": rnd,
+        "rate": extra.pop("rate", 25),
+        "rps": extra.pop("rps", 25.0),
+        "sent": 10,
+        "ok": 10,
+        "cpu_ms_per_request": extra.pop("cpu", 1.0),
+        "errors": {"status_4xx": 0, "status_5xx": extra.pop("err5", 0)},
+        "latency_ms": {"p50": p50, "p99": p99},
+        **extra,
+    }
 
 
 def test_overhead_is_taken_per_round_at_the_same_percentile() -> None:
     phases = {
-        "overhead": [_run("direct", 0, 1.0, 2.0), _run("gw", 0, 3.0, 10.0),
-                     _run("direct", 1, 5.0, 9.0), _run("gw", 1, 6.0, 12.0),
-                     _run("direct", 2, 1.0, 2.0), _run("gw", 2, 2.5, 6.0)],
+        "overhead": [
+            _run("direct", 0, 1.0, 2.0),
+            _run("gw", 0, 3.0, 10.0),
+            _run("direct", 1, 5.0, 9.0),
+            _run("gw", 1, 6.0, 12.0),
+            _run("direct", 2, 1.0, 2.0),
+            _run("gw", 2, 2.5, 6.0),
+        ],
         "ladder": [_run("gw", 0, 1, 1, rate=25, passed=True), _run("gw", 0, 1, 90, rate=50, passed=False)],
         "closed": [_run("gw", 0, 1, 1, rps=100.0, cpu=4.0), _run("gw", 1, 1, 1, rps=120.0, cpu=6.0)],
         "saturation": [_run("direct", 0, 1, 1, rps=160.0), _run("gw", 0, 1, 1, rps=152.0, err5=2)],
@@ -122,6 +138,9 @@ def test_profile_groups_samples_by_frame_project_and_package(tmp_path: Path) -> 
     )
     out = summarize_profile(raw)
     assert out["samples"] == 4
-    assert dict(out["project_inclusive_pct"]) == {"route (router/service.py)": 75.0, "record (backend/audit/writer.py)": 25.0}
+    assert dict(out["project_inclusive_pct"]) == {
+        "route (router/service.py)": 75.0,
+        "record (backend/audit/writer.py)": 25.0,
+    }
     assert dict(out["packages_inclusive_pct"]) == {"torch": 75.0}
     assert out["self_pct"][0] == ("encode (torch/nn/linear.py)", 75.0)
