@@ -3,7 +3,9 @@
 Deterministic: the same scores, request and config give the same decision. Order of
 rules (each one records its reason):
 
-1. an explicit, allowed expert request wins (``requested``); a forbidden one raises;
+1. an explicit, allowed expert request wins (``requested``); a forbidden one raises.
+   The router applies this rule before encoding (:meth:`DecisionPolicy.requested`), so a
+   named expert costs no encoder pass;
 2. experts the caller may not use are removed and the rest renormalised;
 3. an input far from every expert's data goes to the generalist (``out_of_domain``);
 4. a follow-up with no clear new domain stays with the conversation's expert (``context``);
@@ -18,7 +20,7 @@ an atomic acquire fails, so the order of candidates is defined here once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from router.errors import ExpertNotAllowed, UnknownExpertName
@@ -63,11 +65,7 @@ class DecisionPolicy:
             )
 
         if request.requested is not None:
-            if request.requested not in probs and request.requested != GENERALIST:
-                raise UnknownExpertName(request.requested)
-            if not allowed(request.requested):
-                raise ExpertNotAllowed(request.requested)
-            return make(request.requested, Reason.REQUESTED, (request.requested,))
+            return self.requested(request, probs, version)
 
         removed = sorted(n for n in probs if not allowed(n))
         for name in removed:
@@ -107,6 +105,33 @@ class DecisionPolicy:
                 return self.overflowed(decision, alt, full)
             full.append(alt)
         raise AssertionError("overflow_order always ends at the generalist, which is never full")
+
+    @staticmethod
+    def requested(request: RouteRequest, experts: Collection[str], version: str) -> RoutingDecision:
+        """Rule 1 without gate scores, for a request that names its expert.
+
+        The gate's probabilities cannot change where such a request goes, so the router
+        does not run the encoder for it: the decision holds the named expert with
+        probability 1 and no in-domain score (``ood_score`` 0). Raises ExpertNotAllowed,
+        UnknownExpertName.
+        """
+        name = request.requested
+        if name is None:
+            raise ValueError("the request names no expert")
+        if name not in experts and name != GENERALIST:
+            raise UnknownExpertName(name)
+        if request.allowed is not None and name not in request.allowed and name != GENERALIST:
+            raise ExpertNotAllowed(name)
+        return RoutingDecision(
+            expert=name,
+            confidence=1.0,
+            reason=Reason.REQUESTED,
+            probabilities={name: 1.0},
+            top_k=(name,),
+            router_version=version,
+            ood_score=0.0,
+            detail="named by the caller; gate not run",
+        )
 
     def overflow_order(self, decision: RoutingDecision) -> tuple[str, ...]:
         """Where ``decision`` may overflow when its expert is at capacity, in order.

@@ -8,9 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from router.encoder import Encoder, Vectors
 from router.policy import DecisionPolicy
 from router.types import RouteRequest, RoutingDecision, Scores
+
+Vector = npt.NDArray[np.float32]  # one row of Vectors
 
 
 class Scorer(Protocol):
@@ -31,6 +36,14 @@ class ShadowStats:
     @property
     def agreement(self) -> float | None:
         return self.agreed / self.compared if self.compared else None
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedRoute:
+    """A decision and the encoder's vector of the request's text (None: not encoded)."""
+
+    decision: RoutingDecision
+    vector: Vector | None
 
 
 @dataclass(frozen=True)
@@ -81,12 +94,60 @@ class Router:
     def route(self, request: RouteRequest) -> RoutingDecision:
         return self.route_many([request])[0]
 
+    def route_encoded(self, request: RouteRequest) -> EncodedRoute:
+        """Route one request and keep the query vector the encoder made for it.
+
+        The caller may reuse the vector (retrieval embeds the same text with the same
+        model); it is None when the request named its expert and no encoding ran.
+        """
+        decisions, vectors = self._route([request])
+        return EncodedRoute(decisions[0], vectors[0])
+
     def route_many(self, requests: Sequence[RouteRequest]) -> list[RoutingDecision]:
         """Route a batch with one encoder call. Raises ExpertNotAllowed, UnknownExpertName."""
+        return self._route(requests)[0]
+
+    def _route(self, requests: Sequence[RouteRequest]) -> tuple[list[RoutingDecision], list[Vector | None]]:
+        """Decisions and each request's text vector (None where no encoding was needed).
+
+        A request that names its expert is decided by the policy's first rule alone: the
+        gate's scores cannot change it, so it skips the encoder (the costliest step).
+        """
         if not requests:
-            return []
+            return [], []
         active, shadow = self._active, self._shadow  # one gate for the whole batch
         requests = list(requests)
+        decisions: list[RoutingDecision | None] = [
+            None if r.requested is None else active.policy.requested(r, active.scorer.experts, active.scorer.version)
+            for r in requests
+        ]
+        vectors: list[Vector | None] = [None] * len(requests)
+        todo = [i for i, d in enumerate(decisions) if d is None]
+        if todo:
+            for i, decision, vector in zip(todo, *self._score([requests[i] for i in todo], active), strict=True):
+                decisions[i], vectors[i] = decision, vector
+        out = [d for d in decisions if d is not None]
+        if shadow is None:
+            return out, vectors
+        # A named expert: the shadow's first rule gives the same answer, no scoring needed.
+        others = [d.expert for d in out]
+        if todo:
+            shadow_scores = shadow.scorer.score([requests[i].text for i in todo], np.stack([vectors[i] for i in todo]))
+            for i, s in zip(todo, shadow_scores, strict=True):
+                others[i] = shadow.policy.decide(s, requests[i], shadow.scorer.version).expert
+        agreed = sum(o == d.expert for o, d in zip(others, out, strict=True))
+        out = [
+            dataclasses.replace(d, shadow_expert=o, shadow_version=shadow.scorer.version)
+            for d, o in zip(out, others, strict=True)
+        ]
+        with self._lock:
+            if self._shadow is shadow:
+                self._compared += len(out)
+                self._agreed += agreed
+        return out, vectors
+
+    def _score(self, requests: list[RouteRequest], active: _Active) -> tuple[list[RoutingDecision], list[Vector]]:
+        """Encode and score requests that name no expert, in one encoder call."""
         texts = [r.text for r in requests]
         # A follow-up sent with its history but no known conversation expert: route the
         # previous user turn in the same encoder call and treat its expert as the
@@ -99,19 +160,6 @@ class Router:
             earlier = RouteRequest(text=requests[i].history[-1], allowed=requests[i].allowed)
             previous = active.policy.decide(all_scores[len(texts) + j], earlier, active.scorer.version)
             requests[i] = dataclasses.replace(requests[i], previous_expert=previous.expert)
-        vectors, scores = all_vectors[: len(texts)], all_scores[: len(texts)]
+        scores = all_scores[: len(texts)]
         decisions = [active.policy.decide(s, r, active.scorer.version) for s, r in zip(scores, requests, strict=True)]
-        if shadow is None:
-            return decisions
-        shadow_scores = shadow.scorer.score(texts, vectors)
-        out = []
-        agreed = 0
-        for decision, s, r in zip(decisions, shadow_scores, requests, strict=True):
-            other = shadow.policy.decide(s, r, shadow.scorer.version)
-            agreed += other.expert == decision.expert
-            out.append(dataclasses.replace(decision, shadow_expert=other.expert, shadow_version=shadow.scorer.version))
-        with self._lock:
-            if self._shadow is shadow:
-                self._compared += len(out)
-                self._agreed += agreed
-        return out
+        return decisions, list(all_vectors[: len(texts)])

@@ -18,6 +18,7 @@ from backend.quota.errors import QuotaUnavailable
 from backend.quota.failsafe import FailSafeLimiter
 from backend.quota.redis_limiter import RedisLimiter
 from backend.quota.types import Limit, LimitKind, QuotaPolicy, Window
+from backend.redis_conn import bounded_options
 from tests.fakes.tcp_proxy import Proxy
 from tests.integration.conftest import twin
 
@@ -76,7 +77,7 @@ async def test_redis_going_away_and_coming_back(redis_client: aioredis.Redis, on
     conn = redis_client.connection_pool.connection_kwargs
     proxy = Proxy(conn.get("host", "127.0.0.1"), conn.get("port", 6379))
     await proxy.start()
-    client = twin(redis_client, port=proxy.port, socket_timeout=1, socket_connect_timeout=1)
+    client = twin(redis_client, port=proxy.port, **bounded_options())  # as the app connects
     prefix = redis_client.test_prefix  # type: ignore[attr-defined]
     limiter = FailSafeLimiter(RedisLimiter(client, prefix=prefix), on_error)  # type: ignore[arg-type]
     limits = [Limit("user:3", QuotaPolicy(rpm=2))]
