@@ -32,21 +32,12 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+    from backend.serve import serve
 
-    from backend.app import create_app
-
-    if args.port is not None or args.host is not None:
-        settings = settings.model_copy(
-            update={
-                k: v for k, v in {"port": args.port, "host": args.host}.items() if v is not None
-            }
-        )
-    app = create_app(settings)
-    log.info("expertgate on http://%s:%d (OpenAI API at /v1)", settings.host, settings.port)
-    uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
-    )
+    overrides = {"port": args.port, "host": args.host, "workers": args.workers}
+    if any(v is not None for v in overrides.values()):
+        settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    serve(settings)
     return 0
 
 
@@ -140,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API server (and the local LLM if experts use it)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="server processes (default: EXPERTGATE_WORKERS or 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
@@ -209,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AppError, ExpertError, RouterError) as exc:
         print(f"expertgate: {exc}", file=sys.stderr)
         return 1
+    except SettingsError as exc:  # a setting the command cannot work with
+        print(f"expertgate: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

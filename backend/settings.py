@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # `expertgate serve` processes (uvicorn workers); see backend/serve.py for what
+    # several workers need (no embedded LLM; Redis for limits shared across them).
+    workers: int = Field(default=1, ge=1, le=64)
     database_url: str | None = None
     experts_file: Path = _PACKAGE_EXPERTS
     log_level: Literal["debug", "info", "warning", "error"] = "info"

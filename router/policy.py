@@ -111,8 +111,9 @@ class DecisionPolicy:
         """Rule 1 without gate scores, for a request that names its expert.
 
         The gate's probabilities cannot change where such a request goes, so the router
-        does not run the encoder for it: the decision holds the named expert with
-        probability 1 and no in-domain score (``ood_score`` 0). Raises ExpertNotAllowed,
+        does not run the encoder for it: the decision gives the named expert probability
+        1 and every other expert 0 (the same keys as a routed decision, for audit and
+        dashboards) and no in-domain score (``ood_score`` 0). Raises ExpertNotAllowed,
         UnknownExpertName.
         """
         name = request.requested
@@ -126,7 +127,7 @@ class DecisionPolicy:
             expert=name,
             confidence=1.0,
             reason=Reason.REQUESTED,
-            probabilities={name: 1.0},
+            probabilities={expert: float(expert == name) for expert in (*experts, name)},
             top_k=(name,),
             router_version=version,
             ood_score=0.0,

@@ -100,8 +100,12 @@ class Router:
         The caller may reuse the vector (retrieval embeds the same text with the same
         model); it is None when the request named its expert and no encoding ran.
         """
-        decisions, vectors = self._route([request])
-        return EncodedRoute(decisions[0], vectors[0])
+        return self.route_many_encoded([request])[0]
+
+    def route_many_encoded(self, requests: Sequence[RouteRequest]) -> list[EncodedRoute]:
+        """:meth:`route_many`, keeping each request's vector (see :meth:`route_encoded`)."""
+        decisions, vectors = self._route(requests)
+        return [EncodedRoute(d, v) for d, v in zip(decisions, vectors, strict=True)]
 
     def route_many(self, requests: Sequence[RouteRequest]) -> list[RoutingDecision]:
         """Route a batch with one encoder call. Raises ExpertNotAllowed, UnknownExpertName."""
@@ -123,18 +127,21 @@ class Router:
         ]
         vectors: list[Vector | None] = [None] * len(requests)
         todo = [i for i, d in enumerate(decisions) if d is None]
+        batch = [requests[i] for i in todo]  # _score notes inferred conversation experts here
+        encoded: Vectors | None = None
         if todo:
-            for i, decision, vector in zip(todo, *self._score([requests[i] for i in todo], active), strict=True):
-                decisions[i], vectors[i] = decision, vector
+            scored, encoded = self._score(batch, active)
+            for j, i in enumerate(todo):
+                decisions[i], vectors[i] = scored[j], encoded[j]
         out = [d for d in decisions if d is not None]
         if shadow is None:
             return out, vectors
         # A named expert: the shadow's first rule gives the same answer, no scoring needed.
         others = [d.expert for d in out]
-        if todo:
-            shadow_scores = shadow.scorer.score([requests[i].text for i in todo], np.stack([vectors[i] for i in todo]))
-            for i, s in zip(todo, shadow_scores, strict=True):
-                others[i] = shadow.policy.decide(s, requests[i], shadow.scorer.version).expert
+        if encoded is not None:
+            shadow_scores = shadow.scorer.score([r.text for r in batch], encoded)
+            for i, r, s in zip(todo, batch, shadow_scores, strict=True):
+                others[i] = shadow.policy.decide(s, r, shadow.scorer.version).expert
         agreed = sum(o == d.expert for o, d in zip(others, out, strict=True))
         out = [
             dataclasses.replace(d, shadow_expert=o, shadow_version=shadow.scorer.version)
@@ -146,8 +153,12 @@ class Router:
                 self._agreed += agreed
         return out, vectors
 
-    def _score(self, requests: list[RouteRequest], active: _Active) -> tuple[list[RoutingDecision], list[Vector]]:
-        """Encode and score requests that name no expert, in one encoder call."""
+    def _score(self, requests: list[RouteRequest], active: _Active) -> tuple[list[RoutingDecision], Vectors]:
+        """Encode and score requests that name no expert, in one encoder call.
+
+        A request whose conversation expert is inferred is replaced in ``requests`` by
+        one that names it (``previous_expert``), for the shadow gate to decide alike.
+        """
         texts = [r.text for r in requests]
         # A follow-up sent with its history but no known conversation expert: route the
         # previous user turn in the same encoder call and treat its expert as the
@@ -162,4 +173,4 @@ class Router:
             requests[i] = dataclasses.replace(requests[i], previous_expert=previous.expert)
         scores = all_scores[: len(texts)]
         decisions = [active.policy.decide(s, r, active.scorer.version) for s, r in zip(scores, requests, strict=True)]
-        return decisions, list(all_vectors[: len(texts)])
+        return decisions, all_vectors[: len(texts)]

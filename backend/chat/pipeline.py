@@ -35,7 +35,7 @@ from backend.db.session import Database
 from backend.errors import AppError, BadRequest, PayloadTooLarge, to_app_error
 from backend.guard.policy import NO_PII, PiiGuard, PiiReport
 from backend.identity.types import Principal
-from backend.knowledge.service import DomainQuery, KnowledgeService
+from backend.knowledge.service import DomainQuery, KnowledgeService, QueryVector
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.observability.metrics import Metrics
 from backend.observability.tracing import (
@@ -48,6 +48,7 @@ from backend.observability.tracing import (
     traced_stream,
 )
 from backend.quota.service import Grant, QuotaService, estimate_tokens
+from backend.routing.batcher import RouteBatcher
 from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.service import ExpertService, StreamStart
 from experts.types import ChatMessage, ExpertAnswer, FallbackStep, Passage, StreamDone, TextDelta, Usage
@@ -94,6 +95,7 @@ class Routed:
     decision: RoutingDecision
     route_ms: float
     slot: Slot | None = None
+    query: QueryVector | None = None  # the router's vector of the text, reused by retrieval
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ class ChatPipeline:
     ) -> None:
         self._db = db
         self._router = router
+        self._batcher = RouteBatcher(router)
         self._registry = registry
         self._experts = experts
         self._capacity = capacity
@@ -223,9 +226,10 @@ class ChatPipeline:
             requested=None if chat.model == AUTO else chat.model,
         )  # capacity is not read here: admission holds an exact slot (stage 3c)
         started = time.perf_counter()
-        # The encoder is CPU-bound: keep it off the event loop.
-        decision = await anyio.to_thread.run_sync(self._router.route, request)
-        return Routed(chat, decision, (time.perf_counter() - started) * 1000)
+        # The encoder is CPU-bound: it runs off the event loop, batched with concurrent requests.
+        encoded = await self._batcher.route(request)
+        query = None if encoded.vector is None else QueryVector(self._router.encoder.name, encoded.vector)
+        return Routed(chat, encoded.decision, (time.perf_counter() - started) * 1000, query=query)
 
     # -- stage 4 -----------------------------------------------------------------
     @stage("retrieve", describe_retrieval)
@@ -252,7 +256,9 @@ class ChatPipeline:
             weight = min(1.0, decision.probabilities.get(other, 0.0) / own) if own > 0 else 0.0
             if weight > 0 and peer.index not in {t.domain for t in targets}:
                 targets.append(DomainQuery(peer.index, weight))
-        return await self._knowledge.retrieve(chat.last_user_text, targets, groups, self._passages)
+        return await self._knowledge.retrieve(
+            chat.last_user_text, targets, groups, self._passages, vector=routed.query
+        )
 
     # -- stage 3b: quotas (backend/quota), 3c: capacity (backend/capacity) ------
     @stage("admit", describe_routed)

@@ -29,7 +29,11 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, object] = {"pool_pre_ping": True}
+        # A request opens a few short sessions (conversation, audit outbox, retrieval), and
+        # a loaded API process has dozens of requests in flight: with SQLAlchemy's default
+        # 5 pooled + 10 overflow connections, overflow ones were opened and closed per
+        # request under load (psycopg connect/close showed in the load profile).
+        kwargs: dict[str, object] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
         if url.startswith("sqlite"):
             kwargs = {"connect_args": {"timeout": 30}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)

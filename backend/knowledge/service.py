@@ -28,7 +28,7 @@ from backend.db.session import Database
 from backend.knowledge.indexer import IndexPublisher
 from backend.knowledge.types import Retrieval, RetrievedPassage
 from retrieval.acl import visible
-from retrieval.embedding import Embedder, embed
+from retrieval.embedding import Embedder, Vectors, embed, normalize
 from retrieval.errors import IndexUnavailable, RetrievalError
 from retrieval.snippets import snippet
 from retrieval.store import LoadedIndex
@@ -43,6 +43,18 @@ class DomainQuery:
 
     domain: str
     weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class QueryVector:
+    """The query's embedding, already made by ``model`` (the router's encoder, stage 3).
+
+    Retrieval uses it instead of embedding the query again when its own embedder is the
+    same model; otherwise it is ignored.
+    """
+
+    model: str
+    vector: Vectors
 
 
 class KnowledgeService:
@@ -152,10 +164,13 @@ class KnowledgeService:
         targets: Sequence[DomainQuery],
         groups: frozenset[str],
         k: int,
+        *,
+        vector: QueryVector | None = None,
     ) -> Retrieval:
         """The ``k`` best passages over ``targets`` that a caller in ``groups`` may see.
 
-        Scores of several domains are merged after multiplying by each target's weight.
+        ``vector``: the query already embedded (see :class:`QueryVector`). Scores of
+        several domains are merged after multiplying by each target's weight.
         Passages are numbered from 1 in score order. A retrieval failure (an index that
         cannot be built, an embedder error) degrades to no passages, with the reason
         in ``Retrieval.degraded``; it never fails the request.
@@ -169,7 +184,11 @@ class KnowledgeService:
             indexes = [(t, li) for t, li in indexes if len(li.index)]
             if not indexes:
                 return Retrieval(domains=names, ms=_ms(started))
-            hits = await anyio.to_thread.run_sync(self._search, query, indexes, groups, k)
+            if vector is not None and vector.model == self._embedder.name:
+                row = normalize(vector.vector.reshape(1, -1))[0]
+                hits = await anyio.to_thread.run_sync(self._search, query, row, indexes, groups, k)
+            else:
+                hits = await anyio.to_thread.run_sync(self._embed_and_search, query, indexes, groups, k)
         except RetrievalError as exc:
             log.warning("retrieval over %s failed: %s", ", ".join(names), exc)
             return Retrieval(domains=names, ms=_ms(started), degraded=str(exc))
@@ -177,14 +196,23 @@ class KnowledgeService:
         versions = tuple((t.domain, li.manifest.version) for t, li in indexes)
         return Retrieval(passages=passages, domains=names, ms=_ms(started), index_versions=versions)
 
-    def _search(
+    def _embed_and_search(
         self,
         query: str,
         indexes: list[tuple[DomainQuery, LoadedIndex]],
         groups: frozenset[str],
         k: int,
     ) -> list[tuple[float, str, Hit]]:
-        vector = embed(self._embedder, [query])[0]
+        return self._search(query, embed(self._embedder, [query])[0], indexes, groups, k)
+
+    def _search(
+        self,
+        query: str,
+        vector: Vectors,
+        indexes: list[tuple[DomainQuery, LoadedIndex]],
+        groups: frozenset[str],
+        k: int,
+    ) -> list[tuple[float, str, Hit]]:
         merged: list[tuple[float, str, Hit]] = []
         for target, loaded in indexes:
             for hit in loaded.index.search(vector, query, groups, k):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from bench.load.servers import (
     LITELLM_BIN,
     ROOT,
     build_tools,
+    expertgate_backing,
     prepare_expertgate,
     start_expertgate,
     start_stub,
@@ -118,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
         stub_exe, loadgen = build_tools(workdir)
         stub = start_stub(stub_exe, workdir, tokens=16)
         servers = [stub]
+        backing = contextlib.ExitStack()
         try:
+            backing.enter_context(expertgate_backing(workdir))
             key = prepare_expertgate(workdir, stub.port)
             eg = start_expertgate(workdir)
             servers.append(eg)
@@ -141,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
                         "-o",
                         str(raw),
                         "--nonblocking",
+                        "--subprocesses",  # the uvicorn workers
                         "--full-filenames",
                     ],
                     stdout=subprocess.DEVNULL,
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             for server in servers:
                 server.stop()
+            backing.close()
     results["conditions"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": args.seconds,

@@ -34,7 +34,6 @@ import datetime as dt
 import json
 import os
 import platform
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -42,8 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from bench.load import report
 from bench.load.servers import (
+    EG_REDIS_URL,
+    EG_WORKERS,
     LITELLM_MASTER_KEY,
     PG_URL,
     STUB_MODEL,
@@ -51,6 +54,8 @@ from bench.load.servers import (
     audit_verify,
     build_tools,
     configure_stub,
+    expertgate_backing,
+    expertgate_database_url,
     litellm_available,
     litellm_budget_key,
     prepare_expertgate,
@@ -218,14 +223,10 @@ def rotate(targets: list[Target], k: int) -> list[Target]:
 
 
 def audit_rows(workdir: Path) -> dict[str, int]:
-    db = workdir / "expertgate-data" / "expertgate.db"
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        chained = conn.execute("select count(*) from audit_events where action = 'chat.completion'").fetchone()[0]
-        try:
-            pending = conn.execute("select count(*) from audit_outbox").fetchone()[0]
-        except sqlite3.OperationalError:
-            pending = 0
-    return {"chained": int(chained), "outbox_pending": int(pending)}
+    with psycopg.connect(expertgate_database_url(workdir)) as conn:
+        chained = conn.execute("select count(*) from audit_events where action = 'chat.completion'").fetchone()
+        pending = conn.execute("select count(*) from audit_outbox").fetchone()
+    return {"chained": int(chained[0] if chained else 0), "outbox_pending": int(pending[0] if pending else 0)}
 
 
 def wait_audit(workdir: Path, expected: int, timeout_s: float = 60) -> dict[str, int]:
@@ -312,18 +313,20 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="eg-load-") as tmp:
         workdir = Path(tmp)
         _, loadgen = build_tools(workdir)
-        started = start_all(workdir, with_litellm, args.litellm_db, args.workers)
-        try:
-            results = run_phases(workdir, plan, loadgen, started)
-        finally:
-            for server in [*started.servers.values(), started.stub]:
-                server.stop()
+        with expertgate_backing(workdir):
+            started = start_all(workdir, with_litellm, args.litellm_db, args.workers)
+            try:
+                results = run_phases(workdir, plan, loadgen, started)
+            finally:
+                for server in [*started.servers.values(), started.stub]:
+                    server.stop()
         results["litellm_features"] = started.litellm_features
     results["conditions"] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "python": platform.python_version(),
         "litellm_workers": args.workers,
+        "expertgate": {"workers": EG_WORKERS, "database": "postgresql (fresh database)", "redis": EG_REDIS_URL},
         "plan": plan.__dict__,
         "note": args.note,
         "wall_s": round(time.monotonic() - t0, 1),

@@ -9,6 +9,7 @@ expertgate's embedded helpers are children of ``expertgate serve``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,9 @@ BENCH_USER = "bench@example.com"
 # LiteLLM 1.106 refuses to start with a weak master key; this one is per run.
 LITELLM_MASTER_KEY = "sk-" + secrets.token_hex(32)
 STUB_MODEL = "stub-model"
+# expertgate's Redis (a database of its own, flushed at start) and its worker processes.
+EG_REDIS_URL = os.environ.get("EXPERTGATE_BENCH_REDIS", "redis://127.0.0.1:6379/8")
+EG_WORKERS = int(os.environ.get("EXPERTGATE_BENCH_WORKERS", os.cpu_count() or 1))
 
 
 def free_port() -> int:
@@ -180,9 +185,46 @@ def configure_stub(stub: Server, delay_ms: float, cap: int) -> None:
 # -- expertgate ------------------------------------------------------------------
 
 
+def expertgate_database_url(workdir: Path) -> str:
+    """The run's own PostgreSQL database (named after its work directory)."""
+    name = "eg_bench_" + hashlib.sha1(str(workdir).encode()).hexdigest()[:12]
+    return f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+
+
+@contextlib.contextmanager
+def expertgate_backing(workdir: Path) -> Iterator[None]:
+    """A fresh PostgreSQL database and an empty Redis database for one run.
+
+    expertgate runs as a production deployment would on this machine: PostgreSQL for
+    SQL, Redis for quotas and capacity shared by its worker processes. The database
+    is dropped afterwards; the Redis database (EXPERTGATE_BENCH_REDIS) is flushed first.
+    """
+    import psycopg
+    import redis
+
+    name = expertgate_database_url(workdir).rsplit("/", 1)[1]
+    try:
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        redis.Redis.from_url(EG_REDIS_URL, socket_connect_timeout=3).flushdb()
+    except (psycopg.OperationalError, redis.RedisError) as exc:
+        raise RuntimeError(
+            f"the benchmark runs expertgate on PostgreSQL ({PG_URL}) and Redis ({EG_REDIS_URL}): {exc}"
+        ) from exc
+    try:
+        yield
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def expertgate_env(workdir: Path) -> dict[str, str]:
     return {
         "EXPERTGATE_DATA_DIR": str(workdir / "expertgate-data"),
+        "EXPERTGATE_DATABASE_URL": expertgate_database_url(workdir),
+        "EXPERTGATE_REDIS_URL": EG_REDIS_URL,
+        "EXPERTGATE_JOB_RUNNER": "inline",  # the sample ingest runs in the CLI, no Celery worker
+        "EXPERTGATE_WORKERS": str(EG_WORKERS),
         "EXPERTGATE_EXPERTS_FILE": str(workdir / "experts.yaml"),
         "EXPERTGATE_LOG_LEVEL": "warning",
         "STUB_API_KEY": "sk-stub",
@@ -241,7 +283,7 @@ def prepare_expertgate(workdir: Path, stub_port: int) -> str:
 
 
 def start_expertgate(workdir: Path) -> Server:
-    """Spawns ``expertgate serve``; ready when GET /readyz answers."""
+    """Spawns ``expertgate serve`` (EG_WORKERS workers); ready when GET /readyz answers."""
     port = free_port()
     server = spawn(
         "expertgate",

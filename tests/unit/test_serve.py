@@ -1,0 +1,104 @@
+"""`expertgate serve --workers N`: what it refuses, what it warns about, and that N
+worker processes really answer on one port (a real `expertgate serve` subprocess in
+front of the fake OpenAI server)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.cli import main
+from backend.serve import check_workers
+from backend.settings import Settings
+from tests.conftest import write_experts_yaml
+from tests.fakes.openai_server import FakeOpenAI
+
+
+def test_workers_are_refused_with_the_embedded_llm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The shipped experts.yaml points every expert at `api_base: local`.
+    monkeypatch.setenv("EXPERTGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("EXPERTGATE_EXPERTS_FILE", raising=False)
+    assert main(["serve", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "EXPERTGATE_WORKERS=2" in err and "api_base 'local'" in err and "general" in err
+
+
+def test_workers_without_redis_warn_that_limits_are_per_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, workers=3, experts_file=write_experts_yaml(tmp_path / "e.yaml", "http://127.0.0.1:9/v1")
+    )
+    with caplog.at_level(logging.WARNING, logger="backend.serve"):
+        check_workers(settings)
+    assert "3 workers without EXPERTGATE_REDIS_URL" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="backend.serve"):
+        check_workers(settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/15"}))
+    assert caplog.text == ""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_two_workers_serve_one_port(tmp_path: Path, llm: FakeOpenAI) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "EXPERTGATE_DATA_DIR": str(data),
+        "EXPERTGATE_EXPERTS_FILE": str(write_experts_yaml(tmp_path / "experts.yaml", llm.api_base)),
+        "EXPERTGATE_LOG_LEVEL": "warning",
+    }
+    env.pop("EXPERTGATE_DATABASE_URL", None)
+    env.pop("EXPERTGATE_REDIS_URL", None)
+    cli = [sys.executable, "-m", "backend.cli", "serve", "--workers", "2", "--port", str(port)]
+    proc = subprocess.Popen(cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        ready = 0
+        while ready < 1 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                ready += httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        # The parent made the one bootstrap admin before the workers started.
+        key = (data / "admin.key").read_text().strip()
+        assert len(_children(proc.pid)) >= 2
+        answers = [
+            httpx.post(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                json={"model": "general", "messages": [{"role": "user", "content": f"hello {i}"}]},
+                timeout=60,
+            )
+            for i in range(4)
+        ]
+        assert [r.status_code for r in answers] == [200] * 4, answers[-1].text
+        assert all(r.json()["expertgate"]["reason"] == "requested" for r in answers)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
