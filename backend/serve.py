@@ -91,7 +91,10 @@ def serve(settings: Settings) -> None:
     )  # fmt: skip
     if settings.workers == 1:
         app = create_app(settings)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )  # fmt: skip
         return
     prepare(settings)
     # Each worker imports WORKER_APP and builds its settings from the environment; host
@@ -99,6 +102,7 @@ def serve(settings: Settings) -> None:
     uvicorn.run(
         WORKER_APP, factory=True, workers=settings.workers,
         host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )  # fmt: skip
 
 

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     # `expertgate serve` processes (uvicorn workers); see backend/serve.py for what
     # several workers need (no embedded LLM; Redis for limits shared across them).
     workers: int = Field(default=1, ge=1, le=64)
+    # Proxies whose X-Forwarded-For / -Proto uvicorn believes (comma-separated IPs or
+    # CIDRs, "*" for any). Behind an ingress set it to the ingress's network, or every
+    # client shares the proxy's address (and its failed-login budget).
+    forwarded_allow_ips: str = "127.0.0.1"
     database_url: str | None = None
     experts_file: Path = _PACKAGE_EXPERTS
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -61,6 +61,8 @@ class IdClaims:
     email: str
     name: str | None
     groups: tuple[str, ...] | None  # None: the token has no groups claim at all
+    # True only when the token says so; many providers leave the claim out.
+    email_verified: bool = False
 
     @property
     def linked_subject(self) -> str:
@@ -205,6 +207,7 @@ class OidcClient:
             email=email,
             name=name if isinstance(name, str) else None,
             groups=groups,
+            email_verified=claims.get("email_verified") is True,
         )
 
     async def _key(self, kid: str) -> jwt.PyJWK:

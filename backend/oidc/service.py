@@ -111,6 +111,15 @@ class SsoLogin:
         linked = await self._session.scalar(select(User).where(User.oidc_subject == claims.linked_subject))
         if linked is not None:
             return linked
+        existing = await self._session.scalar(select(User).where(User.email == claims.email.strip().lower()))
+        if existing is not None and existing.oidc_subject is None and not claims.email_verified:
+            # Linking an existing account by email trusts the provider's email claim; an
+            # unverified (or unstated) one could be anybody's, e.g. the bootstrap admin's.
+            raise SsoRefused(
+                "this email address belongs to an existing account and the provider does not say it is "
+                "verified; an admin must link the account",
+                reason="email_unverified",
+            )
         try:
             user = await IdentityService(self._session).ensure_user(claims.email)
         except BadRequest as exc:

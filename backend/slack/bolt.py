@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from backend.db.session import Database
 from backend.slack import blocks, store
 from backend.slack.dispatch import Dispatcher
-from backend.slack.types import AskJob, FeedbackJob, HomeJob
+from backend.slack.types import AskJob, FeedbackJob, HomeJob, SlackJob
 from experts.registry import ExpertRegistry
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,17 @@ def build_bolt_app(
     )
     experts = frozenset(registry.names)
 
+    async def hand_over(job: SlackJob, body: dict[str, Any]) -> None:
+        """Queue ``job``; if that fails, release the event's claim so Slack's retry of it
+        is taken up instead of dropped as a duplicate, then fail (Slack sees a 500)."""
+        try:
+            await dispatcher.submit(job)
+        except Exception:
+            event_id = body.get("event_id")
+            if isinstance(event_id, str):
+                await store.release_event(db, event_id)
+            raise
+
     @app.middleware
     async def drop_retries(
         body: dict[str, Any], next: Callable[[], Awaitable[None]], request: Any
@@ -66,16 +77,17 @@ def build_bolt_app(
         return None
 
     @app.event("app_mention")
-    async def on_mention(event: dict[str, Any], ack: AsyncAck) -> None:
+    async def on_mention(event: dict[str, Any], body: dict[str, Any], ack: AsyncAck) -> None:
         await ack()
-        await dispatcher.submit(
+        await hand_over(
             AskJob(
                 "mention", event["channel"], event["user"], event.get("text", ""), event["ts"], event.get("thread_ts")
-            )
+            ),
+            body,
         )
 
     @app.event("message")
-    async def on_message(event: dict[str, Any], ack: AsyncAck, context: AsyncBoltContext) -> None:
+    async def on_message(event: dict[str, Any], body: dict[str, Any], ack: AsyncAck, context: AsyncBoltContext) -> None:
         await ack()
         if event.get("subtype") or event.get("bot_id") or "user" not in event:
             return  # edits, joins, other bots: not questions
@@ -88,13 +100,13 @@ def build_bolt_app(
             job = AskJob("thread", event["channel"], event["user"], text, event["ts"], event["thread_ts"])
         else:
             return
-        await dispatcher.submit(job)
+        await hand_over(job, body)
 
     @app.event("app_home_opened")
-    async def on_home(event: dict[str, Any], ack: AsyncAck) -> None:
+    async def on_home(event: dict[str, Any], body: dict[str, Any], ack: AsyncAck) -> None:
         await ack()
         if event.get("tab", "home") == "home":
-            await dispatcher.submit(HomeJob(event["user"]))
+            await hand_over(HomeJob(event["user"]), body)
 
     @app.command("/ask")
     async def on_ask(command: dict[str, Any], ack: AsyncAck) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -106,6 +106,10 @@ class SlackService:
         if not text:
             await self._tell(job, "Ask me a question, e.g. `@expertgate how do I rotate my API key?`")
             return
+        if job.kind != "dm":
+            # Everyone in the channel reads the answer: use only what everyone may see
+            # (no group-restricted experts or documents). A DM keeps the user's groups.
+            principal = replace(principal, groups=frozenset())
         if job.kind == "command":
             # A slash command has no message to thread under: post the question first.
             to_whom = f" the *{job.expert}* expert" if job.expert else ""

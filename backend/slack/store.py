@@ -33,6 +33,12 @@ async def claim_event(db: Database, event_id: str) -> bool:
     return True
 
 
+async def release_event(db: Database, event_id: str) -> None:
+    """Forget ``event_id`` so Slack's retry of it is answered (its hand-off failed)."""
+    async with db.transaction() as session:
+        await session.execute(delete(SlackEvent).where(SlackEvent.event_id == event_id))
+
+
 async def thread_conversation(session: AsyncSession, channel_id: str, thread_ts: str, slack_user_id: str) -> str | None:
     return await session.scalar(
         select(SlackThread.conversation_id).where(

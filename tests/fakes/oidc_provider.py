@@ -48,6 +48,7 @@ class Tweak:
     issuer: str | None = None
     expires_in_s: int | None = None  # negative: already expired
     foreign_key: bool = False  # sign with a key the JWKS does not hold (same kid)
+    omit_email_verified: bool = False  # as providers that never send the claim
 
 
 @dataclass
@@ -146,6 +147,8 @@ class FakeOidcProvider:
             "name": grant.user.name,
             "groups": list(grant.user.groups),
         }
+        if tweak.omit_email_verified:
+            del claims["email_verified"]
         key = rsa.generate_private_key(65537, 2048) if tweak.foreign_key else self._key
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": self.kid})
 

@@ -189,6 +189,22 @@ async def test_a_bad_id_token_is_refused_and_audited(
     assert payload["error"]["code"] == "sso_token_invalid"  # type: ignore[index]
 
 
+async def test_an_unverified_email_does_not_take_over_an_existing_account(
+    browser: Browser, provider: FakeOidcProvider, pg_url: str, sso: Container
+) -> None:
+    await make_key(sso, "sam@example.com", roles={"admin"})  # an account made with an API key
+    provider.tweak = Tweak(omit_email_verified=True)
+    r = await browser.login()
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "sso_refused"
+    assert "eg_session" not in browser.http.cookies
+    assert [row[1] for row in await audit_rows(sso, pg_url, "auth.login_failed")] == ["email_unverified"]
+    linked = await browser.login()  # the provider vouches for the email: the account is linked
+    assert [h.status_code for h in linked.history] == [302, 302, 303]
+    me = await browser.http.get("/api/v1/me")
+    assert me.status_code == 200 and me.json()["email"] == "sam@example.com"
+
+
 async def test_a_callback_with_another_state_is_refused(browser: Browser, pg_url: str, sso: Container) -> None:
     url = urlsplit(await browser.callback_url())
     query = {k: v[0] for k, v in parse_qs(url.query).items()}

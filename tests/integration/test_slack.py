@@ -30,6 +30,8 @@ from backend.db.models import AuditEvent, Conversation, Feedback, Message, User
 from backend.quota.policies import PolicyChange, QuotaPolicies
 from backend.settings import Settings
 from backend.slack.api import slack_runtime
+from backend.slack.dispatch import InlineDispatcher
+from backend.slack.types import SlackJob
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
@@ -159,12 +161,12 @@ def mention(
     return event
 
 
-async def upload_legal_doc(bot: Bot) -> None:
+async def upload_legal_doc(bot: Bot, groups: str = "") -> None:
     admin = await make_key(bot.container, "root@example.com", roles={"admin"})
     r = await bot.http.post(
         "/api/v1/documents",
         headers={"authorization": f"Bearer {admin}"},
-        data={"domain": "legal", "groups": ""},
+        data={"domain": "legal", "groups": groups},
         files=[("files", ("msa-liability.md", b"# Liability\n\nSection 9 caps liability at twelve months of fees.\n"))],
     )
     assert r.status_code == 202, r.text
@@ -247,6 +249,25 @@ async def test_thread_follow_up_continues_the_conversation(bot: Bot, slack: Fake
         "and how do I force-push the rebased git branch afterwards?",
     ]
     assert [m.expert for m in msgs if m.role == "assistant"] == ["code", "code"]
+
+
+async def test_restricted_documents_are_cited_in_a_dm_but_not_in_a_channel(
+    bot: Bot, slack: FakeSlack, llm: FakeOpenAI
+) -> None:
+    await make_key(bot.container, "ben@example.com", groups={"legal-team"})
+    await upload_legal_doc(bot, groups="legal-team")
+    question = "what does the liability cap clause in our master services agreement say?"
+    in_channel = mention(question, user=BEN, ts="1700000040.000001")
+    assert (await bot.event(in_channel)).status_code == 200
+    await bot.settle()
+    channel_answer = slack.of("chat.update")[-1]["text"]
+    assert "msa-liability.md" not in channel_answer  # the whole channel would read it
+
+    dm = {"type": "message", "channel_type": "im", "channel": DM, "user": BEN, "text": question,
+          "ts": "1700000041.000001"}  # fmt: skip
+    assert (await bot.event(dm, event_id="Ev0DM000001")).status_code == 200
+    await bot.settle()
+    assert "msa-liability.md" in slack.of("chat.update")[-1]["text"]  # only Ben reads it
 
 
 async def test_direct_message_is_answered_in_its_thread(bot: Bot, slack: FakeSlack, llm: FakeOpenAI) -> None:
@@ -334,6 +355,28 @@ async def test_a_retried_event_is_answered_once(bot: Bot, slack: FakeSlack, llm:
     )
     await bot.settle()
     assert first.status_code == again.status_code == 200
+    assert len(slack.of("chat.postMessage")) == 1 and len(llm.requests) == 1
+
+
+async def test_a_failed_hand_off_is_taken_up_by_slacks_retry(
+    bot: Bot, slack: FakeSlack, llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_user(bot, "ana@example.com")
+    real_submit = InlineDispatcher.submit
+    failures = [RuntimeError("broker unreachable")]
+
+    async def submit_once_failing(self: InlineDispatcher, job: SlackJob) -> None:
+        if failures:
+            raise failures.pop()
+        await real_submit(self, job)
+
+    monkeypatch.setattr(InlineDispatcher, "submit", submit_once_failing)
+    event = mention("how do I squash my last three git commits into one?", ts="1700000031.000001")
+    first = await bot.event(event, event_id="Ev0HANDOFF1")
+    assert first.status_code >= 500 and not failures  # Slack will retry
+    again = await bot.event(event, event_id="Ev0HANDOFF1", headers={"x-slack-retry-num": "1"})
+    await bot.settle()
+    assert again.status_code == 200
     assert len(slack.of("chat.postMessage")) == 1 and len(llm.requests) == 1
 
 
