@@ -10,6 +10,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from backend.chat.pipeline import ChatPipeline, ChatResult, Routed, StreamFinished, StreamOpened
 from backend.chat.schemas import (
@@ -100,11 +101,8 @@ async def chat_completions(
     routed, grant = await pipeline.admit(routed)  # 429 / degrade before any generation
     limits = grant.headers() if grant is not None else {}
     if body.stream:
-        return StreamingResponse(
-            _sse(pipeline, routed, grant),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-request-id": routed.input.request_id, **limits},
-        )
+        headers = {"cache-control": "no-cache", "x-request-id": routed.input.request_id, **limits}
+        return AdmittedStream(pipeline, routed, grant, headers)
     result = await pipeline.complete(routed, grant)
     return Response(
         orjson.dumps(_completion_body(routed, result).model_dump()),
@@ -139,6 +137,29 @@ def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
             retrieval=result.retrieval,
         ),
     )
+
+
+class AdmittedStream(StreamingResponse):
+    """The SSE response of an admitted request. The pipeline's stream gives the request's
+    capacity slot and quota charge back when it ends; if the body never starts (the
+    client left before the first byte, or sending the headers failed), this does."""
+
+    def __init__(self, pipeline: ChatPipeline, routed: Routed, grant: Grant | None, headers: dict[str, str]) -> None:
+        self._pipeline, self._routed, self._grant = pipeline, routed, grant
+        self._started = False
+        super().__init__(self._body(), media_type="text/event-stream", headers=headers)
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        self._started = True
+        async for frame in _sse(self._pipeline, self._routed, self._grant):
+            yield frame
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._started:
+                await self._pipeline.abandon(self._routed, self._grant)
 
 
 async def _sse(pipeline: ChatPipeline, routed: Routed, grant: Grant | None = None) -> AsyncIterator[bytes]:

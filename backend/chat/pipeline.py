@@ -332,6 +332,13 @@ class ChatPipeline:
                 await self._capacity.release(routed.slot)
                 await self._settle(grant, used)
 
+    async def abandon(self, routed: Routed, grant: Grant | None = None) -> None:
+        """Give back what :meth:`admit` took for a request whose generation never started
+        (a stream whose body was never sent): the capacity slot, and the quota charge."""
+        with anyio.CancelScope(shield=True):
+            await self._capacity.release(routed.slot)
+            await self._settle(grant, 0)
+
     async def _complete(self, routed: Routed) -> ChatResult:
         chat, decision = routed.input, routed.decision
         retrieval = await self.retrieve(routed)

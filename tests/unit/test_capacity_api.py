@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from backend.chat.api import AdmittedStream
 from backend.container import Container, build_container
 from backend.identity.service import IdentityService
 from backend.identity.types import Principal
@@ -113,6 +114,29 @@ async def test_streamed_answers_release_their_slot_when_done_or_abandoned(
     await anext(events)
     await events.aclose()
     assert await container.capacity.in_flight() == {}
+
+
+async def test_a_stream_whose_body_never_starts_gives_its_slot_back(container: Container, llm: FakeOpenAI) -> None:
+    key = await make_key(container, "cy@example.com")
+    pipeline = container.pipeline
+    principal = await _principal(container, key)
+    routed = await pipeline.route(pipeline.guard(principal, "legal", [("user", LEGAL_QUESTION)]))
+    routed, grant = await pipeline.admit(routed)
+    assert await container.capacity.in_flight() == {"legal": 1}
+    response = AdmittedStream(pipeline, routed, grant, {})
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)  # the client never says anything
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise OSError("connection reset by peer")  # the client left before the headers
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "method": "POST", "headers": []}
+    with pytest.raises(OSError):
+        await response(scope, receive, send)
+    assert await container.capacity.in_flight() == {}
+    assert llm.requests == []  # nothing was generated
 
 
 async def _principal(container: Container, key: str) -> Principal:
