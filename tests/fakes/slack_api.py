@@ -39,6 +39,7 @@ class SlackCall:
 class FakeSlack:
     # Slack user id -> (email, display name): the workspace's members.
     users: dict[str, tuple[str, str]] = field(default_factory=dict)
+    guests: set[str] = field(default_factory=set)  # members who are guests (is_restricted)
     calls: list[SlackCall] = field(default_factory=list)
     rate_limit_updates: bool = False
     port: int = 0
@@ -52,6 +53,7 @@ class FakeSlack:
     def reset(self) -> None:
         self.calls.clear()
         self.users.clear()
+        self.guests.clear()
         self.rate_limit_updates = False
 
     def of(self, method: str) -> list[dict[str, Any]]:
@@ -118,6 +120,7 @@ class FakeSlack:
             "team_id": TEAM_ID,
             "name": name,
             "is_bot": False,
+            "is_restricted": user_id in self.guests,
             "profile": {"email": email, "real_name": name, "display_name": name},
         }
 

@@ -431,6 +431,17 @@ async def test_unknown_user_is_provisioned_when_configured(bot: Bot, slack: Fake
     assert provisioned is not None and provisioned.payload == {"slack_user_id": BEN}
 
 
+@pytest.mark.parametrize("bot", [{"slack_auto_provision": True}], indirect=True)
+async def test_a_guest_is_never_provisioned(bot: Bot, slack: FakeSlack, llm: FakeOpenAI) -> None:
+    slack.guests.add(BEN)
+    await bot.event(mention("hello there", user=BEN, ts="1700000071.000001"))
+    await bot.settle()
+    (told,) = slack.of("chat.postMessage")
+    assert "I don't know you yet" in told["text"] and llm.requests == []
+    async with bot.container.db.session() as s:
+        assert await s.scalar(select(User).where(User.email == "ben@example.com")) is None
+
+
 async def test_app_home_shows_the_users_usage(bot: Bot, slack: FakeSlack, llm: FakeOpenAI) -> None:
     await add_user(bot, "ana@example.com")
     async with bot.container.db.transaction() as s:
