@@ -1,17 +1,35 @@
-"""Conversations and their messages (service: flushes, never commits)."""
+"""Conversations and their messages (service: writes in the caller's transaction, never commits).
+
+Recording an exchange is on every chat request's path, so :meth:`ConversationService.record`
+writes with prebuilt Core statements instead of the ORM unit of work: the conversation is
+one INSERT (or, for an existing one, one UPDATE that also checks ownership), the two
+messages one executemany with no RETURNING, and nothing written is read back.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import JSON, CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Conversation, Message, utcnow
 from backend.errors import NotFound
 from backend.identity.types import Principal
+
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_INSERT_CONVERSATION = insert(_CONVERSATIONS)
+_TOUCH_CONVERSATION = update(_CONVERSATIONS).where(
+    _CONVERSATIONS.c.id == bindparam("conversation_id"),
+    _CONVERSATIONS.c.user_id == bindparam("owner_id"),
+)
+# A user message has no route: SQL NULL, as the ORM stored it (a plain JSON bind
+# would store None as the JSON value null).
+_INSERT_MESSAGES = insert(cast(Table, Message.__table__)).values(
+    route=bindparam("route", type_=JSON(none_as_null=True))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,49 +68,65 @@ class ConversationService:
             .limit(1)
         )
 
-    async def record(
-        self, principal: Principal, conversation_id: str | None, exchange: Exchange
-    ) -> str:
-        """Store the exchange, creating the conversation when ``conversation_id`` is None."""
+    async def record(self, principal: Principal, conversation_id: str | None, exchange: Exchange) -> str:
+        """Store the exchange, creating the conversation when ``conversation_id`` is None.
+
+        Raises NotFound when ``conversation_id`` is not the caller's (or no longer exists).
+        """
         now = utcnow()
         if conversation_id is None:
-            conv = Conversation(
-                id=str(uuid.uuid4()),
-                user_id=principal.user_id,
-                title=exchange.user_text.strip().splitlines()[0][:120]
-                if exchange.user_text.strip()
-                else "",
-                channel=principal.channel,
-                created_at=now,
-                updated_at=now,
+            conversation_id = str(uuid.uuid4())
+            text = exchange.user_text.strip()
+            await self._session.execute(
+                _INSERT_CONVERSATION,
+                {
+                    "id": conversation_id,
+                    "user_id": principal.user_id,
+                    "title": text.splitlines()[0][:120] if text else "",
+                    "channel": principal.channel,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            self._session.add(conv)
         else:
-            conv = await self.get_owned(conversation_id, principal)
-            conv.updated_at = now
-        self._session.add_all(
+            touched = cast(
+                CursorResult[Any],
+                await self._session.execute(
+                    _TOUCH_CONVERSATION,
+                    {"conversation_id": conversation_id, "owner_id": principal.user_id, "updated_at": now},
+                ),
+            )
+            if touched.rowcount != 1:
+                raise NotFound(
+                    f"conversation {conversation_id!r} does not exist",
+                    code="conversation_not_found",
+                    param="conversation_id",
+                )
+        await self._session.execute(
+            _INSERT_MESSAGES,
             [
-                Message(
-                    conversation_id=conv.id,
-                    request_id=exchange.request_id,
-                    role="user",
-                    content=exchange.user_text,
-                    prompt_tokens=0,
-                    completion_tokens=0,
-                    created_at=now,
-                ),
-                Message(
-                    conversation_id=conv.id,
-                    request_id=exchange.request_id,
-                    role="assistant",
-                    content=exchange.answer_text,
-                    expert=exchange.expert,
-                    route=exchange.route,
-                    prompt_tokens=exchange.prompt_tokens,
-                    completion_tokens=exchange.completion_tokens,
-                    created_at=now,
-                ),
-            ]
+                {
+                    "conversation_id": conversation_id,
+                    "request_id": exchange.request_id,
+                    "role": "user",
+                    "content": exchange.user_text,
+                    "expert": None,
+                    "route": None,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "created_at": now,
+                },
+                {
+                    "conversation_id": conversation_id,
+                    "request_id": exchange.request_id,
+                    "role": "assistant",
+                    "content": exchange.answer_text,
+                    "expert": exchange.expert,
+                    "route": exchange.route,
+                    "prompt_tokens": exchange.prompt_tokens,
+                    "completion_tokens": exchange.completion_tokens,
+                    "created_at": now,
+                },
+            ],
         )
-        await self._session.flush()
-        return conv.id
+        return conversation_id

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from backend.chat.conversations import ConversationService, Exchange
 from backend.conversations.service import Cursor, HistoryService
 from backend.db.models import Conversation, Message
 from backend.db.session import Database
@@ -75,3 +76,36 @@ async def test_delete_cascades_and_respects_ownership(db: Database) -> None:
             await HistoryService(session).get_owned("conv-a", alice)
         left = await session.scalars(select(Message).where(Message.conversation_id == "conv-a"))
         assert left.all() == []
+
+
+async def test_record_stores_the_exchange_and_checks_ownership_when_continuing(db: Database) -> None:
+    alice = await principal(db, "alice@example.com")
+    bob = await principal(db, "bob@example.com")
+
+    def exchange(text: str) -> Exchange:
+        return Exchange("req-1", text, "the answer", "general", {"expert": "general"}, 5, 7)
+
+    async with db.transaction() as session:
+        conv_id = await ConversationService(session).record(alice, None, exchange("First line\nsecond"))
+    async with db.transaction() as session:
+        assert await ConversationService(session).record(alice, conv_id, exchange("again")) == conv_id
+    with pytest.raises(NotFound):
+        async with db.transaction() as session:
+            await ConversationService(session).record(bob, conv_id, exchange("not mine"))
+
+    async with db.session() as session:
+        conv = await session.get(Conversation, conv_id)
+        messages = (await session.scalars(select(Message).order_by(Message.id))).all()
+        # The route column itself: SQL NULL for a user message, not the JSON value null.
+        null_routes = await session.scalar(select(func.count()).where(Message.route.is_(None)))
+    assert conv is not None and conv.user_id == alice.user_id and conv.title == "First line"
+    assert conv.updated_at > conv.created_at
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "First line\nsecond"),
+        ("assistant", "the answer"),
+        ("user", "again"),
+        ("assistant", "the answer"),
+    ]
+    assert [m.route for m in messages] == [None, {"expert": "general"}, None, {"expert": "general"}]
+    assert [(m.prompt_tokens, m.completion_tokens) for m in messages] == [(0, 0), (5, 7), (0, 0), (5, 7)]
+    assert null_routes == 2
