@@ -17,7 +17,7 @@ from backend.deps import client_ip, get_container
 from backend.oidc.client import OidcClient
 from backend.oidc.errors import SIGN_IN_ERRORS, ProviderUnavailable, SsoDisabled, SsoRefused
 from backend.oidc.schemas import AuthConfigOut
-from backend.oidc.service import SsoLogin, record_login_failure, record_logout
+from backend.oidc.service import record_login_failure, record_logout, sign_in
 from backend.oidc.sessions import CSRF_HEADER, CSRF_VALUE, SESSION_COOKIE, WebSessionService, check_csrf
 from backend.oidc.state import LOGIN_STATE_COOKIE, LOGIN_STATE_TTL_S
 
@@ -98,8 +98,7 @@ async def oidc_callback(
             raise SsoRefused("the identity provider sent no authorization code", reason="no_code")
         id_token = await oidc.exchange(code, redirect_uri, login.verifier)
         claims = await oidc.validate(id_token, login.nonce)
-        async with container.db.transaction() as session:
-            signed = await SsoLogin(session, container.audit, web.mapping).complete(claims, web.session_ttl, client)
+        signed = await sign_in(container.db, container.audit, web.mapping, claims, web.session_ttl, client)
     except SIGN_IN_ERRORS as exc:
         await record_login_failure(container.db, container.audit, exc, client=client)
         if not isinstance(exc, ProviderUnavailable):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.types import Actor, AuditEntry, Outcome
@@ -129,6 +130,21 @@ class SsoLogin:
                 "this email address belongs to an account linked to another identity", reason="subject_mismatch"
             )
         return user
+
+
+async def sign_in(
+    db: Database, trail: AuditTrail, mapping: RoleMapping, claims: IdClaims, ttl: timedelta, client: str | None
+) -> SignedIn:
+    """:meth:`SsoLogin.complete` in a transaction of its own. Two first logins of the same
+    new user at once (two tabs) race to create it: the loser's insert breaks the unique
+    email, and its retry finds the user the winner created."""
+    try:
+        async with db.transaction() as session:
+            return await SsoLogin(session, trail, mapping).complete(claims, ttl, client)
+    except IntegrityError:
+        log.info("sso: concurrent first login of %s; retrying once", claims.email)
+        async with db.transaction() as session:
+            return await SsoLogin(session, trail, mapping).complete(claims, ttl, client)
 
 
 async def record_login_failure(db: Database, trail: AuditTrail, error: SignInError, *, client: str | None) -> None:

@@ -7,6 +7,7 @@ refusal is checked for its status, its stable code and its audit event.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import pytest
 
 from backend.app import create_app
 from backend.container import Container, build_container
+from backend.oidc.client import IdClaims
+from backend.oidc.service import sign_in
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
@@ -203,6 +206,17 @@ async def test_an_unverified_email_does_not_take_over_an_existing_account(
     assert [h.status_code for h in linked.history] == [302, 302, 303]
     me = await browser.http.get("/api/v1/me")
     assert me.status_code == 200 and me.json()["email"] == "sam@example.com"
+
+
+async def test_two_first_logins_at_once_both_succeed(sso: Container) -> None:
+    claims = IdClaims(issuer="http://idp.test", subject="u-77", email="twin@example.com", name="Twin",
+                      groups=("staff",), email_verified=True)  # fmt: skip
+    web = sso.web_auth
+    signed = await asyncio.gather(
+        *(sign_in(sso.db, sso.audit, web.mapping, claims, web.session_ttl, "10.0.0.1") for _ in range(2))
+    )
+    assert signed[0].principal.user_id == signed[1].principal.user_id
+    assert signed[0].token != signed[1].token  # one session per tab
 
 
 async def test_a_callback_with_another_state_is_refused(browser: Browser, pg_url: str, sso: Container) -> None:
