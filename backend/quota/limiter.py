@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from backend.quota.bucket import Bucket, refill, retry_after, take
-from backend.quota.types import Admission, Headroom, Limit, LimitKind, Window
+from backend.quota.types import Admission, Headroom, Limit, LimitKind, Window, headroom_of
 
 
 class QuotaLimiter(Protocol):
@@ -99,21 +99,9 @@ class MemoryLimiter:
         now = self._clock()
         out: list[Headroom] = []
         for limit in limits:
-            p = limit.policy
-            if p.rpm is not None:
-                bucket = refill(self._buckets.get(limit.subject), p.rpm, now)
-                out.append(Headroom(limit.subject, LimitKind.RPM, p.rpm, int(bucket.tokens), 60.0))
-            day, month = self.used(limit.subject, window)
-            if p.tokens_per_day is not None:
-                out.append(
-                    Headroom(limit.subject, LimitKind.TOKENS_PER_DAY, p.tokens_per_day, p.tokens_per_day - day,
-                             float(window.day_reset_s))
-                )  # fmt: skip
-            if p.tokens_per_month is not None:
-                out.append(
-                    Headroom(limit.subject, LimitKind.TOKENS_PER_MONTH, p.tokens_per_month,
-                             p.tokens_per_month - month, float(window.month_reset_s))
-                )  # fmt: skip
+            rpm = limit.policy.rpm
+            left = int(refill(self._buckets.get(limit.subject), rpm, now).tokens) if rpm is not None else 0
+            out += headroom_of(limit, window, left, *self.used(limit.subject, window))
         return tuple(out)
 
     def used(self, subject: str, window: Window) -> tuple[int, int]:

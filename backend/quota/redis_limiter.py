@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from backend.quota.types import Admission, Headroom, Limit, LimitKind, Window
+from backend.quota.types import Admission, Headroom, Limit, LimitKind, Window, headroom_of
 
 _KINDS = {1: LimitKind.RPM, 2: LimitKind.TOKENS_PER_DAY, 3: LimitKind.TOKENS_PER_MONTH}
 
@@ -196,18 +196,5 @@ class RedisLimiter:
         raw = [int(v) for v in await self._peek(keys=keys, args=args)]
         out: list[Headroom] = []
         for i, limit in enumerate(limits):
-            p = limit.policy
-            tokens, day, month = raw[i * 3 : i * 3 + 3]
-            if p.rpm is not None:
-                out.append(Headroom(limit.subject, LimitKind.RPM, p.rpm, tokens, 60.0))
-            if p.tokens_per_day is not None:
-                out.append(
-                    Headroom(limit.subject, LimitKind.TOKENS_PER_DAY, p.tokens_per_day, p.tokens_per_day - day,
-                             float(window.day_reset_s))
-                )  # fmt: skip
-            if p.tokens_per_month is not None:
-                out.append(
-                    Headroom(limit.subject, LimitKind.TOKENS_PER_MONTH, p.tokens_per_month,
-                             p.tokens_per_month - month, float(window.month_reset_s))
-                )  # fmt: skip
+            out += headroom_of(limit, window, *raw[i * 3 : i * 3 + 3])
         return tuple(out)

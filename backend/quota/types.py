@@ -75,6 +75,20 @@ class Headroom:
     reset_s: float
 
 
+def headroom_of(limit: Limit, window: Window, rpm_left: int, day_used: int, month_used: int) -> list[Headroom]:
+    """What ``limit``'s policy leaves, given its store's counters (every store the same)."""
+    p, out = limit.policy, []
+    if p.rpm is not None:
+        out.append(Headroom(limit.subject, LimitKind.RPM, p.rpm, rpm_left, 60.0))
+    if p.tokens_per_day is not None:
+        out.append(Headroom(limit.subject, LimitKind.TOKENS_PER_DAY, p.tokens_per_day, p.tokens_per_day - day_used,
+                            float(window.day_reset_s)))  # fmt: skip
+    if p.tokens_per_month is not None:
+        out.append(Headroom(limit.subject, LimitKind.TOKENS_PER_MONTH, p.tokens_per_month,
+                            p.tokens_per_month - month_used, float(window.month_reset_s)))  # fmt: skip
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """The verdict for one request.
