@@ -6,12 +6,38 @@ public ingress (the chart's Ingress routes only /v1, /api and the UI).
 
 from __future__ import annotations
 
+import logging
+
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from backend.container import Container
 from backend.observability.metrics import CONTENT_TYPE
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
+
+CELERY_QUEUE = "celery"  # Celery's default queue: a Redis list of that name on the broker
+PROBE_TIMEOUT_S = 1.0
+
+
+async def _refresh_load(container: Container) -> None:
+    """Read the gauges that live in shared stores (capacity slots, the broker queue).
+
+    A store that does not answer within a second leaves its gauges as they were: a
+    scrape never fails or hangs because Redis is away."""
+    in_flight: dict[str, int] = {}
+    queues: dict[str, int] = {}
+    with anyio.move_on_after(PROBE_TIMEOUT_S):
+        try:
+            held = await container.capacity.in_flight()
+            in_flight = {name: held.get(name, 0) for name in container.registry.names}
+            if container.redis is not None:
+                queues[CELERY_QUEUE] = int(await container.redis.llen(CELERY_QUEUE))
+        except Exception as exc:  # the store's errors vary; the scrape goes on
+            log.warning("metrics: could not read shared load: %s", exc)
+    container.metrics.set_load(in_flight, queues)
 
 
 @router.get("/metrics", operation_id="metrics", include_in_schema=False)
@@ -19,4 +45,5 @@ async def metrics(request: Request) -> Response:
     container = getattr(request.app.state, "container", None)
     if container is None:
         return Response(b"", status_code=503, media_type=CONTENT_TYPE)
+    await _refresh_load(container)
     return Response(container.metrics.render(), media_type=CONTENT_TYPE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -114,10 +114,29 @@ class Metrics:
         self.retrieval_degraded = Counter(
             "expertgate_retrieval_degraded", "Answers given without (some) retrieval", registry=r
         )
+        self.in_flight = Gauge(
+            "expertgate_expert_in_flight",
+            "Requests holding a capacity slot per expert (every process sharing the store)",
+            ["expert"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "expertgate_queue_depth",
+            "Tasks waiting in the Celery broker's queue (scale-out mode)",
+            ["queue"],
+            registry=r,
+        )
         if router_version is not None:
             r.register(_StateCollector(router_version, index_versions or dict))
         if breakers is not None:
             r.register(_BreakerCollector(breakers))
+
+    def set_load(self, in_flight: Mapping[str, int], queues: Mapping[str, int]) -> None:
+        """The shared-store gauges, refreshed by the scrape handler just before render."""
+        for expert, held in in_flight.items():
+            self.in_flight.labels(expert).set(held)
+        for queue, depth in queues.items():
+            self.queue_depth.labels(queue).set(depth)
 
     def observe_chat(self, trace: ChatTrace) -> None:
         """Count one finished request (answered, refused or failed) from its trace."""

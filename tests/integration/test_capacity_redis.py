@@ -153,3 +153,19 @@ async def test_the_container_closes_its_redis_client(
     await container.close()
     await asyncio.sleep(0.1)  # the server notices the closed socket
     assert ours not in {int(c["id"]) for c in await redis_client.client_list()}
+
+
+async def test_metrics_show_the_broker_queue_depth(
+    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, redis_client: aioredis.Redis
+) -> None:
+    container = _app_container(tmp_path, encoder, llm.api_base, "metrics")
+    await redis_client.delete("celery")
+    await redis_client.rpush("celery", "task-1", "task-2", "task-3")  # three tasks waiting for a worker
+    try:
+        async with http(container, "no-key-needed") as client:
+            r = await client.get("/metrics")
+        assert r.status_code == 200
+        assert 'expertgate_queue_depth{queue="celery"} 3.0' in r.text
+    finally:
+        await redis_client.delete("celery")
+        await container.close()

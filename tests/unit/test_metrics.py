@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -69,6 +72,25 @@ async def test_metrics_count_answers_fallbacks_failures_and_versions(
     )
     assert m[("expertgate_stage_seconds_count", (("stage", "total"),))] == 3.0
     assert m[("expertgate_stage_seconds_count", (("stage", "route"),))] == 3.0
+
+
+async def test_in_flight_slots_per_expert_are_a_gauge(
+    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+) -> None:
+    release = threading.Event()
+    llm.script(Reply("a held answer", hold=release))
+    held = asyncio.create_task(ask(client, "what is the liability cap in the MSA contract?", model="legal"))
+    while not llm.requests:
+        assert not held.done(), (await held).text
+        await asyncio.sleep(0.01)
+    during = await scrape(client)
+    assert during[("expertgate_expert_in_flight", (("expert", "legal"),))] == 1.0
+    assert during[("expertgate_expert_in_flight", (("expert", "code"),))] == 0.0
+    assert not any(name == "expertgate_queue_depth" for name, _ in during)  # no broker: no queue
+    release.set()
+    assert (await held).status_code == 200
+    after = await scrape(client)
+    assert after[("expertgate_expert_in_flight", (("expert", "legal"),))] == 0.0
 
 
 async def test_each_container_has_its_own_registry(container: Container) -> None:
