@@ -88,13 +88,12 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_route(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.routing.wiring import build_router
+    from backend.routing.wiring import build_router, bundled_encoder
     from experts.registry import AUTO, ExpertRegistry
-    from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
     from router.types import RouteRequest
 
     registry = ExpertRegistry.from_yaml(settings.experts_file)
-    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2", threads=settings.torch_threads)
+    encoder = bundled_encoder(settings)
     router = build_router(settings, registry, encoder)
     decision = router.route(
         RouteRequest(text=args.text, requested=None if args.model == AUTO else args.model)

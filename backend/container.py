@@ -29,14 +29,14 @@ from backend.oidc.wiring import WebAuth, build_web_auth
 from backend.quota.service import QuotaService
 from backend.quota.wiring import build_quota
 from backend.redis_conn import connect_redis
-from backend.routing.wiring import build_router
+from backend.routing.wiring import build_router, bundled_encoder
 from backend.settings import Settings, SettingsError
 from backend.worker.queue import TaskQueue
 from experts.llm import LiteLLMClient
 from experts.registry import ExpertRegistry
 from experts.service import ExpertService, LLMClient
 from experts.types import Endpoint
-from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
+from router.encoder import Encoder
 from router.service import Router
 
 log = logging.getLogger(__name__)
@@ -142,9 +142,7 @@ def build_container(
     url = settings.resolved_database_url
     migrate(url)
     db = Database(url)
-    encoder = encoder or SentenceTransformerEncoder(
-        bundled_minilm_path(), name="all-MiniLM-L6-v2", threads=settings.torch_threads
-    )
+    encoder = encoder or bundled_encoder(settings)
     router = build_router(settings, registry, encoder)
     # The router's loaded encoder is also the knowledge embedder: one model per process.
     knowledge = build_knowledge(settings, db, registry, encoder)

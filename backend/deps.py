@@ -15,9 +15,15 @@ from backend.identity.types import Principal
 from backend.oidc.sessions import CSRF_HEADER, SESSION_COOKIE, WebSessionService, check_csrf
 
 
-def get_container(request: Request) -> Container:
+def container_of(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
+
+
+async def get_container(request: Request) -> Container:
+    """The app's container. Async on purpose: FastAPI runs a plain ``def`` dependency in
+    its thread pool, a thread hop on every request (seen in the load profile)."""
+    return container_of(request)
 
 
 def client_ip(request: Request) -> str | None:
@@ -39,7 +45,7 @@ async def get_principal(request: Request) -> AsyncIterator[Principal]:
     scheme, _, secret = header.partition(" ")
     token = secret.strip() if scheme.lower() == "bearer" else None
     cookie = None if token else request.cookies.get(SESSION_COOKIE)
-    container = get_container(request)
+    container = container_of(request)
     throttle = container.web_auth.throttle
     if token:
         await throttle.check(client_ip(request))

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # process checks for a newly promoted version.
     router_dir: Path | None = None
     torch_threads: int = Field(default=1, ge=1, le=256)
+    # The encoder's transformer: bfloat16 where the CPU multiplies it natively (~1.6x
+    # faster per query here), else float32 (router/encoder.py).
+    encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     router_reload_s: float = Field(default=5.0, gt=0)
     secret_key: SecretStr | None = None
 

@@ -54,7 +54,7 @@ def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def audit_filter(
+async def audit_filter(
     since: Annotated[datetime | None, Query(description="ISO 8601; naive means UTC")] = None,
     until: Annotated[datetime | None, Query(description="exclusive")] = None,
     user: Annotated[str | None, Query(description="user email")] = None,

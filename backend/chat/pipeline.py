@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.chat import ChatTrace, chat_entry
 from backend.audit.types import CLIENT_CLOSED
@@ -31,6 +32,7 @@ from backend.audit.writer import AuditTrail, mark_recorded
 from backend.capacity.service import CapacityService
 from backend.capacity.types import Slot
 from backend.chat.conversations import ConversationService, Exchange
+from backend.db.group_commit import GroupCommit
 from backend.db.session import Database
 from backend.errors import AppError, BadRequest, PayloadTooLarge, to_app_error
 from backend.guard.policy import NO_PII, PiiGuard, PiiReport
@@ -145,6 +147,7 @@ class ChatPipeline:
         quota: QuotaService | None = None,
     ) -> None:
         self._db = db
+        self._writes = GroupCommit(db)
         self._router = router
         self._batcher = RouteBatcher(router)
         self._registry = registry
@@ -477,19 +480,19 @@ class ChatPipeline:
             ],
             "retrieval": retrieval.record(),
         }  # fmt: skip
-        async with self._db.transaction() as session:
+        exchange = Exchange(
+            request_id=chat.request_id,
+            user_text=chat.last_user_text,
+            answer_text=text,
+            expert=expert,
+            route=route,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+
+        async def write(session: AsyncSession) -> tuple[str, ChatTrace]:
             conversation_id = await ConversationService(session).record(
-                chat.principal,
-                chat.conversation_id,
-                Exchange(
-                    request_id=chat.request_id,
-                    user_text=chat.last_user_text,
-                    answer_text=text,
-                    expert=expert,
-                    route=route,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                ),
+                chat.principal, chat.conversation_id, exchange
             )
             trace = self._trace(
                 routed,
@@ -507,6 +510,10 @@ class ChatPipeline:
             # One INSERT into the audit outbox, no lock: the event commits with the
             # exchange and the chainer gives it its place in the chain (docs/governance.md).
             await self._audit.append(session, chat_entry(trace, self._audit.redact_free_text))
+            return conversation_id, trace
+
+        # Committed with the writes of concurrent requests (backend/db/group_commit.py).
+        conversation_id, trace = await self._writes.run(write)
         if self._metrics is not None:
             self._metrics.observe_chat(trace)
         return conversation_id

@@ -86,21 +86,46 @@ class MemoryLoginThrottle:
 
 
 class SharedLoginThrottle:
-    """Across replicas, through a quota limiter (RedisLimiter) wrapped fail-open."""
+    """Across replicas, through a quota limiter (RedisLimiter) wrapped fail-open.
 
-    def __init__(self, limiter: QuotaLimiter, per_minute: int) -> None:
+    Every authenticated request asks :meth:`check`, so a client the shared bucket found
+    in budget is believed for ``clear_for_s`` without asking Redis again (a busy API
+    client would otherwise pay a Redis read per request). A failure seen by this process
+    ends that at once; failures counted by other replicas are seen within ``clear_for_s``.
+    """
+
+    def __init__(
+        self,
+        limiter: QuotaLimiter,
+        per_minute: int,
+        *,
+        clear_for_s: float = 1.0,
+        max_clients: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limiter = FailSafeLimiter(limiter, "open")
         self._policy = QuotaPolicy(rpm=per_minute)
+        self._clear_for_s = clear_for_s
+        self._max_clients = max_clients
+        self._clock = clock
+        self._clear_until: dict[str, float] = {}
 
     async def check(self, client: str | None) -> None:
-        limit = Limit(_subject(client), self._policy)
+        subject = _subject(client)
+        if self._clear_until.get(subject, 0.0) > self._clock():
+            return
+        limit = Limit(subject, self._policy)
         headroom = await self._limiter.peek([limit], Window.at(datetime.now(UTC)))
         if headroom and headroom[0].remaining < 1:
             # The shared bucket does not say how far from a whole token it is; one
             # token's refill time is the longest the wait can be.
             raise TooManyFailedLogins(60.0 / (self._policy.rpm or 1))
+        if len(self._clear_until) >= self._max_clients:
+            self._clear_until.clear()  # a flood of addresses: start over, never grow
+        self._clear_until[subject] = self._clock() + self._clear_for_s
 
     async def failed(self, client: str | None) -> None:
+        self._clear_until.pop(_subject(client), None)
         limit = Limit(_subject(client), self._policy)
         # A fresh id: every failure counts (the limiter ignores a replayed request id).
         await self._limiter.admit(uuid.uuid4().hex, [limit], 0, Window.at(datetime.now(UTC)))

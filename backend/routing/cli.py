@@ -8,19 +8,12 @@ import json
 from pathlib import Path
 
 from backend.settings import Settings
-from router.encoder import Encoder
-
-
-def _encoder() -> Encoder:
-    from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
-
-    return SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from backend.db.session import Database, migrate
     from backend.routing.training import train_from_all
-    from backend.routing.wiring import router_store
+    from backend.routing.wiring import bundled_encoder, router_store
     from experts.registry import ExpertRegistry
     from router.train import TrainConfig
 
@@ -35,7 +28,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
             outcome = await train_from_all(
                 db,
                 registry,
-                _encoder(),
+                bundled_encoder(settings),
                 router_store(settings),
                 extra_files=[Path(p) for p in args.data or ()],
                 use_seed=not args.no_seed,
@@ -57,7 +50,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.routing.wiring import expert_texts, make_policy, router_store
+    from backend.routing.wiring import bundled_encoder, expert_texts, make_policy, router_store
     from experts.registry import ExpertRegistry
     from router.data import SEED_DIR, load_jsonl
     from router.evaluate import evaluate
@@ -71,7 +64,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         print("expertgate: no gate version to evaluate")
         return 1
     gate = store.load(version)
-    encoder = _encoder()
+    encoder = bundled_encoder(settings)
     router = Router(
         encoder,
         scorer_for(gate, encoder, expert_texts(registry)),

@@ -14,6 +14,18 @@ from router.policy import DecisionPolicy, PolicyConfig
 from router.service import Router
 
 
+def bundled_encoder(settings: Settings) -> Encoder:
+    """The shipped MiniLM encoder as the settings ask (threads, precision); loads it."""
+    from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+
+    return SentenceTransformerEncoder(
+        bundled_minilm_path(),
+        name="all-MiniLM-L6-v2",
+        threads=settings.torch_threads,
+        precision=settings.encoder_precision,
+    )
+
+
 def router_store(settings: Settings) -> ArtifactStore:
     """The gate versions on (shared) storage; with a database configured its pointer table
     says which version is active (every replica follows it), else the ACTIVE file does."""

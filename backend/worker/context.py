@@ -49,9 +49,9 @@ class WorkerContext:
     def encoder(self) -> Encoder:
         with self._lock:
             if self._encoder is None:
-                from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+                from backend.routing.wiring import bundled_encoder
 
-                self._encoder = SentenceTransformerEncoder(bundled_minilm_path(), name="all-MiniLM-L6-v2")
+                self._encoder = bundled_encoder(self.settings)
             return self._encoder
 
     def run(self, work: Callable[[Database], Awaitable[T]]) -> T:

@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", choices=("pass", "full"), help="profile one kind of request")
+    parser.add_argument("--raw-dir", type=Path, help="keep py-spy's collapsed stacks here")
     args = parser.parse_args(argv)
+    kinds = (args.only,) if args.only else ("pass", "full")
     spy = py_spy()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="eg-profile-") as tmp:
@@ -128,8 +131,9 @@ def main(argv: list[str] | None = None) -> None:
             servers.append(eg)
             wait_ready(eg, "/readyz", 300)
             bodies = write_bodies(workdir)
-            for profile in ("pass", "full"):
-                raw = workdir / f"{profile}.txt"
+            for profile in kinds:
+                raw = (args.raw_dir or workdir) / f"{profile}.txt"
+                raw.parent.mkdir(parents=True, exist_ok=True)
                 spying = subprocess.Popen(
                     [
                         spy,
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    for profile in ("pass", "full"):
+    for profile in kinds:
         r = results[profile]
         print(f"\n== {profile}: {r['rps']:.1f} RPS, {r['cpu_ms_per_request']} CPU-ms/request, {r['samples']} samples")
         for title in ("project_inclusive_pct", "packages_inclusive_pct", "self_pct"):

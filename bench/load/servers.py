@@ -36,6 +36,10 @@ BENCH_USER = "bench@example.com"
 # LiteLLM 1.106 refuses to start with a weak master key; this one is per run.
 LITELLM_MASTER_KEY = "sk-" + secrets.token_hex(32)
 STUB_MODEL = "stub-model"
+# The stub stands for a vLLM server, so both gateways reach it through litellm's provider
+# for vLLM (plain HTTP; litellm's "openai" provider goes through the OpenAI SDK, ~1 CPU-ms
+# more per call: bench/results/llm_call.json).
+STUB_PROVIDER = "hosted_vllm"
 # expertgate's Redis (a database of its own, flushed at start) and its worker processes.
 EG_REDIS_URL = os.environ.get("EXPERTGATE_BENCH_REDIS", "redis://127.0.0.1:6379/8")
 EG_WORKERS = int(os.environ.get("EXPERTGATE_BENCH_WORKERS", os.cpu_count() or 1))
@@ -242,7 +246,7 @@ def write_experts_file(workdir: Path, stub_port: int) -> None:
     """
     spec = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
     spec["defaults"]["llm"] = {
-        "model": f"openai/{STUB_MODEL}",
+        "model": f"{STUB_PROVIDER}/{STUB_MODEL}",
         "api_base": f"http://127.0.0.1:{stub_port}/v1",
         "api_key_env": "STUB_API_KEY",
     }
@@ -324,7 +328,7 @@ def write_litellm_config(
             {
                 "model_name": STUB_MODEL,
                 "litellm_params": {
-                    "model": f"openai/{STUB_MODEL}",
+                    "model": f"{STUB_PROVIDER}/{STUB_MODEL}",
                     "api_base": f"http://127.0.0.1:{stub_port}/v1",
                     "api_key": "sk-stub",
                 },

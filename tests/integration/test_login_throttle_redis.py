@@ -17,12 +17,17 @@ async def test_replicas_share_the_failed_login_budget(redis_client: aioredis.Red
     prefix = redis_client.test_prefix  # type: ignore[attr-defined]
     a_conn, b_conn = twin(redis_client), twin(redis_client)
     try:
-        a = SharedLoginThrottle(RedisLimiter(a_conn, prefix=prefix, remember_s=60), per_minute=3)
+        now = [0.0]
+        a = SharedLoginThrottle(
+            RedisLimiter(a_conn, prefix=prefix, remember_s=60), per_minute=3, clock=lambda: now[0]
+        )
         b = SharedLoginThrottle(RedisLimiter(b_conn, prefix=prefix, remember_s=60), per_minute=3)
         await a.failed("192.0.2.7")
         await b.failed("192.0.2.7")
-        await a.check("192.0.2.7")  # one failure left
+        await a.check("192.0.2.7")  # one failure left: a believes that for clear_for_s
         await b.failed("192.0.2.7")
+        await a.check("192.0.2.7")  # b's failure is not seen by a yet ...
+        now[0] += 1.01  # ... but once the clear window is over
         for replica in (a, b):
             with pytest.raises(TooManyFailedLogins) as refused:
                 await replica.check("192.0.2.7")
@@ -31,6 +36,15 @@ async def test_replicas_share_the_failed_login_budget(redis_client: aioredis.Red
     finally:
         await a_conn.aclose()
         await b_conn.aclose()
+
+
+async def test_a_failure_seen_here_ends_the_clear_window(redis_client: aioredis.Redis) -> None:
+    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
+    throttle = SharedLoginThrottle(RedisLimiter(redis_client, prefix=prefix, remember_s=60), per_minute=1)
+    await throttle.check("192.0.2.10")  # in budget: believed for a second
+    await throttle.failed("192.0.2.10")  # the budget is spent, here: no waiting
+    with pytest.raises(TooManyFailedLogins):
+        await throttle.check("192.0.2.10")
 
 
 async def test_a_redis_outage_fails_open(redis_client: aioredis.Redis) -> None:

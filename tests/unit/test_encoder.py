@@ -1,0 +1,47 @@
+"""The encoder's direct mean-pooling path: the same vectors as sentence-transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import router.encoder as encoder_module
+from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+
+TEXTS = [
+    "How do I rotate the API key for the billing service without downtime?",
+    "   Can a contractor's GPL code ship inside our product?   ",  # stripped like ST does
+    "vpn",
+    "word " * 600,  # past the 256 word pieces: truncated
+]
+
+
+@pytest.fixture(scope="module")
+def float32() -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder(bundled_minilm_path(), precision="float32")
+
+
+def reference(enc: SentenceTransformerEncoder) -> np.ndarray:
+    return np.asarray(enc._model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True))
+
+
+def test_the_direct_path_matches_sentence_transformers(float32: SentenceTransformerEncoder) -> None:
+    ours = float32.encode(TEXTS)
+    assert ours.shape == (len(TEXTS), 384) and ours.dtype == np.float32
+    assert np.abs(ours - reference(float32)).max() < 1e-5
+    # Batched or one by one: the same vectors (padding does not leak into the mean).
+    alone = np.vstack([float32.encode([t]) for t in TEXTS])
+    assert np.abs(ours - alone).max() < 1e-5
+
+
+def test_bfloat16_stays_close_to_float32(float32: SentenceTransformerEncoder) -> None:
+    bf16 = SentenceTransformerEncoder(bundled_minilm_path(), precision="bfloat16")
+    assert bf16.precision == "bfloat16"
+    ours = bf16.encode(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)  # pooled in float32
+    assert (ours * float32.encode(TEXTS)).sum(axis=1).min() > 0.999
+
+
+def test_auto_takes_float32_without_native_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoder_module, "native_bfloat16", lambda: False)
+    assert SentenceTransformerEncoder(bundled_minilm_path(), precision="auto").precision == "float32"

@@ -1,0 +1,78 @@
+"""GroupCommit: concurrent writes share transactions, and a failing one spoils nobody else's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.group_commit import GroupCommit
+from backend.db.models import Team
+from backend.db.session import Database
+
+
+def add_team(name: str, *, fail: bool = False) -> Callable[[AsyncSession], Awaitable[str]]:
+    async def unit(session: AsyncSession) -> str:
+        session.add(Team(name=name))
+        await session.flush()
+        if fail:
+            raise ValueError(f"{name} refused")
+        return name
+
+    return unit
+
+
+async def team_names(db: Database) -> set[str]:
+    async with db.session() as session:
+        return set(await session.scalars(select(Team.name)))
+
+
+async def test_concurrent_writes_share_transactions(db: Database) -> None:
+    writes = GroupCommit(db)
+    names = [f"team-{i}" for i in range(20)]
+    results = await asyncio.gather(*(writes.run(add_team(n)) for n in names))
+    assert results == names
+    assert await team_names(db) == set(names)
+    assert writes.units == 20
+    assert writes.batches < 20  # the first went alone, the rest queued behind it
+
+
+async def test_one_failing_write_leaves_the_others_committed(db: Database) -> None:
+    writes = GroupCommit(db)
+    units = [add_team("a"), add_team("b", fail=True), add_team("c")]
+    results = await asyncio.gather(*(writes.run(u) for u in units), return_exceptions=True)
+    assert results[0] == "a" and results[2] == "c"
+    assert isinstance(results[1], ValueError) and str(results[1]) == "b refused"
+    assert await team_names(db) == {"a", "c"}
+
+
+async def test_a_write_alone_rolls_back_on_error(db: Database) -> None:
+    writes = GroupCommit(db)
+    with pytest.raises(ValueError):
+        await writes.run(add_team("solo", fail=True))
+    assert await team_names(db) == set()
+    assert await writes.run(add_team("after")) == "after"  # the committer is not stuck
+
+
+async def test_a_cancelled_caller_does_not_stop_the_others(db: Database) -> None:
+    writes = GroupCommit(db)
+    first = asyncio.create_task(writes.run(add_team("first")))
+    gone = asyncio.create_task(writes.run(add_team("gone")))
+    last = asyncio.create_task(writes.run(add_team("last")))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await first == "first" and await last == "last"
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    async with db.session() as session:
+        # A caller that leaves after queueing may still have been committed: its rows
+        # are whole or absent, never half-written.
+        assert await session.scalar(select(func.count()).select_from(Team)) in (2, 3)
+
+
+def test_a_batch_holds_at_least_one_write(db: Database) -> None:
+    with pytest.raises(ValueError):
+        GroupCommit(db, max_batch=0)
