@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping
@@ -119,6 +120,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             # Load every domain's index now (rebuilding from SQL if missing, corrupt or
             # stale) rather than on the first question.
             await built.knowledge.service.start()
+            # The models, indexes and libraries loaded so far live as long as the process:
+            # moved out of the collector's sight, a full collection no longer walks them.
+            # Left in, it walked ~790,000 objects for ~400 ms with the event loop stopped,
+            # every few seconds under load (the multi-hundred-ms tail in docs/load.md).
+            gc.collect()
+            gc.freeze()
         reloader = GateReloader(
             built.router, router_store(settings), built.registry, settings.router_reload_s
         )

@@ -102,3 +102,31 @@ def test_two_workers_serve_one_port(tmp_path: Path, llm: FakeOpenAI) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+async def test_a_served_app_freezes_what_it_loaded_out_of_the_collector(settings: Settings) -> None:
+    """Startup objects (models, indexes, libraries) leave the GC's generations: a full
+    collection over them stopped the event loop for ~400 ms under load (docs/load.md)."""
+    import gc
+    import weakref
+
+    from backend.app import create_app
+
+    class Holder:
+        def __init__(self, other: object) -> None:
+            self.me, self.other = self, other
+
+    app = create_app(settings)  # no container given: the lifespan builds and owns one
+    gc.unfreeze()
+    try:
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() > 100_000
+            # Garbage made after startup is still collected.
+            cycle: list[object] = []
+            cycle.append(cycle)
+            ref = weakref.ref(Holder(cycle))
+            del cycle
+            gc.collect()
+            assert ref() is None
+    finally:
+        gc.unfreeze()
