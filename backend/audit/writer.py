@@ -35,6 +35,7 @@ from backend.audit.canonical import normalize
 from backend.audit.chain import ChainKey, EventBody, content_digest, text_digest
 from backend.audit.chainer import BATCH, chain_batch, event_body
 from backend.audit.types import AuditEntry, AuditEventView, QueuedEvent, TextPolicy
+from backend.db.group_commit import Rows
 from backend.db.models import AuditEvent, AuditOutbox, utcnow
 from backend.db.session import Database
 from backend.settings import Settings, SettingsError
@@ -109,6 +110,42 @@ class AuditTrail:
         (redaction, digests, canonical JSON) is done before any statement. Raises
         TypeError/ValueError when the payload is not JSON data.
         """
+        values = self._outbox_row(entry)
+        result = cast(CursorResult[Any], await session.execute(self._insert, values))
+        key = result.inserted_primary_key
+        assert key is not None, "an INSERT of one row has a primary key"
+        outbox_id = int(key[0])
+        if self.deferred:
+            self._wake_after_commit(session)
+        else:
+            await session.flush()  # the caller's own rows first: the lock is held from here on
+            while await chain_batch(session, self.key) == BATCH:
+                pass
+        return QueuedEvent(
+            outbox_id=outbox_id,
+            ts=values["ts"],
+            action=values["action"],
+            prompt=values["prompt"],
+            answer=values["answer"],
+            content_digest=values["content_digest"],
+        )
+
+    async def append_later(self, session: AsyncSession, entry: AuditEntry, rows: Rows) -> None:
+        """Leave ``entry``'s outbox row in ``rows``, which the caller INSERTs (with other
+        requests' rows) before its transaction commits: see backend/db/group_commit.py.
+
+        A trail that is not deferred chains inside the transaction, which needs the row
+        written first: it appends at once instead.
+        """
+        if not self.deferred:
+            await self.append(session, entry)
+            return
+        rows.add(self._insert, self._outbox_row(entry))
+        self._wake_after_commit(session)
+
+    def _outbox_row(self, entry: AuditEntry) -> dict[str, Any]:
+        """The sealed outbox row of ``entry`` (redaction, digests, canonical JSON, seal).
+        Raises TypeError/ValueError when the payload is not JSON data."""
         payload: dict[str, Any] = normalize(dict(entry.payload))  # type: ignore[assignment]
         prompt = self.stored_text(entry.prompt)
         answer = self.stored_text(entry.answer)
@@ -131,7 +168,7 @@ class AuditTrail:
             alg=self.key.alg,
             prev_hash="",
         )
-        values = {
+        return {
             "ts": body.ts, "request_id": body.request_id, "action": body.action,
             "outcome": body.outcome, "status": body.status, "user_id": body.user_id,
             "user_email": body.user_email, "team": body.team, "channel": body.channel,
@@ -139,24 +176,6 @@ class AuditTrail:
             "prompt": prompt, "answer": answer, "content_digest": body.content_digest,
             "alg": body.alg, "seal": body.seal(self.key),
         }  # fmt: skip
-        result = cast(CursorResult[Any], await session.execute(self._insert, values))
-        key = result.inserted_primary_key
-        assert key is not None, "an INSERT of one row has a primary key"
-        outbox_id = int(key[0])
-        if self.deferred:
-            self._wake_after_commit(session)
-        else:
-            await session.flush()  # the caller's own rows first: the lock is held from here on
-            while await chain_batch(session, self.key) == BATCH:
-                pass
-        return QueuedEvent(
-            outbox_id=outbox_id,
-            ts=body.ts,
-            action=body.action,
-            prompt=prompt,
-            answer=answer,
-            content_digest=body.content_digest,
-        )
 
     def _wake_after_commit(self, session: AsyncSession) -> None:
         """Set :attr:`enqueued` when ``session`` commits (once per transaction): woken

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import JSON, CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.db.group_commit import Rows
 from backend.db.models import Conversation, Message, utcnow
 from backend.errors import NotFound
 from backend.identity.types import Principal
@@ -68,16 +69,22 @@ class ConversationService:
             .limit(1)
         )
 
-    async def record(self, principal: Principal, conversation_id: str | None, exchange: Exchange) -> str:
+    async def record(
+        self, principal: Principal, conversation_id: str | None, exchange: Exchange, rows: Rows | None = None
+    ) -> str:
         """Store the exchange, creating the conversation when ``conversation_id`` is None.
 
+        ``rows``: leave the INSERTs there for the caller's group commit to send with other
+        requests' rows (backend/db/group_commit.py); without it they are executed here.
+        The ownership check of an existing conversation is executed here either way.
         Raises NotFound when ``conversation_id`` is not the caller's (or no longer exists).
         """
+        inserts = rows if rows is not None else Rows()
         now = utcnow()
         if conversation_id is None:
             conversation_id = str(uuid.uuid4())
             text = exchange.user_text.strip()
-            await self._session.execute(
+            inserts.add(
                 _INSERT_CONVERSATION,
                 {
                     "id": conversation_id,
@@ -102,31 +109,31 @@ class ConversationService:
                     code="conversation_not_found",
                     param="conversation_id",
                 )
-        await self._session.execute(
+        inserts.add(
             _INSERT_MESSAGES,
-            [
-                {
-                    "conversation_id": conversation_id,
-                    "request_id": exchange.request_id,
-                    "role": "user",
-                    "content": exchange.user_text,
-                    "expert": None,
-                    "route": None,
-                    "prompt_tokens": 0,
-                    "completion_tokens": 0,
-                    "created_at": now,
-                },
-                {
-                    "conversation_id": conversation_id,
-                    "request_id": exchange.request_id,
-                    "role": "assistant",
-                    "content": exchange.answer_text,
-                    "expert": exchange.expert,
-                    "route": exchange.route,
-                    "prompt_tokens": exchange.prompt_tokens,
-                    "completion_tokens": exchange.completion_tokens,
-                    "created_at": now,
-                },
-            ],
+            {
+                "conversation_id": conversation_id,
+                "request_id": exchange.request_id,
+                "role": "user",
+                "content": exchange.user_text,
+                "expert": None,
+                "route": None,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "created_at": now,
+            },
+            {
+                "conversation_id": conversation_id,
+                "request_id": exchange.request_id,
+                "role": "assistant",
+                "content": exchange.answer_text,
+                "expert": exchange.expert,
+                "route": exchange.route,
+                "prompt_tokens": exchange.prompt_tokens,
+                "completion_tokens": exchange.completion_tokens,
+                "created_at": now,
+            },
         )
+        if rows is None:
+            await inserts.flush(self._session)
         return conversation_id

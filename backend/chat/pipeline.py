@@ -32,7 +32,7 @@ from backend.audit.writer import AuditTrail, mark_recorded
 from backend.capacity.service import CapacityService
 from backend.capacity.types import Slot
 from backend.chat.conversations import ConversationService, Exchange
-from backend.db.group_commit import GroupCommit
+from backend.db.group_commit import GroupCommit, Rows
 from backend.db.session import Database
 from backend.errors import AppError, BadRequest, PayloadTooLarge, to_app_error
 from backend.guard.policy import NO_PII, PiiGuard, PiiReport
@@ -490,9 +490,9 @@ class ChatPipeline:
             completion_tokens=usage.completion_tokens,
         )
 
-        async def write(session: AsyncSession) -> tuple[str, ChatTrace]:
+        async def write(session: AsyncSession, rows: Rows) -> tuple[str, ChatTrace]:
             conversation_id = await ConversationService(session).record(
-                chat.principal, chat.conversation_id, exchange
+                chat.principal, chat.conversation_id, exchange, rows
             )
             trace = self._trace(
                 routed,
@@ -507,12 +507,13 @@ class ChatPipeline:
                 conversation_id=conversation_id,
                 retrieval=retrieval.record(),
             )
-            # One INSERT into the audit outbox, no lock: the event commits with the
-            # exchange and the chainer gives it its place in the chain (docs/governance.md).
-            await self._audit.append(session, chat_entry(trace, self._audit.redact_free_text))
+            # One outbox row, no lock: the event commits with the exchange and the chainer
+            # gives it its place in the chain (docs/governance.md).
+            await self._audit.append_later(session, chat_entry(trace, self._audit.redact_free_text), rows)
             return conversation_id, trace
 
-        # Committed with the writes of concurrent requests (backend/db/group_commit.py).
+        # Committed with the writes of concurrent requests, their INSERTs merged
+        # (backend/db/group_commit.py).
         conversation_id, trace = await self._writes.run(write)
         if self._metrics is not None:
             self._metrics.observe_chat(trace)

@@ -226,8 +226,8 @@ class KnowledgeService:
         if not hits:
             return ()
         ids = [hit.chunk_id for _, _, hit in hits]
-        async with self._db.session() as session:
-            rows = await session.execute(
+        async with self._db.read() as conn:  # one statement: no transaction around it
+            rows = await conn.execute(
                 select(
                     DocumentChunk.id,
                     DocumentChunk.domain,

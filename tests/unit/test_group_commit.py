@@ -6,16 +6,16 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.group_commit import GroupCommit
-from backend.db.models import Team
+from backend.db.group_commit import GroupCommit, Rows
+from backend.db.models import Team, User
 from backend.db.session import Database
 
 
-def add_team(name: str, *, fail: bool = False) -> Callable[[AsyncSession], Awaitable[str]]:
-    async def unit(session: AsyncSession) -> str:
+def add_team(name: str, *, fail: bool = False) -> Callable[[AsyncSession, Rows], Awaitable[str]]:
+    async def unit(session: AsyncSession, _: Rows) -> str:
         session.add(Team(name=name))
         await session.flush()
         if fail:
@@ -76,3 +76,25 @@ async def test_a_cancelled_caller_does_not_stop_the_others(db: Database) -> None
 def test_a_batch_holds_at_least_one_write(db: Database) -> None:
     with pytest.raises(ValueError):
         GroupCommit(db, max_batch=0)
+
+
+async def test_rows_left_by_units_are_inserted_once_per_statement_parents_first(db: Database) -> None:
+    writes = GroupCommit(db)
+    teams, users = insert(Team.__table__), insert(User.__table__)  # type: ignore[arg-type]
+
+    def member(i: int) -> Callable[[AsyncSession, Rows], Awaitable[int]]:
+        async def unit(_: AsyncSession, rows: Rows) -> int:
+            # The child row is queued before its parent: the flush still sends teams first.
+            rows.add(users, {"id": i, "email": f"u{i}@example.com", "team_id": i})
+            rows.add(teams, {"id": i, "name": f"t{i}"})
+            return i
+
+        return unit
+
+    statements: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    assert await asyncio.gather(*(writes.run(member(i)) for i in range(1, 9))) == list(range(1, 9))
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(User)) == 8
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert writes.batches < 8 and len(inserts) == 2 * writes.batches  # one per table per batch
