@@ -15,7 +15,7 @@ only after the COMMIT that holds its rows.
 
 A unit may also leave plain INSERTs in the batch's :class:`Rows` instead of executing
 them: after the last unit has run, each statement is executed once with every unit's
-rows (an executemany, which SQLAlchemy sends as one multi-row INSERT), tables in
+rows (one executemany: psycopg sends the rows in one pipelined round trip), tables in
 foreign-key order. The chat exchange does so for its conversation, messages and audit
 outbox rows, so a batch of N requests costs three INSERTs, not 3N.
 

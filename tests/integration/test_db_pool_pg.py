@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 import backend.db.session as session_module
 from backend.db.session import PING_AFTER_IDLE_S, Database
+from backend.settings import to_async_url
 from tests.integration.conftest import PG_ADMIN
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ def terminate(pid: int) -> None:
 async def test_an_idle_dead_connection_is_replaced_before_use(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = Database(pg_url)
+    db = Database(to_async_url(pg_url))
     try:
         first = await backend_pid(db)
         terminate(first)  # e.g. a database restart, or a proxy's idle timeout
@@ -39,7 +40,7 @@ async def test_an_idle_dead_connection_is_replaced_before_use(
 
 
 async def test_a_recently_used_connection_is_not_pinged(pg_url: str) -> None:
-    db = Database(pg_url)
+    db = Database(to_async_url(pg_url))
     try:
         first = await backend_pid(db)
         terminate(first)
