@@ -17,11 +17,13 @@ stored route record):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -307,17 +309,25 @@ class ChatPipeline:
 
     # -- stages 5-6 --------------------------------------------------------------
     async def complete(self, routed: Routed, grant: Grant | None = None) -> ChatResult:
-        """Generate; then free the capacity slot and correct the quota charge to the real
-        usage (0 on failure), also when the caller went away."""
-        used = 0
-        try:
-            result = await self._complete(routed)
-            used = result.answer.completion.usage.total_tokens
-            return result
-        finally:
+        """Generate and record. The capacity slot is freed and the quota charge corrected
+        to the real usage as soon as the answer is generated, while the exchange is being
+        written (the expert is free by then); with 0 tokens when generation fails or the
+        caller went away."""
+        freed = False
+
+        async def free(used: int) -> None:
+            nonlocal freed
+            if freed:
+                return
+            freed = True
             with anyio.CancelScope(shield=True):
                 await self._capacity.release(routed.slot)
-            await self._settle(grant, used)
+                await self._settle(grant, used)
+
+        try:
+            return await self._complete(routed, free)
+        finally:
+            await free(0)  # nothing to do when generation got that far
 
     async def stream(
         self, routed: Routed, grant: Grant | None = None
@@ -342,7 +352,7 @@ class ChatPipeline:
             await self._capacity.release(routed.slot)
             await self._settle(grant, 0)
 
-    async def _complete(self, routed: Routed) -> ChatResult:
+    async def _complete(self, routed: Routed, free: Callable[[int], Coroutine[Any, Any, None]]) -> ChatResult:
         chat, decision = routed.input, routed.decision
         retrieval = await self.retrieve(routed)
         started = time.perf_counter()
@@ -360,18 +370,24 @@ class ChatPipeline:
         except Exception as exc:
             await self._record_failure(routed, exc, started, stream=False)
             raise
-        conversation_id = await self._record(
-            routed,
-            answer.expert,
-            answer.completion.text,
-            answer.completion.usage,
-            answer.fallbacks,
-            generate_ms=(time.perf_counter() - started) * 1000,
-            upstream_model=answer.completion.model,
-            finish_reason=answer.completion.finish_reason,
-            stream=False,
-            retrieval=retrieval,
-        )
+        generate_ms = (time.perf_counter() - started) * 1000
+        # Slot and quota go back (two Redis calls) while the exchange is written.
+        freeing = asyncio.create_task(free(answer.completion.usage.total_tokens))
+        try:
+            conversation_id = await self._record(
+                routed,
+                answer.expert,
+                answer.completion.text,
+                answer.completion.usage,
+                answer.fallbacks,
+                generate_ms=generate_ms,
+                upstream_model=answer.completion.model,
+                finish_reason=answer.completion.finish_reason,
+                stream=False,
+                retrieval=retrieval,
+            )
+        finally:
+            await freeing
         return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
 
     @stage("generate", describe_answer)

@@ -175,3 +175,25 @@ async def test_replicas_each_take_their_share(
         assert await built.capacity.in_flight() == {}
     finally:
         await built.close()
+
+
+async def test_the_slot_is_free_while_the_exchange_is_written(
+    container: Container, llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The expert's slot comes back when its answer is generated, not after the write."""
+    key = await make_key(container, "ann@example.com")
+    writes = container.pipeline._writes
+    write = writes.run
+    in_flight_at_write: list[dict[str, int]] = []
+
+    async def observed_write(unit: Any) -> Any:
+        deadline = asyncio.get_running_loop().time() + 5.0
+        while (held := await container.capacity.in_flight()) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)  # the release runs beside the write
+        in_flight_at_write.append(held)
+        return await write(unit)
+
+    monkeypatch.setattr(writes, "run", observed_write)
+    r = await client_as(container, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal"))
+    assert r.status_code == 200
+    assert in_flight_at_write == [{}]
