@@ -93,7 +93,7 @@ def cmd_route(settings: Settings, args: argparse.Namespace) -> int:
     from router.types import RouteRequest
 
     registry = ExpertRegistry.from_yaml(settings.experts_file)
-    encoder = bundled_encoder(settings)
+    encoder = bundled_encoder(settings, serving=True)
     router = build_router(settings, registry, encoder)
     decision = router.route(
         RouteRequest(text=args.text, requested=None if args.model == AUTO else args.model)

@@ -142,7 +142,7 @@ def build_container(
     url = settings.resolved_database_url
     migrate(url)
     db = Database(url)
-    encoder = encoder or bundled_encoder(settings)
+    encoder = encoder or bundled_encoder(settings, serving=True)
     router = build_router(settings, registry, encoder)
     # The router's loaded encoder is also the knowledge embedder: one model per process.
     knowledge = build_knowledge(settings, db, registry, encoder)

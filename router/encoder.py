@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -71,12 +72,15 @@ class SentenceTransformerEncoder:
             raise ValueError(f"encoder at {path} does not report its dimension")
         self.dim = int(dim)
         self._batch_size = batch_size
-        self.precision: Literal["float32", "bfloat16"] = (
+        wanted: Literal["float32", "bfloat16"] = (
             ("bfloat16" if native_bfloat16() else "float32") if precision == "auto" else precision
         )
-        self._mean_pool = _MeanPooled.of(self._model, self.precision)
-        if self._mean_pool is None and self.precision != "float32":
-            raise ValueError(f"encoder at {path}: {precision} needs a mean-pooling model; use float32")
+        self._mean_pool = _MeanPooled.of(self._model, wanted)
+        if self._mean_pool is None and wanted == "bfloat16":
+            if precision == "bfloat16":
+                raise ValueError(f"encoder at {path}: bfloat16 needs a mean-pooling model; use float32")
+            wanted = "float32"  # auto: sentence-transformers' own encode, as it is
+        self.precision = wanted
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         clipped = [t[:MAX_CHARS] for t in texts]
@@ -107,6 +111,9 @@ class _MeanPooled:
         self._max_length = max_length
         self._dim = dim
         self._dtype = dtype
+        # What the model's forward takes of the tokenizer's output (a model without
+        # token types must not be handed token_type_ids).
+        self._inputs = frozenset(inspect.signature(self._model.forward).parameters)
 
     @classmethod
     def of(cls, model: Any, precision: str) -> _MeanPooled | None:
@@ -119,6 +126,8 @@ class _MeanPooled:
             return None
         transformer = modules[0]
         if getattr(transformer, "do_lower_case", False) or not hasattr(transformer, "auto_model"):
+            return None
+        if getattr(transformer, "max_seq_length", None) is None:
             return None
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         transformer.auto_model.to(dtype).eval()
@@ -133,14 +142,15 @@ class _MeanPooled:
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             features = self._tokenizer(
-                [texts[i].strip() for i in rows],
+                [texts[i] for i in rows],
                 padding=True,
                 truncation="longest_first",
                 max_length=self._max_length,
                 return_tensors="pt",
             )
             with torch.inference_mode():
-                hidden = self._model(**features).last_hidden_state.float()
+                inputs = {k: v for k, v in features.items() if k in self._inputs}
+                hidden = self._model(**inputs).last_hidden_state.float()
                 mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out[rows] = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
@@ -148,12 +158,13 @@ class _MeanPooled:
 
 
 def native_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (oneDNN's own check)."""
+    """Whether this CPU multiplies bfloat16 in hardware: AVX-512 BF16 or AMX on x86.
+    (oneDNN's own "bf16 supported" is true on any AVX-512 CPU, where it is emulated.)"""
     import torch
 
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     try:
-        return bool(check()) if check is not None else False
+        return any(bool(check()) for check in checks if check is not None)
     except RuntimeError:
         return False
 

@@ -106,7 +106,8 @@ class AuditTrail:
 
         Deferred: one INSERT, no lock; the chainer gives it its place after the
         commit. Otherwise the pending events are chained here too and the chain lock
-        is held until the caller's commit, so call it as the last write. The CPU work
+        is held until the caller's commit, so call it as the last write (in a group
+        commit, a trail that is not deferred holds it for the rest of the batch). The CPU work
         (redaction, digests, canonical JSON) is done before any statement. Raises
         TypeError/ValueError when the payload is not JSON data.
         """

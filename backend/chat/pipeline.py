@@ -163,6 +163,11 @@ class ChatPipeline:
         self._metrics = metrics
         self._quota = quota
 
+    async def finish_writes(self) -> None:
+        """Wait for the exchanges queued for the group commit (at shutdown, before the
+        audit chainer's last drain, so that their events are chained too)."""
+        await self._writes.aclose()
+
     # -- stage 2 -----------------------------------------------------------------
     def guard(
         self,

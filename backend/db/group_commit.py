@@ -2,38 +2,53 @@
 
 Every chat request ends with a small write (the exchange and its audit event). Done one
 transaction per request, most of its cost is not the INSERTs but the transaction around
-them: a pool checkout (with its liveness ping), BEGIN, COMMIT with its WAL flush, the
-connection's reset. Under load the load profile showed that share as the largest piece of
-the pass-through path (docs/load.md).
+them: a pool checkout, BEGIN, COMMIT with its WAL flush, the connection's reset. Under
+load the profile showed that share as the largest piece of the pass-through path
+(docs/load.md).
 
 :meth:`GroupCommit.run` queues a unit of work and returns when it has committed. One
 drain task at a time takes what is queued (at most ``max_batch``), runs the units one after
 another in one transaction and commits; units that arrive meanwhile go in the next batch.
 With one request at a time a batch holds one unit and nothing waits for company: the
 latency is that of a plain transaction. Durability is unchanged: a caller hears of success
-only after the COMMIT that holds its rows.
+only after the COMMIT that holds its rows. A caller that is cancelled while waiting does
+not cancel its write: it may still commit (whole, with its batch).
 
 A unit may also leave plain INSERTs in the batch's :class:`Rows` instead of executing
 them: after the last unit has run, each statement is executed once with every unit's
 rows (one executemany: psycopg sends the rows in one pipelined round trip), tables in
 foreign-key order. The chat exchange does so for its conversation, messages and audit
-outbox rows, so a batch of N requests costs three INSERTs, not 3N.
+outbox rows, so a batch of N new conversations costs three INSERTs, not 3N (a follow-up
+adds its ownership-checking UPDATE).
 
-A unit that raises spoils its batch's transaction, so a failed batch of several units is
-rolled back and each unit is run again in a transaction of its own: the one that fails
-gets its error, the others commit. A unit must therefore be safe to run twice when its
-first run was rolled back (no side effects outside the session, or idempotent ones).
+When a batch fails its transaction is rolled back, and then:
+
+- a unit raised an error of its own (not a database error: NotFound for someone else's
+  conversation, a payload that is not JSON): that unit gets it; the others go again, as
+  the next batch;
+- a statement failed (a constraint, a deadlock) and the culprit is not known: each unit
+  goes again in a transaction of its own, so only the one that fails gets an error;
+- the COMMIT itself failed, or the database could not be reached: every unit of the
+  batch gets the error, with no replay (a COMMIT whose reply was lost may have
+  committed; replaying it could write twice).
+
+A unit must therefore be safe to run again after its first run was rolled back (no side
+effects outside the session, or idempotent ones).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Base
@@ -73,6 +88,13 @@ def _table_rank(statement: Insert) -> int:
 Unit = Callable[[AsyncSession, Rows], Awaitable[Any]]
 
 
+@dataclass(slots=True)
+class _Pending:
+    unit: Unit
+    future: asyncio.Future[Any]
+    alone: bool = False  # replayed after a batch failed: in a transaction of its own
+
+
 class GroupCommit:
     """Runs units of work from concurrent callers in shared transactions (one process)."""
 
@@ -81,7 +103,7 @@ class GroupCommit:
             raise ValueError("max_batch must be at least 1")
         self._db = db
         self._max_batch = max_batch
-        self._queue: list[tuple[Unit, asyncio.Future[Any]]] = []
+        self._queue: list[_Pending] = []
         self._drain: asyncio.Task[None] | None = None
         self.batches = 0  # transactions committed or tried (for tests and the bench)
         self.units = 0
@@ -90,62 +112,85 @@ class GroupCommit:
         """Run ``unit(session, rows)`` in a shared transaction; return its result once
         committed (with the rows it left in ``rows``).
 
-        Raises what ``unit`` raised (its own transaction rolled back) or what the
-        database raised on commit.
+        Raises what ``unit`` raised, or the database error that failed its transaction
+        (see the module docstring for which units of a batch get which error).
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((unit, future))
+        self._queue.append(_Pending(unit, future))
         if self._drain is None:
-            self._drain = asyncio.create_task(self._drain_queue())
+            # A context of its own: the drain must not carry the first caller's request
+            # id or trace span into every later batch's logs and spans.
+            self._drain = asyncio.create_task(self._drain_queue(), context=contextvars.Context())
         return await future
+
+    async def aclose(self) -> None:
+        """Wait until what is queued has committed or failed (at shutdown)."""
+        while self._drain is not None:
+            await asyncio.shield(self._drain)
+
+    def _next_batch(self) -> list[_Pending]:
+        if self._queue[0].alone:
+            return [self._queue.pop(0)]
+        size = 0
+        while size < min(self._max_batch, len(self._queue)) and not self._queue[size].alone:
+            size += 1
+        batch = self._queue[:size]
+        del self._queue[:size]
+        return batch
 
     async def _drain_queue(self) -> None:
         try:
             while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+                batch = self._next_batch()
                 try:
                     await self._commit(batch)
                 except BaseException:  # cancelled (shutdown): no caller may wait forever
-                    interrupted = RuntimeError("the write was interrupted before it committed")
-                    for _, future in batch + self._queue:
-                        _settle(future, exc=interrupted)
+                    interrupted = RuntimeError("the write was interrupted and may not have committed")
+                    for pending in batch + self._queue:
+                        _settle(pending.future, exc=interrupted)
                     self._queue.clear()
                     raise
         finally:
             self._drain = None
 
-    async def _commit(self, batch: list[tuple[Unit, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
         self.batches += 1
         self.units += len(batch)
+        results: list[Any] = []
+        failed_at: int | None = None  # the unit running when the batch failed, if any
+        committing = False
         try:
-            results = []
             rows = Rows()
             async with self._db.transaction() as session:
-                for unit, _ in batch:
-                    results.append(await unit(session, rows))
+                for index, pending in enumerate(batch):
+                    failed_at = index
+                    results.append(await pending.unit(session, rows))
+                failed_at = None
                 await rows.flush(session)
+                committing = True  # leaving the block commits
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0][1], exc=exc)
-                return
-            log.debug("a batch of %d writes failed (%s); writing each alone", len(batch), exc)
-            for unit, future in batch:
-                await self._commit_alone(unit, future)
+            self._after_failure(batch, exc, failed_at, committing)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, result=result)
+        for pending, result in zip(batch, results, strict=True):
+            _settle(pending.future, result=result)
 
-    async def _commit_alone(self, unit: Unit, future: asyncio.Future[Any]) -> None:
-        try:
-            rows = Rows()
-            async with self._db.transaction() as session:
-                result = await unit(session, rows)
-                await rows.flush(session)
-        except Exception as exc:
-            _settle(future, exc=exc)
-        else:
-            _settle(future, result=result)
+    def _after_failure(self, batch: list[_Pending], exc: Exception, failed_at: int | None, committing: bool) -> None:
+        """The rule of the module docstring: who gets ``exc``, who goes again."""
+        if len(batch) == 1 or committing or _unreachable(exc):
+            for pending in batch:
+                _settle(pending.future, exc=exc)
+            return
+        if failed_at is not None and not isinstance(exc, DBAPIError):
+            _settle(batch[failed_at].future, exc=exc)
+            self._queue[:0] = batch[:failed_at] + batch[failed_at + 1 :]
+            return
+        log.debug("a batch of %d writes failed (%s); writing each alone", len(batch), exc)
+        self._queue[:0] = [_Pending(p.unit, p.future, alone=True) for p in batch]
+
+
+def _unreachable(exc: Exception) -> bool:
+    """The database could not be reached (pool timeout, connection lost)."""
+    return isinstance(exc, PoolTimeout) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def _settle(future: asyncio.Future[Any], *, result: object = None, exc: BaseException | None = None) -> None:

@@ -7,7 +7,7 @@ opened the session commits (see :func:`Database.transaction`).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: when pooled connections were last used (tests move it)."""
         self.url = url
         # A request opens a few short sessions (conversation, audit outbox, retrieval), and
         # a loaded API process has dozens of requests in flight: with SQLAlchemy's default
@@ -45,9 +46,15 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            _ping_when_idle(self.engine.sync_engine)
+            _ping_when_idle(self.engine.sync_engine, PING_AFTER_IDLE_S, clock)
         # Same pool; each statement commits by itself: no BEGIN / ROLLBACK around a read.
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # (Not on SQLite: there the driver's isolation reset at check-in costs more than
+        # the transaction it saves.)
+        self._autocommit = (
+            self.engine
+            if url.startswith("sqlite")
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> AsyncSession:
@@ -85,22 +92,23 @@ PING_AFTER_IDLE_S = 2.0
 _LAST_USED = "expertgate_last_used"
 
 
-def _ping_when_idle(engine: Engine, after_s: float = PING_AFTER_IDLE_S) -> None:
+def _ping_when_idle(engine: Engine, after_s: float, clock: Callable[[], float]) -> None:
     dialect = engine.dialect
+    driver_error: type[Exception] = dialect.loaded_dbapi.Error
 
     def connected(_dbapi_conn: object, record: Any) -> None:
-        record.info[_LAST_USED] = time.monotonic()
+        record.info[_LAST_USED] = clock()
 
     def checkout(dbapi_conn: DBAPIConnection, record: Any, _proxy: object) -> None:
-        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < after_s:
+        if clock() - record.info.get(_LAST_USED, 0.0) < after_s:
             return
         try:
             dialect.do_ping(dbapi_conn)
-        except Exception as exc:  # the pool discards this connection and checks out another
+        except driver_error as exc:  # the pool discards this connection and checks out another
             raise DisconnectionError(f"pooled connection failed its liveness check: {exc}") from exc
 
     def checkin(_dbapi_conn: object, record: Any) -> None:
-        record.info[_LAST_USED] = time.monotonic()
+        record.info[_LAST_USED] = clock()
 
     event.listen(engine, "connect", connected)
     event.listen(engine, "checkout", checkout)

@@ -91,7 +91,8 @@ class SharedLoginThrottle:
     Every authenticated request asks :meth:`check`, so a client the shared bucket found
     in budget is believed for ``clear_for_s`` without asking Redis again (a busy API
     client would otherwise pay a Redis read per request). A failure seen by this process
-    ends that at once; failures counted by other replicas are seen within ``clear_for_s``.
+    ends that (a check already in flight when it happens may start it again, for at most
+    ``clear_for_s``); failures counted by other replicas are seen within ``clear_for_s``.
     """
 
     def __init__(

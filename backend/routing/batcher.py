@@ -15,6 +15,7 @@ their own caller, not a batch.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import anyio
 
@@ -38,7 +39,8 @@ class RouteBatcher:
         future: asyncio.Future[EncodedRoute] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
         if self._draining is None:
-            self._draining = asyncio.create_task(self._drain())
+            # A context of its own: not the first caller's request id and trace span.
+            self._draining = asyncio.create_task(self._drain(), context=contextvars.Context())
         return await future
 
     async def _drain(self) -> None:

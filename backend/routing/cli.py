@@ -28,7 +28,7 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
             outcome = await train_from_all(
                 db,
                 registry,
-                bundled_encoder(settings),
+                bundled_encoder(settings, serving=False),
                 router_store(settings),
                 extra_files=[Path(p) for p in args.data or ()],
                 use_seed=not args.no_seed,
@@ -64,7 +64,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         print("expertgate: no gate version to evaluate")
         return 1
     gate = store.load(version)
-    encoder = bundled_encoder(settings)
+    encoder = bundled_encoder(settings, serving=False)
     router = Router(
         encoder,
         scorer_for(gate, encoder, expert_texts(registry)),

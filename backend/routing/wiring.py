@@ -14,14 +14,20 @@ from router.policy import DecisionPolicy, PolicyConfig
 from router.service import Router
 
 
-def bundled_encoder(settings: Settings) -> Encoder:
-    """The shipped MiniLM encoder as the settings ask (threads, precision); loads it."""
+def bundled_encoder(settings: Settings, *, serving: bool) -> Encoder:
+    """The shipped MiniLM encoder in the settings' precision; loads it.
+
+    ``serving``: an API process, which runs encodes in a thread pool of its own and so
+    limits torch to ``settings.torch_threads`` (router/encoder.py says why). Batch work
+    (a Celery worker's index builds, router training and evaluation) keeps torch's
+    default and uses every core.
+    """
     from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 
     return SentenceTransformerEncoder(
         bundled_minilm_path(),
         name="all-MiniLM-L6-v2",
-        threads=settings.torch_threads,
+        threads=settings.torch_threads if serving else None,
         precision=settings.encoder_precision,
     )
 

@@ -51,7 +51,7 @@ class WorkerContext:
             if self._encoder is None:
                 from backend.routing.wiring import bundled_encoder
 
-                self._encoder = bundled_encoder(self.settings)
+                self._encoder = bundled_encoder(self.settings, serving=False)
             return self._encoder
 
     def run(self, work: Callable[[Database], Awaitable[T]]) -> T:

@@ -7,7 +7,6 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-import backend.db.session as session_module
 from backend.db.session import PING_AFTER_IDLE_S, Database
 from backend.settings import to_async_url
 from tests.integration.conftest import PG_ADMIN
@@ -25,15 +24,13 @@ def terminate(pid: int) -> None:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-async def test_an_idle_dead_connection_is_replaced_before_use(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    db = Database(to_async_url(pg_url))
+async def test_an_idle_dead_connection_is_replaced_before_use(pg_url: str) -> None:
+    now = [1000.0]
+    db = Database(to_async_url(pg_url), clock=lambda: now[0])
     try:
         first = await backend_pid(db)
         terminate(first)  # e.g. a database restart, or a proxy's idle timeout
-        later = session_module.time.monotonic() + PING_AFTER_IDLE_S + 1
-        monkeypatch.setattr(session_module.time, "monotonic", lambda: later)
+        now[0] += PING_AFTER_IDLE_S + 1
         assert await backend_pid(db) != first  # no error reached the caller
     finally:
         await db.dispose()

@@ -100,3 +100,42 @@ async def test_chat_on_postgres_stores_the_exchange(
             "SELECT expert, route->>'reason', content FROM messages WHERE role='assistant'"
         ).fetchone()
     assert row == ("code", "routed", "Use git rebase -i HEAD~3.")
+
+
+async def test_concurrent_chats_share_commits_and_the_chain_verifies(
+    pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    """Twelve requests at once: their exchanges and audit events are group-committed
+    (shared transactions, merged INSERTs), the one follow-up on someone else's
+    conversation is refused without disturbing them, and the chain holds every answered
+    request's event and verifies."""
+    import asyncio
+
+    from backend.audit.verify import verify_chain
+    from tests.conftest import audit_events, client_as
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, general={"capacity": 32}),
+        bootstrap_admin=False,
+    )
+    built = build_container(settings, encoder=encoder, environ={})
+    try:
+        ask = {"model": "general", "messages": [{"role": "user", "content": "hello"}]}
+        async with client_as(built, await make_key(built, "fay@example.com")) as fay:
+            foreign = (await fay.post("/v1/chat/completions", json=ask)).json()["expertgate"]["conversation_id"]
+        batches_before = built.pipeline._writes.batches
+        bodies = [{**ask, "messages": [{"role": "user", "content": f"question {i}"}]} for i in range(11)]
+        bodies.append({**ask, "conversation_id": foreign})
+        async with client_as(built, await make_key(built, "erin@example.com")) as erin:
+            answers = await asyncio.gather(*(erin.post("/v1/chat/completions", json=b) for b in bodies))
+        assert [a.status_code for a in answers] == [200] * 11 + [404]
+        assert built.pipeline._writes.batches - batches_before < 11  # shared transactions
+        assert table_counts(pg_url)["conversations"] == 1 + 11
+        events = await audit_events(built, action="chat.completion")
+        assert sum(e.status == 200 for e in events) == 1 + 11
+        async with built.db.session() as session:
+            assert (await verify_chain(session, built.audit.key)).ok
+    finally:
+        await built.close()

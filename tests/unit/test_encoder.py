@@ -10,7 +10,7 @@ from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 
 TEXTS = [
     "How do I rotate the API key for the billing service without downtime?",
-    "   Can a contractor's GPL code ship inside our product?   ",  # stripped like ST does
+    "   Can a contractor's GPL code ship inside our product?   ",  # outer spaces: ignored by WordPiece
     "vpn",
     "word " * 600,  # past the 256 word pieces: truncated
 ]
@@ -26,6 +26,7 @@ def reference(enc: SentenceTransformerEncoder) -> np.ndarray:
 
 
 def test_the_direct_path_matches_sentence_transformers(float32: SentenceTransformerEncoder) -> None:
+    assert float32._mean_pool is not None  # the direct path, not sentence-transformers' encode
     ours = float32.encode(TEXTS)
     assert ours.shape == (len(TEXTS), 384) and ours.dtype == np.float32
     assert np.abs(ours - reference(float32)).max() < 1e-5
@@ -40,6 +41,16 @@ def test_bfloat16_stays_close_to_float32(float32: SentenceTransformerEncoder) ->
     ours = bf16.encode(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)  # pooled in float32
     assert (ours * float32.encode(TEXTS)).sum(axis=1).min() > 0.999
+
+
+def test_the_cpu_check_asks_for_bfloat16_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert encoder_module.native_bfloat16() is False  # e.g. AVX-512 without BF16: emulated
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert encoder_module.native_bfloat16() is True
 
 
 def test_auto_takes_float32_without_native_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.group_commit import GroupCommit, Rows
@@ -37,16 +38,45 @@ async def test_concurrent_writes_share_transactions(db: Database) -> None:
     assert results == names
     assert await team_names(db) == set(names)
     assert writes.units == 20
-    assert writes.batches < 20  # the first went alone, the rest queued behind it
+    assert writes.batches == 1  # all twenty were queued before the drain started
 
 
-async def test_one_failing_write_leaves_the_others_committed(db: Database) -> None:
+async def test_a_unit_that_refuses_fails_alone_and_the_others_go_again(db: Database) -> None:
     writes = GroupCommit(db)
     units = [add_team("a"), add_team("b", fail=True), add_team("c")]
     results = await asyncio.gather(*(writes.run(u) for u in units), return_exceptions=True)
     assert results[0] == "a" and results[2] == "c"
     assert isinstance(results[1], ValueError) and str(results[1]) == "b refused"
     assert await team_names(db) == {"a", "c"}
+    assert writes.batches == 2  # the batch, then the two others together
+
+
+async def test_a_failed_statement_sends_each_unit_alone(db: Database) -> None:
+    writes = GroupCommit(db)
+    await writes.run(add_team("taken"))
+    units = [add_team("x"), add_team("taken"), add_team("y")]  # a unique name, again
+    results = await asyncio.gather(*(writes.run(u) for u in units), return_exceptions=True)
+    assert results[0] == "x" and results[2] == "y"
+    assert isinstance(results[1], IntegrityError)
+    assert await team_names(db) == {"taken", "x", "y"}
+    assert writes.batches == 1 + 1 + 3  # the first; the failed batch; each alone
+
+
+async def test_a_failed_commit_fails_the_whole_batch_without_replay(db: Database) -> None:
+    writes = GroupCommit(db)
+
+    async def refused_at_commit(session: AsyncSession, _: Rows) -> str:
+        def refuse(_: object) -> None:
+            raise RuntimeError("commit refused")
+
+        event.listen(session.sync_session, "before_commit", refuse, once=True)
+        return "never"
+
+    units = [add_team("p"), refused_at_commit, add_team("q")]
+    results = await asyncio.gather(*(writes.run(u) for u in units), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) and str(r) == "commit refused" for r in results)
+    assert await team_names(db) == set()
+    assert writes.batches == 1  # a COMMIT that may have landed is never replayed
 
 
 async def test_a_write_alone_rolls_back_on_error(db: Database) -> None:
@@ -67,10 +97,8 @@ async def test_a_cancelled_caller_does_not_stop_the_others(db: Database) -> None
     assert await first == "first" and await last == "last"
     with pytest.raises(asyncio.CancelledError):
         await gone
-    async with db.session() as session:
-        # A caller that leaves after queueing may still have been committed: its rows
-        # are whole or absent, never half-written.
-        assert await session.scalar(select(func.count()).select_from(Team)) in (2, 3)
+    # Cancelling a caller does not cancel its write: it was committed with its batch.
+    assert await team_names(db) == {"first", "gone", "last"}
 
 
 def test_a_batch_holds_at_least_one_write(db: Database) -> None:
