@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,11 +55,12 @@ from backend.quota.service import Grant, QuotaService, estimate_tokens
 from backend.routing.batcher import RouteBatcher
 from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.service import ExpertService, StreamStart
-from experts.types import ChatMessage, ExpertAnswer, FallbackStep, Passage, StreamDone, TextDelta, Usage
+from experts.types import ChatMessage, ExpertAnswer, FallbackStep, StreamDone, TextDelta, Usage
 from router.service import Router
 from router.types import Reason, RouteRequest, RoutingDecision
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _CONTROL = {i: None for i in range(32) if chr(i) not in "\n\r\t"}
 HISTORY_TURNS = 3
 
@@ -362,16 +363,7 @@ class ChatPipeline:
         retrieval = await self.retrieve(routed)
         started = time.perf_counter()
         try:
-            answer = await self._generate(
-                routed,
-                decision.expert,
-                chat.messages,
-                [p.as_passage() for p in retrieval.passages],
-                allow_fallback=decision.reason != "requested",
-                max_tokens=chat.max_tokens,
-                temperature=chat.temperature,
-                replica=routed.slot.replica if routed.slot else None,
-            )
+            answer = await self._generate(routed, retrieval)
         except Exception as exc:
             await self._record_failure(routed, exc, started, stream=False)
             raise
@@ -396,15 +388,23 @@ class ChatPipeline:
         return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
 
     @stage("generate", describe_answer)
-    async def _generate(
-        self, routed: Routed, expert: str, conversation: Sequence[ChatMessage], passages: Sequence[Passage], *,
-        allow_fallback: bool, max_tokens: int | None, temperature: float | None, replica: int | None,
-    ) -> ExpertAnswer:  # fmt: skip
+    async def _generate(self, routed: Routed, retrieval: Retrieval) -> ExpertAnswer:
         """ExpertService.answer as the generate stage (``routed`` names the request for tracing)."""
-        return await self._experts.answer(
-            expert, conversation, passages, allow_fallback=allow_fallback, max_tokens=max_tokens,
-            temperature=temperature, replica=replica,
-        )  # fmt: skip
+        return await self._ask(self._experts.answer, routed, retrieval)
+
+    def _ask(self, call: Callable[..., T], routed: Routed, retrieval: Retrieval) -> T:
+        """``call`` (ExpertService.answer or .stream) with what ``routed`` asks of its expert:
+        the conversation, the retrieved passages, its limits and its capacity replica."""
+        chat, decision = routed.input, routed.decision
+        return call(
+            decision.expert,
+            chat.messages,
+            [p.as_passage() for p in retrieval.passages],
+            allow_fallback=decision.reason != "requested",  # a named expert is never replaced
+            max_tokens=chat.max_tokens,
+            temperature=chat.temperature,
+            replica=routed.slot.replica if routed.slot else None,
+        )
 
     async def _stream(
         self, routed: Routed
@@ -418,15 +418,9 @@ class ChatPipeline:
         retrieval = await self.retrieve(routed)
         started = time.perf_counter()
         try:
-            async for event in traced_stream("generate", chat.request_id, self._experts.stream(
-                decision.expert,
-                chat.messages,
-                [p.as_passage() for p in retrieval.passages],
-                allow_fallback=decision.reason != "requested",
-                max_tokens=chat.max_tokens,
-                temperature=chat.temperature,
-                replica=routed.slot.replica if routed.slot else None,
-            ), describe_stream_event):  # fmt: skip
+            async for event in traced_stream(
+                "generate", chat.request_id, self._ask(self._experts.stream, routed, retrieval), describe_stream_event
+            ):
                 if isinstance(event, StreamStart):
                     expert, fallbacks = event.expert, event.fallbacks
                     yield StreamOpened(expert, fallbacks, retrieval)
