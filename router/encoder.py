@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import logging
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -11,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
+log = logging.getLogger(__name__)
 
 # MiniLM was trained on 256 word pieces; longer input is truncated by the model anyway,
 # so cut characters first to keep tokenisation of 100 KB inputs cheap.
@@ -103,17 +106,27 @@ class _MeanPooled:
     difference ~1e-8, tests/unit/test_encoder.py) without its per-call bookkeeping (about
     1-2 ms of a 12 ms short query on this project's machine), and with the transformer
     in bfloat16 when asked while the pooling and the normalisation stay in float32.
+
+    The transformer runs as a TorchScript trace where tracing reproduces it
+    (:func:`_traced_or_eager`). A traced forward runs its whole graph in C++ without the
+    GIL; the eager one takes the GIL back between every operator. A server encodes in a
+    worker thread while its event loop goes on serving, and with the eager module the
+    two fought over the GIL: one forward took ~350 ms instead of ~3 ms next to a busy
+    Python thread, ~8 ms traced (bench/results/encoder.json, docs/load.md).
     """
 
     def __init__(self, transformer: Any, max_length: int, dim: int, dtype: Any) -> None:
         self._tokenizer = transformer.tokenizer
-        self._model = transformer.auto_model
+        model = transformer.auto_model
         self._max_length = max_length
         self._dim = dim
         self._dtype = dtype
         # What the model's forward takes of the tokenizer's output (a model without
-        # token types must not be handed token_type_ids).
-        self._inputs = frozenset(inspect.signature(self._model.forward).parameters)
+        # token types must not be handed token_type_ids); ids and mask first.
+        accepted = frozenset(inspect.signature(model.forward).parameters)
+        extra = [n for n in self._tokenizer.model_input_names if n in accepted and n not in _IDS_AND_MASK]
+        self._inputs = (*_IDS_AND_MASK, *extra)
+        self._forward, self.traced = _traced_or_eager(_hidden_states(model, self._inputs), self._features(_PROBES))
 
     @classmethod
     def of(cls, model: Any, precision: str) -> _MeanPooled | None:
@@ -129,9 +142,23 @@ class _MeanPooled:
             return None
         if getattr(transformer, "max_seq_length", None) is None:
             return None
+        if not set(_IDS_AND_MASK) <= set(getattr(transformer.tokenizer, "model_input_names", ())):
+            return None
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         transformer.auto_model.to(dtype).eval()
         return cls(transformer, int(transformer.max_seq_length), int(modules[1].embedding_dimension), dtype)
+
+    def _features(self, texts: Sequence[str]) -> tuple[Any, ...]:
+        """The model's input tensors for ``texts``, in ``self._inputs`` order (the
+        attention mask second)."""
+        encoded = self._tokenizer(
+            list(texts),
+            padding=True,
+            truncation="longest_first",
+            max_length=self._max_length,
+            return_tensors="pt",
+        )
+        return tuple(encoded[name] for name in self._inputs)
 
     def encode(self, texts: Sequence[str], batch_size: int) -> Vectors:
         import torch
@@ -141,20 +168,88 @@ class _MeanPooled:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
-            features = self._tokenizer(
-                [texts[i] for i in rows],
-                padding=True,
-                truncation="longest_first",
-                max_length=self._max_length,
-                return_tensors="pt",
-            )
+            features = self._features([texts[i] for i in rows])
             with torch.inference_mode():
-                inputs = {k: v for k, v in features.items() if k in self._inputs}
-                hidden = self._model(**inputs).last_hidden_state.float()
-                mask = features["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out[rows] = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+                out[rows] = _pool(self._forward(*features), features[1]).numpy()
         return out
+
+
+_IDS_AND_MASK = ("input_ids", "attention_mask")
+# Texts the trace is checked on: lengths that differ, so that padding is exercised.
+_PROBES = (
+    "How do I rotate the API key for the billing service?",
+    "vpn",
+    "Can a contractor's code ship in our product, and under which licence terms may we do so?",
+)
+
+
+def _hidden_states(model: Any, names: Sequence[str]) -> Any:
+    """The transformer as a module of positional tensors (what tracing takes)."""
+    import torch
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.model(**dict(zip(names, tensors, strict=True))).last_hidden_state
+
+    return HiddenStates().eval()
+
+
+def _pool(hidden: Any, attention_mask: Any) -> Any:
+    """Mean over the real tokens, in float32, L2-normalised."""
+    import torch
+
+    hidden = hidden.float()
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def _traced_or_eager(module: Any, probe: tuple[Any, ...]) -> tuple[Callable[..., Any], bool]:
+    """``module`` traced with TorchScript, if the trace gives the module's own vectors on
+    ``probe`` (a padded batch) and on each of its rows alone; else ``module`` itself.
+
+    A trace records the operators of one run, so Python branching on shapes or values
+    would be frozen into it: the probe of several lengths, batched and alone, catches a
+    model where that matters, and such a model stays eager (logged).
+    """
+    import torch
+    from torch.jit._trace import TracerWarning
+
+    rows = _unpadded_rows(probe)
+
+    def vectors(forward: Callable[..., Any]) -> Any:
+        """Pooled vectors of the probe batched, then of each row alone."""
+        with torch.inference_mode():
+            return torch.cat([_pool(forward(*probe), probe[1]), *(_pool(forward(*row), row[1]) for row in rows)])
+
+    expected = vectors(module)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", TracerWarning)
+            traced = torch.jit.trace(module, probe, check_trace=False, strict=False)  # type: ignore[no-untyped-call]
+        got = vectors(traced)
+    except Exception as exc:  # a model TorchScript cannot trace: its eager forward is right
+        log.warning("encoder: tracing failed (%s); running the model eagerly", exc)
+        return module, False
+    worst = float((got * expected).sum(1).min())
+    if worst < _TRACE_MIN_COSINE:
+        log.warning("encoder: the trace differs from the model (cosine %.6f); running it eagerly", worst)
+        return module, False
+    return traced, True
+
+
+def _unpadded_rows(features: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Each row of a padded batch as a batch of one, without its padding."""
+    lengths = features[1].sum(1).tolist()
+    return [tuple(t[i : i + 1, : int(n)] for t in features) for i, n in enumerate(lengths)]
+
+
+# The trace runs the same operators as the module: only summation order may differ.
+_TRACE_MIN_COSINE = 0.9999
 
 
 def native_bfloat16() -> bool:

@@ -6,15 +6,18 @@ replicas poll :meth:`SqlPointers.get` (one primary-key read) and load the versio
 checking the recorded checksum. So the database, not a file on a possibly lagging
 network volume, says which version is live, and it is never ahead of complete files.
 
-The stores are synchronous and called from worker threads, hence a synchronous engine.
-It keeps no pool (``NullPool``): a poll every few seconds does not need one, and stores
-are short-lived objects that must not leave connections behind.
+The stores are synchronous and called from worker threads, hence a synchronous engine:
+one per process and database, shared by every store, keeping one connection for the
+polls. (Each API process polls every index domain every ``knowledge_reload_s``; without
+a pool each poll opened a PostgreSQL connection, a server process start, ~4 a second
+under load in the bench: docs/load.md.)
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 from pathlib import Path
 
 from sqlalchemy import create_engine, select
@@ -34,6 +37,28 @@ def default_publisher() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+_ENGINES: dict[tuple[int, str], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(url: str) -> Engine:
+    """The process's engine for ``url`` (a forked child makes its own: a connection must
+    not be shared across processes). PostgreSQL: one pooled connection, checked before
+    use (polls are seconds apart) and a few more for concurrent polls; SQLite opens a
+    file, nothing worth pooling."""
+    key = (os.getpid(), url)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            sync_url = to_sync_url(url)
+            if sync_url.startswith("sqlite"):
+                engine = create_engine(sync_url, poolclass=NullPool)
+            else:
+                engine = create_engine(sync_url, pool_size=1, max_overflow=3, pool_pre_ping=True)
+            _ENGINES[key] = engine
+        return engine
+
+
 class SqlPointers:
     """The pointers of one artifact ``kind`` (``router`` or ``index``) at database ``url``.
 
@@ -44,7 +69,7 @@ class SqlPointers:
     def __init__(self, url: str, kind: str, published_by: str | None = None) -> None:
         self.kind = kind
         self.published_by = published_by or default_publisher()
-        self._engine: Engine = create_engine(to_sync_url(url), poolclass=NullPool)
+        self._engine = _engine(url)
 
     def get(self, name: str) -> tuple[str, str | None] | None:
         """(version, checksum) that ``name`` points at, or None when nothing is published."""

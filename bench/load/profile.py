@@ -1,10 +1,10 @@
 """Where expertgate's CPU goes under load: py-spy samples of `expertgate serve`.
 
-    .venv/bin/python -m bench.load.profile [--seconds 15] [--connections 16]
+    .venv/bin/python -m bench.load.profile [--seconds 15] [--connections 16] [--rate R]
     (or: make bench-load-profile)
 
 Starts the C stub and expertgate as bench/load/run.py does, drives the pass-through and
-full-pipeline requests in closed loop, and samples the server with py-spy (from the
+full-pipeline requests in closed loop (or open loop at ``--rate`` requests/s), and samples the server with py-spy (from the
 LiteLLM bench venv, or PATH) meanwhile. Idle threads are left out, so the shares are of
 the CPU the server used. Frames are grouped three ways: the innermost frame (self time),
 the project's own functions (inclusive) and third-party packages (inclusive).
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=0, help="open loop at this many requests/s (0: closed loop)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--only", choices=("pass", "full"), help="profile one kind of request")
     parser.add_argument("--raw-dir", type=Path, help="keep py-spy's collapsed stacks here")
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
                         "-b",
                         str(bodies[profile]),
                         "-r",
-                        "0",
+                        str(args.rate),
                         "-c",
                         str(args.connections),
                         "-d",
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": args.seconds,
         "connections": args.connections,
+        "rate": args.rate or "closed loop",
         "sampler": "py-spy, 200 Hz",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -56,3 +56,72 @@ def test_the_cpu_check_asks_for_bfloat16_hardware(monkeypatch: pytest.MonkeyPatc
 def test_auto_takes_float32_without_native_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(encoder_module, "native_bfloat16", lambda: False)
     assert SentenceTransformerEncoder(bundled_minilm_path(), precision="auto").precision == "float32"
+
+
+def test_the_shipped_model_runs_traced_in_both_precisions(float32: SentenceTransformerEncoder) -> None:
+    assert float32._mean_pool is not None and float32._mean_pool.traced
+    bf16 = SentenceTransformerEncoder(bundled_minilm_path(), precision="bfloat16")
+    assert bf16._mean_pool is not None and bf16._mean_pool.traced
+
+
+def _probe() -> tuple[object, ...]:
+    import torch
+
+    ids = torch.tensor([[5, 6, 7, 8, 9], [3, 4, 0, 0, 0]])
+    mask = (ids > 0).long()
+    return ids, mask
+
+
+def test_a_trace_that_froze_a_shape_branch_is_not_used(caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    class ShapeBranch(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(16, 4)
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.embed(ids)
+            if ids.shape[1] > 3:  # a trace of the padded probe records only this branch
+                hidden = hidden.flip(-1)
+            return hidden
+
+    module = ShapeBranch().eval()
+    forward, traced = encoder_module._traced_or_eager(module, _probe())
+    assert traced is False and forward is module
+    assert "differs from the model" in caplog.text
+
+
+def test_a_model_that_cannot_be_traced_runs_eagerly(caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    class Broken(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(16, 4)
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            if torch.jit.is_tracing():  # stands for an operator the tracer refuses
+                raise RuntimeError("no tracing here")
+            return self.embed(ids)
+
+    module = Broken().eval()
+    forward, traced = encoder_module._traced_or_eager(module, _probe())
+    assert traced is False and forward is module
+    assert "tracing failed" in caplog.text
+
+
+def test_a_faithful_trace_is_used() -> None:
+    import torch
+
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(16, 4)
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.embed(ids))
+
+    module = Plain().eval()
+    forward, traced = encoder_module._traced_or_eager(module, _probe())
+    assert traced is True and forward is not module
