@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -217,7 +217,11 @@ class PiiDetector:
         The same value gets the same placeholder within one ``placeholders`` scope (pass
         one scope for all messages of a request so "[EMAIL_1]" means one address).
         """
-        findings = self.find(text)
+        return self.redact_found(text, self.find(text), placeholders)
+
+    @staticmethod
+    def redact_found(text: str, findings: Sequence[Finding], placeholders: Placeholders | None = None) -> str:
+        """:meth:`redact` with the findings already made (``find(text)``)."""
         if not findings:
             return text
         scope = placeholders if placeholders is not None else Placeholders()

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from backend.guard.logfilter import RedactingFilter
-from backend.guard.pii import PiiDetector, PiiType, iban_valid, luhn_valid
+from backend.guard.pii import Finding, PiiDetector, PiiType, iban_valid, luhn_valid
 from backend.guard.policy import PiiGuard, action_for
 from experts.errors import OutboundBlocked
 from experts.registry import ExpertSpec
@@ -137,6 +137,28 @@ def test_outbound_redact_shares_placeholders_across_messages_and_passages() -> N
     assert sent[0].content == "I am [EMAIL_1], call [PHONE_1]"
     assert sent[1].content == "Noted, [EMAIL_1]."
     assert docs[0].text == "escalate to [IP_1]" and docs[0].title == "runbook"
+
+
+def test_outbound_scans_a_passage_text_once_and_numbers_placeholders_per_request() -> None:
+    scanned: list[str] = []
+
+    class Counting(PiiDetector):
+        def find(self, text: str) -> list[Finding]:
+            scanned.append(text)
+            return super().find(text)
+
+    guard = PiiGuard(Counting())
+    docs = [DOCS[0], Passage(2, "contacts", "contacts.md", "ops lead: ops@example.org, backup 203.0.113.9")]
+    first = guard.outbound(spec("redact"), [ChatMessage("user", "mail me at me@example.org")], docs)[1]
+    # Another request: its own placeholder numbering, the passages' findings remembered.
+    second = guard.outbound(spec("redact"), [ChatMessage("user", "hello")], docs)[1]
+    assert [d.text for d in first] == ["escalate to [IP_1]", "ops lead: [EMAIL_2], backup [IP_1]"]
+    assert [d.text for d in second] == ["escalate to [IP_1]", "ops lead: [EMAIL_1], backup [IP_1]"]
+    assert sorted(t for t in scanned if t in {d.text for d in docs}) == sorted(d.text for d in docs)
+    # An edited chunk is new text: scanned again.
+    edited = [Passage(1, "runbook", "runbook.md", "escalate to 198.51.100.7")]
+    assert guard.outbound(spec("redact"), [], edited)[1][0].text == "escalate to [IP_1]"
+    assert scanned[-1] == "escalate to 198.51.100.7"
 
 
 def test_outbound_block_refuses_pii_in_messages_but_not_in_passages() -> None:

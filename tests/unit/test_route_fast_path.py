@@ -142,3 +142,31 @@ async def test_retrieval_uses_the_routers_vector_of_the_same_model(kb: Knowledge
     again = await kb.service.retrieve(query, LEGAL, frozenset(), 3, vector=other)
     assert embedder.calls == calls + 2
     assert [p.chunk_id for p in again.passages] == [p.chunk_id for p in plain.passages]
+
+
+async def test_small_indexes_are_searched_on_the_loop_large_ones_in_a_thread(
+    kb: Knowledge, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import backend.knowledge.service as service_module
+
+    await ingest(kb, tmp_path, {"msa.md": "# MSA\n\nLiability is capped at twelve months of fees.\n"})
+    embedder = kb.service._embedder
+    query = "what is the liability cap"
+    vector = QueryVector(embedder.name, embedder.encode([query])[0])
+    searched_in: list[str] = []
+    search = kb.service._search
+
+    def spy(*args: object) -> object:
+        searched_in.append(threading.current_thread().name)
+        return search(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kb.service, "_search", spy)
+    small = await kb.service.retrieve(query, LEGAL, frozenset(), 3, vector=vector)
+    monkeypatch.setattr(service_module, "INLINE_SEARCH_CHUNKS", 0)  # every index counts as large
+    large = await kb.service.retrieve(query, LEGAL, frozenset(), 3, vector=vector)
+    assert searched_in[0] == threading.main_thread().name and searched_in[1] != searched_in[0]
+    assert small.passages and [(p.chunk_id, p.score) for p in large.passages] == [
+        (p.chunk_id, p.score) for p in small.passages
+    ]
