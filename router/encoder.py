@@ -42,6 +42,7 @@ class SentenceTransformerEncoder:
         batch_size: int = 64,
         threads: int | None = None,
         precision: Precision = "float32",
+        trace: bool = True,
     ) -> None:
         """``threads``: torch intra-op threads for the whole process (None: torch's default),
         and the same limit for the native thread pools loaded by then (numpy's OpenBLAS).
@@ -58,6 +59,9 @@ class SentenceTransformerEncoder:
         BF16 or AMX) while pooling and normalisation stay in float32 (cosine to the float32
         vector >= 0.9999 on the project's queries: bench/results/encoder.json); ``auto``
         picks it only on such CPUs. Without native support bfloat16 is emulated and slower.
+
+        ``trace``: run the transformer as a checked TorchScript trace (see
+        :class:`_MeanPooled`); False keeps it eager (the encoder bench compares them).
         """
         import torch
         from sentence_transformers import SentenceTransformer
@@ -78,7 +82,7 @@ class SentenceTransformerEncoder:
         wanted: Literal["float32", "bfloat16"] = (
             ("bfloat16" if native_bfloat16() else "float32") if precision == "auto" else precision
         )
-        self._mean_pool = _MeanPooled.of(self._model, wanted)
+        self._mean_pool = _MeanPooled.of(self._model, wanted, trace=trace)
         if self._mean_pool is None and wanted == "bfloat16":
             if precision == "bfloat16":
                 raise ValueError(f"encoder at {path}: bfloat16 needs a mean-pooling model; use float32")
@@ -115,7 +119,7 @@ class _MeanPooled:
     Python thread, ~8 ms traced (bench/results/encoder.json, docs/load.md).
     """
 
-    def __init__(self, transformer: Any, max_length: int, dim: int, dtype: Any) -> None:
+    def __init__(self, transformer: Any, max_length: int, dim: int, dtype: Any, *, trace: bool = True) -> None:
         self._tokenizer = transformer.tokenizer
         model = transformer.auto_model
         self._max_length = max_length
@@ -126,10 +130,14 @@ class _MeanPooled:
         accepted = frozenset(inspect.signature(model.forward).parameters)
         extra = [n for n in self._tokenizer.model_input_names if n in accepted and n not in _IDS_AND_MASK]
         self._inputs = (*_IDS_AND_MASK, *extra)
-        self._forward, self.traced = _traced_or_eager(_hidden_states(model, self._inputs), self._features(_PROBES))
+        module = _embedding_module(model, self._inputs)
+        self._forward: Callable[..., Any] = module
+        self.traced = False
+        if trace:
+            self._forward, self.traced = _traced_or_eager(module, self._features(_PROBES))
 
     @classmethod
-    def of(cls, model: Any, precision: str) -> _MeanPooled | None:
+    def of(cls, model: Any, precision: str, *, trace: bool = True) -> _MeanPooled | None:
         """The fast path for ``model``, or None when its modules are anything else."""
         import torch
 
@@ -146,7 +154,8 @@ class _MeanPooled:
             return None
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
         transformer.auto_model.to(dtype).eval()
-        return cls(transformer, int(transformer.max_seq_length), int(modules[1].embedding_dimension), dtype)
+        dim = int(modules[1].embedding_dimension)
+        return cls(transformer, int(transformer.max_seq_length), dim, dtype, trace=trace)
 
     def _features(self, texts: Sequence[str]) -> tuple[Any, ...]:
         """The model's input tensors for ``texts``, in ``self._inputs`` order (the
@@ -170,7 +179,7 @@ class _MeanPooled:
             rows = order[start : start + batch_size]
             features = self._features([texts[i] for i in rows])
             with torch.inference_mode():
-                out[rows] = _pool(self._forward(*features), features[1]).numpy()
+                out[rows] = self._forward(*features).numpy()
         return out
 
 
@@ -183,19 +192,22 @@ _PROBES = (
 )
 
 
-def _hidden_states(model: Any, names: Sequence[str]) -> Any:
-    """The transformer as a module of positional tensors (what tracing takes)."""
+def _embedding_module(model: Any, names: Sequence[str]) -> Any:
+    """The transformer, mean pooling and normalisation as one module of positional
+    tensors (what tracing takes; the attention mask second): one call, one release of
+    the GIL for a whole encode."""
     import torch
 
-    class HiddenStates(torch.nn.Module):
+    class Embedding(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         def forward(self, *tensors: Any) -> Any:
-            return self.model(**dict(zip(names, tensors, strict=True))).last_hidden_state
+            hidden = self.model(**dict(zip(names, tensors, strict=True))).last_hidden_state
+            return _pool(hidden, tensors[1])
 
-    return HiddenStates().eval()
+    return Embedding().eval()
 
 
 def _pool(hidden: Any, attention_mask: Any) -> Any:
@@ -222,9 +234,9 @@ def _traced_or_eager(module: Any, probe: tuple[Any, ...]) -> tuple[Callable[...,
     rows = _unpadded_rows(probe)
 
     def vectors(forward: Callable[..., Any]) -> Any:
-        """Pooled vectors of the probe batched, then of each row alone."""
+        """The probe's vectors batched, then of each row alone."""
         with torch.inference_mode():
-            return torch.cat([_pool(forward(*probe), probe[1]), *(_pool(forward(*row), row[1]) for row in rows)])
+            return torch.cat([forward(*probe), *(forward(*row) for row in rows)])
 
     expected = vectors(module)
     try:

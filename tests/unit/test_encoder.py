@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import router.encoder as encoder_module
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
@@ -44,8 +45,6 @@ def test_bfloat16_stays_close_to_float32(float32: SentenceTransformerEncoder) ->
 
 
 def test_the_cpu_check_asks_for_bfloat16_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert encoder_module.native_bfloat16() is False  # e.g. AVX-512 without BF16: emulated
@@ -64,17 +63,18 @@ def test_the_shipped_model_runs_traced_in_both_precisions(float32: SentenceTrans
     assert bf16._mean_pool is not None and bf16._mean_pool.traced
 
 
-def _probe() -> tuple[object, ...]:
-    import torch
+def _mean(hidden: torch.Tensor) -> torch.Tensor:
+    """What an embedding module returns: one unit vector per row."""
+    return torch.nn.functional.normalize(hidden.mean(1), dim=1)
 
+
+def _probe() -> tuple[object, ...]:
     ids = torch.tensor([[5, 6, 7, 8, 9], [3, 4, 0, 0, 0]])
     mask = (ids > 0).long()
     return ids, mask
 
 
 def test_a_trace_that_froze_a_shape_branch_is_not_used(caplog: pytest.LogCaptureFixture) -> None:
-    import torch
-
     class ShapeBranch(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -84,7 +84,7 @@ def test_a_trace_that_froze_a_shape_branch_is_not_used(caplog: pytest.LogCapture
             hidden = self.embed(ids)
             if ids.shape[1] > 3:  # a trace of the padded probe records only this branch
                 hidden = hidden.flip(-1)
-            return hidden
+            return _mean(hidden)
 
     module = ShapeBranch().eval()
     forward, traced = encoder_module._traced_or_eager(module, _probe())
@@ -93,8 +93,6 @@ def test_a_trace_that_froze_a_shape_branch_is_not_used(caplog: pytest.LogCapture
 
 
 def test_a_model_that_cannot_be_traced_runs_eagerly(caplog: pytest.LogCaptureFixture) -> None:
-    import torch
-
     class Broken(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -103,7 +101,7 @@ def test_a_model_that_cannot_be_traced_runs_eagerly(caplog: pytest.LogCaptureFix
         def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             if torch.jit.is_tracing():  # stands for an operator the tracer refuses
                 raise RuntimeError("no tracing here")
-            return self.embed(ids)
+            return _mean(self.embed(ids))
 
     module = Broken().eval()
     forward, traced = encoder_module._traced_or_eager(module, _probe())
@@ -112,15 +110,13 @@ def test_a_model_that_cannot_be_traced_runs_eagerly(caplog: pytest.LogCaptureFix
 
 
 def test_a_faithful_trace_is_used() -> None:
-    import torch
-
     class Plain(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.embed = torch.nn.Embedding(16, 4)
 
         def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return torch.tanh(self.embed(ids))
+            return _mean(torch.tanh(self.embed(ids)))
 
     module = Plain().eval()
     forward, traced = encoder_module._traced_or_eager(module, _probe())
