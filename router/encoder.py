@@ -111,12 +111,13 @@ class _MeanPooled:
     1-2 ms of a 12 ms short query on this project's machine), and with the transformer
     in bfloat16 when asked while the pooling and the normalisation stay in float32.
 
-    The transformer runs as a TorchScript trace where tracing reproduces it
-    (:func:`_traced_or_eager`). A traced forward runs its whole graph in C++ without the
-    GIL; the eager one takes the GIL back between every operator. A server encodes in a
-    worker thread while its event loop goes on serving, and with the eager module the
-    two fought over the GIL: one forward took ~350 ms instead of ~3 ms next to a busy
-    Python thread, ~8 ms traced (bench/results/encoder.json, docs/load.md).
+    The transformer, the pooling and the normalisation run as one TorchScript trace
+    where tracing reproduces them (:func:`_traced_or_eager`): the whole encode is one
+    call into C++ that releases the GIL once, where the eager module takes the GIL back
+    between every operator. A server encodes in a worker thread while its event loop
+    goes on serving, and with the eager module the two fought over the GIL: one bfloat16
+    encode beside a busy Python thread took 586 ms eager, 29 ms traced
+    (bench/results/encoder.json, docs/load.md item 18).
     """
 
     def __init__(self, transformer: Any, max_length: int, dim: int, dtype: Any, *, trace: bool = True) -> None:

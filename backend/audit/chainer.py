@@ -55,9 +55,9 @@ log = logging.getLogger(__name__)
 BATCH = 500
 # How long a woken chainer waits for more events before chaining: fewer, larger batches
 # (each is a commit, an fsync on PostgreSQL) for a lag nobody waits on (readers of the
-# audit log chain what is pending first). Each batch costs about 1 CPU-ms in the API
-# process plus its transaction in PostgreSQL whatever its size: at 50 ms a lightly loaded
-# process chained 2-3 events a batch, ~1.1 CPU-ms per request (docs/load.md).
+# audit log chain what is pending first). A batch costs about the same whatever its
+# size (a lock, three statements, a commit): at 50 ms a lightly loaded process chained
+# 2-3 events a batch; 250 ms saved about 1 CPU-ms per request there (docs/load.md item 20).
 WINDOW_S = 0.25
 REJECTED_ACTION = "audit.rejected"
 _EVENTS = cast(Table, AuditEvent.__table__)

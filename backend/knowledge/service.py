@@ -37,9 +37,10 @@ from retrieval.types import Hit, Location
 log = logging.getLogger(__name__)
 
 # Up to this many chunks over the searched indexes, the search runs on the event loop:
-# it takes ~0.1 ms on the sample corpus and ~0.6 ms at 1,000 chunks (hybrid p50,
-# bench/results/retrieval_latency.json), less than the hand-off to a worker thread and
-# back costs under load. Larger indexes are searched in a worker thread.
+# ~0.1 ms on the sample corpus, ~0.6 ms at 1,000 chunks and ~0.8 ms at 2,500 (hybrid
+# p50 on a loaded day, bench/results/retrieval_latency.json), where the hand-off to a
+# worker thread and back costs ~0.3 ms and a GIL wait under load. Larger indexes are
+# searched in a worker thread.
 INLINE_SEARCH_CHUNKS = 2000
 
 
