@@ -63,28 +63,32 @@ def test_the_shipped_model_runs_traced_in_both_precisions(float32: SentenceTrans
     assert bf16._mean_pool is not None and bf16._mean_pool.traced
 
 
-def _mean(hidden: torch.Tensor) -> torch.Tensor:
-    """What an embedding module returns: one unit vector per row."""
-    return torch.nn.functional.normalize(hidden.mean(1), dim=1)
+class Toy(torch.nn.Module):
+    """A stand-in embedding model: ids -> one unit vector per row (mask ignored)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(16, 4)
+
+    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.embed(ids))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.hidden(ids).mean(1), dim=1)
 
 
-def _probe() -> tuple[object, ...]:
+def _probe() -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.tensor([[5, 6, 7, 8, 9], [3, 4, 0, 0, 0]])
-    mask = (ids > 0).long()
-    return ids, mask
+    return ids, (ids > 0).long()
 
 
 def test_a_trace_that_froze_a_shape_branch_is_not_used(caplog: pytest.LogCaptureFixture) -> None:
-    class ShapeBranch(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = torch.nn.Embedding(16, 4)
-
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    class ShapeBranch(Toy):
+        def hidden(self, ids: torch.Tensor) -> torch.Tensor:
             hidden = self.embed(ids)
             if ids.shape[1] > 3:  # a trace of the padded probe records only this branch
                 hidden = hidden.flip(-1)
-            return _mean(hidden)
+            return hidden
 
     module = ShapeBranch().eval()
     forward, traced = encoder_module._traced_or_eager(module, _probe())
@@ -93,15 +97,11 @@ def test_a_trace_that_froze_a_shape_branch_is_not_used(caplog: pytest.LogCapture
 
 
 def test_a_model_that_cannot_be_traced_runs_eagerly(caplog: pytest.LogCaptureFixture) -> None:
-    class Broken(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = torch.nn.Embedding(16, 4)
-
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    class Broken(Toy):
+        def hidden(self, ids: torch.Tensor) -> torch.Tensor:
             if torch.jit.is_tracing():  # stands for an operator the tracer refuses
                 raise RuntimeError("no tracing here")
-            return _mean(self.embed(ids))
+            return super().hidden(ids)
 
     module = Broken().eval()
     forward, traced = encoder_module._traced_or_eager(module, _probe())
@@ -109,15 +109,10 @@ def test_a_model_that_cannot_be_traced_runs_eagerly(caplog: pytest.LogCaptureFix
     assert "tracing failed" in caplog.text
 
 
-def test_a_faithful_trace_is_used() -> None:
-    class Plain(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = torch.nn.Embedding(16, 4)
-
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return _mean(torch.tanh(self.embed(ids)))
-
-    module = Plain().eval()
+def test_a_faithful_trace_is_used_and_follows_other_lengths() -> None:
+    module = Toy().eval()
     forward, traced = encoder_module._traced_or_eager(module, _probe())
     assert traced is True and forward is not module
+    longer = torch.tensor([[1, 2, 3, 4, 5, 6, 7]])
+    with torch.inference_mode():
+        assert torch.allclose(forward(longer, torch.ones_like(longer)), module(longer, torch.ones_like(longer)))
