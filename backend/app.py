@@ -120,6 +120,9 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             # Load every domain's index now (rebuilding from SQL if missing, corrupt or
             # stale) rather than on the first question.
             await built.knowledge.service.start()
+            # litellm's first call imports and loads ~0.26 s of modules and tokenizer
+            # tables; done here, no first request of this process waits for them.
+            await built.experts.warm()
             # The models, indexes and libraries loaded so far live as long as the process:
             # moved out of the collector's sight, a full collection no longer walks them.
             # Left in, it walked ~790,000 objects for ~400 ms with the event loop stopped,

@@ -54,6 +54,10 @@ class LLMClient(Protocol):
         params: GenerationParams,
     ) -> AsyncIterator[StreamEvent]: ...
 
+    async def warm(self) -> None:
+        """Load now what the first call would otherwise load (contacts no endpoint)."""
+        ...
+
 
 class OutboundFilter(Protocol):
     """What may leave for one expert's endpoint, applied once per expert tried.
@@ -123,6 +127,10 @@ class ExpertService:
         self._retry = {s.name: RetryPolicy.of(s) for s in registry}
         self._sleep = sleep
         self._rng = rng or random.Random()
+
+    async def warm(self) -> None:
+        """Prepare the LLM client before the first request (at server start)."""
+        await self._client.warm()
 
     def breakers(self) -> list[BreakerSnapshot]:
         """Every expert's circuit breaker, in registry order."""

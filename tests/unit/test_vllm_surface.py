@@ -53,6 +53,20 @@ async def test_completion_goes_to_the_served_model_name(vllm: FakeOpenAI) -> Non
     assert vllm.requests[-1]["model"] == "qwen3-moe"  # litellm strips the hosted_vllm/ prefix
 
 
+async def test_warm_up_contacts_no_endpoint_and_leaves_the_client_working(vllm: FakeOpenAI) -> None:
+    import litellm
+
+    vllm.reset()
+    callbacks = (list(litellm.callbacks), list(litellm.success_callback), list(litellm.failure_callback))
+    client = LiteLLMClient()
+    await client.warm()
+    assert vllm.requests == []  # litellm's mock completion: nothing was sent anywhere
+    assert (litellm.callbacks, litellm.success_callback, litellm.failure_callback) == callbacks
+    vllm.script(Reply("warm and answering"))
+    completion = await client.complete("code", endpoint(vllm), HELLO, GenerationParams(max_tokens=8))
+    assert completion.text == "warm and answering" and len(vllm.requests) == 1
+
+
 async def test_streaming_reports_usage_from_the_final_chunk(vllm: FakeOpenAI) -> None:
     vllm.script(Reply("one two three", prompt_tokens=17))
     events = [e async for e in LiteLLMClient().stream("code", endpoint(vllm), HELLO, GenerationParams(max_tokens=64))]
