@@ -19,7 +19,9 @@ them: after the last unit has run, each statement is executed once with every un
 rows (one executemany: psycopg sends the rows in one pipelined round trip), tables in
 foreign-key order. The chat exchange does so for its conversation, messages and audit
 outbox rows, so a batch of N new conversations costs three INSERTs, not 3N (a follow-up
-adds its ownership-checking UPDATE).
+adds its ownership-checking UPDATE). On PostgreSQL those INSERTs and the COMMIT go to the
+server as one pipeline (psycopg's pipeline mode): one round trip for the batch where
+sending them one by one took five (BEGIN, three INSERTs, COMMIT).
 
 When a batch fails its transaction is rolled back, and then:
 
@@ -30,7 +32,9 @@ When a batch fails its transaction is rolled back, and then:
   goes again in a transaction of its own, so only the one that fails gets an error;
 - the COMMIT itself failed, or the database could not be reached: every unit of the
   batch gets the error, with no replay (a COMMIT whose reply was lost may have
-  committed; replaying it could write twice).
+  committed; replaying it could write twice). In a pipeline, an error the server reports
+  (an INSERT or the COMMIT refused) means nothing committed, so it counts as a failed
+  statement; a connection lost during the pipeline counts as unreachable.
 
 A unit must therefore be safe to run again after its first run was rolled back (no side
 effects outside the session, or idempotent ones).
@@ -44,9 +48,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Insert
+import psycopg
+from sqlalchemy import ColumnDefault, Insert
+from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -74,6 +80,79 @@ class Rows:
         for statement in sorted(self._rows, key=_table_rank):
             await session.execute(statement, self._rows[statement])
         self._rows.clear()
+
+    async def commit_pipelined(self, session: AsyncSession) -> None:
+        """Execute what is queued and COMMIT the session's transaction, in one psycopg
+        pipeline (PostgreSQL only). What the session holds unflushed goes first.
+
+        The statements are SQLAlchemy's, compiled once per statement and set of columns;
+        as SQLAlchemy would, a column the rows leave out gets its Python-side default
+        (a value, or a callable taking no argument) and the column types process the
+        parameters. Errors are
+        raised as SQLAlchemy's DBAPIError subclasses; ``connection_invalidated`` when the
+        connection was lost (then it is also taken out of the pool).
+        """
+        await session.flush()
+        conn = await session.connection()
+        driver = cast("psycopg.AsyncConnection[Any]", (await conn.get_raw_connection()).driver_connection)
+        try:
+            async with driver.pipeline(), driver.cursor() as cursor:
+                for statement in sorted(self._rows, key=_table_rank):
+                    rows = self._rows[statement]
+                    compiled = _compiled(statement, tuple(rows[0]), conn.dialect)
+                    await cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
+                await driver.commit()  # queued behind the INSERTs; the pipeline syncs here
+        except psycopg.Error as exc:
+            lost = driver.broken or driver.closed
+            if lost:
+                await conn.invalidate(exc)
+            raise DBAPIError.instance(
+                "(pipelined group commit)", None, exc, psycopg.Error, connection_invalidated=lost
+            ) from exc
+        finally:
+            self._rows.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """One INSERT as psycopg runs it: its SQL and how a row becomes its parameters."""
+
+    sql: str
+    compiled: Compiled
+    defaults: tuple[tuple[str, ColumnDefault], ...]  # columns the rows leave out
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+
+    def params(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        params = dict(self.compiled.construct_params(row) or {})
+        for name, default in self.defaults:
+            params[name] = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+        for name, process in self.processors:
+            params[name] = process(params[name])
+        return params
+
+
+_COMPILED: dict[tuple[Insert, tuple[str, ...], str], _Compiled] = {}
+
+
+def _compiled(statement: Insert, columns: tuple[str, ...], dialect: Dialect) -> _Compiled:
+    key = (statement, columns, dialect.name)
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns), for_executemany=True)
+        defaults = []
+        for column in compiled.insert_prefetch:  # type: ignore[attr-defined]
+            if column.key in columns:
+                continue
+            if not isinstance(column.default, ColumnDefault) or column.default.is_clause_element:
+                raise ValueError(f"{statement.table}.{column.key}: a pipelined INSERT sends Python-side defaults only")  # type: ignore[attr-defined]
+            defaults.append((column.key, column.default))
+        processors = []
+        for bind, name in compiled.bind_names.items():  # type: ignore[attr-defined]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((name, process))
+        found = _COMPILED[key] = _Compiled(compiled.string, compiled, tuple(defaults), tuple(processors))
+    return found
 
 
 @cache
@@ -166,7 +245,10 @@ class GroupCommit:
                     failed_at = index
                     results.append(await pending.unit(session, rows))
                 failed_at = None
-                await rows.flush(session)
+                if self._db.pipelines:
+                    await rows.commit_pipelined(session)  # leaving the block has nothing to do
+                else:
+                    await rows.flush(session)
                 committing = True  # leaving the block commits
         except Exception as exc:
             self._after_failure(batch, exc, failed_at, committing)

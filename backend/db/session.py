@@ -56,6 +56,9 @@ class Database:
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # psycopg: a batch of statements and its COMMIT can go as one pipeline
+        # (backend/db/group_commit.py).
+        self.pipelines = self.engine.dialect.driver == "psycopg"
 
     def session(self) -> AsyncSession:
         return self._sessions()

@@ -1,19 +1,23 @@
 """Chat exchanges group-committed on real PostgreSQL: new conversations and follow-ups
 from concurrent requests share transactions and multi-row INSERTs; a follow-up on someone
-else's conversation fails alone and leaves nothing behind."""
+else's conversation fails alone and leaves nothing behind. The rows and the COMMIT go as
+one psycopg pipeline: Python-side defaults filled, what a unit left in its session
+committed with them, a refused INSERT sent alone, a lost connection never replayed."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.chat.conversations import ConversationService, Exchange
 from backend.db.group_commit import GroupCommit, Rows
-from backend.db.models import Conversation, Message, User
+from backend.db.models import Conversation, Message, Team, User
 from backend.db.session import Database
 from backend.errors import NotFound
 from backend.identity.types import Principal
@@ -59,3 +63,65 @@ async def test_mixed_exchanges_commit_together_and_a_bad_one_alone(db: Database)
         )
         assert mine_messages == 2 * 3  # the first exchange and both follow-ups
         assert await session.scalar(select(func.count()).where(Message.request_id == "req-30")) == 0
+
+
+TEAMS = insert(Team.__table__)  # type: ignore[arg-type]
+
+
+def team(name: str, *, orm: str | None = None) -> Callable[[AsyncSession, Rows], Awaitable[str]]:
+    """A unit leaving a team row without created_at (a Python-side default) and, with
+    ``orm``, also adding a team to its session without flushing it."""
+
+    async def unit(session: AsyncSession, rows: Rows) -> str:
+        if orm is not None:
+            session.add(Team(name=orm))
+        rows.add(TEAMS, {"name": name})
+        return name
+
+    return unit
+
+
+async def teams(db: Database) -> dict[str, object]:
+    async with db.session() as session:
+        return {name: created for name, created in await session.execute(select(Team.name, Team.created_at))}
+
+
+async def test_pipelined_rows_get_their_defaults_and_commit_with_the_session(db: Database) -> None:
+    assert db.pipelines
+    writes = GroupCommit(db)
+    results = await asyncio.gather(writes.run(team("a")), writes.run(team("b", orm="b-orm")))
+    assert results == ["a", "b"] and writes.batches == 1
+    stored = await teams(db)
+    assert set(stored) == {"a", "b", "b-orm"}
+    assert all(created is not None for created in stored.values())  # utcnow, as SQLAlchemy fills it
+
+
+async def test_a_refused_insert_in_the_pipeline_sends_each_unit_alone(db: Database) -> None:
+    writes = GroupCommit(db)
+    await writes.run(team("taken"))
+    units = [team("x"), team("taken", orm="rides-with-taken"), team("y", orm="rides-with-y")]
+    units.append(team("z", orm="taken"))  # its session's object is the duplicate this time
+    results = await asyncio.gather(*(writes.run(u) for u in units), return_exceptions=True)
+    assert results[0] == "x" and results[2] == "y"
+    assert isinstance(results[1], IntegrityError)  # SQLAlchemy's type, as without the pipeline
+    assert isinstance(results[3], IntegrityError)
+    # A culprit's rows and session objects rolled back together; the others' committed.
+    assert set(await teams(db)) == {"taken", "x", "y", "rides-with-y"}
+    assert writes.batches == 1 + 1 + 4  # the first; the failed batch; each alone
+
+
+async def test_a_connection_lost_in_the_pipeline_fails_the_batch_without_replay(db: Database, pg_url: str) -> None:
+    writes = GroupCommit(db)
+    await writes.run(team("before"))  # the pooled connection, used just now: not pinged at checkout
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        others = "datname = current_database() AND pid <> pg_backend_pid()"
+        admin.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {others}")
+        for _ in range(100):
+            if admin.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {others}").fetchone() == (0,):
+                break
+            await asyncio.sleep(0.02)
+    results = await asyncio.gather(writes.run(team("p")), writes.run(team("q")), return_exceptions=True)
+    assert all(isinstance(r, DBAPIError) and r.connection_invalidated for r in results), results
+    assert writes.batches == 2  # whether the COMMIT landed is unknown: never replayed
+    assert await writes.run(team("after")) == "after"  # the pool replaced the dead connection
+    assert set(await teams(db)) == {"before", "after"}
