@@ -122,7 +122,10 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             await built.knowledge.service.start()
             # litellm's first call imports and loads ~0.26 s of modules and tokenizer
             # tables; done here, no first request of this process waits for them.
-            await built.experts.warm()
+            try:
+                await built.experts.warm()
+            except Exception:  # an optimisation: serving does not depend on it
+                log.warning("LLM client warm-up failed; the first request will load it", exc_info=True)
             # The models, indexes and libraries loaded so far live as long as the process:
             # moved out of the collector's sight, a full collection no longer walks them.
             # Left in, it walked ~790,000 objects for ~400 ms with the event loop stopped,

@@ -88,9 +88,9 @@ class Rows:
         The statements are SQLAlchemy's, compiled once per statement and set of columns;
         as SQLAlchemy would, a column the rows leave out gets its Python-side default
         (a value, or a callable taking no argument) and the column types process the
-        parameters. Errors are
-        raised as SQLAlchemy's DBAPIError subclasses; ``connection_invalidated`` when the
-        connection was lost (then it is also taken out of the pool).
+        parameters. Errors are raised as SQLAlchemy's DBAPIError subclasses, with
+        ``connection_invalidated`` when the connection was lost (then it is also taken
+        out of the pool).
         """
         await session.flush()
         conn = await session.connection()
@@ -131,6 +131,7 @@ class _Compiled:
         return params
 
 
+# Keyed by prebuilt module-level statements and their column sets: a handful per process.
 _COMPILED: dict[tuple[Insert, tuple[str, ...], str], _Compiled] = {}
 
 
