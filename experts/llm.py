@@ -1,8 +1,10 @@
 """The one LLM adapter: every expert call, local or remote, goes through litellm here.
 
-No litellm module globals are set; every option travels with the call. litellm is
-imported when the client is built (not at module import), after pinning the cost map
-to the copy bundled in the package so that import never reaches the network.
+Every option travels with the call; the one process-wide change is made at warm-up:
+the models of self-hosted endpoints that litellm has no entry for are added to its
+model map at zero price (see :meth:`LiteLLMClient.warm`). litellm is imported when the
+client is built (not at module import), after pinning the cost map to the copy bundled
+in the package so that import never reaches the network.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from experts.types import (
 
 # A model name that exists nowhere: warm() must not resolve to a real endpoint.
 _WARM_MODEL = "hosted_vllm/expertgate-warm-up"
+# litellm's model-map entry for a self-hosted chat model: no price per token.
+_SELF_HOSTED = {
+    "mode": "chat",
+    "input_cost_per_token": 0.0,
+    "output_cost_per_token": 0.0,
+    "cache_creation_input_token_cost": 0.0,
+    "cache_read_input_token_cost": 0.0,
+}
 
 
 def _load_litellm() -> ModuleType:
@@ -53,18 +63,36 @@ class LiteLLMClient:
             exc.UnprocessableEntityError,
         )
 
-    async def warm(self) -> None:
-        """Load what litellm loads lazily on its first call, so that the first request of
-        a server process does not wait for it: the proxy's pydantic types, imported by
-        every completion, and the tokenizer handed to providers. ~0.26 s on this
-        machine, ~0.01 s left for the first real call (``bench/load/first_call.py``).
+    async def warm(self, endpoints: Sequence[Endpoint] = ()) -> None:
+        """Prepare litellm for the first request, contacting no endpoint.
 
-        Contacts no endpoint: the completion is litellm's own ``mock_response`` and the
-        token count is local.
+        Loads what litellm loads lazily on its first call: the proxy's pydantic types,
+        imported by every completion, and the tokenizer handed to providers (~0.26 s on
+        this machine, ~0.01 s left for the first real call: ``bench/load/first_call.py``).
+        The completion is litellm's own ``mock_response``; the token count is local.
+
+        Then describes ``endpoints``' models: litellm prices every response, and for a
+        model its map does not hold (a vLLM or llama.cpp deployment's own name) it
+        searches the whole map for a near match on every call (~0.3 CPU-ms here,
+        ``bench/load/llm_call.py``). A model served from its own ``api_base`` that litellm
+        does not know is added to the map at zero price, which is what a self-hosted
+        model costs per token. Models litellm knows (a hosted API's) are left alone.
         """
         messages = [{"role": "user", "content": "warm-up"}]
         await self._litellm.acompletion(model=_WARM_MODEL, messages=messages, mock_response="ok")
         self._litellm.token_counter(model=_WARM_MODEL, messages=messages)
+        unpriced = self._unpriced(endpoints)
+        if unpriced:
+            self._litellm.register_model({m: {**_SELF_HOSTED, "litellm_provider": m.split("/")[0]} for m in unpriced})
+
+    def _unpriced(self, endpoints: Sequence[Endpoint]) -> list[str]:
+        unpriced = []
+        for model in sorted({e.model for e in endpoints if e.api_base is not None}):
+            try:
+                self._litellm.get_model_info(model=model)
+            except Exception:  # litellm raises its own "not mapped" type, or a plain one
+                unpriced.append(model)
+        return unpriced
 
     def _kwargs(
         self, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams

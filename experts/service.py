@@ -54,8 +54,9 @@ class LLMClient(Protocol):
         params: GenerationParams,
     ) -> AsyncIterator[StreamEvent]: ...
 
-    async def warm(self) -> None:
-        """Load now what the first call would otherwise load (contacts no endpoint)."""
+    async def warm(self, endpoints: Sequence[Endpoint] = ()) -> None:
+        """Load now what the first call would otherwise load, and learn what it should
+        know of ``endpoints`` (contacts no endpoint)."""
         ...
 
 
@@ -129,8 +130,10 @@ class ExpertService:
         self._rng = rng or random.Random()
 
     async def warm(self) -> None:
-        """Prepare the LLM client before the first request (at server start)."""
-        await self._client.warm()
+        """Prepare the LLM client before the first request (at server start), with every
+        endpoint an expert may call (its own, its replicas)."""
+        endpoints = [*self._endpoints.values(), *(e for eps in self._replicas.values() for e in eps)]
+        await self._client.warm(endpoints)
 
     def breakers(self) -> list[BreakerSnapshot]:
         """Every expert's circuit breaker, in registry order."""

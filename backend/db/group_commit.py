@@ -19,9 +19,9 @@ them: after the last unit has run, each statement is executed once with every un
 rows (one executemany: psycopg sends the rows in one pipelined round trip), tables in
 foreign-key order. The chat exchange does so for its conversation, messages and audit
 outbox rows, so a batch of N new conversations costs three INSERTs, not 3N (a follow-up
-adds its ownership-checking UPDATE). On PostgreSQL those INSERTs and the COMMIT go to the
-server as one pipeline (psycopg's pipeline mode): one round trip for the batch where
-sending them one by one took five (BEGIN, three INSERTs, COMMIT).
+adds its ownership-checking UPDATE). On PostgreSQL the BEGIN, those INSERTs and the COMMIT
+go to the server as one pipeline (psycopg's pipeline mode) with one Sync: one round trip
+for the batch where sending them one by one took five (BEGIN, three INSERTs, COMMIT).
 
 When a batch fails its transaction is rolled back, and then:
 
@@ -51,6 +51,7 @@ from functools import cache
 from typing import Any, TypeVar, cast
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import ColumnDefault, Insert
 from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.exc import DBAPIError
@@ -83,7 +84,16 @@ class Rows:
 
     async def commit_pipelined(self, session: AsyncSession) -> None:
         """Execute what is queued and COMMIT the session's transaction, in one psycopg
-        pipeline (PostgreSQL only). What the session holds unflushed goes first.
+        pipeline with a single Sync (PostgreSQL only): one round trip. What the session
+        holds unflushed goes first.
+
+        psycopg on its own would sync twice more: after the BEGIN it sends before the
+        first statement, and on leaving the pipeline after its ``commit()``. So when the
+        transaction has not started yet (nothing was flushed), the connection is put in
+        autocommit for the pipeline and the BEGIN is queued like any statement; the
+        COMMIT is always queued as a statement. The pipeline's one Sync comes when it is
+        left. Afterwards the connection is back as it was (autocommit off, and rolled
+        back when the server refused something).
 
         The statements are SQLAlchemy's, compiled once per statement and set of columns;
         as SQLAlchemy would, a column the rows leave out gets its Python-side default
@@ -95,13 +105,30 @@ class Rows:
         await session.flush()
         conn = await session.connection()
         driver = cast("psycopg.AsyncConnection[Any]", (await conn.get_raw_connection()).driver_connection)
+        begin = driver.info.transaction_status == TransactionStatus.IDLE
         try:
-            async with driver.pipeline(), driver.cursor() as cursor:
-                for statement in sorted(self._rows, key=_table_rank):
-                    rows = self._rows[statement]
-                    compiled = _compiled(statement, tuple(rows[0]), conn.dialect)
-                    await cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
-                await driver.commit()  # queued behind the INSERTs; the pipeline syncs here
+            if begin:
+                await driver.set_autocommit(True)
+            try:
+                async with driver.pipeline(), driver.cursor() as cursor:
+                    if begin:
+                        await cursor.execute(_begin_command(driver))
+                    for statement in sorted(self._rows, key=_table_rank):
+                        rows = self._rows[statement]
+                        compiled = _compiled(statement, tuple(rows[0]), conn.dialect)
+                        await cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
+                    await cursor.execute(b"COMMIT")
+            except psycopg.Error:
+                if begin and not (driver.broken or driver.closed):
+                    await driver.rollback()  # a refused statement left the block aborted
+                    await driver.set_autocommit(False)
+                raise
+            except BaseException:
+                if begin:
+                    await driver.close()  # interrupted mid-pipeline: its state is unknown
+                raise
+            if begin:
+                await driver.set_autocommit(False)
         except psycopg.Error as exc:
             lost = driver.broken or driver.closed
             if lost:
@@ -111,6 +138,18 @@ class Rows:
             ) from exc
         finally:
             self._rows.clear()
+
+
+def _begin_command(driver: psycopg.AsyncConnection[Any]) -> bytes:
+    """The BEGIN psycopg itself would send, with the connection's transaction settings."""
+    parts = ["BEGIN"]
+    if driver.isolation_level is not None:
+        parts.append(f"ISOLATION LEVEL {driver.isolation_level.name.replace('_', ' ')}")
+    if driver.read_only is not None:
+        parts.append("READ ONLY" if driver.read_only else "READ WRITE")
+    if driver.deferrable is not None:
+        parts.append("DEFERRABLE" if driver.deferrable else "NOT DEFERRABLE")
+    return " ".join(parts).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import shutil
 import subprocess
@@ -26,16 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load.run import write_bodies
-from bench.load.servers import (
-    LITELLM_BIN,
-    ROOT,
-    build_tools,
-    expertgate_backing,
-    prepare_expertgate,
-    start_expertgate,
-    start_stub,
-    wait_ready,
-)
+from bench.load.servers import LITELLM_BIN, ROOT, expertgate_alone
 
 OUT = ROOT / "bench" / "results" / "load_profile.json"
 PROJECT = ("backend/", "experts/", "router/", "retrieval/")
@@ -119,68 +109,55 @@ def main(argv: list[str] | None = None) -> None:
     kinds = (args.only,) if args.only else ("pass", "full")
     spy = py_spy()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="eg-profile-") as tmp:
-        workdir = Path(tmp)
-        stub_exe, loadgen = build_tools(workdir)
-        stub = start_stub(stub_exe, workdir, tokens=16)
-        servers = [stub]
-        backing = contextlib.ExitStack()
-        try:
-            backing.enter_context(expertgate_backing(workdir))
-            key = prepare_expertgate(workdir, stub.port)
-            eg = start_expertgate(workdir)
-            servers.append(eg)
-            wait_ready(eg, "/readyz", 300)
-            bodies = write_bodies(workdir)
-            def drive(body: Path, rate: float, seconds: float, connections: int) -> dict[str, Any]:
-                argv = [str(loadgen), "-p", str(eg.port), "-b", str(body), "-r", str(rate)]
-                argv += ["-c", str(connections), "-d", str(seconds), "-e", "choices"]
-                argv += ["-H", f"Authorization: Bearer {key}"]
-                done = subprocess.run(argv, capture_output=True, text=True, check=True)
-                return dict(json.loads(done.stdout))
+    with tempfile.TemporaryDirectory(prefix="eg-profile-") as tmp, expertgate_alone(Path(tmp)) as alone:
+        workdir, eg = Path(tmp), alone.expertgate
+        bodies = write_bodies(workdir)
 
-            for profile in kinds:
-                # Warm-up outside the samples: what a process does once (connection pools,
-                # lazy imports, caches) is not what it does per request.
-                drive(bodies[profile], 20, 2, 8)
-                raw = (args.raw_dir or workdir) / f"{profile}.txt"
-                raw.parent.mkdir(parents=True, exist_ok=True)
-                spying = subprocess.Popen(
-                    [
-                        spy,
-                        "record",
-                        "-p",
-                        str(eg.proc.pid),
-                        "-d",
-                        str(int(args.seconds) + 1),
-                        "-r",
-                        "200",
-                        "-f",
-                        "raw",
-                        "-o",
-                        str(raw),
-                        "--nonblocking",
-                        "--subprocesses",  # the uvicorn workers
-                        "--full-filenames",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                time.sleep(0.5)
-                cpu_before = eg.cpu()
-                load = drive(bodies[profile], args.rate, args.seconds, args.connections)
-                cpu = eg.cpu() - cpu_before
-                spying.wait(timeout=60)
-                results[profile] = {
-                    "rps": load["rps"],
-                    "ok": load["ok"],
-                    "cpu_ms_per_request": round(cpu * 1000 / load["ok"], 2) if load["ok"] else None,
-                    **summarize(raw),
-                }
-        finally:
-            for server in servers:
-                server.stop()
-            backing.close()
+        def drive(body: Path, rate: float, seconds: float, connections: int) -> dict[str, Any]:
+            argv = [str(alone.loadgen), "-p", str(eg.port), "-b", str(body), "-r", str(rate)]
+            argv += ["-c", str(connections), "-d", str(seconds), "-e", "choices"]
+            argv += ["-H", f"Authorization: Bearer {alone.key}"]
+            done = subprocess.run(argv, capture_output=True, text=True, check=True)
+            return dict(json.loads(done.stdout))
+
+        for profile in kinds:
+            # Warm-up outside the samples: what a process does once (connection pools,
+            # lazy imports, caches) is not what it does per request.
+            drive(bodies[profile], 20, 2, 8)
+            raw = (args.raw_dir or workdir) / f"{profile}.txt"
+            raw.parent.mkdir(parents=True, exist_ok=True)
+            spying = subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "-p",
+                    str(eg.proc.pid),
+                    "-d",
+                    str(int(args.seconds) + 1),
+                    "-r",
+                    "200",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(raw),
+                    "--nonblocking",
+                    "--subprocesses",  # the uvicorn workers
+                    "--full-filenames",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.5)
+            cpu_before = eg.cpu()
+            load = drive(bodies[profile], args.rate, args.seconds, args.connections)
+            cpu = eg.cpu() - cpu_before
+            spying.wait(timeout=60)
+            results[profile] = {
+                "rps": load["rps"],
+                "ok": load["ok"],
+                "cpu_ms_per_request": round(cpu * 1000 / load["ok"], 2) if load["ok"] else None,
+                **summarize(raw),
+            }
     results["conditions"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": args.seconds,

@@ -299,6 +299,33 @@ def start_expertgate(workdir: Path) -> Server:
     return server
 
 
+@dataclass(frozen=True)
+class Alone:
+    """expertgate in front of the stub, nothing else: what the quick tools drive."""
+
+    stub: Server
+    expertgate: Server
+    key: str  # a user's API key, for the Authorization header
+    loadgen: Path
+
+
+@contextlib.contextmanager
+def expertgate_alone(workdir: Path, tokens: int = 16) -> Iterator[Alone]:
+    """The stub and expertgate (on a fresh PostgreSQL database and Redis), started as
+    bench/load/run.py starts them and ready; stopped and dropped on leaving. For
+    bench/load/sweep.py and bench/load/profile.py (no LiteLLM, no interleaving)."""
+    stub_exe, loadgen = build_tools(workdir)
+    with contextlib.ExitStack() as stack:
+        stub = start_stub(stub_exe, workdir, tokens=tokens)
+        stack.callback(stub.stop)
+        stack.enter_context(expertgate_backing(workdir))
+        key = prepare_expertgate(workdir, stub.port)
+        eg = start_expertgate(workdir)
+        stack.callback(eg.stop)
+        wait_ready(eg, "/readyz", 300)
+        yield Alone(stub, eg, key, loadgen)
+
+
 def audit_verify(workdir: Path) -> str:
     done = subprocess.run(
         [str(VENV_BIN / "expertgate"), "audit", "verify"],

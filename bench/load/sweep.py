@@ -13,19 +13,11 @@ hour, never expertgate with LiteLLM (that is `make bench`). Writes nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 from pathlib import Path
 
 from bench.load.run import Bench, Target, write_bodies
-from bench.load.servers import (
-    build_tools,
-    expertgate_backing,
-    prepare_expertgate,
-    start_expertgate,
-    start_stub,
-    wait_ready,
-)
+from bench.load.servers import expertgate_alone
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,21 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",") if r]
     kinds = [k for k in args.kinds.split(",") if k]
-    with tempfile.TemporaryDirectory(prefix="eg-sweep-") as tmp, contextlib.ExitStack() as stack:
-        workdir = Path(tmp)
-        stub_exe, loadgen = build_tools(workdir)
-        stub = start_stub(stub_exe, workdir, tokens=16)
-        stack.callback(stub.stop)
-        stack.enter_context(expertgate_backing(workdir))
-        key = prepare_expertgate(workdir, stub.port)
-        eg = start_expertgate(workdir)
-        stack.callback(eg.stop)
-        wait_ready(eg, "/readyz", 300)
-        bodies = write_bodies(workdir)
-        bench = Bench(loadgen, stub)
-        bench.measure_idle(eg)
+    with tempfile.TemporaryDirectory(prefix="eg-sweep-") as tmp, expertgate_alone(Path(tmp)) as alone:
+        bodies = write_bodies(Path(tmp))
+        bench = Bench(alone.loadgen, alone.stub)
+        bench.measure_idle(alone.expertgate)
         for kind in kinds:
-            target = Target(f"eg-{kind}", eg, bodies[kind], [f"Authorization: Bearer {key}"])
+            target = Target(f"eg-{kind}", alone.expertgate, bodies[kind], [f"Authorization: Bearer {alone.key}"])
             bench.measure(target, 20, 2, 16)  # warm-up
             for rate in rates:
                 bench.measure(target, rate, args.seconds, 64)

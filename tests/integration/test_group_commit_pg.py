@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import pq
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -125,3 +127,45 @@ async def test_a_connection_lost_in_the_pipeline_fails_the_batch_without_replay(
     assert writes.batches == 2  # whether the COMMIT landed is unknown: never replayed
     assert await writes.run(team("after")) == "after"  # the pool replaced the dead connection
     assert set(await teams(db)) == {"before", "after"}
+
+
+async def test_the_batch_goes_in_one_round_trip_and_leaves_the_connection_transactional(
+    db: Database, tmp_path: Path
+) -> None:
+    writes = GroupCommit(db)
+    await writes.run(team("first"))  # opens the pool's only connection
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as out:
+        async with db.engine.connect() as conn:  # that same connection, traced by libpq
+            pgconn = (await conn.get_raw_connection()).driver_connection.pgconn  # type: ignore[union-attr]
+            pgconn.trace(out.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        await asyncio.gather(writes.run(team("a")), writes.run(team("b")))
+        pgconn.untrace()
+    sent = [line.split("\t")[2:] for line in trace.read_text().splitlines() if line.startswith("F")]
+    kinds = [message[0].strip() for message in sent]
+    # BEGIN, the two rows' INSERTs and COMMIT are sent before the one Sync, which is last:
+    # the client waits for one reply, where psycopg alone would wait for three.
+    assert kinds.count("Sync") == 1 and [k for k in kinds if k != "Flush"][-1] == "Sync", kinds
+    assert kinds.count("Execute") == 4 and "Query" not in kinds, kinds
+    # The connection went back to the pool out of autocommit: a failed transaction on it
+    # still rolls back whole.
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            session.add(Team(name="never"))
+            await session.flush()
+            raise RuntimeError("abandon the transaction")
+    assert set(await teams(db)) == {"first", "a", "b"}
+
+
+async def test_after_a_refused_batch_the_connection_is_transactional_again(db: Database) -> None:
+    writes = GroupCommit(db)
+    await writes.run(team("taken"))
+    with pytest.raises(IntegrityError):
+        await writes.run(team("taken"))  # refused inside the pipeline (BEGIN queued by us)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            session.add(Team(name="never"))
+            await session.flush()
+            raise RuntimeError("abandon the transaction")
+    assert set(await teams(db)) == {"taken"}

@@ -6,6 +6,7 @@ vLLM itself needs a GPU; docs/deploy.md says how to run the same checks against 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +66,28 @@ async def test_warm_up_contacts_no_endpoint_and_leaves_the_client_working(vllm: 
     vllm.script(Reply("warm and answering"))
     completion = await client.complete("code", endpoint(vllm), HELLO, GenerationParams(max_tokens=8))
     assert completion.text == "warm and answering" and len(vllm.requests) == 1
+
+
+async def test_warm_up_describes_self_hosted_models_litellm_does_not_know(vllm: FakeOpenAI) -> None:
+    import litellm
+
+    served = f"hosted_vllm/moe-{uuid.uuid4().hex[:8]}"  # litellm's map is process-wide
+    hosted_unknown = f"openai/unknown-{uuid.uuid4().hex[:8]}"
+    known_price = litellm.get_model_info(model="openai/gpt-4o-mini")["input_cost_per_token"]
+    assert known_price
+    endpoints = [
+        endpoint(vllm, served),
+        endpoint(vllm, "openai/gpt-4o-mini"),  # known to litellm, even behind an api_base
+        Endpoint(model=hosted_unknown, api_base=None, api_key="k", timeout_s=5),  # a hosted API
+    ]
+    with pytest.raises(Exception, match="mapped"):
+        litellm.get_model_info(model=served)
+    await LiteLLMClient().warm(endpoints)
+    info = litellm.get_model_info(model=served)
+    assert (info["input_cost_per_token"], info["output_cost_per_token"], info["mode"]) == (0.0, 0.0, "chat")
+    assert litellm.get_model_info(model="openai/gpt-4o-mini")["input_cost_per_token"] == known_price
+    with pytest.raises(Exception, match="mapped"):
+        litellm.get_model_info(model=hosted_unknown)
 
 
 async def test_streaming_reports_usage_from_the_final_chunk(vllm: FakeOpenAI) -> None:
