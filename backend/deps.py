@@ -12,7 +12,7 @@ from backend.container import Container
 from backend.errors import Forbidden, Unauthorized
 from backend.identity.service import IdentityService
 from backend.identity.types import Principal
-from backend.oidc.sessions import CSRF_HEADER, SESSION_COOKIE, WebSessionService, check_csrf
+from backend.oidc.sessions import CSRF_HEADER, SESSION_COOKIE, check_csrf
 
 
 def container_of(request: Request) -> Container:
@@ -50,11 +50,10 @@ async def get_principal(request: Request) -> AsyncIterator[Principal]:
     if token:
         await throttle.check(client_ip(request))
     try:
+        # Verified keys and sessions are cached for auth_cache_ttl_s (backend.identity.keycache).
         if cookie:
-            async with container.db.transaction() as session:
-                principal = await WebSessionService(session).authenticate(cookie)
+            principal = await container.auth.authenticate_session(cookie)
         else:
-            # API keys: verified ones are cached for auth_cache_ttl_s (backend.identity.keycache).
             principal = await container.auth.authenticate(token)
     except Unauthorized:
         if token:

@@ -142,10 +142,11 @@ class Settings(BaseSettings):
     # Failed authentications (bad API keys, failed SSO callbacks) allowed per client IP
     # per minute before 429; shared through Redis when redis_url is set.
     auth_failures_per_minute: int = Field(default=10, ge=1)
-    # How long an API process reuses a verified API key without reading it again (0: read
-    # every request). Bounds how long a key revoked by another process (a CLI, another
-    # replica) or a changed user keeps working here; a revocation through this process's
-    # API takes effect at once. docs/governance.md, "Keys".
+    # How long an API process reuses a verified API key or web session without reading it
+    # again (0: read every request). Bounds how long a key revoked or a session logged out
+    # by another process (a CLI, another replica) or a changed user keeps working here; a
+    # revocation or logout through this process takes effect at once. docs/governance.md,
+    # "Keys".
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
 
     @field_validator("database_url")

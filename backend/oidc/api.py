@@ -128,6 +128,7 @@ async def logout(request: Request, container: ContainerDep) -> Response:
             principal = await WebSessionService(session).revoke(token)
             if principal is not None:
                 await record_logout(container.audit, session, principal)
+        container.auth.forget_session(token)  # committed: this process refuses the cookie from now on
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response

@@ -58,13 +58,14 @@ class WebSessionService:
         await self._session.flush()
         return token, expires
 
-    async def authenticate(self, token: str) -> Principal:
-        """The Principal of a live session. Raises Unauthorized (unknown, expired,
-        revoked, user disabled) with code ``session_invalid``."""
+    async def authenticate(self, token: str) -> tuple[Principal, datetime]:
+        """The Principal of a live session and when the session ends. Raises
+        Unauthorized (unknown, expired, revoked, user disabled) with code
+        ``session_invalid``."""
         row = await self._session.scalar(select(WebSession).where(WebSession.token_hash == hash_token(token)))
         if row is None or row.revoked_at is not None or _aware(row.expires_at) <= utcnow() or row.user.disabled:
             raise Unauthorized("the web session has ended; sign in again", code="session_invalid")
-        return web_principal(row.user)
+        return web_principal(row.user), _aware(row.expires_at)
 
     async def revoke(self, token: str) -> Principal | None:
         """End the session ``token`` names; its user's Principal, or None if it named no

@@ -280,6 +280,7 @@ async def test_unsafe_cookie_requests_need_the_csrf_header(browser: Browser, pg_
 async def test_logout_revokes_the_session(browser: Browser, pg_url: str, sso: Container) -> None:
     await browser.login()
     cookie = browser.http.cookies["eg_session"]
+    assert (await browser.http.get("/api/v1/me")).status_code == 200  # the session, now cached by this process
     assert (await browser.http.post("/auth/logout")).status_code == 403  # CSRF header missing
     r = await browser.http.post("/auth/logout", headers=CSRF)
     assert r.status_code == 204

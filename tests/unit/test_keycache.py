@@ -1,11 +1,13 @@
-"""KeyAuthenticator on a real migrated SQLite database: hits skip the database, forgets
-take effect at once, changes made elsewhere within the TTL (a fake clock stands in for
-time), refusals are never cached."""
+"""KeyAuthenticator on a real migrated SQLite database, for API keys and web session
+cookies: hits skip the database, forgets (revocation, logout, a changed user) take effect
+at once, changes made elsewhere within the TTL (a fake clock stands in for time), a
+session is not remembered past its end, refusals are never cached."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, update
@@ -15,6 +17,7 @@ from backend.db.session import Database
 from backend.errors import Unauthorized
 from backend.identity.keycache import KeyAuthenticator
 from backend.identity.service import IdentityService
+from backend.oidc.sessions import WebSessionService
 
 TTL = 5.0
 
@@ -133,3 +136,53 @@ async def test_the_cache_holds_at_most_max_entries(db: Database, statements: lis
     assert len(statements) == before
     await auth.authenticate(secrets[0])  # oldest: evicted, read again
     assert len(statements) > before
+
+
+async def new_session(db: Database, email: str, lasts: timedelta = timedelta(hours=8)) -> tuple[int, str]:
+    """A user signed in on the web: (user id, cookie value)."""
+    async with db.transaction() as session:
+        user = await IdentityService(session).ensure_user(email)
+        cookie, _ = await WebSessionService(session).create(user, lasts)
+    return user.id, cookie
+
+
+async def test_a_live_web_session_is_served_from_memory(db: Database, statements: list[str]) -> None:
+    _, cookie = await new_session(db, "dana@example.com")
+    auth = KeyAuthenticator(db, TTL, clock=Clock())
+    first = await auth.authenticate_session(cookie)
+    assert first.email == "dana@example.com" and first.channel == "web"
+    read = len(statements)
+    assert await auth.authenticate_session(cookie) == first
+    assert len(statements) == read  # no statement for the hit
+    with pytest.raises(Unauthorized):
+        await auth.authenticate_session("not-a-session")  # refusals are read every time
+
+
+async def test_a_session_is_not_remembered_past_its_own_end(db: Database, statements: list[str]) -> None:
+    _, cookie = await new_session(db, "dana@example.com", lasts=timedelta(seconds=2))
+    clock = Clock()
+    auth = KeyAuthenticator(db, TTL, clock=clock)
+    await auth.authenticate_session(cookie)
+    clock.now += 2.5  # before the TTL, after the session's end
+    before = len(statements)
+    await auth.authenticate_session(cookie)  # read again (in real time it has not ended yet)
+    assert len(statements) > before
+
+
+async def test_logout_and_user_changes_are_forgotten_at_once(db: Database) -> None:
+    user_id, cookie = await new_session(db, "dana@example.com")
+    _, other = await new_session(db, "erin@example.com")
+    auth = KeyAuthenticator(db, TTL, clock=Clock())
+    await auth.authenticate_session(cookie)
+    await auth.authenticate_session(other)
+    async with db.transaction() as session:
+        await session.execute(update(User).where(User.id == user_id).values(roles=["auditor", "user"]))
+    auth.forget_user(user_id)
+    assert (await auth.authenticate_session(cookie)).roles == frozenset({"auditor", "user"})
+    async with db.transaction() as session:
+        assert await WebSessionService(session).revoke(cookie) is not None  # the logout
+    assert (await auth.authenticate_session(cookie)).email == "dana@example.com"  # cached until forgotten
+    auth.forget_session(cookie)
+    with pytest.raises(Unauthorized):
+        await auth.authenticate_session(cookie)
+    assert (await auth.authenticate_session(other)).email == "erin@example.com"
