@@ -4,6 +4,13 @@ Keys have :class:`backend.identity.admin.KeyAdmin`; this is the rest of the cons
 "Users and teams": list, edit a user's roles, groups, team and disabled flag, create
 and delete teams. Every write appends its audit event last, so none can skip it.
 A disabled user's keys stop authenticating at once (IdentityService.authenticate).
+
+A change that takes an admin's role away (demoting or disabling them) is serialized
+with every other such change, and its actor must still be an active admin when it runs
+(its key or session may have been authenticated from a cache a few seconds old). As no
+admin can demote or disable themself, the actor is an admin that remains: two admins
+demoting each other at the same moment cannot lock everyone out of the console, the
+second one is refused (403 ``admin_required``) once the first has committed.
 """
 
 from __future__ import annotations
@@ -11,16 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
 from backend.db.models import ApiKey, Team, User
-from backend.errors import BadRequest, NotFound
+from backend.errors import BadRequest, Forbidden, NotFound
 from backend.identity.service import ROLES
 
 USER_UPDATED = "user.updated"
+# PostgreSQL advisory lock (two keys: "EG", "ADM") held by a change that takes an
+# admin's role away, until its transaction ends.
+_ADMINS_LOCK = {"space": 0x4547, "key": 0x41444D}
 TEAM_CREATED = "team.created"
 TEAM_DELETED = "team.deleted"
 
@@ -87,7 +97,11 @@ class UserAdmin:
 
     async def update_user(self, actor: Actor, user_id: int, change: UserChange) -> UserInfo:
         """Apply ``change``. Raises NotFound, or BadRequest for an unknown role, an empty
-        role set, or an admin disabling or demoting themself (the console's last door)."""
+        role set, or an admin disabling or demoting themself (the console's last door);
+        Forbidden when it takes an admin away and the actor is no longer an active admin."""
+        removes_admin = change.disabled is True or (change.roles is not None and "admin" not in change.roles)
+        if removes_admin:
+            await self._lock_admins()  # before any read: what follows sees the latest commits
         user = await self._session.get(User, user_id)
         if user is None:
             raise NotFound(f"no user with id {user_id}", param="user_id")
@@ -97,6 +111,8 @@ class UserAdmin:
                 raise BadRequest(f"roles must be a non-empty subset of {', '.join(sorted(ROLES))}", param="roles")
         if user_id == actor.user_id and (change.disabled or (change.roles is not None and "admin" not in change.roles)):
             raise BadRequest("admins cannot disable or demote themselves", param="user_id")
+        if removes_admin and _active_admin(user.roles, user.disabled):
+            await self._still_admin(actor)
         before = _snapshot(user)
         if change.roles is not None:
             user.roles = sorted(change.roles)
@@ -122,6 +138,29 @@ class UserAdmin:
             select(func.count()).select_from(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
         )
         return _user_info(user, int(keys or 0))
+
+    async def _lock_admins(self) -> None:
+        """Serialize the changes that take an admin away, to the end of the transaction.
+
+        PostgreSQL: an advisory lock. SQLite: a write that changes nothing takes the
+        database's write lock (one writer at a time), which it keeps until commit.
+        """
+        if self._session.get_bind().dialect.name == "postgresql":
+            await self._session.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), _ADMINS_LOCK)
+        else:
+            await self._session.execute(update(User).where(User.id == -1).values(disabled=False))
+
+    async def _still_admin(self, actor: Actor) -> None:
+        """Raises Forbidden unless ``actor`` is an active admin now (read under the lock)."""
+        row = None
+        if actor.user_id is not None:
+            row = (
+                await self._session.execute(select(User.roles, User.disabled).where(User.id == actor.user_id))
+            ).first()
+        if row is None or not _active_admin(row.roles, row.disabled):
+            raise Forbidden(
+                "you are no longer an active admin, so you cannot take an admin's role away", code="admin_required"
+            )
 
     async def create_team(self, actor: Actor, name: str) -> TeamInfo:
         """Raises BadRequest if a team of that name exists or the name is blank."""
@@ -160,6 +199,10 @@ class UserAdmin:
         await self._trail.append(
             self._session, AuditEntry(action=action, outcome=Outcome.OK, actor=actor, status=200, payload=payload)
         )
+
+
+def _active_admin(roles: list[str], disabled: bool) -> bool:
+    return "admin" in roles and not disabled
 
 
 def _snapshot(user: User) -> dict[str, object]:

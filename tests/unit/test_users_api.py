@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import httpx
 
+from backend.audit.types import Actor
 from backend.container import Container
+from backend.identity.users import UserAdmin, UserChange
 from tests.conftest import audit_events, auth, make_key
 
 
@@ -95,3 +97,21 @@ async def test_teams_are_created_and_deleted_members_kept(http: httpx.AsyncClien
     [deleted] = await audit_events(container, action="team.deleted")
     assert deleted.payload == {"team_id": eng["id"], "team": "eng", "members": 1}
     assert len(await audit_events(container, action="team.created")) == 1
+
+
+async def test_an_admin_demoted_elsewhere_cannot_take_the_other_admins_role(
+    http: httpx.AsyncClient, container: Container
+) -> None:
+    ana_key = await make_key(container, "ana@example.com", roles={"admin"})
+    bob_key = await make_key(container, "bob@example.com", roles={"admin"})
+    ana = await user_id(http, ana_key, "ana@example.com")  # ana's key is now in the key cache, as an admin
+    bob = await user_id(http, bob_key, "bob@example.com")
+    # Bob demotes Ana through another API process: committed, but not forgotten by this one's cache.
+    async with container.db.transaction() as session:
+        await UserAdmin(session, container.audit).update_user(
+            Actor("api", user_id=bob), ana, UserChange(roles=frozenset({"user"}))
+        )
+    r = await http.patch(f"/api/v1/admin/users/{bob}", headers=auth(ana_key), json={"roles": ["user"]})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required", r.text
+    users = {u["email"]: u["roles"] for u in (await http.get("/api/v1/admin/users", headers=auth(bob_key))).json()}
+    assert users == {"ana@example.com": ["user"], "bob@example.com": ["admin"]}
