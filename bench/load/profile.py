@@ -4,7 +4,8 @@
     (or: make bench-load-profile)
 
 Starts the C stub and expertgate as bench/load/run.py does, drives the pass-through and
-full-pipeline requests in closed loop (or open loop at ``--rate`` requests/s), and samples the server with py-spy (from the
+full-pipeline requests (``--only pass-stream``: streamed pass-through ones) in closed loop
+(or open loop at ``--rate`` requests/s), and samples the server with py-spy (from the
 LiteLLM bench venv, or PATH) meanwhile. Idle threads are left out, so the shares are of
 the CPU the server used. Frames are grouped three ways: the innermost frame (self time),
 the project's own functions (inclusive) and third-party packages (inclusive).
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rate", type=float, default=0, help="open loop at this many requests/s (0: closed loop)")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--only", choices=("pass", "full"), help="profile one kind of request")
+    parser.add_argument(
+        "--only", choices=("pass", "full", "pass-stream"), help="profile one kind of request (default: pass and full)"
+    )
     parser.add_argument("--raw-dir", type=Path, help="keep py-spy's collapsed stacks here")
     args = parser.parse_args(argv)
     kinds = (args.only,) if args.only else ("pass", "full")
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
 
         def drive(body: Path, rate: float, seconds: float, connections: int) -> dict[str, Any]:
             argv = [str(alone.loadgen), "-p", str(eg.port), "-b", str(body), "-r", str(rate)]
-            argv += ["-c", str(connections), "-d", str(seconds), "-e", "choices"]
+            expect = "[DONE]" if body.name.endswith("-stream.json") else "choices"
+            argv += ["-c", str(connections), "-d", str(seconds), "-e", expect]
             argv += ["-H", f"Authorization: Bearer {alone.key}"]
             done = subprocess.run(argv, capture_output=True, text=True, check=True)
             return dict(json.loads(done.stdout))

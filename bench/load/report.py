@@ -26,6 +26,17 @@ def _by_round(runs: list[Run]) -> dict[int, dict[str, Run]]:
     return out
 
 
+def _overhead(rounds: dict[int, dict[str, Run]], name: str, base: str, pct: str) -> float | None:
+    """Median over rounds of ``name``'s latency minus ``base``'s at percentile ``pct``."""
+    return _median(
+        [
+            rs[name]["latency_ms"][pct] - rs[base]["latency_ms"][pct]
+            for rs in rounds.values()
+            if name in rs and base in rs
+        ]
+    )
+
+
 def summarize(
     phases: dict[str, list[Run]], names: list[str], servers: dict[str, Any], bound_ms: float
 ) -> dict[str, Any]:
@@ -37,12 +48,6 @@ def summarize(
     out: dict[str, Any] = {}
     for name in names:
         mine = [r for rs in rounds.values() for t, r in rs.items() if t == name]
-        over50 = [
-            rs[name]["latency_ms"]["p50"] - rs["direct"]["latency_ms"]["p50"] for rs in rounds.values() if name in rs
-        ]
-        over99 = [
-            rs[name]["latency_ms"]["p99"] - rs["direct"]["latency_ms"]["p99"] for rs in rounds.values() if name in rs
-        ]
         passed = [r["rate"] for r in phases["ladder"] if r["target"] == name and r["passed"]]
         closed = [rs[name] for rs in closed_rounds.values() if name in rs]
         sat = next((r for r in phases["saturation"] if r["target"] == name), None)
@@ -54,8 +59,8 @@ def summarize(
         out[name] = {
             "p50_ms": _median([r["latency_ms"]["p50"] for r in mine]),
             "p99_ms": _median([r["latency_ms"]["p99"] for r in mine]),
-            "overhead_p50_ms": _median(over50),
-            "overhead_p99_ms": _median(over99),
+            "overhead_p50_ms": _overhead(rounds, name, "direct", "p50"),
+            "overhead_p99_ms": _overhead(rounds, name, "direct", "p99"),
             "max_sustained_rps": max(passed, default=0),
             "max_sustained_capped": bool(passed) and max(passed) == ladder_top,
             "closed32_rps": _median([r["rps"] for r in closed]),
@@ -73,9 +78,34 @@ def summarize(
     return out
 
 
-def goals(summary: dict[str, Any], audit: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets of issue 10, each with the measured value and whether this run met it."""
+def summarize_stream(runs: list[Run], names: list[str]) -> dict[str, Any]:
+    """The streaming phase, one row per target: overhead vs ``direct-stream`` at the light
+    rate (same round, same percentile), throughput and CPU at 32 connections, errors.
+    ``mode`` is the load generator's (open or closed loop); round -1 is the warm-up."""
+    rounds = _by_round([r for r in runs if r["mode"] == "open" and r["round"] >= 0])
+    closed = [r for r in runs if r["mode"] == "closed"]
+    out: dict[str, Any] = {}
+    for name in names:
+        mine = [rs[name] for rs in rounds.values() if name in rs]
+        loaded = [r for r in closed if r["target"] == name]
+        out[name] = {
+            "p50_ms": _median([r["latency_ms"]["p50"] for r in mine]),
+            "p99_ms": _median([r["latency_ms"]["p99"] for r in mine]),
+            "overhead_p50_ms": _overhead(rounds, name, "direct-stream", "p50"),
+            "overhead_p99_ms": _overhead(rounds, name, "direct-stream", "p99"),
+            "closed32_rps": _median([r["rps"] for r in loaded]),
+            "cpu_s_per_1000": _median([r["cpu_ms_per_request"] for r in loaded if r["cpu_ms_per_request"]]),
+            "errors": sum(sum(r["errors"].values()) for r in runs if r["target"] == name),
+            "requests": sum(r["sent"] for r in runs if r["target"] == name),
+        }
+    return out
+
+
+def goals(summary: dict[str, Any], audit: dict[str, Any], stream: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The targets of issue 10, each with the measured value and whether this run met it.
+    Errors count every expertgate request, streamed ones included."""
     eg, full = summary.get("eg-pass", {}), summary.get("eg-full", {})
+    streamed = (stream or {}).get("eg-pass-stream", {})
     peer = summary.get("litellm-bare")
     out: list[dict[str, Any]] = []
 
@@ -105,11 +135,8 @@ def goals(summary: dict[str, Any], audit: dict[str, Any]) -> list[dict[str, Any]
         full.get("max_sustained_rps"),
         (full.get("max_sustained_rps") or 0) >= 100,
     )
-    add(
-        "zero errors (expertgate)",
-        eg.get("errors", 0) + full.get("errors", 0),
-        eg.get("errors", 0) + full.get("errors", 0) == 0,
-    )
+    errors = eg.get("errors", 0) + full.get("errors", 0) + streamed.get("errors", 0)
+    add("zero errors (expertgate)", errors, errors == 0)
     add("zero audit events lost", audit["lost"], audit["lost"] == 0 and audit["verify"].startswith("exit 0"))
     add(
         "at the backend's saturation, >= 97% of direct throughput (pass-through)",
@@ -144,6 +171,19 @@ def table(results: dict[str, Any]) -> str:
             f"{_fmt(row['cpu_s_per_1000'], 2)} | {_fmt(row['saturation_vs_direct'], 3)} | "
             f"{_fmt(row['rss_mib'])} ({_fmt(row['processes'])}) | {row['errors']} ({row['errors_overloaded_steps']}) |"
         )
+    streams = results.get("stream_summary")
+    if streams:
+        lines += ["", "streaming (`stream: true`, read to `[DONE]`; overhead vs direct-stream):", ""]
+        lines.append(
+            "| target | p50 ms | p99 ms | overhead p50 | overhead p99 | RPS @32 conns | CPU-s / 1000 req | errors |"
+        )
+        lines.append("|" + "---|" * 8)
+        for name, row in streams.items():
+            lines.append(
+                f"| {name} | {_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} | {_fmt(row['overhead_p50_ms'], 2)} | "
+                f"{_fmt(row['overhead_p99_ms'], 2)} | {_fmt(row['closed32_rps'])} | {_fmt(row['cpu_s_per_1000'], 2)} | "
+                f"{row['errors']} |"
+            )
     a = results["audit"]
     lines.append("")
     lines.append(

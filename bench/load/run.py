@@ -20,7 +20,9 @@ Phases: overhead (open loop at a light rate; target minus direct at the same per
 same round), ladder (open-loop rates going up; the highest with p99 under the bound, no
 errors and the offered rate achieved; a failed step is tried once more), closed (32 connections: throughput), saturation
 (the stub limited to `cap` slots of `delay` ms: how much of the backend's own throughput
-each gateway keeps). The load generator is bench/load/loadgen.c (open loop counts latency
+each gateway keeps), stream (`stream: true` through direct, eg-pass and litellm-bare: the
+overhead at the light rate and 32 connections in closed loop, each request read to its
+`[DONE]`). The load generator is bench/load/loadgen.c (open loop counts latency
 from when each request was due). CPU-seconds of each server and all its children come
 from /proc, around every measurement.
 
@@ -77,6 +79,7 @@ class Target:
     server: Server
     body: Path
     headers: list[str] = field(default_factory=list)
+    expect: str = "choices"  # text every good answer holds (a stream's last event: "[DONE]")
     ok_total: int = 0
     answered_total: int = 0
 
@@ -95,6 +98,8 @@ class Plan:
     connections: int = 32
     sat_delay_ms: float = 50.0
     sat_cap: int = 8
+    stream_rounds: int = 2
+    stream_s: float = 6
 
 
 # The overhead phase runs at a light rate, so that it shows the latency a gateway adds to
@@ -120,6 +125,8 @@ QUICK = Plan(
     closed_rounds=1,
     saturation_s=3,
     p99_bound_ms=40,
+    stream_rounds=1,
+    stream_s=3,
 )
 
 
@@ -149,7 +156,7 @@ class Bench:
             "-d",
             str(duration),
             "-e",
-            "choices",
+            target.expect,
             "-T",
             "10",
         ]
@@ -207,13 +214,20 @@ class Bench:
 
 
 def write_bodies(workdir: Path) -> dict[str, Path]:
+    """Request bodies ``stub``, ``pass`` and ``full``, each also as ``<name>-stream`` (``stream: true``)."""
     bodies = {}
     for name, model in (("stub", STUB_MODEL), ("pass", "general"), ("full", "auto")):
-        path = workdir / f"body-{name}.json"
-        path.write_text(
-            json.dumps({"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": QUESTION}]})
-        )
-        bodies[name] = path
+        for suffix, stream in (("", False), ("-stream", True)):
+            body: dict[str, Any] = {
+                "model": model,
+                "max_tokens": 64,
+                "messages": [{"role": "user", "content": QUESTION}],
+            }
+            if stream:
+                body["stream"] = True
+            path = workdir / f"body-{name}{suffix}.json"
+            path.write_text(json.dumps(body))
+            bodies[name + suffix] = path
     return bodies
 
 
@@ -371,6 +385,7 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
         "ladder": [],
         "closed": [],
         "saturation": [],
+        "stream": [],
     }
 
     for server in {t.server.name: t.server for t in targets}.values():
@@ -419,7 +434,24 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
         phases["saturation"].append(bench.measure(t, 0, plan.saturation_s, plan.connections))
     configure_stub(stub, 0, 0)
 
-    eg = [t for t in targets if t.name.startswith("eg-")]
+    streams = [
+        Target("direct-stream", stub, bodies["stub-stream"], expect="[DONE]"),
+        Target("eg-pass-stream", servers["expertgate"], bodies["pass-stream"], auth, expect="[DONE]"),
+    ]
+    if "litellm-bare" in servers:
+        streams.append(Target("litellm-bare-stream", servers["litellm-bare"], bodies["stub-stream"], expect="[DONE]"))
+    print(f"streaming: open loop {plan.overhead_rate:g}/s and closed loop {plan.connections}", flush=True)
+    for t in streams:
+        phases["stream"].append({"round": -1, **bench.measure(t, 20, 2, 16)})  # warm-up
+    for r in range(plan.stream_rounds):
+        for t in rotate(streams, r):
+            run = bench.measure(t, plan.overhead_rate, plan.stream_s, 64)
+            phases["stream"].append({"round": r, **run})
+        for t in rotate(streams, r):
+            run = bench.measure(t, 0, plan.stream_s, plan.connections)
+            phases["stream"].append({"round": r, **run})
+
+    eg = [t for t in [*targets, *streams] if t.name.startswith("eg-")]
     ok = sum(t.ok_total for t in eg)
     answered = sum(t.answered_total for t in eg)
     rows = wait_audit(workdir, ok)
@@ -439,16 +471,18 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
         for name, s in {**servers, "stub": stub}.items()
     }
     summary = report.summarize(phases, [t.name for t in targets], servers_info, plan.p99_bound_ms)
+    stream_summary = report.summarize_stream(phases["stream"], [t.name for t in streams])
     return {
         "phases": phases,
         "servers": servers_info,
         "audit": audit,
+        "stream_summary": stream_summary,
         "tool_costs": {
             "stub_cpu_ms_per_request": round(bench.stub_cpu * 1000 / max(1, bench.stub_requests), 4),
             "loadgen_cpu_ms_per_request": round(bench.loadgen_cpu * 1000 / max(1, bench.loadgen_requests), 4),
         },
         "summary": summary,
-        "goals": report.goals(summary, audit),
+        "goals": report.goals(summary, audit, stream_summary),
     }
 
 

@@ -144,3 +144,33 @@ def test_profile_groups_samples_by_frame_project_and_package(tmp_path: Path) -> 
     }
     assert dict(out["packages_inclusive_pct"]) == {"torch": 75.0}
     assert out["self_pct"][0] == ("encode (torch/nn/linear.py)", 75.0)
+
+
+def test_stream_overhead_is_taken_against_the_streamed_direct_run() -> None:
+    runs = [
+        {"mode": "open", **_run("eg-stream", -1, 50.0, 90.0, err5=1)},
+        {"mode": "open", **_run("direct-stream", 0, 1.0, 2.0)},
+        {"mode": "open", **_run("eg-stream", 0, 4.0, 9.0)},
+        {"mode": "open", **_run("direct-stream", 1, 2.0, 3.0)},
+        {"mode": "open", **_run("eg-stream", 1, 4.0, 8.0)},
+        {"mode": "closed", **_run("eg-stream", 0, 80.0, 120.0, rps=300.0, cpu=3.0)},
+        {"mode": "closed", **_run("eg-stream", 1, 80.0, 120.0, rps=340.0, cpu=4.0)},
+    ]
+    row = report.summarize_stream(runs, ["direct-stream", "eg-stream"])["eg-stream"]
+    assert row["overhead_p50_ms"] == 2.5  # median of 3.0 and 2.0; the warm-up is not a round
+    assert row["overhead_p99_ms"] == 6.0  # median of 7.0 and 5.0
+    assert row["p50_ms"] == 4.0
+    assert row["closed32_rps"] == 320.0
+    assert row["cpu_s_per_1000"] == 3.5
+    assert row["errors"] == 1  # the warm-up's error counts
+    assert row["requests"] == 50
+    goals = report.goals(
+        {"eg-pass": {"errors": 0}, "eg-full": {"errors": 0}},
+        {"lost": 0, "verify": "exit 0"},
+        {"eg-pass-stream": {"errors": 2}},
+    )
+    assert next(g for g in goals if g["goal"] == "zero errors (expertgate)") == {
+        "goal": "zero errors (expertgate)",
+        "measured": 2,
+        "met": False,
+    }
