@@ -16,6 +16,8 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from experts.errors import LLMRejected, LLMTimeout, LLMUnavailable
 from experts.registry import GenerationParams
@@ -97,7 +99,7 @@ class LiteLLMClient:
     def _kwargs(
         self, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> dict[str, Any]:
-        return {
+        kwargs: dict[str, Any] = {
             "model": endpoint.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "api_base": endpoint.api_base,
@@ -109,6 +111,10 @@ class LiteLLMClient:
             "num_retries": 0,  # retries are the caller's policy, not litellm's
             "drop_params": True,
         }
+        headers = _trace_headers()
+        if headers:
+            kwargs["extra_headers"] = headers
+        return kwargs
 
     def _map_error(self, expert: str, exc: Exception) -> Exception:
         detail = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -175,6 +181,19 @@ class LiteLLMClient:
         except Exception as exc:
             raise self._map_error(expert, exc) from exc
         yield StreamDone(finish_reason=finish, usage=usage, model=model)
+
+
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
+def _trace_headers() -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``) of the current span, for the endpoint: a vLLM
+    server with tracing on continues the request's trace. Empty when nothing is traced."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return {}
+    carrier: dict[str, str] = {}
+    _TRACE_CONTEXT.inject(carrier)
+    return carrier
 
 
 def _timeout(endpoint: Endpoint) -> float | httpx.Timeout:

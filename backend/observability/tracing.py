@@ -8,7 +8,9 @@ decorators and one wrapped call, so tracing never obscures its logic.
   span processor. Without an endpoint it installs nothing and every hook below is a
   plain call: one ``is None`` check, no span objects, no context switches.
 - :class:`TracingMiddleware` opens the request's root span (``POST /v1/chat/completions``)
-  so that the stage spans of one request form one trace.
+  so that the stage spans of one request form one trace; a caller's W3C ``traceparent``
+  makes it a child of the caller's span. The LLM call sends the trace on
+  (experts/llm.py), so a vLLM server that traces continues it.
 - :func:`stage` decorates an async pipeline method: span ``expertgate.<name>`` with
   ``expertgate.request_id`` (the audited id) and what the stage decided.
 - :func:`traced_stream` does the same for the streamed generate stage: the span ends
@@ -27,7 +29,8 @@ from typing import Any, TypeVar
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.knowledge.types import Retrieval
@@ -42,6 +45,8 @@ Attributes = Mapping[str, str | int | float | bool]
 
 REQUEST_ID = "expertgate.request_id"
 _tracer: Tracer | None = None
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 def setup_tracing(settings: Settings, exporter: SpanExporter | None = None) -> TracerProvider | None:
@@ -154,7 +159,8 @@ class TracingMiddleware:
     """The root span of each HTTP request (``METHOD path``), when tracing is on.
 
     Attributes: http.request.method, url.path, http.response.status_code and the
-    request id the response carries back (X-Request-ID).
+    request id the response carries back (X-Request-ID). A valid ``traceparent`` header
+    continues the caller's trace; a malformed one is ignored (a new trace starts).
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -166,7 +172,11 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
-        with tracer.start_as_current_span(f"{scope['method']} {scope['path']}", attributes=attributes) as span:
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _TRACE_HEADERS}
+        parent = _TRACE_CONTEXT.extract(carrier) if carrier else None
+        with tracer.start_as_current_span(
+            f"{scope['method']} {scope['path']}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        ) as span:
 
             async def traced_send(message: Message) -> None:
                 if message["type"] == "http.response.start":

@@ -115,6 +115,7 @@ class FakeOpenAI:
     default: Reply = field(default_factory=lambda: Reply("This is the fake model's answer."))
     vllm: VllmSurface | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of each chat request, as received
     _queue: deque[Reply | Fault] = field(default_factory=deque)
     _http: LoopbackServer | None = None
     port: int = 0
@@ -129,6 +130,7 @@ class FakeOpenAI:
     def reset(self) -> None:
         self._queue.clear()
         self.requests.clear()
+        self.headers.clear()
 
     def _next(self) -> Reply | Fault:
         return self._queue.popleft() if self._queue else self.default
@@ -136,6 +138,7 @@ class FakeOpenAI:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        self.headers.append(dict(request.headers))
         refusal = self.vllm.refusal(body) if self.vllm is not None else None
         if refusal is not None:
             return refusal

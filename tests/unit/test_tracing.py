@@ -139,3 +139,44 @@ async def test_spans_reach_an_otlp_http_collector_as_protobuf(
                     request_ids |= {a.value.string_value for a in span.attributes if a.key == "expertgate.request_id"}
     assert set(STAGES) | {"POST /v1/chat/completions"} <= names
     assert r.json()["expertgate"]["request_id"] in request_ids
+
+
+async def test_a_callers_traceparent_is_continued_and_sent_on_to_the_llm(
+    client: httpx.AsyncClient, llm: FakeOpenAI, exporter: InMemorySpanExporter
+) -> None:
+    trace_id, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "legal", "messages": [QUESTION]},
+        headers={"traceparent": f"00-{trace_id}-{caller_span}-01", "tracestate": "vendor=abc"},
+    )
+    assert r.status_code == 200, r.text
+    spans = by_name(exporter.get_finished_spans())
+    root, generate = spans["POST /v1/chat/completions"], spans["expertgate.generate"]
+    assert f"{root.context.trace_id:032x}" == trace_id
+    assert root.parent is not None and f"{root.parent.span_id:016x}" == caller_span and root.parent.is_remote
+    # The LLM endpoint gets the same trace, with the generate stage as the parent of its work.
+    sent = llm.headers[-1]
+    assert sent["traceparent"] == f"00-{trace_id}-{generate.context.span_id:016x}-01"
+    assert sent["tracestate"] == "vendor=abc"
+
+
+async def test_a_malformed_traceparent_starts_a_new_trace(
+    client: httpx.AsyncClient, llm: FakeOpenAI, exporter: InMemorySpanExporter
+) -> None:
+    r = await client.post(
+        "/v1/chat/completions",
+        json={"model": "legal", "messages": [QUESTION]},
+        headers={"traceparent": "00-not-a-trace-01"},
+    )
+    assert r.status_code == 200, r.text
+    root = by_name(exporter.get_finished_spans())["POST /v1/chat/completions"]
+    assert root.parent is None
+    assert llm.headers[-1]["traceparent"].split("-")[1] == f"{root.context.trace_id:032x}"
+
+
+async def test_nothing_is_sent_to_the_llm_when_tracing_is_off(client: httpx.AsyncClient, llm: FakeOpenAI) -> None:
+    headers = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    r = await client.post("/v1/chat/completions", json={"model": "legal", "messages": [QUESTION]}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert "traceparent" not in llm.headers[-1]
