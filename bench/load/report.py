@@ -48,7 +48,8 @@ def summarize(
     out: dict[str, Any] = {}
     for name in names:
         mine = [r for rs in rounds.values() for t, r in rs.items() if t == name]
-        passed = [r["rate"] for r in phases["ladder"] if r["target"] == name and r["passed"]]
+        laddered = [r for r in phases["ladder"] if r["target"] == name]
+        passed = [r["rate"] for r in laddered if r["passed"]]
         closed = [rs[name] for rs in closed_rounds.values() if name in rs]
         sat = next((r for r in phases["saturation"] if r["target"] == name), None)
         every = [r for runs in phases.values() for r in runs if r["target"] == name]
@@ -61,7 +62,7 @@ def summarize(
             "p99_ms": _median([r["latency_ms"]["p99"] for r in mine]),
             "overhead_p50_ms": _overhead(rounds, name, "direct", "p50"),
             "overhead_p99_ms": _overhead(rounds, name, "direct", "p99"),
-            "max_sustained_rps": max(passed, default=0),
+            "max_sustained_rps": max(passed, default=0) if laddered else None,  # None: not laddered
             "max_sustained_capped": bool(passed) and max(passed) == ladder_top,
             "closed32_rps": _median([r["rps"] for r in closed]),
             "closed32_p99_ms": _median([r["latency_ms"]["p99"] for r in closed]),
@@ -270,7 +271,7 @@ def write_svg(results: dict[str, Any], path: Path) -> None:
         height,
         "Throughput",
         "RPS",
-        [(n, [r["closed32_rps"], float(r["max_sustained_rps"])]) for n, r in gateways],
+        [(n, [r["closed32_rps"], r["max_sustained_rps"]]) for n, r in gateways],
         ["32 connections", "max open-loop, p99 in bound"],
     )
     parts += _bars(

@@ -118,7 +118,9 @@ def test_overhead_is_taken_per_round_at_the_same_percentile() -> None:
         "closed": [_run("gw", 0, 1, 1, rps=100.0, cpu=4.0), _run("gw", 1, 1, 1, rps=120.0, cpu=6.0)],
         "saturation": [_run("direct", 0, 1, 1, rps=160.0), _run("gw", 0, 1, 1, rps=152.0, err5=2)],
     }
-    row = report.summarize(phases, ["direct", "gw"], {"gw": {"rss_mib": 50.0, "processes": 1}}, 40)["gw"]
+    summary = report.summarize(phases, ["direct", "gw"], {"gw": {"rss_mib": 50.0, "processes": 1}}, 40)
+    assert summary["direct"]["max_sustained_rps"] is None  # not on the ladder: not measured, not 0
+    row = summary["gw"]
     assert row["overhead_p50_ms"] == 1.5  # median of 2.0, 1.0, 1.5
     assert row["overhead_p99_ms"] == 4.0  # median of 8.0, 3.0, 4.0
     assert row["max_sustained_rps"] == 25
