@@ -139,6 +139,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             async with anyio.create_task_group() as background:
                 background.start_soon(reloader.run)
                 background.start_soon(built.chainer.run)  # audit outbox -> chain; drains at start
+                if owned and built.tasks is None:  # jobs run inline: none waits for a dead process
+                    background.start_soon(built.knowledge.jobs.resume_orphans)
                 try:
                     yield
                 finally:

@@ -9,6 +9,9 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,13 @@ async def audit_events(container: Container, **where: Any) -> list[AuditEvent]:
         for column, value in where.items():
             stmt = stmt.where(getattr(AuditEvent, column) == value)
         return list((await s.scalars(stmt)).all())
+
+
+def gone_holder() -> str:
+    """An ingest job holder (``host:pid``) whose process has ended: its pid is free."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return f"{socket.gethostname()}:{proc.pid}"
 
 
 async def make_key(container: Container, email: str, **kwargs: Any) -> str:

@@ -267,6 +267,9 @@ class IngestJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "host:pid" of the process that holds the job: its submitter while it is queued, its
+    # runner while it runs (backend/knowledge/jobs.py: a job whose holder died is resumed).
+    holder: Mapped[str | None] = mapped_column(String(160))
 
 
 class TrainingExample(Base):

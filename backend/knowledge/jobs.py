@@ -16,16 +16,25 @@ commit, rollback or a dropped connection. A run that finds its job ``running`` t
 over only when that lock is free (the previous runner is gone; its transaction rolled
 back, so nothing of it is in SQL), and the ingest step re-checks the status under the
 lock, so two runners never ingest one job. Documents are keyed by content hash, so
-files stored by an earlier, committed run come out ``unchanged``. On SQLite (one
-process) a ``running`` job is left alone.
+files stored by an earlier, committed run come out ``unchanged``. On SQLite, which
+has no such locks, a job records its holder (``host:pid`` of the process that submitted
+or runs it) and a ``running`` job is taken over when that process is gone from this
+host (SQLite is local to one host; a reused pid reads as alive and leaves the job be).
+
+The inline runner is a background task of the API process: a job it had queued or was
+running when the process stopped (a restart, a crash) would stay so for good. An API
+process running jobs inline therefore resumes, at start, every job whose holder is gone
+(:meth:`IngestJobs.resume_orphans`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -67,6 +76,27 @@ def job_view(job: IngestJob) -> JobView:
         started_at=job.started_at,
         finished_at=job.finished_at,
     )
+
+
+def this_process() -> str:
+    """``host:pid``: this process as the holder of a job."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def holder_gone(holder: str | None) -> bool:
+    """Whether the process that ``holder`` (:func:`this_process` of it) names is known to
+    have ended: it ran on this host and no process has its pid. A holder on another host,
+    or none recorded, is not known to be gone."""
+    host, _, pid = (holder or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
 
 
 def safe_filename(name: str) -> str:
@@ -135,6 +165,7 @@ class IngestJobs:
             results=[r.to_json() for r in refused],
             submitted_by=user_id,
             created_at=utcnow(),
+            holder=this_process(),
         )
         session.add(job)
         await session.flush()
@@ -174,6 +205,7 @@ class IngestJobs:
             results=[],
             submitted_by=user_id,
             created_at=utcnow(),
+            holder=this_process(),
         )
         session.add(job)
         await session.flush()
@@ -206,13 +238,14 @@ class IngestJobs:
             job = await session.get(IngestJob, job_id, with_for_update=True)
             if job is None:
                 raise NotFound(f"ingest job {job_id!r} does not exist", code="ingest_job_not_found")
-            abandoned = job.status == JobStatus.RUNNING and await _job_lock(session, job_id, wait=False)
+            abandoned = job.status == JobStatus.RUNNING and await _runner_gone(session, job)
             if job.status != JobStatus.QUEUED and not abandoned:
                 return job_view(job)
             if abandoned:
                 log.warning("ingest job %s: its runner is gone; running it again", job_id)
             job.status = str(JobStatus.RUNNING)
             job.started_at = utcnow()
+            job.holder = this_process()
             domain = job.domain
             inputs = [_input_from_json(raw) for raw in job.inputs]
         tracker = _JobProgress(self._db, job_id, progress)
@@ -236,6 +269,33 @@ class IngestJobs:
         finally:
             if inputs and inputs[0].source.startswith(UPLOAD_PREFIX):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(self._staging / job_id, ignore_errors=True))
+
+    async def resume_orphans(self) -> list[str]:
+        """Run every job left ``queued`` or ``running`` by a process that is gone, oldest
+        first (the inline runner's start-up; see the module docstring). :meth:`run`
+        decides about each ``running`` one, so a job whose runner lives is left alone; a
+        job that fails is recorded as failed and the others still run. Returns the ids
+        of the jobs it ran to their end.
+        """
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(IngestJob.id, IngestJob.status, IngestJob.holder)
+                .where(IngestJob.status.in_([str(JobStatus.QUEUED), str(JobStatus.RUNNING)]))
+                .order_by(IngestJob.created_at)
+            )
+            candidates = [i for i, status, holder in rows if status == JobStatus.RUNNING or holder_gone(holder)]
+        finished = []
+        for job_id in candidates:
+            try:
+                view = await self.run(job_id)
+            except Exception:  # recorded on the job by run()
+                log.exception("ingest job %s failed when resumed", job_id)
+                continue
+            if view.status != JobStatus.RUNNING:
+                finished.append(job_id)
+        if finished:
+            log.warning("resumed %d ingest job(s) a stopped process had left: %s", len(finished), ", ".join(finished))
+        return finished
 
     async def _ingest(
         self, job_id: str, domain: str, inputs: list[FileInput], tracker: _JobProgress
@@ -333,11 +393,20 @@ class _JobProgress:
                 job.done_files = max(job.done_files, done)
 
 
+async def _runner_gone(session: AsyncSession, job: IngestJob) -> bool:
+    """Whether the runner of a ``running`` job is gone: on PostgreSQL its lock is free,
+    on SQLite its holder process has ended."""
+    if session.get_bind().dialect.name == "postgresql":
+        return await _job_lock(session, job.id, wait=False)
+    return holder_gone(job.holder)
+
+
 async def _job_lock(session: AsyncSession, job_id: str, *, wait: bool) -> bool:
     """Take the job's advisory lock until the transaction ends (PostgreSQL).
 
     ``wait``: block until it is free (True). Otherwise try once: True when taken.
-    SQLite has no such locks and one process: waiting succeeds, trying never does.
+    SQLite has no such locks: waiting succeeds, trying never does (:func:`holder_gone`
+    tells there whether a runner is gone).
     """
     if session.get_bind().dialect.name != "postgresql":
         return wait

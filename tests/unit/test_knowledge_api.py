@@ -13,17 +13,18 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from backend.chat.pipeline import ChatInput, Routed
 from backend.container import Container, build_container
-from backend.db.models import DocumentChunk, Message
+from backend.db.models import Document, DocumentChunk, IngestJob, Message
 from backend.identity.types import Principal
+from backend.knowledge.jobs import this_process
 from backend.settings import Settings
 from experts.types import ChatMessage
 from router.encoder import Encoder
 from router.types import Reason, RoutingDecision
-from tests.conftest import client_as, make_key, write_experts_yaml
+from tests.conftest import client_as, gone_holder, make_key, write_experts_yaml
 from tests.fakes.documents import make_pdf
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -273,3 +274,34 @@ async def test_stage_4_merges_a_close_second_experts_index(kb: Container) -> Non
     assert all(s <= 0.02 for s in support_scores)
     general = await kb.pipeline.retrieve(routed("general", ("general", "legal"), {"general": 0.6, "legal": 0.4}))
     assert general.passages == () and general.domains == ()
+
+
+async def _queued_job(kb: Container, name: str, data: bytes, **values: object) -> str:
+    async with kb.db.transaction() as session:
+        job_id = await kb.knowledge.jobs.submit_uploads(session, "legal", [(name, data)], groups=frozenset(), user_id=None)
+        if values:
+            await session.execute(update(IngestJob).where(IngestJob.id == job_id).values(**values))
+    return job_id
+
+
+async def test_jobs_a_stopped_process_left_are_resumed_and_live_ones_left_alone(kb: Container) -> None:
+    gone = gone_holder()
+    # Queued by a process that stopped before its background task ran; running when its
+    # process stopped (SQLite rolled its ingest back); running in a live process; and
+    # queued just now by this process, whose own background task will run it.
+    queued = await _queued_job(kb, "msa-key-terms.md", PUBLIC_MSA, holder=gone)
+    running = await _queued_job(kb, "fallbacks.md", RESTRICTED_FALLBACKS, status="running", holder=gone)
+    live = await _queued_job(kb, "reset.md", SUPPORT_DOC, status="running", holder=this_process())
+    fresh = await _queued_job(kb, "reset-2.md", SUPPORT_DOC + b"Twice.\n")
+
+    assert await kb.knowledge.jobs.resume_orphans() == [queued, running]
+
+    async with kb.db.session() as session:
+        jobs = {j.id: j for j in await session.scalars(select(IngestJob))}
+        sources = set(await session.scalars(select(Document.source)))
+    assert {i: j.status for i, j in jobs.items()} == {
+        queued: "succeeded", running: "succeeded", live: "running", fresh: "queued",
+    }  # fmt: skip
+    assert jobs[running].holder == this_process()  # taken over
+    assert {"upload/msa-key-terms.md", "upload/fallbacks.md"} <= sources
+    assert "upload/reset.md" not in sources

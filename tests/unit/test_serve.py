@@ -4,6 +4,7 @@ front of the fake OpenAI server)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -16,9 +17,10 @@ import httpx
 import pytest
 
 from backend.cli import main
+from backend.container import Container
 from backend.serve import check_workers
 from backend.settings import Settings
-from tests.conftest import write_experts_yaml
+from tests.conftest import gone_holder, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -130,3 +132,32 @@ async def test_a_served_app_freezes_what_it_loaded_out_of_the_collector(settings
             assert ref() is None
     finally:
         gc.unfreeze()
+
+
+async def test_a_served_app_resumes_the_ingest_job_a_stopped_process_left(
+    settings: Settings, container: Container
+) -> None:
+    """Jobs run inline are background tasks of the API process: one it had queued when it
+    stopped is run by the next process to start (backend/knowledge/jobs.py)."""
+    from sqlalchemy import update
+
+    from backend.app import create_app
+    from backend.db.models import IngestJob
+
+    holder = gone_holder()
+    async with container.db.transaction() as session:
+        job_id = await container.knowledge.jobs.submit_uploads(
+            session, "legal", [("terms.md", b"# Terms\n\nNotice periods are 30 days.\n")], groups=frozenset(), user_id=None
+        )
+        await session.execute(update(IngestJob).where(IngestJob.id == job_id).values(holder=holder))
+
+    app = create_app(settings)  # no container given: the lifespan builds and owns one
+    async with app.router.lifespan_context(app):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            async with container.db.session() as session:
+                status = (await session.get(IngestJob, job_id, populate_existing=True)).status  # type: ignore[union-attr]
+            if status not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.2)
+    assert status == "succeeded"
