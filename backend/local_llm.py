@@ -2,15 +2,25 @@
 
 Experts with ``api_base: local`` are pointed at it, so the bundled model is reached
 through the same litellm path as any remote endpoint.
+
+The server runs in a child process started through this module (``python -m
+backend.local_llm --parent PID ...``), which also watches the process that started it:
+when that one is gone, however it ended (SIGKILL, a crash, the OOM killer), the server
+stops too instead of holding its model and port until someone notices.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import logging
+import os
+import runpy
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,7 +80,7 @@ class LocalLLMServer:
     def start(self, timeout_s: float) -> None:
         """Start the server and wait until it answers /v1/models. Raises LocalLLMError."""
         cmd = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-m", "backend.local_llm", "--parent", str(os.getpid()), "--",
             "--model", str(self.model),
             "--model_alias", LOCAL_MODEL_ALIAS,
             "--host", "127.0.0.1",
@@ -110,3 +120,31 @@ class LocalLLMServer:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait(timeout=5)
+
+
+def _stop_when_orphaned(parent: int, poll_s: float = 1.0, grace_s: float = 10.0) -> None:
+    """SIGTERM to this process once ``parent`` is no longer its parent (it ended; the
+    child was handed to init or a subreaper), then exit if it has not within
+    ``grace_s``. llama.cpp's server (uvicorn) stops on SIGTERM."""
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``--parent PID -- <llama_cpp.server arguments>``: llama.cpp's server, in this
+    process, for as long as PID is alive."""
+    parser = argparse.ArgumentParser(prog="python -m backend.local_llm", description=main.__doc__)
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("server_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    server_args = args.server_args[1:] if args.server_args[:1] == ["--"] else args.server_args
+    threading.Thread(target=_stop_when_orphaned, args=(args.parent,), daemon=True).start()
+    sys.argv = ["llama_cpp.server", *server_args]
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
