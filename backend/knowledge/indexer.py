@@ -7,7 +7,9 @@ state it was built from, so a reader can tell a stale index from a current one.
 
 Publishing holds a per-domain lock (an asyncio lock in-process, flock across
 processes) from reading SQL to swapping CURRENT, so versions go live in the order
-their SQL snapshots were taken.
+their SQL snapshots were taken. :meth:`IndexPublisher.current_or_rebuilt` checks under
+that lock whether another process has just published the index it was about to build:
+API processes starting together on a missing or stale index build it once, not once each.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.models import Document, DocumentChunk
 from backend.db.session import Database
 from retrieval.embedding import Embedder, embed, normalize
+from retrieval.errors import IndexUnavailable
 from retrieval.index import DomainIndex, IndexConfig
-from retrieval.store import IndexStore, Manifest
+from retrieval.store import IndexStore, LoadedIndex, Manifest
 from retrieval.types import IndexEntry
 
 log = logging.getLogger(__name__)
@@ -75,26 +78,52 @@ class IndexPublisher:
     async def publish(self, domain: str) -> Manifest:
         """Rebuild ``domain``'s index from SQL and make it current. Returns its manifest."""
         async with self._locked(domain):
-            started = time.perf_counter()
-            async with self._db.transaction() as session:
-                entries, vectors, fingerprint = await self._snapshot(session, domain)
-            index = await anyio.to_thread.run_sync(DomainIndex.build, entries, vectors, self.config)
-            build_s = time.perf_counter() - started
-            manifest = await anyio.to_thread.run_sync(
-                lambda: self._store.publish(
-                    domain,
-                    index,
-                    embedder=self._embedder.name,
-                    source_fingerprint=fingerprint,
-                    build_seconds=build_s,
-                    params={
-                        "hnsw_threshold": self.config.hnsw_threshold,
-                        "hnsw_m": self.config.hnsw_m,
-                        "fusion": str(self.config.fusion.method),
-                        "dense_weight": self.config.fusion.dense_weight,
-                    },
-                )
+            return await self._publish_locked(domain)
+
+    async def current_or_rebuilt(self, domain: str) -> LoadedIndex:
+        """``domain``'s current index when it loads and was built from SQL as it is now
+        (another process may have published it while this one waited for the lock);
+        else a new version, built and published now. Raises IndexUnavailable only if
+        the version just built cannot be loaded."""
+        async with self._locked(domain):
+            try:
+                loaded = await anyio.to_thread.run_sync(self._load, domain, None)
+            except IndexUnavailable:
+                loaded = None
+            if loaded is not None:
+                async with self._db.session() as session:
+                    if loaded.manifest.source_fingerprint == await self.fingerprint(session, domain):
+                        return loaded
+            manifest = await self._publish_locked(domain)
+            return await anyio.to_thread.run_sync(self._load, domain, manifest.version)
+
+    def _load(self, domain: str, version: str | None) -> LoadedIndex:
+        return self._store.load(
+            domain, embedder=self._embedder.name, dim=self._embedder.dim, config=self.config, version=version
+        )
+
+    async def _publish_locked(self, domain: str) -> Manifest:
+        """Build ``domain``'s index from SQL and publish it (the caller holds the lock)."""
+        started = time.perf_counter()
+        async with self._db.transaction() as session:
+            entries, vectors, fingerprint = await self._snapshot(session, domain)
+        index = await anyio.to_thread.run_sync(DomainIndex.build, entries, vectors, self.config)
+        build_s = time.perf_counter() - started
+        manifest = await anyio.to_thread.run_sync(
+            lambda: self._store.publish(
+                domain,
+                index,
+                embedder=self._embedder.name,
+                source_fingerprint=fingerprint,
+                build_seconds=build_s,
+                params={
+                    "hnsw_threshold": self.config.hnsw_threshold,
+                    "hnsw_m": self.config.hnsw_m,
+                    "fusion": str(self.config.fusion.method),
+                    "dense_weight": self.config.fusion.dense_weight,
+                },
             )
+        )
         log.info(
             "published index %s/%s: %d chunks (%s) in %.2fs",
             domain, manifest.version, manifest.count, manifest.kind, build_s,

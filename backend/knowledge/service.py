@@ -111,9 +111,8 @@ class KnowledgeService:
                 if loaded.manifest.source_fingerprint != current:
                     log.info("index %s is behind SQL; rebuilding", domain)
                     loaded = None
-            if loaded is None:
-                manifest = await self._publisher.publish(domain)
-                loaded = await anyio.to_thread.run_sync(self._load, domain, manifest.version)
+            if loaded is None:  # built once however many processes find it so at once
+                loaded = await self._publisher.current_or_rebuilt(domain)
             self._loaded[domain] = loaded
             self._checked[domain] = time.monotonic()
             return loaded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from sqlalchemy import delete, select, update
 
 from backend.db.models import Document, DocumentChunk
 from backend.db.session import Database, migrate
+from backend.knowledge.indexer import IndexPublisher
 from backend.knowledge.service import DomainQuery, KnowledgeService
 from backend.knowledge.types import FileInput, FileStatus
 from backend.knowledge.wiring import Knowledge, build_knowledge
@@ -102,3 +104,21 @@ async def test_groups_change_alone_is_a_regroup_and_republishes(kb: Knowledge, t
     assert view.index_version != before
     assert await sources(kb, "liability cap") == []
     assert await sources(kb, "liability cap", TEAM) == ["cap.md"]
+
+
+async def test_processes_starting_together_on_a_missing_index_build_it_once(kb: Knowledge, tmp_path: Path) -> None:
+    await ingest(kb, tmp_path, {"leave.md": "# Leave\n\nEveryone gets 25 days of annual leave.\n"})
+    store = kb.publisher.store
+    before = store.versions("legal")
+    (store.root / "legal" / "CURRENT").unlink()  # as on a fresh index volume
+    # Two API processes: each its own publisher (in-process lock), one store (flock).
+    services = [
+        KnowledgeService(
+            kb.db, IndexPublisher(kb.db, store, HashEmbedder(), kb.publisher.config), HashEmbedder(), ["legal"]
+        )
+        for _ in range(2)
+    ]
+    first, second = await asyncio.gather(*(s.ensure("legal") for s in services))
+    assert first.manifest.version == second.manifest.version
+    assert len(store.versions("legal")) == len(before) + 1  # one new version, not two
+    assert len(first.index) == len(second.index) == 1
