@@ -18,13 +18,16 @@ back, so nothing of it is in SQL), and the ingest step re-checks the status unde
 lock, so two runners never ingest one job. Documents are keyed by content hash, so
 files stored by an earlier, committed run come out ``unchanged``. On SQLite, which
 has no such locks, a job records its holder (``host:pid`` of the process that submitted
-or runs it) and a ``running`` job is taken over when that process is gone from this
-host (SQLite is local to one host; a reused pid reads as alive and leaves the job be).
+or runs it, with its start time) and a ``running`` job is taken over when that process
+is gone from this host (SQLite is local to one host). Whichever way a runner found a job
+free, it claims it with an UPDATE that matches only the state it read, so of two
+processes reading it at once one runs it.
 
 The inline runner is a background task of the API process: a job it had queued or was
 running when the process stopped (a restart, a crash) would stay so for good. An API
 process running jobs inline therefore resumes, at start, every job whose holder is gone
-(:meth:`IngestJobs.resume_orphans`).
+(:meth:`IngestJobs.resume_orphans`); a run cancelled mid-ingest keeps its staged uploads
+for that.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import IngestJob, utcnow
@@ -79,16 +82,34 @@ def job_view(job: IngestJob) -> JobView:
 
 
 def this_process() -> str:
-    """``host:pid``: this process as the holder of a job."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start``: this process as the holder of a job (``start``: when it
+    started, in clock ticks since boot, so that a later process given the same pid, as a
+    restarted container's entrypoint always is, is not taken for it)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
+
+
+def _started(pid: int) -> str:
+    """When process ``pid`` started (field 22 of /proc/PID/stat), or "" if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # The command name (field 2) is in parentheses and may hold spaces: split after it.
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
 
 
 def holder_gone(holder: str | None) -> bool:
     """Whether the process that ``holder`` (:func:`this_process` of it) names is known to
-    have ended: it ran on this host and no process has its pid. A holder on another host,
-    or none recorded, is not known to be gone."""
-    host, _, pid = (holder or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    have ended: it ran on this host, and no process has its pid, or the one that has it
+    started at another time. A holder on another host, or none recorded (jobs from
+    before holders were kept), is not known to be gone."""
+    host, _, rest = (holder or "").partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if start and _started(int(pid)) not in ("", start):
+        return True  # the pid was given to another process since
+    if int(pid) == os.getpid():
         return False
     try:
         os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
@@ -241,18 +262,22 @@ class IngestJobs:
             abandoned = job.status == JobStatus.RUNNING and await _runner_gone(session, job)
             if job.status != JobStatus.QUEUED and not abandoned:
                 return job_view(job)
+            if not await _claim(session, job):
+                await session.refresh(job)
+                return job_view(job)
             if abandoned:
                 log.warning("ingest job %s: its runner is gone; running it again", job_id)
-            job.status = str(JobStatus.RUNNING)
-            job.started_at = utcnow()
-            job.holder = this_process()
             domain = job.domain
             inputs = [_input_from_json(raw) for raw in job.inputs]
         tracker = _JobProgress(self._db, job_id, progress)
+        # Staged uploads stay until the job's results are recorded or it failed: a run
+        # cancelled mid-ingest (a shutdown) leaves the job running, to be resumed from them.
+        inputs_needed = True
         try:
             lock = self._domain_locks.setdefault(domain, asyncio.Lock())
             async with lock:
                 changed = await self._ingest(job_id, domain, inputs, tracker)
+                inputs_needed = False
                 if changed is None:  # another runner finished it meanwhile
                     async with self._db.session() as session:
                         return await self.get(session, job_id)
@@ -264,10 +289,11 @@ class IngestJobs:
                 job.finished_at = utcnow()
                 return job_view(job)
         except Exception as exc:
+            inputs_needed = False
             await self._fail(job_id, exc)
             raise
         finally:
-            if inputs and inputs[0].source.startswith(UPLOAD_PREFIX):
+            if not inputs_needed and inputs and inputs[0].source.startswith(UPLOAD_PREFIX):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(self._staging / job_id, ignore_errors=True))
 
     async def resume_orphans(self) -> list[str]:
@@ -276,6 +302,10 @@ class IngestJobs:
         decides about each ``running`` one, so a job whose runner lives is left alone; a
         job that fails is recorded as failed and the others still run. Returns the ids
         of the jobs it ran to their end.
+
+        A queued job is resumed only when its holder is known to be gone, i.e. it was
+        submitted on this host (:func:`holder_gone`): one queued by a process on another
+        host, or before holders were recorded, waits for its own process.
         """
         async with self._db.session() as session:
             rows = await session.execute(
@@ -391,6 +421,23 @@ class _JobProgress:
             job = await session.get(IngestJob, self._job_id)
             if job is not None and job.status == JobStatus.RUNNING:
                 job.done_files = max(job.done_files, done)
+
+
+async def _claim(session: AsyncSession, job: IngestJob) -> bool:
+    """Mark ``job`` running in this process, unless another runner has claimed it since
+    ``session`` read it (False). SQLite ignores FOR UPDATE, so two processes may both
+    have read it queued, or both found its runner gone: only one UPDATE matches."""
+    claimed = await session.execute(
+        update(IngestJob)
+        .where(
+            IngestJob.id == job.id,
+            IngestJob.status == job.status,
+            IngestJob.holder.is_not_distinct_from(job.holder),
+        )
+        .values(status=str(JobStatus.RUNNING), started_at=utcnow(), holder=this_process())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def _runner_gone(session: AsyncSession, job: IngestJob) -> bool:

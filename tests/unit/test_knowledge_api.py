@@ -6,7 +6,9 @@ and what the caller got back (citations), per caller group.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from backend.chat.pipeline import ChatInput, Routed
 from backend.container import Container, build_container
 from backend.db.models import Document, DocumentChunk, IngestJob, Message
 from backend.identity.types import Principal
-from backend.knowledge.jobs import this_process
+from backend.knowledge.jobs import _claim, holder_gone, this_process
 from backend.settings import Settings
 from experts.types import ChatMessage
 from router.encoder import Encoder
@@ -305,3 +307,46 @@ async def test_jobs_a_stopped_process_left_are_resumed_and_live_ones_left_alone(
     assert jobs[running].holder == this_process()  # taken over
     assert {"upload/msa-key-terms.md", "upload/fallbacks.md"} <= sources
     assert "upload/reset.md" not in sources
+
+
+async def test_a_job_claimed_by_another_runner_since_it_was_read_is_left_to_it(kb: Container) -> None:
+    job_id = await _queued_job(kb, "msa-key-terms.md", PUBLIC_MSA)
+    other = f"{socket.gethostname()}:1:1"
+    async with kb.db.transaction() as session:
+        job = await session.get(IngestJob, job_id)  # read queued, as two runners may both do on SQLite
+        assert job is not None
+        async with kb.db.transaction() as meanwhile:  # the other runner claims it first
+            await meanwhile.execute(update(IngestJob).where(IngestJob.id == job_id).values(status="running", holder=other))
+        assert not await _claim(session, job)
+    async with kb.db.transaction() as session:
+        job = await session.get(IngestJob, job_id)
+        assert job is not None and job.holder == other
+        assert await _claim(session, job)  # read afresh, it can be claimed (as a taker-over would)
+    async with kb.db.session() as session:
+        assert (await session.get(IngestJob, job_id)).holder == this_process()  # type: ignore[union-attr]
+
+
+def test_a_holder_whose_pid_was_given_to_another_process_is_gone() -> None:
+    me = this_process()
+    host, pid, start = me.split(":")
+    assert not holder_gone(me)
+    assert holder_gone(f"{host}:{pid}:{int(start) - 1}")  # this pid, an earlier process
+    assert not holder_gone(f"other-host:{pid}:{start}")  # another host: not known
+    assert not holder_gone(None)  # a job from before holders were recorded
+
+
+async def test_a_run_cancelled_mid_ingest_keeps_its_uploads_for_the_resume(kb: Container) -> None:
+    job_id = await _queued_job(kb, "msa-key-terms.md", PUBLIC_MSA)
+    staged = kb.settings.data_dir / "uploads" / job_id
+    assert staged.is_dir()
+
+    def shutdown_arrives(phase: str, done: int, total: int, detail: str) -> None:
+        raise asyncio.CancelledError  # as the lifespan's cancellation would, mid-ingest
+
+    with pytest.raises(asyncio.CancelledError):
+        await kb.knowledge.jobs.run(job_id, shutdown_arrives)
+    assert staged.is_dir()  # still there for whoever resumes the job
+    async with kb.db.transaction() as session:  # as if its process had stopped
+        await session.execute(update(IngestJob).where(IngestJob.id == job_id).values(holder=gone_holder()))
+    assert await kb.knowledge.jobs.resume_orphans() == [job_id]
+    assert not staged.exists()  # removed once the results are recorded
