@@ -214,5 +214,5 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     )
     app.add_middleware(RequestIdMiddleware)
     # Outermost: the request's root span covers everything, the request id included.
-    app.add_middleware(TracingMiddleware)
+    app.add_middleware(TracingMiddleware, continue_traces=settings.otel_continue_traces)
     return app

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("otel_endpoint", "EXPERTGATE_OTEL_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
     )
     otel_service_name: str = "expertgate"
+    # Continue a caller's W3C traceparent (its trace id becomes the request's). Turn off
+    # where untrusted clients reach the API directly: each request then starts a trace.
+    otel_continue_traces: bool = True
     # Quotas: when the quota store (Redis) errors, serve uncounted (open) or refuse (closed, 503).
     quota_on_store_error: Literal["open", "closed"] = "open"
     # Expert capacity slots (docs/resilience.md): a slot not released (crashed process,

@@ -111,9 +111,10 @@ class LiteLLMClient:
             "num_retries": 0,  # retries are the caller's policy, not litellm's
             "drop_params": True,
         }
-        headers = _trace_headers()
-        if headers:
-            kwargs["extra_headers"] = headers
+        if endpoint.api_base is not None:  # self-hosted (vLLM, llama.cpp): not a hosted API
+            headers = _trace_headers()
+            if headers:
+                kwargs["extra_headers"] = headers
         return kwargs
 
     def _map_error(self, expert: str, exc: Exception) -> Exception:
@@ -187,13 +188,14 @@ _TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 def _trace_headers() -> dict[str, str]:
-    """``traceparent`` (and ``tracestate``) of the current span, for the endpoint: a vLLM
-    server with tracing on continues the request's trace. Empty when nothing is traced."""
+    """``traceparent`` of the current span, for a self-hosted endpoint: a vLLM server with
+    tracing on continues the request's trace. Empty when nothing is traced. A caller's
+    ``tracestate`` stays here: it is the caller's, not the endpoint's."""
     if not trace.get_current_span().get_span_context().is_valid:
         return {}
     carrier: dict[str, str] = {}
     _TRACE_CONTEXT.inject(carrier)
-    return carrier
+    return {"traceparent": carrier["traceparent"]} if "traceparent" in carrier else {}
 
 
 def _timeout(endpoint: Endpoint) -> float | httpx.Timeout:

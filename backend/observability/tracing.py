@@ -9,8 +9,9 @@ decorators and one wrapped call, so tracing never obscures its logic.
   plain call: one ``is None`` check, no span objects, no context switches.
 - :class:`TracingMiddleware` opens the request's root span (``POST /v1/chat/completions``)
   so that the stage spans of one request form one trace; a caller's W3C ``traceparent``
-  makes it a child of the caller's span. The LLM call sends the trace on
-  (experts/llm.py), so a vLLM server that traces continues it.
+  makes it a child of the caller's span (``Settings.otel_continue_traces``; a caller's
+  "not sampled" flag does not switch tracing off). The LLM call sends the trace on to
+  self-hosted endpoints (experts/llm.py), so a vLLM server that traces continues it.
 - :func:`stage` decorates an async pipeline method: span ``expertgate.<name>`` with
   ``expertgate.request_id`` (the audited id) and what the stage decided.
 - :func:`traced_stream` does the same for the streamed generate stage: the span ends
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,7 +68,10 @@ def setup_tracing(settings: Settings, exporter: SpanExporter | None = None) -> T
 def use_processor(settings: Settings, processor: SpanProcessor) -> TracerProvider:
     """Trace through ``processor`` from now on (this process's provider)."""
     global _tracer
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}))
+    # Every request is traced: a caller's traceparent decides the trace's id, never
+    # (by its "sampled" flag) whether expertgate records it.
+    sampler = ParentBased(root=ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON)
+    provider = TracerProvider(resource=Resource.create({"service.name": settings.otel_service_name}), sampler=sampler)
     provider.add_span_processor(processor)
     _tracer = provider.get_tracer("expertgate")
     return provider
@@ -160,11 +165,13 @@ class TracingMiddleware:
 
     Attributes: http.request.method, url.path, http.response.status_code and the
     request id the response carries back (X-Request-ID). A valid ``traceparent`` header
-    continues the caller's trace; a malformed one is ignored (a new trace starts).
+    continues the caller's trace when ``continue_traces``; a malformed one is ignored (a
+    new trace starts).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, continue_traces: bool = True) -> None:
         self.app = app
+        self.continue_traces = continue_traces
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tracer = _tracer
@@ -172,8 +179,10 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _TRACE_HEADERS}
-        parent = _TRACE_CONTEXT.extract(carrier) if carrier else None
+        parent = None
+        if self.continue_traces:
+            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _TRACE_HEADERS}
+            parent = _TRACE_CONTEXT.extract(carrier) if carrier else None
         with tracer.start_as_current_span(
             f"{scope['method']} {scope['path']}", context=parent, kind=SpanKind.SERVER, attributes=attributes
         ) as span:

@@ -16,8 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.types import Receive, Scope, Send
 
-from backend.observability.tracing import setup_tracing, shutdown_tracing, use_processor
+from backend.observability.tracing import TracingMiddleware, setup_tracing, shutdown_tracing, use_processor
 from backend.settings import Settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
@@ -155,10 +156,41 @@ async def test_a_callers_traceparent_is_continued_and_sent_on_to_the_llm(
     root, generate = spans["POST /v1/chat/completions"], spans["expertgate.generate"]
     assert f"{root.context.trace_id:032x}" == trace_id
     assert root.parent is not None and f"{root.parent.span_id:016x}" == caller_span and root.parent.is_remote
-    # The LLM endpoint gets the same trace, with the generate stage as the parent of its work.
+    # The LLM endpoint gets the same trace, with the generate stage as the parent of its
+    # work; the caller's tracestate is not passed on.
     sent = llm.headers[-1]
     assert sent["traceparent"] == f"00-{trace_id}-{generate.context.span_id:016x}-01"
-    assert sent["tracestate"] == "vendor=abc"
+    assert "tracestate" not in sent
+
+
+async def test_a_caller_cannot_switch_tracing_off(
+    client: httpx.AsyncClient, llm: FakeOpenAI, exporter: InMemorySpanExporter
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"}  # flags 00: "not sampled"
+    r = await client.post("/v1/chat/completions", json={"model": "legal", "messages": [QUESTION]}, headers=headers)
+    assert r.status_code == 200, r.text
+    spans = by_name(exporter.get_finished_spans())
+    assert set(STAGES) - {"expertgate.retrieve"} <= set(spans)  # recorded all the same
+    assert f"{spans['POST /v1/chat/completions'].context.trace_id:032x}" == trace_id
+
+
+async def test_continuing_callers_traces_can_be_turned_off(exporter: InMemorySpanExporter) -> None:
+    async def ok(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    for continue_traces, continued in ((True, True), (False, False)):
+        exporter.clear()
+        app = TracingMiddleware(ok, continue_traces=continue_traces)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            assert (await http.get("/v1/models", headers=headers)).status_code == 200
+        [root] = exporter.get_finished_spans()
+        assert (f"{root.context.trace_id:032x}" == trace_id) is continued
+        assert (root.parent is not None) is continued
+
 
 
 async def test_a_malformed_traceparent_starts_a_new_trace(
@@ -180,3 +212,20 @@ async def test_nothing_is_sent_to_the_llm_when_tracing_is_off(client: httpx.Asyn
     r = await client.post("/v1/chat/completions", json={"model": "legal", "messages": [QUESTION]}, headers=headers)
     assert r.status_code == 200, r.text
     assert "traceparent" not in llm.headers[-1]
+
+
+def test_trace_context_goes_to_self_hosted_endpoints_only() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from experts.llm import LiteLLMClient
+    from experts.registry import GenerationParams
+    from experts.types import ChatMessage, Endpoint
+
+    client, messages, params = LiteLLMClient(), [ChatMessage("user", "hi")], GenerationParams()
+    vllm = Endpoint(model="hosted_vllm/moe", api_base="http://vllm:8000/v1", api_key=None, timeout_s=30)
+    hosted = Endpoint(model="openai/gpt-4o-mini", api_base=None, api_key="sk-x", timeout_s=30)
+    with TracerProvider().get_tracer("test").start_as_current_span("generate") as span:
+        parent = f"{span.get_span_context().span_id:016x}"
+        assert client._kwargs(vllm, messages, params)["extra_headers"]["traceparent"].split("-")[2] == parent
+        assert "extra_headers" not in client._kwargs(hosted, messages, params)
+    assert "extra_headers" not in client._kwargs(vllm, messages, params)  # no span: nothing
