@@ -9,6 +9,7 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -22,10 +23,14 @@ import yaml
 from sqlalchemy import select
 
 from backend.app import create_app
+from backend.audit.types import Actor
+from backend.audit.writer import AuditTrail
 from backend.container import Container, build_container
-from backend.db.models import AuditEvent
+from backend.db.models import AuditEvent, User
 from backend.db.session import Database, migrate
+from backend.errors import AppError
 from backend.identity.service import IdentityService
+from backend.identity.users import UserAdmin, UserChange
 from backend.settings import Settings
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
 from tests.fakes.openai_server import FakeOpenAI
@@ -106,6 +111,37 @@ async def audit_events(container: Container, **where: Any) -> list[AuditEvent]:
         for column, value in where.items():
             stmt = stmt.where(getattr(AuditEvent, column) == value)
         return list((await s.scalars(stmt)).all())
+
+
+async def demote_each_other(db: Database, trail: AuditTrail) -> tuple[AppError | None, dict[str, list[str]]]:
+    """Two admins, Ana and Bob, each demote the other in their own transaction (as two API
+    processes would), Bob's starting while Ana's is still open. Returns how Bob's change
+    was refused (None: it went through) and every user's roles afterwards."""
+    async with db.transaction() as session:
+        identity = IdentityService(session)
+        ana = (await identity.ensure_user("ana@example.com", roles={"admin"})).id
+        bob = (await identity.ensure_user("bob@example.com", roles={"admin"})).id
+    demote = UserChange(roles=frozenset({"user"}))
+    ana_changed = asyncio.Event()
+
+    async def ana_demotes_bob() -> None:
+        async with db.transaction() as session:
+            await UserAdmin(session, trail).update_user(Actor("api", user_id=ana), bob, demote)
+            ana_changed.set()
+            await asyncio.sleep(0.3)  # Bob's change starts meanwhile, before this commits
+
+    first = asyncio.create_task(ana_demotes_bob())
+    await ana_changed.wait()
+    refused = None
+    try:
+        async with db.transaction() as session:
+            await UserAdmin(session, trail).update_user(Actor("api", user_id=bob), ana, demote)
+    except AppError as exc:
+        refused = exc
+    await first
+    async with db.session() as session:
+        roles = dict((await session.execute(select(User.email, User.roles))).tuples().all())
+    return refused, roles
 
 
 def gone_holder() -> str:

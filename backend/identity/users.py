@@ -5,12 +5,14 @@ Keys have :class:`backend.identity.admin.KeyAdmin`; this is the rest of the cons
 and delete teams. Every write appends its audit event last, so none can skip it.
 A disabled user's keys stop authenticating at once (IdentityService.authenticate).
 
-A change that takes an admin's role away (demoting or disabling them) is serialized
-with every other such change, and its actor must still be an active admin when it runs
-(its key or session may have been authenticated from a cache a few seconds old). As no
-admin can demote or disable themself, the actor is an admin that remains: two admins
-demoting each other at the same moment cannot lock everyone out of the console, the
-second one is refused (403 ``admin_required``) once the first has committed.
+A change that takes an admin's role away (demoting or disabling them) through this
+console is serialized with every other such change, and its actor must still be an
+active admin when it runs (its key or session may have been authenticated from a cache
+a few seconds old). As no admin can demote or disable themself, the actor is an admin
+that remains: two admins demoting each other at the same moment cannot lock everyone
+out of the console, the second one is refused (403 ``admin_required``) once the first
+has committed. (Roles that an identity provider maps at sign-in, backend/oidc, are the
+provider's to decide.)
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from backend.errors import BadRequest, Forbidden, NotFound
 from backend.identity.service import ROLES
 
 USER_UPDATED = "user.updated"
-# PostgreSQL advisory lock (two keys: "EG", "ADM") held by a change that takes an
-# admin's role away, until its transaction ends.
-_ADMINS_LOCK = {"space": 0x4547, "key": 0x41444D}
+# PostgreSQL advisory lock held by a change that takes an admin's role away, until its
+# transaction ends. Its own first key ("EA"): the ingest jobs' locks are ("EG", hash).
+_ADMINS_LOCK = {"space": 0x4541, "key": 1}
 TEAM_CREATED = "team.created"
 TEAM_DELETED = "team.deleted"
 

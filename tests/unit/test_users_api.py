@@ -7,8 +7,9 @@ import httpx
 
 from backend.audit.types import Actor
 from backend.container import Container
+from backend.errors import Forbidden
 from backend.identity.users import UserAdmin, UserChange
-from tests.conftest import audit_events, auth, make_key
+from tests.conftest import audit_events, auth, demote_each_other, make_key
 
 
 async def user_id(http: httpx.AsyncClient, admin: str, email: str) -> int:
@@ -115,3 +116,9 @@ async def test_an_admin_demoted_elsewhere_cannot_take_the_other_admins_role(
     assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required", r.text
     users = {u["email"]: u["roles"] for u in (await http.get("/api/v1/admin/users", headers=auth(bob_key))).json()}
     assert users == {"ana@example.com": ["user"], "bob@example.com": ["admin"]}
+
+
+async def test_two_admins_demoting_each_other_on_sqlite_leave_one_admin(container: Container) -> None:
+    refused, roles = await demote_each_other(container.db, container.audit)
+    assert isinstance(refused, Forbidden) and refused.code == "admin_required"
+    assert roles == {"ana@example.com": ["admin"], "bob@example.com": ["user"]}
