@@ -87,7 +87,7 @@ class IndexPublisher:
         the version just built cannot be loaded."""
         async with self._locked(domain):
             try:
-                loaded = await anyio.to_thread.run_sync(self._load, domain, None)
+                loaded = await anyio.to_thread.run_sync(self.load, domain, None)
             except IndexUnavailable:
                 loaded = None
             if loaded is not None:
@@ -95,9 +95,11 @@ class IndexPublisher:
                     if loaded.manifest.source_fingerprint == await self.fingerprint(session, domain):
                         return loaded
             manifest = await self._publish_locked(domain)
-            return await anyio.to_thread.run_sync(self._load, domain, manifest.version)
+            return await anyio.to_thread.run_sync(self.load, domain, manifest.version)
 
-    def _load(self, domain: str, version: str | None) -> LoadedIndex:
+    def load(self, domain: str, version: str | None) -> LoadedIndex:
+        """Load ``domain``'s ``version`` (None: the current one) for this publisher's
+        embedder and index configuration. Blocking; raises IndexUnavailable."""
         return self._store.load(
             domain, embedder=self._embedder.name, dim=self._embedder.dim, config=self.config, version=version
         )

@@ -101,7 +101,7 @@ class KnowledgeService:
             live = await anyio.to_thread.run_sync(self._store.current_version, domain)
             if loaded is None or loaded.manifest.version != live:
                 try:
-                    loaded = await anyio.to_thread.run_sync(self._load, domain, None)
+                    loaded = await anyio.to_thread.run_sync(self._publisher.load, domain, None)
                 except IndexUnavailable as exc:
                     log.warning("index %s unusable (%s); rebuilding from SQL", domain, exc)
                     loaded = None
@@ -132,15 +132,6 @@ class KnowledgeService:
         loaded = self._loaded.get(domain)
         return loaded.manifest.version if loaded else None
 
-    def _load(self, domain: str, version: str | None) -> LoadedIndex:
-        return self._store.load(
-            domain,
-            embedder=self._embedder.name,
-            dim=self._embedder.dim,
-            config=self._publisher.config,
-            version=version,
-        )
-
     async def _index(self, domain: str) -> LoadedIndex:
         loaded = self._loaded.get(domain)
         if loaded is None:
@@ -153,7 +144,7 @@ class KnowledgeService:
         if version is None or version == loaded.manifest.version:
             return loaded
         try:
-            fresh = await anyio.to_thread.run_sync(self._load, domain, version)
+            fresh = await anyio.to_thread.run_sync(self._publisher.load, domain, version)
         except IndexUnavailable as exc:
             # Keep answering from the version we have; the publisher's next run fixes it.
             log.warning("cannot load index %s/%s (%s); keeping %s",
