@@ -248,9 +248,12 @@ def _bars(
 def write_svg(results: dict[str, Any], path: Path) -> None:
     s = results["summary"]
     gateways = [(n, r) for n, r in s.items() if n != "direct"]
+    streams = [(n, r) for n, r in results.get("stream_summary", {}).items() if n != "direct-stream"]
     height = 44 + 40 * len(gateways)
+    stream_height = 44 + 40 * len(streams) if streams else 0
+    bottom = 2 * height + 20 + (2 * (stream_height + 20) if streams else 0)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{2 * height + 40}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{bottom + 20}" '
         'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>'
     ]
     parts += _bars(
@@ -294,9 +297,42 @@ def write_svg(results: dict[str, Any], path: Path) -> None:
         [(n, [r["rss_mib"]]) for n, r in gateways],
         ["RSS"],
     )
+    if streams:
+        y = 50 + 2 * height
+        parts += _bars(
+            10,
+            y,
+            470,
+            stream_height,
+            "Streamed: overhead vs direct-stream (log scale)",
+            "ms",
+            [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in streams],
+            ["p50", "p99"],
+            log=True,
+        )
+        parts += _bars(
+            490,
+            y,
+            460,
+            stream_height,
+            "Streamed: throughput (32 connections)",
+            "/s",
+            [(n, [r["closed32_rps"]]) for n, r in streams],
+            ["answers per second"],
+        )
+        parts += _bars(
+            10,
+            y + stream_height + 20,
+            470,
+            stream_height,
+            "Streamed: server CPU (32 connections)",
+            "s",
+            [(n, [r["cpu_s_per_1000"]]) for n, r in streams],
+            ["CPU-s per 1000 answers"],
+        )
     c = results.get("conditions", {})
     parts.append(
-        f'<text x="10" y="{2 * height + 34}" font-size="10" fill="#666">'
+        f'<text x="10" y="{bottom + 14}" font-size="10" fill="#666">'
         f"{escape(str(c.get('date', '')))} {escape(str(c.get('machine', '')))} {escape(str(c.get('note', '')))}</text>"
     )
     parts.append("</svg>")

@@ -176,3 +176,20 @@ def test_stream_overhead_is_taken_against_the_streamed_direct_run() -> None:
         "measured": 2,
         "met": False,
     }
+
+
+def test_the_plot_has_the_streamed_panels_when_the_run_streamed(tmp_path: Path) -> None:
+    row = {
+        "overhead_p50_ms": 2.0, "overhead_p99_ms": 5.0, "closed32_rps": 300.0, "max_sustained_rps": 100,
+        "cpu_s_per_1000": 3.0, "rss_mib": 100.0,
+    }  # fmt: skip
+    stream = {"overhead_p50_ms": 9.0, "overhead_p99_ms": 20.0, "closed32_rps": 150.0, "cpu_s_per_1000": 10.0}
+    results: dict[str, Any] = {"summary": {"direct": row, "gw": row}, "conditions": {}}
+    report.write_svg(results, tmp_path / "plain.svg")
+    results["stream_summary"] = {"direct-stream": stream, "gw-stream": stream}
+    report.write_svg(results, tmp_path / "streamed.svg")
+    plain, streamed = (tmp_path / "plain.svg").read_text(), (tmp_path / "streamed.svg").read_text()
+    assert "Streamed" not in plain and "gw-stream" not in plain
+    for title in ("Streamed: overhead", "Streamed: throughput", "Streamed: server CPU"):
+        assert title in streamed
+    assert "150.0 /s" in streamed and ">direct-stream<" not in streamed  # the baseline is not plotted
