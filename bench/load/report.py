@@ -246,93 +246,54 @@ def _bars(
 
 
 def write_svg(results: dict[str, Any], path: Path) -> None:
-    s = results["summary"]
-    gateways = [(n, r) for n, r in s.items() if n != "direct"]
+    """Bar charts of the summary, two to a row; the streamed ones when the run streamed."""
+    gateways = [(n, r) for n, r in results["summary"].items() if n != "direct"]
     streams = [(n, r) for n, r in results.get("stream_summary", {}).items() if n != "direct-stream"]
-    height = 44 + 40 * len(gateways)
-    stream_height = 44 + 40 * len(streams) if streams else 0
-    bottom = 2 * height + 20 + (2 * (stream_height + 20) if streams else 0)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{bottom + 20}" '
-        'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>'
-    ]
-    parts += _bars(
-        10,
-        10,
-        470,
-        height,
-        "Latency overhead vs direct (open loop, log scale)",
-        "ms",
-        [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in gateways],
-        ["p50", "p99"],
-        log=True,
-    )
-    parts += _bars(
-        490,
-        10,
-        460,
-        height,
-        "Throughput",
-        "RPS",
-        [(n, [r["closed32_rps"], r["max_sustained_rps"]]) for n, r in gateways],
-        ["32 connections", "max open-loop, p99 in bound"],
-    )
-    parts += _bars(
-        10,
-        30 + height,
-        470,
-        height,
-        "Server CPU (32 connections)",
-        "s",
-        [(n, [r["cpu_s_per_1000"]]) for n, r in gateways],
-        ["CPU-s per 1000 requests"],
-    )
-    parts += _bars(
-        490,
-        30 + height,
-        460,
-        height,
-        "Resident memory (server + children)",
-        "MiB",
-        [(n, [r["rss_mib"]]) for n, r in gateways],
-        ["RSS"],
-    )
+
+    def rows(entries: list[tuple[str, Any]], *keys: str) -> list[tuple[str, list[float | None]]]:
+        return [(n, [r[k] for k in keys]) for n, r in entries]
+
+    # Per grid row, its panels: (title, unit, rows, series, log scale).
+    grid: list[list[tuple[str, str, list[tuple[str, list[float | None]]], list[str], bool]]] = [
+        [
+            ("Latency overhead vs direct (open loop, log scale)", "ms",
+             rows(gateways, "overhead_p50_ms", "overhead_p99_ms"), ["p50", "p99"], True),
+            ("Throughput", "RPS", rows(gateways, "closed32_rps", "max_sustained_rps"),
+             ["32 connections", "max open-loop, p99 in bound"], False),
+        ],
+        [
+            ("Server CPU (32 connections)", "s", rows(gateways, "cpu_s_per_1000"), ["CPU-s per 1000 requests"], False),
+            ("Resident memory (server + children)", "MiB", rows(gateways, "rss_mib"), ["RSS"], False),
+        ],
+    ]  # fmt: skip
     if streams:
-        y = 50 + 2 * height
-        parts += _bars(
-            10,
-            y,
-            470,
-            stream_height,
-            "Streamed: overhead vs direct-stream (log scale)",
-            "ms",
-            [(n, [r["overhead_p50_ms"], r["overhead_p99_ms"]]) for n, r in streams],
-            ["p50", "p99"],
-            log=True,
-        )
-        parts += _bars(
-            490,
-            y,
-            460,
-            stream_height,
-            "Streamed: throughput (32 connections)",
-            "/s",
-            [(n, [r["closed32_rps"]]) for n, r in streams],
-            ["answers per second"],
-        )
-        parts += _bars(
-            10,
-            y + stream_height + 20,
-            470,
-            stream_height,
-            "Streamed: server CPU (32 connections)",
-            "s",
-            [(n, [r["cpu_s_per_1000"]]) for n, r in streams],
-            ["CPU-s per 1000 answers"],
-        )
+        grid += [
+            [
+                ("Streamed: overhead vs direct-stream (log scale)", "ms",
+                 rows(streams, "overhead_p50_ms", "overhead_p99_ms"), ["p50", "p99"], True),
+                ("Streamed: throughput (32 connections)", "/s", rows(streams, "closed32_rps"),
+                 ["answers per second"], False),
+            ],
+            [
+                ("Streamed: server CPU (32 connections)", "s", rows(streams, "cpu_s_per_1000"),
+                 ["CPU-s per 1000 answers"], False),
+            ],
+        ]  # fmt: skip
+    body: list[str] = []
+    y = 10
+    for panels in grid:
+        height = 44 + 40 * len(panels[0][2])
+        for (title, unit, data, series, log), x, width in zip(panels, (10, 490), (470, 460), strict=False):
+            body += _bars(x, y, width, height, title, unit, data, series, log=log)
+        y += height + 20
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="960" height="{y + 10}" '
+        'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>',
+        *body,
+    ]
     c = results.get("conditions", {})
     parts.append(
-        f'<text x="10" y="{bottom + 14}" font-size="10" fill="#666">'
+        f'<text x="10" y="{y - 6}" font-size="10" fill="#666">'
         f"{escape(str(c.get('date', '')))} {escape(str(c.get('machine', '')))} {escape(str(c.get('note', '')))}</text>"
     )
     parts.append("</svg>")
