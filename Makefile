@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 # llama.cpp builds from source: a portable build, not one tuned to this CPU only.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
-.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router bench-all bench-load bench-load-profile
+.PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router bench-all bench-load bench-load-profile bench-load-floor
 
 setup: $(STAMPS)/python web
 
@@ -111,6 +111,11 @@ bench-load: $(STAMPS)/python $(LITELLM_VENV)/.installed
 # Where expertgate's CPU goes under load (py-spy from the LiteLLM venv).
 bench-load-profile: $(STAMPS)/python $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.load.profile
+
+# The floor under the pass-through goals: bare ASGI gateways (httpx; expertgate's litellm
+# client) next to expertgate and LiteLLM proxy, same run (bench/load/floor.py, ~5 min).
+bench-load-floor: $(STAMPS)/python $(LITELLM_VENV)/.installed
+	$(BIN)/python -m bench.load.floor
 
 # The router side by side with semantic-router (bench/router_compare.py). The peer lives in
 # its own venv: it pulls in SDKs the product does not want. Its pins: constraints.txt less
