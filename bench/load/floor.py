@@ -12,11 +12,15 @@ worker count) next to expertgate's pass-through and LiteLLM proxy (bare):
                   answer built from its completion: nothing else
 - eg-pass         expertgate, expert named (auth, quota, capacity, audit), as in `make bench`
 - litellm-bare    LiteLLM proxy, no key, no DB, as in `make bench`
+- eg-direct       a what-if, not the product: eg-pass with its LLM call made by httpx
+                  instead of litellm (bench/load/whatif/sitecustomize.py), so that the
+                  goal's cost in architecture can be weighed on a figure (--no-what-if)
 
 Phases: overhead at 25 requests/s in open loop (target minus direct, same round, same
 percentile) and throughput at 32 connections in closed loop, with each server's CPU per
 request. A gateway cannot add less latency or cost less CPU than the floor it is built
 on: floor-litellm is what any gateway that calls its models through litellm starts from.
+eg-direct runs beside eg-pass on the same database and Redis.
 
 Writes bench/results/load_floor.json and prints the table. Never fails on a timing.
 """
@@ -79,7 +83,10 @@ def start_floor(workdir: Path, mode: str, stub: Server) -> Server:
     return spawn(f"floor-{mode}", argv, port, workdir, env)
 
 
-def run(workdir: Path, rounds: int, seconds: float) -> dict[str, Any]:
+WHATIF = ROOT / "bench" / "load" / "whatif"
+
+
+def run(workdir: Path, rounds: int, seconds: float, what_if: bool) -> dict[str, Any]:
     stub_exe, loadgen = build_tools(workdir)
     with contextlib.ExitStack() as stack:
         stub = start_stub(stub_exe, workdir, tokens=16)
@@ -99,6 +106,12 @@ def run(workdir: Path, rounds: int, seconds: float) -> dict[str, Any]:
         servers["expertgate"] = start_expertgate(workdir)
         stack.callback(servers["expertgate"].stop)
         wait_ready(servers["expertgate"], "/readyz", 300)
+        if what_if:
+            servers["eg-direct"] = start_expertgate(workdir, "eg-direct", {"PYTHONPATH": str(WHATIF)})
+            stack.callback(servers["eg-direct"].stop)
+            wait_ready(servers["eg-direct"], "/readyz", 300)
+            if "what-if:" not in servers["eg-direct"].log.read_text(errors="replace"):
+                raise RuntimeError(f"eg-direct started without the what-if; see {servers['eg-direct'].log}")
         for name, server in servers.items():
             if name.startswith("floor-"):
                 wait_ready(server, "/health", 120)
@@ -114,6 +127,8 @@ def run(workdir: Path, rounds: int, seconds: float) -> dict[str, Any]:
         ]
         if "litellm-bare" in servers:
             targets.append(Target("litellm-bare", servers["litellm-bare"], bodies["stub"]))
+        if what_if:
+            targets.append(Target("eg-direct", servers["eg-direct"], bodies["pass"], [f"Authorization: Bearer {key}"]))
         bench = Bench(loadgen, stub)
         for server in {t.server.name: t.server for t in targets}.values():
             bench.measure_idle(server)
@@ -134,6 +149,8 @@ def run(workdir: Path, rounds: int, seconds: float) -> dict[str, Any]:
         }
     names = [t.name for t in targets]
     summary = report.summarize({**phases, "ladder": [], "saturation": []}, names, rss, bound_ms=40)
+    if "eg-direct" in summary:  # report.summarize files every eg-* target under "expertgate"
+        summary["eg-direct"].update(rss["eg-direct"])
     return {"phases": phases, "summary": summary, "targets": names}
 
 
@@ -159,11 +176,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8, help="length of each run")
+    parser.add_argument("--no-what-if", action="store_true", help="leave out eg-direct (expertgate without litellm)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="eg-floor-") as tmp:
-        results = run(Path(tmp), args.rounds, args.seconds)
+        results = run(Path(tmp), args.rounds, args.seconds, not args.no_what_if)
     results["conditions"] = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -286,17 +286,17 @@ def prepare_expertgate(workdir: Path, stub_port: int) -> str:
     return key
 
 
-def start_expertgate(workdir: Path) -> Server:
-    """Spawns ``expertgate serve`` (EG_WORKERS workers); ready when GET /readyz answers."""
+def start_expertgate(workdir: Path, name: str = "expertgate", env: dict[str, str] | None = None) -> Server:
+    """Spawns ``expertgate serve`` (EG_WORKERS workers); ready when GET /readyz answers.
+    ``env`` is added to its environment."""
     port = free_port()
-    server = spawn(
-        "expertgate",
+    return spawn(
+        name,
         [str(VENV_BIN / "expertgate"), "serve", "--port", str(port)],
         port,
         workdir,
-        expertgate_env(workdir),
+        {**expertgate_env(workdir), **(env or {})},
     )
-    return server
 
 
 @dataclass(frozen=True)

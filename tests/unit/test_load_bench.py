@@ -8,8 +8,10 @@ and SSE answers are both parsed to the end, refusals are counted as errors).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ from typing import Any
 import pytest
 
 from bench.load import report
+from bench.load.floor import WHATIF, start_floor
 from bench.load.profile import summarize as summarize_profile
-from bench.load.servers import Server, build_tools, configure_stub, start_stub
+from bench.load.servers import Server, build_tools, configure_stub, post_json, start_stub, wait_ready
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="the load tools are built with gcc")
 
@@ -193,3 +196,69 @@ def test_the_plot_has_the_streamed_panels_when_the_run_streamed(tmp_path: Path) 
     for title in ("Streamed: overhead", "Streamed: throughput", "Streamed: server CPU"):
         assert title in streamed
     assert "150.0 /s" in streamed and ">direct-stream<" not in streamed  # the baseline is not plotted
+
+
+def _stub_text(stub: Server, body: dict[str, Any]) -> str:
+    answer = post_json(stub.port, "/v1/chat/completions", body)
+    assert isinstance(answer, dict)
+    return str(answer["choices"][0]["message"]["content"])
+
+
+def test_floor_gateways_answer_with_the_stubs_completion(tools: tuple[Server, Path, Path]) -> None:
+    """Both bare gateways of bench/load/floor.py pass the stub's answer through whole:
+    the floor they measure is that of a working gateway."""
+    stub, _, workdir = tools
+    body = {"model": "stub-model", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    expected = _stub_text(stub, body)
+    assert "tok4" in expected
+    for mode in ("httpx", "litellm"):
+        server = start_floor(workdir, mode, stub)
+        try:
+            wait_ready(server, "/health", 120)
+            answer = post_json(server.port, "/v1/chat/completions", body)
+        finally:
+            server.stop()
+        assert isinstance(answer, dict)
+        assert answer["choices"][0]["message"]["content"] == expected, mode
+
+
+_WHAT_IF_CALL = """
+import asyncio, json, sys
+import litellm
+
+async def refuse(**kwargs):
+    raise AssertionError("litellm was called")
+
+litellm.acompletion = refuse
+from experts.llm import LiteLLMClient
+from experts.registry import GenerationParams
+from experts.types import ChatMessage, Endpoint
+
+endpoint = Endpoint(model="hosted_vllm/stub-model", api_base=sys.argv[1], api_key="sk-stub", timeout_s=10)
+done = asyncio.run(LiteLLMClient().complete("general", endpoint, [ChatMessage("user", "hi")], GenerationParams(max_tokens=8)))
+print(json.dumps({"text": done.text, "completion_tokens": done.usage.completion_tokens}))
+"""
+
+
+def test_what_if_server_calls_the_endpoint_without_litellm(tools: tuple[Server, Path, Path]) -> None:
+    """eg-direct's what-if (bench/load/whatif) replaces litellm's call for self-hosted
+    endpoints and nothing else: here litellm's acompletion raises if it is reached."""
+    stub, _, _ = tools
+    direct = post_json(
+        stub.port, "/v1/chat/completions", {"model": "stub-model", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert isinstance(direct, dict)
+    expected = {
+        "text": direct["choices"][0]["message"]["content"],
+        "completion_tokens": direct["usage"]["completion_tokens"],
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _WHAT_IF_CALL, f"http://127.0.0.1:{stub.port}/v1"],
+        env={**os.environ, "PYTHONPATH": str(WHATIF), "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "what-if:" in done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
