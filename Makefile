@@ -113,7 +113,7 @@ bench-load-profile: $(STAMPS)/python $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.load.profile
 
 # The floor under the pass-through goals: bare ASGI gateways (httpx; expertgate's litellm
-# client) next to expertgate and LiteLLM proxy, same run (bench/load/floor.py, ~5 min).
+# client) next to expertgate and LiteLLM proxy, same run (bench/load/floor.py, ~6 min).
 bench-load-floor: $(STAMPS)/python $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.load.floor
 

@@ -24,14 +24,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-App = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -61,14 +56,15 @@ async def _lifespan(receive: Receive, send: Send, start: Callable[[], Awaitable[
             return
 
 
-def httpx_app(upstream: str) -> App:
+def httpx_app(upstream: str) -> ASGIApp:
     import httpx
 
-    client: list[httpx.AsyncClient] = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    client: httpx.AsyncClient | None = None
 
-    async def start() -> None:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        client.append(httpx.AsyncClient(base_url=upstream, limits=limits, timeout=30))
+    async def start() -> None:  # in the worker's event loop
+        nonlocal client
+        client = httpx.AsyncClient(base_url=upstream, limits=limits, timeout=30)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -78,13 +74,14 @@ def httpx_app(upstream: str) -> App:
         if scope["path"] != "/v1/chat/completions":
             await _answer(send, 200, b'{"ok":true}')
             return
-        r = await client[0].post("/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert client is not None, "lifespan startup has run"
+        r = await client.post("/chat/completions", content=body, headers={"content-type": "application/json"})
         await _answer(send, r.status_code, r.content)
 
     return app
 
 
-def litellm_app(upstream: str, model: str) -> App:
+def litellm_app(upstream: str, model: str) -> ASGIApp:
     from experts.llm import LiteLLMClient
     from experts.registry import GenerationParams
     from experts.types import ChatMessage, Endpoint
@@ -130,7 +127,7 @@ def litellm_app(upstream: str, model: str) -> App:
     return app
 
 
-def create() -> App:
+def create() -> ASGIApp:
     """uvicorn's factory (``--factory``): the app ``FLOOR_MODE`` names."""
     upstream = os.environ["FLOOR_UPSTREAM"]
     mode = os.environ.get("FLOOR_MODE", "httpx")

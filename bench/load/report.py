@@ -38,9 +38,15 @@ def _overhead(rounds: dict[int, dict[str, Run]], name: str, base: str, pct: str)
 
 
 def summarize(
-    phases: dict[str, list[Run]], names: list[str], servers: dict[str, Any], bound_ms: float
+    phases: dict[str, list[Run]],
+    names: list[str],
+    servers: dict[str, Any],
+    bound_ms: float,
+    server_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One row per target: overhead vs direct (same round, same percentile), throughput, cost."""
+    """One row per target: overhead vs direct (same round, same percentile), throughput, cost.
+    ``servers`` holds RSS and process counts by server name; ``server_of`` names a target's
+    server where it is not the default (the stub for direct, expertgate for eg-*)."""
     rounds = _by_round(phases["overhead"])
     closed_rounds = _by_round(phases["closed"])
     ladder_top = max((r["rate"] for r in phases["ladder"]), default=0)
@@ -56,7 +62,9 @@ def summarize(
         # Open-loop steps past a target's capacity end in client time-outs: counted apart.
         overload = [r for r in phases["ladder"] if r["target"] == name and not r["passed"]]
         counted = [r for r in every if r not in overload]
-        server = "stub" if name == "direct" else ("expertgate" if name.startswith("eg-") else name)
+        server = (server_of or {}).get(name) or (
+            "stub" if name == "direct" else ("expertgate" if name.startswith("eg-") else name)
+        )
         out[name] = {
             "p50_ms": _median([r["latency_ms"]["p50"] for r in mine]),
             "p99_ms": _median([r["latency_ms"]["p99"] for r in mine]),

@@ -56,11 +56,14 @@ from bench.load.servers import (
     audit_verify,
     build_tools,
     configure_stub,
+    cpu_seconds,
     expertgate_backing,
     expertgate_database_url,
     litellm_available,
     litellm_budget_key,
+    machine_cpu_seconds,
     prepare_expertgate,
+    service_pids,
     start_expertgate,
     start_litellm,
     start_stub,
@@ -164,8 +167,12 @@ class Bench:
         for h in target.headers:
             argv += ["-H", h]
         pids = target.server.pids()
+        services = service_pids()
         before, stub_before = target.server.cpu(), self.stub.cpu()
+        machine_before, services_before = machine_cpu_seconds(), cpu_seconds(services)
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        machine_cpu = machine_cpu_seconds() - machine_before
+        services_cpu = cpu_seconds(services) - services_before
         server_cpu = target.server.cpu() - before
         result: dict[str, Any] = json.loads(done.stdout)
         stub_cpu = self.stub.cpu() - stub_before
@@ -182,6 +189,11 @@ class Bench:
             server_processes=len(pids),
             cpu_ms_per_request=round(server_cpu * 1000 / result["ok"], 3) if result["ok"] else None,
             stub_cpu_s=round(stub_cpu, 3),
+            # The whole machine and PostgreSQL + Redis over the load generator's run (a
+            # PostgreSQL backend started during the run is not counted).
+            machine_cpu_s=round(machine_cpu, 3),
+            machine_busy_cores=round(machine_cpu / result["elapsed_s"], 3) if result["elapsed_s"] else None,
+            services_cpu_s=round(services_cpu, 3),
         )
         name = target.server.name
         self.peak_rss[name] = max(self.peak_rss.get(name, 0.0), target.server.rss())

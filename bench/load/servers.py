@@ -95,6 +95,27 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all cores; /proc/stat less idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
+SERVICES = ("postgres", "redis-server")  # the shared services both gateways' runs lean on
+
+
+def service_pids(names: tuple[str, ...] = SERVICES) -> list[int]:
+    """Processes whose command name is one of ``names`` (PostgreSQL's backends and Redis)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{entry}/comm").read_text().strip() in names:
+                    found.append(int(entry))
+    return found
+
+
 def rss_mib(pids: list[int]) -> float:
     total_kib = 0
     for p in pids:
@@ -287,8 +308,8 @@ def prepare_expertgate(workdir: Path, stub_port: int) -> str:
 
 
 def start_expertgate(workdir: Path, name: str = "expertgate", env: dict[str, str] | None = None) -> Server:
-    """Spawns ``expertgate serve`` (EG_WORKERS workers); ready when GET /readyz answers.
-    ``env`` is added to its environment."""
+    """Spawns ``expertgate serve`` (EG_WORKERS workers) as the server ``name``; ready when
+    GET /readyz answers. ``env`` is added to its environment."""
     port = free_port()
     return spawn(
         name,

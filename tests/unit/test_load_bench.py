@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bench.load import report
-from bench.load.floor import WHATIF, start_floor
+from bench.load.floor import WHAT_IF_MARK, WHATIF, budget_2x, check_what_if, machine_figures, start_floor
 from bench.load.profile import summarize as summarize_profile
 from bench.load.servers import Server, build_tools, configure_stub, post_json, start_stub, wait_ready
 
@@ -212,9 +212,9 @@ def test_floor_gateways_answer_with_the_stubs_completion(tools: tuple[Server, Pa
     expected = _stub_text(stub, body)
     assert "tok4" in expected
     for mode in ("httpx", "litellm"):
-        server = start_floor(workdir, mode, stub)
+        server = start_floor(workdir, mode, stub, workers=1)
         try:
-            wait_ready(server, "/health", 120)
+            wait_ready(server, "/health", 300)
             answer = post_json(server.port, "/v1/chat/completions", body)
         finally:
             server.stop()
@@ -257,8 +257,50 @@ def test_what_if_server_calls_the_endpoint_without_litellm(tools: tuple[Server, 
         env={**os.environ, "PYTHONPATH": str(WHATIF), "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "what-if:" in done.stderr
+    assert WHAT_IF_MARK in done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_a_what_if_server_must_have_it_in_every_process(tmp_path: Path) -> None:
+    log = tmp_path / "eg-direct.log"
+    server = Server("eg-direct", subprocess.Popen(["true"]), 0, log)
+    server.proc.wait()
+    log.write_text(f"{WHAT_IF_MARK} ...\n" * 3)
+    check_what_if(server, workers=2)  # the supervisor and two workers
+    log.write_text(f"{WHAT_IF_MARK} ...\n" * 2)
+    with pytest.raises(RuntimeError, match="2 of 3 processes"):
+        check_what_if(server, workers=2)
+    log.write_text(f"{WHAT_IF_MARK} ...\n" * 3 + "Error in sitecustomize; set PYTHONVERBOSE for traceback:\n")
+    with pytest.raises(RuntimeError):
+        check_what_if(server, workers=2)
+
+
+def test_the_2x_budget_is_what_the_machine_leaves_the_gateway() -> None:
+    def closed(ok: int, machine: float, services: float, stub: float, loadgen: float, busy: float) -> dict[str, Any]:
+        return {
+            "ok": ok, "machine_cpu_s": machine, "services_cpu_s": services, "stub_cpu_s": stub,
+            "loadgen_cpu_s": loadgen, "machine_busy_cores": busy,
+        }  # fmt: skip
+
+    eg = machine_figures([closed(1000, 3.0, 0.5, 0.05, 0.05, 1.9), closed(2000, 7.0, 0.8, 0.1, 0.1, 2.0)])
+    # per request: machine 3.0 and 3.5 ms, PG + Redis 0.5 and 0.4, stub + loadgen 0.1 and 0.1
+    assert eg == {
+        "machine_busy_cores": 1.95,
+        "machine_cpu_ms_per_request": 3.25,
+        "services_cpu_ms_per_request": 0.45,
+        "tools_cpu_ms_per_request": 0.1,
+    }
+    summary = {
+        "litellm-bare": {"closed32_rps": 390.0},
+        "eg-pass": {**eg, "cpu_s_per_1000": 2.7},
+        "floor-litellm": {"cpu_s_per_1000": 1.4},
+    }
+    budget = budget_2x(summary)
+    assert budget is not None
+    assert budget["rps"] == 780.0
+    assert budget["machine_cpu_ms_per_request"] == 2.5  # 1.95 cores / 780 per s
+    assert budget["server_cpu_ms_per_request"] == 1.95  # less 0.45 and 0.1
+    assert budget_2x({"eg-pass": eg}) is None  # no LiteLLM in the run: no budget

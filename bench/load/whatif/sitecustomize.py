@@ -8,6 +8,11 @@ the choice between the two is made on a figure. Python imports this module at st
 when its directory is on PYTHONPATH (bench/load/floor.py sets it for the ``eg-direct``
 server only); it then replaces ``LiteLLMClient.complete`` for non-streamed calls to
 endpoints with an ``api_base``. Nothing else changes.
+
+A what-if, so two of the project's habits are set aside here: the replacement happens at
+import (that is how Python runs a sitecustomize), and an endpoint's error is not mapped
+onto :mod:`experts.errors` (an ``httpx`` error reaches the caller as it is; the run
+counts errors, and a what-if with errors is not a figure).
 """
 
 from __future__ import annotations
@@ -21,17 +26,26 @@ import experts.llm
 from experts.types import Completion, Usage
 
 MARK = "what-if: non-streamed LLM calls to self-hosted endpoints go by httpx, not litellm"
-_client: list[httpx.AsyncClient] = []
 _litellm_complete = experts.llm.LiteLLMClient.complete
+
+
+class _Http:
+    """One client per process, made in its event loop on first use."""
+
+    client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def get(cls, timeout_s: float) -> httpx.AsyncClient:
+        if cls.client is None:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+            cls.client = httpx.AsyncClient(limits=limits, timeout=timeout_s)
+        return cls.client
 
 
 async def _complete(self: Any, expert: str, endpoint: Any, messages: Any, params: Any) -> Completion:
     if endpoint.api_base is None:
         return await _litellm_complete(self, expert, endpoint, messages, params)
-    if not _client:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        _client.append(httpx.AsyncClient(limits=limits, timeout=endpoint.timeout_s))
-    r = await _client[0].post(
+    r = await _Http.get(endpoint.timeout_s).post(
         endpoint.api_base.rstrip("/") + "/chat/completions",
         json={
             "model": endpoint.model.split("/", 1)[1],
