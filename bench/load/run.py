@@ -56,14 +56,13 @@ from bench.load.servers import (
     audit_verify,
     build_tools,
     configure_stub,
-    cpu_seconds,
     expertgate_backing,
     expertgate_database_url,
     litellm_available,
     litellm_budget_key,
     machine_cpu_seconds,
     prepare_expertgate,
-    service_pids,
+    services_cpu_seconds,
     start_expertgate,
     start_litellm,
     start_stub,
@@ -167,12 +166,11 @@ class Bench:
         for h in target.headers:
             argv += ["-H", h]
         pids = target.server.pids()
-        services = service_pids()
         before, stub_before = target.server.cpu(), self.stub.cpu()
-        machine_before, services_before = machine_cpu_seconds(), cpu_seconds(services)
+        machine_before, services_before = machine_cpu_seconds(), services_cpu_seconds()
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
         machine_cpu = machine_cpu_seconds() - machine_before
-        services_cpu = cpu_seconds(services) - services_before
+        services_cpu = services_cpu_seconds() - services_before
         server_cpu = target.server.cpu() - before
         result: dict[str, Any] = json.loads(done.stdout)
         stub_cpu = self.stub.cpu() - stub_before
@@ -189,8 +187,7 @@ class Bench:
             server_processes=len(pids),
             cpu_ms_per_request=round(server_cpu * 1000 / result["ok"], 3) if result["ok"] else None,
             stub_cpu_s=round(stub_cpu, 3),
-            # The whole machine and PostgreSQL + Redis over the load generator's run (a
-            # PostgreSQL backend started during the run is not counted).
+            # The whole machine and PostgreSQL + Redis over the load generator's run.
             machine_cpu_s=round(machine_cpu, 3),
             machine_busy_cores=round(machine_cpu / result["elapsed_s"], 3) if result["elapsed_s"] else None,
             services_cpu_s=round(services_cpu, 3),

@@ -85,12 +85,17 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: state, ppid, ... (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of the given processes (fields 14 and 15 of stat)."""
     total = 0
     for p in pids:
         with contextlib.suppress(OSError):  # a process may have exited since it was listed
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(p)
             total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
 
@@ -105,15 +110,29 @@ def machine_cpu_seconds() -> float:
 SERVICES = ("postgres", "redis-server")  # the shared services both gateways' runs lean on
 
 
-def service_pids(names: tuple[str, ...] = SERVICES) -> list[int]:
-    """Processes whose command name is one of ``names`` (PostgreSQL's backends and Redis)."""
-    found = []
+def services_cpu_seconds(names: tuple[str, ...] = SERVICES) -> float:
+    """CPU seconds of the services' processes, those that have exited included.
+
+    Each service's root (a process named in ``names`` whose parent is not) counts its own
+    time, the time of the children it has reaped (PostgreSQL's postmaster reaps every
+    backend that ends, so a connection closed mid-run still counts) and the time of its
+    live descendants. Summing only the live processes would lose an ended backend's time
+    and could even come out negative between two readings."""
+    comm: dict[int, str] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry}/comm").read_text().strip() in names:
-                    found.append(int(entry))
-    return found
+                comm[int(entry)] = Path(f"/proc/{entry}/comm").read_text().strip()
+    total = 0
+    for pid, name in comm.items():
+        if name not in names:
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            fields = _stat(pid)
+            total += int(fields[11]) + int(fields[12])  # its own utime + stime
+            if comm.get(int(fields[1])) not in names:  # a root: add its reaped children's
+                total += int(fields[13]) + int(fields[14])
+    return total / CLK_TCK
 
 
 def rss_mib(pids: list[int]) -> float:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,15 @@ import pytest
 from bench.load import report
 from bench.load.floor import WHAT_IF_MARK, WHATIF, budget_2x, check_what_if, machine_figures, start_floor
 from bench.load.profile import summarize as summarize_profile
-from bench.load.servers import Server, build_tools, configure_stub, post_json, start_stub, wait_ready
+from bench.load.servers import (
+    Server,
+    build_tools,
+    configure_stub,
+    post_json,
+    services_cpu_seconds,
+    start_stub,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="the load tools are built with gcc")
 
@@ -304,3 +313,27 @@ def test_the_2x_budget_is_what_the_machine_leaves_the_gateway() -> None:
     assert budget["machine_cpu_ms_per_request"] == 2.5  # 1.95 cores / 780 per s
     assert budget["server_cpu_ms_per_request"] == 1.95  # less 0.45 and 0.1
     assert budget_2x({"eg-pass": eg}) is None  # no LiteLLM in the run: no budget
+
+
+def test_services_cpu_keeps_the_time_of_processes_that_have_ended(tmp_path: Path) -> None:
+    """A PostgreSQL backend that ends mid-run still counts (its parent reaped it): here a
+    root script runs a busy child, reaps it, and stays; the child's CPU must remain in
+    the sum after it has gone."""
+    child = tmp_path / "egburn-child"
+    child.write_text("#!/bin/bash\ni=0\nwhile [ $i -lt 200000 ]; do i=$((i+1)); done\n")
+    root = tmp_path / "egburn-root"
+    root.write_text(f"#!/bin/bash\n{child}\ntouch {tmp_path / 'reaped'}\nexec sleep 60\n")
+    for script in (child, root):
+        script.chmod(0o755)
+    names = ("egburn-root", "egburn-child", "sleep")
+    before = services_cpu_seconds(names)
+    proc = subprocess.Popen([str(root)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "reaped").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "reaped").exists()
+        assert services_cpu_seconds(names) - before >= 0.1  # the ended child's CPU
+    finally:
+        proc.kill()
+        proc.wait()
