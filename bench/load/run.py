@@ -26,7 +26,8 @@ overhead at the light rate and 32 connections in closed loop, each request read 
 from when each request was due). CPU-seconds of each server and all its children come
 from /proc, around every measurement.
 
-Writes bench/results/load.json and docs/load.svg, prints the table. Never fails on a timing.
+Writes bench/results/load.json and docs/load.svg (with --out elsewhere: the JSON there, the plot
+beside it), prints the table. Never fails on a timing.
 """
 
 from __future__ import annotations
@@ -357,10 +358,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    report.write_svg(results, SVG)
+    # The plot goes to docs/ with the results of record; a run written elsewhere keeps its
+    # plot beside its JSON.
+    svg = SVG if args.out.resolve() == OUT.resolve() else args.out.with_suffix(".svg")
+    report.write_svg(results, svg)
     print()
     print(report.table(results))
-    print(f"\nwrote {args.out} and {SVG} in {time.monotonic() - t0:.0f} s")
+    print(f"\nwrote {args.out} and {svg} in {time.monotonic() - t0:.0f} s")
 
 
 def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> dict[str, Any]:
