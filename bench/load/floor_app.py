@@ -56,15 +56,10 @@ async def _lifespan(receive: Receive, send: Send, start: Callable[[], Awaitable[
             return
 
 
-def httpx_app(upstream: str) -> ASGIApp:
-    import httpx
-
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    client: httpx.AsyncClient | None = None
-
-    async def start() -> None:  # in the worker's event loop
-        nonlocal client
-        client = httpx.AsyncClient(base_url=upstream, limits=limits, timeout=30)
+def _gateway(start: Callable[[], Awaitable[None]], forward: Callable[[bytes], Awaitable[tuple[int, bytes]]]) -> ASGIApp:
+    """The ASGI app both floors share: ``start`` at lifespan startup (in the worker's event
+    loop), ``forward`` for each chat completion's body (status and body of the answer),
+    any other path answered at once (the readiness probe)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -74,11 +69,28 @@ def httpx_app(upstream: str) -> ASGIApp:
         if scope["path"] != "/v1/chat/completions":
             await _answer(send, 200, b'{"ok":true}')
             return
-        assert client is not None, "lifespan startup has run"
-        r = await client.post("/chat/completions", content=body, headers={"content-type": "application/json"})
-        await _answer(send, r.status_code, r.content)
+        status, answer = await forward(body)
+        await _answer(send, status, answer)
 
     return app
+
+
+def httpx_app(upstream: str) -> ASGIApp:
+    import httpx
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    client: httpx.AsyncClient | None = None
+
+    async def start() -> None:
+        nonlocal client
+        client = httpx.AsyncClient(base_url=upstream, limits=limits, timeout=30)
+
+    async def forward(body: bytes) -> tuple[int, bytes]:
+        assert client is not None, "lifespan startup has run"
+        r = await client.post("/chat/completions", content=body, headers={"content-type": "application/json"})
+        return r.status_code, r.content
+
+    return _gateway(start, forward)
 
 
 def litellm_app(upstream: str, model: str) -> ASGIApp:
@@ -92,14 +104,7 @@ def litellm_app(upstream: str, model: str) -> ASGIApp:
     async def start() -> None:
         await llm.warm([endpoint])
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send, start)
-            return
-        body = await _body(receive)
-        if scope["path"] != "/v1/chat/completions":
-            await _answer(send, 200, b'{"ok":true}')
-            return
+    async def forward(body: bytes) -> tuple[int, bytes]:
         request = json.loads(body)
         messages = [ChatMessage(m["role"], m["content"]) for m in request["messages"]]
         params = GenerationParams(max_tokens=int(request.get("max_tokens") or 64))
@@ -122,9 +127,9 @@ def litellm_app(upstream: str, model: str) -> ASGIApp:
                 "total_tokens": done.usage.prompt_tokens + done.usage.completion_tokens,
             },
         }
-        await _answer(send, 200, json.dumps(answer).encode())
+        return 200, json.dumps(answer).encode()
 
-    return app
+    return _gateway(start, forward)
 
 
 def create() -> ASGIApp:
