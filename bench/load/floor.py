@@ -18,9 +18,11 @@ worker count) next to expertgate's pass-through and LiteLLM proxy (bare):
 
 Phases: overhead at 25 requests/s in open loop (target minus direct, same round, same
 percentile) and throughput at 32 connections in closed loop, with each server's CPU per
-request. A gateway cannot add less latency or cost less CPU than the floor it is built
-on: floor-litellm is what any gateway that calls its models through litellm starts from.
-eg-direct runs beside eg-pass on the same database and Redis.
+request, the whole machine's and PostgreSQL + Redis's (bench/load/run.py's Bench). A
+gateway cannot add less latency or cost less CPU than the floor it is built on:
+floor-litellm is what any gateway that calls its models through litellm starts from.
+eg-direct runs beside eg-pass on the same database and Redis. ``budget_2x`` in the
+results is what twice LiteLLM's throughput leaves the gateway, from the measured parts.
 
 Writes bench/results/load_floor.json and prints the table. Never fails on a timing.
 """
@@ -119,8 +121,8 @@ def start_servers(
     key = prepare_expertgate(workdir, stub.port)
     started(start_expertgate(workdir))
     if what_if:
-        # Its own PYTHONPATH, so Python imports bench/load/whatif/sitecustomize.py at start
-        # (and not the Debian one, which only sets up apport): nothing else differs.
+        # Its own PYTHONPATH, so that Python imports bench/load/whatif/sitecustomize.py at
+        # start in the supervisor and in every worker: nothing else differs from eg-pass.
         started(start_expertgate(workdir, "eg-direct", {"PYTHONPATH": str(WHATIF)}))
     for server in servers.values():
         if server.name.startswith("floor-"):
