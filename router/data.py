@@ -13,6 +13,9 @@ from pathlib import Path
 from router.errors import RouterError
 
 SEED_DIR = Path(__file__).resolve().parent / "data"
+# The shipped training set: the first seed file and the coverage set written to
+# data/TAXONOMY.md (one file per slice).
+SEED_FILES = (SEED_DIR / "train.jsonl", *sorted((SEED_DIR / "broad").glob("*.jsonl")))
 
 
 class DataError(RouterError):
@@ -40,6 +43,20 @@ def load_jsonl(path: Path, label_key: str = "domain") -> list[Example]:
             if not isinstance(text, str) or not isinstance(domain, str) or not text.strip():
                 raise DataError(f"{path}:{number}: text and {label_key} must be non-empty strings")
             out.append(Example(text, domain))
+    return out
+
+
+def load_examples(paths: Iterable[Path]) -> list[Example]:
+    """The examples of ``paths`` in order, without repeats: a text seen before (ignoring
+    case and surrounding space) is dropped, whatever its label. Raises DataError."""
+    seen: set[str] = set()
+    out = []
+    for path in paths:
+        for ex in load_jsonl(path):
+            key = ex.text.strip().lower()
+            if key not in seen:
+                seen.add(key)
+                out.append(ex)
     return out
 
 
