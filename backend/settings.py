@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # faster per query here), else float32 (router/encoder.py).
     encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     router_reload_s: float = Field(default=5.0, gt=0)
+    # A retrain tunes the encoder's layers as the shipped gate's was (a few minutes on 2
+    # cores; docs/router.md); false fits the head on the base encoder alone (seconds).
+    router_finetune: bool = True
     secret_key: SecretStr | None = None
 
     # Audit trail (docs/governance.md). Text of prompts and answers is stored per

@@ -30,6 +30,7 @@ class GateWithPrototypes:
         if overlap:
             raise ValueError(f"experts both trained and prototyped: {sorted(overlap)}")
         self.gate = gate
+        self.encoder = gate.encoder  # the prototypes must be built with the same one
         self._prototypes = prototypes
         self._threshold = threshold
         self._width = width

@@ -5,9 +5,9 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,17 @@ class Encoder(Protocol):
         ...
 
 
+@runtime_checkable
+class TunableEncoder(Encoder, Protocol):
+    """An encoder whose model can be fine-tuned for routing (:mod:`router.finetune`)."""
+
+    path: Path  # the base model's directory
+
+    def tuned(self, tensors: Mapping[str, np.ndarray], name: str) -> Encoder:
+        """The base model with ``tensors`` replacing its own. Raises ValueError."""
+        ...
+
+
 Precision = Literal["auto", "float32", "bfloat16"]
 
 
@@ -43,6 +54,7 @@ class SentenceTransformerEncoder:
         threads: int | None = None,
         precision: Precision = "float32",
         trace: bool = True,
+        tuned: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """``threads``: torch intra-op threads for the whole process (None: torch's default),
         and the same limit for the native thread pools loaded by then (numpy's OpenBLAS).
@@ -62,6 +74,10 @@ class SentenceTransformerEncoder:
 
         ``trace``: run the transformer as a checked TorchScript trace (see
         :class:`_MeanPooled`); False keeps it eager (the encoder bench compares them).
+
+        ``tuned``: transformer tensors that replace the base model's (a routing-tuned
+        encoder, :mod:`router.finetune`); give ``name`` too, so that its vectors are never
+        mistaken for the base model's. Raises ValueError when they do not fit the model.
         """
         import torch
         from sentence_transformers import SentenceTransformer
@@ -71,7 +87,13 @@ class SentenceTransformerEncoder:
             torch.set_num_threads(threads)
             threadpool_limits(limits=threads)  # process-wide, for as long as it runs
 
+        self.path = path
+        self._trace = trace
         self._model = SentenceTransformer(str(path), device="cpu")
+        if tuned:
+            from router.finetune import apply_tensors
+
+            apply_tensors(self._model[0].auto_model, tuned)
         self.name = name or path.name
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = get_dim()
@@ -88,6 +110,13 @@ class SentenceTransformerEncoder:
                 raise ValueError(f"encoder at {path}: bfloat16 needs a mean-pooling model; use float32")
             wanted = "float32"  # auto: sentence-transformers' own encode, as it is
         self.precision = wanted
+
+    def tuned(self, tensors: Mapping[str, np.ndarray], name: str) -> SentenceTransformerEncoder:
+        """A second encoder: this one's base model with ``tensors`` in place of its own,
+        in the same precision, named ``name``. Raises ValueError when they do not fit."""
+        return SentenceTransformerEncoder(
+            self.path, name, self._batch_size, precision=self.precision, trace=self._trace, tuned=tensors
+        )
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         clipped = [t[:MAX_CHARS] for t in texts]

@@ -11,6 +11,10 @@ Artifact layout (one directory per version)::
                        bank [N,D] float32: embeddings of the in-domain training examples
     manifest.json      GateManifest: encoder, experts, temperature, thresholds, metrics,
                        data hash, seed, architecture
+    encoder.safetensors  (only with ``encoder_tuning`` in the manifest) the routing-tuned
+                       transformer layers, float16, applied over the base encoder named in
+                       the manifest (:mod:`router.finetune`); the gate's vectors, and its
+                       bank, come from that tuned encoder
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from router.encoder import Vectors
+from router.encoder import Encoder, Vectors
 from router.errors import ArtifactError
 from router.features import HashedNgrams
 from router.policy import PolicyConfig
@@ -32,6 +36,7 @@ from router.types import Scores
 
 WEIGHTS = "gate.safetensors"
 MANIFEST = "manifest.json"
+ENCODER_WEIGHTS = "encoder.safetensors"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,14 @@ class GateManifest:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     parent: str | None = None
     lexical_buckets: int = 0  # 0: no lexical features; else size of the "lex" table
+    # How the encoder was tuned for routing (router.finetune.FinetuneConfig as a dict);
+    # None: the gate runs on the base encoder's vectors.
+    encoder_tuning: Mapping[str, Any] | None = None
+
+    @property
+    def tuned_encoder_name(self) -> str | None:
+        """The name of the tuned encoder's vectors (never the base model's name)."""
+        return f"{self.encoder}+{self.version}" if self.encoder_tuning is not None else None
 
     def to_json(self) -> str:
         raw = asdict(self)
@@ -72,13 +85,28 @@ def _softmax(z: Vectors) -> Vectors:
 
 
 class TrainedScorer:
-    """Scores embeddings with a trained gate. Immutable; safe to share across threads."""
+    """Scores embeddings with a trained gate. Immutable; safe to share across threads.
 
-    def __init__(self, manifest: GateManifest, tensors: Mapping[str, np.ndarray]) -> None:
+    ``encoder_tensors``: the tuned encoder layers of a gate with ``encoder_tuning`` (its
+    vectors must come from the base encoder with these applied). ``encoder``: that tuned
+    encoder, once built (:meth:`with_encoder`); None: score the base encoder's vectors.
+    """
+
+    def __init__(
+        self,
+        manifest: GateManifest,
+        tensors: Mapping[str, np.ndarray],
+        encoder_tensors: Mapping[str, np.ndarray] | None = None,
+        encoder: Encoder | None = None,
+    ) -> None:
         self.manifest = manifest
         self.version = manifest.version
         self.experts = manifest.experts
+        self.encoder = encoder
         self._t = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+        if (manifest.encoder_tuning is not None) != bool(encoder_tensors):
+            raise ArtifactError(f"gate {manifest.version}: tuned encoder tensors and manifest disagree")
+        self.encoder_tensors = {k: np.asarray(v, dtype=np.float32) for k, v in (encoder_tensors or {}).items()}
         needed: tuple[str, ...]
         if manifest.architecture == "mlp":
             needed = ("w1", "b1", "w2", "b2", "bank")
@@ -101,6 +129,10 @@ class TrainedScorer:
             if lex is None or lex.shape != (manifest.lexical_buckets, len(manifest.experts)):
                 raise ArtifactError(f"gate {manifest.version}: lexical table missing or misshapen")
             self._ngrams = HashedNgrams(manifest.lexical_buckets)
+
+    def with_encoder(self, encoder: Encoder) -> TrainedScorer:
+        """This gate, scoring the vectors of ``encoder`` (its tuned encoder)."""
+        return TrainedScorer(self.manifest, self._t, self.encoder_tensors or None, encoder)
 
     def logits(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
         """Uncalibrated logits, shape (len(texts), len(experts))."""
@@ -137,6 +169,9 @@ class TrainedScorer:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         save_file(dict(self._t), str(directory / WEIGHTS))
+        if self.encoder_tensors:
+            half = {k: v.astype(np.float16) for k, v in self.encoder_tensors.items()}
+            save_file(half, str(directory / ENCODER_WEIGHTS))
         (directory / MANIFEST).write_text(self.manifest.to_json() + "\n")
 
     @classmethod
@@ -145,8 +180,9 @@ class TrainedScorer:
         try:
             manifest = GateManifest.from_json((directory / MANIFEST).read_text())
             tensors = load_file(str(directory / WEIGHTS))
+            tuned = load_file(str(directory / ENCODER_WEIGHTS)) if manifest.encoder_tuning is not None else None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(f"cannot load gate from {directory}: {exc}") from exc
         except Exception as exc:  # safetensors raises its own error type for corrupt files
             raise ArtifactError(f"cannot load gate from {directory}: {exc}") from exc
-        return cls(manifest, tensors)
+        return cls(manifest, tensors, tuned)

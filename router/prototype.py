@@ -28,6 +28,7 @@ class PrototypeScorer:
         if not texts:
             raise ValueError("at least one expert is needed")
         self.experts: tuple[str, ...] = tuple(texts)
+        self.encoder: Encoder | None = None  # scores the router's own encoder's vectors
         self._temperature = temperature
         centroids = []
         examples = []

@@ -19,10 +19,15 @@ Vector = npt.NDArray[np.float32]  # one row of Vectors
 
 
 class Scorer(Protocol):
-    """A gate: scores encoded texts. ``version`` names the artifact it came from."""
+    """A gate: scores encoded texts. ``version`` names the artifact it came from.
+
+    ``encoder``: the encoder whose vectors it scores, when that is not the router's own
+    (a gate with a routing-tuned encoder); None: the router's encoder.
+    """
 
     version: str
     experts: tuple[str, ...]
+    encoder: Encoder | None
 
     def score(self, texts: Sequence[str], vectors: Vectors) -> list[Scores]: ...
 
@@ -40,10 +45,15 @@ class ShadowStats:
 
 @dataclass(frozen=True, eq=False)
 class EncodedRoute:
-    """A decision and the encoder's vector of the request's text (None: not encoded)."""
+    """A decision and the encoder's vector of the request's text (None: not encoded).
+
+    ``model`` names the encoder that made the vector: the router's own, or a gate's
+    routing-tuned encoder, whose vectors only that gate can use.
+    """
 
     decision: RoutingDecision
     vector: Vector | None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,22 +114,26 @@ class Router:
 
     def route_many_encoded(self, requests: Sequence[RouteRequest]) -> list[EncodedRoute]:
         """:meth:`route_many`, keeping each request's vector (see :meth:`route_encoded`)."""
-        decisions, vectors = self._route(requests)
-        return [EncodedRoute(d, v) for d, v in zip(decisions, vectors, strict=True)]
+        decisions, vectors, model = self._route(requests)
+        return [EncodedRoute(d, v, model if v is not None else None) for d, v in zip(decisions, vectors, strict=True)]
 
     def route_many(self, requests: Sequence[RouteRequest]) -> list[RoutingDecision]:
         """Route a batch with one encoder call. Raises ExpertNotAllowed, UnknownExpertName."""
         return self._route(requests)[0]
 
-    def _route(self, requests: Sequence[RouteRequest]) -> tuple[list[RoutingDecision], list[Vector | None]]:
-        """Decisions and each request's text vector (None where no encoding was needed).
+    def _route(
+        self, requests: Sequence[RouteRequest]
+    ) -> tuple[list[RoutingDecision], list[Vector | None], str]:
+        """Decisions, each request's text vector (None where no encoding was needed) and
+        the name of the encoder that made the vectors.
 
         A request that names its expert is decided by the policy's first rule alone: the
         gate's scores cannot change it, so it skips the encoder (the costliest step).
         """
-        if not requests:
-            return [], []
         active, shadow = self._active, self._shadow  # one gate for the whole batch
+        encoder = active.scorer.encoder or self.encoder
+        if not requests:
+            return [], [], encoder.name
         requests = list(requests)
         decisions: list[RoutingDecision | None] = [
             None if r.requested is None else active.policy.requested(r, active.scorer.experts, active.scorer.version)
@@ -135,11 +149,14 @@ class Router:
                 decisions[i], vectors[i] = scored[j], encoded[j]
         out = [d for d in decisions if d is not None]
         if shadow is None:
-            return out, vectors
+            return out, vectors, encoder.name
         # A named expert: the shadow's first rule gives the same answer, no scoring needed.
         others = [d.expert for d in out]
         if encoded is not None:
-            shadow_scores = shadow.scorer.score([r.text for r in batch], encoded)
+            shadow_encoder = shadow.scorer.encoder or self.encoder
+            texts = [r.text for r in batch]
+            shadow_vectors = encoded if shadow_encoder is encoder else shadow_encoder.encode(texts)
+            shadow_scores = shadow.scorer.score(texts, shadow_vectors)
             for i, r, s in zip(todo, batch, shadow_scores, strict=True):
                 others[i] = shadow.policy.decide(s, r, shadow.scorer.version).expert
         agreed = sum(o == d.expert for o, d in zip(others, out, strict=True))
@@ -151,7 +168,7 @@ class Router:
             if self._shadow is shadow:
                 self._compared += len(out)
                 self._agreed += agreed
-        return out, vectors
+        return out, vectors, encoder.name
 
     def _score(self, requests: list[RouteRequest], active: _Active) -> tuple[list[RoutingDecision], Vectors]:
         """Encode and score requests that name no expert, in one encoder call.
@@ -165,7 +182,7 @@ class Router:
         # conversation's.
         infer = [i for i, r in enumerate(requests) if r.previous_expert is None and r.history]
         all_texts = texts + [requests[i].history[-1] for i in infer]
-        all_vectors = self.encoder.encode(all_texts)
+        all_vectors = (active.scorer.encoder or self.encoder).encode(all_texts)
         all_scores = active.scorer.score(all_texts, all_vectors)
         for j, i in enumerate(infer):
             earlier = RouteRequest(text=requests[i].history[-1], allowed=requests[i].allowed)

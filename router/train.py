@@ -5,9 +5,10 @@ Deterministic for the same examples, encoder and seed. Uses torch for the fit on
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -15,12 +16,15 @@ import torch
 from torch import nn
 
 from router.data import Example, data_hash, stratified_split
-from router.encoder import Encoder, Vectors
+from router.encoder import Encoder, TunableEncoder, Vectors
 from router.features import HashedNgrams
+from router.finetune import FinetuneConfig, finetune_encoder
 from router.gate import GateManifest, TrainedScorer
 from router.metrics import GENERALIST, classification_report, expected_calibration_error
 from router.policy import DecisionPolicy, PolicyConfig
 from router.types import RouteRequest, Scores
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class TrainConfig:
     max_in_domain_abstain: float = 0.04  # threshold tuning keeps val abstain under this
     seed: int = 7
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # Tune the encoder's layers on the training split first (router/finetune.py) and fit
+    # the head on the tuned vectors; None: the head works on the base encoder's vectors.
+    finetune: FinetuneConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,11 @@ def tune_thresholds(
     return best_policy
 
 
+def _log_progress(step: int, steps: int, loss: float) -> None:
+    if step % 50 == 0 or step == steps:
+        log.info("fine-tuning the encoder: step %d/%d, loss %.3f", step, steps, loss)
+
+
 def train_gate(
     examples: Sequence[Example],
     encoder: Encoder,
@@ -208,13 +220,30 @@ def train_gate(
     if empty:
         raise ValueError(f"no examples for: {', '.join(empty)}")
 
-    cache = vectors_by_text if vectors_by_text is not None else {}
-    missing = sorted({e.text for e in examples if e.text not in cache})
-    if missing:
-        for text, vec in zip(missing, encoder.encode(missing), strict=True):
-            cache[text] = vec
-
     train, val = stratified_split(examples, config.val_fraction, config.seed)
+    stamp = datetime.now(UTC)
+    dhash = data_hash(examples)
+    version = version or f"gate-{stamp:%Y%m%d-%H%M%S}-{dhash[:8]}"
+    tuned: dict[str, np.ndarray] | None = None
+    gate_encoder: Encoder | None = None
+    if config.finetune is not None:
+        if not isinstance(encoder, TunableEncoder):
+            raise ValueError(f"encoder {encoder.name} cannot be fine-tuned")
+        # The validation rows stay out of the tuning: they fit the temperature and the
+        # thresholds, which must see the tuned encoder as new traffic would.
+        layers = finetune_encoder(encoder.path, train, labels, config.finetune, progress=_log_progress)
+        # Stored as float16 (gate.py): the head is fitted on exactly what will be served.
+        tuned = {k: v.astype(np.float16).astype(np.float32) for k, v in layers.items()}
+        gate_encoder = encoder.tuned(tuned, f"{encoder.name}+{version}")
+        vectors = gate_encoder.encode([e.text for e in examples])
+        cache = {e.text: v for e, v in zip(examples, vectors, strict=True)}
+    else:
+        cache = vectors_by_text if vectors_by_text is not None else {}
+        missing = sorted({e.text for e in examples if e.text not in cache})
+        if missing:
+            for text, vec in zip(missing, encoder.encode(missing), strict=True):
+                cache[text] = vec
+
     index = {label: i for i, label in enumerate(labels)}
     x = np.stack([cache[e.text] for e in train]).astype(np.float32)
     y = np.array([index[e.domain] for e in train], dtype=np.int64)
@@ -226,10 +255,8 @@ def train_gate(
     model = _fit(config, _batch(x, texts, ngrams), y, _batch(xv, vtexts, ngrams), yv, len(labels))
     tensors = _tensors(model, config.architecture)
     tensors["bank"] = x[y != index[GENERALIST]]
-    stamp = datetime.now(UTC)
-    dhash = data_hash(examples)
     manifest = GateManifest(
-        version=version or f"gate-{stamp:%Y%m%d-%H%M%S}-{dhash[:8]}",
+        version=version,
         encoder=encoder.name,
         dim=int(x.shape[1]),
         experts=labels,
@@ -242,10 +269,11 @@ def train_gate(
         created_at=stamp.isoformat(timespec="seconds"),
         parent=parent,
         lexical_buckets=config.lexical_buckets,
+        encoder_tuning=asdict(config.finetune) if config.finetune is not None else None,
     )
-    raw = TrainedScorer(manifest, tensors)
+    raw = TrainedScorer(manifest, tensors, tuned, gate_encoder)
     temperature = fit_temperature(raw.logits(vtexts, xv), yv)
-    calibrated = TrainedScorer(replace(manifest, temperature=temperature), tensors)
+    calibrated = TrainedScorer(replace(manifest, temperature=temperature), tensors, tuned, gate_encoder)
     truth = [e.domain for e in val]
     policy = tune_thresholds(calibrated, vtexts, xv, truth, config.policy, config.max_in_domain_abstain)
     val_probs = calibrated.probabilities(vtexts, xv)
@@ -258,5 +286,7 @@ def train_gate(
         "ece": round(expected_calibration_error(val_probs, yv), 4),
         "ece_uncalibrated": round(expected_calibration_error(raw.probabilities(vtexts, xv), yv), 4),
     }
-    final = TrainedScorer(replace(manifest, temperature=temperature, policy=policy, metrics=metrics), tensors)
+    final = TrainedScorer(
+        replace(manifest, temperature=temperature, policy=policy, metrics=metrics), tensors, tuned, gate_encoder
+    )
     return TrainResult(final, metrics)

@@ -239,7 +239,7 @@ class ChatPipeline:
         started = time.perf_counter()
         # The encoder is CPU-bound: it runs off the event loop, batched with concurrent requests.
         encoded = await self._batcher.route(request)
-        query = None if encoded.vector is None else QueryVector(self._router.encoder.name, encoded.vector)
+        query = None if encoded.vector is None or encoded.model is None else QueryVector(encoded.model, encoded.vector)
         return Routed(chat, encoded.decision, (time.perf_counter() - started) * 1000, query=query)
 
     # -- stage 4 -----------------------------------------------------------------

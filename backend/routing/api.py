@@ -26,7 +26,7 @@ from backend.routing.schemas import (
     TrainOut,
     VersionIn,
 )
-from backend.routing.training import train_from_all
+from backend.routing.training import train_config, train_from_all
 from backend.routing.wiring import router_store
 from router.errors import ArtifactError
 
@@ -125,13 +125,15 @@ async def shadow(body: ShadowIn, admin: AdminDep, container: ContainerDep) -> Ro
 
 @router.post("/admin/router/train", response_model=TrainOut, operation_id="trainRouter")
 async def train(body: TrainIn, admin: AdminDep, container: ContainerDep) -> TrainOut:
-    """Retrain inline (tens of seconds on a laptop CPU); a worker runs the same service."""
+    """Retrain inline (minutes on a laptop CPU with the encoder tuned, seconds without:
+    the router_finetune setting); a worker runs the same service."""
     outcome = await train_from_all(
         container.db,
         container.registry,
         container.encoder,
         router_store(container.settings),
         promote=body.promote,
+        config=train_config(container.settings.router_finetune),
     )
     version = outcome.manifest.version
     await _audit_admin(container, admin, "router.trained", {"version": version, "promoted": body.promote})

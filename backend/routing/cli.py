@@ -12,15 +12,16 @@ from backend.settings import Settings
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     from backend.db.session import Database, migrate
-    from backend.routing.training import train_from_all
+    from backend.routing.training import train_config, train_from_all
     from backend.routing.wiring import bundled_encoder, router_store
     from experts.registry import ExpertRegistry
-    from router.train import TrainConfig
 
     registry = ExpertRegistry.from_yaml(settings.experts_file)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url
     migrate(url)
+
+    finetune = settings.router_finetune if args.finetune is None else args.finetune
 
     async def run() -> int:
         db = Database(url)
@@ -33,7 +34,8 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
                 extra_files=[Path(p) for p in args.data or ()],
                 use_seed=not args.no_seed,
                 promote=args.promote,
-                config=TrainConfig(architecture=args.arch, seed=args.seed),
+                config=train_config(finetune, args.arch, args.seed),
+                version=args.version,
             )
         finally:
             await db.dispose()
@@ -139,6 +141,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train.add_argument("--no-seed", action="store_true", help="leave out the shipped seed examples")
     train.add_argument("--arch", choices=["mlp", "linear"], default="mlp")
     train.add_argument("--seed", type=int, default=7)
+    train.add_argument(
+        "--finetune",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tune the encoder's layers for routing first (default: the router_finetune setting, on)",
+    )
+    train.add_argument("--version", help="name of the new version (default: gate-<time>-<data hash>)")
     train.add_argument("--promote", action="store_true", help="make the new version active")
     train.set_defaults(func=cmd_train)
 

@@ -7,25 +7,27 @@ directory makes a retrain after a few new examples re-encode only those.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import numpy as np
 
 from backend.db.session import Database
 from backend.routing.feedback import FeedbackService
 from experts.registry import ExpertRegistry
 from router.artifacts import ArtifactStore
-from router.data import SEED_DIR, Example, load_jsonl
+from router.data import SEED_FILES, Example, load_examples, load_jsonl
 from router.encoder import Encoder
+from router.finetune import FinetuneConfig
 from router.gate import GateManifest
 from router.train import TrainConfig, train_gate
 
 log = logging.getLogger(__name__)
-SEED_FILE = SEED_DIR / "train.jsonl"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,15 @@ class EmbeddingCache:
         tmp.replace(self._path)
 
 
+def train_config(finetune: bool, architecture: str = "mlp", seed: int = 7) -> TrainConfig:
+    """The training recipe of a retrain: the shipped gate's (encoder tuned), or the head
+    alone over the base encoder when ``finetune`` is false. Raises ValueError for an
+    unknown architecture."""
+    if architecture not in ("mlp", "linear"):
+        raise ValueError(f"unknown architecture {architecture!r}")
+    return TrainConfig(architecture=architecture, seed=seed, finetune=FinetuneConfig(seed=seed) if finetune else None)
+
+
 async def train_from_all(
     db: Database,
     registry: ExpertRegistry,
@@ -78,25 +89,39 @@ async def train_from_all(
     use_seed: bool = True,
     promote: bool = False,
     config: TrainConfig | None = None,
+    version: str | None = None,
 ) -> TrainOutcome:
     """Train a new gate version on seed + SQL + files, save it, optionally promote it.
 
     Raises ValueError when an expert of the registry has no examples at all (give it
     a few in experts.yaml ``examples`` or via relabels).
     """
-    seed = [e for e in load_jsonl(SEED_FILE) if e.domain in registry] if use_seed else []
+    seed = [e for e in load_examples(SEED_FILES) if e.domain in registry] if use_seed else []
     async with db.session() as session:
         stored = await FeedbackService(session, registry).examples()
     files = [e for path in extra_files for e in load_jsonl(path) if e.domain in registry]
     # Experts added after the seed set was written learn from their experts.yaml examples.
     described = [Example(t, s.name) for s in registry for t in (s.description, *s.examples)]
     examples = [*seed, *stored, *files, *described]
+    config = config or TrainConfig()
     cache = EmbeddingCache(store.root / "embedding-cache.npz", encoder.name)
-    vectors = cache.load([e.text for e in examples])
-    result = train_gate(
-        examples, encoder, registry.names, config or TrainConfig(), parent=store.active(), vectors_by_text=vectors
+    # A tuned encoder makes new vectors every time: the cache holds the base model's only.
+    vectors = cache.load([e.text for e in examples]) if config.finetune is None else None
+    # Minutes of CPU with a tuned encoder: off the event loop of an API process.
+    result = await anyio.to_thread.run_sync(
+        functools.partial(
+            train_gate,
+            examples,
+            encoder,
+            registry.names,
+            config,
+            version=version,
+            parent=store.active(),
+            vectors_by_text=vectors,
+        )
     )
-    cache.save()
+    if vectors is not None:
+        cache.save()
     store.save(result.scorer)
     if promote:
         store.promote(result.scorer.version)

@@ -58,12 +58,13 @@ def train(
     seed: int = 7,
     data: list[str] | None = None,
 ) -> dict[str, object]:
-    from backend.routing.training import train_from_all
+    from backend.routing.training import train_config, train_from_all
     from backend.routing.wiring import router_store
-    from router.train import TrainConfig
 
-    if arch not in ("mlp", "linear"):
-        raise BadRequest(f"unknown architecture {arch!r}", param="arch")
+    try:
+        config = train_config(ctx.settings.router_finetune, arch, seed)
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="arch") from exc
     registry, encoder = ctx.registry(), ctx.encoder()
 
     async def work(db: Database) -> dict[str, object]:
@@ -75,7 +76,7 @@ def train(
             extra_files=[Path(p) for p in data or ()],
             use_seed=use_seed,
             promote=promote,
-            config=TrainConfig(architecture=arch, seed=seed),  # type: ignore[arg-type]
+            config=config,
         )
         return {
             "version": outcome.manifest.version,
