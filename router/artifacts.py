@@ -59,6 +59,18 @@ def tree_checksum(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def bundled_default(bundled: Path = BUNDLED) -> str | None:
+    """The newest gate version shipped in ``bundled`` (by creation time): the one that
+    serves until a version is promoted."""
+    found = []
+    for child in sorted(bundled.iterdir()) if bundled.is_dir() else ():
+        try:
+            found.append(GateManifest.from_json((child / MANIFEST).read_text()))
+        except (OSError, ValueError, KeyError, TypeError):  # not a version directory
+            continue
+    return max(found, key=lambda m: (m.created_at, m.version)).version if found else None
+
+
 class ArtifactStore:
     def __init__(self, root: Path, bundled: Path = BUNDLED, pointers: VersionPointers | None = None) -> None:
         self.root = root
@@ -124,8 +136,7 @@ class ArtifactStore:
         return final
 
     def default_version(self) -> str | None:
-        bundled = [m for m in self.manifests() if (self.bundled / m.version).is_dir()]
-        return bundled[-1].version if bundled else None
+        return bundled_default(self.bundled)
 
     def active(self) -> str | None:
         """The promoted version, else the bundled default, else None.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -89,6 +90,8 @@ class SentenceTransformerEncoder:
 
         self.path = path
         self._trace = trace
+        self._tuned: dict[str, SentenceTransformerEncoder] = {}
+        self._tuned_lock = threading.Lock()
         self._model = SentenceTransformer(str(path), device="cpu")
         if tuned:
             from router.finetune import apply_tensors
@@ -113,10 +116,18 @@ class SentenceTransformerEncoder:
 
     def tuned(self, tensors: Mapping[str, np.ndarray], name: str) -> SentenceTransformerEncoder:
         """A second encoder: this one's base model with ``tensors`` in place of its own,
-        in the same precision, named ``name``. Raises ValueError when they do not fit."""
-        return SentenceTransformerEncoder(
-            self.path, name, self._batch_size, precision=self.precision, trace=self._trace, tuned=tensors
-        )
+        in the same precision, named ``name``. Raises ValueError when they do not fit.
+
+        Built once per name and kept: a name stands for one gate version's layers, and
+        every reload, shadow or app built over this encoder then shares one model."""
+        with self._tuned_lock:
+            made = self._tuned.get(name)
+            if made is None:
+                made = SentenceTransformerEncoder(
+                    self.path, name, self._batch_size, precision=self.precision, trace=self._trace, tuned=tensors
+                )
+                self._tuned[name] = made
+            return made
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         clipped = [t[:MAX_CHARS] for t in texts]

@@ -9,6 +9,9 @@ Artifact layout (one directory per version)::
 
     gate.safetensors   w1 [H,D] b1 [H] w2 [E,H] b2 [E]    (mlp)  or  w [E,D] b [E]  (linear)
                        bank [N,D] float32: embeddings of the in-domain training examples
+                   or  bank [N,D] bank_labels [N]                               (knn)
+                       bank: every training example (stored float16), bank_labels:
+                       the index of its expert
     manifest.json      GateManifest: encoder, experts, temperature, thresholds, metrics,
                        data hash, seed, architecture
     encoder.safetensors  (only with ``encoder_tuning`` in the manifest) the routing-tuned
@@ -31,6 +34,7 @@ from safetensors.numpy import load_file, save_file
 from router.encoder import Encoder, Vectors
 from router.errors import ArtifactError
 from router.features import HashedNgrams
+from router.metrics import GENERALIST
 from router.policy import PolicyConfig
 from router.types import Scores
 
@@ -45,7 +49,7 @@ class GateManifest:
     encoder: str
     dim: int
     experts: tuple[str, ...]
-    architecture: str  # "mlp" or "linear"
+    architecture: str  # "mlp", "linear" or "knn"
     temperature: float
     knn_k: int
     policy: PolicyConfig
@@ -84,6 +88,13 @@ def _softmax(z: Vectors) -> Vectors:
     return out
 
 
+def _top_k_mean(sims: Vectors, k: int) -> Vectors:
+    """Row-wise mean of the ``k`` largest values (all of them when a row is shorter)."""
+    k = min(k, sims.shape[1])
+    out: Vectors = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
+    return out
+
+
 class TrainedScorer:
     """Scores embeddings with a trained gate. Immutable; safe to share across threads.
 
@@ -107,20 +118,20 @@ class TrainedScorer:
         if (manifest.encoder_tuning is not None) != bool(encoder_tensors):
             raise ArtifactError(f"gate {manifest.version}: tuned encoder tensors and manifest disagree")
         self.encoder_tensors = {k: np.asarray(v, dtype=np.float32) for k, v in (encoder_tensors or {}).items()}
-        needed: tuple[str, ...]
-        if manifest.architecture == "mlp":
-            needed = ("w1", "b1", "w2", "b2", "bank")
-        elif manifest.architecture == "linear":
-            needed = ("w", "b", "bank")
-        else:
+        needed = {"mlp": ("w1", "b1", "w2", "b2", "bank"), "linear": ("w", "b", "bank"), "knn": ("bank", "bank_labels")}
+        if manifest.architecture not in needed:
             raise ArtifactError(f"unknown gate architecture {manifest.architecture!r}")
-        missing = [n for n in needed if n not in self._t]
+        missing = [n for n in needed[manifest.architecture] if n not in self._t]
         if missing:
             raise ArtifactError(f"gate {manifest.version}: missing tensors {missing}")
-        out_dim = self._t["w2" if manifest.architecture == "mlp" else "w"].shape[0]
-        if out_dim != len(manifest.experts):
-            raise ArtifactError(f"gate {manifest.version}: {out_dim} outputs for {len(manifest.experts)} experts")
-        in_dim = self._t["w1" if manifest.architecture == "mlp" else "w"].shape[1]
+        if manifest.architecture == "knn":
+            self._class_banks, self._in_domain_bank = self._split_bank(manifest)
+        else:
+            self._class_banks, self._in_domain_bank = [], self._t["bank"]
+            out_dim = self._t["w2" if manifest.architecture == "mlp" else "w"].shape[0]
+            if out_dim != len(manifest.experts):
+                raise ArtifactError(f"gate {manifest.version}: {out_dim} outputs for {len(manifest.experts)} experts")
+        in_dim = self._t[{"mlp": "w1", "linear": "w", "knn": "bank"}[manifest.architecture]].shape[1]
         if in_dim != manifest.dim:
             raise ArtifactError(f"gate {manifest.version}: input size {in_dim} != manifest dim {manifest.dim}")
         self._ngrams: HashedNgrams | None = None
@@ -130,16 +141,37 @@ class TrainedScorer:
                 raise ArtifactError(f"gate {manifest.version}: lexical table missing or misshapen")
             self._ngrams = HashedNgrams(manifest.lexical_buckets)
 
+    def _split_bank(self, manifest: GateManifest) -> tuple[list[Vectors], Vectors]:
+        """The kNN gate's bank per expert, and its rows of experts other than general."""
+        bank, labels = self._t["bank"], self._t["bank_labels"].astype(np.int64)
+        n = len(manifest.experts)
+        if labels.shape != (bank.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) >= n:
+            raise ArtifactError(f"gate {manifest.version}: bank labels do not match the bank and experts")
+        per_expert = [bank[labels == i] for i in range(n)]
+        if any(len(rows) == 0 for rows in per_expert):
+            raise ArtifactError(f"gate {manifest.version}: an expert has no examples in the bank")
+        in_domain = [i for i, name in enumerate(manifest.experts) if name != GENERALIST]
+        return per_expert, bank[np.isin(labels, in_domain)]
+
     def with_encoder(self, encoder: Encoder) -> TrainedScorer:
         """This gate, scoring the vectors of ``encoder`` (its tuned encoder)."""
         return TrainedScorer(self.manifest, self._t, self.encoder_tensors or None, encoder)
 
     def logits(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
-        """Uncalibrated logits, shape (len(texts), len(experts))."""
+        """Uncalibrated logits, shape (len(texts), len(experts)). Raises ArtifactError for a
+        gate with a tuned encoder that has none attached (its vectors would be the base
+        model's: see :func:`router.loading.scorer_for`)."""
+        if self.manifest.encoder_tuning is not None and self.encoder is None:
+            raise ArtifactError(f"gate {self.version} scores its tuned encoder's vectors; load it with scorer_for")
+        out: Vectors
         t = self._t
-        if self.manifest.architecture == "mlp":
+        if self.manifest.architecture == "knn":
+            # Each expert's mean cosine to its k nearest examples: the temperature makes
+            # probabilities of these similarities (fitted on validation like any logits).
+            out = np.stack([_top_k_mean(vectors @ rows.T, self.manifest.knn_k) for rows in self._class_banks], axis=1)
+        elif self.manifest.architecture == "mlp":
             hidden = np.maximum(vectors @ t["w1"].T + t["b1"], 0.0)
-            out: Vectors = hidden @ t["w2"].T + t["b2"]
+            out = hidden @ t["w2"].T + t["b2"]
         else:
             out = vectors @ t["w"].T + t["b"]
         if self._ngrams is not None:
@@ -152,11 +184,7 @@ class TrainedScorer:
 
     def in_domain(self, vectors: Vectors) -> Vectors:
         """Mean cosine similarity to the k nearest in-domain training examples."""
-        sims = vectors @ self._t["bank"].T
-        k = min(self.manifest.knn_k, sims.shape[1])
-        top = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:]
-        result: Vectors = top.mean(axis=1)
-        return result
+        return _top_k_mean(vectors @ self._in_domain_bank.T, self.manifest.knn_k)
 
     def score(self, texts: Sequence[str], vectors: Vectors) -> list[Scores]:
         probs = self.probabilities(texts, vectors)
@@ -168,7 +196,10 @@ class TrainedScorer:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        save_file(dict(self._t), str(directory / WEIGHTS))
+        tensors = dict(self._t)
+        if self.manifest.architecture == "knn":  # every training example: half the size
+            tensors["bank"] = tensors["bank"].astype(np.float16)
+        save_file(tensors, str(directory / WEIGHTS))
         if self.encoder_tensors:
             half = {k: v.astype(np.float16) for k, v in self.encoder_tensors.items()}
             save_file(half, str(directory / ENCODER_WEIGHTS))

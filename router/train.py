@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    architecture: str = "mlp"  # "mlp" or "linear"
+    architecture: str = "mlp"  # "mlp", "linear" or "knn" (no fit: nearest examples per expert)
     hidden: int = 256
     dropout: float = 0.1
     epochs: int = 300
@@ -250,11 +250,16 @@ def train_gate(
     xv = np.stack([cache[e.text] for e in val]).astype(np.float32)
     yv = np.array([index[e.domain] for e in val], dtype=np.int64)
 
-    ngrams = HashedNgrams(config.lexical_buckets) if config.lexical_buckets else None
     texts, vtexts = [e.text for e in train], [e.text for e in val]
-    model = _fit(config, _batch(x, texts, ngrams), y, _batch(xv, vtexts, ngrams), yv, len(labels))
-    tensors = _tensors(model, config.architecture)
-    tensors["bank"] = x[y != index[GENERALIST]]
+    if config.architecture == "knn":
+        # The bank is stored as float16 (gate.py): fit on exactly what will be served.
+        tensors = {"bank": x.astype(np.float16).astype(np.float32), "bank_labels": y.astype(np.float32)}
+        config = replace(config, lexical_buckets=0)
+    else:
+        ngrams = HashedNgrams(config.lexical_buckets) if config.lexical_buckets else None
+        model = _fit(config, _batch(x, texts, ngrams), y, _batch(xv, vtexts, ngrams), yv, len(labels))
+        tensors = _tensors(model, config.architecture)
+        tensors["bank"] = x[y != index[GENERALIST]]
     manifest = GateManifest(
         version=version,
         encoder=encoder.name,

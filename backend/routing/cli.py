@@ -139,7 +139,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = cmds.add_parser("train", help="train a new gate version from seed + feedback + files")
     train.add_argument("--data", action="append", help="extra JSONL file of {text, domain} (repeatable)")
     train.add_argument("--no-seed", action="store_true", help="leave out the shipped seed examples")
-    train.add_argument("--arch", choices=["mlp", "linear"], default="mlp")
+    train.add_argument("--arch", choices=["mlp", "linear", "knn"], default="knn")
     train.add_argument("--seed", type=int, default=7)
     train.add_argument(
         "--finetune",

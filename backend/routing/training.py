@@ -70,13 +70,21 @@ class EmbeddingCache:
         tmp.replace(self._path)
 
 
-def train_config(finetune: bool, architecture: str = "mlp", seed: int = 7) -> TrainConfig:
-    """The training recipe of a retrain: the shipped gate's (encoder tuned), or the head
-    alone over the base encoder when ``finetune`` is false. Raises ValueError for an
-    unknown architecture."""
-    if architecture not in ("mlp", "linear"):
+def train_config(finetune: bool, architecture: str = "knn", seed: int = 7) -> TrainConfig:
+    """The training recipe of a retrain: the shipped gate's (encoder tuned, nearest
+    examples per expert; docs/router.md says why), or the head alone over the base
+    encoder when ``finetune`` is false. Raises ValueError for an unknown architecture.
+
+    A tenth of the examples is held out for the temperature and the thresholds: with
+    ten thousand examples that is plenty, and the rest all serve as neighbours."""
+    if architecture not in ("mlp", "linear", "knn"):
         raise ValueError(f"unknown architecture {architecture!r}")
-    return TrainConfig(architecture=architecture, seed=seed, finetune=FinetuneConfig(seed=seed) if finetune else None)
+    return TrainConfig(
+        architecture=architecture,
+        seed=seed,
+        val_fraction=0.1,
+        finetune=FinetuneConfig(seed=seed) if finetune else None,
+    )
 
 
 async def train_from_all(

@@ -54,7 +54,7 @@ def train(
     ctx: WorkerContext,
     promote: bool = False,
     use_seed: bool = True,
-    arch: str = "mlp",
+    arch: str = "knn",
     seed: int = 7,
     data: list[str] | None = None,
 ) -> dict[str, object]:

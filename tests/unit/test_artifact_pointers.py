@@ -23,7 +23,7 @@ from retrieval.errors import IndexCorrupt
 from retrieval.index import DomainIndex
 from retrieval.store import IndexStore
 from retrieval.types import IndexEntry
-from router.artifacts import BUNDLED, ArtifactStore, tree_checksum
+from router.artifacts import BUNDLED, ArtifactStore, bundled_default, tree_checksum
 from router.encoder import Encoder
 from router.errors import ArtifactNotReady
 from router.loading import load_active
@@ -49,8 +49,8 @@ def _rows(db_url: str) -> list[tuple[str, str, str | None, str | None, str]]:
 
 
 def _copy_bundled(root: Path, version: str) -> Path:
-    """A second gate version on disk: the bundled one under another name."""
-    source = next(p for p in BUNDLED.iterdir() if (p / "manifest.json").is_file())
+    """A second gate version on disk: the small bundled gate-seed-v1 under another name."""
+    source = BUNDLED / "gate-seed-v1"
     target = root / "versions" / version
     shutil.copytree(source, target)
     manifest = json.loads((target / "manifest.json").read_text())
@@ -63,7 +63,7 @@ def test_promotion_lands_in_sql_and_every_store_follows_it(db_url: str, tmp_path
     root = tmp_path / "router"
     publisher = ArtifactStore(root, pointers=SqlPointers(db_url, ROUTER, published_by="cli@test"))
     replica = ArtifactStore(root, pointers=SqlPointers(db_url, ROUTER))
-    assert replica.active() == "gate-seed-v1"  # nothing published: the bundled default
+    assert replica.active() == bundled_default()  # nothing published: the bundled default
     path = _copy_bundled(root, "gate-copy")
 
     publisher.promote("gate-copy")
@@ -76,8 +76,8 @@ def test_promotion_lands_in_sql_and_every_store_follows_it(db_url: str, tmp_path
     assert replica.shadow() == "gate-seed-v1"
     publisher.set_shadow(None)
     assert replica.shadow() is None
-    assert publisher.rollback() == "gate-seed-v1"
-    assert replica.active() == "gate-seed-v1"
+    assert publisher.rollback() == bundled_default()
+    assert replica.active() == bundled_default()
 
 
 def test_an_active_file_from_before_the_sql_pointer_still_counts(db_url: str, tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_a_version_whose_files_differ_from_the_published_checksum_is_not_loaded(
     weights.write_bytes(complete[: len(complete) // 2])  # as if still being copied
     with pytest.raises(ArtifactNotReady):
         store.load("gate-copy")
-    assert reloader.check() is False and router.version == "gate-seed-v1"
+    assert reloader.check() is False and router.version == bundled_default()
 
     weights.write_bytes(complete)  # the copy finished: the next poll swaps
     assert reloader.check() is True and router.version == "gate-copy"

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from backend.container import Container
 from backend.db.models import Conversation, Message
+from router.artifacts import bundled_default
 from tests.conftest import make_key
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
 
@@ -56,7 +57,7 @@ async def test_auto_routes_and_answers_with_route_object(
     assert eg["expert"] == "legal"
     assert eg["reason"] == "routed"
     assert set(eg["probabilities"]) == {"code", "legal", "support", "general"}
-    assert eg["router_version"] == "gate-seed-v1"
+    assert eg["router_version"] == bundled_default()
     assert eg["citations"] == []
     assert (
         body["usage"]["total_tokens"]

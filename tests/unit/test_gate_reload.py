@@ -9,7 +9,7 @@ import pytest
 from backend.routing.reload import GateReloader
 from backend.routing.wiring import expert_texts, make_policy
 from experts.registry import ExpertRegistry
-from router.artifacts import BUNDLED, ArtifactStore
+from router.artifacts import BUNDLED, ArtifactStore, bundled_default
 from router.data import SEED_DIR, load_jsonl, stratified_split
 from router.encoder import Encoder
 from router.loading import load_active
@@ -31,7 +31,7 @@ def test_reloader_swaps_in_a_promoted_version_and_survives_a_broken_one(
     scorer, config = load_active(store, encoder, expert_texts(registry))
     router = Router(encoder, scorer, make_policy(registry, config))
     reloader = GateReloader(router, store, registry, interval_s=60)
-    assert router.version == "gate-seed-v1"
+    assert router.version == bundled_default()
     assert reloader.check() is False
 
     _, subset = stratified_split(load_jsonl(SEED_DIR / "train.jsonl"), 0.1, seed=3)

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from backend.observability.tracing import TracingMiddleware, setup_tracing, shutdown_tracing, use_processor
 from backend.settings import Settings
+from router.artifacts import bundled_default
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 STAGES = ["expertgate.route", "expertgate.admit", "expertgate.retrieve", "expertgate.generate", "expertgate.record"]
@@ -68,7 +69,7 @@ async def test_a_chat_request_is_one_trace_with_a_span_per_stage(
     assert root.attributes["expertgate.request_id"] == r.headers["x-request-id"]
 
     route = spans["expertgate.route"].attributes
-    assert route["expertgate.expert"] == "legal" and route["expertgate.router_version"] == "gate-seed-v1"
+    assert route["expertgate.expert"] == "legal" and route["expertgate.router_version"] == bundled_default()
     assert 0.0 <= route["expertgate.confidence"] <= 1.0
     generate = spans["expertgate.generate"].attributes
     assert generate["expertgate.expert"] == "legal"
