@@ -3,28 +3,32 @@
 Runs in its own venv (bench/.venv-peer; semantic-router pulls in SDKs the product does
 not want), from the repository root so that ``router`` and ``bench`` import:
 
-    bench/.venv-peer/bin/python -m bench.router_peer [--threads 1]
+    bench/.venv-peer/bin/python -m bench.router_peer [--threads 1] [--dev PATH]
 
 Same encoder: a semantic-router ``DenseEncoder`` over our own encoder adapter
 (router.encoder.SentenceTransformerEncoder: the bundled all-MiniLM-L6-v2, offline, CPU).
-Same examples: one ``Route`` per expert with its utterances from router/data/train.jsonl
-less the validation rows our gate also held back; an ``IndexedRouter`` over the
-in-memory ``LocalIndex``. Two ways a semantic-router user would get ``general``:
+Same examples: one ``Route`` per expert with its utterances from the shipped training set
+(router.data.SEED_FILES: train.jsonl and router/data/broad/) less the validation rows a
+gate holds back; an ``IndexedRouter`` over the in-memory ``LocalIndex``. Two ways a
+semantic-router user would get ``general``:
 
 - ``general_route``: ``general`` is a route like the others (plus a threshold, if tuning
   on validation finds one helps; no pick -> general);
 - ``threshold_only``: routes for code/legal/support only; a query under the
   confidence threshold gets no route, and no route -> general.
 
-Everything is tuned on the validation rows of train.jsonl only: the calibrator
-(semantic-router's ``fit``: Platt or isotonic, whichever has the lower validation ECE),
-the index search (top_k, aggregation) and the confidence thresholds (a grid on the
-router's threshold, then per-route thresholds by coordinate ascent; semantic-router 1.1.1
-has no threshold optimiser). The objective is the one our gate's threshold tuning uses:
-validation macro-F1 with in-domain abstain <= 4%, then general recall. The test split
-is routed once, with the chosen configuration.
+Everything is tuned on those validation rows only, as one grid: the calibrator
+(semantic-router's ``fit``, Platt or isotonic), the index search (top_k, aggregation)
+and the confidence thresholds (a grid on the router's threshold, then per-route
+thresholds by coordinate ascent; semantic-router 1.1.1 has no threshold optimiser). The objective is the one our gate's threshold tuning uses:
+validation macro-F1 with in-domain abstain <= 4%, then general recall. The chosen
+configuration then routes the test split, the public dev set (overall and per source;
+``--dev PATH``, see bench.router_common) and the follow-ups' texts once each (it keeps no
+conversation state). Per set: macro-F1, per-expert recall, general recall and the ECE of
+the top route's calibrated confidence against whether that route was right.
 
-Writes bench/results/router_peer.json. Timings are reported, never asserted.
+Writes bench/results/router_peer.json (scores and counts only: no dev-set text).
+Timings are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -47,12 +51,20 @@ from semantic_router.index import LocalIndex
 from semantic_router.schema import RouteChoice
 
 from bench.router_common import (
+    DEV,
     EXPERTS,
+    FOLLOW_UPS,
+    TEST,
+    EvalSet,
     Splits,
     Timed,
     TimingPlan,
     conversations,
-    ece_top1,
+    dev_args,
+    dev_set,
+    dev_summary,
+    eval_sets,
+    evaluation,
     machine,
     quality,
     run_timing,
@@ -64,12 +76,15 @@ from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 from router.metrics import GENERALIST, classification_report
 
 MAX_IN_DOMAIN_ABSTAIN = 0.04  # as router.train.TrainConfig.max_in_domain_abstain
-TOP_KS = (1, 3, 5, 10, 20, 40)
-AGGREGATIONS = ("mean", "max", "sum")
+# The grid around the configurations that won when the routes held 1.2k utterances
+# (top_k 20 and 3, sum; docs/router.md): with 12k utterances semantic-router's local
+# index costs ~15 ms a query, and the full 6 x 3 grid would take hours on 2 cores.
+TOP_KS = (3, 20)
+AGGREGATIONS = ("mean", "sum")
 METHODS = ("platt", "isotonic")
 
 
-class MiniLMEncoder(DenseEncoder):
+class MiniLMEncoder(DenseEncoder):  # type: ignore[misc]  # semantic-router is untyped in the main venv
     """semantic-router encoder over the bundled all-MiniLM-L6-v2 (no hub, no network).
 
     ``memo`` caches vectors by text while tuning, where the same validation queries are
@@ -96,10 +111,10 @@ class MiniLMEncoder(DenseEncoder):
     def __call__(self, docs: list[Any]) -> list[list[float]]:
         texts = [str(d) for d in docs]
         if self._memo is None:
-            return self._model.encode(texts).tolist()
+            return self.model.encode(texts).tolist()  # type: ignore[no-any-return]
         missing = [t for t in dict.fromkeys(texts) if t not in self._memo]
         if missing:
-            self._memo.update(zip(missing, self._model.encode(missing).tolist(), strict=True))
+            self._memo.update(zip(missing, self.model.encode(missing).tolist(), strict=True))
         return [self._memo[t] for t in texts]
 
 
@@ -225,7 +240,7 @@ def refine(
 
 @dataclass
 class Prepared:
-    """A tuned router and its quality on the test split; timings are added later."""
+    """A tuned router and its quality on every set; timings are added later."""
 
     router: IndexedRouter
     predicted: list[str]  # what router(text) returned for each test text, untimed
@@ -233,7 +248,21 @@ class Prepared:
     picked: dict[str, str] = field(default_factory=dict)  # the same, from the timed calls
 
 
-def prepare(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> Prepared:
+def route_set(
+    router: IndexedRouter, cfg: Config, variant: Variant, data: EvalSet
+) -> tuple[list[str], dict[str, object]]:
+    """What ``router(text)`` returns for each text of ``data``, and its quality there."""
+    predicted = [_expert(router(t)) for t in data.texts]
+    # The full ranking, for the calibration error of the top route's confidence (and to
+    # check that ``pick``, used in tuning, reproduces what the router returns).
+    choices = [ranked(router, t) for t in data.texts]
+    assert [pick(c, cfg.threshold, cfg.route_thresholds) for c in choices] == predicted, data.name
+    confidence = [c[0].confidence or 0.0 for c in choices]
+    correct = [c[0].name == variant.label(t) for c, t in zip(choices, data.truth, strict=True)]
+    return predicted, evaluation(data, predicted, confidence, correct)
+
+
+def prepare(encoder: MiniLMEncoder, data: Splits, variant: Variant, sets: Sequence[EvalSet]) -> Prepared:
     encoder.memoise(True)
     start = time.perf_counter()
     # Many grid points calibrate badly (e.g. top_k=1); the library warns for each of them.
@@ -254,19 +283,8 @@ def prepare(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> Prepared:
     val_truth = [e.domain for e in data.val]
     report = router.fit(val_texts, [variant.label(d) for d in val_truth], method=cfg.method)  # type: ignore[arg-type]
     val_pred = [_expert(router(t)) for t in val_texts]
+    routed = {s.name: route_set(router, cfg, variant, s) for s in sets}
 
-    texts = [e.text for e in data.test]
-    truth = [e.domain for e in data.test]
-    predicted = [_expert(router(t)) for t in texts]
-    # The full ranking, for the calibration error of the top route's confidence (and to
-    # check that ``pick``, used in tuning, reproduces what the router returns).
-    choices = [ranked(router, t) for t in texts]
-    assert [pick(c, cfg.threshold, cfg.route_thresholds) for c in choices] == predicted
-    top_conf = [c[0].confidence or 0.0 for c in choices]
-    top_ok = [c[0].name == variant.label(t) for c, t in zip(choices, truth, strict=True)]
-
-    turns = conversations()
-    conv = [_expert(router(t.text)) for t in turns]
     result: dict[str, object] = {
         "config": {
             "routes": list(variant.routes),
@@ -283,17 +301,9 @@ def prepare(encoder: MiniLMEncoder, data: Splits, variant: Variant) -> Prepared:
             **quality(val_truth, val_pred),
             "fit_report": {"accuracy": round(report.accuracy, 4), "ece": round(report.ece, 4)},
         },
-        "test": {
-            **quality(truth, predicted),
-            "ece": round(ece_top1(top_conf, top_ok), 4),
-            "abstain_rate": round(sum(p == GENERALIST for p in predicted) / len(predicted), 4),
-        },
-        "conversations": {
-            "n": len(turns),
-            "accuracy_text_only": round(float(np.mean([p == t.domain for p, t in zip(conv, turns, strict=True)])), 4),
-        },
+        "sets": {name: evaluated for name, (_, evaluated) in routed.items()},
     }
-    return Prepared(router, predicted, result)
+    return Prepared(router, routed[TEST][0], result)
 
 
 def timed(prepared: Prepared, encoder: MiniLMEncoder, variant: Variant, truth: dict[str, str]) -> Timed:
@@ -318,15 +328,17 @@ def _expert(choice: RouteChoice | list[RouteChoice]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    dev_args(parser)
     timing_args(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    data, dev, turns = splits(), dev_set(args.dev), conversations()
+    sets = eval_sets(data.test, dev, turns)
     start = time.perf_counter()
     encoder = MiniLMEncoder()
     load_s = time.perf_counter() - start
-    data = splits()
-    prepared = {v.name: prepare(encoder, data, v) for v in VARIANTS}
+    prepared = {v.name: prepare(encoder, data, v, sets) for v in VARIANTS}
     encoder.memoise(False)  # from here on every query is embedded, as in production
     truth = {e.text: e.domain for e in data.test}
     texts = [e.text for e in data.test]
@@ -342,20 +354,20 @@ def main() -> None:
         "encoder": "all-MiniLM-L6-v2 (same adapter: router.encoder.SentenceTransformerEncoder, CPU)",
         "torch_threads": torch.get_num_threads(),
         "load_s": round(load_s, 2),
-        "split": {"fit": len(data.fit), "val": len(data.val), "test": len(data.test)},
+        "data": {
+            "split": {"fit": len(data.fit), "val": len(data.val), TEST: len(data.test)},
+            FOLLOW_UPS: len(turns),
+            DEV: dev_summary(args.dev, dev),
+        },
         "variants": {name: p.result for name, p in prepared.items()},
         "machine": {**machine(), "loadavg_before_timing": loadavg_before},
     }
     path = write_result("router_peer", result)
-    variants = result["variants"]
-    assert isinstance(variants, dict)
-    for name, v in variants.items():
-        t, lat, rps = v["test"], v["latency_ms"], v["throughput_rps"]
-        print(
-            f"{result['system']} [{name}]: accuracy {t['accuracy']}  macro-F1 {t['macro_f1']}  "
-            f"general recall {t['general_recall']}  in-domain abstained {t['in_domain_abstain_rate']}  "
-            f"ECE {t['ece']}  p50 {lat['p50']} ms  p99 {lat['p99']} ms  {rps['median']} req/s"
-        )
+    for name, p in prepared.items():
+        sets_ = p.result["sets"]
+        assert isinstance(sets_, dict)
+        line = "  ".join(f"{s} macro-F1 {r['macro_f1']} ECE {r['ece']}" for s, r in sets_.items())
+        print(f"{result['system']} [{name}]: {line}")
     print(f"wrote {path}")
 
 

@@ -8,7 +8,8 @@ rules (each one records its reason):
    named expert costs no encoder pass;
 2. experts the caller may not use are removed and the rest renormalised;
 3. an input far from every expert's data goes to the generalist (``out_of_domain``);
-4. a follow-up with no clear new domain stays with the conversation's expert (``context``);
+4. a follow-up with no clear new domain stays with the conversation's expert (``context``):
+   leaving it takes ``switch_confidence``, and ``switch_to_general`` for the generalist;
 5. a best expert below ``min_confidence`` yields to the generalist (``low_confidence``);
 6. an expert at capacity overflows to the next top-k expert whose probability clears
    ``overflow_min_prob`` and has room, else to the generalist (``overflow``).
@@ -37,6 +38,9 @@ class PolicyConfig:
     top_k_margin: float = 0.25
     overflow_min_prob: float = 0.2
     switch_confidence: float = 0.85
+    # Leaving a conversation's expert for the generalist takes more: a vague follow-up
+    # ("and the second one?") looks like small talk on its own (docs/router.md).
+    switch_to_general: float = 0.95
 
 
 class DecisionPolicy:
@@ -86,7 +90,7 @@ class DecisionPolicy:
             and prev != best
             and prev in probs
             and allowed(prev)
-            and probs[best] < cfg.switch_confidence
+            and probs[best] < (cfg.switch_to_general if best == GENERALIST else cfg.switch_confidence)
         ):
             chosen, reason = prev, Reason.CONTEXT
         elif scores.in_domain < cfg.ood_threshold and prev is None:
