@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from bench.router_bench import DEFAULT_GATE
+from bench.router_bench import shipped_gate
 from bench.router_common import machine, quality, splits, write_result
 from router.encoder import Precision, SentenceTransformerEncoder, Vectors, bundled_minilm_path, native_bfloat16
 from router.gate import TrainedScorer
@@ -81,7 +81,7 @@ def main() -> None:
     texts = [e.text for e in splits().test]
     truth = [e.domain for e in splits().test]
     timed = texts[:200]
-    gate = TrainedScorer.load(DEFAULT_GATE)
+    gate = TrainedScorer.load(shipped_gate())
     results: dict[str, object] = {"machine": machine(), "native_bfloat16": native_bfloat16()}
     reference: Vectors | None = None
     for precision in PRECISIONS:

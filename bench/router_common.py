@@ -1,13 +1,23 @@
-"""What the router benchmark's two sides share: data splits, metrics, timing, results.
+"""What the router benchmark's two sides share: data, metrics, timing, results.
 
-Imported by bench.router_bench (our gate, main venv) and bench.router_peer
-(semantic-router, its own venv), so it needs only numpy and the framework-free parts of
-router/ (router.data, router.metrics, router.encoder): nothing from backend/.
+Data: the shipped training set (router.data.SEED_FILES: train.jsonl and
+router/data/broad/*.jsonl) split into fit and validation rows exactly as train_gate
+splits it, the held-out test split (test.jsonl), the follow-ups (conversations.jsonl)
+and the public dev set (docs/router-public-dev.md). The dev set lives outside the
+repository (``--dev PATH``, else $EXPERTGATE_ROUTER_DEV, else
+/work/router-dev/public_dev.jsonl); when it is missing the dev columns are skipped, with
+a loud line that says so. Only counts and scores of it are ever written, never its text.
+
+Imported by bench.router_bench (our gates and the baselines, main venv) and
+bench.router_peer (semantic-router, its own venv), so it needs only numpy and the
+framework-free parts of router/ (router.data, router.metrics, router.encoder): nothing
+from backend/.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -15,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +33,14 @@ from typing import TextIO
 
 import numpy as np
 
-from router.data import SEED_DIR, Example, load_jsonl, stratified_split
+from router.data import SEED_DIR, SEED_FILES, Example, load_examples, load_jsonl, stratified_split
 from router.metrics import GENERALIST, classification_report
 
 EXPERTS = ("code", "legal", "support", GENERALIST)
 RESULTS = Path(__file__).resolve().parent / "results"
 CONVERSATIONS = SEED_DIR / "conversations.jsonl"
+DEV_ENV = "EXPERTGATE_ROUTER_DEV"
+DEV_DEFAULT = Path("/work/router-dev/public_dev.jsonl")
 # The split train_gate uses (TrainConfig defaults): the peer is tuned on the same rows.
 VAL_FRACTION = 0.15
 SPLIT_SEED = 7
@@ -35,13 +48,25 @@ WARMUP = 20
 SHORT_CHARS = 80  # "one short request": the latency target of issue 3
 THROUGHPUT_REPEATS = 3
 PROTOCOL = "@@timing "  # prefix of the lines bench.router_compare reads from a side
+# The sets in a result file's "sets": every system routes each text alone; the gates also
+# route the follow-ups with their conversation (FOLLOW_UPS_CONTEXT).
+TEST, DEV, FOLLOW_UPS, FOLLOW_UPS_CONTEXT = "test", "dev", "follow_ups_text_only", "follow_ups_with_context"
 
 
 @dataclass(frozen=True)
 class Splits:
-    fit: list[Example]  # train.jsonl less the validation rows
-    val: list[Example]  # validation rows of train.jsonl: all tuning happens here
+    fit: list[Example]  # the shipped training set less the validation rows
+    val: list[Example]  # its validation rows: all tuning happens here
     test: list[Example]  # test.jsonl: held out, measured once per side
+
+
+@dataclass(frozen=True)
+class DevRow:
+    """A row of the public dev set: a real request, its label and the dataset it came from."""
+
+    text: str
+    domain: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -55,9 +80,70 @@ class Turn:
     previous_expert: str | None
 
 
+@dataclass(frozen=True)
+class EvalSet:
+    """Texts every system routes (on their text alone), with their labels."""
+
+    name: str  # TEST, DEV or FOLLOW_UPS
+    texts: list[str]
+    truth: list[str]
+    sources: list[str] | None = None  # the dev set's source of each row
+
+
+def eval_sets(test: Sequence[Example], dev: Sequence[DevRow] | None, turns: Sequence[Turn]) -> list[EvalSet]:
+    """The held-out split, the public dev set (if present) and the follow-ups' texts."""
+    out = [EvalSet(TEST, [e.text for e in test], [e.domain for e in test])]
+    if dev is not None:
+        out.append(EvalSet(DEV, [r.text for r in dev], [r.domain for r in dev], [r.source for r in dev]))
+    out.append(EvalSet(FOLLOW_UPS, [t.text for t in turns], [t.domain for t in turns]))
+    return out
+
+
 def splits() -> Splits:
-    fit, val = stratified_split(load_jsonl(SEED_DIR / "train.jsonl"), VAL_FRACTION, SPLIT_SEED)
+    """The shipped training set split as train_gate splits it, and the test split."""
+    fit, val = stratified_split(load_examples(SEED_FILES), VAL_FRACTION, SPLIT_SEED)
     return Splits(fit, val, load_jsonl(SEED_DIR / "test.jsonl"))
+
+
+def dev_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dev",
+        type=Path,
+        default=Path(os.environ.get(DEV_ENV) or DEV_DEFAULT),
+        help=f"the public dev set (default: ${DEV_ENV}, else {DEV_DEFAULT}; here: %(default)s)",
+    )
+
+
+def dev_set(path: Path) -> list[DevRow] | None:
+    """The public dev set's rows, or None (with a loud line saying why) when it is missing."""
+    if not path.is_file():
+        print(
+            f"!!! PUBLIC DEV SET MISSING: {path} does not exist, so every dev column is skipped. "
+            f"Build it with bench/router_public_dev.py (docs/router-public-dev.md), "
+            f"then pass --dev PATH or set ${DEV_ENV}.",
+            flush=True,
+        )
+        return None
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows.append(DevRow(row["text"], row["domain"], row["source"]))
+    return rows
+
+
+def dev_summary(path: Path, rows: Sequence[DevRow] | None) -> dict[str, object]:
+    """What a result file says about the dev set: where it was, its hash and counts (no text)."""
+    if rows is None:
+        return {"path": str(path), "skipped": "file not found"}
+    counts = Counter(r.source for r in rows)
+    domain = {r.source: r.domain for r in rows}
+    return {
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "n": len(rows),
+        "sources": {s: {"domain": domain[s], "n": counts[s]} for s in sorted(counts)},
+    }
 
 
 def conversations() -> list[Turn]:
@@ -75,6 +161,30 @@ def conversations() -> list[Turn]:
 def quality(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, object]:
     """Accuracy, macro-F1, per-expert P/R/F1, confusion, general recall, in-domain abstained."""
     return classification_report(truth, predicted, EXPERTS).as_dict()
+
+
+def per_source(truth: Sequence[str], predicted: Sequence[str], sources: Sequence[str]) -> dict[str, object]:
+    """Accuracy per source (each source has one label, so this is that label's recall there)."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    domain: dict[str, str] = {}
+    for t, p, s in zip(truth, predicted, sources, strict=True):
+        hits[s].append(t == p)
+        domain[s] = t
+    return {
+        s: {"domain": domain[s], "n": len(ok), "accuracy": round(sum(ok) / len(ok), 4)}
+        for s, ok in sorted(hits.items())
+    }
+
+
+def evaluation(
+    data: EvalSet, predicted: Sequence[str], confidence: Sequence[float], correct: Sequence[bool]
+) -> dict[str, object]:
+    """One system on one set: :func:`quality` (per-expert recall included), the ECE of its
+    stated top-1 confidence against ``correct``, and the accuracy per source if ``data`` has them."""
+    out = {**quality(data.truth, predicted), "ece": round(ece_top1(confidence, correct), 4)}
+    if data.sources is not None:
+        out["per_source"] = per_source(data.truth, predicted, data.sources)
+    return out
 
 
 def ece_top1(confidence: Sequence[float], correct: Sequence[bool], bins: int = 15) -> float:
