@@ -184,10 +184,14 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
-        loc = [str(p) for p in first["loc"] if p != "body"]
+        errors = exc.errors()
+        # A check of ours (value_error) says more than a union branch the input did not take.
+        first = next((e for e in errors if e.get("type") == "value_error"), errors[0] if errors else None)
+        first = first or {"loc": (), "msg": "invalid body"}
+        # Union branches appear in the path as type names ("list[TextPart]"): not fields.
+        loc = [str(p) for p in first["loc"] if p != "body" and "[" not in str(p)]
         param = ".".join(loc) or None
-        msg = str(first["msg"])
+        msg = str(first["msg"]).removeprefix("Value error, ")
         if first.get("type") == "json_invalid":
             msg = "the request body is not valid JSON"
         return _error_response(BadRequest(f"{param}: {msg}" if param else msg, param=param))

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+
+def _encodable(text: str) -> str:
+    """Text that every later stage can encode. JSON may carry a lone UTF-16 surrogate
+    (``"\\ud800"``), which Python keeps in a str but no encoder, tokenizer or database
+    accepts: refused here, at the edge, as the caller's error (400)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text holds a lone UTF-16 surrogate at character {exc.start}, which is not valid Unicode"
+        ) from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class MessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -51,7 +67,7 @@ class ChatRequest(BaseModel):
 class RouteBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str | None = Field(default=None, min_length=1)
+    text: Text | None = Field(default=None, min_length=1)
     messages: list[MessageIn] | None = Field(default=None, min_length=1)
     model: str = "auto"
     conversation_id: str | None = None

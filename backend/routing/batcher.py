@@ -10,6 +10,9 @@ idle server is encoded at once, exactly as before.
 Requests that name their expert never wait here: the router decides them without the
 encoder (:meth:`router.service.Router.route_encoded`), and their ACL errors must reach
 their own caller, not a batch.
+
+A batch that fails is routed again one request at a time, so that a request the encoder
+cannot take fails alone and its neighbours are answered.
 """
 
 from __future__ import annotations
@@ -43,20 +46,33 @@ class RouteBatcher:
             self._draining = asyncio.create_task(self._drain(), context=contextvars.Context())
         return await future
 
+    def _route_batch(self, requests: list[RouteRequest]) -> list[EncodedRoute | Exception]:
+        """Each request's route, or the error of that request alone (worker thread)."""
+        try:
+            return list(self._router.route_many_encoded(requests))
+        except Exception as exc:  # which request failed is unknown: each goes alone
+            if len(requests) == 1:
+                return [exc]
+        outcomes: list[EncodedRoute | Exception] = []
+        for request in requests:
+            try:
+                outcomes.append(self._router.route_encoded(request))
+            except Exception as exc:  # this request's own failure, handed to its caller
+                outcomes.append(exc)
+        return outcomes
+
     async def _drain(self) -> None:
         try:
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                try:
-                    routes = await anyio.to_thread.run_sync(self._router.route_many_encoded, [r for r, _ in batch])
-                except Exception as exc:  # handed to every caller of the batch, none lost
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), route in zip(batch, routes, strict=True):
-                    if not future.done():  # its caller may have gone (client disconnect)
-                        future.set_result(route)
+                outcomes = await anyio.to_thread.run_sync(self._route_batch, [r for r, _ in batch])
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller may have gone (client disconnect)
+                        continue
+                    if isinstance(outcome, EncodedRoute):
+                        future.set_result(outcome)
+                    else:
+                        future.set_exception(outcome)
         finally:
             self._draining = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -307,6 +308,32 @@ async def test_bad_bodies_are_400_naming_the_field(client: httpx.AsyncClient) ->
         "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+
+
+async def test_text_with_a_lone_surrogate_is_400_and_others_are_answered(
+    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+) -> None:
+    # JSON may escape a lone surrogate; Python keeps it in a str that no encoder accepts.
+    bad = b'{"model": "auto", "messages": [{"role": "user", "content": "hi \\ud800 there"}]}'
+    parts = b'{"model": "code", "messages": [{"role": "user", "content": [{"type": "text", "text": "a\\udfff"}]}]}'
+
+    async def good(i: int) -> httpx.Response:
+        body = {"model": "auto", "messages": [{"role": "user", "content": f"question {i}: rotate an API key"}]}
+        return await client.post("/v1/chat/completions", json=body)
+
+    async def raw(body: bytes) -> httpx.Response:
+        return await client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+
+    llm.script(*(Reply("ok") for _ in range(6)))
+    responses = await asyncio.gather(*(good(i) for i in range(3)), raw(bad), raw(parts), *(good(i) for i in range(3, 6)))
+    for r in (responses[3], responses[4]):
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert err["code"] == "invalid_request" and "surrogate" in err["message"] and "messages" in err["param"]
+    assert [r.status_code for i, r in enumerate(responses) if i not in (3, 4)] == [200] * 6
+    assert await count_rows(container) == (6, 12)  # nothing written for the refused two
+    r = await client.post("/v1/route", content=b'{"text": "x \\ud800"}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "text" and "surrogate" in r.text
 
 
 async def test_oversized_input_is_413(client: httpx.AsyncClient, container: Container) -> None:

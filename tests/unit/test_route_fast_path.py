@@ -21,7 +21,7 @@ from router.encoder import Encoder, Vectors
 from router.errors import ExpertNotAllowed, UnknownExpertName
 from router.gate import TrainedScorer
 from router.policy import DecisionPolicy
-from router.service import Router
+from router.service import EncodedRoute, Router
 from router.types import Reason, RouteRequest
 from tests.fakes.embedder import HashEmbedder
 from tests.unit.test_knowledge_service import LEGAL, ingest
@@ -103,6 +103,24 @@ async def test_concurrent_requests_share_encoder_calls(counting: CountingEncoder
     # A named expert is answered without queueing; its ACL error reaches its caller only.
     with pytest.raises(ExpertNotAllowed):
         await batcher.route(RouteRequest("q", requested="legal", allowed=frozenset({"code"})))
+
+
+async def test_one_request_the_encoder_refuses_fails_alone(encoder: Encoder) -> None:
+    class Picky(CountingEncoder):
+        def encode(self, texts: Sequence[str]) -> Vectors:
+            if any("\ud800" in t for t in texts):
+                self.calls.append(len(texts))
+                raise ValueError("tokenizer: lone surrogate")
+            return super().encode(texts)
+
+    picky = Picky(encoder)
+    batcher = RouteBatcher(make_router(picky))
+    texts = [f"q{i} how do I rotate an API key" for i in range(6)]
+    texts[3] = "hi \ud800 there"
+    results = await asyncio.gather(*(batcher.route(RouteRequest(t)) for t in texts), return_exceptions=True)
+    assert isinstance(results[3], ValueError)
+    assert all(isinstance(r, EncodedRoute) for i, r in enumerate(results) if i != 3), results
+    assert max(picky.calls) > 1  # the bad request did share a batch, which then went one by one
 
 
 async def test_an_encoder_failure_reaches_every_request_of_the_batch(encoder: Encoder) -> None:
