@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 
 def _encodable(text: str) -> str:
@@ -48,7 +48,7 @@ class ChatRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=64)
     messages: list[MessageIn] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False  # JSON true/false only: "yes" or 1 is a 400, not a guess
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)

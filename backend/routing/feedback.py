@@ -129,18 +129,26 @@ class FeedbackService:
         return row
 
     async def queue(self, limit: int = 100) -> list[FeedbackItem]:
-        """Open thumbs-down feedback, newest first: what an admin should relabel."""
+        """Open thumbs-down feedback, newest first: what an admin should relabel.
+
+        Feedback on a conversation its owner has since deleted is left out: its question
+        is gone, so there is nothing to relabel (and one such row must not fail the queue).
+        """
+        asked = select(Message.id).where(Message.request_id == Feedback.request_id, Message.role == "user")
         rows = (
             await self._session.scalars(
                 select(Feedback)
-                .where(Feedback.resolved.is_(False), Feedback.rating == "down")
+                .where(Feedback.resolved.is_(False), Feedback.rating == "down", asked.exists())
                 .order_by(Feedback.id.desc())
                 .limit(limit)
             )
         ).all()
         items = []
         for fb in rows:
-            question, _ = await self._question(fb.request_id, None)
+            try:
+                question, _ = await self._question(fb.request_id, None)
+            except NotFound:  # deleted between the two reads
+                continue
             items.append(
                 FeedbackItem(
                     fb.id, fb.request_id, fb.rating, fb.comment, fb.expected_expert, fb.routed_expert,

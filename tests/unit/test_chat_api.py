@@ -299,6 +299,12 @@ async def test_bad_bodies_are_400_naming_the_field(client: httpx.AsyncClient) ->
         json={"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 5},
     )
     assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
+    for loose in ("yes", 1, "true"):
+        r = await client.post(
+            "/v1/chat/completions",
+            json={"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": loose},
+        )
+        assert r.status_code == 400 and r.json()["error"]["param"] == "stream", loose
     r = await client.post(
         "/v1/chat/completions",
         json={"model": "auto", "messages": [{"role": "user", "content": "   "}]},

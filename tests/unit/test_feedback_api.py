@@ -87,3 +87,20 @@ async def test_router_status_and_promote_errors(client: httpx.AsyncClient, conta
     r = await client.post("/api/v1/admin/router/rollback", headers=headers)
     assert r.status_code == 404 and r.json()["error"]["code"] == "nothing_to_roll_back"
     assert (await client.get("/api/v1/admin/router")).status_code == 403
+
+
+async def test_feedback_on_a_deleted_conversation_leaves_the_queue_working(
+    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+) -> None:
+    gone = await ask(client, "why was my invoice charged twice")
+    kept = await ask(client, "the export button does nothing")
+    for request_id in (gone, kept):
+        r = await client.post("/api/v1/feedback", json={"request_id": request_id, "rating": "down"})
+        assert r.status_code == 201
+    conversations = (await client.get("/api/v1/conversations")).json()["data"]
+    conv = next(c["id"] for c in conversations if "invoice" in c["title"])
+    assert (await client.delete(f"/api/v1/conversations/{conv}")).status_code == 204
+    admin = await make_key(container, "root@example.com", roles={"admin"})
+    r = await client.get("/api/v1/admin/router/feedback", headers={"authorization": f"Bearer {admin}"})
+    assert r.status_code == 200, r.text
+    assert [q["request_id"] for q in r.json()] == [kept]

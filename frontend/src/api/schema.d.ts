@@ -289,7 +289,8 @@ export interface paths {
         put?: never;
         /**
          * Train
-         * @description Retrain inline (tens of seconds on a laptop CPU); a worker runs the same service.
+         * @description Retrain inline (minutes on a laptop CPU with the encoder tuned, seconds without:
+         *     the router_finetune setting); a worker runs the same service.
          */
         post: operations["trainRouter"];
         delete?: never;
