@@ -88,6 +88,9 @@ class LocalLLMServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.threads),
             "--n_threads_batch", str(self.threads),
+            # By default llama.cpp's server cuts a running stream short whenever another
+            # request arrives: one user's question would end another's answer mid-word.
+            "--interrupt_requests", "false",
         ]  # fmt: skip
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         log.info("starting local LLM server on %s with %s", self.api_base, self.model.name)

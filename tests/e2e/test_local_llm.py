@@ -51,3 +51,56 @@ def test_the_model_server_stops_when_its_parent_is_killed() -> None:
         parent.kill()
         if child and alive(child):  # the leak this test is about must not outlive it either
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_second_request_does_not_cut_a_running_stream_short() -> None:
+    """llama.cpp's server interrupts a running stream when another request arrives unless
+    told not to; a user's answer must not end because someone else asked something."""
+    import json
+    import threading
+
+    import httpx
+
+    from backend.local_llm import LOCAL_MODEL_ALIAS, LocalLLMServer, bundled_gguf
+
+    server = LocalLLMServer(bundled_gguf(), threads=1)
+    server.start(timeout_s=120)
+    try:
+        first_token = threading.Event()
+        streamed: list[str] = []
+        finish: list[str | None] = []
+
+        def stream() -> None:
+            body = {
+                "model": LOCAL_MODEL_ALIAS,
+                "messages": [{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+                "max_tokens": 60,
+                "temperature": 0,
+                "stream": True,
+            }
+            with httpx.stream("POST", f"{server.api_base}/chat/completions", json=body, timeout=120) as r:
+                for line in r.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    choice = json.loads(line[6:])["choices"][0]
+                    if choice["delta"].get("content"):
+                        streamed.append(choice["delta"]["content"])
+                        first_token.set()
+                    if choice.get("finish_reason"):
+                        finish.append(choice["finish_reason"])
+
+        reader = threading.Thread(target=stream)
+        reader.start()
+        assert first_token.wait(60), "the stream never started"
+        other = httpx.post(
+            f"{server.api_base}/chat/completions",
+            json={"model": LOCAL_MODEL_ALIAS, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+            timeout=120,
+        )
+        reader.join(120)
+        assert other.status_code == 200
+        # Cut short, the stream stops after a few pieces without a finish reason, or with
+        # one well before its token cap.
+        assert finish == ["length"] and len(streamed) >= 50, (finish, len(streamed))
+    finally:
+        server.stop()
