@@ -225,7 +225,7 @@ def run(gate_dir: Path, dev_path: Path, serve_timing: bool) -> dict[str, object]
     data, dev, turns = splits(), dev_set(dev_path), conversations()
     sets = eval_sets(data.test, dev, turns)
     start = time.perf_counter()
-    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER)
+    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER, precision="auto")  # as served
     encoder_load_s = time.perf_counter() - start
 
     routers: dict[str, Router] = {}

@@ -98,7 +98,7 @@ class MiniLMEncoder(DenseEncoder):  # type: ignore[misc]  # semantic-router is u
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        self._model = SentenceTransformerEncoder(bundled_minilm_path(), name=self.name)
+        self._model = SentenceTransformerEncoder(bundled_minilm_path(), name=self.name, precision="auto")  # as ours
 
     @property
     def model(self) -> SentenceTransformerEncoder:

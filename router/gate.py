@@ -124,10 +124,11 @@ class TrainedScorer:
         missing = [n for n in needed[manifest.architecture] if n not in self._t]
         if missing:
             raise ArtifactError(f"gate {manifest.version}: missing tensors {missing}")
+        self._spans: list[tuple[int, int]] = []
         if manifest.architecture == "knn":
-            self._class_banks, self._in_domain_bank = self._split_bank(manifest)
+            self._bank, self._spans, self._in_domain_rows = self._split_bank(manifest)
         else:
-            self._class_banks, self._in_domain_bank = [], self._t["bank"]
+            self._bank, self._in_domain_rows = self._t["bank"], len(self._t["bank"])
             out_dim = self._t["w2" if manifest.architecture == "mlp" else "w"].shape[0]
             if out_dim != len(manifest.experts):
                 raise ArtifactError(f"gate {manifest.version}: {out_dim} outputs for {len(manifest.experts)} experts")
@@ -141,34 +142,43 @@ class TrainedScorer:
                 raise ArtifactError(f"gate {manifest.version}: lexical table missing or misshapen")
             self._ngrams = HashedNgrams(manifest.lexical_buckets)
 
-    def _split_bank(self, manifest: GateManifest) -> tuple[list[Vectors], Vectors]:
-        """The kNN gate's bank per expert, and its rows of experts other than general."""
+    def _split_bank(self, manifest: GateManifest) -> tuple[Vectors, list[tuple[int, int]], int]:
+        """The kNN gate's bank with each expert's rows together (the generalist's last),
+        each expert's (start, end) in it, and where the generalist's rows begin: one
+        product with the whole bank then serves every expert and the in-domain score."""
         bank, labels = self._t["bank"], self._t["bank_labels"].astype(np.int64)
         n = len(manifest.experts)
         if labels.shape != (bank.shape[0],) or labels.min(initial=0) < 0 or labels.max(initial=0) >= n:
             raise ArtifactError(f"gate {manifest.version}: bank labels do not match the bank and experts")
-        per_expert = [bank[labels == i] for i in range(n)]
-        if any(len(rows) == 0 for rows in per_expert):
-            raise ArtifactError(f"gate {manifest.version}: an expert has no examples in the bank")
-        in_domain = [i for i, name in enumerate(manifest.experts) if name != GENERALIST]
-        return per_expert, bank[np.isin(labels, in_domain)]
+        order = sorted(range(n), key=lambda i: manifest.experts[i] == GENERALIST)
+        rows, spans, start = [], [(0, 0)] * n, 0
+        for i in order:
+            block = bank[labels == i]
+            if len(block) == 0:
+                raise ArtifactError(f"gate {manifest.version}: {manifest.experts[i]} has no examples in the bank")
+            rows.append(block)
+            spans[i] = (start, start + len(block))
+            start += len(block)
+        general = [spans[i][0] for i in range(n) if manifest.experts[i] == GENERALIST]
+        return np.ascontiguousarray(np.concatenate(rows)), spans, general[0] if general else start
 
     def with_encoder(self, encoder: Encoder) -> TrainedScorer:
         """This gate, scoring the vectors of ``encoder`` (its tuned encoder)."""
         return TrainedScorer(self.manifest, self._t, self.encoder_tensors or None, encoder)
 
+    def _check_encoder(self) -> None:
+        if self.manifest.encoder_tuning is not None and self.encoder is None:
+            raise ArtifactError(f"gate {self.version} scores its tuned encoder's vectors; load it with scorer_for")
+
     def logits(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
         """Uncalibrated logits, shape (len(texts), len(experts)). Raises ArtifactError for a
         gate with a tuned encoder that has none attached (its vectors would be the base
         model's: see :func:`router.loading.scorer_for`)."""
-        if self.manifest.encoder_tuning is not None and self.encoder is None:
-            raise ArtifactError(f"gate {self.version} scores its tuned encoder's vectors; load it with scorer_for")
+        self._check_encoder()
         out: Vectors
         t = self._t
         if self.manifest.architecture == "knn":
-            # Each expert's mean cosine to its k nearest examples: the temperature makes
-            # probabilities of these similarities (fitted on validation like any logits).
-            out = np.stack([_top_k_mean(vectors @ rows.T, self.manifest.knn_k) for rows in self._class_banks], axis=1)
+            out = self._nearest(vectors)[0]
         elif self.manifest.architecture == "mlp":
             hidden = np.maximum(vectors @ t["w1"].T + t["b1"], 0.0)
             out = hidden @ t["w2"].T + t["b2"]
@@ -184,11 +194,24 @@ class TrainedScorer:
 
     def in_domain(self, vectors: Vectors) -> Vectors:
         """Mean cosine similarity to the k nearest in-domain training examples."""
-        return _top_k_mean(vectors @ self._in_domain_bank.T, self.manifest.knn_k)
+        return _top_k_mean(vectors @ self._bank[: self._in_domain_rows].T, self.manifest.knn_k)
+
+    def _nearest(self, vectors: Vectors) -> tuple[Vectors, Vectors]:
+        """The kNN gate's logits (each expert's mean cosine to its k nearest examples; the
+        temperature makes probabilities of them) and the in-domain score, from one product."""
+        sims = vectors @ self._bank.T
+        k = self.manifest.knn_k
+        per_expert = np.stack([_top_k_mean(sims[:, a:b], k) for a, b in self._spans], axis=1)
+        return per_expert, _top_k_mean(sims[:, : self._in_domain_rows], k)
 
     def score(self, texts: Sequence[str], vectors: Vectors) -> list[Scores]:
-        probs = self.probabilities(texts, vectors)
-        dom = self.in_domain(vectors)
+        if self.manifest.architecture == "knn":
+            self._check_encoder()
+            logits, dom = self._nearest(vectors)
+            probs = _softmax(logits / self.manifest.temperature)
+        else:
+            probs = self.probabilities(texts, vectors)
+            dom = self.in_domain(vectors)
         return [
             Scores({n: float(p) for n, p in zip(self.experts, row, strict=True)}, float(d))
             for row, d in zip(probs, dom, strict=True)
