@@ -40,7 +40,7 @@ class PolicyConfig:
     switch_confidence: float = 0.85
     # Leaving a conversation's expert for the generalist takes more: a vague follow-up
     # ("and the second one?") looks like small talk on its own (docs/router.md).
-    switch_to_general: float = 0.95
+    switch_to_general: float = 0.97
 
 
 class DecisionPolicy:
