@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.audit.api import router as audit_router
@@ -21,7 +22,7 @@ from backend.bootstrap import bootstrap_admin
 from backend.chat.api import router as chat_router
 from backend.container import Container, build_container
 from backend.conversations.api import router as conversations_router
-from backend.errors import ERROR_TABLE, AppError, BadRequest, PayloadTooLarge, to_app_error
+from backend.errors import ERROR_TABLE, AppError, BadRequest, NotFound, PayloadTooLarge, to_app_error
 from backend.health import router as health_router
 from backend.identity.api import router as identity_router
 from backend.identity.users_api import router as users_router
@@ -41,6 +42,19 @@ from backend.slack.api import close_slack, install_slack
 from backend.web.spa import install_spa
 
 log = logging.getLogger(__name__)
+
+
+def framework_error(status: int, detail: str) -> AppError:
+    """The AppError for an HTTP error raised by FastAPI or Starlette themselves."""
+    if status == 400:  # FastAPI could not parse the body (binary, bad UTF-8, nesting too deep)
+        return BadRequest("the request body could not be parsed: send one JSON document, encoded as UTF-8")
+    if status == 404:
+        return NotFound("no such path" if detail == "Not Found" else detail)
+    error = AppError(detail, code={405: "method_not_allowed"}.get(status, f"http_{status}"))
+    error.status = status
+    if status < 500:
+        error.type = "invalid_request_error"
+    return error
 
 
 def _error_response(error: AppError) -> Response:
@@ -181,6 +195,12 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> Response:
         return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _framework(_: Request, exc: StarletteHTTPException) -> Response:
+        """The framework's own refusals (a body it cannot parse, an unknown path or
+        method) in the error table's shape, not FastAPI's ``{"detail": ...}``."""
+        return _error_response(framework_error(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -342,6 +342,22 @@ async def test_text_with_a_lone_surrogate_is_400_and_others_are_answered(
     assert r.status_code == 400 and r.json()["error"]["param"] == "text" and "surrogate" in r.text
 
 
+async def test_bodies_the_framework_cannot_parse_get_the_error_shape(client: httpx.AsyncClient) -> None:
+    bodies = {
+        "binary": b"\x00\xff\xfe garbage",
+        "invalid UTF-8 in JSON": b'{"model": "auto", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
+        "nested too deep": b"[" * 5000 + b"]" * 5000,
+    }
+    for name, body in bodies.items():
+        r = await client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, name
+        assert r.json()["error"]["code"] == "invalid_request" and "could not be parsed" in r.json()["error"]["message"]
+    r = await client.get("/v1/no-such-thing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = await client.put("/v1/chat/completions", json={})
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
 async def test_oversized_input_is_413(client: httpx.AsyncClient, container: Container) -> None:
     big = "x" * (container.settings.max_input_chars + 1)
     r = await client.post(
