@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     # audit_text; audit_retention_days drops it after that many days (None: keep).
     audit_text: Literal["full", "redacted", "hash"] = "redacted"
     audit_retention_days: int | None = Field(default=None, ge=1)
+    # The chain's HMAC key when secret_key is not set: a random key created on first
+    # start in this file (default data_dir/audit.key, mode 0600), never in the database.
+    audit_key_file: Path | None = None
+    # Signed chain heads ("anchors") are appended here (default
+    # data_dir/audit-anchors.jsonl) every audit_anchor_interval_s by the API and at its
+    # shutdown; `expertgate audit verify` checks them. Keep it where the database's
+    # writers cannot write (another volume, a log shipper).
+    audit_anchor_file: Path | None = None
+    audit_anchor_interval_s: float = Field(default=300.0, gt=0, le=86_400)
     # The console dashboard's cost estimate: USD per 1,000 tokens (both 0: no estimate).
     cost_per_1k_prompt_tokens: float = Field(default=0.0, ge=0)
     cost_per_1k_completion_tokens: float = Field(default=0.0, ge=0)
@@ -181,6 +190,14 @@ class Settings(BaseSettings):
     def slack_configured(self) -> bool:
         """Whether the HTTP events endpoint can run (signing secret and bot token set)."""
         return self.slack_signing_secret is not None and self.slack_bot_token is not None
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit.key"
+
+    @property
+    def resolved_audit_anchor_file(self) -> Path:
+        return self.audit_anchor_file or self.data_dir / "audit-anchors.jsonl"
 
     @property
     def resolved_database_url(self) -> str:

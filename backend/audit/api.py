@@ -12,13 +12,17 @@ pending events as ``pending``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import SQLAlchemyError
 
+from backend.audit.anchors import HeadMissing
+from backend.audit.errors import AuditExportFailed
 from backend.audit.export import ExportFormat, render
 from backend.audit.query import stream_events
 from backend.audit.retention import run_retention
@@ -38,6 +42,7 @@ from backend.deps import get_container, get_principal, require_admin, require_au
 from backend.errors import BadRequest
 from backend.identity.types import Principal
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 
 ContainerDep = Annotated[Container, Depends(get_container)]
@@ -84,6 +89,15 @@ FilterDep = Annotated[AuditFilter, Depends(audit_filter)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
+async def _chain_pending(container: Container) -> None:
+    """Chain what is pending before a read. Without a chain head nothing can be chained:
+    the read still serves every event chained so far (verify reports the missing head)."""
+    try:
+        await container.chainer.drain()
+    except HeadMissing as exc:
+        log.error("audit: %s; serving the events chained so far", exc)
+
+
 @router.get("/admin/audit", response_model=AuditPage, operation_id="listAuditEvents")
 async def list_events(
     _: ReaderDep,
@@ -92,7 +106,8 @@ async def list_events(
     limit: Limit = 50,
     cursor: str | None = None,
 ) -> AuditPage:
-    await container.chainer.drain()
+    """Newest first. A corrupted row is listed in place with ``unreadable`` set."""
+    await _chain_pending(container)
     async with container.db.session() as session:
         result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
     return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
@@ -107,7 +122,10 @@ async def export_events(
 ) -> StreamingResponse:
     """Every matching event, oldest first, streamed (bounded memory at any size).
 
-    The export itself is audited before the first byte is sent.
+    The export itself is audited before the first byte is sent. A corrupted row is
+    exported as far as it reads, with ``unreadable`` set. The first line is read before
+    the response starts: a failure there is a 500 ``audit_export_failed``, never an
+    empty 200; a failure later cuts the connection (the client sees a broken transfer).
     """
     await container.audit.record(
         container.db,
@@ -119,17 +137,35 @@ async def export_events(
             payload={"format": format, "filter": _filter_payload(flt)},
         ),
     )
-    await container.chainer.drain()  # the export event above included
     fmt: ExportFormat = format
 
-    async def body() -> AsyncIterator[bytes]:
+    async def body() -> AsyncGenerator[bytes, None]:
         async with container.db.session() as session:
             async for chunk in render(stream_events(session, flt), fmt):
                 yield chunk
 
+    lines = body()
+    try:
+        await _chain_pending(container)  # the export event above included
+        first = [await anext(lines)]
+    except StopAsyncIteration:
+        first = []
+    except SQLAlchemyError as exc:
+        await lines.aclose()
+        log.error("audit export failed before the first line: %s", exc)
+        raise AuditExportFailed(
+            "the audit export could not read the audit trail; nothing was sent (see the server log)"
+        ) from exc
+
+    async def resumed() -> AsyncIterator[bytes]:
+        for chunk in first:
+            yield chunk
+        async for chunk in lines:
+            yield chunk
+
     media = "application/x-ndjson" if fmt == "jsonl" else "text/csv; charset=utf-8"
     return StreamingResponse(
-        body(),
+        resumed(),
         media_type=media,
         headers={"content-disposition": f'attachment; filename="audit.{fmt}"'},
     )
@@ -158,7 +194,7 @@ async def retention(principal: AdminDep, container: ContainerDep, body: Retentio
 @router.get("/admin/audit/{seq}", response_model=AuditEventDetail, operation_id="getAuditEvent")
 async def get_event(seq: int, _: ReaderDep, container: ContainerDep) -> AuditEventDetail:
     """One event with its whole trace (the payload) and a check of its integrity."""
-    await container.chainer.drain()
+    await _chain_pending(container)
     async with container.db.session() as session:
         reader = AuditReader(session, container.audit)
         view = await reader.event(seq)
@@ -181,7 +217,7 @@ async def my_events(
 ) -> AuditPage:
     """The caller's own events, newest first."""
     flt = AuditFilter(user_id=principal.user_id)
-    await container.chainer.drain()
+    await _chain_pending(container)
     async with container.db.session() as session:
         result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
     return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
@@ -190,7 +226,7 @@ async def my_events(
 @router.get("/me/audit/{seq}", response_model=AuditEventOut, operation_id="getMyAuditEvent")
 async def my_event(seq: int, principal: PrincipalDep, container: ContainerDep) -> AuditEventOut:
     """One of the caller's own events; someone else's is 404, like a missing one."""
-    await container.chainer.drain()
+    await _chain_pending(container)
     async with container.db.session() as session:
         view = await AuditReader(session, container.audit).event(seq, owner_id=principal.user_id)
     return AuditEventOut.of(view)

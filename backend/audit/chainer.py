@@ -44,9 +44,12 @@ from typing import Any, cast
 
 import anyio
 from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit.anchors import AnchorLog, HeadMissing
 from backend.audit.chain import ChainKey, EventBody, content_digest
+from backend.audit.types import AuditEventView
 from backend.db.models import AuditChainHead, AuditEvent, AuditOutbox, utcnow
 from backend.db.session import Database
 
@@ -66,12 +69,13 @@ _HEAD = cast(Table, AuditChainHead.__table__)
 _LOCK_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq).returning(_HEAD.c.seq, _HEAD.c.hash)
 
 
-def event_body(row: AuditEvent | Row[Any], *, seq: int, prev_hash: str) -> EventBody:
+def event_body(row: AuditEventView | Row[Any], *, seq: int, prev_hash: str) -> EventBody:
     """The hashed fields of a chained event or of a pending outbox row (at ``seq`` after
     ``prev_hash``; a pending row has no position yet: 0 and ""). A payload that is not a
     JSON object, which no writer of ours stores, is wrapped: it then fails verification
     (or its seal) instead of passing as some other event."""
     payload = row.payload if isinstance(row.payload, dict) else {"_not_an_object": row.payload}
+    assert row.ts is not None, "only readable events have a body"
     return EventBody(
         seq=seq,
         ts=row.ts,
@@ -130,9 +134,11 @@ async def chain_batch(session: AsyncSession, key: ChainKey, limit: int = BATCH) 
 
     Runs in the caller's transaction and holds the chain lock until it commits.
     Returns how many outbox rows were consumed. Rows written under another key are
-    left for a process that holds it.
+    left for a process that holds it. Raises HeadMissing without a chain head.
     """
-    head = (await session.execute(_LOCK_HEAD)).one()
+    head = (await session.execute(_LOCK_HEAD)).first()
+    if head is None:
+        raise HeadMissing()
     rows = (
         await session.execute(select(_OUTBOX).where(_OUTBOX.c.alg == key.alg).order_by(_OUTBOX.c.id).limit(limit))
     ).all()
@@ -187,7 +193,10 @@ async def chain_pending(db: Database, key: ChainKey, batch: int = BATCH) -> int:
 class AuditChainer:
     """The background chainer of one API process (see the module docstring).
 
-    ``wake`` is set by the process's deferred AuditTrail when an enqueue commits.
+    ``wake`` is set by the process's deferred AuditTrail when an enqueue commits. With
+    ``anchors`` it also appends the signed chain head there (anchors.py): once its first
+    drain is done, then every ``anchor_interval_s`` when the head moved, and at
+    :meth:`settle` (shutdown).
     """
 
     def __init__(
@@ -199,8 +208,13 @@ class AuditChainer:
         window_s: float = WINDOW_S,
         interval_s: float = 1.0,
         batch: int = BATCH,
+        anchors: AnchorLog | None = None,
+        anchor_interval_s: float = 300.0,
     ) -> None:
         self._db = db
+        self._anchors = anchors
+        self._anchor_interval_s = anchor_interval_s
+        self._anchored_at: float | None = None
         self._key = key
         self._wake = wake
         self._window_s = window_s
@@ -235,6 +249,10 @@ class AuditChainer:
                 log.exception("audit chainer: chaining failed; retrying in %.1f s", self._interval_s)
                 await anyio.sleep(self._interval_s)
                 continue
+            now = anyio.current_time()
+            if self._anchored_at is None or now - self._anchored_at >= self._anchor_interval_s:
+                self._anchored_at = now
+                await self.anchor()
             with anyio.move_on_after(self._interval_s):
                 await self._wake.wait()
             self._wake.clear()
@@ -257,3 +275,17 @@ class AuditChainer:
             return
         if chained:
             log.info("audit chainer: chained %d pending events", chained)
+        await self.anchor()
+
+    async def anchor(self) -> None:
+        """Append the chain head to the anchor file, if this chainer has one.
+
+        A failure (disk full, no chain head) is logged, not raised, like a failed
+        drain: the next round tries again, and verify reports a missing head itself.
+        """
+        if self._anchors is None:
+            return
+        try:
+            await self._anchors.anchor(self._db)
+        except (OSError, HeadMissing, SQLAlchemyError) as exc:
+            log.error("audit chainer: could not anchor the chain head in %s: %s", self._anchors.path, exc)

@@ -1,4 +1,4 @@
-"""`expertgate audit verify|export|retention|head|chain`: parse, call one service, print.
+"""`expertgate audit verify|export|retention|head|anchor|chain`: parse, call one service, print.
 
 Exit codes: 0 done (verify: chain intact), 1 verify found a bad event or a command
 failed, 2 bad settings (from the main CLI).
@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO
 
+from backend.audit.anchors import Anchor, HeadMissing
 from backend.audit.chainer import chain_pending
 from backend.audit.export import render
 from backend.audit.query import stream_events
@@ -56,27 +57,27 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         try:
             async with db.session() as session:
-                report = await verify_chain(session, trail.key)
+                report = await verify_chain(session, trail.key, trail.anchors)
         finally:
             await db.dispose()
         if args.json:
             print(json.dumps({
                 "ok": report.ok, "checked": report.checked, "head_seq": report.head_seq,
                 "head_hash": report.head_hash, "first_bad_seq": report.first_bad_seq,
-                "problem": report.problem, "purged": report.purged, "pending": report.pending,
+                "kind": report.kind, "problem": report.problem, "purged": report.purged,
+                "pending": report.pending, "anchors_checked": report.anchors_checked,
             }))  # fmt: skip
         elif report.ok:
             print(
                 f"audit chain intact: {report.checked} events verified "
                 f"({report.purged} with text purged by retention); "
-                f"head seq {report.head_seq} hash {report.head_hash}"
+                f"head seq {report.head_seq} hash {report.head_hash}; "
+                f"{report.anchors_checked} anchors match"
                 + (f"; {report.pending} events pending in the outbox" if report.pending else "")
             )
         else:
-            print(
-                f"audit chain BROKEN at seq {report.first_bad_seq}: {report.problem}",
-                file=sys.stderr,
-            )
+            where = f"at seq {report.first_bad_seq}" if report.first_bad_seq is not None else "(no single event)"
+            print(f"audit chain BROKEN {where} [{report.kind}]: {report.problem}", file=sys.stderr)
         return 0 if report.ok else 1
 
     return asyncio.run(run())
@@ -143,20 +144,45 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_head(settings: Settings, _: argparse.Namespace) -> int:
     db, _trail = _open(settings)
 
-    async def run() -> tuple[int, str]:
+    async def run() -> tuple[int, str] | None:
         try:
             async with db.session() as session:
                 head = await session.get(AuditChainHead, 1)
-                assert head is not None, "migrations create the head row"
-                return head.seq, head.hash
+                return None if head is None else (head.seq, head.hash)
         finally:
             await db.dispose()
 
-    seq, digest = asyncio.run(run())
+    found = asyncio.run(run())
+    if found is None:
+        print(f"expertgate: {HeadMissing()}; run `expertgate audit verify`", file=sys.stderr)
+        return 1
+    seq, digest = found
     # Keep this line somewhere the database's writers cannot reach (a ticket, a
     # notary, another system): with it, even an unkeyed chain cannot be rewritten
     # unnoticed up to this point.
     print(f"{seq} {digest}")
+    return 0
+
+
+def cmd_anchor(settings: Settings, _: argparse.Namespace) -> int:
+    db, trail = _open(settings)
+    anchors = trail.anchors
+    assert anchors is not None, "build_audit_trail always sets the anchor file"
+
+    async def run() -> Anchor | None:
+        try:
+            return await anchors.anchor(db)
+        finally:
+            await db.dispose()
+
+    try:
+        anchor = asyncio.run(run())
+    except (OSError, HeadMissing) as exc:
+        print(f"expertgate: could not anchor the audit chain in {anchors.path}: {exc}", file=sys.stderr)
+        return 1
+    if anchor is None:  # only a long-lived process skips a repeated head
+        return 0
+    print(f"anchored seq {anchor.seq} hash {anchor.hash} in {anchors.path}")
     return 0
 
 
@@ -199,6 +225,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     head = audit.add_parser("head", help="print the chain head 'SEQ HASH' (to keep elsewhere)")
     head.set_defaults(func=cmd_head)
+
+    anchor = audit.add_parser("anchor", help="append the signed chain head to the anchor file (verify checks it)")
+    anchor.set_defaults(func=cmd_anchor)
 
     chain = audit.add_parser("chain", help="chain the events pending in the outbox now (the API does it by itself)")
     chain.set_defaults(func=cmd_chain)

@@ -16,15 +16,17 @@ ExportFormat = Literal["jsonl", "csv"]
 CSV_COLUMNS = (
     "seq", "ts", "request_id", "action", "outcome", "status", "user_id", "user_email",
     "team", "channel", "expert", "reason", "payload", "prompt", "answer",
-    "content_digest", "content_purged_at", "alg", "prev_hash", "hash",
+    "content_digest", "content_purged_at", "alg", "prev_hash", "hash", "unreadable",
 )  # fmt: skip
 
 
 def event_record(event: AuditEventView) -> dict[str, object]:
-    """An event as JSON data: every stored field, so the export can be verified offline."""
+    """An event as JSON data: every stored field, so the export can be verified offline.
+
+    ``unreadable`` is null, or says why the stored row could not be read."""
     return {
         "seq": event.seq,
-        "ts": format_ts(event.ts),
+        "ts": format_ts(event.ts) if event.ts else None,
         "request_id": event.request_id,
         "action": event.action,
         "outcome": event.outcome,
@@ -43,6 +45,8 @@ def event_record(event: AuditEventView) -> dict[str, object]:
         "alg": event.alg,
         "prev_hash": event.prev_hash,
         "hash": event.hash,
+        # A corrupted row: exported as far as it reads, and marked (rows.py).
+        "unreadable": ({"kind": event.problem.kind, "problem": event.problem.problem} if event.problem else None),
     }
 
 
@@ -62,6 +66,7 @@ async def render(events: AsyncIterator[AuditEventView], fmt: ExportFormat) -> As
             yield orjson.dumps(record) + b"\n"
         else:
             record["payload"] = orjson.dumps(record["payload"]).decode()
+            record["unreadable"] = f"{event.problem.kind}: {event.problem.problem}" if event.problem else None
             yield _csv_line([_csv_cell(record[c]) for c in CSV_COLUMNS]).encode()
 
 

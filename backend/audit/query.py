@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit.rows import decode, event_columns
 from backend.audit.types import AuditEventView, AuditFilter
-from backend.audit.writer import to_view
 from backend.db.models import AuditEvent
 from backend.errors import BadRequest
 
@@ -27,9 +28,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def filtered(flt: AuditFilter) -> Select[AuditEvent]:
-    """SELECT of the events matching ``flt`` (no order, no limit)."""
-    stmt = select(AuditEvent)
+def filtered(flt: AuditFilter) -> Select[Any]:
+    """SELECT of the events matching ``flt`` (no order, no limit), undecoded: see rows.py."""
+    stmt = event_columns()
     e = AuditEvent
     if flt.since is not None:
         stmt = stmt.where(e.ts >= flt.since)
@@ -76,18 +77,18 @@ async def page(session: AsyncSession, flt: AuditFilter, *, limit: int, cursor: s
     stmt = filtered(flt)
     if cursor is not None:
         stmt = stmt.where(AuditEvent.seq < decode_cursor(cursor))
-    rows = list((await session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1))).all())
+    rows = list((await session.execute(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1))).all())
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(
-        events=tuple(to_view(r) for r in rows),
+        events=tuple(decode(r) for r in rows),
         next_cursor=encode_cursor(rows[-1].seq) if more and rows else None,
     )
 
 
 async def get_event(session: AsyncSession, seq: int) -> AuditEventView | None:
-    row = await session.get(AuditEvent, seq)
-    return None if row is None else to_view(row)
+    row = (await session.execute(event_columns().where(AuditEvent.seq == seq))).first()
+    return None if row is None else decode(row)
 
 
 async def stream_events(
@@ -100,11 +101,9 @@ async def stream_events(
     stay open until the iterator is exhausted or closed.
     """
     stmt = filtered(flt).order_by(AuditEvent.seq).execution_options(yield_per=batch)
-    result = await session.stream_scalars(stmt)
+    result = await session.stream(stmt)
     try:
         async for row in result:
-            yield to_view(row)
-            # Streamed rows are not needed again; keep the identity map from growing.
-            session.expunge(row)
+            yield decode(row)  # plain rows: nothing enters the identity map
     finally:
         await result.close()

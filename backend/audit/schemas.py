@@ -10,9 +10,16 @@ from pydantic import BaseModel, Field
 from backend.audit.types import AuditEventView, VerifyReport
 
 
+class UnreadableOut(BaseModel):
+    """Why a stored row could not be read; its other fields are then partly empty."""
+
+    kind: str = Field(description="unreadable_row | bad_timestamp")
+    problem: str
+
+
 class AuditEventOut(BaseModel):
     seq: int
-    ts: datetime
+    ts: datetime | None = Field(description="null only when the stored timestamp is unreadable (see `unreadable`)")
     request_id: str | None
     action: str
     outcome: str
@@ -31,11 +38,21 @@ class AuditEventOut(BaseModel):
     alg: str
     prev_hash: str
     hash: str
+    unreadable: UnreadableOut | None = Field(
+        default=None, description="set when the stored row is corrupted: run `expertgate audit verify`"
+    )
+    text_withheld: bool = Field(
+        default=False,
+        description="prompt and answer withheld: the answer cited documents outside the reader's groups",
+    )
 
     @classmethod
     def of(cls, view: AuditEventView) -> AuditEventOut:
-        # The view's fields are this model's, by name and type.
-        return cls.model_validate(view, from_attributes=True)
+        # The view's fields are this model's, by name and type (``problem`` renamed).
+        out = cls.model_validate(view, from_attributes=True)
+        if view.problem is not None:
+            out.unreadable = UnreadableOut(kind=view.problem.kind, problem=view.problem.problem)
+        return out
 
 
 class AuditPage(BaseModel):
@@ -62,9 +79,11 @@ class VerifyOut(BaseModel):
     head_seq: int
     head_hash: str
     first_bad_seq: int | None
+    kind: str | None = Field(default=None, description="what is wrong, stable (docs/governance.md)")
     problem: str | None
     purged: int
     pending: int = Field(description="events written but not yet chained (not verified, not a failure)")
+    anchors_checked: int = 0
 
     @classmethod
     def of(cls, report: VerifyReport) -> VerifyOut:

@@ -37,4 +37,4 @@ class AuditReader:
         return result
 
     async def verify(self) -> VerifyReport:
-        return await verify_chain(self._session, self._trail.key)
+        return await verify_chain(self._session, self._trail.key, self._trail.anchors)

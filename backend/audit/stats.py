@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, case, func, literal, select
+from sqlalchemy import BigInteger, Boolean, ColumnElement, Integer, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -60,6 +60,25 @@ def _epoch_sqlite(element: _EpochSeconds, compiler: SQLCompiler, **kw: Any) -> s
 @compiles(_EpochSeconds, "postgresql")
 def _epoch_postgresql(element: _EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
     return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)}) AS BIGINT)"
+
+
+class _JsonReadable(FunctionElement[bool]):
+    """True when a JSON column's stored text parses. SQLite keeps JSON as text, so a
+    corrupted row could hold anything, and json_extract over it fails the whole query;
+    PostgreSQL's json type refuses invalid JSON on write."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_JsonReadable, "sqlite")
+def _json_readable_sqlite(element: _JsonReadable, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_valid({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_JsonReadable, "postgresql")
+def _json_readable_postgresql(element: _JsonReadable, compiler: SQLCompiler, **kw: Any) -> str:
+    return "true"
 
 
 # -- what the endpoint returns (FastAPI serializes these dataclasses directly) ---------
@@ -230,10 +249,13 @@ class AuditStats:
         )
 
     def _in_window(self, window: StatsWindow) -> list[ColumnElement[bool]]:
+        """Chat events of the window whose payload reads (a corrupted row is left out of
+        the figures rather than failing them; `expertgate audit verify` names it)."""
         return [
             AuditEvent.action == CHAT_ACTION,
             AuditEvent.ts >= window.since,
             AuditEvent.ts < window.until,
+            _JsonReadable(AuditEvent.payload),
         ]
 
     async def _traffic(self, window: StatsWindow) -> Traffic:
@@ -246,6 +268,8 @@ class AuditStats:
         n = math.ceil((window.until - window.since).total_seconds() / window.bucket_s)
         counts: dict[str, list[int]] = {name: [0] * n for name in self._experts}
         for index, name, count in rows:
+            if index is None:  # a timestamp that is not a date (corrupted row): no bucket
+                continue
             series = counts.setdefault(name, [0] * n)
             series[min(max(int(index), 0), n - 1)] += int(count)
         return Traffic(
@@ -302,7 +326,7 @@ class AuditStats:
                 continue
             for stage in STAGES:
                 value = timings.get(stage)
-                if isinstance(value, int | float):
+                if isinstance(value, int | float) and math.isfinite(value):
                     samples[(ALL_EXPERTS, stage)].append(float(value))
                     if expert:
                         samples[(expert, stage)].append(float(value))

@@ -90,11 +90,28 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Why a stored row could not be read (backend/audit/rows.py).
+
+    ``kind``: ``unreadable_row`` (payload not JSON, NaN, a column of the wrong type) or
+    ``bad_timestamp``; ``problem``: a sentence for the reader.
+    """
+
+    kind: str
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEventView:
-    """One stored event, as read back."""
+    """One stored event, as read back.
+
+    ``problem`` is set when the row is corrupted; the fields that could not be read are
+    then empty (``ts`` None, ``payload`` empty, no text). ``text_withheld``: prompt and
+    answer were removed for this reader (docs/governance.md, "Restricted answers").
+    """
 
     seq: int
-    ts: datetime
+    ts: datetime | None
     request_id: str | None
     action: str
     outcome: str
@@ -113,6 +130,8 @@ class AuditEventView:
     alg: str
     prev_hash: str
     hash: str
+    problem: Unreadable | None = None
+    text_withheld: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +172,12 @@ class AuditFilter:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """Result of walking the chain. ``ok`` is False iff ``first_bad_seq`` is set."""
+    """Result of walking the chain and checking the anchors.
+
+    ``ok`` is False iff ``kind`` is set (one of verify.KINDS); ``first_bad_seq`` then
+    names the event to blame, or is None when no single event is (a missing chain head,
+    an edited anchor file). ``head_seq`` is -1 when the chain head row is missing.
+    """
 
     ok: bool
     checked: int
@@ -161,5 +185,7 @@ class VerifyReport:
     head_hash: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    kind: str | None = None
     purged: int = 0
     pending: int = 0  # events in the outbox, not yet chained: not verified, not a failure
+    anchors_checked: int = 0  # anchors (under this key) compared with the database

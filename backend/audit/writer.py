@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -31,19 +31,20 @@ from sqlalchemy import CursorResult, Table, event, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from backend.audit.anchors import AnchorLog
 from backend.audit.canonical import normalize
 from backend.audit.chain import ChainKey, EventBody, content_digest, text_digest
 from backend.audit.chainer import BATCH, chain_batch, event_body
+from backend.audit.keyfile import MIN_SECRET_CHARS, load_or_create_key
 from backend.audit.types import AuditEntry, AuditEventView, QueuedEvent, TextPolicy
 from backend.db.group_commit import Rows
-from backend.db.models import AuditEvent, AuditOutbox, utcnow
+from backend.db.models import AuditOutbox, utcnow
 from backend.db.session import Database
 from backend.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 _RECORDED = "_expertgate_audited"
-MIN_SECRET_CHARS = 16
 _OUTBOX = cast(Table, AuditOutbox.__table__)
 _WAKE_ON_COMMIT = "expertgate.audit.wake_on_commit"
 
@@ -65,6 +66,8 @@ class AuditTrail:
     """Writes audit events. Stateless between calls; safe to share across requests.
 
     ``deferred``: leave chaining to the process's AuditChainer (see the module).
+    ``anchors``: where this deployment's signed chain heads go (anchors.py); None in
+    tests that build a bare trail.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class AuditTrail:
         clock: Callable[[], datetime] = utcnow,
         *,
         deferred: bool = False,
+        anchors: AnchorLog | None = None,
     ) -> None:
         self.key = key
+        self.anchors = anchors
         self.text_policy: TextPolicy = text_policy
         self.deferred = deferred
         # Set when a transaction holding a deferred enqueue commits; the chainer waits on
@@ -202,41 +207,18 @@ class AuditTrail:
             return await self.append(session, entry)
 
 
-def to_view(row: AuditEvent) -> AuditEventView:
-    payload: Mapping[str, object] = row.payload if isinstance(row.payload, dict) else {}
-    return AuditEventView(
-        seq=row.seq,
-        ts=row.ts,
-        request_id=row.request_id,
-        action=row.action,
-        outcome=row.outcome,
-        status=row.status,
-        user_id=row.user_id,
-        user_email=row.user_email,
-        team=row.team,
-        channel=row.channel,
-        expert=row.expert,
-        reason=row.reason,
-        payload=payload,
-        prompt=row.prompt,
-        answer=row.answer,
-        content_digest=row.content_digest,
-        content_purged_at=row.content_purged_at,
-        alg=row.alg,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
-
-
-def body_of(row: AuditEvent) -> EventBody:
-    """The hashed fields of a stored row (for verification)."""
-    return event_body(row, seq=row.seq, prev_hash=row.prev_hash)
+def body_of(view: AuditEventView) -> EventBody:
+    """The hashed fields of a stored event (for verification); it must be readable
+    (``view.problem`` None)."""
+    return event_body(view, seq=view.seq, prev_hash=view.prev_hash)
 
 
 def build_audit_trail(settings: Settings, redactor: TextRedactor, *, deferred: bool = False) -> AuditTrail:
     """The trail the settings ask for; ``deferred`` where an AuditChainer runs (the API).
 
-    Raises SettingsError for a too-short secret key.
+    The key is EXPERTGATE_SECRET_KEY when set, else the audit key file (created on first
+    start: keyfile.py); the chain is never unkeyed. Raises SettingsError for a
+    too-short secret key or an unreadable key file.
     """
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     if secret is not None and len(secret) < MIN_SECRET_CHARS:
@@ -244,5 +226,7 @@ def build_audit_trail(settings: Settings, redactor: TextRedactor, *, deferred: b
             f"EXPERTGATE_SECRET_KEY: at least {MIN_SECRET_CHARS} characters are needed "
             "to key the audit chain (use 32+ random bytes, e.g. `openssl rand -hex 32`)"
         )
-    key = ChainKey(secret.encode("utf-8") if secret else None)
-    return AuditTrail(key, settings.audit_text, redactor, deferred=deferred)
+    raw = secret.encode("utf-8") if secret else load_or_create_key(settings.resolved_audit_key_file)
+    key = ChainKey(raw)
+    anchors = AnchorLog(settings.resolved_audit_anchor_file, key)
+    return AuditTrail(key, settings.audit_text, redactor, deferred=deferred, anchors=anchors)

@@ -104,8 +104,10 @@ def test_verify_reports_pending_events_and_chain_chains_them(
 
     async def left_by_a_server() -> None:
         # What an API process that died before chaining leaves: two pending events.
+        # It used this data dir's audit key, which the first CLI command created.
         db = Database(f"sqlite+aiosqlite:///{data_env / 'expertgate.db'}")
-        trail = AuditTrail(ChainKey(None), "redacted", PiiGuard(), deferred=True)
+        key = ChainKey((data_env / "audit.key").read_text().strip().encode())
+        trail = AuditTrail(key, "redacted", PiiGuard(), deferred=True)
         for n in (1, 2):
             await trail.record(
                 db,
