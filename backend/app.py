@@ -17,11 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.audit.api import router as audit_router
+from backend.audit.refusals import record_refusal
 from backend.audit.stats_api import router as stats_router
+from backend.audit.writer import is_recorded
 from backend.bootstrap import bootstrap_admin
 from backend.chat.api import router as chat_router
 from backend.container import Container, build_container
 from backend.conversations.api import router as conversations_router
+from backend.deps import authenticate
 from backend.errors import ERROR_TABLE, AppError, BadRequest, NotFound, PayloadTooLarge, to_app_error
 from backend.health import router as health_router
 from backend.identity.api import router as identity_router
@@ -59,8 +62,8 @@ def framework_error(status: int, detail: str) -> AppError:
 
 def _error_response(error: AppError) -> Response:
     headers = {}
-    retry_after = getattr(error, "retry_after_s", None)  # QuotaExceeded (429)
-    if isinstance(retry_after, int | float):
+    retry_after = error.retry_after_s  # 429 quota, 503 capacity / LLM down, 504 deadline
+    if retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     return Response(
         orjson.dumps(error.body()), status_code=error.status, media_type="application/json",
@@ -87,32 +90,52 @@ class BodyLimit:
             return
         limit = self.overrides.get(scope["path"], self.default_limit)
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _error_response(self._error(limit))(scope, receive, send)
-            return
+        too_large = declared is not None and declared.isdigit() and int(declared) > limit
         seen = 0
 
         async def limited() -> Message:
+            # The route reads the body after its path and method matched; the refusal
+            # then goes through the app's handlers (authentication first, the audit).
             nonlocal seen
+            if too_large:
+                raise BodyTooLarge(limit)
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _TooLarge
+            if seen > limit:  # a chunked body declares no length
+                raise BodyTooLarge(limit)
             return message
 
+        await self.app(scope, limited, send)
+
+
+class BodyTooLarge(Exception):
+    """A request body over its limit (raised while the route reads it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body over {limit} bytes")
+        self.error = PayloadTooLarge(f"the request body is larger than {limit} bytes", code="request_too_large")
+
+
+async def _refused_at_the_edge(request: Request, error: AppError, exc: Exception) -> Response:
+    """``error`` for a request the framework refused before its route ran (a body it
+    cannot read or that is too large, an unknown path or method, JSON that does not
+    parse). On the API, the caller is authenticated first: an anonymous caller learns
+    only that it must authenticate (401); an authenticated one gets ``error``, audited
+    as ``http.refused`` like any refusal. Errors the route's own dependencies already
+    audited are not audited twice."""
+    container = getattr(request.app.state, "container", None)  # None: not started yet
+    if container is not None and request.url.path.startswith(_API_PREFIXES) and not is_recorded(exc):
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _error_response(self._error(limit))(scope, receive, send)
-
-    def _error(self, limit: int) -> PayloadTooLarge:
-        return PayloadTooLarge(
-            f"the request body is larger than {limit} bytes", code="request_too_large"
+            principal = await authenticate(request)
+        except AppError as refused:
+            return _error_response(refused)
+        await record_refusal(
+            container.db, container.audit, principal, error, method=request.method, path=request.url.path
         )
+    return _error_response(error)
 
 
-class _TooLarge(Exception):
-    pass
+_API_PREFIXES = ("/v1/", "/api/")
 
 
 def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
@@ -197,13 +220,19 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         return _error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _framework(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _framework(request: Request, exc: StarletteHTTPException) -> Response:
         """The framework's own refusals (a body it cannot parse, an unknown path or
         method) in the error table's shape, not FastAPI's ``{"detail": ...}``."""
-        return _error_response(framework_error(exc.status_code, str(exc.detail)))
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI reports it as a body it could not parse
+            return await _refused_at_the_edge(request, exc.__cause__.error, exc)
+        return await _refused_at_the_edge(request, framework_error(exc.status_code, str(exc.detail)), exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+        return await _refused_at_the_edge(request, exc.error, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         # A check of ours (value_error) says more than a union branch the input did not take.
         first = next((e for e in errors if e.get("type") == "value_error"), errors[0] if errors else None)
@@ -214,7 +243,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         msg = str(first["msg"]).removeprefix("Value error, ")
         if first.get("type") == "json_invalid":
             msg = "the request body is not valid JSON"
-        return _error_response(BadRequest(f"{param}: {msg}" if param else msg, param=param))
+        error = BadRequest(f"{param}: {msg}" if param else msg, param=param)
+        return await _refused_at_the_edge(request, error, exc)
 
     async def _mapped(_: Request, exc: Exception) -> Response:
         mapped = to_app_error(exc)

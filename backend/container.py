@@ -138,7 +138,7 @@ def build_container(
     """
     environ = os.environ if environ is None else environ
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    registry = ExpertRegistry.from_yaml(settings.experts_file)
+    registry = ExpertRegistry.from_yaml(settings.experts_file).with_local_context(settings.local_llm_ctx)
     url = settings.resolved_database_url
     migrate(url)
     db = Database(url)
@@ -181,7 +181,7 @@ def build_container(
     )
     pipeline = ChatPipeline(
         db, router, registry, experts, capacity,
-        Limits(max_input_chars=settings.max_input_chars, max_messages=settings.max_messages),
+        Limits(settings.max_input_chars, settings.max_messages, settings.request_deadline_s),
         audit=audit, pii=pii,
         knowledge=knowledge.service, passages=settings.knowledge_passages, metrics=metrics,
         quota=quota,

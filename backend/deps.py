@@ -31,20 +31,24 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def get_principal(request: Request) -> AsyncIterator[Principal]:
+def _credentials(request: Request) -> tuple[str | None, str | None]:
+    """(bearer key, session cookie): the key when one is presented, else the cookie."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    token = secret.strip() if scheme.lower() == "bearer" else None
+    return token, None if token else request.cookies.get(SESSION_COOKIE)
+
+
+async def authenticate(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <key>`` or else the web session cookie
     (after SSO). Raises Unauthorized, or TooManyFailedLogins (429) while the client
     address has spent its failed-login budget (see backend.identity.throttle).
 
     A presented key that fails (forged, revoked, user disabled) is audited as
-    ``auth.failed`` and counted against that budget; any error that then ends the
-    request is audited as ``http.refused`` (unless the pipeline already audited it with
-    its trace), a cookie-authenticated unsafe request without the CSRF header included.
+    ``auth.failed`` and counted against that budget. Reads headers only: the app's
+    error handlers call it too, so that a request the framework refuses before any
+    route runs (a body it cannot read) is answered 401 when it is not authenticated.
     """
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    token = secret.strip() if scheme.lower() == "bearer" else None
-    cookie = None if token else request.cookies.get(SESSION_COOKIE)
+    token, cookie = _credentials(request)
     container = container_of(request)
     throttle = container.web_auth.throttle
     if token:
@@ -71,6 +75,16 @@ async def get_principal(request: Request) -> AsyncIterator[Principal]:
             )
             await throttle.failed(client_ip(request))
         raise
+    return principal
+
+
+async def get_principal(request: Request) -> AsyncIterator[Principal]:
+    """:func:`authenticate`; then any error that ends the request is audited as
+    ``http.refused`` (unless the pipeline already audited it with its trace), a
+    cookie-authenticated unsafe request without the CSRF header included."""
+    principal = await authenticate(request)
+    container = container_of(request)
+    _, cookie = _credentials(request)
     try:
         if cookie:
             check_csrf(request.method, request.headers.get(CSRF_HEADER))

@@ -3,11 +3,14 @@
 AppError                     status  code
  ├── BadRequest                400   invalid_request   (``param`` names the field)
  │                                    pii_blocked       (an expert's PII policy refused it)
+ │                                    context_length_exceeded (longer than the model holds)
  ├── Unauthorized              401   invalid_api_key
  ├── Forbidden                 403   forbidden
  ├── NotFound                  404   not_found / model_not_found
  ├── PayloadTooLarge           413   input_too_large
- └── ServiceUnavailable        503   expert_unavailable / not_ready
+ ├── ServiceUnavailable        503   expert_unavailable / expert_timeout / answer_incomplete
+ │                                    / not_ready   (always with Retry-After)
+ └── GatewayTimeout            504   deadline_exceeded (the request's one deadline passed)
 
 Errors from the core packages are mapped by :func:`to_app_error` (``ERROR_TABLE``), so
 routes, the Slack adapter and tasks all speak the same codes. The HTTP body is the
@@ -17,6 +20,10 @@ OpenAI error shape: ``{"error": {"message", "type", "param", "code"}}``.
 from __future__ import annotations
 
 from experts.errors import (
+    AnswerIncomplete,
+    CircuitOpen,
+    ContextTooLong,
+    DeadlineExceeded,
     LLMError,
     LLMRejected,
     LLMTimeout,
@@ -31,6 +38,7 @@ class AppError(Exception):
     status: int = 500
     code: str = "internal_error"
     type: str = "server_error"
+    retry_after_s: float | None = None  # sent as Retry-After (seconds, rounded up)
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
@@ -72,6 +80,12 @@ class PayloadTooLarge(AppError):
 
 class ServiceUnavailable(AppError):
     status, code, type = 503, "expert_unavailable", "server_error"
+    retry_after_s: float = 5.0  # sent as Retry-After; an error that knows better sets its own
+
+
+class GatewayTimeout(AppError):
+    status, code, type = 504, "deadline_exceeded", "server_error"
+    retry_after_s: float = 5.0
 
 
 # Core error type -> (AppError class, stable code). The first matching row wins, so
@@ -81,6 +95,9 @@ ERROR_TABLE: list[tuple[type[Exception], type[AppError], str]] = [
     (UnknownExpertName, NotFound, "model_not_found"),
     (ExpertNotAllowed, Forbidden, "expert_not_allowed"),
     (OutboundBlocked, BadRequest, "pii_blocked"),
+    (ContextTooLong, BadRequest, "context_length_exceeded"),
+    (DeadlineExceeded, GatewayTimeout, "deadline_exceeded"),
+    (AnswerIncomplete, ServiceUnavailable, "answer_incomplete"),
     (LLMTimeout, ServiceUnavailable, "expert_timeout"),
     (LLMRejected, ServiceUnavailable, "expert_rejected"),
     (LLMUnavailable, ServiceUnavailable, "expert_unavailable"),
@@ -94,8 +111,26 @@ def to_app_error(exc: Exception) -> AppError | None:
         return exc
     for source, target, code in ERROR_TABLE:
         if isinstance(exc, source):
-            message = str(exc)
-            if isinstance(exc, LLMError):
-                message = f"the {exc.expert!r} expert's language model is unavailable: {exc.detail}"
-            return target(message, code=code, param="model" if target is NotFound else None)
+            error = target(_message(exc), code=code, param=_param(exc, target))
+            if isinstance(exc, CircuitOpen):
+                error.retry_after_s = max(1.0, exc.retry_after_s)
+            return error
     return None
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ContextTooLong):
+        return exc.detail
+    if isinstance(exc, DeadlineExceeded):
+        return f"the {exc.expert!r} expert gave no answer within the request's deadline: {exc.detail}"
+    if isinstance(exc, AnswerIncomplete):
+        return f"the {exc.expert!r} expert's language model did not give a whole answer: {exc.detail}"
+    if isinstance(exc, LLMError):
+        return f"the {exc.expert!r} expert's language model is unavailable: {exc.detail}"
+    return str(exc)
+
+
+def _param(exc: Exception, target: type[AppError]) -> str | None:
+    if target is NotFound:
+        return "model"
+    return "messages" if isinstance(exc, ContextTooLong) else None

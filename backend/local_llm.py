@@ -26,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from experts.registry import LOCAL_CONTEXT_TOKENS
+
 log = logging.getLogger(__name__)
 
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
@@ -62,7 +64,7 @@ class LocalLLMServer:
         self,
         model: Path,
         port: int = 0,
-        n_ctx: int = 2048,
+        n_ctx: int = LOCAL_CONTEXT_TOKENS,
         threads: int = 2,
         log_path: Path | None = None,
     ) -> None:

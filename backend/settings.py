@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from experts.registry import LOCAL_CONTEXT_TOKENS
+
 _PACKAGE_EXPERTS = Path(__file__).resolve().parent.parent / "experts" / "experts.yaml"
 _WEB_DIST = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
@@ -47,11 +49,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_input_chars: int = Field(default=48_000, ge=100)
     max_messages: int = Field(default=200, ge=1)
+    # One deadline per chat request (routing, retries, back-off and fallbacks together):
+    # a non-streamed answer, or a stream's first text, comes within it or the request
+    # ends with 504 deadline_exceeded (docs/resilience.md).
+    request_deadline_s: float = Field(default=150.0, gt=0, le=3600)
 
     # The embedded llama.cpp server behind `api_base: local`.
     local_llm_model: Path | None = None
     local_llm_port: int = Field(default=0, ge=0, le=65535)
-    local_llm_ctx: int = Field(default=2048, ge=256)
+    local_llm_ctx: int = Field(default=LOCAL_CONTEXT_TOKENS, ge=256)
     local_llm_threads: int = Field(default=2, ge=1)
     local_llm_startup_s: float = Field(default=120.0, gt=0)
 
@@ -60,6 +66,13 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = "admin@localhost"
 
     redis_url: str | None = None
+    # Redis on the request path (quotas, capacity, failed-login throttle; see
+    # backend/redis_conn.py and docs/resilience.md): the most one call waits for it, a
+    # free connection and the connect included. A call that runs out of it marks Redis
+    # down for the process: later calls fail at once (fail-open/closed applies) until a
+    # background PING, sent every redis_probe_s, answers.
+    redis_timeout_s: float = Field(default=1.0, gt=0, le=30)
+    redis_probe_s: float = Field(default=0.5, gt=0, le=60)
     # Who runs ingest jobs submitted through the API: "celery" workers (on redis_url as
     # broker), "inline" in the API process, or "auto" (celery when redis_url is set).
     job_runner: Literal["auto", "inline", "celery"] = "auto"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from types import ModuleType
 from typing import Any
@@ -19,7 +20,7 @@ import httpx
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from experts.errors import LLMRejected, LLMTimeout, LLMUnavailable
+from experts.errors import AnswerIncomplete, ContextTooLong, LLMRejected, LLMTimeout, LLMUnavailable
 from experts.registry import GenerationParams
 from experts.types import (
     ChatMessage,
@@ -57,6 +58,7 @@ class LiteLLMClient:
         exc = self._litellm.exceptions
         # Order matters: litellm's Timeout and ContextWindowExceededError subclass others.
         self._timeout_types: tuple[type[BaseException], ...] = (exc.Timeout,)
+        self._context_types: tuple[type[BaseException], ...] = (exc.ContextWindowExceededError,)
         self._rejected_types: tuple[type[BaseException], ...] = (
             exc.BadRequestError,
             exc.AuthenticationError,
@@ -121,6 +123,11 @@ class LiteLLMClient:
         detail = f"{type(exc).__name__}: {str(exc)[:300]}"
         if isinstance(exc, self._timeout_types):
             return LLMTimeout(expert, detail)
+        if isinstance(exc, self._context_types) or (
+            isinstance(exc, self._rejected_types) and _CONTEXT_WORDS.search(str(exc))
+        ):  # litellm does not recognise every server's wording (llama.cpp's, for one)
+            said = str(exc).rsplit(" - ", 1)[-1][:300]
+            return ContextTooLong(expert, f"the request is longer than the model's window; the endpoint said: {said}")
         if isinstance(exc, self._rejected_types):
             return LLMRejected(expert, detail)
         return LLMUnavailable(expert, detail)
@@ -155,12 +162,14 @@ class LiteLLMClient:
     ) -> AsyncIterator[StreamEvent]:
         """Yield TextDelta events, then exactly one StreamDone.
 
-        Errors before or during the stream raise the mapped :mod:`experts.errors` type.
+        Errors before or during the stream raise the mapped :mod:`experts.errors` type. A
+        stream that ends without the model's finish reason was cut by the server (or the
+        connection) mid-answer: AnswerIncomplete, not a finished answer.
         """
         kwargs = self._kwargs(endpoint, messages, params)
         kwargs["stream"] = True
         kwargs["stream_options"] = {"include_usage": True}
-        finish = "stop"
+        finish: str | None = None
         usage = Usage()
         model = endpoint.model
         try:
@@ -181,10 +190,14 @@ class LiteLLMClient:
                     finish = str(choice.finish_reason)
         except Exception as exc:
             raise self._map_error(expert, exc) from exc
+        if finish is None or not _server_finished(response):
+            raise AnswerIncomplete(expert, "the stream ended before the model finished its answer")
         yield StreamDone(finish_reason=finish, usage=usage, model=model)
 
 
 _TRACE_CONTEXT = TraceContextTextMapPropagator()
+# How OpenAI, vLLM and llama.cpp word a prompt longer than the model's window.
+_CONTEXT_WORDS = re.compile(r"context (?:length|window|size)|maximum context|too many tokens", re.IGNORECASE)
 
 
 def _trace_headers() -> dict[str, str]:
@@ -196,6 +209,16 @@ def _trace_headers() -> dict[str, str]:
     carrier: dict[str, str] = {}
     _TRACE_CONTEXT.inject(carrier)
     return {"traceparent": carrier["traceparent"]} if "traceparent" in carrier else {}
+
+
+def _server_finished(response: Any) -> bool:
+    """Whether the server sent a finish reason. litellm ends every stream with one and
+    invents "stop" when the server sent none (a server that dropped or interrupted the
+    answer); its stream wrapper keeps what was really received (litellm 1.106)."""
+    if not hasattr(response, "received_finish_reason"):
+        return True  # not litellm's wrapper: the chunks' own finish reason was checked
+    received = response.received_finish_reason or getattr(response, "intermittent_finish_reason", None)
+    return received is not None
 
 
 def _timeout(endpoint: Endpoint) -> float | httpx.Timeout:

@@ -35,6 +35,8 @@ from experts.errors import RegistryError, UnknownExpert
 
 GENERALIST = "general"
 LOCAL_API_BASE = "local"
+# The context window the embedded llama.cpp server is started with (backend/local_llm.py).
+LOCAL_CONTEXT_TOKENS = 2048
 AUTO = "auto"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 PiiPolicy = Literal["redact", "allow", "block"]
@@ -107,6 +109,11 @@ class ExpertSpec(_Strict):
     # What reaches this expert's endpoint when a request holds PII: redact it, allow it
     # as is, or block the request. Unset: allow for `api_base: local`, redact otherwise.
     pii: PiiPolicy | None = None
+    # The model's context window in tokens, prompt and answer together: a longer prompt
+    # is shortened (oldest turns, then lowest-ranked passages) or refused with a 400
+    # (experts/budget.py). Unset: the bundled model's window for `api_base: local`, else
+    # no local check (the endpoint's own context error becomes the same 400).
+    context_tokens: int | None = Field(default=None, ge=256, le=10_000_000)
 
     @field_validator("name")
     @classmethod
@@ -131,6 +138,13 @@ class ExpertSpec(_Strict):
         if self.replicas and self.llm.is_local:
             raise ValueError("replicas: not available with api_base 'local' (one embedded server)")
         return self
+
+    @property
+    def context_window(self) -> int | None:
+        """The context window prompts are fitted to (see ``context_tokens``)."""
+        if self.context_tokens is not None:
+            return self.context_tokens
+        return LOCAL_CONTEXT_TOKENS if self.llm.is_local else None
 
     @property
     def pii_policy(self) -> PiiPolicy:
@@ -199,6 +213,16 @@ class ExpertRegistry:
             return cls(specs)
         except RegistryError as exc:
             raise RegistryError(f"{source}: {exc}") from exc
+
+    def with_local_context(self, tokens: int) -> ExpertRegistry:
+        """This registry with ``tokens`` as the context window of every ``api_base: local``
+        expert that does not set its own (the embedded server's configured size)."""
+        return ExpertRegistry(
+            [
+                e.model_copy(update={"context_tokens": tokens}) if e.llm.is_local and e.context_tokens is None else e
+                for e in self
+            ]
+        )
 
     def get(self, name: str) -> ExpertSpec:
         try:

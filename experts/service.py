@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol
 
+from experts.budget import FittedPrompt, fit_prompt
 from experts.errors import (
+    AnswerIncomplete,
     CircuitOpen,
+    ContextTooLong,
+    DeadlineExceeded,
     LLMError,
     LLMRejected,
     LLMTimeout,
     LLMUnavailable,
     OutboundBlocked,
 )
-from experts.prompts import build_messages
 from experts.registry import ExpertRegistry, ExpertSpec, GenerationParams
 from experts.resilience import (
     BreakerSnapshot,
@@ -82,13 +87,22 @@ class PassThrough:
 
 
 class StreamStart:
-    """First event of :meth:`ExpertService.stream`: which expert is answering."""
+    """First event of :meth:`ExpertService.stream`: which expert is answering, and how
+    many of the passages (the first ``passages``) its prompt holds."""
 
-    __slots__ = ("expert", "fallbacks")
+    __slots__ = ("expert", "fallbacks", "passages")
 
-    def __init__(self, expert: str, fallbacks: tuple[FallbackStep, ...]) -> None:
+    def __init__(self, expert: str, fallbacks: tuple[FallbackStep, ...], passages: int | None = None) -> None:
         self.expert = expert
         self.fallbacks = fallbacks
+        self.passages = passages
+
+
+def _within(endpoint: Endpoint, left: float | None) -> Endpoint:
+    """``endpoint`` with its call timeout cut to the time left before the deadline."""
+    if left is None or left >= endpoint.timeout_s:
+        return endpoint
+    return replace(endpoint, timeout_s=max(left, 0.001))
 
 
 class ExpertService:
@@ -107,13 +121,14 @@ class ExpertService:
         replicas: Mapping[str, Sequence[Endpoint]] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``extractive``: when every expert of a fallback plan is unavailable and
         passages were retrieved, answer with them quoted (see
         :func:`experts.resilience.extractive_completion`) instead of raising.
         ``replicas``: an expert's replica endpoints (experts.yaml ``replicas`` order);
-        a call names the one its capacity slot chose. ``breakers``, ``sleep`` and
-        ``rng`` are seams for tests."""
+        a call names the one its capacity slot chose. ``breakers``, ``sleep``, ``rng``
+        and ``clock`` (what deadlines are measured on) are seams for tests."""
         missing = [name for name in registry.names if name not in endpoints]
         if missing:
             raise ValueError(f"no endpoint for experts: {', '.join(missing)}")
@@ -128,6 +143,7 @@ class ExpertService:
         self._retry = {s.name: RetryPolicy.of(s) for s in registry}
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._clock = clock
 
     async def warm(self) -> None:
         """Prepare the LLM client before the first request (at server start), with every
@@ -146,32 +162,60 @@ class ExpertService:
     def _admit(self, name: str) -> CircuitBreaker:
         breaker = self._breakers[name]
         if not breaker.acquire():
-            raise CircuitOpen(name, f"circuit open, endpoint not called (next probe in {breaker.retry_in_s():.1f}s)")
+            wait = breaker.retry_in_s()
+            raise CircuitOpen(name, f"circuit open, endpoint not called (next probe in {wait:.1f}s)", wait)
         return breaker
 
-    async def _backoff(self, name: str, attempt: int) -> bool:
-        """Sleep before retry ``attempt`` (0-based); False when no retry is left."""
+    def _left(self, name: str, deadline: float | None) -> float | None:
+        """Seconds before ``deadline`` (None: no deadline). Raises DeadlineExceeded."""
+        if deadline is None:
+            return None
+        left = deadline - self._clock()
+        if left <= 0:
+            raise DeadlineExceeded(name, "the request's deadline passed before an answer began")
+        return left
+
+    async def _backoff(self, name: str, attempt: int, deadline: float | None = None) -> bool:
+        """Sleep before retry ``attempt`` (0-based); False when no retry is left, or when
+        the retry could not start before the deadline."""
         policy = self._retry[name]
         if attempt >= policy.retries:
             return False
-        await self._sleep(policy.delay(attempt, self._rng))
+        delay = policy.delay(attempt, self._rng)
+        if deadline is not None and self._clock() + delay >= deadline:
+            return False
+        await self._sleep(delay)
         return True
 
     async def _complete(
-        self, name: str, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
+        self,
+        name: str,
+        endpoint: Endpoint,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        deadline: float | None = None,
     ) -> Completion:
-        """One expert's completion behind its breaker, retrying transient errors."""
+        """One expert's completion behind its breaker, retrying transient errors, each try
+        bounded by the time left before ``deadline``. An empty answer is a failure of
+        the endpoint (AnswerIncomplete), retried like one."""
         attempt = 0
         while True:
+            left = self._left(name, deadline)
             breaker = self._admit(name)
             try:
-                completion = await self._client.complete(name, endpoint, messages, params)
+                call = self._client.complete(name, _within(endpoint, left), messages, params)
+                completion = await (call if left is None else asyncio.wait_for(call, left))
+                if not completion.text.strip():
+                    raise AnswerIncomplete(name, "the model returned an empty answer")
+            except TimeoutError:  # wait_for: the deadline, not the endpoint's own timeout
+                breaker.release()
+                raise DeadlineExceeded(name, "the request's deadline passed while the model answered") from None
             except LLMRejected:
                 breaker.success()  # the endpoint answered; the request is what is wrong
                 raise
             except LLMError:
                 breaker.failure()
-                if not await self._backoff(name, attempt):
+                if not await self._backoff(name, attempt, deadline):
                     raise
                 attempt += 1
                 continue
@@ -182,29 +226,43 @@ class ExpertService:
             return completion
 
     async def _stream(
-        self, name: str, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
+        self,
+        name: str,
+        endpoint: Endpoint,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        deadline: float | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """One expert's stream behind its breaker. Retries transient errors only while
-        nothing was yielded; enforces the expert's first-token deadline. The breaker
-        hears of success when StreamDone arrives, before it is handed on."""
-        deadline = self._registry.get(name).first_token_timeout_s
+        nothing was yielded; enforces the expert's first-token timeout and the request's
+        ``deadline`` until the first text. The breaker hears of success when StreamDone
+        arrives, before it is handed on.
+
+        Leading whitespace is held back until text follows it, so that an answer with no
+        text at all (AnswerIncomplete) is found before anything was yielded and can be
+        retried or failed over."""
+        first_token_s = self._registry.get(name).first_token_timeout_s
         attempt = 0
         while True:
+            left = self._left(name, deadline)
             breaker = self._admit(name)
             events = aiter(self._client.stream(name, endpoint, messages, params))
             started = settled = False
+            held = ""
             try:
-                if deadline is None:
-                    event = await anext(events)
-                else:
-                    try:
-                        event = await asyncio.wait_for(anext(events), deadline)
-                    except TimeoutError:
-                        raise LLMTimeout(name, f"no first token within {deadline}s") from None
+                event = await self._first_event(name, events, first_token_s, left)
                 while True:
+                    if isinstance(event, TextDelta) and not started and not event.text.strip():
+                        held += event.text  # no text yet: not started
+                        event = await self._first_event(name, events, first_token_s, self._left(name, deadline))
+                        continue
                     if isinstance(event, StreamDone):
+                        if not started:
+                            raise AnswerIncomplete(name, "the model returned an empty answer")
                         settled = True
                         breaker.success()
+                    elif held:
+                        event, held = TextDelta(held + event.text), ""
                     started = True
                     yield event
                     if settled:
@@ -218,10 +276,12 @@ class ExpertService:
                 settled = True
                 breaker.success()  # the endpoint answered; the request is what is wrong
                 raise
+            except DeadlineExceeded:
+                raise  # not the endpoint's failure: the breaker is released below
             except LLMError:
                 settled = True
                 breaker.failure()
-                if started or not await self._backoff(name, attempt):
+                if started or not await self._backoff(name, attempt, deadline):
                     raise
                 attempt += 1
                 continue
@@ -232,28 +292,46 @@ class ExpertService:
                 if aclose is not None:
                     await aclose()
 
-    def _messages(
+    async def _first_event(
+        self, name: str, events: AsyncIterator[StreamEvent], first_token_s: float | None, left: float | None
+    ) -> StreamEvent:
+        """The next event before the first text: within the expert's first-token timeout
+        (LLMTimeout) and the time left before the request's deadline (DeadlineExceeded)."""
+        bounds = [b for b in (first_token_s, left) if b is not None]
+        if not bounds:
+            return await anext(events)
+        try:
+            return await asyncio.wait_for(anext(events), min(bounds))
+        except TimeoutError:
+            if left is not None and left <= (first_token_s or left):
+                raise DeadlineExceeded(name, "the request's deadline passed before the first token") from None
+            raise LLMTimeout(name, f"no first token within {first_token_s}s") from None
+
+    def _prompt(
         self,
         name: str,
         first: bool,
         conversation: Sequence[ChatMessage],
         passages: Sequence[Passage],
+        params: GenerationParams,
         steps: list[FallbackStep],
-    ) -> list[ChatMessage] | None:
-        """The prompt for ``name`` after its outbound filter; None when it is skipped.
+    ) -> FittedPrompt | None:
+        """The prompt for ``name`` after its outbound filter, fitted to its context
+        window (experts/budget.py); None when it is skipped.
 
-        A blocked first choice raises OutboundBlocked (the request is refused); a
-        blocked fallback is skipped and noted in ``steps``.
+        A first choice that is blocked or cannot fit raises (OutboundBlocked,
+        ContextTooLong: the request is refused); such a fallback is skipped and noted in
+        ``steps``.
         """
         spec = self._registry.get(name)
         try:
             sent, docs = self._outbound.outbound(spec, conversation, passages)
-        except OutboundBlocked as exc:
+            return fit_prompt(spec, sent, docs, params.max_tokens)
+        except (OutboundBlocked, ContextTooLong) as exc:
             if first:
                 raise
             steps.append(FallbackStep(name, exc.detail))
             return None
-        return build_messages(spec, sent, docs)
 
     def endpoint(self, expert: str, replica: int | None = None) -> Endpoint:
         """Where ``expert`` is called: replica ``replica`` of it, or its one endpoint."""
@@ -284,31 +362,36 @@ class ExpertService:
         max_tokens: int | None = None,
         temperature: float | None = None,
         replica: int | None = None,
+        deadline: float | None = None,
     ) -> ExpertAnswer:
         """Answer with ``expert``, or with the next expert of its fallback chain.
 
-        Raises the last LLMError when every expert in the plan failed, and LLMRejected
-        at once (another expert would reject the same request). ``replica``: which of
-        ``expert``'s replicas to call (its capacity slot's); fallbacks use their own
-        endpoint.
+        Raises the last LLMError when every expert in the plan failed, LLMRejected at
+        once (another expert would reject the same request), and DeadlineExceeded when
+        ``deadline`` (a ``clock`` time) passes first: every try, back-off and fallback
+        fits before it. ``replica``: which of ``expert``'s replicas to call (its
+        capacity slot's); fallbacks use their own endpoint.
         """
         steps: list[FallbackStep] = []
         last: LLMError | None = None
         for i, name in enumerate(self._plan(expert, allow_fallback)):
-            messages = self._messages(name, i == 0, conversation, passages, steps)
-            if messages is None:
+            params = self._params(name, max_tokens, temperature)
+            prompt = self._prompt(name, i == 0, conversation, passages, params, steps)
+            if prompt is None:
                 continue
             try:
                 endpoint = self.endpoint(name, replica if i == 0 else None)
-                completion = await self._complete(name, endpoint, messages, self._params(name, max_tokens, temperature))
+                completion = await self._complete(name, endpoint, prompt.messages, params, deadline)
             except LLMRejected:
                 raise
             except LLMError as exc:
                 steps.append(FallbackStep(name, exc.detail))
                 last = exc
+                if isinstance(exc, DeadlineExceeded):
+                    break
                 continue
-            return ExpertAnswer(expert=name, completion=completion, fallbacks=tuple(steps))
-        assert last is not None
+            return ExpertAnswer(name, completion, tuple(steps), prompt.passages)
+        assert last is not None  # the first choice raises rather than being skipped
         if self._extractive and allow_fallback and passages:
             return ExpertAnswer(expert, extractive_completion(passages), tuple(steps))
         raise last
@@ -323,26 +406,30 @@ class ExpertService:
         max_tokens: int | None = None,
         temperature: float | None = None,
         replica: int | None = None,
+        deadline: float | None = None,
     ) -> AsyncIterator[StreamStart | StreamEvent]:
         """Yield one StreamStart, then TextDelta events, then one StreamDone.
 
         Falls back to the next expert only while nothing has been sent; an error after
         the first delta is raised to the caller, which must end its stream with an error.
+        ``deadline`` bounds the time to the first text (tries, back-off, fallbacks);
+        once text flows, each read has the endpoint's own timeout.
         """
         steps: list[FallbackStep] = []
         last: LLMError | None = None
         for i, name in enumerate(self._plan(expert, allow_fallback)):
-            messages = self._messages(name, i == 0, conversation, passages, steps)
-            if messages is None:
+            params = self._params(name, max_tokens, temperature)
+            prompt = self._prompt(name, i == 0, conversation, passages, params, steps)
+            if prompt is None:
                 continue
             endpoint = self.endpoint(name, replica if i == 0 else None)
-            events = self._stream(name, endpoint, messages, self._params(name, max_tokens, temperature))
+            events = self._stream(name, endpoint, prompt.messages, params, deadline)
             started = False
             try:
                 async for event in events:
                     if not started:
                         started = True
-                        yield StreamStart(name, tuple(steps))
+                        yield StreamStart(name, tuple(steps), prompt.passages)
                     yield event  # _stream ends after StreamDone, closing cleanly
             except LLMRejected:
                 raise
@@ -351,6 +438,8 @@ class ExpertService:
                     raise
                 steps.append(FallbackStep(name, exc.detail))
                 last = exc
+                if isinstance(exc, DeadlineExceeded):
+                    break
                 continue
             if started:
                 return

@@ -95,3 +95,4 @@ class ExpertAnswer:
     expert: str
     completion: Completion
     fallbacks: tuple[FallbackStep, ...] = ()
+    passages: int | None = None  # how many passages its prompt held (None: all given)

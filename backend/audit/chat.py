@@ -11,6 +11,7 @@ appends :func:`chat_entry` of it. Payload shape (stable keys; see docs/governanc
     fallbacks: [{expert, error}]
     guard:     pii (type -> count), pii_policy, pii_action
     retrieval: whatever the retrieval stage reports (chunk ids, index version)
+    completeness: complete | cut_by_token_cap | interrupted | none (see completeness())
     error:     code, message (failures only)
 """
 
@@ -28,6 +29,7 @@ from experts.types import FallbackStep, Usage
 from router.types import RoutingDecision
 
 CHAT_ACTION = "chat.completion"
+ROUTE_ACTION = "chat.route"  # /v1/route: a routing decision only, no answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,18 @@ class ChatTrace:
     error: AppError | None = None
 
 
-def chat_entry(trace: ChatTrace, redact: Callable[[str], str]) -> AuditEntry:
+def completeness(trace: ChatTrace) -> str:
+    """How whole the answer the caller got is: ``complete``; ``cut_by_token_cap`` (the
+    model stopped at max_tokens: a success the caller asked for, but not the whole
+    thought); ``interrupted`` (text was sent, then the request failed or the client left);
+    ``none`` (no answer). Empty answers and streams cut by the server never reach a
+    success: the experts package raises AnswerIncomplete for them."""
+    if trace.error is not None:
+        return "interrupted" if trace.answer else "none"
+    return "cut_by_token_cap" if trace.finish_reason == "length" else "complete"
+
+
+def chat_entry(trace: ChatTrace, redact: Callable[[str], str], action: str = CHAT_ACTION) -> AuditEntry:
     """The event for ``trace``. ``redact`` cleans free text that lands in the payload
     (error messages can quote the input); prompt and answer follow the text policy."""
     d = trace.decision
@@ -99,8 +112,10 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str]) -> AuditEntry:
     if trace.error is not None:
         status = trace.error.status
         payload["error"] = {"code": trace.error.code, "message": redact(trace.error.message)}
+    if action == CHAT_ACTION:
+        payload["completeness"] = completeness(trace)
     return AuditEntry(
-        action=CHAT_ACTION,
+        action=action,
         outcome=Outcome.for_status(status),
         actor=Actor.of(trace.principal),
         request_id=trace.request_id,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Annotated, TypeVar
 
+import anyio
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from backend.audit.types import CLIENT_CLOSED
 from backend.chat.pipeline import ChatPipeline, ChatResult, Routed, StreamFinished, StreamOpened
 from backend.chat.schemas import (
     ChatCompletion,
@@ -37,6 +40,7 @@ from experts.registry import AUTO
 from experts.types import FallbackStep, TextDelta
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+T = TypeVar("T")
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 ContainerDep = Annotated[Container, Depends(get_container)]
@@ -94,7 +98,7 @@ async def _prepare(pipeline: ChatPipeline, principal: Principal, body: ChatReque
     "/chat/completions", response_model=ChatCompletion, operation_id="createChatCompletion"
 )
 async def chat_completions(
-    body: ChatRequest, principal: PrincipalDep, container: ContainerDep
+    body: ChatRequest, principal: PrincipalDep, container: ContainerDep, request: Request
 ) -> Response:
     pipeline = container.pipeline
     routed = await _prepare(pipeline, principal, body)
@@ -103,12 +107,41 @@ async def chat_completions(
     if body.stream:
         headers = {"cache-control": "no-cache", "x-request-id": routed.input.request_id, **limits}
         return AdmittedStream(pipeline, routed, grant, headers)
-    result = await pipeline.complete(routed, grant)
+    try:
+        result = await _unless_disconnected(request, pipeline.complete(routed, grant))
+    except ClientDisconnected:
+        # Nobody is listening; the pipeline audited the request as aborted (499).
+        return Response(status_code=CLIENT_CLOSED)
     return Response(
         orjson.dumps(_completion_body(routed, result).model_dump()),
         media_type="application/json",
         headers={"x-request-id": result.request_id, **limits},
     )
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``work``, cancelled if the client disconnects first (raises ClientDisconnected).
+
+    A plain (non-streamed) answer is otherwise generated to the end for nobody, holding
+    the expert's capacity and recorded as a 200 the client never got. Once FastAPI has
+    read the body, the next ASGI message is ``http.disconnect``, when it comes.
+    """
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        watcher = asyncio.create_task(watch(scope))
+        try:
+            return await work
+        finally:
+            watcher.cancel()
+    raise ClientDisconnected  # the scope was cancelled: the client left
 
 
 def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
@@ -167,6 +200,7 @@ async def _sse(pipeline: ChatPipeline, routed: Routed, grant: Grant | None = Non
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     expert = routed.decision.expert
+    fallbacks: tuple[FallbackStep, ...] = ()
 
     def frame(payload: Mapping[str, object]) -> bytes:
         return b"data: " + orjson.dumps(payload) + b"\n\n"
@@ -186,10 +220,8 @@ async def _sse(pipeline: ChatPipeline, routed: Routed, grant: Grant | None = Non
     try:
         async for event in pipeline.stream(routed, grant):
             if isinstance(event, StreamOpened):
-                expert = event.expert
-                info = _route_info(
-                    routed, expert=expert, fallbacks=event.fallbacks, retrieval=event.retrieval
-                )
+                expert, fallbacks = event.expert, event.fallbacks
+                info = _route_info(routed, expert=expert, fallbacks=fallbacks, retrieval=event.retrieval)
                 yield chunk({"role": "assistant", "content": ""}, expertgate=info.model_dump())
             elif isinstance(event, TextDelta):
                 yield chunk({"content": event.text})
@@ -197,6 +229,7 @@ async def _sse(pipeline: ChatPipeline, routed: Routed, grant: Grant | None = Non
                 info = _route_info(
                     routed,
                     expert=expert,
+                    fallbacks=fallbacks,  # the last chunk tells the same story as the first
                     conversation_id=event.conversation_id,
                     upstream_model=event.model,
                     retrieval=event.retrieval,
@@ -240,4 +273,5 @@ async def route(body: RouteBody, principal: PrincipalDep, container: ContainerDe
         principal, body.model, messages, conversation_id=body.conversation_id
     )
     routed = await container.pipeline.route(chat)
+    await container.pipeline.record_route(routed)
     return RouteResponse(expertgate=_route_info(routed, conversation_id=body.conversation_id))

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.audit.chat import ChatTrace, chat_entry
+from backend.audit.chat import ROUTE_ACTION, ChatTrace, chat_entry
 from backend.audit.types import CLIENT_CLOSED
 from backend.audit.writer import AuditTrail, mark_recorded
 from backend.capacity.service import CapacityService
@@ -69,6 +69,11 @@ HISTORY_TURNS = 3
 class Limits:
     max_input_chars: int
     max_messages: int
+    deadline_s: float | None = None  # one per request, from its guard to its answer
+
+
+# Above this many characters the PII scan runs in a worker thread, not on the event loop.
+SCAN_INLINE_CHARS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ class ChatInput:
     pii: PiiReport = NO_PII  # what the guard found (counts per type; never the values)
     started: float = field(default_factory=time.perf_counter)  # for latency_ms.total
     guard_ms: float = 0.0
+    deadline: float | None = None  # time.monotonic() by which an answer must begin
 
     @property
     def last_user_text(self) -> str:
@@ -180,8 +186,10 @@ class ChatPipeline:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> ChatInput:
-        """Check sizes, clean the text, scan it for PII. Raises PayloadTooLarge, BadRequest."""
+        """Check sizes and clean the text. Raises PayloadTooLarge, BadRequest. The PII scan
+        (CPU work that grows with the text) is done by :meth:`route`, off the event loop."""
         started = time.perf_counter()
+        deadline = None if self._limits.deadline_s is None else time.monotonic() + self._limits.deadline_s
         if len(messages) > self._limits.max_messages:
             raise PayloadTooLarge(
                 f"{len(messages)} messages is more than the limit of {self._limits.max_messages}",
@@ -202,9 +210,6 @@ class ChatPipeline:
             cleaned.append(ChatMessage(role, text.translate(_CONTROL)))  # type: ignore[arg-type]
         if not any(m.role == "user" and m.content.strip() for m in cleaned):
             raise BadRequest("there is no non-empty user message", param="messages")
-        # The policy is applied per expert on the way out (PiiGuard.outbound); here we
-        # only note what is there, for the audit event.
-        report = self._pii.scan([m.content for m in cleaned if m.role != "assistant"])
         return ChatInput(
             principal=principal,
             model=model,
@@ -212,15 +217,29 @@ class ChatPipeline:
             conversation_id=conversation_id,
             max_tokens=max_tokens,
             temperature=temperature,
-            pii=report,
             started=started,
             guard_ms=(time.perf_counter() - started) * 1000,
+            deadline=deadline,
         )
+
+    async def _scan(self, chat: ChatInput) -> ChatInput:
+        """``chat`` with what the PII scan found. The policy is applied per expert on the
+        way out (PiiGuard.outbound); here we only note what is there, for the audit
+        event. A long text is scanned in a worker thread: other requests keep being
+        served meanwhile."""
+        started = time.perf_counter()
+        texts = [m.content for m in chat.messages if m.role != "assistant"]
+        if sum(map(len, texts)) <= SCAN_INLINE_CHARS:
+            report = self._pii.scan(texts)
+        else:
+            report = await anyio.to_thread.run_sync(self._pii.scan, texts)
+        return replace(chat, pii=report, guard_ms=chat.guard_ms + (time.perf_counter() - started) * 1000)
 
     # -- stage 3 -----------------------------------------------------------------
     @stage("route", describe_routed)
     async def route(self, chat: ChatInput) -> Routed:
         """Decide the expert. Raises NotFound (conversation, model) and Forbidden."""
+        chat = await self._scan(chat)
         previous = None
         if chat.conversation_id is not None:
             async with self._db.session() as session:
@@ -241,6 +260,20 @@ class ChatPipeline:
         encoded = await self._batcher.route(request)
         query = None if encoded.vector is None or encoded.model is None else QueryVector(encoded.model, encoded.vector)
         return Routed(chat, encoded.decision, (time.perf_counter() - started) * 1000, query=query)
+
+    async def record_route(self, routed: Routed) -> None:
+        """Audit a request that only asked where it would go (/v1/route): the text was
+        sent to us and a decision made about it, so it is one event like any request."""
+        chat = routed.input
+        trace = ChatTrace(
+            request_id=chat.request_id,
+            principal=chat.principal,
+            prompt=chat.last_user_text,
+            decision=routed.decision,
+            latency_ms={"guard": chat.guard_ms, "route": routed.route_ms},
+            pii=chat.pii,
+        )
+        await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text, ROUTE_ACTION))
 
     # -- stage 4 -----------------------------------------------------------------
     @stage("retrieve", describe_retrieval)
@@ -360,29 +393,39 @@ class ChatPipeline:
 
     async def _complete(self, routed: Routed, free: Callable[[int], Coroutine[Any, Any, None]]) -> ChatResult:
         chat, decision = routed.input, routed.decision
-        retrieval = await self.retrieve(routed)
         started = time.perf_counter()
         try:
+            retrieval = await self.retrieve(routed)
             answer = await self._generate(routed, retrieval)
         except Exception as exc:
             await self._record_failure(routed, exc, started, stream=False)
             raise
+        except anyio.get_cancelled_exc_class():
+            # The client went away before the answer (backend/chat/api.py cancels on
+            # disconnect): one event for the request, not a 200.
+            with anyio.CancelScope(shield=True):
+                await self._record_failure(routed, None, started, stream=False)
+            raise
+        retrieval = retrieval.keep(answer.passages)  # what its prompt held is what it cites
         generate_ms = (time.perf_counter() - started) * 1000
         # Slot and quota go back (two Redis calls) while the exchange is written.
         freeing = asyncio.create_task(free(answer.completion.usage.total_tokens))
         try:
-            conversation_id = await self._record(
-                routed,
-                answer.expert,
-                answer.completion.text,
-                answer.completion.usage,
-                answer.fallbacks,
-                generate_ms=generate_ms,
-                upstream_model=answer.completion.model,
-                finish_reason=answer.completion.finish_reason,
-                stream=False,
-                retrieval=retrieval,
-            )
+            # Shielded: an answer that was generated is recorded, even if its client
+            # left meanwhile (it was complete; the event says what it was).
+            with anyio.CancelScope(shield=True):
+                conversation_id = await self._record(
+                    routed,
+                    answer.expert,
+                    answer.completion.text,
+                    answer.completion.usage,
+                    answer.fallbacks,
+                    generate_ms=generate_ms,
+                    upstream_model=answer.completion.model,
+                    finish_reason=answer.completion.finish_reason,
+                    stream=False,
+                    retrieval=retrieval,
+                )
         finally:
             await freeing
         return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
@@ -404,6 +447,7 @@ class ChatPipeline:
             max_tokens=chat.max_tokens,
             temperature=chat.temperature,
             replica=routed.slot.replica if routed.slot else None,
+            deadline=chat.deadline,
         )
 
     async def _stream(
@@ -423,6 +467,7 @@ class ChatPipeline:
             ):
                 if isinstance(event, StreamStart):
                     expert, fallbacks = event.expert, event.fallbacks
+                    retrieval = retrieval.keep(event.passages)
                     yield StreamOpened(expert, fallbacks, retrieval)
                 elif isinstance(event, TextDelta):
                     parts.append(event.text)

@@ -46,13 +46,13 @@ class ChatRequest(BaseModel):
     # OpenAI clients send many optional knobs; unknown ones are ignored, known ones checked.
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1, max_length=64)
+    model: Text = Field(min_length=1, max_length=64)
     messages: list[MessageIn] = Field(min_length=1)
     stream: StrictBool = False  # JSON true/false only: "yes" or 1 is a 400, not a guess
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
-    conversation_id: str | None = Field(default=None, min_length=1, max_length=36)
+    conversation_id: Text | None = Field(default=None, min_length=1, max_length=36)
 
     @field_validator("messages")
     @classmethod
@@ -69,8 +69,8 @@ class RouteBody(BaseModel):
 
     text: Text | None = Field(default=None, min_length=1)
     messages: list[MessageIn] | None = Field(default=None, min_length=1)
-    model: str = "auto"
-    conversation_id: str | None = None
+    model: Text = Field(default="auto", min_length=1, max_length=64)
+    conversation_id: Text | None = Field(default=None, min_length=1, max_length=36)
 
 
 class Citation(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -161,6 +161,13 @@ class Retrieval:
     ms: float = 0.0
     degraded: str | None = None  # why retrieval was skipped, when it failed
     index_versions: tuple[tuple[str, str], ...] = ()  # (domain, version) searched
+
+    def keep(self, passages: int | None) -> Retrieval:
+        """The first ``passages`` passages only (None: all): those an expert's prompt held
+        after it was fitted to the model's context window (experts/budget.py)."""
+        if passages is None or passages >= len(self.passages):
+            return self
+        return replace(self, passages=self.passages[:passages])
 
     def record(self) -> dict[str, object]:
         """What the route record and the audit event keep: ids and versions, never text."""

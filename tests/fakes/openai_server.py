@@ -42,6 +42,11 @@ class Reply:
     break_after: int | None = None
     # Answer only once the test sets this event (requests that must pile up), after delay_s.
     hold: threading.Event | None = None
+    # Why the model stopped ("length": cut at max_tokens).
+    finish_reason: str = "stop"
+    # Streaming: end the stream cleanly ([DONE]) after this many content chunks, with no
+    # finish reason: what a server that interrupts a running answer sends.
+    end_early: int | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ class FakeOpenAI:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": behaviour.text},
-                            "finish_reason": "stop",
+                            "finish_reason": behaviour.finish_reason,
                         }
                     ],
                     "usage": usage,
@@ -193,9 +198,12 @@ class FakeOpenAI:
             for i, piece in enumerate(pieces):
                 if behaviour.break_after is not None and i >= behaviour.break_after:
                     raise ConnectionResetError("injected broken stream")
+                if behaviour.end_early is not None and i >= behaviour.end_early:
+                    yield b"data: [DONE]\n\n"
+                    return
                 yield chunk({"content": piece})
                 await asyncio.sleep(0)
-            yield chunk({}, "stop")
+            yield chunk({}, behaviour.finish_reason)
             if (body.get("stream_options") or {}).get("include_usage"):
                 tail = {
                     "id": "fake-1",

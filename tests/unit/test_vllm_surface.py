@@ -155,7 +155,9 @@ async def test_the_app_answers_through_a_vllm_expert_and_maps_its_refusal(
                 "/v1/chat/completions",
                 json={"model": "code", "messages": [{"role": "user", "content": "stack trace line " * 300}]},
             )
-            assert too_long.status_code == 503, too_long.text
-            assert too_long.json()["error"]["code"] == "expert_rejected"
+            # The caller must shorten it: a 400 naming the limit, not a 503 to retry.
+            assert too_long.status_code == 400, too_long.text
+            assert too_long.json()["error"]["code"] == "context_length_exceeded"
+            assert "maximum context length is 512 tokens" in too_long.json()["error"]["message"]
     finally:
         await vllm_container.close()
