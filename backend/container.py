@@ -141,7 +141,7 @@ def build_container(
     registry = ExpertRegistry.from_yaml(settings.experts_file).with_local_context(settings.local_llm_ctx)
     url = settings.resolved_database_url
     migrate(url)
-    db = Database(url)
+    db = Database(url, busy_timeout_s=settings.database_busy_timeout_s)
     encoder = encoder or bundled_encoder(settings, serving=True)
     router = build_router(settings, registry, encoder)
     # The router's loaded encoder is also the knowledge embedder: one model per process.

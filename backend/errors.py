@@ -9,7 +9,7 @@ AppError                     status  code
  ├── NotFound                  404   not_found / model_not_found
  ├── PayloadTooLarge           413   input_too_large
  ├── ServiceUnavailable        503   expert_unavailable / expert_timeout / answer_incomplete
- │                                    / not_ready   (always with Retry-After)
+ │                                    / database_unavailable / not_ready (with Retry-After)
  └── GatewayTimeout            504   deadline_exceeded (the request's one deadline passed)
 
 Errors from the core packages are mapped by :func:`to_app_error` (``ERROR_TABLE``), so
@@ -31,6 +31,9 @@ from experts.errors import (
     OutboundBlocked,
     UnknownExpert,
 )
+from sqlalchemy.exc import OperationalError as DatabaseDown
+from sqlalchemy.exc import TimeoutError as DatabasePoolExhausted
+
 from router.errors import ExpertNotAllowed, UnknownExpertName
 
 
@@ -102,6 +105,10 @@ ERROR_TABLE: list[tuple[type[Exception], type[AppError], str]] = [
     (LLMRejected, ServiceUnavailable, "expert_rejected"),
     (LLMUnavailable, ServiceUnavailable, "expert_unavailable"),
     (LLMError, ServiceUnavailable, "expert_unavailable"),
+    # The database is locked, unreachable or out of connections: the request's
+    # transaction was rolled back, nothing of it was written; the caller may retry.
+    (DatabaseDown, ServiceUnavailable, "database_unavailable"),
+    (DatabasePoolExhausted, ServiceUnavailable, "database_unavailable"),
 ]
 
 
@@ -127,6 +134,9 @@ def _message(exc: Exception) -> str:
         return f"the {exc.expert!r} expert's language model did not give a whole answer: {exc.detail}"
     if isinstance(exc, LLMError):
         return f"the {exc.expert!r} expert's language model is unavailable: {exc.detail}"
+    if isinstance(exc, DatabaseDown | DatabasePoolExhausted):
+        # The driver's text can hold SQL and parameters: not for the caller.
+        return "the database is busy or unreachable; nothing was saved, try again shortly"
     return str(exc)
 
 

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # The built web UI (npm run build in frontend/), served at /.
     web_dir: Path = _WEB_DIST
 
+    # SQLite: how long a write waits for another writer's lock before the request gets
+    # 503 database_unavailable (PostgreSQL rows lock per row; this does not apply there).
+    database_busy_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
     # Input guard.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_input_chars: int = Field(default=48_000, ge=100)

@@ -426,6 +426,9 @@ class ChatPipeline:
                     stream=False,
                     retrieval=retrieval,
                 )
+        except Exception as exc:  # the database refused the write: nothing of it was kept
+            await self._record_failure(routed, exc, started, stream=False, expert=answer.expert)
+            raise
         finally:
             await freeing
         return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
@@ -489,18 +492,24 @@ class ChatPipeline:
                 )  # fmt: skip
             raise
         assert done is not None, "ExpertService.stream always ends with StreamDone"
-        conversation_id = await self._record(
-            routed,
-            expert,
-            "".join(parts),
-            done.usage,
-            fallbacks,
-            generate_ms=(time.perf_counter() - started) * 1000,
-            upstream_model=done.model,
-            finish_reason=done.finish_reason,
-            stream=True,
-            retrieval=retrieval,
-        )
+        try:
+            conversation_id = await self._record(
+                routed,
+                expert,
+                "".join(parts),
+                done.usage,
+                fallbacks,
+                generate_ms=(time.perf_counter() - started) * 1000,
+                upstream_model=done.model,
+                finish_reason=done.finish_reason,
+                stream=True,
+                retrieval=retrieval,
+            )
+        except Exception as exc:  # the database refused the write: nothing of it was kept
+            await self._record_failure(
+                routed, exc, started, stream=True, expert=expert, fallbacks=fallbacks, partial="".join(parts)
+            )
+            raise
         yield StreamFinished(done.finish_reason, done.usage, done.model, conversation_id, retrieval)
 
     @stage("record", describe_conversation)

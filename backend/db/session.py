@@ -32,8 +32,12 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class Database:
-    def __init__(self, url: str, *, clock: Callable[[], float] = time.monotonic) -> None:
-        """``clock``: when pooled connections were last used (tests move it)."""
+    def __init__(
+        self, url: str, *, clock: Callable[[], float] = time.monotonic, busy_timeout_s: float = 30.0
+    ) -> None:
+        """``clock``: when pooled connections were last used (tests move it).
+        ``busy_timeout_s``: SQLite only, how long a statement waits for another writer's
+        lock before it fails (then the request gets 503 database_unavailable)."""
         self.url = url
         # A request opens a few short sessions (conversation, audit outbox, retrieval), and
         # a loaded API process has dozens of requests in flight: with SQLAlchemy's default
@@ -41,7 +45,7 @@ class Database:
         # request under load (psycopg connect/close showed in the load profile).
         kwargs: dict[str, object] = {"pool_size": 10, "max_overflow": 20}
         if url.startswith("sqlite"):
-            kwargs = {"connect_args": {"timeout": 30}}
+            kwargs = {"connect_args": {"timeout": busy_timeout_s}}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

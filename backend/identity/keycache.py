@@ -22,15 +22,20 @@ it lags by at most ``ttl_s`` on top of its own 60-second resolution.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+
+from sqlalchemy.exc import OperationalError
 
 from backend.db.models import utcnow
 from backend.db.session import Database
 from backend.identity.service import IdentityService, hash_key
 from backend.identity.types import Principal
 from backend.oidc.sessions import WebSessionService, hash_token
+
+log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 10_000
 
@@ -108,8 +113,19 @@ class KeyAuthenticator:
             del self._entries[digest]
 
     async def _load_key(self, secret: str | None, channel: str) -> Principal:
-        async with self._db.transaction() as session:
-            return await IdentityService(session).authenticate(secret, channel)
+        """The key's principal, read without a write; then ``last_used_at`` refreshed in a
+        transaction of its own, best effort: a database that is locked for writes (another
+        writer, a migration) delays the caller by its busy timeout but does not refuse a
+        key that reads as valid."""
+        async with self._db.session() as session:
+            principal = await IdentityService(session).authenticate(secret, channel, touch=False)
+        if principal.key_id is not None:
+            try:
+                async with self._db.transaction() as session:
+                    await IdentityService(session).touch_key(principal.key_id)
+            except OperationalError:
+                log.warning("could not record the use of key %s (database busy)", principal.key_id)
+        return principal
 
     async def _load_session(self, cookie: str) -> tuple[Principal, float]:
         async with self._db.transaction() as session:

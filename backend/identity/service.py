@@ -94,8 +94,9 @@ class IdentityService:
         await self._session.flush()
         return IssuedKey(key_id=row.id, user_id=user.id, email=user.email, secret=secret)
 
-    async def authenticate(self, secret: str | None, channel: str = "api") -> Principal:
-        """The Principal for a bearer secret. Raises Unauthorized (missing, unknown, revoked)."""
+    async def authenticate(self, secret: str | None, channel: str = "api", *, touch: bool = True) -> Principal:
+        """The Principal for a bearer secret. Raises Unauthorized (missing, unknown, revoked).
+        ``touch``: refresh the key's ``last_used_at`` in this transaction."""
         if not secret:
             raise Unauthorized(
                 "missing API key: send it as 'Authorization: Bearer <key>'", code="missing_api_key"
@@ -103,11 +104,23 @@ class IdentityService:
         row = await self._session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
         if row is None or row.revoked_at is not None or row.user.disabled:
             raise Unauthorized("the API key is not valid (unknown, revoked or its user disabled)")
+        if touch:
+            self._touch(row)
+            await self._session.flush()
+        return principal_of(row.user, channel, key_id=row.id)
+
+    async def touch_key(self, key_id: int) -> None:
+        """Refresh ``last_used_at`` of key ``key_id`` (at most every LAST_USED_RESOLUTION)."""
+        row = await self._session.get(ApiKey, key_id)
+        if row is not None:
+            self._touch(row)
+            await self._session.flush()
+
+    @staticmethod
+    def _touch(row: ApiKey) -> None:
         now = utcnow()
         if row.last_used_at is None or _aware(row.last_used_at) < now - LAST_USED_RESOLUTION:
             row.last_used_at = now
-            await self._session.flush()
-        return principal_of(row.user, channel, key_id=row.id)
 
     async def why_refused(self, secret: str) -> tuple[str, KeyInfo | None]:
         """Why ``secret`` does not authenticate (for the audit log, never for the caller):
