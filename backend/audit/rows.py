@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Row, Select, Text, select, type_coerce
+from sqlalchemy import Row, Select, Text, cast, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -47,13 +48,16 @@ def _ts_sqlite(element: _TimestampText, compiler: SQLCompiler, **kw: Any) -> str
 
 @compiles(_TimestampText, "postgresql")
 def _ts_postgresql(element: _TimestampText, compiler: SQLCompiler, **kw: Any) -> str:
-    # to_char of +-infinity is NULL-free text we fail to parse: a bad timestamp, not a crash.
+    # +-infinity (which psycopg cannot load) comes back as the text 'infinity', which
+    # does not parse: a bad timestamp, not a crash.
     column = compiler.process(element.clauses, **kw)
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    iso = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    return f"CASE WHEN isfinite({column}) THEN {iso} ELSE CAST({column} AS TEXT) END"
 
 
 def _as_text(column: Any) -> ColumnElement[str]:
-    return type_coerce(column, Text)
+    # A real CAST: psycopg decodes json columns itself (a 1e999 would load as inf).
+    return cast(column, Text)
 
 
 def event_columns() -> Select[Any]:
@@ -68,7 +72,7 @@ def event_columns() -> Select[Any]:
         _as_text(e.payload).label("payload"), e.prompt, e.answer, e.content_digest,
         _TimestampText(e.content_purged_at).label("content_purged_at"), e.alg, e.prev_hash, e.hash,
     )  # fmt: skip
-    return cast("Select[Any]", stmt)
+    return typing.cast("Select[Any]", stmt)
 
 
 class _Bad(ValueError):
