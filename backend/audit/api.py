@@ -20,11 +20,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.anchors import HeadMissing
 from backend.audit.errors import AuditExportFailed
 from backend.audit.export import ExportFormat, render
 from backend.audit.query import stream_events
+from backend.audit.restricted import TextAccess
 from backend.audit.retention import run_retention
 from backend.audit.schemas import (
     AuditEventDetail,
@@ -36,7 +38,7 @@ from backend.audit.schemas import (
     VerifyOut,
 )
 from backend.audit.service import AuditReader
-from backend.audit.types import Actor, AuditEntry, AuditFilter, Outcome
+from backend.audit.types import Actor, AuditEntry, AuditEventView, AuditFilter, Outcome
 from backend.container import Container
 from backend.deps import get_container, get_principal, require_admin, require_audit_reader
 from backend.errors import BadRequest
@@ -89,6 +91,12 @@ FilterDep = Annotated[AuditFilter, Depends(audit_filter)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
+def _access(principal: Principal) -> TextAccess:
+    """Admins read every text; anyone else not the text of answers built from documents
+    outside their groups (restricted.py)."""
+    return TextAccess(None if principal.is_admin else principal.groups)
+
+
 async def _chain_pending(container: Container) -> None:
     """Chain what is pending before a read. Without a chain head nothing can be chained:
     the read still serves every event chained so far (verify reports the missing head)."""
@@ -100,7 +108,7 @@ async def _chain_pending(container: Container) -> None:
 
 @router.get("/admin/audit", response_model=AuditPage, operation_id="listAuditEvents")
 async def list_events(
-    _: ReaderDep,
+    principal: ReaderDep,
     container: ContainerDep,
     flt: FilterDep,
     limit: Limit = 50,
@@ -109,7 +117,8 @@ async def list_events(
     """Newest first. A corrupted row is listed in place with ``unreadable`` set."""
     await _chain_pending(container)
     async with container.db.session() as session:
-        result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
+        reader = AuditReader(session, container.audit, _access(principal))
+        result = await reader.page(flt, limit=limit, cursor=cursor)
     return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
 
 
@@ -139,9 +148,16 @@ async def export_events(
     )
     fmt: ExportFormat = format
 
+    access = _access(principal)
+
+    async def shown(session: AsyncSession, lookups: AsyncSession) -> AsyncIterator[AuditEventView]:
+        async for view in stream_events(session, flt):
+            for out in await access.apply(lookups, [view], text_search=flt.text is not None):
+                yield out
+
     async def body() -> AsyncGenerator[bytes, None]:
-        async with container.db.session() as session:
-            async for chunk in render(stream_events(session, flt), fmt):
+        async with container.db.session() as session, container.db.session() as lookups:
+            async for chunk in render(shown(session, lookups), fmt):
                 yield chunk
 
     lines = body()
@@ -192,11 +208,11 @@ async def retention(principal: AdminDep, container: ContainerDep, body: Retentio
 
 
 @router.get("/admin/audit/{seq}", response_model=AuditEventDetail, operation_id="getAuditEvent")
-async def get_event(seq: int, _: ReaderDep, container: ContainerDep) -> AuditEventDetail:
+async def get_event(seq: int, principal: ReaderDep, container: ContainerDep) -> AuditEventDetail:
     """One event with its whole trace (the payload) and a check of its integrity."""
     await _chain_pending(container)
     async with container.db.session() as session:
-        reader = AuditReader(session, container.audit)
+        reader = AuditReader(session, container.audit, _access(principal))
         view = await reader.event(seq)
         check = await reader.check(seq)
     integrity = Integrity(
@@ -219,7 +235,7 @@ async def my_events(
     flt = AuditFilter(user_id=principal.user_id)
     await _chain_pending(container)
     async with container.db.session() as session:
-        result = await AuditReader(session, container.audit).page(flt, limit=limit, cursor=cursor)
+        result = await AuditReader(session, container.audit, _access(principal)).page(flt, limit=limit, cursor=cursor)
     return AuditPage(data=[AuditEventOut.of(e) for e in result.events], next_cursor=result.next_cursor)
 
 
@@ -228,7 +244,7 @@ async def my_event(seq: int, principal: PrincipalDep, container: ContainerDep) -
     """One of the caller's own events; someone else's is 404, like a missing one."""
     await _chain_pending(container)
     async with container.db.session() as session:
-        view = await AuditReader(session, container.audit).event(seq, owner_id=principal.user_id)
+        view = await AuditReader(session, container.audit, _access(principal)).event(seq, owner_id=principal.user_id)
     return AuditEventOut.of(view)
 
 
