@@ -19,6 +19,9 @@ OpenAI error shape: ``{"error": {"message", "type", "param", "code"}}``.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError as DatabaseDown
+from sqlalchemy.exc import TimeoutError as DatabasePoolExhausted
+
 from experts.errors import (
     AnswerIncomplete,
     CircuitOpen,
@@ -31,9 +34,6 @@ from experts.errors import (
     OutboundBlocked,
     UnknownExpert,
 )
-from sqlalchemy.exc import OperationalError as DatabaseDown
-from sqlalchemy.exc import TimeoutError as DatabasePoolExhausted
-
 from router.errors import ExpertNotAllowed, UnknownExpertName
 
 
