@@ -7,7 +7,11 @@ Modules:
 - :mod:`types`      frozen values: Actor, AuditEntry, AuditFilter, VerifyReport
 - :mod:`writer`     AuditTrail: writes events to the outbox in the caller's transaction
 - :mod:`chainer`    moves outbox rows into the chain in batches, under the head lock
-- :mod:`verify`     walks the chain and names the first bad sequence number
+- :mod:`keyfile`    the chain key file made on first start when no secret key is set
+- :mod:`rows`       decodes stored rows without trusting them (corrupted rows marked)
+- :mod:`verify`     walks the chain and names the first bad sequence number (a kind)
+- :mod:`anchors`    signed chain heads kept outside the database, checked by verify
+- :mod:`restricted` withholds text of answers built from documents a reader cannot see
 - :mod:`query`      filters, cursor pages and streamed reads for the API and exports
 - :mod:`export`     JSON Lines / CSV rendering of streamed events
 - :mod:`retention`  drops old prompt/answer text, leaving the chain verifiable
