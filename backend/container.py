@@ -201,7 +201,9 @@ def build_container(
         pii=pii,
         knowledge=knowledge,
         metrics=metrics,
-        chainer=AuditChainer(db, audit.key, audit.enqueued),
+        chainer=AuditChainer(
+            db, audit.key, audit.enqueued, anchors=audit.anchors, anchor_interval_s=settings.audit_anchor_interval_s
+        ),  # signed chain heads written on a schedule (backend/audit/anchors.py)
         auth=KeyAuthenticator(db, settings.auth_cache_ttl_s),
         quota=quota,
         tasks=build_task_queue(settings),
