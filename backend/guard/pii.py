@@ -23,15 +23,25 @@ UK_NINO    UK national insurance numbers (AB 12 34 56 C)                   prefi
 
 Overlaps are resolved by type priority (SECRET first, PHONE last), then length, so a
 card number is never also reported as a phone number.
+
+Linear time on any input, adversarial included (tests/unit/test_faults_pii.py): every
+pattern either starts only where its own character class does not continue (so two
+starts never scan the same run), or has a bounded length; the phone shapes, whose
+digit groups made the regex engine try every split, are parsed in :mod:`phones`; a
+private key's BEGIN and END lines are found separately and paired, never searched
+for from every BEGIN to the end of the text; and overlap resolution bisects.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from backend.guard import phones
 
 
 class PiiType(StrEnum):
@@ -126,22 +136,34 @@ _EMAIL = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
     r"(?!:[^\s])"  # git@github.com:org/repo is an SSH remote, not a mailbox
 )
-_SECRET_SHAPES = re.compile(
-    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----"
-    r"|\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"
+# A PEM private key is its BEGIN line (group "pem") to the first END line after it; the
+# END lines are found in one pass and paired in _shapes, not searched for from each BEGIN.
+_PEM_END = re.compile(r"(?=(-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----))")  # every start, even overlapping
+_KEY_SHAPES = (
+    r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"
     r"|\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}\b"
     r"|\bgithub_pat_[A-Za-z0-9_]{22,255}\b"
     r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"
     r"|\bsk-(?:proj-|ant-(?:api\d\d-)?|svcacct-)?[A-Za-z0-9_-]{20,}"
     r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}\b"
     r"|\bAIza[0-9A-Za-z_-]{35}(?![\w-])"
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
     r"|(?<![\w-])eg-[A-Za-z0-9_-]{40,}"
 )
+_KEY = re.compile(_KEY_SHAPES)
+_SECRET_SHAPES = re.compile(
+    r"(?P<pem>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----)|"
+    + _KEY_SHAPES
+    # A JWT (header.payload.signature, the header "eyJ..."): group "jwt" is the whole
+    # run before the first dot, taken from the run's start so that no two attempts scan
+    # the same run; _jwt finds where in it the token starts (its start or after a '-').
+    + r"|(?P<jwt>(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{11,})\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+)
+_JWT_HEADER = re.compile(r"eyJ[A-Za-z0-9_-]{8}")
+_WORD = re.compile(r"\w")
 # Group 1 is the secret; the keyword before it stays readable.
 _SECRET_CONTEXT = re.compile(
     r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{16,}=*)"
-    r"|\b[a-z][a-z0-9+.-]*://[^\s:/@]*:([^\s@/]{3,})@"
+    r"|\b[a-z][a-z0-9+.-]{0,31}://[^\s:/@]*:([^\s@/]{3,})@"
     r"|(?<![\w-])(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|access[_-]?token"
     r"|auth[_-]?token|refresh[_-]?token|token|password|passwd|private[_-]?key"
     r"|aws_secret_access_key)(?![\w-])[\"']?\s*[:=]\s*[\"']?([^\s\"'`,;()\[\]{}<>$*%]{6,})"
@@ -164,9 +186,7 @@ _VERSION_WORDS = re.compile(
     r"(?i)(?:version|release|build|v\.?|ver\.?|firmware|section|clause|chapter|article|"
     r"para(?:graph)?|§)\s*$"
 )
-_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,5}\)?){1,6}(?![\w-]|\.\d)")
 _PHONE_NANP = re.compile(r"(?<![\w.-])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-]|\.\d)")
-_PHONE_NATIONAL = re.compile(r"(?<![\w.-])(?:0\d{1,4}|\(0\d{1,4}\))(?:[ -]?\d{2,8}){1,4}(?![\w-]|\.\d)")
 _PHONE_WORDS = re.compile(
     r"(?i)\b(?:phone|tel|telephone|mobile|cell|fax|call|ring|whatsapp|sms|text me|"
     r"reach (?:me|us|him|her)|contact number|number is|handy|t\.)\b[^\n\d+]{0,24}$"
@@ -195,11 +215,15 @@ class PiiDetector:
         """Non-overlapping findings in ``text``, ordered by start."""
         candidates = [f for f in self._candidates(text) if f.type in self.types]
         candidates.sort(key=lambda f: (_PRIORITY[f.type], -(f.end - f.start), f.start))
+        # ``taken`` stays sorted and non-overlapping, so only the neighbours of a
+        # candidate's insertion point can overlap it (a scan of all of them made ten
+        # thousand findings cost seconds).
         taken: list[Finding] = []
         for cand in candidates:
-            if all(cand.end <= t.start or cand.start >= t.end for t in taken):
-                taken.append(cand)
-        return sorted(taken)
+            i = bisect.bisect_left(taken, cand)
+            if (i == 0 or taken[i - 1].end <= cand.start) and (i == len(taken) or cand.end <= taken[i].start):
+                taken.insert(i, cand)
+        return taken
 
     def _candidates(self, text: str) -> Iterator[Finding]:
         for finder in self._finders:
@@ -262,10 +286,63 @@ _SHAPE_HINTS = (
 _CONTEXT_HINTS = ("bearer", "://", "key", "token", "secret", "passw")
 
 
+def _shapes(text: str) -> Iterator[Finding]:
+    """``_SECRET_SHAPES.finditer`` where a PEM BEGIN line runs on to the first END line
+    after it (what a lazy ``BEGIN[\\s\\S]*?END`` matched, without rescanning the rest of
+    the text from every BEGIN)."""
+    pem_ends: list[tuple[int, int]] | None = None
+    pos = 0
+    while (m := _SECRET_SHAPES.search(text, pos)) is not None:
+        end = m.end()
+        if m.lastgroup == "pem":
+            if pem_ends is None:
+                pem_ends = [(e.start(1), e.end(1)) for e in _PEM_END.finditer(text)]
+            i = bisect.bisect_left(pem_ends, (end, 0))
+            if i == len(pem_ends):
+                pos = m.start() + 1  # no key here; no other shape starts with '-'
+                continue
+            end = pem_ends[i][1]
+        elif m.lastgroup == "jwt":
+            start, end = _jwt(text, m)
+            if start < 0:
+                pos = m.end("jwt") + 1  # no token in this run; the next run may begin one
+                continue
+            yield Finding(start, end, PiiType.SECRET)
+            pos = end
+            continue
+        yield Finding(m.start(), end, PiiType.SECRET)
+        pos = end
+
+
+def _jwt(text: str, m: re.Match[str]) -> tuple[int, int]:
+    """The first secret in the run ``m`` (a _SECRET_SHAPES "jwt" match) begins: the
+    leftmost key shape after a '-' before the token's header, else the token from its
+    header to the end of ``m``; (-1, -1) when neither."""
+    run_start, run_end = m.span("jwt")
+    header = _JWT_HEADER.search(text, run_start, run_end)
+    while header is not None:
+        at = header.start()
+        # "\beyJ": after a '-' inside the run, or at its start unless a word character
+        # (a non-ASCII letter) precedes it.
+        if at > run_start:
+            if text[at - 1] == "-":
+                break
+        elif at == 0 or not _WORD.match(text, at - 1):
+            break
+        header = _JWT_HEADER.search(text, at + 1, run_end)
+    limit = header.start() if header is not None else run_end
+    dash = text.find("-", run_start, limit)
+    while dash != -1 and dash + 1 < limit:
+        key = _KEY.match(text, dash + 1)
+        if key is not None:
+            return key.span()
+        dash = text.find("-", dash + 1, limit)
+    return (limit, m.end()) if header is not None else (-1, -1)
+
+
 def _secrets(text: str) -> Iterator[Finding]:
     if any(h in text for h in _SHAPE_HINTS):
-        for m in _SECRET_SHAPES.finditer(text):
-            yield Finding(m.start(), m.end(), PiiType.SECRET)
+        yield from _shapes(text)
     lowered = text.lower()
     if not any(h in lowered for h in _CONTEXT_HINTS):
         return
@@ -354,13 +431,13 @@ def _ipv6s(text: str) -> Iterator[Finding]:
 
 
 def _phones(text: str) -> Iterator[Finding]:
-    for m in _PHONE_INTL.finditer(text):
-        if 8 <= len(_digits(m.group())) <= 15:
-            yield Finding(m.start(), m.end(), PiiType.PHONE)
+    for start, end in phones.international(text):
+        if 8 <= len(_digits(text[start:end])) <= 15:
+            yield Finding(start, end, PiiType.PHONE)
     for m in _PHONE_NANP.finditer(text):
         if m.group()[0] in "01" or _NOT_PHONE_WORDS.search(_before(text, m.start(), 16)):
             continue  # NANP area codes start 2-9; "order 555-123-4567" is an order number
         yield Finding(m.start(), m.end(), PiiType.PHONE)
-    for m in _PHONE_NATIONAL.finditer(text):
-        if 9 <= len(_digits(m.group())) <= 12 and _PHONE_WORDS.search(_before(text, m.start())):
-            yield Finding(m.start(), m.end(), PiiType.PHONE)
+    for start, end in phones.national(text):
+        if 9 <= len(_digits(text[start:end])) <= 12 and _PHONE_WORDS.search(_before(text, start)):
+            yield Finding(start, end, PiiType.PHONE)
