@@ -19,6 +19,7 @@ from backend.audit.writer import AuditTrail, build_audit_trail
 from backend.capacity.service import CapacityService
 from backend.capacity.wiring import build_capacity
 from backend.chat.pipeline import ChatPipeline, Limits
+from backend.db.group_commit import GroupCommit
 from backend.db.session import Database, migrate
 from backend.guard.policy import PiiGuard
 from backend.identity.keycache import KeyAuthenticator
@@ -29,6 +30,7 @@ from backend.oidc.wiring import WebAuth, build_web_auth
 from backend.quota.service import QuotaService
 from backend.quota.wiring import build_quota
 from backend.redis_conn import connect_redis
+from backend.routing.batcher import RouteBatcher
 from backend.routing.wiring import build_router, bundled_encoder
 from backend.settings import Settings, SettingsError
 from backend.worker.queue import TaskQueue
@@ -180,9 +182,9 @@ def build_container(
         breakers=experts.breakers,
     )
     pipeline = ChatPipeline(
-        db, router, registry, experts, capacity,
+        db, registry, experts, capacity,
         Limits(settings.max_input_chars, settings.max_messages, settings.request_deadline_s),
-        audit=audit, pii=pii,
+        batcher=RouteBatcher(router), writes=GroupCommit(db), audit=audit, pii=pii,
         knowledge=knowledge.service, passages=settings.knowledge_passages, metrics=metrics,
         quota=quota,
     )  # fmt: skip

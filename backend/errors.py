@@ -4,9 +4,10 @@ AppError                     status  code
  ├── BadRequest                400   invalid_request   (``param`` names the field)
  │                                    pii_blocked       (an expert's PII policy refused it)
  │                                    context_length_exceeded (longer than the model holds)
- ├── Unauthorized              401   invalid_api_key
+ │                                    slack_request_malformed (signed, but not a Slack payload)
+ ├── Unauthorized              401   invalid_api_key / slack_signature_invalid
  ├── Forbidden                 403   forbidden
- ├── NotFound                  404   not_found / model_not_found
+ ├── NotFound                  404   not_found / model_not_found / slack_request_unhandled
  ├── PayloadTooLarge           413   input_too_large
  ├── ServiceUnavailable        503   expert_unavailable / expert_timeout / answer_incomplete
  │                                    / database_unavailable / not_ready (with Retry-After)

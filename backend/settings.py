@@ -77,13 +77,6 @@ class Settings(BaseSettings):
     # background PING, sent every redis_probe_s, answers.
     redis_timeout_s: float = Field(default=1.0, gt=0, le=30)
     redis_probe_s: float = Field(default=0.5, gt=0, le=60)
-    # Redis on the request path (quotas, capacity, failed-login throttle; see
-    # backend/redis_conn.py and docs/resilience.md): the most one call waits for it, a
-    # free connection and the connect included. A call that runs out of it marks Redis
-    # down for the process: later calls fail at once (fail-open/closed applies) until a
-    # background PING, sent every redis_probe_s, answers.
-    redis_timeout_s: float = Field(default=1.0, gt=0, le=30)
-    redis_probe_s: float = Field(default=0.5, gt=0, le=60)
     # Who runs ingest jobs submitted through the API: "celery" workers (on redis_url as
     # broker), "inline" in the API process, or "auto" (celery when redis_url is set).
     job_runner: Literal["auto", "inline", "celery"] = "auto"

@@ -55,6 +55,23 @@ class ChatTrace:
     error: AppError | None = None
 
 
+def route_record(decision: RoutingDecision, expert: str | None = None) -> dict[str, object]:
+    """The routing decision as it is recorded, in the audit event and with the stored
+    answer alike (one shape: docs/governance.md). ``expert``: who answered, when a
+    fallback or overflow changed it."""
+    return {
+        "expert": expert or decision.expert,
+        "routed_to": decision.expert,
+        "reason": str(decision.reason),
+        "confidence": decision.confidence,
+        "probabilities": dict(decision.probabilities),
+        "top_k": list(decision.top_k),
+        "router_version": decision.router_version,
+        "ood_score": decision.ood_score,
+        "detail": decision.detail,
+    }
+
+
 def completeness(trace: ChatTrace) -> str:
     """How whole the answer the caller got is: ``complete``; ``cut_by_token_cap`` (the
     model stopped at max_tokens: a success the caller asked for, but not the whole
@@ -82,17 +99,7 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str], action: str = CHA
         "fallbacks": [{"expert": f.expert, "error": f.error} for f in trace.fallbacks],
     }
     if d is not None:
-        payload["route"] = {
-            "expert": trace.expert or d.expert,
-            "routed_to": d.expert,
-            "reason": str(d.reason),
-            "confidence": d.confidence,
-            "probabilities": dict(d.probabilities),
-            "top_k": list(d.top_k),
-            "router_version": d.router_version,
-            "ood_score": d.ood_score,
-            "detail": d.detail,
-        }
+        payload["route"] = route_record(d, trace.expert)
     if trace.model or trace.endpoint:
         payload["llm"] = {
             "model": trace.model,

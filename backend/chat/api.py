@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Annotated, TypeVar
 
 import anyio
@@ -15,7 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from backend.audit.types import CLIENT_CLOSED
-from backend.chat.pipeline import ChatPipeline, ChatResult, Routed, StreamFinished, StreamOpened
+from backend.chat.pipeline import AnswerStream, ChatResult, Question, Routed, StreamFinished, StreamOpened
 from backend.chat.schemas import (
     ChatCompletion,
     ChatRequest,
@@ -35,7 +35,6 @@ from backend.deps import get_container, get_principal
 from backend.errors import AppError, BadRequest, to_app_error
 from backend.identity.types import Principal
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
-from backend.quota.service import Grant
 from experts.registry import AUTO
 from experts.types import FallbackStep, TextDelta
 
@@ -82,8 +81,8 @@ def _route_info(
     )
 
 
-async def _prepare(pipeline: ChatPipeline, principal: Principal, body: ChatRequest) -> Routed:
-    chat = pipeline.guard(
+def _question(principal: Principal, body: ChatRequest) -> Question:
+    return Question(
         principal,
         body.model,
         [(m.role, m.text()) for m in body.messages],
@@ -91,7 +90,6 @@ async def _prepare(pipeline: ChatPipeline, principal: Principal, body: ChatReque
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
     )
-    return await pipeline.route(chat)
 
 
 @router.post(
@@ -100,22 +98,20 @@ async def _prepare(pipeline: ChatPipeline, principal: Principal, body: ChatReque
 async def chat_completions(
     body: ChatRequest, principal: PrincipalDep, container: ContainerDep, request: Request
 ) -> Response:
-    pipeline = container.pipeline
-    routed = await _prepare(pipeline, principal, body)
-    routed, grant = await pipeline.admit(routed)  # 429 / degrade before any generation
-    limits = grant.headers() if grant is not None else {}
-    if body.stream:
-        headers = {"cache-control": "no-cache", "x-request-id": routed.input.request_id, **limits}
-        return AdmittedStream(pipeline, routed, grant, headers)
+    question = _question(principal, body)
+    if body.stream:  # bad input, quota and capacity refusals are raised before the body starts
+        stream = await container.pipeline.open_stream(question)
+        headers = {"cache-control": "no-cache", "x-request-id": stream.request_id, **stream.headers}
+        return ClosingStream(_sse(stream), stream.aclose, headers=headers)
     try:
-        result = await _unless_disconnected(request, pipeline.complete(routed, grant))
+        result = await _unless_disconnected(request, container.pipeline.answer(question))
     except ClientDisconnected:
         # Nobody is listening; the pipeline audited the request as aborted (499).
         return Response(status_code=CLIENT_CLOSED)
     return Response(
-        orjson.dumps(_completion_body(routed, result).model_dump()),
+        orjson.dumps(_completion_body(result).model_dump()),
         media_type="application/json",
-        headers={"x-request-id": result.request_id, **limits},
+        headers={"x-request-id": result.request_id, **result.headers},
     )
 
 
@@ -144,7 +140,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     raise ClientDisconnected  # the scope was cancelled: the client left
 
 
-def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
+def _completion_body(result: ChatResult) -> ChatCompletion:
     completion = result.answer.completion
     return ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
@@ -162,7 +158,7 @@ def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
             total_tokens=completion.usage.total_tokens,
         ),
         expertgate=_route_info(
-            routed,
+            result.routed,
             expert=result.answer.expert,
             fallbacks=result.answer.fallbacks,
             conversation_id=result.conversation_id,
@@ -172,31 +168,27 @@ def _completion_body(routed: Routed, result: ChatResult) -> ChatCompletion:
     )
 
 
-class AdmittedStream(StreamingResponse):
-    """The SSE response of an admitted request. The pipeline's stream gives the request's
-    capacity slot and quota charge back when it ends; if the body never starts (the
-    client left before the first byte, or sending the headers failed), this does."""
+class ClosingStream(StreamingResponse):
+    """A server-sent-event response that always runs ``close`` when it ends, also when
+    its body was never started (the client left before the first byte, or sending the
+    headers failed): Starlette closes only a body it began iterating."""
 
-    def __init__(self, pipeline: ChatPipeline, routed: Routed, grant: Grant | None, headers: dict[str, str]) -> None:
-        self._pipeline, self._routed, self._grant = pipeline, routed, grant
-        self._started = False
-        super().__init__(self._body(), media_type="text/event-stream", headers=headers)
-
-    async def _body(self) -> AsyncIterator[bytes]:
-        self._started = True
-        async for frame in _sse(self._pipeline, self._routed, self._grant):
-            yield frame
+    def __init__(
+        self, body: AsyncIterator[bytes], close: Callable[[], Awaitable[None]], headers: dict[str, str]
+    ) -> None:
+        self._close = close
+        super().__init__(body, media_type="text/event-stream", headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            if not self._started:
-                await self._pipeline.abandon(self._routed, self._grant)
+            await self._close()
 
 
-async def _sse(pipeline: ChatPipeline, routed: Routed, grant: Grant | None = None) -> AsyncIterator[bytes]:
+async def _sse(stream: AnswerStream) -> AsyncIterator[bytes]:
     """OpenAI-style SSE: chunks, then ``[DONE]``. A failure becomes an ``error`` event."""
+    routed = stream.routed
     chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     expert = routed.decision.expert
@@ -218,7 +210,7 @@ async def _sse(pipeline: ChatPipeline, routed: Routed, grant: Grant | None = Non
         )
 
     try:
-        async for event in pipeline.stream(routed, grant):
+        async for event in stream:
             if isinstance(event, StreamOpened):
                 expert, fallbacks = event.expert, event.fallbacks
                 info = _route_info(routed, expert=expert, fallbacks=fallbacks, retrieval=event.retrieval)
@@ -269,9 +261,6 @@ async def route(body: RouteBody, principal: PrincipalDep, container: ContainerDe
         if body.text is not None
         else [(m.role, m.text()) for m in body.messages or []]
     )
-    chat = container.pipeline.guard(
-        principal, body.model, messages, conversation_id=body.conversation_id
-    )
-    routed = await container.pipeline.route(chat)
-    await container.pipeline.record_route(routed)
+    question = Question(principal, body.model, messages, conversation_id=body.conversation_id)
+    routed = await container.pipeline.route_only(question)
     return RouteResponse(expertgate=_route_info(routed, conversation_id=body.conversation_id))

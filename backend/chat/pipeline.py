@@ -1,18 +1,30 @@
 """The request pipeline: the one place a chat request becomes an answer.
 
+Every channel (the /v1 API, the web UI through it, the Slack bot) makes one call:
+
+    result = await pipeline.answer(question)          # ChatResult
+    stream = await pipeline.open_stream(question)     # AnswerStream of events
+    routed = await pipeline.route_only(question)      # /v1/route: stages 2-3 only
+
+Errors that end a request before anything is generated (bad input, not found, quota,
+capacity) are raised by the call itself, so a channel can answer them as such; once a
+stream is open, failures arrive as its last event's exception.
+
 Stages (each a method with typed input and output; what each decided lands in the
 stored route record):
 
-1. authenticate   -> Principal              (done by the API dependency)
+1. authenticate   -> Principal              (done by the channel)
 2. guard input    -> ChatInput              size limits, control characters
-3. route          -> RoutingDecision        gate + policy, with the caller's ACL
-3b/c. admit       -> Routed + Grant         quotas (429 / degrade), then a capacity slot
-                                            on the expert or its overflow target (503)
-4. retrieve       -> Retrieval              the decided expert's index (+ a close second
-                                            top-k expert's), ACL-filtered; numbered passages
+3. route          -> Routed                 PII scan, gate + policy, with the caller's ACL
+3b/c. admit       -> Admission              quotas (429 / degrade), then a capacity slot
+                                            on the expert or its overflow target (503);
+                                            given back on every way out (admission.py)
+4. retrieve       -> Retrieval              the decided expert's index (+ close top-k
+                                            experts' indexes: knowledge/targets.py)
 5. generate       -> ExpertAnswer / stream  the expert's LLM, fallback chain to general
-6. record         -> conversation id        user + assistant messages, one transaction
-7. respond                                  done by the API layer from ChatResult
+6. record         -> conversation id        user + assistant messages and the audit
+                                            event, one transaction
+7. respond                                  done by the channel from ChatResult / events
 """
 
 from __future__ import annotations
@@ -21,25 +33,26 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.audit.chat import ROUTE_ACTION, ChatTrace, chat_entry
+from backend.audit.chat import ROUTE_ACTION, ChatTrace, chat_entry, route_record
 from backend.audit.types import CLIENT_CLOSED
 from backend.audit.writer import AuditTrail, mark_recorded
 from backend.capacity.service import CapacityService
-from backend.capacity.types import Slot
+from backend.chat.admission import Admission
 from backend.chat.conversations import ConversationService, Exchange
 from backend.db.group_commit import GroupCommit, Rows
 from backend.db.session import Database
 from backend.errors import AppError, BadRequest, PayloadTooLarge, to_app_error
 from backend.guard.policy import NO_PII, PiiGuard, PiiReport
 from backend.identity.types import Principal
-from backend.knowledge.service import DomainQuery, KnowledgeService, QueryVector
+from backend.knowledge.service import KnowledgeService, QueryVector
+from backend.knowledge.targets import weighted_targets
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.observability.metrics import Metrics
 from backend.observability.tracing import (
@@ -51,12 +64,11 @@ from backend.observability.tracing import (
     stage,
     traced_stream,
 )
-from backend.quota.service import Grant, QuotaService, estimate_tokens
+from backend.quota.service import QuotaService, estimate_tokens
 from backend.routing.batcher import RouteBatcher
 from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.service import ExpertService, StreamStart
 from experts.types import ChatMessage, ExpertAnswer, FallbackStep, StreamDone, TextDelta, Usage
-from router.service import Router
 from router.types import Reason, RouteRequest, RoutingDecision
 
 log = logging.getLogger(__name__)
@@ -77,6 +89,21 @@ class Limits:
 REPLY_MARGIN_S = 0.3
 # Above this many characters the PII scan runs in a worker thread, not on the event loop.
 SCAN_INLINE_CHARS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What a channel asks: who, which model (``auto`` or an expert), the conversation's
+    messages as (role, text), and the caller's generation knobs. ``request_id`` names the
+    request from the start, in the audit and in errors a channel reports."""
+
+    principal: Principal
+    model: str
+    messages: Sequence[tuple[str, str]]
+    conversation_id: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,23 +129,35 @@ class ChatInput:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """Stage 3 output: the input and where it goes (``slot``: the expert capacity held
-    for it from admission until generation ends; None before admission)."""
+    """Stage 3 output: the input and where it goes (after admission: where it went, an
+    overflow or a degrade included)."""
 
     input: ChatInput
     decision: RoutingDecision
     route_ms: float
-    slot: Slot | None = None
     query: QueryVector | None = None  # the router's vector of the text, reused by retrieval
+    replica: int | None = None  # the replica of the expert whose capacity slot it holds
+
+    @property
+    def request_id(self) -> str:
+        return self.input.request_id
 
 
 @dataclass(frozen=True, slots=True)
 class ChatResult:
-    request_id: str
-    decision: RoutingDecision
+    routed: Routed
     answer: ExpertAnswer
     conversation_id: str
     retrieval: Retrieval = NO_RETRIEVAL
+    headers: Mapping[str, str] = field(default_factory=dict)  # x-ratelimit-* of the caller
+
+    @property
+    def request_id(self) -> str:
+        return self.routed.request_id
+
+    @property
+    def decision(self) -> RoutingDecision:
+        return self.routed.decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +180,60 @@ class StreamFinished:
     retrieval: Retrieval = NO_RETRIEVAL
 
 
+class AnswerStream:
+    """An open streamed answer: StreamOpened, TextDelta..., StreamFinished (or the
+    failure, raised after the text so far). It holds the request's admission and gives
+    it back when the stream ends, fails or is closed, and on :meth:`aclose` when it was
+    never read (a client that left before the first byte)."""
+
+    def __init__(self, routed: Routed, admission: Admission, events: AsyncIterator[StreamEvent]) -> None:
+        self.routed = routed
+        self.headers = admission.headers
+        self._admission = admission
+        self._events = events
+
+    @property
+    def request_id(self) -> str:
+        return self.routed.request_id
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[StreamEvent]:
+        used = 0
+        try:
+            async for event in self._events:
+                if isinstance(event, StreamFinished):
+                    used = event.usage.total_tokens
+                yield event
+        finally:
+            await self._admission.release(used)
+
+    async def aclose(self) -> None:
+        """End the stream wherever it is; gives the admission back (idempotent)."""
+        aclose = getattr(self._events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await self._admission.release()
+
+
+StreamEvent = StreamOpened | TextDelta | StreamFinished
+
+
 class ChatPipeline:
+    """The stages, and the three calls that run them (module docstring). Every
+    collaborator is passed in; the pipeline holds no per-request state."""
+
     def __init__(
         self,
         db: Database,
-        router: Router,
         registry: ExpertRegistry,
         experts: ExpertService,
         capacity: CapacityService,
         limits: Limits,
         *,
+        batcher: RouteBatcher,
+        writes: GroupCommit,
         audit: AuditTrail,
         pii: PiiGuard,
         knowledge: KnowledgeService | None = None,
@@ -159,9 +242,8 @@ class ChatPipeline:
         quota: QuotaService | None = None,
     ) -> None:
         self._db = db
-        self._writes = GroupCommit(db)
-        self._router = router
-        self._batcher = RouteBatcher(router)
+        self._writes = writes
+        self._batcher = batcher
         self._registry = registry
         self._experts = experts
         self._capacity = capacity
@@ -173,28 +255,47 @@ class ChatPipeline:
         self._metrics = metrics
         self._quota = quota
 
+    @property
+    def writes(self) -> GroupCommit:
+        """Where exchanges are written (shared transactions: backend/db/group_commit.py)."""
+        return self._writes
+
+    # -- the calls ---------------------------------------------------------------
+    async def answer(self, question: Question) -> ChatResult:
+        """Stages 2-6 for one non-streamed answer. Raises the AppError (or core error)
+        that ended it; a request cancelled while generating (its client left) is
+        audited as aborted."""
+        routed = await self.route(self.guard(question))
+        routed, admission = await self.admit(routed)
+        async with admission:
+            return await self._complete(routed, admission)
+
+    async def open_stream(self, question: Question) -> AnswerStream:
+        """Stages 2-3c now (their errors are raised here), then a stream of stages 4-6."""
+        routed = await self.route(self.guard(question))
+        routed, admission = await self.admit(routed)
+        return AnswerStream(routed, admission, self._stream(routed))
+
+    async def route_only(self, question: Question) -> Routed:
+        """Stages 2-3 and an audit event: where the question would go (/v1/route)."""
+        routed = await self.route(self.guard(question))
+        await self._record_route(routed)
+        return routed
+
     async def finish_writes(self) -> None:
         """Wait for the exchanges queued for the group commit (at shutdown, before the
         audit chainer's last drain, so that their events are chained too)."""
         await self._writes.aclose()
 
     # -- stage 2 -----------------------------------------------------------------
-    def guard(
-        self,
-        principal: Principal,
-        model: str,
-        messages: Sequence[tuple[str, str]],
-        *,
-        conversation_id: str | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> ChatInput:
+    def guard(self, question: Question) -> ChatInput:
         """Check sizes and clean the text. Raises PayloadTooLarge, BadRequest. The PII scan
         (CPU work that grows with the text) is done by :meth:`route`, off the event loop."""
         started = time.perf_counter()
         deadline = None
         if self._limits.deadline_s is not None:  # the experts stop early enough to record and reply in time
             deadline = time.monotonic() + max(0.1, self._limits.deadline_s - REPLY_MARGIN_S)
+        messages = question.messages
         if len(messages) > self._limits.max_messages:
             raise PayloadTooLarge(
                 f"{len(messages)} messages is more than the limit of {self._limits.max_messages}",
@@ -216,12 +317,13 @@ class ChatPipeline:
         if not any(m.role == "user" and m.content.strip() for m in cleaned):
             raise BadRequest("there is no non-empty user message", param="messages")
         return ChatInput(
-            principal=principal,
-            model=model,
+            principal=question.principal,
+            model=question.model,
             messages=tuple(cleaned),
-            conversation_id=conversation_id,
-            max_tokens=max_tokens,
-            temperature=temperature,
+            conversation_id=question.conversation_id,
+            max_tokens=question.max_tokens,
+            temperature=question.temperature,
+            request_id=question.request_id,
             started=started,
             guard_ms=(time.perf_counter() - started) * 1000,
             deadline=deadline,
@@ -266,7 +368,7 @@ class ChatPipeline:
         query = None if encoded.vector is None or encoded.model is None else QueryVector(encoded.model, encoded.vector)
         return Routed(chat, encoded.decision, (time.perf_counter() - started) * 1000, query=query)
 
-    async def record_route(self, routed: Routed) -> None:
+    async def _record_route(self, routed: Routed) -> None:
         """Audit a request that only asked where it would go (/v1/route): the text was
         sent to us and a decision made about it, so it is one event like any request."""
         chat = routed.input
@@ -280,51 +382,22 @@ class ChatPipeline:
         )
         await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text, ROUTE_ACTION))
 
-    # -- stage 4 -----------------------------------------------------------------
-    @stage("retrieve", describe_retrieval)
-    async def retrieve(self, routed: Routed) -> Retrieval:
-        """Passages from the decided expert's index, ACL-filtered by the caller's groups.
-
-        When the decision's top-k holds a second expert with an index that the caller
-        may use, its index is searched too and its scores are weighted by its gate
-        probability relative to the decided expert's. The generalist has no index.
-        """
-        chat, decision = routed.input, routed.decision
-        spec = self._registry.get(decision.expert)
-        if self._knowledge is None or spec.index is None:
-            return NO_RETRIEVAL
-        groups = chat.principal.groups
-        own = decision.probabilities.get(decision.expert, 0.0)
-        targets = [DomainQuery(spec.index)]
-        for other in decision.top_k:
-            peer = self._registry.get(other) if other in self._registry else None
-            if peer is None or other == decision.expert or not peer.index:
-                continue
-            if not peer.allows(groups):
-                continue
-            weight = min(1.0, decision.probabilities.get(other, 0.0) / own) if own > 0 else 0.0
-            if weight > 0 and peer.index not in {t.domain for t in targets}:
-                targets.append(DomainQuery(peer.index, weight))
-        return await self._knowledge.retrieve(
-            chat.last_user_text, targets, groups, self._passages, vector=routed.query
-        )
-
-    # -- stage 3b: quotas (backend/quota), 3c: capacity (backend/capacity) ------
+    # -- stages 3b (quotas: backend/quota) and 3c (capacity: backend/capacity) ---
     @stage("admit", describe_routed)
-    async def admit(self, routed: Routed) -> tuple[Routed, Grant | None]:
+    async def admit(self, routed: Routed) -> tuple[Routed, Admission]:
         """Charge the caller's quotas once (estimated tokens), then hold a capacity slot.
 
         Raises QuotaExceeded (429), QuotaUnavailable (503), ExpertAtCapacity (503 with
-        Retry-After) or CapacityUnavailable (503), each audited. Over a ``degrade`` policy
-        the request goes to the generalist with reason ``degraded``; a full expert
-        overflows by the router's rule (reason ``overflow``). The returned Routed holds
-        the slot; :meth:`complete` / :meth:`stream` release it.
+        Retry-After) or CapacityUnavailable (503), each audited, with nothing held. Over
+        a ``degrade`` policy the request goes to the generalist with reason
+        ``degraded``; a full expert overflows by the router's rule (reason
+        ``overflow``). The returned Admission must be released (``async with``).
         """
         grant = None
+        started = time.perf_counter()
         if self._quota is not None:
             chat = routed.input
             max_tokens = chat.max_tokens or self._registry.get(routed.decision.expert).params.max_tokens
-            started = time.perf_counter()
             try:
                 estimate = estimate_tokens(chat.messages, max_tokens)
                 grant = await self._quota.admit(chat.principal, chat.request_id, estimate)
@@ -332,72 +405,37 @@ class ChatPipeline:
                 await self._record_failure(routed, exc, started, stream=False)
                 raise
             if grant.degraded and routed.decision.expert != GENERALIST:
-                decision = replace(routed.decision, expert=GENERALIST, reason=Reason.DEGRADED)
-                routed = replace(routed, decision=decision)
-        return await self._hold_capacity(routed, grant), grant
-
-    async def _hold_capacity(self, routed: Routed, grant: Grant | None) -> Routed:
-        started = time.perf_counter()
+                routed = replace(routed, decision=replace(routed.decision, expert=GENERALIST, reason=Reason.DEGRADED))
         try:
-            decision, slot = await self._capacity.admit(routed.decision, routed.input.request_id)
+            decision, slot = await self._capacity.admit(routed.decision, routed.request_id)
         except Exception as exc:
-            with anyio.CancelScope(shield=True):
-                await self._settle(grant, 0)  # nothing will be generated
+            await Admission(self._capacity, self._quota, None, grant).release()  # nothing will be generated
             await self._record_failure(routed, exc, started, stream=False)
             raise
-        return replace(routed, decision=decision, slot=slot)
+        replica = slot.replica if slot is not None and slot.expert == decision.expert else None
+        routed = replace(routed, decision=decision, replica=replica)
+        return routed, Admission(self._capacity, self._quota, slot, grant)
 
-    async def _settle(self, grant: Grant | None, used: int) -> None:
-        if self._quota is not None and grant is not None:
-            await self._quota.settle(grant, used)
+    # -- stage 4 -----------------------------------------------------------------
+    @stage("retrieve", describe_retrieval)
+    async def retrieve(self, routed: Routed) -> Retrieval:
+        """Passages for the decision (knowledge/targets.py says which indexes and how
+        each one's scores count), ACL-filtered by the caller's groups."""
+        if self._knowledge is None:
+            return NO_RETRIEVAL
+        chat = routed.input
+        targets = weighted_targets(routed.decision, self._registry, chat.principal.groups)
+        if not targets:
+            return NO_RETRIEVAL
+        return await self._knowledge.retrieve(
+            chat.last_user_text, targets, chat.principal.groups, self._passages, vector=routed.query
+        )
 
     # -- stages 5-6 --------------------------------------------------------------
-    async def complete(self, routed: Routed, grant: Grant | None = None) -> ChatResult:
-        """Generate and record. The capacity slot is freed and the quota charge corrected
-        to the real usage as soon as the answer is generated, while the exchange is being
-        written (the expert is free by then); with 0 tokens when generation fails or the
-        caller went away."""
-        freed = False
-
-        async def free(used: int) -> None:
-            nonlocal freed
-            if freed:
-                return
-            freed = True
-            with anyio.CancelScope(shield=True):
-                await self._capacity.release(routed.slot)
-                await self._settle(grant, used)
-
-        try:
-            return await self._complete(routed, free)
-        finally:
-            await free(0)  # nothing to do when generation got that far
-
-    async def stream(
-        self, routed: Routed, grant: Grant | None = None
-    ) -> AsyncIterator[StreamOpened | TextDelta | StreamFinished]:
-        """:meth:`_stream`, then the slot release and the quota correction (0 tokens when
-        it did not finish), also when the consumer closes the stream early."""
-        used = 0
-        try:
-            async for event in self._stream(routed):
-                if isinstance(event, StreamFinished):
-                    used = event.usage.total_tokens
-                yield event
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._capacity.release(routed.slot)
-                await self._settle(grant, used)
-
-    async def abandon(self, routed: Routed, grant: Grant | None = None) -> None:
-        """Give back what :meth:`admit` took for a request whose generation never started
-        (a stream whose body was never sent): the capacity slot, and the quota charge."""
-        with anyio.CancelScope(shield=True):
-            await self._capacity.release(routed.slot)
-            await self._settle(grant, 0)
-
-    async def _complete(self, routed: Routed, free: Callable[[int], Coroutine[Any, Any, None]]) -> ChatResult:
-        chat, decision = routed.input, routed.decision
+    async def _complete(self, routed: Routed, admission: Admission) -> ChatResult:
+        """Retrieve, generate and record. The admission is given back (the quota charge
+        corrected to the real usage) as soon as the answer is generated, while the
+        exchange is being written: the expert is free by then."""
         started = time.perf_counter()
         try:
             retrieval = await self.retrieve(routed)
@@ -414,7 +452,7 @@ class ChatPipeline:
         retrieval = retrieval.keep(answer.passages)  # what its prompt held is what it cites
         generate_ms = (time.perf_counter() - started) * 1000
         # Slot and quota go back (two Redis calls) while the exchange is written.
-        freeing = asyncio.create_task(free(answer.completion.usage.total_tokens))
+        freeing = asyncio.create_task(admission.release(answer.completion.usage.total_tokens))
         try:
             # Shielded: an answer that was generated is recorded, even if its client
             # left meanwhile (it was complete; the event says what it was).
@@ -436,7 +474,7 @@ class ChatPipeline:
             raise
         finally:
             await freeing
-        return ChatResult(chat.request_id, decision, answer, conversation_id, retrieval)
+        return ChatResult(routed, answer, conversation_id, retrieval, admission.headers)
 
     @stage("generate", describe_answer)
     async def _generate(self, routed: Routed, retrieval: Retrieval) -> ExpertAnswer:
@@ -445,7 +483,8 @@ class ChatPipeline:
 
     def _ask(self, call: Callable[..., T], routed: Routed, retrieval: Retrieval) -> T:
         """``call`` (ExpertService.answer or .stream) with what ``routed`` asks of its expert:
-        the conversation, the retrieved passages, its limits and its capacity replica."""
+        the conversation, the retrieved passages, its limits, its capacity replica and
+        the request's deadline."""
         chat, decision = routed.input, routed.decision
         return call(
             decision.expert,
@@ -454,22 +493,20 @@ class ChatPipeline:
             allow_fallback=decision.reason != "requested",  # a named expert is never replaced
             max_tokens=chat.max_tokens,
             temperature=chat.temperature,
-            replica=routed.slot.replica if routed.slot else None,
+            replica=routed.replica,
             deadline=chat.deadline,
         )
 
-    async def _stream(
-        self, routed: Routed
-    ) -> AsyncIterator[StreamOpened | TextDelta | StreamFinished]:
+    async def _stream(self, routed: Routed) -> AsyncIterator[StreamEvent]:
         """Yield StreamOpened, TextDelta..., StreamFinished. LLM errors propagate."""
         chat, decision = routed.input, routed.decision
         parts: list[str] = []
         expert = decision.expert
         fallbacks: tuple[FallbackStep, ...] = ()
         done: StreamDone | None = None
-        retrieval = await self.retrieve(routed)
         started = time.perf_counter()
         try:
+            retrieval = await self.retrieve(routed)
             async for event in traced_stream(
                 "generate", chat.request_id, self._ask(self._experts.stream, routed, retrieval), describe_stream_event
             ):
@@ -535,15 +572,7 @@ class ChatPipeline:
         """Store the exchange and its audit event in one transaction (both or neither)."""
         chat, decision = routed.input, routed.decision
         route = {
-            "expert": expert,
-            "routed_to": decision.expert,
-            "reason": str(decision.reason),
-            "confidence": decision.confidence,
-            "probabilities": dict(decision.probabilities),
-            "top_k": list(decision.top_k),
-            "router_version": decision.router_version,
-            "ood_score": decision.ood_score,
-            "detail": decision.detail,
+            **route_record(decision, expert),
             "route_ms": round(routed.route_ms, 3),
             "fallbacks": [{"expert": f.expert, "error": f.error} for f in fallbacks],
             # What the caller was shown (only chunks it may see) and what was searched.
@@ -611,8 +640,7 @@ class ChatPipeline:
         retrieval: Mapping[str, object] | None = None,
     ) -> ChatTrace:
         chat = routed.input
-        slot = routed.slot
-        endpoint = self._experts.endpoint(expert, slot.replica if slot and slot.expert == expert else None)
+        endpoint = self._experts.endpoint(expert, routed.replica if expert == routed.decision.expert else None)
         return ChatTrace(
             request_id=chat.request_id,
             principal=chat.principal,

@@ -9,6 +9,7 @@ citations and feedback controls. Every failure ends in a message the user sees.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -19,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from backend.audit.refusals import record_refusal
 from backend.audit.writer import AuditTrail
-from backend.chat.pipeline import ChatPipeline, StreamFinished, StreamOpened
+from backend.chat.pipeline import ChatPipeline, Question, StreamFinished, StreamOpened
 from backend.db.session import Database
 from backend.errors import AppError, to_app_error
 from backend.identity.types import Principal
@@ -135,24 +136,22 @@ class SlackService:
             if conversation_id is not None:
                 async with self._db.session() as session:
                     earlier = await store.history(session, conversation_id)
-            chat = self._pipeline.guard(
-                principal, job.expert or AUTO, [*earlier, ("user", text)], conversation_id=conversation_id
-            )
-            request_id = chat.request_id
-            routed = await self._pipeline.route(chat)
-            routed, grant = await self._pipeline.admit(routed)
-            expert, retrieval, parts = routed.decision.expert, NO_RETRIEVAL, []
+            question = Question(principal, job.expert or AUTO, [*earlier, ("user", text)], conversation_id)
+            request_id = question.request_id
+            stream = await self._pipeline.open_stream(question)
+            expert, retrieval, parts = stream.routed.decision.expert, NO_RETRIEVAL, []
             live, last_update = True, time.monotonic()
-            async for event in self._pipeline.stream(routed, grant):
-                if isinstance(event, StreamOpened):
-                    expert, retrieval = event.expert, event.retrieval
-                elif isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    if live and time.monotonic() - last_update >= self._interval:
-                        live = await self._progress(placeholder, blocks.streaming_text(expert, "".join(parts)))
-                        last_update = time.monotonic()
-                elif isinstance(event, StreamFinished):
-                    conversation_id, retrieval = event.conversation_id, event.retrieval
+            async with contextlib.aclosing(stream):  # its admission goes back on every way out
+                async for event in stream:
+                    if isinstance(event, StreamOpened):
+                        expert, retrieval = event.expert, event.retrieval
+                    elif isinstance(event, TextDelta):
+                        parts.append(event.text)
+                        if live and time.monotonic() - last_update >= self._interval:
+                            live = await self._progress(placeholder, blocks.streaming_text(expert, "".join(parts)))
+                            last_update = time.monotonic()
+                    elif isinstance(event, StreamFinished):
+                        conversation_id, retrieval = event.conversation_id, event.retrieval
         except Exception as exc:
             error = to_app_error(exc)
             if error is None:
@@ -168,10 +167,10 @@ class SlackService:
             async with self._db.transaction() as session:
                 await store.remember_thread(session, placeholder.channel, job.reply_ts, job.user_id, conversation_id)
         view = blocks.AnswerView(
-            request_id=chat.request_id,
+            request_id=stream.request_id,
             expert=expert,
-            confidence=routed.decision.confidence,
-            reason=str(routed.decision.reason),
+            confidence=stream.routed.decision.confidence,
+            reason=str(stream.routed.decision.reason),
             text="".join(parts),
             retrieval=retrieval,
             experts=[s.name for s in self._registry if s.allows(principal.groups)],

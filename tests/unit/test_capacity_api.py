@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from backend.chat.api import AdmittedStream
+from backend.chat.api import ClosingStream, _sse
+from backend.chat.pipeline import Question
 from backend.container import Container, build_container
 from backend.identity.service import IdentityService
 from backend.identity.types import Principal
@@ -104,12 +105,10 @@ async def test_streamed_answers_release_their_slot_when_done_or_abandoned(
     assert await container.capacity.in_flight() == {}
 
     # A client that goes away mid-answer: the consumer closes the stream after one event.
-    pipeline = container.pipeline
     principal = await _principal(container, key)
-    routed = await pipeline.route(pipeline.guard(principal, "legal", [("user", LEGAL_QUESTION)]))
-    routed, grant = await pipeline.admit(routed)
+    stream = await container.pipeline.open_stream(Question(principal, "legal", [("user", LEGAL_QUESTION)]))
     assert await container.capacity.in_flight() == {"legal": 1}
-    events = pipeline.stream(routed, grant)
+    events = aiter(stream)
     assert isinstance(events, AsyncGenerator)
     await anext(events)
     await events.aclose()
@@ -118,12 +117,10 @@ async def test_streamed_answers_release_their_slot_when_done_or_abandoned(
 
 async def test_a_stream_whose_body_never_starts_gives_its_slot_back(container: Container, llm: FakeOpenAI) -> None:
     key = await make_key(container, "cy@example.com")
-    pipeline = container.pipeline
     principal = await _principal(container, key)
-    routed = await pipeline.route(pipeline.guard(principal, "legal", [("user", LEGAL_QUESTION)]))
-    routed, grant = await pipeline.admit(routed)
+    stream = await container.pipeline.open_stream(Question(principal, "legal", [("user", LEGAL_QUESTION)]))
     assert await container.capacity.in_flight() == {"legal": 1}
-    response = AdmittedStream(pipeline, routed, grant, {})
+    response = ClosingStream(_sse(stream), stream.aclose, {})
 
     async def receive() -> dict[str, Any]:
         await asyncio.sleep(3600)  # the client never says anything
@@ -182,7 +179,7 @@ async def test_the_slot_is_free_while_the_exchange_is_written(
 ) -> None:
     """The expert's slot comes back when its answer is generated, not after the write."""
     key = await make_key(container, "ann@example.com")
-    writes = container.pipeline._writes
+    writes = container.pipeline.writes
     write = writes.run
     in_flight_at_write: list[dict[str, int]] = []
 
