@@ -49,7 +49,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.anchors import AnchorLog, HeadMissing
 from backend.audit.chain import ChainKey, EventBody, content_digest
-from backend.audit.types import AuditEventView
+from backend.audit.rows import PendingRow, decode_pending, outbox_columns
+from backend.audit.types import AuditEventView, Unreadable
 from backend.db.models import AuditChainHead, AuditEvent, AuditOutbox, utcnow
 from backend.db.session import Database
 
@@ -63,13 +64,19 @@ BATCH = 500
 # 2-3 events a batch; 250 ms saved about 1 CPU-ms per request there (docs/load.md item 20).
 WINDOW_S = 0.25
 REJECTED_ACTION = "audit.rejected"
+_BAD_SEAL = "the pending event's seal does not verify (inserted or altered in the outbox)"
+
+
+def _shown(value: object) -> str | None:
+    """A claimed column of a rejected row, as text a reader can see (never raises)."""
+    return None if value is None else str(value)[:320]
 _EVENTS = cast(Table, AuditEvent.__table__)
 _OUTBOX = cast(Table, AuditOutbox.__table__)
 _HEAD = cast(Table, AuditChainHead.__table__)
 _LOCK_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq).returning(_HEAD.c.seq, _HEAD.c.hash)
 
 
-def event_body(row: AuditEventView | Row[Any], *, seq: int, prev_hash: str) -> EventBody:
+def event_body(row: AuditEventView | PendingRow, *, seq: int, prev_hash: str) -> EventBody:
     """The hashed fields of a chained event or of a pending outbox row (at ``seq`` after
     ``prev_hash``; a pending row has no position yet: 0 and ""). A payload that is not a
     JSON object, which no writer of ours stores, is wrapped: it then fails verification
@@ -96,15 +103,16 @@ def event_body(row: AuditEventView | Row[Any], *, seq: int, prev_hash: str) -> E
     )
 
 
-def _sealed(key: ChainKey, row: Row[Any], body: EventBody) -> bool:
+def _sealed(key: ChainKey, row: PendingRow, body: EventBody) -> bool:
     try:
         return hmac.compare_digest(body.seal(key), row.seal)
     except (TypeError, ValueError):  # a payload no writer of ours produced
         return False
 
 
-def _rejection(key: ChainKey, row: Row[Any]) -> EventBody:
-    """The event chained instead of an outbox row whose seal does not verify."""
+def _rejection(key: ChainKey, row: Row[Any], problem: str = _BAD_SEAL) -> EventBody:
+    """The event chained instead of an outbox row whose seal does not verify, or that
+    does not even decode (``problem`` says which)."""
     return EventBody(
         seq=0,
         ts=utcnow(),
@@ -120,8 +128,12 @@ def _rejection(key: ChainKey, row: Row[Any]) -> EventBody:
         reason=None,
         payload={
             "outbox_id": int(row.id),
-            "problem": "the pending event's seal does not verify (inserted or altered in the outbox)",
-            "claimed": {"action": str(row.action), "request_id": row.request_id, "user_email": row.user_email},
+            "problem": problem,
+            "claimed": {
+                "action": _shown(row.action),
+                "request_id": _shown(row.request_id),
+                "user_email": _shown(row.user_email),
+            },
         },
         content_digest=content_digest(key, None, None),
         alg=key.alg,
@@ -139,19 +151,24 @@ async def chain_batch(session: AsyncSession, key: ChainKey, limit: int = BATCH) 
     head = (await session.execute(_LOCK_HEAD)).first()
     if head is None:
         raise HeadMissing()
-    rows = (
-        await session.execute(select(_OUTBOX).where(_OUTBOX.c.alg == key.alg).order_by(_OUTBOX.c.id).limit(limit))
-    ).all()
+    stmt = outbox_columns().where(AuditOutbox.alg == key.alg).order_by(AuditOutbox.id).limit(limit)
+    rows = (await session.execute(stmt)).all()
     if not rows:
         return 0
     seq, prev = int(head[0]), str(head[1])
     events: list[dict[str, object]] = []
     for row in rows:
-        body = event_body(row, seq=0, prev_hash="")
-        prompt, answer = row.prompt, row.answer
-        if not _sealed(key, row, body):
-            log.error("audit outbox row %s has a bad seal: chained as %s", row.id, REJECTED_ACTION)
-            body, prompt, answer = _rejection(key, row), None, None
+        pending = decode_pending(row)
+        if isinstance(pending, Unreadable):
+            problem = f"the pending event does not decode: {pending.problem}"
+            log.error("audit outbox row %s: %s; chained as %s", row.id, problem, REJECTED_ACTION)
+            body, prompt, answer = _rejection(key, row, problem), None, None
+        else:
+            body = event_body(pending, seq=0, prev_hash="")
+            prompt, answer = pending.prompt, pending.answer
+            if not _sealed(key, pending, body):
+                log.error("audit outbox row %s has a bad seal: chained as %s", row.id, REJECTED_ACTION)
+                body, prompt, answer = _rejection(key, row), None, None
         seq += 1
         body = replace(body, seq=seq, prev_hash=prev)
         prev = body.hash(key)

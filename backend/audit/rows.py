@@ -17,6 +17,7 @@ import json
 import math
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from backend.audit.types import AuditEventView, Unreadable
-from backend.db.models import AuditEvent
+from backend.db.models import AuditEvent, AuditOutbox
 
 UNREADABLE_ROW = "unreadable_row"
 BAD_TIMESTAMP = "bad_timestamp"
@@ -200,3 +201,67 @@ def _decode(row: Row[Any]) -> AuditEventView:
         prev_hash=_str(row, "prev_hash", required=True) or "",
         hash=_str(row, "hash", required=True) or "",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """One audit_outbox row, decoded: what the chainer hashes, seals and moves."""
+
+    id: int
+    ts: datetime
+    request_id: str | None
+    action: str
+    outcome: str
+    status: int | None
+    user_id: int | None
+    user_email: str | None
+    team: str | None
+    channel: str
+    expert: str | None
+    reason: str | None
+    payload: Mapping[str, object]
+    prompt: str | None
+    answer: str | None
+    content_digest: str
+    alg: str
+    seal: str
+
+
+def outbox_columns() -> Select[Any]:
+    """SELECT of every audit_outbox column with payload and timestamp left undecoded
+    (decode each row with :func:`decode_pending`): one bad pending row must not stop
+    the chainer from reading the others."""
+    o = AuditOutbox
+    stmt = select(
+        o.id, _TimestampText(o.ts).label("ts"), o.request_id, o.action, o.outcome, o.status, o.user_id,
+        o.user_email, o.team, o.channel, o.expert, o.reason, _as_text(o.payload).label("payload"),
+        o.prompt, o.answer, o.content_digest, o.alg, o.seal,
+    )  # fmt: skip
+    return typing.cast("Select[Any]", stmt)
+
+
+def decode_pending(row: Row[Any]) -> PendingRow | Unreadable:
+    """The decoded outbox row, or what is wrong with it. Never raises."""
+    try:
+        return PendingRow(
+            id=int(row.id),
+            ts=parse_ts(row.ts),
+            request_id=_str(row, "request_id"),
+            action=_str(row, "action", required=True) or "",
+            outcome=_str(row, "outcome", required=True) or "",
+            status=_int(row, "status"),
+            user_id=_int(row, "user_id"),
+            user_email=_str(row, "user_email"),
+            team=_str(row, "team"),
+            channel=_str(row, "channel", required=True) or "",
+            expert=_str(row, "expert"),
+            reason=_str(row, "reason"),
+            payload=_payload(row.payload),
+            prompt=_str(row, "prompt"),
+            answer=_str(row, "answer"),
+            content_digest=_str(row, "content_digest", required=True) or "",
+            alg=_str(row, "alg", required=True) or "",
+            seal=_str(row, "seal", required=True) or "",
+        )
+    except _Bad as bad:
+        return Unreadable(bad.kind, bad.problem)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 
 from backend.audit.chain import ChainKey
 from backend.audit.chainer import REJECTED_ACTION, AuditChainer, chain_pending
@@ -259,4 +259,30 @@ async def test_cancelling_the_chainer_mid_drain_leaves_no_lock_behind(db: Databa
     await trail.record(db, entry(20))
     await chainer.settle()
     assert await counts(db) == (21, 0)
+    assert (await verify(db)).ok
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    "column, raw",
+    [("payload", "{not json"), ("payload", '{"n": NaN}'), ("ts", "yesterday"), ("status", "'two hundred'")],
+)
+async def test_a_pending_row_that_does_not_decode_is_chained_as_a_rejection(
+    db: Database, column: str, raw: str
+) -> None:
+    """A corrupted outbox row must not stop the chainer (every later event would wait
+    behind it forever): it is chained as a rejection naming what is wrong, and the
+    events before and after it are chained as usual."""
+    trail = deferred()
+    for i in (1, 2, 3):
+        await trail.record(db, entry(i))
+    async with db.transaction() as s:
+        literal = raw if column == "status" else "'" + raw.replace("'", "''") + "'"
+        await s.execute(text(f"UPDATE audit_outbox SET {column} = {literal} WHERE request_id = 'req-2'"))
+    assert await chain_pending(db, KEY) == 3
+    async with db.session() as s:
+        events = list((await s.scalars(select(AuditEvent).order_by(AuditEvent.seq))).all())
+    assert [e.action for e in events] == ["chat.completion", REJECTED_ACTION, "chat.completion"]
+    assert events[1].payload["problem"].startswith("the pending event does not decode")
+    assert events[1].payload["claimed"]["request_id"] == "req-2"
     assert (await verify(db)).ok
