@@ -1,34 +1,19 @@
-"""The `expertgate` command line. Each command parses, calls one service, prints."""
+"""The `expertgate` command line. Each command parses, calls one service, prints.
+
+Commands get their database, audit trail and operator from
+:func:`backend.cli_context.open_command`: migrated first when they write, checked
+(never migrated) when they only read.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
 from backend.settings import Settings, SettingsError, load_settings
-
-log = logging.getLogger("expertgate")
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if settings.log_format == "json":
-        from backend.observability.logs import use_json
-
-        use_json()
-    for noisy in ("LiteLLM", "litellm", "httpx", "sentence_transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from backend.guard.logfilter import install as redact_pii_in_logs
-
-    redact_pii_in_logs()
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -42,43 +27,28 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
-    from backend.db.session import migrate
+    from backend.cli_context import prepare_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrate(settings.resolved_database_url)
+    prepare_database(settings)
     print("database is at the latest migration")
     return 0
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    import getpass
-
-    from backend.audit.types import Actor
-    from backend.audit.writer import build_audit_trail
-    from backend.db.session import Database, migrate
-    from backend.guard.policy import PiiGuard
+    from backend.cli_context import Access, open_command
     from backend.identity.admin import KeyAdmin
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    migrate(url)
-    trail = build_audit_trail(settings, PiiGuard())
-
     async def run() -> str:
-        db = Database(url)
-        try:
-            async with db.transaction() as session:
-                issued = await KeyAdmin(session, trail).create(
-                    Actor.cli(getpass.getuser()),
-                    args.user,
-                    role=args.role,
-                    groups=set(args.group or ()),
-                    team=args.team,
-                    name=args.name or "",
-                )
-            return issued.secret
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.WRITE) as cmd, cmd.db.transaction() as session:
+            issued = await KeyAdmin(session, cmd.trail).create(
+                cmd.actor,
+                args.user,
+                role=args.role,
+                groups=set(args.group or ()),
+                team=args.team,
+                name=args.name or "",
+            )
+        return issued.secret
 
     secret = asyncio.run(run())
     email = args.user.strip().lower()
@@ -191,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"expertgate: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings)
+    from backend.observability.logs import setup_logging
+
+    setup_logging(settings)
     from backend.errors import AppError
     from experts.errors import ExpertError
     from router.errors import RouterError

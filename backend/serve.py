@@ -57,23 +57,16 @@ def check_workers(settings: Settings) -> None:
 
 def prepare(settings: Settings) -> None:
     """Migrate and create the bootstrap admin once, before workers start."""
-    from backend.audit.writer import build_audit_trail
     from backend.bootstrap import bootstrap_admin
-    from backend.db.session import Database, migrate
-    from backend.guard.policy import PiiGuard
+    from backend.cli_context import Access, open_command, prepare_database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    migrate(url)
     if not settings.bootstrap_admin:
+        prepare_database(settings)
         return
 
     async def run() -> None:
-        db = Database(url)
-        try:
-            await bootstrap_admin(db, settings, build_audit_trail(settings, PiiGuard()))
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.WRITE) as cmd:
+            await bootstrap_admin(cmd.db, settings, cmd.trail)
 
     asyncio.run(run())
 
@@ -109,7 +102,7 @@ def serve(settings: Settings) -> None:
 def worker_app() -> FastAPI:
     """The app of one worker process (uvicorn calls this in each worker)."""
     from backend.app import create_app
-    from backend.cli import _setup_logging as setup_logging
+    from backend.observability.logs import setup_logging
 
     settings = load_settings()
     setup_logging(settings)

@@ -1,5 +1,8 @@
 """`expertgate audit verify|export|retention|head|anchor|chain`: parse, call one service, print.
 
+verify, export, head and anchor only read the database: they never migrate it, and stop
+(exit 1) naming `expertgate migrate` when its schema is missing or behind.
+
 Exit codes: 0 done (verify: chain intact), 1 verify found a bad event or a command
 failed, 2 bad settings (from the main CLI).
 """
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
 import sys
@@ -20,20 +22,11 @@ from backend.audit.chainer import chain_pending
 from backend.audit.export import render
 from backend.audit.query import stream_events
 from backend.audit.retention import run_retention
-from backend.audit.types import Actor, AuditFilter
+from backend.audit.types import AuditFilter
 from backend.audit.verify import verify_chain
-from backend.audit.writer import AuditTrail, build_audit_trail
+from backend.cli_context import Access, open_command
 from backend.db.models import AuditChainHead
-from backend.db.session import Database, migrate
-from backend.guard.policy import PiiGuard
 from backend.settings import Settings
-
-
-def _open(settings: Settings) -> tuple[Database, AuditTrail]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    migrate(url)
-    return Database(url), build_audit_trail(settings, PiiGuard())
 
 
 def _when(value: str) -> datetime:
@@ -52,14 +45,9 @@ def _days(value: str) -> int:
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    db, trail = _open(settings)
-
     async def run() -> int:
-        try:
-            async with db.session() as session:
-                report = await verify_chain(session, trail.key, trail.anchors)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.READ) as cmd, cmd.db.session() as session:
+            report = await verify_chain(session, cmd.trail.key, cmd.trail.anchors)
         if args.json:
             print(json.dumps({
                 "ok": report.ok, "checked": report.checked, "head_seq": report.head_seq,
@@ -84,7 +72,6 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    db, _trail = _open(settings)
     flt = AuditFilter(
         since=args.since,
         until=args.until,
@@ -97,13 +84,10 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run(out: IO[bytes]) -> int:
         count = 0
-        try:
-            async with db.session() as session:
-                async for chunk in render(stream_events(session, flt), args.format):
-                    out.write(chunk)
-                    count += 1
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.READ) as cmd, cmd.db.session() as session:
+            async for chunk in render(stream_events(session, flt), args.format):
+                out.write(chunk)
+                count += 1
         out.flush()
         return count - (1 if args.format == "csv" else 0)
 
@@ -128,13 +112,10 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    db, trail = _open(settings)
 
     async def run() -> tuple[int, datetime]:
-        try:
-            return await run_retention(db, trail, Actor.cli(getpass.getuser()), days)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.WRITE) as cmd:
+            return await run_retention(cmd.db, cmd.trail, cmd.actor, days)
 
     purged, cutoff = asyncio.run(run())
     print(f"purged the text of {purged} events older than {cutoff.isoformat()}")
@@ -142,15 +123,10 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_head(settings: Settings, _: argparse.Namespace) -> int:
-    db, _trail = _open(settings)
-
     async def run() -> tuple[int, str] | None:
-        try:
-            async with db.session() as session:
-                head = await session.get(AuditChainHead, 1)
-                return None if head is None else (head.seq, head.hash)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.READ) as cmd, cmd.db.session() as session:
+            head = await session.get(AuditChainHead, 1)
+            return None if head is None else (head.seq, head.hash)
 
     found = asyncio.run(run())
     if found is None:
@@ -165,35 +141,29 @@ def cmd_head(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_anchor(settings: Settings, _: argparse.Namespace) -> int:
-    db, trail = _open(settings)
-    anchors = trail.anchors
-    assert anchors is not None, "build_audit_trail always sets the anchor file"
+    where = settings.resolved_audit_anchor_file
 
     async def run() -> Anchor | None:
-        try:
-            return await anchors.anchor(db)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.READ) as cmd:
+            anchors = cmd.trail.anchors
+            assert anchors is not None, "build_audit_trail always sets the anchor file"
+            return await anchors.anchor(cmd.db)
 
     try:
         anchor = asyncio.run(run())
     except (OSError, HeadMissing) as exc:
-        print(f"expertgate: could not anchor the audit chain in {anchors.path}: {exc}", file=sys.stderr)
+        print(f"expertgate: could not anchor the audit chain in {where}: {exc}", file=sys.stderr)
         return 1
     if anchor is None:  # only a long-lived process skips a repeated head
         return 0
-    print(f"anchored seq {anchor.seq} hash {anchor.hash} in {anchors.path}")
+    print(f"anchored seq {anchor.seq} hash {anchor.hash} in {where}")
     return 0
 
 
 def cmd_chain(settings: Settings, _: argparse.Namespace) -> int:
-    db, trail = _open(settings)
-
     async def run() -> int:
-        try:
-            return await chain_pending(db, trail.key)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.WRITE) as cmd:
+            return await chain_pending(cmd.db, cmd.trail.key)
 
     print(f"chained {asyncio.run(run())} pending events")
     return 0

@@ -1,7 +1,12 @@
-"""The one place database engines and sessions are made.
+"""The one place database engines and sessions are made, and the schema migrated.
 
 Services receive an AsyncSession and only flush; the request or task boundary that
 opened the session commits (see :func:`Database.transaction`).
+
+Writers bring the schema to this release's head with :func:`migrate`; a reader that must
+not change the database checks it with :func:`require_current_schema` instead, which
+raises :class:`SchemaNotCurrent` (503 ``schema_not_current``) when the schema is
+missing, behind or from a release this one does not know.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
@@ -26,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from backend.errors import ServiceUnavailable
 from backend.settings import to_sync_url
 
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -137,13 +145,70 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ``url``; None for another database or an in-memory one."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` with Alembic (synchronous)."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
 
 
-__all__ = ["Database", "Engine", "migrate"]
+class SchemaNotCurrent(ServiceUnavailable):
+    """The database's schema is not this release's head: missing, behind, or unknown.
+
+    The message names the database (password hidden) and what to run.
+    """
+
+    code = "schema_not_current"
+
+
+def _current_revisions(conn: Connection) -> set[str]:
+    # Reads alembic_version if it exists; creates nothing (only upgrade and stamp do).
+    return set(MigrationContext.configure(conn).get_current_heads())
+
+
+async def require_current_schema(db: Database) -> None:
+    """Return if ``db`` is at this release's head revision(s), else raise SchemaNotCurrent.
+
+    Reads only: no migration, no DDL, and a SQLite file that does not exist is not
+    created. Connection errors propagate as the driver raises them.
+    """
+    script = ScriptDirectory.from_config(alembic_config(db.url))
+    heads = set(script.get_heads())
+    path = _sqlite_file(db.url)
+    if path is not None and not path.exists():
+        current: set[str] = set()
+    else:
+        async with db.engine.connect() as conn:
+            current = await conn.run_sync(_current_revisions)
+    if current == heads:
+        return
+    where = make_url(db.url).render_as_string(hide_password=True)
+    need = ", ".join(sorted(heads))
+    if not current:
+        raise SchemaNotCurrent(
+            f"the database at {where} has no expertgate schema (revision {need} needed); "
+            "this command only reads: run `expertgate migrate` first"
+        )
+    known = {rev.revision for rev in script.walk_revisions()}
+    at = ", ".join(sorted(current))
+    if current <= known:
+        raise SchemaNotCurrent(
+            f"the database at {where} is at schema revision {at}, behind this release's {need}; "
+            "this command only reads: run `expertgate migrate` first"
+        )
+    raise SchemaNotCurrent(
+        f"the database at {where} is at schema revision {at}, which this release does not know "
+        f"(its newest is {need}): a newer expertgate migrated it; run that release, or upgrade this one"
+    )
+
+
+__all__ = ["Database", "Engine", "SchemaNotCurrent", "migrate", "require_current_schema"]

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 from datetime import datetime
 
-from backend.audit.types import Actor
-from backend.audit.writer import build_audit_trail
-from backend.db.session import Database, migrate
-from backend.guard.policy import PiiGuard
+from backend.cli_context import Access, open_command
 from backend.identity.admin import KeyAdmin
 from backend.identity.service import IdentityService
 from backend.identity.types import KeyInfo
 from backend.settings import Settings
-
-
-def _database(settings: Settings) -> Database:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    migrate(url)
-    return Database(url)
 
 
 def _when(ts: datetime | None) -> str:
@@ -29,14 +18,9 @@ def _when(ts: datetime | None) -> str:
 
 
 def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
-    db = _database(settings)
-
     async def run() -> list[KeyInfo]:
-        try:
-            async with db.session() as session:
-                return await IdentityService(session).list_keys(args.user)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.READ) as cmd, cmd.db.session() as session:
+            return await IdentityService(session).list_keys(args.user)
 
     keys = asyncio.run(run())
     print(f"{'ID':>4}  {'PREFIX':<10}  {'USER':<28}  {'ROLES':<14}  {'CREATED':<16}  "
@@ -53,16 +37,10 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    db = _database(settings)
-    trail = build_audit_trail(settings, PiiGuard())
-
     async def run() -> tuple[KeyInfo, bool]:
-        try:
-            async with db.transaction() as session:
-                key_id = await IdentityService(session).find_key_id(args.key)
-                return await KeyAdmin(session, trail).revoke(Actor.cli(getpass.getuser()), key_id)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.WRITE) as cmd, cmd.db.transaction() as session:
+            key_id = await IdentityService(session).find_key_id(args.key)
+            return await KeyAdmin(session, cmd.trail).revoke(cmd.actor, key_id)
 
     info, changed = asyncio.run(run())
     state = "revoked" if changed else "was already revoked"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from backend.db.session import Database, migrate
+from backend.cli_context import Access, open_command
 from backend.knowledge.samples import SAMPLE_SETS, SAMPLES_DIR
 from backend.knowledge.types import FileInput, FileResult, FileStatus, JobView
 from backend.knowledge.wiring import Knowledge, build_knowledge
@@ -48,18 +48,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if not (args.samples or args.delete or args.rebuild) and not args.domain:
         print("expertgate ingest: --domain is required to ingest files", file=sys.stderr)
         return 2
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    migrate(url)
     registry = ExpertRegistry.from_yaml(settings.experts_file)
     # The model loads only when something must be embedded: re-runs on unchanged files
     # (make run) stay quick.
     embedder = bundled_embedder(lazy=True)
 
     async def main() -> int:
-        db = Database(url)
-        try:
-            knowledge = build_knowledge(settings, db, registry, embedder)
+        async with open_command(settings, Access.WRITE) as cmd:
+            knowledge = build_knowledge(settings, cmd.db, registry, embedder)
             if args.domain:
                 knowledge.jobs.check_domain(args.domain)
             if args.rebuild:
@@ -71,8 +67,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             groups = frozenset(g.strip() for g in args.groups.split(",") if g.strip())
             found = discover(args.paths, knowledge.roots)
             return await _ingest(knowledge, args.domain, found, lambda _: groups)
-        finally:
-            await db.dispose()
 
     return asyncio.run(main())
 

@@ -1,5 +1,8 @@
-"""Structured logs: one JSON object per line, with the HTTP request id of the request
-being served (EXPERTGATE_LOG_FORMAT=json).
+"""Logging for every entrypoint, and structured logs: one JSON object per line, with the
+HTTP request id of the request being served (EXPERTGATE_LOG_FORMAT=json).
+
+:func:`setup_logging` is called once per process by its entrypoint (the CLI's main, each
+``expertgate serve`` worker), before anything logs.
 
 :class:`RequestIdMiddleware` takes a caller's ``X-Request-ID`` (when it is a short,
 plain token) or makes one, keeps it in a context variable for the duration of the
@@ -12,11 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.settings import Settings
 
 request_id_var: ContextVar[str | None] = ContextVar("expertgate_request_id", default=None)
 
@@ -73,3 +79,20 @@ def use_json(logger: logging.Logger | None = None) -> None:
     """Give every handler of ``logger`` (default: root) the JSON formatter."""
     for handler in (logger or logging.getLogger()).handlers:
         handler.setFormatter(JsonFormatter())
+
+
+def setup_logging(settings: Settings) -> None:
+    """Root logging to stderr at ``settings.log_level``, JSON lines when ``log_format`` is
+    json, third-party chatter down to warnings, and PII redacted from every record."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if settings.log_format == "json":
+        use_json()
+    for noisy in ("LiteLLM", "litellm", "httpx", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from backend.guard.logfilter import install as redact_pii_in_logs
+
+    redact_pii_in_logs()

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 
-from backend.audit.types import Actor
-from backend.audit.writer import build_audit_trail
-from backend.db.session import Database, migrate
-from backend.guard.policy import PiiGuard
+from backend.cli_context import Access, open_command
 from backend.quota.cache import PolicyCache, PolicyVersion
 from backend.quota.policies import PolicyChange, QuotaPolicies, Scope, StoredPolicy
 from backend.redis_conn import connect_redis
 from backend.settings import Settings
-
-
-def _database(settings: Settings) -> Database:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    migrate(url)
-    return Database(url)
 
 
 def _line(p: StoredPolicy) -> str:
@@ -55,15 +44,10 @@ def cmd_quota_set(settings: Settings, args: argparse.Namespace) -> int:
     else:
         scope, name = "global", "*"
     change = PolicyChange(args.rpm, args.tokens_per_day, args.tokens_per_month, args.on_limit)
-    db = _database(settings)
-    trail = build_audit_trail(settings, PiiGuard())
 
     async def run() -> StoredPolicy:
-        try:
-            async with db.transaction() as session:
-                stored = await QuotaPolicies(session, trail).set(Actor.cli(getpass.getuser()), scope, name, change)
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.WRITE) as cmd, cmd.db.transaction() as session:
+            stored = await QuotaPolicies(session, cmd.trail).set(cmd.actor, scope, name, change)
         await _announce(settings)
         return stored
 
@@ -72,14 +56,9 @@ def cmd_quota_set(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_quota_list(settings: Settings, args: argparse.Namespace) -> int:
-    db = _database(settings)
-
     async def run() -> list[StoredPolicy]:
-        try:
-            async with db.session() as session:
-                return await QuotaPolicies(session).all()
-        finally:
-            await db.dispose()
+        async with open_command(settings, Access.READ) as cmd, cmd.db.session() as session:
+            return await QuotaPolicies(session).all()
 
     for policy in asyncio.run(run()):
         print(_line(policy))

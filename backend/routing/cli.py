@@ -7,27 +7,22 @@ import asyncio
 import json
 from pathlib import Path
 
+from backend.cli_context import Access, open_command
 from backend.settings import Settings
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.db.session import Database, migrate
     from backend.routing.training import train_config, train_from_all
     from backend.routing.wiring import bundled_encoder, router_store
     from experts.registry import ExpertRegistry
 
     registry = ExpertRegistry.from_yaml(settings.experts_file)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    migrate(url)
-
     finetune = settings.router_finetune if args.finetune is None else args.finetune
 
     async def run() -> int:
-        db = Database(url)
-        try:
+        async with open_command(settings, Access.WRITE) as cmd:
             outcome = await train_from_all(
-                db,
+                cmd.db,
                 registry,
                 bundled_encoder(settings, serving=False),
                 router_store(settings),
@@ -37,8 +32,6 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
                 config=train_config(finetune, args.arch, args.seed),
                 version=args.version,
             )
-        finally:
-            await db.dispose()
         m = outcome.manifest.metrics
         print(
             f"trained {outcome.manifest.version} on {outcome.n_seed} seed + {outcome.n_stored} stored "

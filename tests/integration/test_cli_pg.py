@@ -1,0 +1,60 @@
+"""The CLI on PostgreSQL: commands that only read never migrate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from backend.cli import main
+from backend.db.session import migrate
+from backend.settings import to_async_url, to_sync_url
+
+
+@pytest.fixture
+def pg_env(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("EXPERTGATE_DATABASE_URL", pg_url)
+    monkeypatch.setenv("EXPERTGATE_DATA_DIR", str(tmp_path / "data"))
+    for name in ("EXPERTGATE_SECRET_KEY", "EXPERTGATE_ROUTER_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return pg_url
+
+
+def table_names(pg_url: str) -> set[str]:
+    engine = create_engine(to_sync_url(to_async_url(pg_url)))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_readers_leave_an_empty_database_empty_until_migrate(
+    pg_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["audit", "verify"], ["audit", "export"], ["keys", "list"], ["quota", "list"]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "has no expertgate schema" in err and "`expertgate migrate`" in err
+        assert "postgresql+psycopg://postgres@127.0.0.1" in err
+    assert table_names(pg_env) == set()
+
+    assert main(["migrate"]) == 0
+    assert main(["audit", "verify"]) == 0
+    assert "intact: 0 events" in capsys.readouterr().out
+    assert main(["keys", "list"]) == 0
+
+
+def test_a_reader_on_a_schema_behind_head_changes_nothing(
+    pg_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    migrate(to_async_url(pg_env), "0009")
+    before = table_names(pg_env)
+    assert main(["audit", "verify"]) == 1
+    assert "at schema revision 0009, behind this release's 0010" in capsys.readouterr().err
+    assert table_names(pg_env) == before
+    engine = create_engine(to_sync_url(to_async_url(pg_env)))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0009"
+    engine.dispose()
+
