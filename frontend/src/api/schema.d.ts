@@ -11,7 +11,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Events */
+        /**
+         * List Events
+         * @description Newest first. A corrupted row is listed in place with ``unreadable`` set.
+         */
         get: operations["listAuditEvents"];
         put?: never;
         post?: never;
@@ -32,7 +35,10 @@ export interface paths {
          * Export Events
          * @description Every matching event, oldest first, streamed (bounded memory at any size).
          *
-         *     The export itself is audited before the first byte is sent.
+         *     The export itself is audited before the first byte is sent. A corrupted row is
+         *     exported as far as it reads, with ``unreadable`` set. The first line is read before
+         *     the response starts: a failure there is a 500 ``audit_export_failed``, never an
+         *     empty 200; a failure later cuts the connection (the client sees a broken transfer).
          */
         get: operations["exportAuditEvents"];
         put?: never;
@@ -794,10 +800,18 @@ export interface components {
             /** Team */
             team: string | null;
             /**
-             * Ts
-             * Format: date-time
+             * Text Withheld
+             * @description prompt and answer withheld: the answer cited documents outside the reader's groups
+             * @default false
              */
-            ts: string;
+            text_withheld?: boolean;
+            /**
+             * Ts
+             * @description null only when the stored timestamp is unreadable (see `unreadable`)
+             */
+            ts: string | null;
+            /** @description set when the stored row is corrupted: run `expertgate audit verify` */
+            unreadable?: components["schemas"]["UnreadableOut"] | null;
             /** User Email */
             user_email: string | null;
             /** User Id */
@@ -842,10 +856,18 @@ export interface components {
             /** Team */
             team: string | null;
             /**
-             * Ts
-             * Format: date-time
+             * Text Withheld
+             * @description prompt and answer withheld: the answer cited documents outside the reader's groups
+             * @default false
              */
-            ts: string;
+            text_withheld?: boolean;
+            /**
+             * Ts
+             * @description null only when the stored timestamp is unreadable (see `unreadable`)
+             */
+            ts: string | null;
+            /** @description set when the stored row is corrupted: run `expertgate audit verify` */
+            unreadable?: components["schemas"]["UnreadableOut"] | null;
             /** User Email */
             user_email: string | null;
             /** User Id */
@@ -1799,6 +1821,19 @@ export interface components {
             /** Version */
             version: string;
         };
+        /**
+         * UnreadableOut
+         * @description Why a stored row could not be read; its other fields are then partly empty.
+         */
+        UnreadableOut: {
+            /**
+             * Kind
+             * @description unreadable_row | bad_timestamp
+             */
+            kind: string;
+            /** Problem */
+            problem: string;
+        };
         /** UsageOut */
         UsageOut: {
             /** Completion Tokens */
@@ -1859,6 +1894,11 @@ export interface components {
         };
         /** VerifyOut */
         VerifyOut: {
+            /**
+             * Anchors Checked
+             * @default 0
+             */
+            anchors_checked?: number;
             /** Checked */
             checked: number;
             /** First Bad Seq */
@@ -1867,6 +1907,11 @@ export interface components {
             head_hash: string;
             /** Head Seq */
             head_seq: number;
+            /**
+             * Kind
+             * @description what is wrong, stable (docs/governance.md)
+             */
+            kind?: string | null;
             /** Ok */
             ok: boolean;
             /**

@@ -205,7 +205,12 @@ export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[
                   </a>
                 </td>
                 <td>
-                  <time dateTime={e.ts}>{new Date(e.ts).toLocaleString()}</time>
+                  {e.ts ? <time dateTime={e.ts}>{new Date(e.ts).toLocaleString()}</time> : "unreadable"}
+                  {e.unreadable && (
+                    <span className="badge error" title={e.unreadable.problem}>
+                      corrupted row
+                    </span>
+                  )}
                 </td>
                 <td>{e.user_email ?? "—"}</td>
                 <td>{e.action}</td>

@@ -42,7 +42,21 @@ export function AuditTrace({ event, onClose }: { event: AuditEventDetail; onClos
           <code>{event.request_id ?? "—"}</code>
         </dd>
         <dt>When</dt>
-        <dd>{new Date(event.ts).toLocaleString()}</dd>
+        <dd>{event.ts ? new Date(event.ts).toLocaleString() : "unreadable timestamp"}</dd>
+        {event.unreadable && (
+          <>
+            <dt>Row</dt>
+            <dd className="error" data-testid="unreadable">
+              corrupted ({event.unreadable.kind}): {event.unreadable.problem}
+            </dd>
+          </>
+        )}
+        {event.text_withheld && (
+          <>
+            <dt>Text</dt>
+            <dd className="muted">withheld: the answer cites documents outside your groups</dd>
+          </>
+        )}
         <dt>Who</dt>
         <dd>
           {event.user_email ?? "—"} {event.team ? `(${event.team})` : ""} via {event.channel}
