@@ -11,6 +11,8 @@ AppError                     status  code
  ├── PayloadTooLarge           413   input_too_large
  ├── ServiceUnavailable        503   expert_unavailable / expert_timeout / answer_incomplete
  │                                    / database_unavailable / not_ready (with Retry-After)
+ │    └── SchemaNotCurrent          schema_not_current (backend/db/session.py: a reader
+ │                                    found the schema missing or not at head)
  └── GatewayTimeout            504   deadline_exceeded (the request's one deadline passed)
 
 Errors from the core packages are mapped by :func:`to_app_error` (``ERROR_TABLE``), so

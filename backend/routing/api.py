@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.container import Container
@@ -27,6 +27,7 @@ from backend.routing.schemas import (
     VersionIn,
 )
 from backend.routing.training import train_config, train_from_all
+from backend.routing.versions import GateVersions
 from backend.routing.wiring import router_store
 from router.errors import ArtifactError
 
@@ -84,42 +85,41 @@ async def router_status(_: ReaderDep, container: ContainerDep) -> RouterStatusOu
     )
 
 
+def _versions(session: AsyncSession, container: Container) -> GateVersions:
+    return GateVersions(session, router_store(container.settings), container.audit)
+
+
 def _not_found(exc: ArtifactError) -> NotFound:
     return NotFound(str(exc), code="router_version_not_found", param="version")
 
 
 @router.post("/admin/router/promote", response_model=RouterStatusOut, operation_id="promoteRouter")
 async def promote(body: VersionIn, admin: AdminDep, container: ContainerDep) -> RouterStatusOut:
-    store = router_store(container.settings)
-    previous = store.active()
     try:
-        await anyio.to_thread.run_sync(store.promote, body.version)
+        async with container.db.transaction() as session:
+            await _versions(session, container).promote(Actor.of(admin), body.version)
     except ArtifactError as exc:
         raise _not_found(exc) from exc
-    await _audit_admin(container, admin, "router.promoted", {"version": body.version, "previous": previous})
     return await router_status(admin, container)
 
 
 @router.post("/admin/router/rollback", response_model=RouterStatusOut, operation_id="rollbackRouter")
 async def rollback(admin: AdminDep, container: ContainerDep) -> RouterStatusOut:
-    store = router_store(container.settings)
-    previous = store.active()
     try:
-        target = await anyio.to_thread.run_sync(store.rollback)
+        async with container.db.transaction() as session:
+            await _versions(session, container).rollback(Actor.of(admin))
     except ArtifactError as exc:
         raise NotFound(str(exc), code="nothing_to_roll_back") from exc
-    await _audit_admin(container, admin, "router.rolled_back", {"version": target, "previous": previous})
     return await router_status(admin, container)
 
 
 @router.post("/admin/router/shadow", response_model=RouterStatusOut, operation_id="shadowRouter")
 async def shadow(body: ShadowIn, admin: AdminDep, container: ContainerDep) -> RouterStatusOut:
-    store = router_store(container.settings)
     try:
-        await anyio.to_thread.run_sync(store.set_shadow, body.version)
+        async with container.db.transaction() as session:
+            await _versions(session, container).set_shadow(Actor.of(admin), body.version)
     except ArtifactError as exc:
         raise _not_found(exc) from exc
-    await _audit_admin(container, admin, "router.shadow", {"version": body.version})
     return await router_status(admin, container)
 
 

@@ -6,9 +6,15 @@ import argparse
 import asyncio
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from backend.cli_context import Access, open_command
+from backend.cli_context import Access, CommandContext, open_command
 from backend.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from backend.routing.versions import GateVersions
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,27 +106,40 @@ def cmd_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
+def _versions(cmd: CommandContext, session: AsyncSession) -> GateVersions:
+    from backend.routing.versions import GateVersions
     from backend.routing.wiring import router_store
 
-    router_store(settings).promote(args.version)
+    return GateVersions(session, router_store(cmd.settings), cmd.trail)
+
+
+def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> None:
+        async with open_command(settings, Access.WRITE) as cmd, cmd.db.transaction() as session:
+            await _versions(cmd, session).promote(cmd.actor, args.version)
+
+    asyncio.run(run())
     print(f"promoted {args.version}; running servers switch within {settings.router_reload_s:g}s")
     return 0
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.routing.wiring import router_store
+    async def run() -> str:
+        async with open_command(settings, Access.WRITE) as cmd, cmd.db.transaction() as session:
+            return await _versions(cmd, session).rollback(cmd.actor)
 
-    target = router_store(settings).rollback()
-    print(f"rolled back to {target}")
+    print(f"rolled back to {asyncio.run(run())}")
     return 0
 
 
 def cmd_shadow(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.routing.wiring import router_store
+    version = None if args.off else args.version
 
-    store = router_store(settings)
-    store.set_shadow(None if args.off else args.version)
+    async def run() -> None:
+        async with open_command(settings, Access.WRITE) as cmd, cmd.db.transaction() as session:
+            await _versions(cmd, session).set_shadow(cmd.actor, version)
+
+    asyncio.run(run())
     print("shadow off" if args.off else f"{args.version} now runs in shadow next to the active gate")
     return 0
 

@@ -1,7 +1,8 @@
-"""The CLI on PostgreSQL: commands that only read never migrate."""
+"""The CLI on PostgreSQL: readers never migrate; router changes are audited and published."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import create_engine, inspect, text
 from backend.cli import main
 from backend.db.session import migrate
 from backend.settings import to_async_url, to_sync_url
+from router.artifacts import bundled_default
 
 
 @pytest.fixture
@@ -58,3 +60,26 @@ def test_a_reader_on_a_schema_behind_head_changes_nothing(
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0009"
     engine.dispose()
 
+
+def test_router_changes_from_the_cli_are_published_in_sql_and_audited(
+    pg_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate = bundled_default()
+    assert main(["router", "promote", str(gate)]) == 0
+    assert main(["router", "shadow", str(gate)]) == 0
+    capsys.readouterr()
+    engine = create_engine(to_sync_url(to_async_url(pg_env)))
+    with engine.connect() as conn:
+        pointers: dict[str, str] = dict(
+            conn.execute(text("SELECT name, version FROM artifact_pointers WHERE kind = 'router'")).tuples().all()
+        )
+    engine.dispose()
+    assert pointers == {"active": gate, "shadow": gate}
+
+    assert main(["audit", "export", "--format", "jsonl"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["action"], e["payload"], e["channel"]) for e in events] == [
+        ("router.promoted", {"version": gate, "previous": gate}, "cli"),
+        ("router.shadow", {"version": gate}, "cli"),
+    ]
+    assert main(["audit", "verify"]) == 0
