@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,11 +12,15 @@ from sqlalchemy import delete, select, text, update
 
 from backend.audit.canonical import canonical_json
 from backend.audit.chain import ChainKey, EventBody, content_digest
+from backend.audit.chainer import chain_pending
+from backend.audit.export import render
 from backend.audit.retention import run_retention
-from backend.audit.types import Actor, AuditEntry, Outcome
+from backend.audit.rows import decode, event_columns
+from backend.audit.schemas import AuditEventOut
+from backend.audit.types import Actor, AuditEntry, AuditEventView, Outcome, Unreadable
 from backend.audit.verify import verify_chain
 from backend.audit.writer import AuditTrail
-from backend.db.models import AuditChainHead, AuditEvent
+from backend.db.models import AuditChainHead, AuditEvent, AuditOutbox
 from backend.db.session import Database
 from backend.guard.policy import PiiGuard
 
@@ -327,3 +332,111 @@ async def test_concurrent_appends_on_sqlite_never_fork(db: Database) -> None:
     await asyncio.gather(*(writer(w) for w in range(8)))
     report = await verify(db)
     assert report.ok and report.checked == 80 and report.head_seq == 80
+
+
+# -- pinned bytes: existing chains must keep verifying -------------------------------
+# Known outputs for fixed events, computed before the audit record was defined once
+# (issue 21, item 3). A change to any of them breaks every stored chain or export
+# reader: it needs a new hash domain, not a new expected value here.
+
+PINNED_TS = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+
+
+def test_event_canonical_bytes_hash_and_seal_are_pinned() -> None:
+    body = EventBody(
+        seq=42, ts=PINNED_TS, request_id="req-1", action="chat.completion", outcome="ok",
+        status=200, user_id=7, user_email="alice@example.com", team="légal", channel="api",
+        expert="legal", reason="routed",
+        payload={"route": {"probabilities": {"legal": 0.9, "code": 0.1}}, "n": 1, "z": -0.0, "t": [1, "é", None, True]},
+        content_digest=content_digest(KEY, "question", "answer"), alg=KEY.alg, prev_hash="ab" * 32,
+    )  # fmt: skip
+    assert (
+        body.canonical()
+        == (
+            '{"action":"chat.completion","alg":"hmac-sha256:090844a17e3d","channel":"api",'
+            '"content_digest":"8ab2a3e1a8a0962eb70e4d582ef992a8642457d19868230dc95c989b4cbb177d",'
+            '"expert":"legal","outcome":"ok","payload":{"n":1,"route":{"probabilities":{"code":0.1,"legal":0.9}},'
+            '"t":[1,"é",null,true],"z":0.0},"prev_hash":"' + "ab" * 32 + '","reason":"routed",'
+            '"request_id":"req-1","seq":42,"status":200,"team":"légal","ts":"2026-03-04T05:06:07.890123Z",'
+            '"user_email":"alice@example.com","user_id":7}'
+        ).encode()
+    )
+    assert body.hash(KEY) == "c03a04f38b8eaca5c05615f9c2d29e324c14b9abfb18ea63390eb2d2bcee71ed"
+    assert body.hash(ChainKey(None)) == "ca7bfcbceeded941a316c2bf52e702a8c804f2e9b7404f984099a0dd8fee3539"
+    assert body.seal(KEY) == "bff79363349c79038c233a29557b24bda3bcd1bf1cbc37739b4815e70bd8f1e4"
+
+    unkeyed = ChainKey(None)
+    empty = EventBody(
+        seq=1, ts=datetime(2026, 1, 1, tzinfo=UTC), request_id=None, action="a", outcome="refused",
+        status=None, user_id=None, user_email=None, team=None, channel="cli", expert=None, reason=None,
+        payload={}, content_digest=content_digest(unkeyed, None, None), alg="sha256", prev_hash="0" * 64,
+    )  # fmt: skip
+    assert empty.hash(unkeyed) == "f308f9943edf985c9f4acf602c97a071a64f749967f34bb103457b19b241d2ef"
+    assert empty.seal(unkeyed) == "55e2947a10bf61a5a7330a953b2ac57ae6f5992d0370dcfe6952f98e27d0bb0d"
+
+
+async def test_written_chained_and_exported_event_is_pinned(db: Database) -> None:
+    """Writer -> outbox (seal) -> chainer (hash) -> rows -> export, byte for byte."""
+    t = AuditTrail(KEY, "full", PiiGuard(), clock=lambda: PINNED_TS, deferred=True)
+    actor = Actor(channel="api", user_id=7, email="alice@example.com", team="légal")
+    await t.record(
+        db,
+        AuditEntry(
+            action="chat.completion", outcome=Outcome.OK, actor=actor, request_id="req-1", status=200,
+            expert="legal", reason="routed", payload={"route": {"p": 0.5}, "n": 1}, prompt="=question", answer="answer",
+        ),
+    )  # fmt: skip
+    async with db.session() as s:
+        assert (await s.scalars(select(AuditOutbox.seal))).one() == (
+            "dffb75955deaecbc32356f8652b0e2721b0b026d4da201fb88d9916c2295368b"
+        )
+    assert await chain_pending(db, KEY) == 1
+    digest = "0cce84a0b8ece0141b6c8a92c63dd415745957ed93d8303155525db677588223"
+    hash_ = "95c50b24d1072a13717d93ddb2e685a91231a1e6acd8607f3849c9337ac47281"
+    async with db.session() as s:
+        views = [decode(row) for row in (await s.execute(event_columns())).all()]
+    assert [v.hash for v in views] == [hash_]
+    assert (await verify(db)).ok
+
+    async def events() -> AsyncIterator[AuditEventView]:
+        for view in views:
+            yield view
+
+    jsonl = b"".join([line async for line in render(events(), "jsonl")])
+    assert (
+        jsonl
+        == (
+            '{"seq":1,"ts":"2026-03-04T05:06:07.890123Z","request_id":"req-1","action":"chat.completion",'
+            '"outcome":"ok","status":200,"user_id":7,"user_email":"alice@example.com","team":"légal",'
+            '"channel":"api","expert":"legal","reason":"routed","payload":{"route":{"p":0.5},"n":1},'
+            f'"prompt":"=question","answer":"answer","content_digest":"{digest}","content_purged_at":null,'
+            f'"alg":"hmac-sha256:090844a17e3d","prev_hash":"{"0" * 64}","hash":"{hash_}","unreadable":null}}\n'
+        ).encode()
+    )
+    csv_ = b"".join([line async for line in render(events(), "csv")])
+    assert (
+        csv_
+        == (
+            "seq,ts,request_id,action,outcome,status,user_id,user_email,team,channel,expert,reason,payload,"
+            "prompt,answer,content_digest,content_purged_at,alg,prev_hash,hash,unreadable\n"
+            "1,2026-03-04T05:06:07.890123Z,req-1,chat.completion,ok,200,7,alice@example.com,légal,api,legal,"
+            f'routed,"{{""route"":{{""p"":0.5}},""n"":1}}",\'=question,answer,{digest},,'
+            f"hmac-sha256:090844a17e3d,{'0' * 64},{hash_},\n"
+        ).encode()
+    )
+
+
+def test_api_event_body_is_pinned() -> None:
+    view = AuditEventView(
+        seq=3, ts=datetime(2026, 1, 1, tzinfo=UTC), request_id=None, action="a", outcome="ok", status=None,
+        user_id=None, user_email=None, team=None, channel="api", expert=None, reason=None, payload={"k": [1]},
+        prompt=None, answer=None, content_digest="d", content_purged_at=datetime(2026, 2, 1, tzinfo=UTC),
+        alg="sha256", prev_hash="p", hash="h", problem=Unreadable("bad_timestamp", "x"), text_withheld=True,
+    )  # fmt: skip
+    assert AuditEventOut.of(view).model_dump_json() == (
+        '{"seq":3,"ts":"2026-01-01T00:00:00Z","request_id":null,"action":"a","outcome":"ok","status":null,'
+        '"user_id":null,"user_email":null,"team":null,"channel":"api","expert":null,"reason":null,'
+        '"payload":{"k":[1]},"prompt":null,"answer":null,"content_digest":"d",'
+        '"content_purged_at":"2026-02-01T00:00:00Z","alg":"sha256","prev_hash":"p","hash":"h",'
+        '"unreadable":{"kind":"bad_timestamp","problem":"x"},"text_withheld":true}'
+    )
