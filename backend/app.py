@@ -185,7 +185,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         finally:
             # Outside the task group: a cancelled scope must not cancel the shutdown itself.
             await close_slack(app)  # lets in-flight Slack answers finish
-            await built.pipeline.finish_writes()
+            await built.pipeline.recorder.finish()
             await built.chainer.settle()  # chain what the last requests left in the outbox
             if owned:
                 shutdown_tracing(tracing)

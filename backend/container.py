@@ -19,6 +19,7 @@ from backend.audit.writer import AuditTrail, build_audit_trail
 from backend.capacity.service import CapacityService
 from backend.capacity.wiring import build_capacity
 from backend.chat.pipeline import ChatPipeline, Limits
+from backend.chat.recorder import ChatRecorder
 from backend.db.group_commit import GroupCommit
 from backend.db.session import Database, migrate
 from backend.guard.policy import PiiGuard
@@ -184,9 +185,8 @@ def build_container(
     pipeline = ChatPipeline(
         db, registry, experts, capacity,
         Limits(settings.max_input_chars, settings.max_messages, settings.request_deadline_s),
-        batcher=RouteBatcher(router), writes=GroupCommit(db), audit=audit, pii=pii,
-        knowledge=knowledge.service, passages=settings.knowledge_passages, metrics=metrics,
-        quota=quota,
+        batcher=RouteBatcher(router), recorder=ChatRecorder(db, GroupCommit(db), audit, registry, experts, metrics),
+        pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
     )  # fmt: skip
     return Container(
         settings=settings,

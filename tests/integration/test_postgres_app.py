@@ -125,13 +125,13 @@ async def test_concurrent_chats_share_commits_and_the_chain_verifies(
         ask = {"model": "general", "messages": [{"role": "user", "content": "hello"}]}
         async with client_as(built, await make_key(built, "fay@example.com")) as fay:
             foreign = (await fay.post("/v1/chat/completions", json=ask)).json()["expertgate"]["conversation_id"]
-        batches_before = built.pipeline.writes.batches
+        batches_before = built.pipeline.recorder.writes.batches
         bodies = [{**ask, "messages": [{"role": "user", "content": f"question {i}"}]} for i in range(11)]
         bodies.append({**ask, "conversation_id": foreign})
         async with client_as(built, await make_key(built, "erin@example.com")) as erin:
             answers = await asyncio.gather(*(erin.post("/v1/chat/completions", json=b) for b in bodies))
         assert [a.status_code for a in answers] == [200] * 11 + [404]
-        assert built.pipeline.writes.batches - batches_before < 11  # shared transactions
+        assert built.pipeline.recorder.writes.batches - batches_before < 11  # shared transactions
         assert table_counts(pg_url)["conversations"] == 1 + 11
         events = await audit_events(built, action="chat.completion")
         assert sum(e.status == 200 for e in events) == 1 + 11

@@ -1,0 +1,228 @@
+"""What the pipeline writes: the exchange (user and assistant messages) with its
+audit event in one transaction, the audit event of a request that failed or was
+refused, and of a routing-only request. One place builds the trace of a request
+(backend/audit/chat.py turns it into the event; the route record is built once there).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.audit.chat import ROUTE_ACTION, ChatTrace, chat_entry, route_record
+from backend.audit.types import CLIENT_CLOSED
+from backend.audit.writer import AuditTrail, mark_recorded
+from backend.chat.conversations import ConversationService, Exchange
+from backend.chat.types import Routed
+from backend.db.group_commit import GroupCommit, Rows
+from backend.db.session import Database
+from backend.errors import AppError, to_app_error
+from backend.knowledge.types import NO_RETRIEVAL, Retrieval
+from backend.observability.metrics import Metrics
+from backend.observability.tracing import describe_conversation, stage
+from experts.registry import ExpertRegistry
+from experts.service import ExpertService
+from experts.types import FallbackStep, Usage
+
+log = logging.getLogger(__name__)
+
+
+class ChatRecorder:
+    """Writes what a request leaves behind. ``writes`` commits the exchanges of
+    concurrent requests together (backend/db/group_commit.py)."""
+
+    def __init__(
+        self,
+        db: Database,
+        writes: GroupCommit,
+        audit: AuditTrail,
+        registry: ExpertRegistry,
+        experts: ExpertService,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._db = db
+        self._writes = writes
+        self._audit = audit
+        self._registry = registry
+        self._experts = experts
+        self._metrics = metrics
+
+    @property
+    def writes(self) -> GroupCommit:
+        return self._writes
+
+    async def finish(self) -> None:
+        """Wait for the exchanges queued for the group commit (at shutdown, before the
+        audit chainer's last drain, so that their events are chained too)."""
+        await self._writes.aclose()
+
+    async def route(self, routed: Routed) -> None:
+        """Audit a request that only asked where it would go (/v1/route): the text was
+        sent to us and a decision made about it, so it is one event like any request."""
+        chat = routed.input
+        trace = ChatTrace(
+            request_id=chat.request_id,
+            principal=chat.principal,
+            prompt=chat.last_user_text,
+            decision=routed.decision,
+            latency_ms={"guard": chat.guard_ms, "route": routed.route_ms},
+            pii=chat.pii,
+        )
+        await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text, ROUTE_ACTION))
+
+    @stage("record", describe_conversation)
+    async def exchange(
+        self,
+        routed: Routed,
+        expert: str,
+        text: str,
+        usage: Usage,
+        fallbacks: tuple[FallbackStep, ...],
+        *,
+        generate_ms: float,
+        upstream_model: str,
+        finish_reason: str,
+        stream: bool,
+        retrieval: Retrieval = NO_RETRIEVAL,
+    ) -> str:
+        """Store the exchange and its audit event in one transaction (both or neither)."""
+        chat, decision = routed.input, routed.decision
+        route = {
+            **route_record(decision, expert),
+            "route_ms": round(routed.route_ms, 3),
+            "fallbacks": [{"expert": f.expert, "error": f.error} for f in fallbacks],
+            # What the caller was shown (only chunks it may see) and what was searched.
+            "citations": [
+                {"number": p.number, "title": p.title, "source": p.source,
+                 "snippet": p.snippet, "score": p.score, "location": p.location}
+                for p in retrieval.passages
+            ],
+            "retrieval": retrieval.record(),
+        }  # fmt: skip
+        exchange = Exchange(
+            request_id=chat.request_id,
+            user_text=chat.last_user_text,
+            answer_text=text,
+            expert=expert,
+            route=route,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+
+        async def write(session: AsyncSession, rows: Rows) -> tuple[str, ChatTrace]:
+            conversation_id = await ConversationService(session).record(
+                chat.principal, chat.conversation_id, exchange, rows
+            )
+            trace = self.trace(
+                routed,
+                expert,
+                generate_ms,
+                stream=stream,
+                usage=usage,
+                fallbacks=fallbacks,
+                answer=text,
+                upstream_model=upstream_model,
+                finish_reason=finish_reason,
+                conversation_id=conversation_id,
+                retrieval=retrieval.record(),
+            )
+            # One outbox row, no lock: the event commits with the exchange and the chainer
+            # gives it its place in the chain (docs/governance.md).
+            await self._audit.append_later(session, chat_entry(trace, self._audit.redact_free_text), rows)
+            return conversation_id, trace
+
+        # Committed with the writes of concurrent requests, their INSERTs merged
+        # (backend/db/group_commit.py).
+        conversation_id, trace = await self._writes.run(write)
+        if self._metrics is not None:
+            self._metrics.observe_chat(trace)
+        return conversation_id
+
+    # -- audit -------------------------------------------------------------------
+    def trace(
+        self,
+        routed: Routed,
+        expert: str,
+        generate_ms: float,
+        *,
+        stream: bool,
+        usage: Usage | None = None,
+        fallbacks: tuple[FallbackStep, ...] = (),
+        answer: str | None = None,
+        upstream_model: str | None = None,
+        finish_reason: str | None = None,
+        conversation_id: str | None = None,
+        error: AppError | None = None,
+        retrieval: Mapping[str, object] | None = None,
+    ) -> ChatTrace:
+        chat = routed.input
+        endpoint = self._experts.endpoint(expert, routed.replica if expert == routed.decision.expert else None)
+        return ChatTrace(
+            request_id=chat.request_id,
+            principal=chat.principal,
+            prompt=chat.last_user_text,
+            decision=routed.decision,
+            latency_ms={
+                "guard": chat.guard_ms,
+                "route": routed.route_ms,
+                "generate": generate_ms,
+                "total": (time.perf_counter() - chat.started) * 1000,
+            },
+            pii=chat.pii,
+            pii_policy=self._registry.get(expert).pii_policy,
+            stream=stream,
+            expert=expert,
+            model=endpoint.model,
+            upstream_model=upstream_model,
+            endpoint=endpoint.api_base,
+            usage=usage,
+            fallbacks=fallbacks,
+            answer=answer,
+            finish_reason=finish_reason,
+            conversation_id=conversation_id or chat.conversation_id,
+            error=error,
+            retrieval=retrieval or {},
+        )
+
+    async def failure(
+        self,
+        routed: Routed,
+        exc: Exception | None,
+        started: float,
+        *,
+        stream: bool,
+        expert: str | None = None,
+        fallbacks: tuple[FallbackStep, ...] = (),
+        partial: str = "",
+    ) -> None:
+        """Audit a request that failed while generating (``exc`` None: client went away).
+
+        In its own transaction: the request's rows were never written. If even that
+        fails, the failure is logged and the original error still propagates.
+        """
+        if exc is None:
+            error = AppError("the client closed the connection", code="client_closed")
+            error.status = CLIENT_CLOSED
+        else:
+            error = to_app_error(exc) or AppError("internal error")
+        trace = self.trace(
+            routed,
+            expert or routed.decision.expert,
+            (time.perf_counter() - started) * 1000,
+            stream=stream,
+            fallbacks=fallbacks,
+            answer=partial or None,
+            error=error,
+        )
+        if self._metrics is not None:
+            self._metrics.observe_chat(trace)
+        try:
+            await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text))
+        except Exception:
+            log.exception("could not audit failed request %s", routed.input.request_id)
+            return
+        if exc is not None:
+            mark_recorded(exc)
