@@ -179,7 +179,7 @@ async def test_the_slot_is_free_while_the_exchange_is_written(
 ) -> None:
     """The expert's slot comes back when its answer is generated, not after the write."""
     key = await make_key(container, "ann@example.com")
-    writes = container.pipeline.writes
+    writes = container.pipeline.recorder.writes
     write = writes.run
     in_flight_at_write: list[dict[str, int]] = []
 
