@@ -13,14 +13,15 @@ import asyncio
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from sqlalchemy import select
+from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.app import create_app
 from backend.audit.types import Actor
@@ -115,30 +116,79 @@ async def audit_events(container: Container, **where: Any) -> list[AuditEvent]:
 
 async def demote_each_other(db: Database, trail: AuditTrail) -> tuple[AppError | None, dict[str, list[str]]]:
     """Two admins, Ana and Bob, each demote the other in their own transaction (as two API
-    processes would), Bob's starting while Ana's is still open. Returns how Bob's change
-    was refused (None: it went through) and every user's roles afterwards."""
+    processes would), Bob's running while Ana's is still open. Returns how Bob's change
+    was refused (None: it went through) and every user's roles afterwards.
+
+    Ana commits only once Bob's change can go no further without her commit, or is done;
+    no timing decides the order. With the admins lock, Bob waits for it before reading
+    anything, then reads Ana's change and is refused. Without it, he reads before she
+    commits and both demotions go through: what the callers' assertions catch.
+    """
     async with db.transaction() as session:
         identity = IdentityService(session)
         ana = (await identity.ensure_user("ana@example.com", roles={"admin"})).id
         bob = (await identity.ensure_user("bob@example.com", roles={"admin"})).id
     demote = UserChange(roles=frozenset({"user"}))
     ana_changed = asyncio.Event()
+    bob_stuck = asyncio.Event()  # Bob waits for Ana's commit, or his change is done
+
+    async def watch_bob(session: AsyncSession) -> Callable[[], Awaitable[None]]:
+        """Sets ``bob_stuck`` once Bob's transaction (``session``) waits for Ana's; returns
+        what stops watching."""
+        if db.engine.dialect.name == "postgresql":
+            pid = await session.scalar(text("SELECT pg_backend_pid()"))
+            waits = text("SELECT cardinality(pg_blocking_pids(:pid)) > 0")
+
+            async def poll() -> None:
+                async with db.read() as probe:
+                    while not await probe.scalar(waits, {"pid": pid}):  # noqa: ASYNC110
+                        await asyncio.sleep(0.005)  # PostgreSQL announces no lock wait: ask again
+                bob_stuck.set()
+
+            poller = asyncio.create_task(poll())
+
+            async def stop_polling() -> None:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
+
+            return stop_polling
+        # SQLite has one writer at a time and Ana's change holds the write lock: Bob's
+        # first write waits for her commit.
+        bobs = (await session.connection()).sync_connection
+
+        def on_statement(conn: object, _cursor: object, statement: str, *_: object) -> None:
+            if conn is bobs and statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+                bob_stuck.set()
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", on_statement)
+
+        async def stop_listening() -> None:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", on_statement)
+
+        return stop_listening
 
     async def ana_demotes_bob() -> None:
         async with db.transaction() as session:
             await UserAdmin(session, trail).update_user(Actor("api", user_id=ana), bob, demote)
             ana_changed.set()
-            await asyncio.sleep(0.3)  # Bob's change starts meanwhile, before this commits
+            async with asyncio.timeout(60):  # a failure bound only: Bob never got stuck nor done
+                await bob_stuck.wait()
 
-    first = asyncio.create_task(ana_demotes_bob())
-    await ana_changed.wait()
-    refused = None
-    try:
-        async with db.transaction() as session:
-            await UserAdmin(session, trail).update_user(Actor("api", user_id=bob), ana, demote)
-    except AppError as exc:
-        refused = exc
-    await first
+    async def bob_demotes_ana() -> AppError | None:
+        await ana_changed.wait()
+        try:
+            async with db.transaction() as session:
+                stop_watching = await watch_bob(session)
+                try:
+                    await UserAdmin(session, trail).update_user(Actor("api", user_id=bob), ana, demote)
+                finally:
+                    bob_stuck.set()  # done, or refused: Ana may commit
+                    await stop_watching()
+        except AppError as exc:
+            return exc
+        return None
+
+    _, refused = await asyncio.gather(ana_demotes_bob(), bob_demotes_ana())
     async with db.session() as session:
         roles = dict((await session.execute(select(User.email, User.roles))).tuples().all())
     return refused, roles

@@ -324,8 +324,9 @@ int main(int argc, char **argv) {
     for (;;) {
         double t = now_s();
         if (!closed_loop) {
-            /* Issue every request that is due by now. */
-            while (t < stop_at && start + (double)issued / rate <= t) {
+            /* Issue every request that is due by now: each one due before the end, even
+             * when this loop runs after the end (the tool was descheduled meanwhile). */
+            while (start + (double)issued / rate < stop_at && start + (double)issued / rate <= t) {
                 double due = start + (double)issued / rate;
                 issued++;
                 struct conn *free_conn = NULL;

@@ -42,6 +42,9 @@ class Reply:
     break_after: int | None = None
     # Answer only once the test sets this event (requests that must pile up), after delay_s.
     hold: threading.Event | None = None
+    # Set by the server when the request this reply answers has arrived (before delay_s
+    # and hold): what a test waits for instead of sleeping until "the model is busy".
+    received: threading.Event | None = None
     # Why the model stopped ("length": cut at max_tokens).
     finish_reason: str = "stop"
     # Streaming: end the stream cleanly ([DONE]) after this many content chunks, with no
@@ -148,6 +151,8 @@ class FakeOpenAI:
         if refusal is not None:
             return refusal
         behaviour = self._next()
+        if isinstance(behaviour, Reply) and behaviour.received is not None:
+            behaviour.received.set()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
         if isinstance(behaviour, Reply) and behaviour.hold is not None:

@@ -62,15 +62,42 @@ async def test_overflow_order_and_replicas_in_one_script(pair: tuple[RedisCapaci
     ]
 
 
-async def test_a_dead_holders_lease_expires(redis_client: aioredis.Redis) -> None:
-    store = RedisCapacity(redis_client, lease_s=0.3, prefix=redis_client.test_prefix)  # type: ignore[attr-defined]
+async def server_ms(redis_client: aioredis.Redis) -> int:
+    """The Redis server's clock (ms), which lease deadlines are measured on."""
+    seconds, micros = await redis_client.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def test_a_live_lease_holds_its_slot(redis_client: aioredis.Redis) -> None:
+    store = RedisCapacity(redis_client, lease_s=300, prefix=redis_client.test_prefix)  # type: ignore[attr-defined]
     pools = [Pool("code", 2, replicas=(1, 1))]
     assert await store.acquire(pools, "crashed-1") is not None  # "processes" that never release
     assert await store.acquire(pools, "crashed-2") is not None
     assert await store.acquire(pools, "waiting") is None
-    await asyncio.sleep(0.4)
-    assert await store.in_flight(["code"]) == {}
+    assert await store.in_flight(["code"]) == {"code": 2}
+
+
+async def test_a_dead_holders_lease_expires(redis_client: aioredis.Redis) -> None:
+    """Leases expire on the Redis server's clock, which no test can move: the test waits
+    for the expiry (a condition, with a generous failure bound), and whenever the server's
+    clock shows the lease still running, both slots must be held. That a live lease
+    refuses a newcomer is the test above, with a lease no machine is slow enough to
+    outlast."""
+    store = RedisCapacity(redis_client, lease_s=0.3, prefix=redis_client.test_prefix)  # type: ignore[attr-defined]
+    pools = [Pool("code", 2, replicas=(1, 1))]
+    taken_ms = await server_ms(redis_client)  # both leases are taken at or after this
+    assert await store.acquire(pools, "crashed-1") is not None  # "processes" that never release
+    assert await store.acquire(pools, "crashed-2") is not None
+    for _ in range(300):  # 15 s at most: a failure bound, not an ordering
+        held = await store.in_flight(["code"])
+        if await server_ms(redis_client) < taken_ms + 300:  # read after the count: still live then
+            assert held == {"code": 2}, "a lease expired before its time"
+        elif held == {}:
+            break
+        await asyncio.sleep(0.05)
+    assert await store.in_flight(["code"]) == {}, "the leases never expired"
     assert await store.acquire(pools, "after the lease") is not None
+    assert await store.acquire(pools, "and its replica") is not None  # the replica slots expired too
 
 
 def _app_container(tmp_path: Path, encoder: Encoder, api_base: str, name: str) -> Container:
@@ -151,7 +178,10 @@ async def test_the_container_closes_its_redis_client(
     ours = await container.redis.client_id()  # opens the pooled connection quotas and slots use
     assert ours in {int(c["id"]) for c in await redis_client.client_list()}
     await container.close()
-    await asyncio.sleep(0.1)  # the server notices the closed socket
+    for _ in range(200):  # the server notices the closed socket when it next reads it
+        if ours not in {int(c["id"]) for c in await redis_client.client_list()}:
+            break
+        await asyncio.sleep(0.05)
     assert ours not in {int(c["id"]) for c in await redis_client.client_list()}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from sqlalchemy import delete, event, func, insert, select, text, update
@@ -100,18 +101,34 @@ async def test_batches_keep_outbox_order_and_never_fork(db: Database) -> None:
     assert report.ok and report.checked == 12 and report.pending == 0
 
 
+class Rounds(asyncio.Event):
+    """The chainer's wake-up event, which also says each time the chainer starts waiting
+    on it: once per round, after that round's drain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: asyncio.Queue[None] = asyncio.Queue()
+
+    async def wait(self) -> Literal[True]:
+        self.waits.put_nowait(None)
+        return await super().wait()
+
+    async def next_round(self) -> None:
+        """Returns once the chainer has finished a drain and waits again (30 s at most)."""
+        await asyncio.wait_for(self.waits.get(), 30)
+
+
 async def test_background_chainer_is_woken_by_an_enqueue(db: Database) -> None:
     trail = deferred()
+    trail.enqueued = wake = Rounds()
     # A poll interval far beyond the test's patience: only the wake-up can chain.
-    chainer = AuditChainer(db, KEY, trail.enqueued, interval_s=3600)
+    chainer = AuditChainer(db, KEY, wake, interval_s=3600)
     task = asyncio.create_task(chainer.run())
     try:
-        await asyncio.sleep(0.05)  # its startup drain finds nothing
+        await wake.next_round()  # its startup drain found nothing
+        assert await counts(db) == (0, 0)
         await trail.record(db, entry(1))
-        for _ in range(500):
-            if await counts(db) == (1, 0):
-                break
-            await asyncio.sleep(0.01)
+        await wake.next_round()  # woken by the enqueue, drained
         assert await counts(db) == (1, 0)
     finally:
         task.cancel()
@@ -133,12 +150,9 @@ async def test_events_left_by_a_crashed_process_are_chained_by_the_next(tmp_path
     successor = Database(url)
     try:
         assert (await verify(successor)).pending == 7
-        fresh = deferred()
-        task = asyncio.create_task(AuditChainer(successor, KEY, fresh.enqueued, interval_s=3600).run())
-        for _ in range(500):  # the startup drain, not a wake-up or a poll
-            if await counts(successor) == (7, 0):
-                break
-            await asyncio.sleep(0.01)
+        wake = Rounds()
+        task = asyncio.create_task(AuditChainer(successor, KEY, wake, interval_s=3600).run())
+        await wake.next_round()  # the startup drain, not a wake-up or a poll
         task.cancel()
         assert await counts(successor) == (7, 0)
         assert await request_ids(successor) == [f"req-{i}" for i in range(1, 8)]

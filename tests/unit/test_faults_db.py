@@ -58,7 +58,9 @@ async def test_a_locked_database_is_a_503_and_keeps_nothing_half_written(impatie
         assert error["code"] == "database_unavailable"
         assert "nothing was saved" in error["message"] and "SELECT" not in error["message"]
         assert int(r.headers["retry-after"]) >= 1
-        assert took < 5
+        # Giving up in time is the point, so this is wall-clock: the 0.5 s busy timeout
+        # plus room for a loaded machine, far short of the 30 s SQLite would wait by default.
+        assert took < 10
         assert await count_rows(impatient) == (1, 2)  # only the first exchange
         assert (await c.post("/v1/chat/completions", json=ASK)).status_code == 200
     assert await count_rows(impatient) == (2, 4)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,6 +67,72 @@ def test_open_loop_sends_every_due_request_and_reads_json(tools: tuple[Server, P
     assert result["sent"] == 200
     assert result["ok"] == 200
     assert sum(result["errors"].values()) == 0
+
+
+def _read_request(conn: socket.socket) -> bytes | None:
+    """One HTTP request (head and Content-Length body) from ``conn``; None at EOF."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        0,
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return head
+
+
+def test_a_request_due_before_the_end_is_sent_when_the_tool_wakes_after_it(
+    tools: tuple[Server, Path, Path],
+) -> None:
+    """`-r 1 -d 2`: request 0 is due at the start, request 1 at 1 s, the run ends at 2 s.
+    The tool is stopped (SIGSTOP) as soon as request 0 arrives and resumed after its end:
+    it wakes with request 1 overdue and must still send it (a loaded machine once lost
+    the last request of a run this way). The pause is ordered by the tool's own request,
+    not by timing; only a stop later than 1 s after the start could let request 1 out
+    before the pause, which makes the test pass for the wrong reason, never fail."""
+    _, loadgen, workdir = tools
+    body = _body(workdir, "late.json", {"model": "stub-model"})
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(30)
+        port = server.getsockname()[1]
+        tool = subprocess.Popen(
+            [str(loadgen), "-p", str(port), "-b", str(body), "-r", "1", "-d", "2", "-c", "1"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            conn, _ = server.accept()
+            with conn:
+                conn.settimeout(30)
+                assert _read_request(conn) is not None  # request 0: the run has started
+                tool.send_signal(signal.SIGSTOP)
+                time.sleep(2.2)  # the run's end (2 s after a start before request 0) passes
+                tool.send_signal(signal.SIGCONT)
+                conn.sendall(answer)
+                served = 1
+                while _read_request(conn) is not None:  # until the tool exits and closes
+                    conn.sendall(answer)
+                    served += 1
+            out, _ = tool.communicate(timeout=30)
+        finally:
+            if tool.poll() is None:
+                tool.kill()
+                tool.wait()
+    result = json.loads(out)
+    assert served == 2
+    assert result["sent"] == 2 and result["ok"] == 2
 
 
 def test_sse_stream_is_read_to_its_end(tools: tuple[Server, Path, Path]) -> None:

@@ -3,8 +3,8 @@ OpenAI server with injected faults (litellm's real client path runs)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
+import threading
 import time
 from typing import Any
 
@@ -241,14 +241,23 @@ async def test_stream_retries_before_the_first_token(llm: FakeOpenAI) -> None:
 
 
 async def test_stream_first_token_deadline(llm: FakeOpenAI) -> None:
-    svc = service(llm, first_token_timeout_s=0.3, timeout_s=5)
-    llm.script(Reply("too slow", delay_s=2.0))
-    started = time.perf_counter()
-    with pytest.raises(LLMTimeout, match=r"no first token within 0\.3s"):
-        await collect(svc, allow_fallback=False)
-    assert time.perf_counter() - started < 1.5
-    assert svc.breaker("code").consecutive_failures == 1
-    await asyncio.sleep(2.0)  # let the fake finish its slow reply before the next test
+    # The fake answers only once the test lets it (after the assertions), so the timeout
+    # cannot have been beaten by a slow reply; the endpoint's own timeout (60 s) is far
+    # beyond the test's bound, so only the first-token deadline can end the call in time.
+    svc = service(llm, first_token_timeout_s=0.3, timeout_s=60)
+    answer = threading.Event()
+    llm.script(Reply("too slow", hold=answer))
+    try:
+        started = time.perf_counter()
+        with pytest.raises(LLMTimeout, match=r"no first token within 0\.3s"):
+            await collect(svc, allow_fallback=False)
+        # The deadline being kept is the point, so this is wall-clock: 0.3 s plus
+        # generous room for a loaded machine, well short of the 60 s a missing
+        # first-token deadline would cost (the fake never answers before `answer`).
+        assert time.perf_counter() - started < 10
+        assert svc.breaker("code").consecutive_failures == 1
+    finally:
+        answer.set()  # the fake's held handler returns now: nothing is left for the next test
 
 
 async def test_stream_broken_mid_answer_is_not_retried(llm: FakeOpenAI) -> None:
