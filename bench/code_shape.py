@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grimp
 
+
 def package_of(module: str) -> str:
     parts = module.split(".")
     return ".".join(parts[:2]) if len(parts) > 1 else parts[0]
