@@ -72,6 +72,22 @@ class BreakerSpec(_Strict):
     cooldown_s: float = Field(default=30.0, gt=0, le=3600)
 
 
+class GroundingSpec(_Strict):
+    """What is done with an answer after its grounding check (backend/grounding/).
+
+    ``min_score``: the share of the answer's claims that its cited passages must support.
+    Below it, ``on_fail``: ``flag`` delivers it with the unsupported sentences marked;
+    ``quote`` replaces it with the passage sentences that answer the question, each
+    cited; ``refuse`` says the documents do not answer it and shows the closest passages.
+    ``quote_first``: the passage sentences first, then the model's text marked as a
+    draft; unset, on for ``api_base: local`` (a small model states facts wrongly).
+    """
+
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    on_fail: Literal["flag", "quote", "refuse"] = "flag"
+    quote_first: bool | None = None
+
+
 class ReplicaSpec(_Strict):
     """One of several endpoints serving the same expert (same model, own address).
 
@@ -114,6 +130,7 @@ class ExpertSpec(_Strict):
     # (experts/budget.py). Unset: the bundled model's window for `api_base: local`, else
     # no local check (the endpoint's own context error becomes the same 400).
     context_tokens: int | None = Field(default=None, ge=256, le=10_000_000)
+    grounding: GroundingSpec = GroundingSpec()
 
     @field_validator("name")
     @classmethod
@@ -138,6 +155,13 @@ class ExpertSpec(_Strict):
         if self.replicas and self.llm.is_local:
             raise ValueError("replicas: not available with api_base 'local' (one embedded server)")
         return self
+
+    @property
+    def quotes_first(self) -> bool:
+        """Whether answers start with the passage sentences (see GroundingSpec)."""
+        if self.grounding.quote_first is not None:
+            return self.grounding.quote_first
+        return self.llm.is_local
 
     @property
     def context_window(self) -> int | None:

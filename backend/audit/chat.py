@@ -12,6 +12,7 @@ appends :func:`chat_entry` of it. Payload shape (stable keys; see docs/governanc
     guard:     pii (type -> count), pii_policy, pii_action
     retrieval: whatever the retrieval stage reports (chunk ids, index version)
     completeness: complete | cut_by_token_cap | interrupted | none (see completeness())
+    grounding: score, checked, unsupported [{start, end, text, reason, detail}], action
     error:     code, message (failures only)
 """
 
@@ -53,6 +54,7 @@ class ChatTrace:
     conversation_id: str | None = None
     retrieval: Mapping[str, object] = field(default_factory=dict)
     error: AppError | None = None
+    grounding: Mapping[str, object] | None = None  # the grounding check's record
 
 
 def route_record(decision: RoutingDecision, expert: str | None = None) -> dict[str, object]:
@@ -115,6 +117,8 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str], action: str = CHA
         payload["finish_reason"] = trace.finish_reason
     if trace.retrieval:
         payload["retrieval"] = dict(trace.retrieval)
+    if trace.grounding is not None:
+        payload["grounding"] = dict(trace.grounding)
     status = 200
     if trace.error is not None:
         status = trace.error.status

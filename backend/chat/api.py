@@ -22,6 +22,7 @@ from backend.chat.schemas import (
     Choice,
     Citation,
     FallbackOut,
+    GroundingOut,
     ModelCard,
     ModelList,
     ResponseMessage,
@@ -53,6 +54,7 @@ def _route_info(
     conversation_id: str | None = None,
     upstream_model: str | None = None,
     retrieval: Retrieval = NO_RETRIEVAL,
+    grounding: Mapping[str, object] | None = None,
 ) -> RouteInfo:
     d = routed.decision
     return RouteInfo(
@@ -78,6 +80,7 @@ def _route_info(
         request_id=routed.input.request_id,
         conversation_id=conversation_id,
         upstream_model=upstream_model,
+        grounding=None if grounding is None else GroundingOut.model_validate(grounding),
     )
 
 
@@ -164,6 +167,7 @@ def _completion_body(result: ChatResult) -> ChatCompletion:
             conversation_id=result.conversation_id,
             upstream_model=completion.model,
             retrieval=result.retrieval,
+            grounding=result.grounding,
         ),
     )
 
@@ -225,6 +229,7 @@ async def _sse(stream: AnswerStream) -> AsyncIterator[bytes]:
                     conversation_id=event.conversation_id,
                     upstream_model=event.model,
                     retrieval=event.retrieval,
+                    grounding=event.grounding,
                 )
                 usage = {
                     "prompt_tokens": event.usage.prompt_tokens,

@@ -21,15 +21,21 @@ what each decided lands in the stored route record):
                                             given back on every way out (admission.py)
 4. retrieve       -> Retrieval              the decided expert's index (+ close top-k
                                             experts' indexes: knowledge/targets.py)
-5. generate       -> ExpertAnswer / stream  the expert's LLM, fallback chain to general
-6. record         -> conversation id        user + assistant messages and the audit
+5. generate       -> ExpertAnswer / stream  the expert's LLM, fallback chain to general;
+                                            quote-first experts open with the passage
+                                            sentences that answer it (quoting.py)
+6. guard output   -> grounding record       the answer checked against its passages
+                                            (backend/grounding/), the expert's policy
+                                            applied: flag | quote | refuse
+7. record         -> conversation id        user + assistant messages and the audit
                                             event, one transaction (recorder.py)
-7. respond                                  done by the channel from ChatResult / events
+8. respond                                  done by the channel from ChatResult / events
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -40,11 +46,13 @@ import anyio
 from backend.capacity.service import CapacityService
 from backend.chat.admission import Admission
 from backend.chat.conversations import ConversationService
+from backend.chat.quoting import CORRECTION, best_quotes, quoted_answer, refusal, with_draft
 from backend.chat.recorder import ChatRecorder
 from backend.chat.stream import AnswerStream
 from backend.chat.types import (
     ChatInput,
     ChatResult,
+    GroundingCheck,
     Limits,
     Question,
     Routed,
@@ -69,10 +77,12 @@ from backend.observability.tracing import (
 from backend.quota.service import QuotaService, estimate_tokens
 from backend.routing.batcher import RouteBatcher
 from experts.registry import AUTO, GENERALIST, ExpertRegistry
+from experts.resilience import EXTRACTIVE_FINISH
 from experts.service import ExpertService, StreamStart
 from experts.types import ChatMessage, ExpertAnswer, FallbackStep, StreamDone, TextDelta
 from router.types import Reason, RouteRequest
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _CONTROL = {i: None for i in range(32) if chr(i) not in "\n\r\t"}
 HISTORY_TURNS = 3
@@ -102,6 +112,7 @@ class ChatPipeline:
         knowledge: KnowledgeService | None = None,
         passages: int = 4,
         quota: QuotaService | None = None,
+        grounding: GroundingCheck | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -114,6 +125,7 @@ class ChatPipeline:
         self._knowledge = knowledge
         self._passages = passages
         self._quota = quota
+        self._grounding = grounding
 
     @property
     def recorder(self) -> ChatRecorder:
@@ -294,13 +306,18 @@ class ChatPipeline:
         # Slot and quota go back (two Redis calls) while the exchange is written.
         freeing = asyncio.create_task(admission.release(answer.completion.usage.total_tokens))
         try:
-            # Shielded: an answer that was generated is recorded, even if its client
-            # left meanwhile (it was complete; the event says what it was).
+            # Shielded: an answer that was generated is checked and recorded, even if its
+            # client left meanwhile (it was complete; the event says what it was).
             with anyio.CancelScope(shield=True):
+                text = answer.completion.text
+                if answer.completion.finish_reason != EXTRACTIVE_FINISH:
+                    text = self._quote_first(routed, answer.expert, retrieval, text)
+                text, grounding = await self._ground(routed, answer.expert, retrieval, text)
+                answer = replace(answer, completion=replace(answer.completion, text=text))
                 conversation_id = await self._recorder.exchange(
                     routed,
                     answer.expert,
-                    answer.completion.text,
+                    text,
                     answer.completion.usage,
                     answer.fallbacks,
                     generate_ms=generate_ms,
@@ -308,13 +325,60 @@ class ChatPipeline:
                     finish_reason=answer.completion.finish_reason,
                     stream=False,
                     retrieval=retrieval,
+                    grounding=grounding,
                 )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(routed, exc, started, stream=False, expert=answer.expert)
             raise
         finally:
             await freeing
-        return ChatResult(routed, answer, conversation_id, retrieval, admission.headers)
+        return ChatResult(routed, answer, conversation_id, retrieval, admission.headers, grounding)
+
+    # -- stage 6: the answer against its sources ----------------------------------
+    def _quote_first(self, routed: Routed, expert: str, retrieval: Retrieval, text: str) -> str:
+        """For a quote-first expert: the passage sentences that answer the question, then
+        the model's text marked as a draft (quoting.py). Unchanged otherwise."""
+        if not retrieval.passages or not self._registry.get(expert).quotes_first:
+            return text
+        return with_draft(best_quotes(routed.input.last_user_text, retrieval.passages), text)
+
+    async def _ground(
+        self, routed: Routed, expert: str, retrieval: Retrieval, text: str, *, streamed: bool = False
+    ) -> tuple[str, dict[str, object] | None]:
+        """Check ``text`` against the passages it may cite and apply the expert's policy
+        (experts.yaml ``grounding``). Returns the text to deliver and the check's record
+        (None: nothing to check against, no checker, or the check itself failed, which
+        never fails the answer). A ``streamed`` answer was already sent: a replacement is
+        appended to it as a correction, and the marks stay on the text that was sent."""
+        if self._grounding is None or not retrieval.passages:
+            return text, None
+        policy = self._registry.get(expert).grounding
+        passages = [(p.number, p.text) for p in retrieval.passages]
+        try:
+            result = await anyio.to_thread.run_sync(self._grounding.check, text, passages)
+            action = "none"
+            if result.score is not None and result.score < policy.min_score:
+                action = policy.on_fail
+                replacement = self._replacement(routed, retrieval, action)
+                if replacement is not None and streamed:
+                    text = f"{text}\n\n---\n{CORRECTION}\n\n{replacement}"
+                elif replacement is not None:
+                    text = replacement
+                    result = await anyio.to_thread.run_sync(self._grounding.check, text, passages)
+        except Exception:
+            log.exception("grounding check failed for %s; answer delivered unchecked", routed.request_id)
+            return text, None
+        return text, {**result.record(), "action": action}
+
+    @staticmethod
+    def _replacement(routed: Routed, retrieval: Retrieval, action: str) -> str | None:
+        """What replaces an answer that failed its check (None: ``flag`` keeps it)."""
+        if action == "quote":
+            quotes = best_quotes(routed.input.last_user_text, retrieval.passages)
+            return quoted_answer(quotes) if quotes else refusal(retrieval.passages)
+        if action == "refuse":
+            return refusal(retrieval.passages)
+        return None
 
     @stage("generate", describe_answer)
     async def _generate(self, routed: Routed, retrieval: Retrieval) -> ExpertAnswer:
@@ -354,6 +418,10 @@ class ChatPipeline:
                     expert, fallbacks = event.expert, event.fallbacks
                     retrieval = retrieval.keep(event.passages)
                     yield StreamOpened(expert, fallbacks, retrieval)
+                    opening = self._quote_first(routed, expert, retrieval, "")
+                    if opening:  # quote-first: what the documents say comes before the draft
+                        parts.append(opening)
+                        yield TextDelta(opening)
                 elif isinstance(event, TextDelta):
                     parts.append(event.text)
                     yield event
@@ -374,6 +442,12 @@ class ChatPipeline:
                 )  # fmt: skip
             raise
         assert done is not None, "ExpertService.stream always ends with StreamDone"
+        sent = "".join(parts)
+        with anyio.CancelScope(shield=True):
+            text, grounding = await self._ground(routed, expert, retrieval, sent, streamed=True)
+        if len(text) > len(sent):  # a correction appended by the expert's policy
+            parts.append(text[len(sent) :])
+            yield TextDelta(text[len(sent) :])
         try:
             conversation_id = await self._recorder.exchange(
                 routed,
@@ -386,13 +460,14 @@ class ChatPipeline:
                 finish_reason=done.finish_reason,
                 stream=True,
                 retrieval=retrieval,
+                grounding=grounding,
             )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(
                 routed, exc, started, stream=True, expert=expert, fallbacks=fallbacks, partial="".join(parts)
             )
             raise
-        yield StreamFinished(done.finish_reason, done.usage, done.model, conversation_id, retrieval)
+        yield StreamFinished(done.finish_reason, done.usage, done.model, conversation_id, retrieval, grounding)
 
 
 __all__ = [

@@ -87,6 +87,7 @@ class ChatRecorder:
         finish_reason: str,
         stream: bool,
         retrieval: Retrieval = NO_RETRIEVAL,
+        grounding: Mapping[str, object] | None = None,
     ) -> str:
         """Store the exchange and its audit event in one transaction (both or neither)."""
         chat, decision = routed.input, routed.decision
@@ -101,6 +102,7 @@ class ChatRecorder:
                 for p in retrieval.passages
             ],
             "retrieval": retrieval.record(),
+            "grounding": grounding,  # the marks the web UI shows when the conversation reopens
         }  # fmt: skip
         exchange = Exchange(
             request_id=chat.request_id,
@@ -128,6 +130,7 @@ class ChatRecorder:
                 finish_reason=finish_reason,
                 conversation_id=conversation_id,
                 retrieval=retrieval.record(),
+                grounding=grounding,
             )
             # One outbox row, no lock: the event commits with the exchange and the chainer
             # gives it its place in the chain (docs/governance.md).
@@ -157,6 +160,7 @@ class ChatRecorder:
         conversation_id: str | None = None,
         error: AppError | None = None,
         retrieval: Mapping[str, object] | None = None,
+        grounding: Mapping[str, object] | None = None,
     ) -> ChatTrace:
         chat = routed.input
         endpoint = self._experts.endpoint(expert, routed.replica if expert == routed.decision.expert else None)
@@ -185,6 +189,7 @@ class ChatRecorder:
             conversation_id=conversation_id or chat.conversation_id,
             error=error,
             retrieval=retrieval or {},
+            grounding=grounding,
         )
 
     async def failure(

@@ -89,6 +89,26 @@ class FallbackOut(BaseModel):
     error: str
 
 
+class UnsupportedOut(BaseModel):
+    """A span of the answer its cited passages do not support (offsets into the text)."""
+
+    start: int
+    end: int
+    text: str
+    reason: str  # number_mismatch | unsupported | contradiction
+    detail: str
+
+
+class GroundingOut(BaseModel):
+    """The answer checked against the passages it cites (docs/grounding.md).
+    ``score``: the share of its claims they support; None when nothing was checked."""
+
+    score: float | None
+    checked: int
+    unsupported: list[UnsupportedOut] = []
+    action: str = "none"  # what the expert's policy did: none | flag | quote | refuse
+
+
 class RouteInfo(BaseModel):
     """The ``expertgate`` object on every response."""
 
@@ -105,6 +125,7 @@ class RouteInfo(BaseModel):
     request_id: str
     conversation_id: str | None = None
     upstream_model: str | None = None
+    grounding: GroundingOut | None = None  # on the final answer (a stream's last chunk)
 
 
 class ResponseMessage(BaseModel):

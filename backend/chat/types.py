@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from backend.guard.policy import NO_PII, PiiReport
 from backend.identity.types import Principal
@@ -82,6 +83,7 @@ class ChatResult:
     conversation_id: str
     retrieval: Retrieval = NO_RETRIEVAL
     headers: Mapping[str, str] = field(default_factory=dict)  # x-ratelimit-* of the caller
+    grounding: Mapping[str, object] | None = None  # the grounding check's record (stage 7)
 
     @property
     def request_id(self) -> str:
@@ -110,6 +112,23 @@ class StreamFinished:
     model: str
     conversation_id: str
     retrieval: Retrieval = NO_RETRIEVAL
+    grounding: Mapping[str, object] | None = None
+
+
+class GroundingResult(Protocol):
+    """What a grounding check returns (backend/grounding/): a score (None: nothing
+    checked) and a JSON-able record of it for the response and the audit event."""
+
+    @property
+    def score(self) -> float | None: ...
+
+    def record(self) -> dict[str, object]: ...
+
+
+class GroundingCheck(Protocol):
+    """Checks an answer against the passages it may cite: (citation number, text)."""
+
+    def check(self, answer: str, passages: Sequence[tuple[int, str]]) -> GroundingResult: ...
 
 
 StreamEvent = StreamOpened | TextDelta | StreamFinished

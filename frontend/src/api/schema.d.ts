@@ -1279,6 +1279,27 @@ export interface components {
             /** Version */
             version: string;
         };
+        /**
+         * GroundingOut
+         * @description The answer checked against the passages it cites (docs/grounding.md).
+         *     ``score``: the share of its claims they support; None when nothing was checked.
+         */
+        GroundingOut: {
+            /**
+             * Action
+             * @default none
+             */
+            action?: string;
+            /** Checked */
+            checked: number;
+            /** Score */
+            score: number | null;
+            /**
+             * Unsupported
+             * @default []
+             */
+            unsupported?: components["schemas"]["UnsupportedOut"][];
+        };
         /** HTTPValidationError */
         HTTPValidationError: {
             /** Detail */
@@ -1660,6 +1681,7 @@ export interface components {
              * @default []
              */
             fallbacks?: components["schemas"]["FallbackOut"][];
+            grounding?: components["schemas"]["GroundingOut"] | null;
             /** Probabilities */
             probabilities: {
                 [key: string]: number;
@@ -1833,6 +1855,22 @@ export interface components {
             kind: string;
             /** Problem */
             problem: string;
+        };
+        /**
+         * UnsupportedOut
+         * @description A span of the answer its cited passages do not support (offsets into the text).
+         */
+        UnsupportedOut: {
+            /** Detail */
+            detail: string;
+            /** End */
+            end: number;
+            /** Reason */
+            reason: string;
+            /** Start */
+            start: number;
+            /** Text */
+            text: string;
         };
         /** UsageOut */
         UsageOut: {
