@@ -38,11 +38,14 @@ from router.encoder import Encoder, Vectors
 
 # Calibrated on the DEV split (bench/results/grounding_checker.json): the operating
 # point with the highest recall on unsupported claims at precision >= 0.80.
-SUPPORT_THRESHOLD = 0.55
-LEXICAL_WEIGHT = 0.5
-LEXICAL_ONLY_THRESHOLD = 0.6
+SUPPORT_THRESHOLD = 0.76
+LEXICAL_WEIGHT = 0.2
+LEXICAL_ONLY_THRESHOLD = 0.84
 # A passage sentence this close (lexical share) to a claim is "the one it restates".
 CONTRADICTION_OVERLAP = 0.5
+# A negation alone counts only against a passage sentence this close: paraphrase moves
+# negations around ("no requirement" / "not required") more often than it flips them.
+NEGATION_OVERLAP = 0.75
 
 REASONS = ("number_mismatch", "unsupported", "contradiction")
 
@@ -239,7 +242,7 @@ class GroundingChecker:
                 out.append(Judgement(claim, tuple(sorted(markers)), (finding,), 0.0, None))
                 continue
             picked = [by_number[n] for n in chosen]
-            findings = _value_findings(claim, picked, markers)
+            findings = _value_findings(claim, picked, list(by_number.values()), markers)
             claim_stems = stems(without_citations(claim.text))
             union = frozenset().union(*(p.stems for p in picked))
             lexical = len(claim_stems & union) / len(claim_stems) if claim_stems else 1.0
@@ -316,33 +319,26 @@ def _where(markers: frozenset[int], picked: Sequence[_Passage]) -> str:
     return f"the cited passages {cites}" if markers else f"any of the passages {cites}"
 
 
-def _value_findings(claim: Span, picked: Sequence[_Passage], markers: frozenset[int]) -> tuple[Unsupported, ...]:
+def _value_findings(
+    claim: Span, picked: Sequence[_Passage], every: Sequence[_Passage], markers: frozenset[int]
+) -> tuple[Unsupported, ...]:
     """A ``number_mismatch`` for each number or name of ``claim`` that no passage in
     ``picked`` states."""
     pairs = {(f.value, f.unit) for p in picked for f in p.numbers}
     values = {f.value for p in picked for f in p.numbers}
-    found: list[tuple[int, int]] = []
-    for fact, s, e in numbers(claim.text):
-        if not number_supported(fact, pairs, values):
-            found.append((s, e))
-    tokens = frozenset().union(*(p.names for p in picked))
-    text = " ".join(p.text for p in picked)
-    for name, s, e in names(claim.text):
-        if not name_supported(name, set(tokens), text):
-            found.append((s, e))
+    values_off = [(s, e) for fact, s, e in numbers(claim.text) if not number_supported(fact, pairs, values)]
+    # Names against every passage given: a product or team named in another passage is
+    # context, not an invention; values must come from the cited ones.
+    tokens = set(frozenset().union(*(p.names for p in every)))
+    text = " ".join(p.text for p in every)
+    names_off = [(s, e) for name, s, e in names(claim.text) if not name_supported(name, tokens, text)]
     out = []
-    for s, e in _merged(found, claim.text):
-        piece = claim.text[s:e]
-        out.append(
-            Unsupported(
-                claim.start + s,
-                claim.start + e,
-                piece,
-                "number_mismatch",
-                f"'{piece}' does not appear in {_where(markers, picked)}",
-            )
-        )
-    return tuple(out)
+    for spans, where in ((values_off, _where(markers, picked)), (names_off, _where(frozenset(), every))):
+        for s, e in _merged(spans, claim.text):
+            piece = claim.text[s:e]
+            detail = f"'{piece}' does not appear in {where}"
+            out.append(Unsupported(claim.start + s, claim.start + e, piece, "number_mismatch", detail))
+    return tuple(sorted(out, key=lambda u: u.start))
 
 
 def _merged(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
@@ -382,7 +378,7 @@ def _contradiction(
         return ()
     sentence = passage.sentences[k]
     why = ""
-    if _negated(claim.text) != passage.negated[k]:
+    if _negated(claim.text) != passage.negated[k] and overlap >= NEGATION_OVERLAP:
         why = "negates" if _negated(claim.text) else "drops the negation of"
     else:
         claim_words = set(content_words(claim.text))

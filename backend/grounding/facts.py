@@ -39,11 +39,10 @@ _ONES = {
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _NUMBER_WORD = re.compile(
     r"\b(?:(" + "|".join(_TENS) + r")(?:[- ](" + "|".join(k for k in _ONES if _ONES[k] < 10) + r"))?"
-    r"|(" + "|".join(_ONES) + r")|(a dozen|a hundred|a thousand|a year|a month|a week|a day|an hour|twice|once))\b",
+    r"|(" + "|".join(_ONES) + r")|(a dozen|a hundred|a thousand|twice|once))\b",
     re.IGNORECASE,
 )
 _PHRASES = {"a dozen": 12, "a hundred": 100, "a thousand": 1000, "twice": 2, "once": 1}
-_ARTICLE_UNITS = {"a year": "1 year", "a month": "1 month", "a week": "1 week", "a day": "1 day", "an hour": "1 hour"}
 
 # Units a number may carry; the key is the written form's start, the value its name.
 _UNITS = {
@@ -106,6 +105,7 @@ _NUMBER = re.compile(
     + r")(?:e?s)?\b|\s*(%))?",
     re.IGNORECASE,
 )
+_UNIT_BEFORE = re.compile(r"\b(day|week|month|year)\s+$", re.IGNORECASE)
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _ORDINAL = re.compile(r"\b(\d+)(?:st|nd|rd|th)\b", re.IGNORECASE)
 
@@ -138,7 +138,7 @@ def _words_to_digits(m: re.Match[str]) -> str:
     tens, ones, single, phrase = m.groups()
     if phrase:
         lowered = phrase.lower()
-        return _ARTICLE_UNITS.get(lowered) or str(_PHRASES[lowered])
+        return str(_PHRASES[lowered])
     if tens:
         return str(_TENS[tens.lower()] + (_ONES[ones.lower()] if ones else 0))
     return str(_ONES[single.lower()])
@@ -209,6 +209,9 @@ def _numbers(norm: str) -> list[tuple[Fact, int, int]]:
             continue
         written = (m.group(3) or m.group(4) or "").lower()
         unit: str | None = _UNITS.get(written) if written else None
+        before = _UNIT_BEFORE.search(norm, max(0, m.start() - 12), m.start())
+        if unit is None and before:
+            unit = before.group(1).lower()  # "day 30" of a timeline: a point in days
         values = [m.group(1)] + ([m.group(2)] if m.group(2) else [])
         for raw in values:
             out.append((Fact(_value(raw), unit, _kind(unit)), m.start(), m.end()))

@@ -45,7 +45,10 @@ class BagOfWords:
 
 @pytest.fixture
 def checker() -> GroundingChecker:
-    return GroundingChecker(BagOfWords())
+    # A lenient support threshold: these tests are about claims, values, citations and
+    # offsets; the calibrated default (strict: it flags about a third of supported
+    # sentences) is measured by bench/grounding_checker.py with the real encoder.
+    return GroundingChecker(BagOfWords(), support_threshold=0.5)
 
 
 def test_invoice_retention_duration_is_a_number_mismatch_at_its_offsets(checker: GroundingChecker) -> None:
