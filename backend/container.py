@@ -22,6 +22,7 @@ from backend.chat.pipeline import ChatPipeline, Limits
 from backend.chat.recorder import ChatRecorder
 from backend.db.group_commit import GroupCommit
 from backend.db.session import Database, migrate
+from backend.grounding import GroundingChecker
 from backend.guard.policy import PiiGuard
 from backend.identity.keycache import KeyAuthenticator
 from backend.knowledge.wiring import Knowledge, build_knowledge
@@ -187,6 +188,7 @@ def build_container(
         Limits(settings.max_input_chars, settings.max_messages, settings.request_deadline_s),
         batcher=RouteBatcher(router), recorder=ChatRecorder(db, GroupCommit(db), audit, registry, experts, metrics),
         pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
+        grounding=GroundingChecker(encoder),  # the same loaded model as the router's
     )  # fmt: skip
     return Container(
         settings=settings,

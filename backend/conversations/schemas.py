@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from backend.chat.schemas import Citation, FallbackOut
+from backend.chat.schemas import Citation, FallbackOut, GroundingOut
 
 
 class ConversationOut(BaseModel):
@@ -36,6 +36,7 @@ class StoredRoute(BaseModel):
     router_version: str | None = None
     citations: list[Citation] = []
     fallbacks: list[FallbackOut] = []
+    grounding: GroundingOut | None = None  # the marks shown when the conversation reopens
 
 
 class MessageOut(BaseModel):

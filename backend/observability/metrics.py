@@ -111,6 +111,25 @@ class Metrics:
             ["expert"],
             registry=r,
         )
+        self.grounding = Histogram(
+            "expertgate_grounding_score",
+            "Share of an answer's claims supported by the passages it cites, by answering expert",
+            ["expert"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.unsupported = Counter(
+            "expertgate_unsupported_claims",
+            "Answer claims the cited passages do not support, by expert and reason",
+            ["expert", "reason"],
+            registry=r,
+        )
+        self.grounding_actions = Counter(
+            "expertgate_grounding_actions",
+            "Answers below their expert's min_score, by expert and the policy's action",
+            ["expert", "action"],
+            registry=r,
+        )
         self.retrieval_degraded = Counter(
             "expertgate_retrieval_degraded", "Answers given without (some) retrieval", registry=r
         )
@@ -167,6 +186,17 @@ class Metrics:
             self.tokens.labels(expert, "completion").inc(trace.usage.completion_tokens)
         for step in trace.fallbacks:
             self.fallbacks.labels(step.expert).inc()
+        self._observe_grounding(expert, trace.grounding)
+
+    def _observe_grounding(self, expert: str, grounding: Mapping[str, object] | None) -> None:
+        if grounding is None or not isinstance(grounding.get("score"), int | float):
+            return
+        self.grounding.labels(expert).observe(float(grounding["score"]))  # type: ignore[arg-type]
+        for mark in grounding.get("unsupported") or []:  # type: ignore[attr-defined]
+            self.unsupported.labels(expert, str(mark.get("reason", "unsupported"))).inc()
+        action = grounding.get("action")
+        if action not in (None, "none"):
+            self.grounding_actions.labels(expert, str(action)).inc()
 
     def render(self) -> bytes:
         """The exposition text for GET /metrics."""

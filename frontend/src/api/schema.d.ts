@@ -1755,6 +1755,7 @@ export interface components {
              * @default []
              */
             fallbacks?: components["schemas"]["FallbackOut"][];
+            grounding?: components["schemas"]["GroundingOut"] | null;
             /**
              * Probabilities
              * @default {}
