@@ -2,6 +2,7 @@
 
 Modules:
 
+- :mod:`record`     the event's fields, listed once; every other form reuses them
 - :mod:`canonical`  canonical JSON (the exact bytes that are hashed)
 - :mod:`chain`      the hash chain itself: keys, content digests, event hashes (pure)
 - :mod:`types`      frozen values: Actor, AuditEntry, AuditFilter, VerifyReport

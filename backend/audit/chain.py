@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from backend.audit.canonical import canonical_json
+from backend.audit.record import HASHED_FIELDS, EventFields
 
 GENESIS_HASH = "0" * 64
 SHA256 = "sha256"
@@ -82,25 +82,12 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(frozen=True, slots=True)
-class EventBody:
-    """Every hashed field of one event, exactly as stored."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventBody(EventFields[datetime]):
+    """One event at its place in the chain (``seq``, after ``prev_hash``); a pending
+    event has none yet (0 and ""). Every field is hashed but the text (record.py)."""
 
     seq: int
-    ts: datetime
-    request_id: str | None
-    action: str
-    outcome: str
-    status: int | None
-    user_id: int | None
-    user_email: str | None
-    team: str | None
-    channel: str
-    expert: str | None
-    reason: str | None
-    payload: Mapping[str, object]
-    content_digest: str
-    alg: str
     prev_hash: str
 
     def canonical(self) -> bytes:
@@ -108,22 +95,9 @@ class EventBody:
 
     def _fields(self) -> dict[str, object]:
         """Every hashed field but the chain position (seq, prev_hash)."""
-        return {
-            "ts": format_ts(self.ts),
-            "request_id": self.request_id,
-            "action": self.action,
-            "outcome": self.outcome,
-            "status": self.status,
-            "user_id": self.user_id,
-            "user_email": self.user_email,
-            "team": self.team,
-            "channel": self.channel,
-            "expert": self.expert,
-            "reason": self.reason,
-            "payload": self.payload,
-            "content_digest": self.content_digest,
-            "alg": self.alg,
-        }
+        hashed: dict[str, object] = {name: getattr(self, name) for name in HASHED_FIELDS}
+        hashed["ts"] = format_ts(self.ts)
+        return hashed
 
     def hash(self, key: ChainKey) -> str:
         return key.digest(_EVENT_DOMAIN, self.canonical())

@@ -70,6 +70,8 @@ _BAD_SEAL = "the pending event's seal does not verify (inserted or altered in th
 def _shown(value: object) -> str | None:
     """A claimed column of a rejected row, as text a reader can see (never raises)."""
     return None if value is None else str(value)[:320]
+
+
 _EVENTS = cast(Table, AuditEvent.__table__)
 _OUTBOX = cast(Table, AuditOutbox.__table__)
 _HEAD = cast(Table, AuditChainHead.__table__)
@@ -77,30 +79,15 @@ _LOCK_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=_HEAD.c.seq).return
 
 
 def event_body(row: AuditEventView | PendingRow, *, seq: int, prev_hash: str) -> EventBody:
-    """The hashed fields of a chained event or of a pending outbox row (at ``seq`` after
+    """The body of a chained event or of a pending outbox row (at ``seq`` after
     ``prev_hash``; a pending row has no position yet: 0 and ""). A payload that is not a
     JSON object, which no writer of ours stores, is wrapped: it then fails verification
     (or its seal) instead of passing as some other event."""
-    payload = row.payload if isinstance(row.payload, dict) else {"_not_an_object": row.payload}
     assert row.ts is not None, "only readable events have a body"
-    return EventBody(
-        seq=seq,
-        ts=row.ts,
-        request_id=row.request_id,
-        action=row.action,
-        outcome=row.outcome,
-        status=row.status,
-        user_id=row.user_id,
-        user_email=row.user_email,
-        team=row.team,
-        channel=row.channel,
-        expert=row.expert,
-        reason=row.reason,
-        payload=payload,
-        content_digest=row.content_digest,
-        alg=row.alg,
-        prev_hash=prev_hash,
-    )
+    values = row.columns()
+    if not isinstance(row.payload, dict):
+        values["payload"] = {"_not_an_object": row.payload}
+    return EventBody(**values, seq=seq, prev_hash=prev_hash)
 
 
 def _sealed(key: ChainKey, row: PendingRow, body: EventBody) -> bool:
@@ -135,6 +122,8 @@ def _rejection(key: ChainKey, row: Row[Any], problem: str = _BAD_SEAL) -> EventB
                 "user_email": _shown(row.user_email),
             },
         },
+        prompt=None,
+        answer=None,
         content_digest=content_digest(key, None, None),
         alg=key.alg,
         prev_hash="",
@@ -162,26 +151,17 @@ async def chain_batch(session: AsyncSession, key: ChainKey, limit: int = BATCH) 
         if isinstance(pending, Unreadable):
             problem = f"the pending event does not decode: {pending.problem}"
             log.error("audit outbox row %s: %s; chained as %s", row.id, problem, REJECTED_ACTION)
-            body, prompt, answer = _rejection(key, row, problem), None, None
+            body = _rejection(key, row, problem)
         else:
             body = event_body(pending, seq=0, prev_hash="")
-            prompt, answer = pending.prompt, pending.answer
             if not _sealed(key, pending, body):
                 log.error("audit outbox row %s has a bad seal: chained as %s", row.id, REJECTED_ACTION)
-                body, prompt, answer = _rejection(key, row), None, None
+                body = _rejection(key, row)
         seq += 1
         body = replace(body, seq=seq, prev_hash=prev)
         prev = body.hash(key)
-        events.append(
-            {
-                "seq": seq, "ts": body.ts, "request_id": body.request_id, "action": body.action,
-                "outcome": body.outcome, "status": body.status, "user_id": body.user_id,
-                "user_email": body.user_email, "team": body.team, "channel": body.channel,
-                "expert": body.expert, "reason": body.reason, "payload": body.payload,
-                "prompt": prompt, "answer": answer, "content_digest": body.content_digest,
-                "content_purged_at": None, "alg": body.alg, "prev_hash": body.prev_hash, "hash": prev,
-            }
-        )  # fmt: skip
+        position = {"seq": seq, "prev_hash": body.prev_hash, "hash": prev}
+        events.append({**body.columns(), **position, "content_purged_at": None})
     await session.execute(insert(_EVENTS), events)
     await session.execute(delete(_OUTBOX).where(_OUTBOX.c.id.in_([row.id for row in rows])))
     await session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(seq=seq, hash=prev))

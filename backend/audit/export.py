@@ -4,50 +4,33 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Literal
 
 import orjson
 
 from backend.audit.chain import format_ts
-from backend.audit.types import AuditEventView
+from backend.audit.types import SHOWN_FIELDS, AuditEventView
 
 ExportFormat = Literal["jsonl", "csv"]
-CSV_COLUMNS = (
-    "seq", "ts", "request_id", "action", "outcome", "status", "user_id", "user_email",
-    "team", "channel", "expert", "reason", "payload", "prompt", "answer",
-    "content_digest", "content_purged_at", "alg", "prev_hash", "hash", "unreadable",
-)  # fmt: skip
+CSV_COLUMNS = (*SHOWN_FIELDS, "unreadable")
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return format_ts(value)
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 def event_record(event: AuditEventView) -> dict[str, object]:
     """An event as JSON data: every stored field, so the export can be verified offline.
 
     ``unreadable`` is null, or says why the stored row could not be read."""
-    return {
-        "seq": event.seq,
-        "ts": format_ts(event.ts) if event.ts else None,
-        "request_id": event.request_id,
-        "action": event.action,
-        "outcome": event.outcome,
-        "status": event.status,
-        "user_id": event.user_id,
-        "user_email": event.user_email,
-        "team": event.team,
-        "channel": event.channel,
-        "expert": event.expert,
-        "reason": event.reason,
-        "payload": dict(event.payload),
-        "prompt": event.prompt,
-        "answer": event.answer,
-        "content_digest": event.content_digest,
-        "content_purged_at": (format_ts(event.content_purged_at) if event.content_purged_at else None),
-        "alg": event.alg,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-        # A corrupted row: exported as far as it reads, and marked (rows.py).
-        "unreadable": ({"kind": event.problem.kind, "problem": event.problem.problem} if event.problem else None),
-    }
+    record = {name: _json_value(getattr(event, name)) for name in SHOWN_FIELDS}
+    # A corrupted row: exported as far as it reads, and marked (rows.py).
+    record["unreadable"] = {"kind": event.problem.kind, "problem": event.problem.problem} if event.problem else None
+    return record
 
 
 def _csv_line(values: list[object]) -> str:

@@ -5,10 +5,11 @@ payload that is not JSON (SQLite keeps JSON as text), a NaN or an infinity (whic
 cannot spell, and which canonical JSON refuses), a timestamp that is not a date
 (SQLite text, PostgreSQL ``infinity``), a number in a text column. Decoded by the
 driver or the ORM, such a row raises in the middle of a page or a stream; here the
-payload and the timestamps are fetched as *text* and decoded one row at a time, and a
-row that does not decode becomes an :class:`AuditEventView` whose ``problem`` says
-what is wrong (``kind`` for machines, a sentence for people). Every reader (pages,
-single events, exports, verify) goes through :func:`event_columns` and :func:`decode`.
+payload and the timestamps are fetched as *text*, every column is decoded one row at a
+time as its SQL type (backend/db/models.py) says, and a row that does not decode
+becomes an :class:`AuditEventView` whose ``problem`` says what is wrong (``kind`` for
+machines, a sentence for people). Every reader (pages, single events, exports, verify)
+goes through :func:`event_columns` and :func:`decode`.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from __future__ import annotations
 import json
 import math
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, cast, select
+from sqlalchemy import JSON, Column, DateTime, Integer, Row, Select, Table, Text, cast, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from backend.audit.types import AuditEventView, Unreadable
+from backend.audit.record import TEXT_FIELDS, EventFields
+from backend.audit.types import SHOWN_FIELDS, AuditEventView, Unreadable
 from backend.db.models import AuditEvent, AuditOutbox
 
 UNREADABLE_ROW = "unreadable_row"
@@ -61,19 +64,25 @@ def _as_text(column: Any) -> ColumnElement[str]:
     return cast(column, Text)
 
 
+def _undecoded(model: type[AuditEvent | AuditOutbox]) -> Select[Any]:
+    """SELECT of every column of ``model``, timestamps and JSON as text (see the module)."""
+    columns: list[Any] = []
+    for column in typing.cast(Table, model.__table__).columns:
+        attribute = getattr(model, column.key)
+        if isinstance(column.type, DateTime):
+            attribute = _TimestampText(attribute).label(column.key)
+        elif isinstance(column.type, JSON):
+            attribute = _as_text(attribute).label(column.key)
+        columns.append(attribute)
+    return typing.cast("Select[Any]", select(*columns))
+
+
 def event_columns() -> Select[Any]:
     """SELECT of every audit_events column with payload and timestamps left undecoded.
 
     Add WHERE / ORDER BY as for ``select(AuditEvent)``; decode each row with :func:`decode`.
     """
-    e = AuditEvent
-    stmt = select(
-        e.seq, _TimestampText(e.ts).label("ts"), e.request_id, e.action, e.outcome, e.status,
-        e.user_id, e.user_email, e.team, e.channel, e.expert, e.reason,
-        _as_text(e.payload).label("payload"), e.prompt, e.answer, e.content_digest,
-        _TimestampText(e.content_purged_at).label("content_purged_at"), e.alg, e.prev_hash, e.hash,
-    )  # fmt: skip
-    return typing.cast("Select[Any]", stmt)
+    return _undecoded(AuditEvent)
 
 
 class _Bad(ValueError):
@@ -124,144 +133,110 @@ def parse_ts(raw: object, column: str = "ts") -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _int(row: Row[Any], name: str) -> int | None:
-    value = getattr(row, name)
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise _Bad(UNREADABLE_ROW, f"column {name} holds {value!r}, not a whole number")
+# Column readers: ``raw`` as _undecoded fetches it -> the value, or raise _Bad. One call
+# per column per row (verify reads the whole chain): kept to one Python call each.
 
 
-def _str(row: Row[Any], name: str, *, required: bool = False) -> str | None:
-    value = getattr(row, name)
-    if isinstance(value, str) or (value is None and not required):
-        return value
-    raise _Bad(UNREADABLE_ROW, f"column {name} holds {value!r}, not text")
+def _whole(column: str, nullable: bool, raw: object) -> int | None:
+    if (raw is None and nullable) or (isinstance(raw, int) and not isinstance(raw, bool)):
+        return raw
+    raise _Bad(UNREADABLE_ROW, f"column {column} holds {raw!r}, not a whole number")
+
+
+def _text(column: str, nullable: bool, raw: object) -> str | None:
+    if isinstance(raw, str) or (raw is None and nullable):
+        return raw
+    raise _Bad(UNREADABLE_ROW, f"column {column} holds {raw!r}, not text")
+
+
+def _timestamp(column: str, nullable: bool, raw: object) -> datetime | None:
+    return None if raw is None and nullable else parse_ts(raw, column)
+
+
+def _json(column: str, nullable: bool, raw: object) -> Mapping[str, object] | None:
+    return None if raw is None and nullable else _payload(raw)
+
+
+_Read = Callable[[object], Any]
+
+
+def _reader(column: Column[Any]) -> _Read:
+    """How to decode ``column``: as its SQL type and nullability say."""
+    kind = column.type
+    read = (
+        _timestamp if isinstance(kind, DateTime)
+        else _json if isinstance(kind, JSON)
+        else _whole if isinstance(kind, Integer)
+        else _text
+    )  # fmt: skip
+    return partial(read, column.key, bool(column.nullable))
+
+
+def _readers(model: type[AuditEvent | AuditOutbox], names: tuple[str, ...]) -> tuple[tuple[str, _Read], ...]:
+    # In the order of ``names``: of several bad columns, the first is the one named.
+    columns = typing.cast(Table, model.__table__).c
+    return tuple((name, _reader(columns[name])) for name in names)
+
+
+def _decoded(row: Row[Any], readers: tuple[tuple[str, _Read], ...]) -> dict[str, Any]:
+    return {name: read(getattr(row, name)) for name, read in readers}
+
+
+def _empty(column: Column[Any]) -> object:
+    """What a column that does not read shows in the view of a corrupted row."""
+    if isinstance(column.type, DateTime) or column.nullable:
+        return None
+    if isinstance(column.type, JSON):
+        return {}
+    return -1 if isinstance(column.type, Integer) else ""
+
+
+_EVENT_READERS = _readers(AuditEvent, SHOWN_FIELDS)
+# Left empty in the view of a corrupted row even where they read: without its payload
+# nobody can tell who may see the text (restricted.py), nor what the purge mark is worth.
+_WITHHELD_WHEN_UNREADABLE = ("payload", *TEXT_FIELDS, "content_purged_at")
 
 
 def decode(row: Row[Any]) -> AuditEventView:
     """The view of one row of :func:`event_columns`. Never raises: a row that does not
     decode comes back with ``problem`` set and the columns that could not be read
-    empty (None, ``{}`` or ``""``)."""
+    empty (None, ``{}``, ``""``, seq -1)."""
     try:
-        return _decode(row)
+        return AuditEventView(**_decoded(row, _EVENT_READERS))
     except _Bad as bad:
         problem = Unreadable(bad.kind, bad.problem)
     # Salvage what reads on its own, so the reader sees which row this is.
-    seq = row.seq if isinstance(row.seq, int) else -1
-    try:
-        ts: datetime | None = parse_ts(row.ts)
-    except _Bad:
-        ts = None
-
-    def text(name: str) -> str | None:
+    columns = typing.cast(Table, AuditEvent.__table__).c
+    salvaged: dict[str, Any] = {}
+    for name, read in _EVENT_READERS:
         try:
-            return _str(row, name)
+            salvaged[name] = _empty(columns[name]) if name in _WITHHELD_WHEN_UNREADABLE else read(getattr(row, name))
         except _Bad:
-            return None
-
-    def number(name: str) -> int | None:
-        try:
-            return _int(row, name)
-        except _Bad:
-            return None
-
-    return AuditEventView(
-        seq=seq, ts=ts, request_id=text("request_id"), action=text("action") or "",
-        outcome=text("outcome") or "", status=number("status"), user_id=number("user_id"),
-        user_email=text("user_email"), team=text("team"), channel=text("channel") or "",
-        expert=text("expert"), reason=text("reason"), payload={}, prompt=None, answer=None,
-        content_digest=text("content_digest") or "", content_purged_at=None, alg=text("alg") or "",
-        prev_hash=text("prev_hash") or "", hash=text("hash") or "", problem=problem,
-    )  # fmt: skip
+            salvaged[name] = _empty(columns[name])
+    return AuditEventView(**salvaged, problem=problem)
 
 
-def _decode(row: Row[Any]) -> AuditEventView:
-    seq = _int(row, "seq")
-    assert seq is not None, "seq is the primary key"
-    purged = row.content_purged_at
-    return AuditEventView(
-        seq=seq,
-        ts=parse_ts(row.ts),
-        request_id=_str(row, "request_id"),
-        action=_str(row, "action", required=True) or "",
-        outcome=_str(row, "outcome", required=True) or "",
-        status=_int(row, "status"),
-        user_id=_int(row, "user_id"),
-        user_email=_str(row, "user_email"),
-        team=_str(row, "team"),
-        channel=_str(row, "channel", required=True) or "",
-        expert=_str(row, "expert"),
-        reason=_str(row, "reason"),
-        payload=_payload(row.payload),
-        prompt=_str(row, "prompt"),
-        answer=_str(row, "answer"),
-        content_digest=_str(row, "content_digest", required=True) or "",
-        content_purged_at=None if purged is None else parse_ts(purged, "content_purged_at"),
-        alg=_str(row, "alg", required=True) or "",
-        prev_hash=_str(row, "prev_hash", required=True) or "",
-        hash=_str(row, "hash", required=True) or "",
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRow:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingRow(EventFields[datetime]):
     """One audit_outbox row, decoded: what the chainer hashes, seals and moves."""
 
     id: int
-    ts: datetime
-    request_id: str | None
-    action: str
-    outcome: str
-    status: int | None
-    user_id: int | None
-    user_email: str | None
-    team: str | None
-    channel: str
-    expert: str | None
-    reason: str | None
-    payload: Mapping[str, object]
-    prompt: str | None
-    answer: str | None
-    content_digest: str
-    alg: str
     seal: str
+
+
+_PENDING_READERS = _readers(AuditOutbox, tuple(f.name for f in fields(PendingRow)))
 
 
 def outbox_columns() -> Select[Any]:
     """SELECT of every audit_outbox column with payload and timestamp left undecoded
     (decode each row with :func:`decode_pending`): one bad pending row must not stop
     the chainer from reading the others."""
-    o = AuditOutbox
-    stmt = select(
-        o.id, _TimestampText(o.ts).label("ts"), o.request_id, o.action, o.outcome, o.status, o.user_id,
-        o.user_email, o.team, o.channel, o.expert, o.reason, _as_text(o.payload).label("payload"),
-        o.prompt, o.answer, o.content_digest, o.alg, o.seal,
-    )  # fmt: skip
-    return typing.cast("Select[Any]", stmt)
+    return _undecoded(AuditOutbox)
 
 
 def decode_pending(row: Row[Any]) -> PendingRow | Unreadable:
     """The decoded outbox row, or what is wrong with it. Never raises."""
     try:
-        return PendingRow(
-            id=int(row.id),
-            ts=parse_ts(row.ts),
-            request_id=_str(row, "request_id"),
-            action=_str(row, "action", required=True) or "",
-            outcome=_str(row, "outcome", required=True) or "",
-            status=_int(row, "status"),
-            user_id=_int(row, "user_id"),
-            user_email=_str(row, "user_email"),
-            team=_str(row, "team"),
-            channel=_str(row, "channel", required=True) or "",
-            expert=_str(row, "expert"),
-            reason=_str(row, "reason"),
-            payload=_payload(row.payload),
-            prompt=_str(row, "prompt"),
-            answer=_str(row, "answer"),
-            content_digest=_str(row, "content_digest", required=True) or "",
-            alg=_str(row, "alg", required=True) or "",
-            seal=_str(row, "seal", required=True) or "",
-        )
+        return PendingRow(**_decoded(row, _PENDING_READERS))
     except _Bad as bad:
         return Unreadable(bad.kind, bad.problem)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-from backend.audit.types import AuditEventView, VerifyReport
+from backend.audit.types import SHOWN_FIELDS, AuditEventView, VerifyReport
 
 
 class UnreadableOut(BaseModel):
@@ -17,27 +17,26 @@ class UnreadableOut(BaseModel):
     problem: str
 
 
-class AuditEventOut(BaseModel):
-    seq: int
-    ts: datetime | None = Field(description="null only when the stored timestamp is unreadable (see `unreadable`)")
-    request_id: str | None
-    action: str
-    outcome: str
-    status: int | None
-    user_id: int | None
-    user_email: str | None
-    team: str | None
-    channel: str
-    expert: str | None
-    reason: str | None
-    payload: dict[str, Any]
-    prompt: str | None
-    answer: str | None
-    content_digest: str
-    content_purged_at: datetime | None
-    alg: str
-    prev_hash: str
-    hash: str
+def _stored_fields() -> dict[str, Any]:
+    """The view's stored fields (types.py), in the order they are shown, as required
+    pydantic fields; ``ts`` (a type parameter there) given its type and a description."""
+    types = get_type_hints(AuditEventView)
+    out: dict[str, Any] = {name: (types[name], ...) for name in SHOWN_FIELDS}
+    out["ts"] = (
+        datetime | None,
+        Field(description="null only when the stored timestamp is unreadable (see `unreadable`)"),
+    )
+    return out
+
+
+if TYPE_CHECKING:
+    _StoredEventOut = BaseModel
+else:  # built from the view's fields, so they are listed once (backend/audit/record.py)
+    _StoredEventOut = create_model("_StoredEventOut", **_stored_fields())
+
+
+class AuditEventOut(_StoredEventOut):
+    # No docstring: it would become the schema's description (the OpenAPI would change).
     unreadable: UnreadableOut | None = Field(
         default=None, description="set when the stored row is corrupted: run `expertgate audit verify`"
     )

@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
+from backend.audit.record import EVENT_FIELDS, EventFields
 from backend.identity.types import Principal
 
 TextPolicy = Literal["full", "redacted", "hash"]
@@ -101,37 +102,30 @@ class Unreadable:
     problem: str
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEventView:
-    """One stored event, as read back.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEventView(EventFields[datetime | None]):
+    """One stored event, as read back: its fields (record.py), its chain position and
+    the purge mark retention sets.
 
-    ``problem`` is set when the row is corrupted; the fields that could not be read are
+    ``problem`` is set when the row is corrupted: the fields that could not be read are
     then empty (``ts`` None, ``payload`` empty, no text). ``text_withheld``: prompt and
     answer were removed for this reader (docs/governance.md, "Restricted answers").
     """
 
     seq: int
-    ts: datetime | None
-    request_id: str | None
-    action: str
-    outcome: str
-    status: int | None
-    user_id: int | None
-    user_email: str | None
-    team: str | None
-    channel: str
-    expert: str | None
-    reason: str | None
-    payload: Mapping[str, object]
-    prompt: str | None
-    answer: str | None
-    content_digest: str
     content_purged_at: datetime | None
-    alg: str
     prev_hash: str
     hash: str
     problem: Unreadable | None = None
     text_withheld: bool = False
+
+
+# The stored fields of an event in the order they are shown (API) and exported: that of
+# the audit_events table, which keeps the purge mark beside the digest it concerns.
+_AFTER_DIGEST = EVENT_FIELDS.index("content_digest") + 1
+SHOWN_FIELDS: tuple[str, ...] = (
+    "seq", *EVENT_FIELDS[:_AFTER_DIGEST], "content_purged_at", *EVENT_FIELDS[_AFTER_DIGEST:], "prev_hash", "hash",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

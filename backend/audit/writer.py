@@ -170,18 +170,13 @@ class AuditTrail:
             expert=entry.expert,
             reason=entry.reason,
             payload=payload,
+            prompt=prompt,
+            answer=answer,
             content_digest=content_digest(self.key, prompt, answer),
             alg=self.key.alg,
             prev_hash="",
         )
-        return {
-            "ts": body.ts, "request_id": body.request_id, "action": body.action,
-            "outcome": body.outcome, "status": body.status, "user_id": body.user_id,
-            "user_email": body.user_email, "team": body.team, "channel": body.channel,
-            "expert": body.expert, "reason": body.reason, "payload": payload,
-            "prompt": prompt, "answer": answer, "content_digest": body.content_digest,
-            "alg": body.alg, "seal": body.seal(self.key),
-        }  # fmt: skip
+        return {**body.columns(), "seal": body.seal(self.key)}
 
     def _wake_after_commit(self, session: AsyncSession) -> None:
         """Set :attr:`enqueued` when ``session`` commits (once per transaction): woken

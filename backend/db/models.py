@@ -115,48 +115,11 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class AuditEvent(Base):
-    """One hash-chained audit event (backend/audit). Rows are appended, never updated,
-    except that retention may null ``prompt``/``answer`` and set ``content_purged_at``.
+class AuditEventColumns:
+    """The columns ``audit_events`` and ``audit_outbox`` share: one per field of
+    :class:`backend.audit.record.EventFields`, same names and order, with their SQL
+    types (tests/unit/test_audit_record.py holds the two lists in step)."""
 
-    No foreign keys: the record must outlive the users and keys it names.
-    """
-
-    __tablename__ = "audit_events"
-
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    action: Mapped[str] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(16))
-    status: Mapped[int | None] = mapped_column(Integer)
-    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    user_email: Mapped[str | None] = mapped_column(String(320), index=True)
-    team: Mapped[str | None] = mapped_column(String(120))
-    channel: Mapped[str] = mapped_column(String(20))
-    expert: Mapped[str | None] = mapped_column(String(32))
-    reason: Mapped[str | None] = mapped_column(String(32))
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    prompt: Mapped[str | None] = mapped_column(Text)
-    answer: Mapped[str | None] = mapped_column(Text)
-    content_digest: Mapped[str] = mapped_column(String(64))
-    content_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    alg: Mapped[str] = mapped_column(String(40))
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
-
-
-class AuditOutbox(Base):
-    """An audit event written by a request and not yet chained (backend/audit/chainer.py).
-
-    The same fields as :class:`AuditEvent` less the chain position (seq, prev_hash,
-    hash), plus ``seal``: a keyed digest of the fields, checked by the chainer, so a row
-    slipped into this table by someone without the key is never chained as genuine.
-    """
-
-    __tablename__ = "audit_outbox"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     request_id: Mapped[str | None] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
@@ -173,6 +136,37 @@ class AuditOutbox(Base):
     answer: Mapped[str | None] = mapped_column(Text)
     content_digest: Mapped[str] = mapped_column(String(64))
     alg: Mapped[str] = mapped_column(String(40))
+
+
+class AuditEvent(AuditEventColumns, Base):
+    """One hash-chained audit event (backend/audit): the shared columns plus its chain
+    position (seq, prev_hash, hash). Rows are appended, never updated, except that
+    retention may null ``prompt``/``answer`` and set ``content_purged_at``.
+
+    No foreign keys: the record must outlive the users and keys it names.
+    """
+
+    __tablename__ = "audit_events"
+    # Few indexes: every one is paid on each append (the outbox has none).
+    __table_args__ = tuple(Index(f"ix_audit_events_{c}", c) for c in ("ts", "request_id", "user_id", "user_email"))
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    content_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditOutbox(AuditEventColumns, Base):
+    """An audit event written by a request and not yet chained (backend/audit/chainer.py).
+
+    The shared columns, without a chain position, plus ``seal``: a keyed digest of the
+    fields, checked by the chainer, so a row slipped into this table by someone without
+    the key is never chained as genuine.
+    """
+
+    __tablename__ = "audit_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     seal: Mapped[str] = mapped_column(String(64))
 
 

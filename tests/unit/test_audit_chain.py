@@ -81,7 +81,8 @@ def test_event_hash_covers_every_field_and_the_key() -> None:
     body = EventBody(
         seq=1, ts=datetime(2026, 1, 1, tzinfo=UTC), request_id="r", action="a", outcome="ok",
         status=200, user_id=1, user_email="e", team=None, channel="api", expert="code",
-        reason="routed", payload={"k": 1}, content_digest="d", alg=KEY.alg, prev_hash="0" * 64,
+        reason="routed", payload={"k": 1}, prompt="p", answer="a", content_digest="d", alg=KEY.alg,
+        prev_hash="0" * 64,
     )  # fmt: skip
     import dataclasses
 
@@ -99,6 +100,8 @@ def test_event_hash_covers_every_field_and_the_key() -> None:
     assert body.hash(ChainKey(None)) != h
     # Naive timestamps (how SQLite returns them) are UTC.
     assert dataclasses.replace(body, ts=datetime(2026, 1, 1)).hash(KEY) == h
+    # The text is not hashed (content_digest is), so retention can drop it.
+    assert dataclasses.replace(body, prompt=None, answer="other").hash(KEY) == h
 
 
 # -- append and verify ---------------------------------------------------------------
@@ -195,8 +198,8 @@ async def _forge_after(db: Database, seq: int, key: ChainKey, *, update_head: bo
         body = EventBody(
             seq=seq + 1, ts=datetime.now(UTC), request_id=None, action="key.created",
             outcome="ok", status=200, user_id=1, user_email="mallory@example.com", team=None,
-            channel="api", expert=None, reason=None, payload={}, content_digest=digest,
-            alg=key.alg, prev_hash=prev.hash,
+            channel="api", expert=None, reason=None, payload={}, prompt=None, answer=None,
+            content_digest=digest, alg=key.alg, prev_hash=prev.hash,
         )  # fmt: skip
         s.add(
             AuditEvent(
@@ -348,7 +351,8 @@ def test_event_canonical_bytes_hash_and_seal_are_pinned() -> None:
         status=200, user_id=7, user_email="alice@example.com", team="légal", channel="api",
         expert="legal", reason="routed",
         payload={"route": {"probabilities": {"legal": 0.9, "code": 0.1}}, "n": 1, "z": -0.0, "t": [1, "é", None, True]},
-        content_digest=content_digest(KEY, "question", "answer"), alg=KEY.alg, prev_hash="ab" * 32,
+        prompt="question", answer="answer", content_digest=content_digest(KEY, "question", "answer"),
+        alg=KEY.alg, prev_hash="ab" * 32,
     )  # fmt: skip
     assert (
         body.canonical()
@@ -369,7 +373,8 @@ def test_event_canonical_bytes_hash_and_seal_are_pinned() -> None:
     empty = EventBody(
         seq=1, ts=datetime(2026, 1, 1, tzinfo=UTC), request_id=None, action="a", outcome="refused",
         status=None, user_id=None, user_email=None, team=None, channel="cli", expert=None, reason=None,
-        payload={}, content_digest=content_digest(unkeyed, None, None), alg="sha256", prev_hash="0" * 64,
+        payload={}, prompt=None, answer=None, content_digest=content_digest(unkeyed, None, None), alg="sha256",
+        prev_hash="0" * 64,
     )  # fmt: skip
     assert empty.hash(unkeyed) == "f308f9943edf985c9f4acf602c97a071a64f749967f34bb103457b19b241d2ef"
     assert empty.seal(unkeyed) == "55e2947a10bf61a5a7330a953b2ac57ae6f5992d0370dcfe6952f98e27d0bb0d"
