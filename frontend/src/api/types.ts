@@ -23,6 +23,8 @@ export interface RouteView {
   citations: Citation[];
   fallbacks: Fallback[];
   probabilities: Record<string, number>;
+  /** The answer checked against its passages; null: not checked (or not yet, mid-stream). */
+  grounding: Grounding | null;
 }
 
 export function routeView(route: RouteInfo | StoredRoute): RouteView {
@@ -33,6 +35,70 @@ export function routeView(route: RouteInfo | StoredRoute): RouteView {
     citations: route.citations ?? [],
     fallbacks: route.fallbacks ?? [],
     probabilities: route.probabilities ?? {},
+    // The stored route record holds it too (read as unknown: older records lack it).
+    grounding: "grounding" in route ? groundingOf(route.grounding) : null,
+  };
+}
+
+export type UnsupportedReason = "number_mismatch" | "unsupported" | "contradiction";
+export type GroundingAction = "none" | "flag" | "quote" | "refuse";
+
+/**
+ * A span of the answer its passages do not support. `start`/`end` are offsets into the
+ * answer's full text as the server counts them (Unicode code points), `text` is that slice.
+ */
+export interface UnsupportedSpan {
+  start: number;
+  end: number;
+  text: string;
+  reason: UnsupportedReason;
+  detail: string;
+}
+
+/**
+ * `expertgate.grounding` (docs/grounding.md): `score` is the share of the `checked`
+ * statements the cited passages support (null: nothing checked); `action` is what the
+ * expert's policy did with a failing answer.
+ */
+export interface Grounding {
+  score: number | null;
+  checked: number;
+  unsupported: UnsupportedSpan[];
+  action: GroundingAction;
+}
+
+const REASONS: readonly string[] = ["number_mismatch", "unsupported", "contradiction"];
+const ACTIONS: readonly string[] = ["none", "flag", "quote", "refuse"];
+
+function spanOf(value: unknown): UnsupportedSpan | null {
+  if (typeof value !== "object" || value === null) return null;
+  const v = value as Record<string, unknown>;
+  if (!Number.isInteger(v.start) || !Number.isInteger(v.end) || typeof v.text !== "string") return null;
+  return {
+    start: v.start as number,
+    end: v.end as number,
+    text: v.text,
+    reason: (REASONS.includes(v.reason as string) ? v.reason : "unsupported") as UnsupportedReason,
+    detail: typeof v.detail === "string" ? v.detail : "",
+  };
+}
+
+/**
+ * A grounding record as sent live or stored with a message, checked field by field:
+ * null when absent or not an object; unknown reasons read as "unsupported", unknown
+ * actions as "none", malformed spans are dropped.
+ */
+export function groundingOf(value: unknown): Grounding | null {
+  if (typeof value !== "object" || value === null) return null;
+  const v = value as Record<string, unknown>;
+  const score = typeof v.score === "number" && Number.isFinite(v.score) ? v.score : null;
+  const checked = Number.isInteger(v.checked) && (v.checked as number) > 0 ? (v.checked as number) : 0;
+  const spans = Array.isArray(v.unsupported) ? v.unsupported.map(spanOf) : [];
+  return {
+    score,
+    checked,
+    unsupported: spans.filter((s): s is UnsupportedSpan => s !== null),
+    action: (ACTIONS.includes(v.action as string) ? v.action : "none") as GroundingAction,
   };
 }
 

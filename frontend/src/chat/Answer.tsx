@@ -5,6 +5,7 @@ import { Markdown } from "../markdown/Markdown";
 import { CitationDialog, CitationList } from "./Citations";
 import { ExpertBadge } from "./ExpertBadge";
 import { Feedback } from "./Feedback";
+import { GroundingNote } from "./GroundingNote";
 import type { AnswerTurn } from "./turns";
 
 interface Props {
@@ -17,6 +18,8 @@ export function Answer({ api, turn, experts }: Props) {
   const [open, setOpen] = useState<number | null>(null);
   const citations = turn.route?.citations ?? [];
   const opened = citations.find((c) => c.number === open) ?? null;
+  // Sent with the last chunk of a stream, over the text as it was then complete.
+  const grounding = turn.status === "done" ? (turn.route?.grounding ?? null) : null;
   return (
     <article
       className="turn answer"
@@ -30,11 +33,17 @@ export function Answer({ api, turn, experts }: Props) {
         turn.status === "streaming" && <p className="muted">Routing…</p>
       )}
       {turn.text ? (
-        <Markdown text={turn.text} citationCount={citations.length} onCite={setOpen} />
+        <Markdown
+          text={turn.text}
+          citationCount={citations.length}
+          onCite={setOpen}
+          marks={grounding?.unsupported}
+        />
       ) : (
         turn.status === "streaming" && turn.route && <p className="muted typing">Writing…</p>
       )}
       {turn.status === "stopped" && <p className="muted">Stopped.</p>}
+      <GroundingNote grounding={grounding} />
       {turn.error && (
         <p className="error" role="alert">
           {turn.error}

@@ -16,6 +16,7 @@ const base: RouteView = {
   citations: [],
   fallbacks: [],
   probabilities: {},
+  grounding: null,
 };
 
 function apiAnswering(status: number, json: unknown) {
