@@ -6,7 +6,7 @@ never leave this package's Web API calls). Text uses Slack mrkdwn, escaped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,46 @@ class AnswerView:
     text: str
     retrieval: Retrieval
     experts: Sequence[str]  # every expert the user may pick as "should have gone to"
+    grounding: Mapping[str, object] | None = None  # the grounding check's record
+
+
+def _marks(view: AnswerView) -> list[tuple[int, int, str]]:
+    """(start, end, detail) of the unsupported spans, in order, inside the text, not overlapping."""
+    raw = (view.grounding or {}).get("unsupported")
+    marks: list[dict[str, Any]] = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
+    out: list[tuple[int, int, str]] = []
+    for mark in sorted(marks, key=lambda m: int(m.get("start", 0))):
+        start, end = int(mark.get("start", -1)), int(mark.get("end", -1))
+        if 0 <= start < end <= len(view.text) and (not out or start >= out[-1][1]):
+            out.append((start, end, str(mark.get("detail", ""))))
+    return out
+
+
+def marked_text(view: AnswerView) -> str:
+    """The answer, escaped, with each unsupported span in italics and a :warning: after it."""
+    parts, at = [], 0
+    for start, end, _ in _marks(view):
+        parts += [escape(view.text[at:start]), "_", escape(view.text[start:end]).strip(), "_ :warning:"]
+        at = end
+    parts.append(escape(view.text[at:]))
+    return "".join(parts)
+
+
+def grounding_line(view: AnswerView) -> str | None:
+    """Under the answer: how many statements the cited documents do not support, and why."""
+    marks = _marks(view)
+    grounding = view.grounding or {}
+    action = grounding.get("action")
+    if action == "quote":
+        return ":warning: The model's answer was not supported by the documents, so this quotes them instead."
+    if action == "refuse":
+        return ":warning: The documents do not clearly answer this."
+    if not marks:
+        return None
+    checked = grounding.get("checked")
+    lines = [f":warning: {len(marks)} of {checked} statements are not supported by the cited documents:"]
+    lines += [f"• {escape(detail)}" for _, _, detail in marks[:3]]
+    return "\n".join(lines)
 
 
 def badge(expert: str, confidence: float, reason: str) -> str:
@@ -66,7 +106,10 @@ def streaming_text(expert: str, text: str) -> str:
 
 def answer_text(view: AnswerView) -> str:
     """The plain-text fallback (notifications, clients without blocks)."""
-    parts = [badge(view.expert, view.confidence, view.reason), escape(view.text)]
+    parts = [badge(view.expert, view.confidence, view.reason), marked_text(view)]
+    line = grounding_line(view)
+    if line:
+        parts.append(line)
     cites = citation_lines(view.retrieval)
     if cites:
         parts.append("Sources: " + " ".join(cites))
@@ -74,13 +117,16 @@ def answer_text(view: AnswerView) -> str:
 
 
 def answer_blocks(view: AnswerView) -> list[Block]:
-    body = escape(view.text) or "_(empty answer)_"
+    body = marked_text(view) or "_(empty answer)_"
     if len(body) > SECTION_LIMIT:
         body = body[: SECTION_LIMIT - 1] + "…"
     blocks: list[Block] = [
         {"type": "context", "elements": [{"type": "mrkdwn", "text": badge(view.expert, view.confidence, view.reason)}]},
         {"type": "section", "text": {"type": "mrkdwn", "text": body}},
     ]
+    line = grounding_line(view)
+    if line:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line}]})
     cites = citation_lines(view.retrieval)
     if cites:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "*Sources:* " + "  ".join(cites)}]})

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from slack_sdk.errors import SlackApiError
@@ -140,6 +141,7 @@ class SlackService:
             request_id = question.request_id
             stream = await self._pipeline.open_stream(question)
             expert, retrieval, parts = stream.routed.decision.expert, NO_RETRIEVAL, []
+            grounding: Mapping[str, object] | None = None
             live, last_update = True, time.monotonic()
             async with contextlib.aclosing(stream):  # its admission goes back on every way out
                 async for event in stream:
@@ -151,7 +153,7 @@ class SlackService:
                             live = await self._progress(placeholder, blocks.streaming_text(expert, "".join(parts)))
                             last_update = time.monotonic()
                     elif isinstance(event, StreamFinished):
-                        conversation_id, retrieval = event.conversation_id, event.retrieval
+                        conversation_id, retrieval, grounding = event.conversation_id, event.retrieval, event.grounding
         except Exception as exc:
             error = to_app_error(exc)
             if error is None:
@@ -174,6 +176,7 @@ class SlackService:
             text="".join(parts),
             retrieval=retrieval,
             experts=[s.name for s in self._registry if s.allows(principal.groups)],
+            grounding=grounding,
         )
         await self._finish(placeholder, blocks.answer_text(view), blocks.answer_blocks(view))
 
