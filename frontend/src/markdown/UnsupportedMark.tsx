@@ -1,9 +1,9 @@
-import type { ReactNode } from "react";
+import { useState, type ReactNode } from "react";
 
 import type { UnsupportedReason, UnsupportedSpan } from "../api/types";
 
 export const REASON_TEXT: Record<UnsupportedReason, string> = {
-  number_mismatch: "A value differs from the cited documents",
+  number_mismatch: "A number or name does not match the cited documents",
   unsupported: "Not supported by the cited documents",
   contradiction: "Contradicts the cited documents",
 };
@@ -32,6 +32,9 @@ interface Props {
  */
 export function UnsupportedMark({ span, id, last, open, onToggle, onClose, children }: Props) {
   const text = explanation(span);
+  // Escape hides the explanation even while hover or focus would show it (WCAG 1.4.13),
+  // until the pointer or the focus leaves.
+  const [dismissed, setDismissed] = useState(false);
   return (
     <>
       <mark
@@ -45,7 +48,11 @@ export function UnsupportedMark({ span, id, last, open, onToggle, onClose, child
         {children}
       </mark>
       {last && (
-        <span className="unsupported-flag">
+        <span
+          className={dismissed ? "unsupported-flag dismissed" : "unsupported-flag"}
+          onMouseLeave={() => setDismissed(false)}
+          onBlur={() => setDismissed(false)}
+        >
           <button
             type="button"
             className="unsupported-button"
@@ -53,12 +60,15 @@ export function UnsupportedMark({ span, id, last, open, onToggle, onClose, child
             aria-describedby={id}
             aria-expanded={open}
             aria-controls={id}
-            onClick={onToggle}
+            onClick={() => {
+              setDismissed(open);
+              onToggle();
+            }}
             onKeyDown={(e) => {
-              if (e.key === "Escape" && open) {
-                e.stopPropagation();
-                onClose();
-              }
+              if (e.key !== "Escape") return;
+              e.stopPropagation();
+              setDismissed(true);
+              onClose();
             }}
           >
             <svg viewBox="0 0 16 16" width="12" height="12" aria-hidden="true" focusable="false">

@@ -83,13 +83,17 @@ describe("Markdown marks", () => {
   it("opens the explanation on a tap of the text or the button, and Escape closes it", () => {
     const text = "It takes 3 days.";
     render(<Markdown text={text} marks={[span(text, "3 days", "The passage says 5 days.", "number_mismatch")]} />);
-    const flag = screen.getByRole("button", { name: "A value differs from the cited documents" });
+    const flag = screen.getByRole("button", { name: "A number or name does not match the cited documents" });
     expect(flag.getAttribute("aria-expanded")).toBe("false");
     fireEvent.click(screen.getByText("3 days"));
     expect(flag.getAttribute("aria-expanded")).toBe("true");
     expect(screen.getByRole("tooltip").className).toContain("open");
     fireEvent.keyDown(flag, { key: "Escape" });
     expect(flag.getAttribute("aria-expanded")).toBe("false");
+    // Dismissed: hover or focus do not bring it back until they leave.
+    expect(flag.parentElement!.className).toContain("dismissed");
+    fireEvent.blur(flag);
+    expect(flag.parentElement!.className).not.toContain("dismissed");
     fireEvent.click(flag);
     expect(flag.getAttribute("aria-expanded")).toBe("true");
     fireEvent.click(flag);
