@@ -37,6 +37,7 @@ from backend.oidc.api import router as auth_router
 from backend.quota.api import me_router as quota_me_router
 from backend.quota.api import router as quota_router
 from backend.resilience.api import router as resilience_router
+from backend.review.api import router as review_router
 from backend.routing.api import router as routing_router
 from backend.routing.reload import GateReloader
 from backend.routing.wiring import router_store
@@ -200,6 +201,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(chat_router)
     app.include_router(health_router)
     app.include_router(conversations_router)
+    app.include_router(review_router)
     app.include_router(audit_router)
     app.include_router(identity_router)
     app.include_router(users_router)

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create = keys.add_parser("create", help="create a user (if new) and an API key for it")
     create.add_argument("--user", required=True, help="the user's email")
-    create.add_argument("--role", default="user", choices=["user", "admin", "auditor"])
+    create.add_argument("--role", default="user", choices=["user", "admin", "auditor", "reviewer"])
     create.add_argument("--team")
     create.add_argument("--group", action="append", help="a group the user belongs to (repeatable)")
     create.add_argument("--name", help="a label for the key")

@@ -8,6 +8,7 @@ AppError                     status  code
  ├── Unauthorized              401   invalid_api_key / slack_signature_invalid
  ├── Forbidden                 403   forbidden
  ├── NotFound                  404   not_found / model_not_found / slack_request_unhandled
+ ├── Conflict                  409   conflict / review_decided (decided by someone else first)
  ├── PayloadTooLarge           413   input_too_large
  ├── ServiceUnavailable        503   expert_unavailable / expert_timeout / answer_incomplete
  │                                    / database_unavailable / not_ready (with Retry-After)
@@ -78,6 +79,10 @@ class Forbidden(AppError):
 
 class NotFound(AppError):
     status, code, type = 404, "not_found", "invalid_request_error"
+
+
+class Conflict(AppError):
+    status, code, type = 409, "conflict", "invalid_request_error"
 
 
 class PayloadTooLarge(AppError):

@@ -88,6 +88,35 @@ class GroundingSpec(_Strict):
     quote_first: bool | None = None
 
 
+class ReviewSpec(_Strict):
+    """Whether a person reviews this expert's answers (docs/review.md).
+
+    ``when``: ``none``; ``on_fail`` (the grounding score is below ``grounding.min_score``);
+    ``always``; ``sample`` (a ``sample_rate`` share of answers, drawn at random).
+    ``delivery``: ``hold`` (the asker sees a placeholder until a reviewer approves) or
+    ``deliver_with_notice`` (the answer is delivered with a notice and queued).
+    ``group``: the reviewer group (a user group) whose members may review this
+    expert; None: every reviewer. Admins may review every expert.
+    """
+
+    when: Literal["none", "on_fail", "always", "sample"] = "none"
+    sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    delivery: Literal["hold", "deliver_with_notice"] = "hold"
+    group: str | None = Field(default=None, min_length=1, max_length=120)
+
+    @model_validator(mode="after")
+    def _rate_fits(self) -> ReviewSpec:
+        if self.when == "sample" and self.sample_rate <= 0.0:
+            raise ValueError("sample_rate: must be above 0 when 'when' is 'sample'")
+        if self.when != "sample" and self.sample_rate:
+            raise ValueError("sample_rate: only used when 'when' is 'sample'")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.when != "none"
+
+
 class ReplicaSpec(_Strict):
     """One of several endpoints serving the same expert (same model, own address).
 
@@ -131,6 +160,7 @@ class ExpertSpec(_Strict):
     # no local check (the endpoint's own context error becomes the same 400).
     context_tokens: int | None = Field(default=None, ge=256, le=10_000_000)
     grounding: GroundingSpec = GroundingSpec()
+    review: ReviewSpec = ReviewSpec()
 
     @field_validator("name")
     @classmethod

@@ -13,6 +13,7 @@ appends :func:`chat_entry` of it. Payload shape (stable keys; see docs/governanc
     retrieval: whatever the retrieval stage reports (chunk ids, index version)
     completeness: complete | cut_by_token_cap | interrupted | none (see completeness())
     grounding: score, checked, unsupported [{start, end, text, reason, detail}], action
+    review:    id, trigger (on_fail | always | sample), delivery, status (sent to a person)
     error:     code, message (failures only)
 """
 
@@ -55,6 +56,7 @@ class ChatTrace:
     retrieval: Mapping[str, object] = field(default_factory=dict)
     error: AppError | None = None
     grounding: Mapping[str, object] | None = None  # the grounding check's record
+    review: Mapping[str, object] | None = None  # the answer went to review (backend/review)
 
 
 def route_record(decision: RoutingDecision, expert: str | None = None) -> dict[str, object]:
@@ -119,6 +121,8 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str], action: str = CHA
         payload["retrieval"] = dict(trace.retrieval)
     if trace.grounding is not None:
         payload["grounding"] = dict(trace.grounding)
+    if trace.review is not None:
+        payload["review"] = dict(trace.review)
     status = 200
     if trace.error is not None:
         status = trace.error.status

@@ -26,6 +26,7 @@ from backend.chat.schemas import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    ReviewRef,
     RouteBody,
     RouteInfo,
     RouteResponse,
@@ -36,6 +37,7 @@ from backend.deps import get_container, get_principal
 from backend.errors import AppError, BadRequest, to_app_error
 from backend.identity.types import Principal
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
+from backend.review.types import HeldReview
 from experts.registry import AUTO
 from experts.types import FallbackStep, TextDelta
 
@@ -55,6 +57,7 @@ def _route_info(
     upstream_model: str | None = None,
     retrieval: Retrieval = NO_RETRIEVAL,
     grounding: Mapping[str, object] | None = None,
+    review: HeldReview | None = None,
 ) -> RouteInfo:
     d = routed.decision
     return RouteInfo(
@@ -81,6 +84,7 @@ def _route_info(
         conversation_id=conversation_id,
         upstream_model=upstream_model,
         grounding=None if grounding is None else GroundingOut.model_validate(grounding),
+        review=None if review is None else ReviewRef.model_validate(review.ref()),
     )
 
 
@@ -129,6 +133,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     the expert's capacity and recorded as a 200 the client never got. Once FastAPI has
     read the body, the next ASGI message is ``http.disconnect``, when it comes.
     """
+
     async def watch(scope: anyio.CancelScope) -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
@@ -168,6 +173,7 @@ def _completion_body(result: ChatResult) -> ChatCompletion:
             upstream_model=completion.model,
             retrieval=result.retrieval,
             grounding=result.grounding,
+            review=result.review,
         ),
     )
 
@@ -230,6 +236,7 @@ async def _sse(stream: AnswerStream) -> AsyncIterator[bytes]:
                     upstream_model=event.model,
                     retrieval=event.retrieval,
                     grounding=event.grounding,
+                    review=event.review,
                 )
                 usage = {
                     "prompt_tokens": event.usage.prompt_tokens,

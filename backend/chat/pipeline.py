@@ -26,7 +26,10 @@ what each decided lands in the stored route record):
                                             sentences that answer it (quoting.py)
 6. guard output   -> grounding record       the answer checked against its passages
                                             (backend/grounding/), the expert's policy
-                                            applied: flag | quote | refuse
+                                            applied: flag | quote | refuse; then its
+                                            review policy (backend/review): a held
+                                            answer is replaced by a placeholder (a held
+                                            stream's text is kept back, never sent)
 7. record         -> conversation id        user + assistant messages and the audit
                                             event, one transaction (recorder.py)
 8. respond                                  done by the channel from ChatResult / events
@@ -75,6 +78,8 @@ from backend.observability.tracing import (
     traced_stream,
 )
 from backend.quota.service import QuotaService, estimate_tokens
+from backend.review.policy import ReviewPlan, ReviewPolicy
+from backend.review.types import HeldReview
 from backend.routing.batcher import RouteBatcher
 from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.resilience import EXTRACTIVE_FINISH
@@ -113,6 +118,7 @@ class ChatPipeline:
         passages: int = 4,
         quota: QuotaService | None = None,
         grounding: GroundingCheck | None = None,
+        review: ReviewPolicy | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -126,6 +132,8 @@ class ChatPipeline:
         self._passages = passages
         self._quota = quota
         self._grounding = grounding
+        # The experts' review settings; a pure value, so built here when not given.
+        self._review = review or ReviewPolicy(registry)
 
     @property
     def recorder(self) -> ChatRecorder:
@@ -313,11 +321,13 @@ class ChatPipeline:
                 if answer.completion.finish_reason != EXTRACTIVE_FINISH:
                     text = self._quote_first(routed, answer.expert, retrieval, text)
                 text, grounding = await self._ground(routed, answer.expert, retrieval, text)
-                answer = replace(answer, completion=replace(answer.completion, text=text))
+                held = self._held(self._review.plan(answer.expert), text, grounding)
+                shown = text if held is None else held.shown
+                answer = replace(answer, completion=replace(answer.completion, text=shown))
                 conversation_id = await self._recorder.exchange(
                     routed,
                     answer.expert,
-                    text,
+                    shown,
                     answer.completion.usage,
                     answer.fallbacks,
                     generate_ms=generate_ms,
@@ -326,13 +336,21 @@ class ChatPipeline:
                     stream=False,
                     retrieval=retrieval,
                     grounding=grounding,
+                    review=held,
                 )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(routed, exc, started, stream=False, expert=answer.expert)
             raise
         finally:
             await freeing
-        return ChatResult(routed, answer, conversation_id, retrieval, admission.headers, grounding)
+        # A placeholder carries no marks of the draft.
+        shown_grounding = grounding if held is None else held.shown_grounding
+        return ChatResult(routed, answer, conversation_id, retrieval, admission.headers, shown_grounding, held)
+
+    @staticmethod
+    def _held(plan: ReviewPlan | None, text: str, grounding: dict[str, object] | None) -> HeldReview | None:
+        """The review this answer goes to (the expert's ``review`` policy), or None."""
+        return None if plan is None else plan.hold(text, grounding)
 
     # -- stage 6: the answer against its sources ----------------------------------
     def _quote_first(self, routed: Routed, expert: str, retrieval: Retrieval, text: str) -> str:
@@ -408,6 +426,8 @@ class ChatPipeline:
         expert = decision.expert
         fallbacks: tuple[FallbackStep, ...] = ()
         done: StreamDone | None = None
+        plan: ReviewPlan | None = None
+        buffered = False  # the answer may be held: nothing of it is sent before the decision
         started = time.perf_counter()
         try:
             retrieval = await self.retrieve(routed)
@@ -417,14 +437,18 @@ class ChatPipeline:
                 if isinstance(event, StreamStart):
                     expert, fallbacks = event.expert, event.fallbacks
                     retrieval = retrieval.keep(event.passages)
+                    plan = self._review.plan(expert)  # the answering expert's, after any fallback
+                    buffered = plan is not None and plan.buffers
                     yield StreamOpened(expert, fallbacks, retrieval)
                     opening = self._quote_first(routed, expert, retrieval, "")
                     if opening:  # quote-first: what the documents say comes before the draft
                         parts.append(opening)
-                        yield TextDelta(opening)
+                        if not buffered:
+                            yield TextDelta(opening)
                 elif isinstance(event, TextDelta):
                     parts.append(event.text)
-                    yield event
+                    if not buffered:
+                        yield event
                 else:
                     done = event
         except Exception as exc:
@@ -444,10 +468,16 @@ class ChatPipeline:
         assert done is not None, "ExpertService.stream always ends with StreamDone"
         sent = "".join(parts)
         with anyio.CancelScope(shield=True):
-            text, grounding = await self._ground(routed, expert, retrieval, sent, streamed=True)
-        if len(text) > len(sent):  # a correction appended by the expert's policy
-            parts.append(text[len(sent) :])
-            yield TextDelta(text[len(sent) :])
+            # A buffered answer was not sent yet: a replacement replaces it, as when not streamed.
+            text, grounding = await self._ground(routed, expert, retrieval, sent, streamed=not buffered)
+        held = self._held(plan, text, grounding)
+        shown = text if held is None else held.shown
+        if buffered:  # the placeholder, or the released answer, in one piece
+            parts = [shown]
+            yield TextDelta(shown)
+        elif len(shown) > len(sent):  # a correction or a review notice, after what was sent
+            parts.append(shown[len(sent) :])
+            yield TextDelta(shown[len(sent) :])
         try:
             conversation_id = await self._recorder.exchange(
                 routed,
@@ -461,13 +491,17 @@ class ChatPipeline:
                 stream=True,
                 retrieval=retrieval,
                 grounding=grounding,
+                review=held,
             )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(
                 routed, exc, started, stream=True, expert=expert, fallbacks=fallbacks, partial="".join(parts)
             )
             raise
-        yield StreamFinished(done.finish_reason, done.usage, done.model, conversation_id, retrieval, grounding)
+        shown_grounding = grounding if held is None else held.shown_grounding
+        yield StreamFinished(
+            done.finish_reason, done.usage, done.model, conversation_id, retrieval, shown_grounding, held
+        )
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """What the pipeline writes: the exchange (user and assistant messages) with its
-audit event in one transaction, the audit event of a request that failed or was
-refused, and of a routing-only request. One place builds the trace of a request
+audit event (and, for an answer sent to a person, its review row) in one transaction,
+the audit event of a request that failed or was refused, and of a routing-only request.
+One place builds the trace of a request
 (backend/audit/chat.py turns it into the event; the route record is built once there).
 """
 
@@ -10,6 +11,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.chat import ROUTE_ACTION, ChatTrace, chat_entry, route_record
@@ -18,11 +20,13 @@ from backend.audit.writer import AuditTrail, mark_recorded
 from backend.chat.conversations import ConversationService, Exchange
 from backend.chat.types import Routed
 from backend.db.group_commit import GroupCommit, Rows
+from backend.db.models import Message, Review, utcnow
 from backend.db.session import Database
 from backend.errors import AppError, to_app_error
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.observability.metrics import Metrics
 from backend.observability.tracing import describe_conversation, stage
+from backend.review.types import HeldReview
 from experts.registry import ExpertRegistry
 from experts.service import ExpertService
 from experts.types import FallbackStep, Usage
@@ -88,9 +92,16 @@ class ChatRecorder:
         stream: bool,
         retrieval: Retrieval = NO_RETRIEVAL,
         grounding: Mapping[str, object] | None = None,
+        review: HeldReview | None = None,
     ) -> str:
-        """Store the exchange and its audit event in one transaction (both or neither)."""
+        """Store the exchange and its audit event in one transaction (both or neither).
+
+        ``text`` is what the asker was sent. With ``review``, the review row is written in
+        the same transaction: the stored message holds ``text`` (``review.shown``), the
+        review row the draft and its grounding; the audit event records the draft.
+        """
         chat, decision = routed.input, routed.decision
+        stored_grounding = grounding if review is None else review.shown_grounding
         route = {
             **route_record(decision, expert),
             "route_ms": round(routed.route_ms, 3),
@@ -102,8 +113,10 @@ class ChatRecorder:
                 for p in retrieval.passages
             ],
             "retrieval": retrieval.record(),
-            "grounding": grounding,  # the marks the web UI shows when the conversation reopens
+            "grounding": stored_grounding,  # the marks the web UI shows when the conversation reopens
         }  # fmt: skip
+        if review is not None:
+            route["review"] = review.ref()
         exchange = Exchange(
             request_id=chat.request_id,
             user_text=chat.last_user_text,
@@ -115,9 +128,15 @@ class ChatRecorder:
         )
 
         async def write(session: AsyncSession, rows: Rows) -> tuple[str, ChatTrace]:
-            conversation_id = await ConversationService(session).record(
-                chat.principal, chat.conversation_id, exchange, rows
-            )
+            if review is None:
+                conversation_id = await ConversationService(session).record(
+                    chat.principal, chat.conversation_id, exchange, rows
+                )
+            else:  # executed here, not left in ``rows``: the review names the message's id
+                conversation_id = await ConversationService(session).record(
+                    chat.principal, chat.conversation_id, exchange
+                )
+                await self._queue_review(session, routed, expert, conversation_id, review, route["citations"])
             trace = self.trace(
                 routed,
                 expert,
@@ -125,13 +144,17 @@ class ChatRecorder:
                 stream=stream,
                 usage=usage,
                 fallbacks=fallbacks,
-                answer=text,
+                answer=text if review is None else review.draft,
                 upstream_model=upstream_model,
                 finish_reason=finish_reason,
                 conversation_id=conversation_id,
                 retrieval=retrieval.record(),
                 grounding=grounding,
-            )
+                review=None if review is None else {
+                    "id": review.review_id, "trigger": review.trigger,
+                    "delivery": review.delivery, "status": "pending",
+                },
+            )  # fmt: skip
             # One outbox row, no lock: the event commits with the exchange and the chainer
             # gives it its place in the chain (docs/governance.md).
             await self._audit.append_later(session, chat_entry(trace, self._audit.redact_free_text), rows)
@@ -143,6 +166,44 @@ class ChatRecorder:
         if self._metrics is not None:
             self._metrics.observe_chat(trace)
         return conversation_id
+
+    @staticmethod
+    async def _queue_review(
+        session: AsyncSession,
+        routed: Routed,
+        expert: str,
+        conversation_id: str,
+        review: HeldReview,
+        citations: object,
+    ) -> None:
+        """The review row of the assistant message just written (same transaction)."""
+        chat = routed.input
+        message_id = await session.scalar(
+            select(Message.id).where(
+                Message.conversation_id == conversation_id,
+                Message.request_id == chat.request_id,
+                Message.role == "assistant",
+            )
+        )
+        await session.execute(
+            insert(Review).values(
+                id=review.review_id,
+                request_id=chat.request_id,
+                conversation_id=conversation_id,
+                message_id=message_id,
+                asker_id=chat.principal.user_id,
+                channel=chat.principal.channel,
+                expert=expert,
+                trigger=review.trigger,
+                delivery=review.delivery,
+                question=chat.last_user_text,
+                draft=review.draft,
+                grounding=None if review.grounding is None else dict(review.grounding),
+                citations=citations,
+                status="pending",
+                created_at=utcnow(),
+            )
+        )
 
     # -- audit -------------------------------------------------------------------
     def trace(
@@ -161,6 +222,7 @@ class ChatRecorder:
         error: AppError | None = None,
         retrieval: Mapping[str, object] | None = None,
         grounding: Mapping[str, object] | None = None,
+        review: Mapping[str, object] | None = None,
     ) -> ChatTrace:
         chat = routed.input
         endpoint = self._experts.endpoint(expert, routed.replica if expert == routed.decision.expert else None)
@@ -190,6 +252,7 @@ class ChatRecorder:
             error=error,
             retrieval=retrieval or {},
             grounding=grounding,
+            review=review,
         )
 
     async def failure(

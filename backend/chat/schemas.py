@@ -109,6 +109,14 @@ class GroundingOut(BaseModel):
     action: str = "none"  # what the expert's policy did: none | flag | quote | refuse
 
 
+class ReviewRef(BaseModel):
+    """An answer sent to a person (docs/review.md): ``GET /api/v1/reviews/{id}`` tells
+    its asker the outcome. ``status``: pending | approved | edited | rejected."""
+
+    id: str
+    status: str
+
+
 class RouteInfo(BaseModel):
     """The ``expertgate`` object on every response."""
 
@@ -126,6 +134,7 @@ class RouteInfo(BaseModel):
     conversation_id: str | None = None
     upstream_model: str | None = None
     grounding: GroundingOut | None = None  # on the final answer (a stream's last chunk)
+    review: ReviewRef | None = None  # the answer went to a person (a stream's last chunk)
 
 
 class ResponseMessage(BaseModel):

@@ -13,6 +13,7 @@ from backend.guard.policy import NO_PII, PiiReport
 from backend.identity.types import Principal
 from backend.knowledge.service import QueryVector
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
+from backend.review.types import HeldReview
 from experts.types import ChatMessage, ExpertAnswer, FallbackStep, TextDelta, Usage
 from router.types import RoutingDecision
 
@@ -84,6 +85,7 @@ class ChatResult:
     retrieval: Retrieval = NO_RETRIEVAL
     headers: Mapping[str, str] = field(default_factory=dict)  # x-ratelimit-* of the caller
     grounding: Mapping[str, object] | None = None  # the grounding check's record (stage 7)
+    review: HeldReview | None = None  # the answer went to a person (backend/review)
 
     @property
     def request_id(self) -> str:
@@ -113,6 +115,7 @@ class StreamFinished:
     conversation_id: str
     retrieval: Retrieval = NO_RETRIEVAL
     grounding: Mapping[str, object] | None = None
+    review: HeldReview | None = None
 
 
 class GroundingResult(Protocol):

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from backend.chat.schemas import Citation, FallbackOut, GroundingOut
+from backend.chat.schemas import Citation, FallbackOut, GroundingOut, ReviewRef
 
 
 class ConversationOut(BaseModel):
@@ -37,6 +37,7 @@ class StoredRoute(BaseModel):
     citations: list[Citation] = []
     fallbacks: list[FallbackOut] = []
     grounding: GroundingOut | None = None  # the marks shown when the conversation reopens
+    review: ReviewRef | None = None  # sent to a person: its status now (docs/review.md)
 
 
 class MessageOut(BaseModel):

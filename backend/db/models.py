@@ -358,3 +358,37 @@ class SlackEvent(Base):
 
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Review(Base):
+    """A high-risk answer queued for a person (backend/review, docs/review.md).
+
+    Written in the transaction of its exchange. ``draft`` is what the model answered (with
+    ``delivery`` hold, the asker's stored message shows a placeholder instead until a
+    reviewer decides); ``final_text`` is what replaced it. ``status``: pending | approved
+    | edited | rejected. ``channel`` and ``asker_id`` say who asked, and where.
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36), index=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    asker_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(20), default="api")
+    expert: Mapped[str] = mapped_column(String(32), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # on_fail | always | sample
+    delivery: Mapped[str] = mapped_column(String(24))  # hold | deliver_with_notice
+    question: Mapped[str] = mapped_column(Text)
+    draft: Mapped[str] = mapped_column(Text)
+    grounding: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    final_text: Mapped[str | None] = mapped_column(Text)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reviewer_email: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -42,7 +42,7 @@ class KeyList(BaseModel):
 
 class KeyCreate(BaseModel):
     email: str = Field(min_length=3, max_length=320)
-    role: Literal["user", "auditor", "admin"] = "user"
+    role: Literal["user", "auditor", "reviewer", "admin"] = "user"
     groups: list[str] = Field(default_factory=list, max_length=50)
     team: str | None = Field(default=None, max_length=120)
     name: str = Field(default="", max_length=120)

@@ -15,7 +15,7 @@ from backend.errors import BadRequest, NotFound, Unauthorized
 from backend.identity.types import IssuedKey, KeyInfo, Principal
 
 KEY_PREFIX = "eg-"
-ROLES = frozenset({"admin", "auditor", "user"})
+ROLES = frozenset({"admin", "auditor", "reviewer", "user"})
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 # last_used_at is refreshed at most this often per key: a write per request would
 # serialize every request on the database for a timestamp nobody needs to the second.

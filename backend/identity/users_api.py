@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1/admin", tags=["identity"])
 ContainerDep = Annotated[Container, Depends(get_container)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 ReaderDep = Annotated[Principal, Depends(require_audit_reader)]
-Role = Literal["user", "auditor", "admin"]
+Role = Literal["user", "auditor", "reviewer", "admin"]
 
 
 class UserOut(BaseModel):

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from backend.container import Container
 from backend.observability.metrics import CONTENT_TYPE
+from backend.review.service import ReviewService
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -40,10 +41,23 @@ async def _refresh_load(container: Container) -> None:
     container.metrics.set_load(in_flight, queues)
 
 
+async def _refresh_reviews(container: Container) -> None:
+    """The review queue's depth and ages, from SQL (left as they were if it is slow or down)."""
+    with anyio.move_on_after(PROBE_TIMEOUT_S):
+        try:
+            async with container.db.session() as session:
+                stats = await ReviewService(session, container.audit, container.registry).stats()
+        except Exception as exc:  # the database's errors vary; the scrape goes on
+            log.warning("metrics: could not read the review queue: %s", exc)
+            return
+        container.metrics.set_reviews(container.registry.names, stats)
+
+
 @router.get("/metrics", operation_id="metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     container = getattr(request.app.state, "container", None)
     if container is None:
         return Response(b"", status_code=503, media_type=CONTENT_TYPE)
     await _refresh_load(container)
+    await _refresh_reviews(container)
     return Response(container.metrics.render(), media_type=CONTENT_TYPE)

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from backend.audit.chat import ChatTrace
+from backend.review.types import QueueStats
 from experts.resilience import BreakerSnapshot, BreakerState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -145,6 +146,21 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.reviews_pending = Gauge(
+            "expertgate_reviews_pending",
+            "Answers waiting for a person in the review queue, by expert (docs/review.md)",
+            ["expert"],
+            registry=r,
+        )
+        self.review_age = Gauge(
+            "expertgate_review_pending_age_seconds",
+            "How long pending reviews have waited: quantile 0.5, 0.95 and 1 (the oldest)",
+            ["quantile"],
+            registry=r,
+        )
+        self.reviews = Counter(
+            "expertgate_reviews", "Answers sent to review, by expert and trigger", ["expert", "trigger"], registry=r
+        )
         if router_version is not None:
             r.register(_StateCollector(router_version, index_versions or dict))
         if breakers is not None:
@@ -156,6 +172,15 @@ class Metrics:
             self.in_flight.labels(expert).set(held)
         for queue, depth in queues.items():
             self.queue_depth.labels(queue).set(depth)
+
+    def set_reviews(self, experts: Iterable[str], stats: QueueStats) -> None:
+        """The review queue gauges, refreshed by the scrape handler (every expert gets a
+        value, 0 when nothing of it waits)."""
+        for expert in {*experts, *stats.depth}:
+            self.reviews_pending.labels(expert).set(stats.depth.get(expert, 0))
+        self.review_age.labels("0.5").set(stats.age_p50_s)
+        self.review_age.labels("0.95").set(stats.age_p95_s)
+        self.review_age.labels("1").set(stats.age_max_s)
 
     def observe_chat(self, trace: ChatTrace) -> None:
         """Count one finished request (answered, refused or failed) from its trace."""
@@ -187,6 +212,8 @@ class Metrics:
         for step in trace.fallbacks:
             self.fallbacks.labels(step.expert).inc()
         self._observe_grounding(expert, trace.grounding)
+        if trace.review is not None:
+            self.reviews.labels(expert, str(trace.review.get("trigger"))).inc()
 
     def _observe_grounding(self, expert: str, grounding: Mapping[str, object] | None) -> None:
         if grounding is None or not isinstance(grounding.get("score"), int | float):

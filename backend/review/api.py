@@ -1,0 +1,84 @@
+"""/api/v1/reviews: the human review queue. Parse, call ReviewService, map."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from backend.container import Container
+from backend.deps import get_container, get_principal
+from backend.identity.types import Principal
+from backend.review.schemas import ReviewDecisionIn, ReviewList, ReviewOut, ReviewOutcome, StatusOut
+from backend.review.service import ReviewService
+from backend.review.types import ReviewView
+
+router = APIRouter(prefix="/api/v1/reviews", tags=["reviews"])
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def _out(view: ReviewView) -> ReviewOut:
+    return ReviewOut.model_validate(
+        {
+            "id": view.review_id,
+            "request_id": view.request_id,
+            "conversation_id": view.conversation_id,
+            "message_id": view.message_id,
+            "expert": view.expert,
+            "trigger": view.trigger,
+            "delivery": view.delivery,
+            "channel": view.channel,
+            "question": view.question,
+            "draft": view.draft,
+            "grounding": view.grounding,
+            "citations": list(view.citations),
+            "status": view.status,
+            "final_text": view.final_text,
+            "reviewer_email": view.reviewer_email,
+            "reason": view.reason,
+            "created_at": view.created_at,
+            "decided_at": view.decided_at,
+        }
+    )
+
+
+@router.get("", response_model=ReviewList, operation_id="listReviews")
+async def list_reviews(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    status: Annotated[StatusOut | None, Query()] = "pending",
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+) -> ReviewList:
+    """Reviewers and admins: the reviews of the experts they may review, oldest first."""
+    async with container.db.session() as session:
+        views = await ReviewService(session, container.audit, container.registry).queue(principal, status, limit=limit)
+    return ReviewList(data=[_out(v) for v in views])
+
+
+@router.get("/{review_id}", response_model=ReviewOut | ReviewOutcome, operation_id="getReview")
+async def get_review(review_id: str, principal: PrincipalDep, container: ContainerDep) -> ReviewOut | ReviewOutcome:
+    """A reviewer of its expert (or an admin) reads the whole review; its asker, the outcome."""
+    async with container.db.session() as session:
+        service = ReviewService(session, container.audit, container.registry)
+        view = await service.get(principal, review_id)
+        whole = service.may_review(principal, view.expert)
+    if whole:
+        return _out(view)
+    return ReviewOutcome(
+        id=view.review_id, status=view.status, final_text=view.final_text, reason=view.reason,
+        decided_at=view.decided_at,
+    )  # fmt: skip
+
+
+@router.post("/{review_id}", response_model=ReviewOut, operation_id="decideReview")
+async def decide_review(
+    review_id: str, body: ReviewDecisionIn, principal: PrincipalDep, container: ContainerDep
+) -> ReviewOut:
+    """Approve, edit or reject a pending review (409 once decided); audited."""
+    async with container.db.transaction() as session:
+        view = await ReviewService(session, container.audit, container.registry).decide(
+            principal, review_id, body.decision, reason=body.reason, text=body.text
+        )
+    return _out(view)
