@@ -604,6 +604,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reviews": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Reviews
+         * @description Reviewers and admins: the reviews of the experts they may review, oldest first.
+         */
+        get: operations["listReviews"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/reviews/{review_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Review
+         * @description A reviewer of its expert (or an admin) reads the whole review; its asker, the outcome.
+         */
+        get: operations["getReview"];
+        put?: never;
+        /**
+         * Decide Review
+         * @description Approve, edit or reject a pending review (409 once decided); audited.
+         */
+        post: operations["decideReview"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/logout": {
         parameters: {
             query?: never;
@@ -1377,7 +1421,7 @@ export interface components {
              * @default user
              * @enum {string}
              */
-            role?: "user" | "auditor" | "admin";
+            role?: "user" | "auditor" | "reviewer" | "admin";
             /** Team */
             team?: string | null;
         };
@@ -1641,6 +1685,115 @@ export interface components {
             /** Purged */
             purged: number;
         };
+        /**
+         * ReviewDecisionIn
+         * @description ``approve`` delivers the draft, ``edit`` delivers ``text`` instead, ``reject``
+         *     tells the asker it was rejected, with ``reason`` (always required; audited).
+         */
+        ReviewDecisionIn: {
+            /**
+             * Decision
+             * @enum {string}
+             */
+            decision: "approve" | "edit" | "reject";
+            /** Reason */
+            reason: string;
+            /** Text */
+            text?: string | null;
+        };
+        /** ReviewList */
+        ReviewList: {
+            /** Data */
+            data: components["schemas"]["ReviewOut"][];
+        };
+        /**
+         * ReviewOut
+         * @description A review as its reviewers see it. ``draft``: the model's answer, held from the
+         *     asker (``delivery`` hold) until a decision; ``grounding``: its check, offsets into
+         *     ``draft``; ``citations``: the passages it could cite.
+         */
+        ReviewOut: {
+            /** Channel */
+            channel: string;
+            /**
+             * Citations
+             * @default []
+             */
+            citations?: components["schemas"]["Citation"][];
+            /** Conversation Id */
+            conversation_id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Decided At */
+            decided_at?: string | null;
+            /**
+             * Delivery
+             * @enum {string}
+             */
+            delivery: "hold" | "deliver_with_notice";
+            /** Draft */
+            draft: string;
+            /** Expert */
+            expert: string;
+            /** Final Text */
+            final_text?: string | null;
+            grounding?: components["schemas"]["GroundingOut"] | null;
+            /** Id */
+            id: string;
+            /** Message Id */
+            message_id: number;
+            /** Question */
+            question: string;
+            /** Reason */
+            reason?: string | null;
+            /** Request Id */
+            request_id: string;
+            /** Reviewer Email */
+            reviewer_email?: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "approved" | "edited" | "rejected";
+            /**
+             * Trigger
+             * @enum {string}
+             */
+            trigger: "on_fail" | "always" | "sample";
+        };
+        /**
+         * ReviewOutcome
+         * @description What the asker may read of the review of their own answer: never the draft.
+         */
+        ReviewOutcome: {
+            /** Decided At */
+            decided_at?: string | null;
+            /** Final Text */
+            final_text?: string | null;
+            /** Id */
+            id: string;
+            /** Reason */
+            reason?: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "approved" | "edited" | "rejected";
+        };
+        /**
+         * ReviewRef
+         * @description An answer sent to a person (docs/review.md): ``GET /api/v1/reviews/{id}`` tells
+         *     its asker the outcome. ``status``: pending | approved | edited | rejected.
+         */
+        ReviewRef: {
+            /** Id */
+            id: string;
+            /** Status */
+            status: string;
+        };
         /** RouteBody */
         RouteBody: {
             /** Conversation Id */
@@ -1690,6 +1843,7 @@ export interface components {
             reason: string;
             /** Request Id */
             request_id: string;
+            review?: components["schemas"]["ReviewRef"] | null;
             /** Router Version */
             router_version: string;
             /** Top K */
@@ -1765,6 +1919,7 @@ export interface components {
             };
             /** Reason */
             reason: string;
+            review?: components["schemas"]["ReviewRef"] | null;
             /** Routed To */
             routed_to?: string | null;
             /** Router Version */
@@ -1914,7 +2069,7 @@ export interface components {
             /** Groups */
             groups?: string[] | null;
             /** Roles */
-            roles?: ("user" | "auditor" | "admin")[] | null;
+            roles?: ("user" | "auditor" | "reviewer" | "admin")[] | null;
             /** Team */
             team?: string | null;
         };
@@ -3058,6 +3213,104 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["MyUsageOut"];
+                };
+            };
+        };
+    };
+    listReviews: {
+        parameters: {
+            query?: {
+                status?: ("pending" | "approved" | "edited" | "rejected") | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewList"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    getReview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                review_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewOut"] | components["schemas"]["ReviewOutcome"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    decideReview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                review_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReviewDecisionIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
