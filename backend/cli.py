@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from backend.settings import Settings, SettingsError, load_settings
 
@@ -146,12 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_slack_commands(sub)
 
+    evaluate = sub.add_parser("eval", help="evaluate the running system")
+    evaluations = evaluate.add_subparsers(dest="eval_command", required=True)
+    answers = evaluations.add_parser(
+        "answers",
+        help="answer quality over the sample knowledge: retrieval hit@5, key facts, unsupported claims "
+        "(bench/answer_eval.py; pass its options after --)",
+    )
+    answers.add_argument("options", nargs=argparse.REMAINDER, help="options of bench/answer_eval.py (see --help)")
+    answers.set_defaults(func=cmd_eval_answers)
+
     from backend.knowledge.cli import add_arguments as add_ingest_arguments
 
     ingest = sub.add_parser("ingest", help="add, update or delete documents of a knowledge domain")
     add_ingest_arguments(ingest)
     ingest.set_defaults(func=cmd_ingest)
     return parser
+
+
+def cmd_eval_answers(_: Settings, args: argparse.Namespace) -> int:
+    """The answer-quality eval (docs/answer-eval.md). It lives in bench/ with its data, so
+    it runs from a source checkout, not from an installed wheel."""
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "bench" / "answer_eval.py").exists():
+        print("expertgate: the answer eval runs from a source checkout (bench/answer_eval.py)", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(checkout))
+    from bench.answer_eval import main as answer_eval
+
+    options = [o for o in args.options if o != "--"]
+    return answer_eval(options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

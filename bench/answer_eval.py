@@ -48,6 +48,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
+import yaml
 
 from bench.hardening import BIN, base_env, cli
 from bench.load.servers import Server, free_port, spawn, wait_ready, write_experts_file
@@ -375,7 +376,7 @@ class FakeWrong:
 
 
 @contextlib.contextmanager
-def embedded(fake_port: int | None) -> Iterator[tuple[str, str]]:
+def embedded(fake_port: int | None, quote_first: bool = True) -> Iterator[tuple[str, str]]:
     """``expertgate serve`` on the embedded default in a temp dir, the samples ingested
     and a user key with quotas that never refuse; yields (base URL, key). With
     ``fake_port`` every expert's LLM is the fake at that port (write_experts_file)."""
@@ -385,6 +386,11 @@ def embedded(fake_port: int | None) -> Iterator[tuple[str, str]]:
         if fake_port is not None:
             write_experts_file(workdir, fake_port)
             env |= {"EXPERTGATE_EXPERTS_FILE": str(workdir / "experts.yaml"), "STUB_API_KEY": "sk-fake"}
+        elif not quote_first:  # the shipped experts, the model's own answers (issue 22's "before")
+            spec = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
+            spec["defaults"]["grounding"] = {**spec["defaults"].get("grounding", {}), "quote_first": False}
+            (workdir / "experts.yaml").write_text(yaml.safe_dump(spec))
+            env |= {"EXPERTGATE_EXPERTS_FILE": str(workdir / "experts.yaml")}
         cli(env, "ingest", "--samples")
         key = cli(env, "keys", "create", "--user", USER).strip().splitlines()[-1]
         cli(env, "quota", "set", "--user", USER, "--rpm", "100000000", "--tokens-per-day", "1000000000000")
@@ -426,6 +432,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--experts", default=",".join(EXPERTS), help="comma-separated, of " + ", ".join(EXPERTS))
     p.add_argument("--routed", action="store_true", help="also ask every question with model=auto")
     p.add_argument("--fake-wrong", action="store_true", help="every expert answered by a fake model that is wrong")
+    p.add_argument(
+        "--no-quote-first", action="store_true", help="the bundled model's own answers (experts' quote_first off)"
+    )
     p.add_argument("--label", help="names the result file (default: bundled, fake_wrong or external)")
     p.add_argument("--out", type=Path, help="result file (default: bench/results/answer_eval_<label>.json)")
     p.add_argument("--concurrency", type=int, default=1, help="questions in flight at once (default 1)")
@@ -458,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             fake = stack.enter_context(FakeWrong(questions)) if args.fake_wrong else None
             print("starting expertgate (embedded default, samples ingested) ...", file=sys.stderr, flush=True)
-            base_url, key = stack.enter_context(embedded(None if fake is None else fake.port))
+            port = None if fake is None else fake.port
+            base_url, key = stack.enter_context(embedded(port, quote_first=not args.no_quote_first))
         outcomes = asyncio.run(ask_all(base_url, key, jobs, args.concurrency, args.timeout))
     took = time.monotonic() - started
 

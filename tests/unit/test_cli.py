@@ -54,3 +54,10 @@ def test_bad_experts_file_stops_with_the_field_named(data_env: Path, tmp_path: P
     assert main(["route", "hello"]) == 1
     err = capsys.readouterr().err
     assert "experts.general.description" in err and "experts.general.llm" in err
+
+
+def test_eval_answers_runs_the_answer_eval_from_the_checkout(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", "answers", "--", "--limit", "0"])  # the eval's own argument check
+    assert exited.value.code == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
