@@ -7,15 +7,20 @@ It is supported when
 
 1. every number, duration, date, amount, percentage and name in it appears in one of
    those passages as stated (after normalising "seven"/"7", "7-year"/"7 years",
-   "5,000"/"5000", "30-day"/"30 days"), else ``number_mismatch`` on that value;
-2. it does not negate, or swap an antonym of, the passage sentence closest to it,
-   else ``contradiction``;
-3. its support, ``w * lexical + (1 - w) * semantic``, reaches the threshold, else
-   ``unsupported``. ``lexical`` is the share of its content words (lightly stemmed)
-   found in the passages; ``semantic`` the highest cosine between the claim and a
-   passage sentence under the encoder (without an encoder, lexical alone).
+   "5,000"/"5000", "30-day"/"30 days"), and no passage sentence closer to the claim
+   than every sentence stating a value gives that subject another value of its unit
+   ("notified within 72 hours" where the sentence on notifying says 48 hours), else
+   ``number_mismatch`` on that value;
+2. it does not negate, or swap an antonym of, the passage sentence sharing most words
+   with it, else ``contradiction``;
+3. its words decide when they can: ``lexical``, the share of its content words
+   (lightly stemmed) found in the passages, at least ``lexical_accept`` is supported,
+   below ``lexical_reject`` ``unsupported``; between the two its support,
+   ``w * lexical + (1 - w) * semantic``, must reach the threshold, where ``semantic``
+   is the highest cosine under the encoder between the claim and its passage
+   sentences sharing most words with it (without an encoder, lexical alone).
 
-Thresholds and weight were calibrated on the DEV half of bench/data/grounding and are
+Bounds, thresholds and weight were calibrated on the DEV half of bench/data/grounding and are
 reported on its TEST half (bench/grounding_checker.py, docs/grounding.md).
 
 No passages means nothing to check against: :meth:`GroundingChecker.check` returns
@@ -25,6 +30,7 @@ for an answer without passages.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -34,13 +40,22 @@ import numpy as np
 
 from backend.grounding.facts import Fact, name_supported, name_tokens, names, number_supported, numbers
 from backend.grounding.text import Span, cited, content_words, is_claim, stem, stems, units, without_citations
-from router.encoder import Encoder, Vectors
+from router.encoder import Encoder
 
 # Calibrated on the DEV split (bench/results/grounding_checker.json): the operating
-# point with the highest recall on unsupported claims at precision >= 0.80.
-SUPPORT_THRESHOLD = 0.76
-LEXICAL_WEIGHT = 0.2
-LEXICAL_ONLY_THRESHOLD = 0.84
+# point with the fewest supported sentences flagged at recall >= 0.95 and precision >= 0.80.
+SUPPORT_THRESHOLD = 0.81
+LEXICAL_WEIGHT = 0.0
+LEXICAL_ONLY_THRESHOLD = 0.72
+# Claims sharing at least LEXICAL_ACCEPT of their content words with their passages are
+# supported, below LEXICAL_REJECT unsupported, without the encoder; the encoder compares
+# the others with their CANDIDATES passage sentences that share most words with them.
+LEXICAL_ACCEPT = 0.75
+LEXICAL_REJECT = 0.45
+CANDIDATES: int | None = 2
+# A sentence stating another value of a claim's unit shows that the claim's value
+# belongs to another subject only when it shares this share of the claim's words.
+RIVAL_OVERLAP = 0.5
 # A passage sentence this close (lexical share) to a claim is "the one it restates".
 CONTRADICTION_OVERLAP = 0.5
 # A negation alone counts only against a passage sentence this close: paraphrase moves
@@ -109,6 +124,7 @@ class _Passage:
     text: str
     sentences: tuple[str, ...]
     sentence_stems: tuple[frozenset[str], ...]
+    sentence_values: tuple[frozenset[tuple[str, str | None]], ...]  # (value, unit) stated in each sentence
     stems: frozenset[str]
     numbers: tuple[Fact, ...]
     names: frozenset[str]
@@ -170,8 +186,16 @@ def _negated(text: str) -> bool:
 
 class GroundingChecker:
     """Judges answers against their passages. Pure CPU and thread-safe: the caller runs
-    :meth:`check` off the event loop. Passage analyses (and their sentence vectors)
-    are cached by text, up to ``cache_size`` passages, since the same chunks recur."""
+    :meth:`check` off the event loop.
+
+    The encoder is the expensive part (~3 ms a short sentence on one CPU thread), so it
+    runs only where the words leave the verdict open: a claim with a finding, one whose
+    words nearly all appear in its passages (``lexical >= lexical_accept``: supported)
+    and one that shares few of them (``lexical < lexical_reject``: unsupported) are
+    decided without it. The rest are encoded with, for each, its ``candidates`` passage
+    sentences that share the most words with it (None: all), in one encoder call.
+    Passage analyses (up to ``cache_size`` passages) and passage-sentence vectors (up to
+    ``8 * cache_size``) are cached by text, since the same chunks recur."""
 
     def __init__(
         self,
@@ -179,15 +203,28 @@ class GroundingChecker:
         *,
         support_threshold: float | None = None,
         lexical_weight: float = LEXICAL_WEIGHT,
+        lexical_accept: float | None = None,
+        lexical_reject: float | None = None,
+        candidates: int | None = CANDIDATES,
         cache_size: int = 1024,
     ) -> None:
         """``support_threshold``: a claim whose support is below it is unsupported
-        (None: the calibrated default for an encoder, or for lexical alone)."""
+        (None: the calibrated default for an encoder, or for lexical alone).
+        ``lexical_accept``/``lexical_reject`` (None: the calibrated defaults): the
+        lexical shares at and above which a claim is supported, and below which it is
+        unsupported, without the encoder; without an encoder both are the threshold."""
         self._encoder = encoder
         default = SUPPORT_THRESHOLD if encoder is not None else LEXICAL_ONLY_THRESHOLD
         self.support_threshold = default if support_threshold is None else support_threshold
         self.lexical_weight = lexical_weight if encoder is not None else 1.0
-        self._cache: OrderedDict[str, tuple[_Passage, Vectors | None]] = OrderedDict()
+        if encoder is None:
+            self.lexical_accept = self.lexical_reject = self.support_threshold
+        else:
+            self.lexical_accept = LEXICAL_ACCEPT if lexical_accept is None else lexical_accept
+            self.lexical_reject = LEXICAL_REJECT if lexical_reject is None else lexical_reject
+        self.candidates = candidates
+        self._passages: OrderedDict[str, _Passage] = OrderedDict()
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -205,29 +242,39 @@ class GroundingChecker:
         for j in judgements:
             if j.findings:
                 found.extend(j.findings)
-            elif self.support(j) < cut:
+            elif not self.supported(j, cut):
                 found.append(_unsupported(j))
             else:
                 supported += 1
         score = supported / len(judgements) if judgements else 1.0
         return Grounding(score=score, checked=len(judgements), unsupported=tuple(found))
 
+    def supported(self, j: Judgement, threshold: float) -> bool:
+        """Whether a claim without findings is supported: by its words alone outside
+        [lexical_reject, lexical_accept), else by its support score."""
+        if j.lexical >= self.lexical_accept:
+            return True
+        if j.lexical < self.lexical_reject or j.semantic is None:
+            return j.lexical >= threshold if self._encoder is None else False
+        return self.support(j) >= threshold
+
     def support(self, j: Judgement) -> float:
         if j.semantic is None:
             return j.lexical
         return self.lexical_weight * j.lexical + (1 - self.lexical_weight) * j.semantic
 
-    def judge(self, answer: str, passages: Sequence[tuple[int, str]]) -> list[Judgement]:
-        """Each claim of ``answer`` with its measures against ``passages``."""
+    def judge(self, answer: str, passages: Sequence[tuple[int, str]], *, encode_all: bool = False) -> list[Judgement]:
+        """Each claim of ``answer`` with its measures against ``passages``.
+
+        ``semantic`` is measured for the claims the words leave open (all claims
+        without findings when ``encode_all``: for calibrating the lexical bounds)."""
         claims = [span for span in units(answer) if is_claim(span.text)]
         if not claims or not passages:
             return []
-        analysed = self._analyse(passages)
-        by_number = {p.number: p for p, _ in analysed}
-        vectors = {p.number: v for p, v in analysed}
-        claim_vectors = self._encoder.encode([without_citations(c.text) for c in claims]) if self._encoder else None
-        out = []
-        for i, claim in enumerate(claims):
+        by_number = {p.number: p for p in self._analyse(passages)}
+        out: list[Judgement] = []
+        open_: list[tuple[int, str, list[str]]] = []  # (index in out, claim text, candidate sentences)
+        for claim in claims:
             markers = cited(claim.text)
             chosen = sorted(markers & by_number.keys()) if markers else sorted(by_number)
             if not chosen:
@@ -242,61 +289,71 @@ class GroundingChecker:
                 out.append(Judgement(claim, tuple(sorted(markers)), (finding,), 0.0, None))
                 continue
             picked = [by_number[n] for n in chosen]
-            findings = _value_findings(claim, picked, list(by_number.values()), markers)
             claim_stems = stems(without_citations(claim.text))
+            ranked = _ranked(claim_stems, picked)
+            findings = _value_findings(claim, claim_stems, picked, list(by_number.values()), markers, ranked)
+            if not findings:
+                findings = _contradiction(claim, claim_stems, ranked)
             union = frozenset().union(*(p.stems for p in picked))
             lexical = len(claim_stems & union) / len(claim_stems) if claim_stems else 1.0
-            semantic: float | None = None
-            best: tuple[_Passage, int] | None = None
-            if claim_vectors is not None:
-                best_score = -1.0
-                for p in picked:
-                    pv = vectors[p.number]
-                    if pv is None or not len(pv):
-                        continue
-                    sims = pv @ claim_vectors[i]
-                    k = int(np.argmax(sims))
-                    if float(sims[k]) > best_score:
-                        best_score, best = float(sims[k]), (p, k)
-                semantic = max(best_score, 0.0)
-            if not findings:
-                findings = _contradiction(claim, claim_stems, picked, best)
-            out.append(Judgement(claim, tuple(chosen), findings, lexical, semantic))
+            out.append(Judgement(claim, tuple(chosen), findings, lexical, None))
+            wanted = encode_all or self.lexical_reject <= lexical < self.lexical_accept
+            if self._encoder is not None and not findings and wanted:
+                top = ranked if self.candidates is None else ranked[: self.candidates]
+                open_.append((len(out) - 1, without_citations(claim.text), [p.sentences[k] for _, p, k in top]))
+        if open_:
+            for (at, _, _), semantic in zip(open_, self._semantic(open_), strict=True):
+                j = out[at]
+                out[at] = Judgement(j.claim, j.passages, j.findings, j.lexical, semantic)
         return out
 
-    def _analyse(self, passages: Sequence[tuple[int, str]]) -> list[tuple[_Passage, Vectors | None]]:
-        """The passages analysed, from the cache where it has them; the sentences of the
-        others encoded in one batch."""
-        out: list[tuple[_Passage, Vectors | None] | None] = []
-        todo: list[tuple[int, _Passage]] = []
+    def _semantic(self, open_: Sequence[tuple[int, str, list[str]]]) -> list[float]:
+        """For each (_, claim, candidate sentences): the highest cosine between the claim
+        and a candidate (0 without candidates). One encoder call for the claims and the
+        candidates not cached."""
+        assert self._encoder is not None
         with self._lock:
-            for number, text in passages:
-                hit = self._cache.get(text)
-                if hit is not None:
-                    self._cache.move_to_end(text)
-                    out.append((_renumbered(hit[0], number), hit[1]))
-                else:
-                    out.append(None)
-                    todo.append((len(out) - 1, _analysed(number, text)))
-        if todo:
-            batch = [s for _, p in todo for s in p.sentences]
-            encoded = self._encoder.encode(batch) if self._encoder is not None and batch else None
-            at = 0
+            cached = {s: self._vectors[s] for _, _, ss in open_ for s in ss if s in self._vectors}
+            for s in cached:
+                self._vectors.move_to_end(s)
+        new = list(dict.fromkeys(s for _, _, ss in open_ for s in ss if s not in cached))
+        encoded = self._encoder.encode([claim for _, claim, _ in open_] + new)
+        vectors = dict(cached) | {s: encoded[len(open_) + i] for i, s in enumerate(new)}
+        if new:
             with self._lock:
-                for slot, p in todo:
-                    vecs = None if encoded is None else encoded[at : at + len(p.sentences)]
-                    at += len(p.sentences)
-                    out[slot] = (p, vecs)
-                    self._cache[p.text] = (p, vecs)
-                    while len(self._cache) > self._cache_size:
-                        self._cache.popitem(last=False)
-        return [item for item in out if item is not None]
+                for s in new:
+                    self._vectors[s] = vectors[s]
+                while len(self._vectors) > 8 * self._cache_size:
+                    self._vectors.popitem(last=False)
+        out = []
+        for i, (_, _, sentences) in enumerate(open_):
+            sims = [float(vectors[s] @ encoded[i]) for s in sentences]
+            out.append(max(0.0, *sims) if sims else 0.0)
+        return out
+
+    def _analyse(self, passages: Sequence[tuple[int, str]]) -> list[_Passage]:
+        """The passages analysed, from the cache where it has them."""
+        out = []
+        with self._lock:
+            hits = {text: self._passages[text] for _, text in passages if text in self._passages}
+            for text in hits:
+                self._passages.move_to_end(text)
+        for number, text in passages:
+            hit = hits.get(text)
+            if hit is None:
+                hit = hits[text] = _analysed(number, text)
+                with self._lock:
+                    self._passages[text] = hit
+                    while len(self._passages) > self._cache_size:
+                        self._passages.popitem(last=False)
+            out.append(_renumbered(hit, number))
+        return out
 
 
 def _renumbered(p: _Passage, number: int) -> _Passage:
     if p.number == number:
         return p
-    return _Passage(number, p.text, p.sentences, p.sentence_stems, p.stems, p.numbers, p.names, p.negated)
+    return dataclasses.replace(p, number=number)
 
 
 def _analysed(number: int, text: str) -> _Passage:
@@ -307,11 +364,21 @@ def _analysed(number: int, text: str) -> _Passage:
         text=text,
         sentences=sentences,
         sentence_stems=sentence_stems,
+        sentence_values=tuple(frozenset((f.value, f.unit) for f, _, _ in numbers(s)) for s in sentences),
         stems=frozenset().union(*sentence_stems) | frozenset(stems(text)),
         numbers=tuple(f for f, _, _ in numbers(text)),
         names=frozenset(name_tokens(text)),
         negated=tuple(_negated(s) for s in sentences),
     )
+
+
+def _ranked(claim_stems: set[str], picked: Sequence[_Passage]) -> list[tuple[int, _Passage, int]]:
+    """The sentences of ``picked`` that share words with the claim, as (shared stems,
+    passage, sentence index), most shared first (ties: passage order)."""
+    scored = [
+        (len(claim_stems & ss), p, k) for p in picked for k, ss in enumerate(p.sentence_stems) if claim_stems & ss
+    ]
+    return sorted(scored, key=lambda item: -item[0])
 
 
 def _where(markers: frozenset[int], picked: Sequence[_Passage]) -> str:
@@ -320,13 +387,26 @@ def _where(markers: frozenset[int], picked: Sequence[_Passage]) -> str:
 
 
 def _value_findings(
-    claim: Span, picked: Sequence[_Passage], every: Sequence[_Passage], markers: frozenset[int]
+    claim: Span,
+    claim_stems: set[str],
+    picked: Sequence[_Passage],
+    every: Sequence[_Passage],
+    markers: frozenset[int],
+    ranked: Sequence[tuple[int, _Passage, int]],
 ) -> tuple[Unsupported, ...]:
     """A ``number_mismatch`` for each number or name of ``claim`` that no passage in
-    ``picked`` states."""
+    ``picked`` states, and for each value with a unit that they state only about
+    something else (:func:`_stated_elsewhere`)."""
     pairs = {(f.value, f.unit) for p in picked for f in p.numbers}
     values = {f.value for p in picked for f in p.numbers}
-    values_off = [(s, e) for fact, s, e in numbers(claim.text) if not number_supported(fact, pairs, values)]
+    facts = numbers(claim.text)
+    claimed = {(f.value, f.unit) for f, _, _ in facts}
+    values_off = [(s, e) for fact, s, e in facts if not number_supported(fact, pairs, values)]
+    elsewhere = {
+        (s, e): rival
+        for fact, s, e in facts
+        if (s, e) not in values_off and (rival := _stated_elsewhere(fact, claimed, claim_stems, ranked)) is not None
+    }
     # Names against every passage given: a product or team named in another passage is
     # context, not an invention; values must come from the cited ones.
     tokens = set(frozenset().union(*(p.names for p in every)))
@@ -338,7 +418,45 @@ def _value_findings(
             piece = claim.text[s:e]
             detail = f"'{piece}' does not appear in {where}"
             out.append(Unsupported(claim.start + s, claim.start + e, piece, "number_mismatch", detail))
+    for (s, e), (p, k) in elsewhere.items():
+        if any(u.start <= claim.start + s < u.end for u in out):
+            continue
+        piece = claim.text[s:e]
+        detail = (
+            f"'{piece}' appears in passage [{p.number}] only about something else; "
+            f'its sentence closest to this claim says: "{_quoted(p.sentences[k])}"'
+        )
+        out.append(Unsupported(claim.start + s, claim.start + e, piece, "number_mismatch", detail))
     return tuple(sorted(out, key=lambda u: u.start))
+
+
+def _stated_elsewhere(
+    fact: Fact, claimed: set[tuple[str, str | None]], claim_stems: set[str], ranked: Sequence[tuple[int, _Passage, int]]
+) -> tuple[_Passage, int] | None:
+    """The passage sentence that shows ``fact`` (stated in the passages) belongs to
+    another subject, or None: a sentence sharing more of the claim's words than any
+    sentence stating ``fact``, and at least RIVAL_OVERLAP of them, that states another
+    value of the same unit and none the claim states ("notified within 72 hours" where
+    the sentence about notifying customers says 48 hours, and 72 is the deadline for
+    the authority). Values without a unit are left alone: bare numbers are too often
+    list positions, table keys or versions."""
+    if fact.unit is None or not claim_stems:
+        return None
+    key = (fact.value, fact.unit)
+    own = max((n for n, p, k in ranked if key in p.sentence_values[k]), default=None)
+    if own is None:
+        return None  # stated outside a sentence (a heading, code): nothing to compare
+    for n, p, k in ranked:
+        if n <= own or n < RIVAL_OVERLAP * len(claim_stems):
+            return None
+        theirs = {v for v in p.sentence_values[k] if v[1] == fact.unit}
+        if theirs and not theirs & claimed:
+            return p, k
+    return None
+
+
+def _quoted(sentence: str) -> str:
+    return sentence if len(sentence) <= 120 else sentence[:117] + "..."
 
 
 def _merged(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
@@ -353,27 +471,15 @@ def _merged(spans: list[tuple[int, int]], text: str) -> list[tuple[int, int]]:
 
 
 def _contradiction(
-    claim: Span, claim_stems: set[str], picked: Sequence[_Passage], best: tuple[_Passage, int] | None
+    claim: Span, claim_stems: set[str], ranked: Sequence[tuple[int, _Passage, int]]
 ) -> tuple[Unsupported, ...]:
-    """A ``contradiction`` when the passage sentence closest to the claim says the
-    opposite: one of them is negated and the other not, or it has the antonym of a word
-    of the claim. Closest: by the encoder where there is one, else by shared words."""
-    if not claim_stems:
+    """A ``contradiction`` when the passage sentence sharing most words with the claim
+    says the opposite: one of them is negated and the other not, or it has the antonym
+    of a word of the claim."""
+    if not claim_stems or not ranked:
         return ()
-    if best is None:
-        overlap, best = max(
-            (
-                (len(claim_stems & ss) / len(claim_stems), (p, k))
-                for p in picked
-                for k, ss in enumerate(p.sentence_stems)
-            ),
-            key=lambda pair: pair[0],
-            default=(0.0, None),
-        )
-    if best is None:
-        return ()
-    passage, k = best
-    overlap = len(claim_stems & passage.sentence_stems[k]) / len(claim_stems)
+    shared, passage, k = ranked[0]
+    overlap = shared / len(claim_stems)
     if overlap < CONTRADICTION_OVERLAP:
         return ()
     sentence = passage.sentences[k]
@@ -390,14 +496,13 @@ def _contradiction(
                 break
     if not why:
         return ()
-    quoted = sentence if len(sentence) <= 120 else sentence[:117] + "..."
     return (
         Unsupported(
             claim.start,
             claim.end,
             claim.text,
             "contradiction",
-            f'it {why} passage [{passage.number}]: "{quoted}"',
+            f'it {why} passage [{passage.number}]: "{_quoted(sentence)}"',
         ),
     )
 

@@ -222,6 +222,11 @@ _NAME = re.compile(
     r"(?<![\w'\u2019.-])([A-Z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*|[a-z]+[A-Z][A-Za-z0-9]*|[a-z0-9]+_[a-z0-9_]+)"
 )
 _CODE = re.compile(r"`([^`\n]+)`")
+# Addresses and dotted identifiers ("dpo@example.com", "routing.solver_v3"): names even
+# in lower case. A dot between digits is a decimal, not an identifier.
+_IDENTIFIER = re.compile(
+    r"(?<![\w.@+-])([\w.+-]+@[\w-]+(?:\.[\w-]+)+|[a-z][a-z0-9_]+(?:\.[a-z][a-z0-9_]+)+)", re.IGNORECASE
+)
 _MONTHS_DAYS = frozenset(
     [
         "january",
@@ -280,12 +285,17 @@ _COMMON = STOPWORDS | frozenset(
 def names(sentence: str) -> list[tuple[str, int, int]]:
     """Names in ``sentence`` with their spans: capitalised words not at its start
     ("Legal Ops", "Finance"), words with capitals inside ("PagerDuty") or in capitals
-    ("SAML"), snake_case identifiers, and inline code. Lowercased for comparison."""
+    ("SAML"), snake_case and dotted identifiers, e-mail addresses, and inline code.
+    Lowercased for comparison."""
     out: list[tuple[str, int, int]] = []
     code_spans = []
     for m in _CODE.finditer(sentence):
         out.append((m.group(1).strip().lower(), m.start(1), m.end(1)))
         code_spans.append((m.start(), m.end()))
+    for m in _IDENTIFIER.finditer(sentence):
+        if not any(s <= m.start() < e for s, e in code_spans):
+            out.append((m.group(1).lower(), m.start(1), m.end(1)))
+            code_spans.append((m.start(), m.end()))
     first = re.search(r"[A-Za-z0-9]", sentence)
     first_at = first.start() if first else -1
     for m in _NAME.finditer(sentence):
