@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # 503 database_unavailable (PostgreSQL rows lock per row; this does not apply there).
     database_busy_timeout_s: float = Field(default=30.0, gt=0, le=600)
 
+    # Review queue (docs/review.md): a JSON POST here for every decided review.
+    review_webhook_url: str | None = None
+
     # Input guard.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_input_chars: int = Field(default=48_000, ge=100)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
 
 from backend.container import Container
 from backend.deps import get_container, get_principal
 from backend.identity.types import Principal
+from backend.review.notify import ReviewNotifier
 from backend.review.schemas import ReviewDecisionIn, ReviewList, ReviewOut, ReviewOutcome, StatusOut
 from backend.review.service import ReviewService
 from backend.review.types import ReviewView
@@ -74,11 +75,13 @@ async def get_review(review_id: str, principal: PrincipalDep, container: Contain
 
 @router.post("/{review_id}", response_model=ReviewOut, operation_id="decideReview")
 async def decide_review(
-    review_id: str, body: ReviewDecisionIn, principal: PrincipalDep, container: ContainerDep
+    review_id: str, body: ReviewDecisionIn, principal: PrincipalDep, container: ContainerDep, later: BackgroundTasks
 ) -> ReviewOut:
-    """Approve, edit or reject a pending review (409 once decided); audited."""
+    """Approve, edit or reject a pending review (409 once decided); audited. After the
+    decision commits, the asker's Slack thread and the review webhook hear of it."""
     async with container.db.transaction() as session:
         view = await ReviewService(session, container.audit, container.registry).decide(
             principal, review_id, body.decision, reason=body.reason, text=body.text
         )
+    later.add_task(ReviewNotifier(container.settings, container.db).decided, view)
     return _out(view)

@@ -242,3 +242,48 @@ def test_review_settings_are_validated(review: dict[str, Any], field: str) -> No
     }
     with pytest.raises(RegistryError, match=rf"experts\.general\.review.*{field}"):
         ExpertRegistry.from_mapping(raw)
+
+
+async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
+    """Systems that asked through the API hear of the outcome: one JSON POST per decision."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from backend.container import build_container
+    from backend.settings import Settings
+    from tests.conftest import write_experts_yaml
+    from tests.fakes.http_server import LoopbackServer
+
+    heard: list[dict[str, Any]] = []
+
+    async def hook(request: Request) -> Response:
+        heard.append(await request.json())
+        return Response(status_code=204)
+
+    server = LoopbackServer.start(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), "review webhook")
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, legal=HELD),
+        bootstrap_admin=False,
+        review_webhook_url=f"http://127.0.0.1:{server.port}/hook",
+    )
+    container = build_container(settings, encoder=encoder, environ={})
+    try:
+        asker = await make_key(container, "ana@example.com")
+        reviewer = await make_key(container, "rita@example.com", roles={"reviewer"}, groups={"legal-reviewers"})
+        async with client_as(container, asker) as u, client_as(container, reviewer) as r:
+            llm.script(Reply(WRONG))
+            body = (await u.post("/v1/chat/completions", json=ASK)).json()
+            review = body["expertgate"]["review"]["id"]
+            assert heard == []  # nothing is said before a decision
+            fixed = RIGHT
+            decided = await r.post(f"/api/v1/reviews/{review}", json={"decision": "edit", "text": fixed, "reason": "cap"})
+            assert decided.status_code == 200, decided.text
+        (said,) = heard
+        assert said["review_id"] == review and said["status"] == "edited" and said["final_text"] == fixed
+        assert said["conversation_id"] == body["expertgate"]["conversation_id"] and said["reason"] == "cap"
+    finally:
+        await container.close()
+        server.stop()
