@@ -39,7 +39,7 @@ export function App() {
 
   const roles = identity.known ? identity.me.roles : [];
   // Without /api/v1/me the role is unknown: offer the console and let the API decide.
-  const mayConsole = !identity.known || roles.includes("admin") || roles.includes("auditor");
+  const mayConsole = !identity.known || ["admin", "auditor", "reviewer"].some((r) => roles.includes(r));
 
   return (
     <div className="app">
@@ -108,7 +108,13 @@ export function App() {
           onCloseSidebar={() => setSidebarOpen(false)}
         />
       ) : (
-        <ConsolePage api={api} models={models} tab={view.tab} detail={view.detail} />
+        <ConsolePage
+          api={api}
+          models={models}
+          tab={view.tab}
+          detail={view.detail}
+          roles={identity.known ? identity.me.roles : null}
+        />
       )}
     </div>
   );

@@ -28,6 +28,10 @@ import type {
   ModelCard,
   QuotaPolicy,
   QuotaPolicyIn,
+  Review,
+  ReviewDecision,
+  ReviewOutcome,
+  ReviewStatus,
   RouteInfo,
   RouterStatus,
   StatsQuery,
@@ -257,6 +261,25 @@ export class Api {
   /** The caller's limits and what is left under each (empty when quotas are off). */
   async usage(): Promise<LimitUsage[]> {
     return unwrap(await this.client.GET("/api/v1/me/usage")).limits;
+  }
+
+  /** The review queue (reviewers and admins): reviews of the experts the caller may review, oldest first. */
+  async reviews(status: ReviewStatus = "pending", limit = 100): Promise<Review[]> {
+    return unwrap(await this.client.GET("/api/v1/reviews", { params: { query: { status, limit } } })).data;
+  }
+
+  /** One review: the whole of it for its reviewers, only the outcome for its asker. */
+  async review(id: string): Promise<Review | ReviewOutcome> {
+    return unwrap(
+      await this.client.GET("/api/v1/reviews/{review_id}", { params: { path: { review_id: id } } }),
+    );
+  }
+
+  /** Approve, edit or reject a pending review; 409 `review_decided` once someone has. */
+  async decideReview(id: string, body: ReviewDecision): Promise<Review> {
+    return unwrap(
+      await this.client.POST("/api/v1/reviews/{review_id}", { params: { path: { review_id: id } }, body }),
+    );
   }
 
   private async raw(method: string, path: string, body?: unknown): Promise<Response> {

@@ -130,3 +130,7 @@ export type TeamOut = Schemas["TeamOut"];
 export type QuotaPolicy = Schemas["QuotaPolicyOut"];
 export type QuotaPolicyIn = Schemas["QuotaPolicyIn"];
 export type LimitUsage = Schemas["LimitUsageOut"];
+export type Review = Schemas["ReviewOut"];
+export type ReviewOutcome = Schemas["ReviewOutcome"];
+export type ReviewDecision = Schemas["ReviewDecisionIn"];
+export type ReviewStatus = Review["status"];

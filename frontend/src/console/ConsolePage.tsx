@@ -7,34 +7,48 @@ import { Experts } from "./Experts";
 import { Keys } from "./Keys";
 import { Knowledge } from "./Knowledge";
 import { RouterAdmin } from "./RouterAdmin";
+import { Reviews } from "./Reviews";
 import { RouteTester } from "./RouteTester";
 import { Users } from "./Users";
 
+const STAFF = ["admin", "auditor"];
+
+/** The console's sections and the roles that see each (the API still decides what they may do). */
 const TABS = [
-  { id: "audit", label: "Audit log" },
-  { id: "dashboard", label: "Dashboard" },
-  { id: "router", label: "Router" },
-  { id: "route-test", label: "Route tester" },
-  { id: "knowledge", label: "Knowledge" },
-  { id: "keys", label: "Keys" },
-  { id: "users", label: "Users and quotas" },
-  { id: "experts", label: "Experts" },
+  { id: "audit", label: "Audit log", roles: STAFF },
+  { id: "dashboard", label: "Dashboard", roles: STAFF },
+  { id: "reviews", label: "Reviews", roles: ["admin", "reviewer"] },
+  { id: "router", label: "Router", roles: STAFF },
+  { id: "route-test", label: "Route tester", roles: STAFF },
+  { id: "knowledge", label: "Knowledge", roles: STAFF },
+  { id: "keys", label: "Keys", roles: STAFF },
+  { id: "users", label: "Users and quotas", roles: STAFF },
+  { id: "experts", label: "Experts", roles: STAFF },
 ] as const;
+
+/** The tabs these roles see; null (roles unknown: no /api/v1/me) sees every tab. */
+export function visibleTabs(roles: readonly string[] | null): (typeof TABS)[number][] {
+  if (roles === null) return [...TABS];
+  return TABS.filter((t) => t.roles.some((r) => roles.includes(r)));
+}
 
 interface Props {
   api: Api;
   models: ModelCard[];
   tab: string;
   detail: string | null;
+  /** The signed-in user's roles; null when the server cannot say (every tab is offered). */
+  roles?: readonly string[] | null;
 }
 
-export function ConsolePage({ api, models, tab, detail }: Props) {
-  const active = TABS.find((t) => t.id === tab) ?? TABS[0];
+export function ConsolePage({ api, models, tab, detail, roles = null }: Props) {
+  const tabs = visibleTabs(roles);
+  const active = tabs.find((t) => t.id === tab) ?? tabs[0] ?? TABS[0];
   return (
     <main className="console" id="main">
       <h1>Console</h1>
       <nav className="tabs" aria-label="Console sections">
-        {TABS.map((t) => (
+        {tabs.map((t) => (
           <a
             key={t.id}
             href={`/console/${t.id}`}
@@ -50,6 +64,7 @@ export function ConsolePage({ api, models, tab, detail }: Props) {
       </nav>
       {active.id === "audit" && <AuditLog api={api} models={models} detail={detail} />}
       {active.id === "dashboard" && <Dashboard api={api} />}
+      {active.id === "reviews" && <Reviews api={api} detail={detail} />}
       {active.id === "router" && <RouterAdmin api={api} models={models} />}
       {active.id === "route-test" && <RouteTester api={api} models={models} />}
       {active.id === "knowledge" && <Knowledge api={api} models={models} />}

@@ -8,7 +8,7 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-const ROLES: KeyCreate["role"][] = ["user", "auditor", "admin"];
+const ROLES: KeyCreate["role"][] = ["user", "auditor", "reviewer", "admin"];
 
 /** API keys: list (admins and auditors), create and revoke (admins). */
 export function Keys({ api }: { api: Api }) {

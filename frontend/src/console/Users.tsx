@@ -9,7 +9,7 @@ function message(err: unknown): string {
 }
 
 type Role = NonNullable<UserUpdate["roles"]>[number];
-const ROLES: Role[] = ["user", "auditor", "admin"];
+const ROLES: Role[] = ["user", "auditor", "reviewer", "admin"];
 
 /** "a, b,,c " -> ["a", "b", "c"] */
 export function splitList(text: string): string[] {
