@@ -14,6 +14,7 @@ appends :func:`chat_entry` of it. Payload shape (stable keys; see docs/governanc
     completeness: complete | cut_by_token_cap | interrupted | none (see completeness())
     grounding: score, checked, unsupported [{start, end, text, reason, detail}], action
     review:    id, trigger (on_fail | always | sample), delivery, status (sent to a person)
+    output:    secrets_removed, instructions_withheld (backend/guard/output.py)
     error:     code, message (failures only)
 """
 
@@ -57,6 +58,7 @@ class ChatTrace:
     error: AppError | None = None
     grounding: Mapping[str, object] | None = None  # the grounding check's record
     review: Mapping[str, object] | None = None  # the answer went to review (backend/review)
+    output: Mapping[str, int] | None = None  # what the output check removed (counts)
 
 
 def route_record(decision: RoutingDecision, expert: str | None = None) -> dict[str, object]:
@@ -123,6 +125,8 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str], action: str = CHA
         payload["grounding"] = dict(trace.grounding)
     if trace.review is not None:
         payload["review"] = dict(trace.review)
+    if trace.output is not None:
+        payload["output"] = dict(trace.output)
     status = 200
     if trace.error is not None:
         status = trace.error.status

@@ -65,6 +65,7 @@ from backend.chat.types import (
 )
 from backend.db.session import Database
 from backend.errors import BadRequest, PayloadTooLarge
+from backend.guard.output import StreamScrubber, scrub
 from backend.guard.policy import PiiGuard
 from backend.knowledge.service import KnowledgeService, QueryVector
 from backend.knowledge.targets import weighted_targets
@@ -320,6 +321,8 @@ class ChatPipeline:
                 text = answer.completion.text
                 if answer.completion.finish_reason != EXTRACTIVE_FINISH:
                     text = self._quote_first(routed, answer.expert, retrieval, text)
+                # No secret and none of the expert's instructions leave (guard/output.py).
+                text, removed = scrub(text, self._registry.get(answer.expert).system_prompt)
                 text, grounding = await self._ground(routed, answer.expert, retrieval, text)
                 held = self._held(self._review.plan(answer.expert), text, grounding)
                 shown = text if held is None else held.shown
@@ -337,6 +340,7 @@ class ChatPipeline:
                     retrieval=retrieval,
                     grounding=grounding,
                     review=held,
+                    output=removed.record(),
                 )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(routed, exc, started, stream=False, expert=answer.expert)
@@ -378,6 +382,8 @@ class ChatPipeline:
             if result.score is not None and result.score < policy.min_score:
                 action = policy.on_fail
                 replacement = self._replacement(routed, retrieval, action)
+                if replacement is not None:  # quoted from passages: they may hold secrets too
+                    replacement, _ = scrub(replacement, self._registry.get(expert).system_prompt)
                 if replacement is not None and streamed:
                     text = f"{text}\n\n---\n{CORRECTION}\n\n{replacement}"
                 elif replacement is not None:
@@ -428,6 +434,7 @@ class ChatPipeline:
         done: StreamDone | None = None
         plan: ReviewPlan | None = None
         buffered = False  # the answer may be held: nothing of it is sent before the decision
+        scrubber: StreamScrubber | None = None  # what may leave, checked before it is sent
         started = time.perf_counter()
         try:
             retrieval = await self.retrieve(routed)
@@ -440,17 +447,26 @@ class ChatPipeline:
                     plan = self._review.plan(expert)  # the answering expert's, after any fallback
                     buffered = plan is not None and plan.buffers
                     yield StreamOpened(expert, fallbacks, retrieval)
-                    opening = self._quote_first(routed, expert, retrieval, "")
-                    if opening:  # quote-first: what the documents say comes before the draft
-                        parts.append(opening)
+                    scrubber = StreamScrubber(self._registry.get(expert).system_prompt)
+                    # quote-first: what the documents say comes before the draft
+                    safe = scrubber.feed(self._quote_first(routed, expert, retrieval, ""))
+                    if safe:
+                        parts.append(safe)
                         if not buffered:
-                            yield TextDelta(opening)
+                            yield TextDelta(safe)
                 elif isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    if not buffered:
-                        yield event
+                    safe = scrubber.feed(event.text) if scrubber is not None else event.text
+                    if safe:
+                        parts.append(safe)
+                        if not buffered:
+                            yield TextDelta(safe)
                 else:
                     done = event
+            tail = scrubber.finish() if scrubber is not None else ""
+            if tail:  # the held-back end of the answer, checked whole
+                parts.append(tail)
+                if not buffered:
+                    yield TextDelta(tail)
         except Exception as exc:
             await self._recorder.failure(
                 routed, exc, started, stream=True, expert=expert, fallbacks=fallbacks,
@@ -492,6 +508,7 @@ class ChatPipeline:
                 retrieval=retrieval,
                 grounding=grounding,
                 review=held,
+                output=scrubber.report.record() if scrubber is not None else None,
             )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(

@@ -93,6 +93,7 @@ class ChatRecorder:
         retrieval: Retrieval = NO_RETRIEVAL,
         grounding: Mapping[str, object] | None = None,
         review: HeldReview | None = None,
+        output: Mapping[str, int] | None = None,
     ) -> str:
         """Store the exchange and its audit event in one transaction (both or neither).
 
@@ -150,6 +151,7 @@ class ChatRecorder:
                 conversation_id=conversation_id,
                 retrieval=retrieval.record(),
                 grounding=grounding,
+                output=output,
                 review=None if review is None else {
                     "id": review.review_id, "trigger": review.trigger,
                     "delivery": review.delivery, "status": "pending",
@@ -223,6 +225,7 @@ class ChatRecorder:
         retrieval: Mapping[str, object] | None = None,
         grounding: Mapping[str, object] | None = None,
         review: Mapping[str, object] | None = None,
+        output: Mapping[str, int] | None = None,
     ) -> ChatTrace:
         chat = routed.input
         endpoint = self._experts.endpoint(expert, routed.replica if expert == routed.decision.expert else None)
@@ -253,6 +256,7 @@ class ChatRecorder:
             retrieval=retrieval or {},
             grounding=grounding,
             review=review,
+            output=output,
         )
 
     async def failure(
