@@ -28,6 +28,14 @@ what when where which who why will with would you your about after before into t
 any all also just more most much not no only other some such very may might must
 please tell know need want get got use using used"""
 _STOP = frozenset(_STOP_WORDS.split())
+MIN_WORDS = 6
+# A question asking for an amount, a time or a limit is answered by a sentence that states one.
+_QUANTITY = re.compile(
+    r"\b(how (long|many|much|often|soon|fast|far)|when|what (day|time|date)|deadline|limit|maximum|minimum|"
+    r"within|days?|hours?|weeks?|months?|years?|minutes?|percent|price|cost|fee)\b",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\d")
 QUOTE_INTRO = "From the documents:"
 DRAFT_HEADING = "The model's answer (a draft, not checked by a person):"
 CORRECTION = "The answer above is not supported by the documents it cites. What they say:"
@@ -46,11 +54,12 @@ def content_words(text: str) -> set[str]:
 
 
 def sentences(text: str) -> list[str]:
-    """The sentences (and list items) of a passage, markdown headings dropped."""
+    """The sentences (and list items) of a passage; headings and fragments of fewer than
+    MIN_WORDS words (a heading without its '#', a table label) dropped: they say nothing."""
     out = []
     for piece in _SENTENCE_END.split(text):
         line = " ".join(piece.split()).lstrip("-*• ").strip()
-        if not line or line.startswith("#") or len(line) < 12:
+        if not line or line.startswith("#") or len(line.split()) < MIN_WORDS:
             continue
         out.append(line)
     return out
@@ -63,12 +72,13 @@ class Quote:
     score: float
 
 
-def best_quotes(question: str, passages: Sequence[RetrievedPassage], limit: int = 3) -> list[Quote]:
+def best_quotes(question: str, passages: Sequence[RetrievedPassage], limit: int = 4) -> list[Quote]:
     """Up to ``limit`` passage sentences that answer ``question`` best (none that share no
     content word with it), in passage order."""
     asked = content_words(question)
     if not asked or not passages:
         return []
+    wants_quantity = bool(_QUANTITY.search(question))
     candidates = [(p, s) for p in passages for s in sentences(p.text)]
     # Rarer words weigh more: a word found in every candidate sentence says little.
     df: dict[str, int] = {}
@@ -82,6 +92,8 @@ def best_quotes(question: str, passages: Sequence[RetrievedPassage], limit: int 
         if not shared:
             continue
         score = sum(math.log(1 + len(candidates) / df[w]) for w in shared) + 0.3 / passage.number
+        if wants_quantity and _NUMBER.search(sentence):
+            score += 1.0
         scored.append(Quote(passage.number, sentence, score))
     chosen = sorted(scored, key=lambda q: -q.score)[:limit]
     return sorted(chosen, key=lambda q: (q.number, -q.score))
