@@ -98,12 +98,13 @@ class Question:
     key_facts: tuple[tuple[str, ...], ...]
 
 
-def load(experts: Sequence[str], limit: int | None) -> list[Question]:
-    """The first ``limit`` rows (all when None) of each expert's file, in file order."""
+def load(experts: Sequence[str], limit: int | None, skip: int = 0) -> list[Question]:
+    """``limit`` rows (all when None) of each expert's file after its first ``skip``, in
+    file order (``--skip`` keeps a part of the set unseen while tuning on another)."""
     out: list[Question] = []
     for expert in experts:
         lines = [ln for ln in (DATA / f"{expert}.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
-        for line in lines[:limit]:
+        for line in lines[skip:][:limit]:
             raw = json.loads(line)
             facts = tuple((f,) if isinstance(f, str) else tuple(f["any"]) for f in raw["key_facts"])
             out.append(Question(raw["id"], raw["expert"], raw["question"], tuple(raw["gold_sources"]), facts))
@@ -429,6 +430,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="a running expertgate (default: start the embedded default here)")
     p.add_argument("--api-key", help="a user's API key for --base-url")
     p.add_argument("--limit", type=int, help="the first N questions of each expert")
+    p.add_argument("--skip", type=int, default=0, help="skip each expert's first N questions (default 0)")
     p.add_argument("--experts", default=",".join(EXPERTS), help="comma-separated, of " + ", ".join(EXPERTS))
     p.add_argument("--routed", action="store_true", help="also ask every question with model=auto")
     p.add_argument("--fake-wrong", action="store_true", help="every expert answered by a fake model that is wrong")
@@ -456,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--limit must be at least 1")
     label = args.label or ("fake_wrong" if args.fake_wrong else "external" if args.base_url else "bundled")
     out: Path = args.out or RESULTS / f"answer_eval_{label}.json"
-    questions = load(experts, args.limit)
+    questions = load(experts, args.limit, args.skip)
     modes = ["named", "routed"] if args.routed else ["named"]
     jobs = [(q, m) for m in modes for q in questions]
 
