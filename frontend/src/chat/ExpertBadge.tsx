@@ -24,22 +24,34 @@ export function reasonText(route: RouteView): string | null {
   }
 }
 
+/**
+ * What the badge says beside the expert: how the expert was chosen. The percentage is
+ * the router's confidence in picking this expert, never a judgement of the answer (the
+ * grounding line under the answer speaks to that). Null when the router did not pick it
+ * on confidence (a fallback, an overflow...): the reason line tells that story instead.
+ */
+export function choiceLabel(route: RouteView): { text: string; title: string } | null {
+  if (route.reason === "requested") {
+    return { text: "chosen by hand", title: "you picked this expert; the router was not asked" };
+  }
+  if ((route.reason === "routed" || route.reason === "context") && route.confidence !== null) {
+    const pct = Math.round(route.confidence * 100);
+    return {
+      text: `routed with ${pct}% confidence`,
+      title: `how sure the router was that this is a ${route.expert} question — not a check of the answer`,
+    };
+  }
+  return null;
+}
+
 export function ExpertBadge({ route }: { route: RouteView }) {
-  const pct = route.confidence === null ? null : Math.round(route.confidence * 100);
+  const label = choiceLabel(route);
   const why = reasonText(route);
-  const title =
-    route.reason === "requested" ? "chosen by hand" : pct === null ? route.reason : `router confidence ${pct}%`;
   return (
     <div className="route-line">
-      <span
-        className={`badge expert-${route.expert}`}
-        title={title}
-        data-testid="expert-badge"
-        data-expert={route.expert}
-      >
-        <span className="badge-name">{route.expert}</span>
-        {route.reason !== "requested" && pct !== null && <span className="badge-conf">{pct}%</span>}
-        {route.reason === "requested" && <span className="badge-conf">chosen</span>}
+      <span className="expert-choice" data-testid="expert-badge" data-expert={route.expert} title={label?.title}>
+        <span className={`badge expert-${route.expert}`}>{route.expert}</span>
+        {label && <span className="badge-conf"> · {label.text}</span>}
       </span>
       {why && (
         <span className="route-why" data-testid="route-reason">

@@ -30,10 +30,20 @@ function apiAnswering(status: number, json: unknown) {
 }
 
 describe("ExpertBadge", () => {
-  it("shows the expert and confidence, and no reason for the obvious case", () => {
-    render(<ExpertBadge route={base} />);
-    expect(screen.getByTestId("expert-badge").textContent).toBe("code87%");
+  it("says the percentage is the router's confidence in the expert, not in the answer", () => {
+    render(<ExpertBadge route={{ ...base, expert: "legal", confidence: 1 }} />);
+    const badge = screen.getByTestId("expert-badge");
+    expect(badge.textContent).toBe("legal · routed with 100% confidence");
+    expect(badge.getAttribute("title")).toBe(
+      "how sure the router was that this is a legal question — not a check of the answer",
+    );
     expect(screen.queryByTestId("route-reason")).toBeNull();
+  });
+
+  it("shows no confidence when the router's pick did not answer", () => {
+    render(<ExpertBadge route={{ ...base, expert: "general", reason: "overflow" }} />);
+    expect(screen.getByTestId("expert-badge").textContent).toBe("general");
+    expect(screen.getByTestId("route-reason").textContent).toMatch(/capacity/);
   });
 
   it("explains low confidence, fallback, overflow and context", () => {
@@ -48,7 +58,7 @@ describe("ExpertBadge", () => {
 
   it("marks a hand-picked expert as chosen", () => {
     render(<ExpertBadge route={{ ...base, reason: "requested" }} />);
-    expect(screen.getByTestId("expert-badge").textContent).toBe("codechosen");
+    expect(screen.getByTestId("expert-badge").textContent).toBe("code · chosen by hand");
   });
 });
 
