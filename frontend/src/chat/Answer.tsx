@@ -1,12 +1,23 @@
 import { useState } from "react";
 
 import type { Api } from "../api/client";
+import type { RouteView } from "../api/types";
 import { Markdown } from "../markdown/Markdown";
 import { CitationDialog, CitationList } from "./Citations";
 import { ExpertBadge } from "./ExpertBadge";
 import { Feedback } from "./Feedback";
 import { GroundingNote } from "./GroundingNote";
 import type { AnswerTurn } from "./turns";
+
+/**
+ * What the expert is doing before its first words arrive, from the stream's first chunk
+ * (sent when the expert starts, with the passages it was given).
+ */
+export function stageText(route: RouteView): string {
+  const n = route.citations.length;
+  if (n === 0) return `${route.expert} expert is writing…`;
+  return `${route.expert} expert is reading ${n} ${n === 1 ? "document" : "documents"}…`;
+}
 
 interface Props {
   api: Api;
@@ -30,7 +41,8 @@ export function Answer({ api, turn, experts }: Props) {
       {turn.route ? (
         <ExpertBadge route={turn.route} />
       ) : (
-        turn.status === "streaming" && <p className="muted">Routing…</p>
+        // Until the first chunk: the question is being routed and its passages retrieved.
+        turn.status === "streaming" && <p className="muted typing">Getting an expert ready…</p>
       )}
       {turn.text ? (
         <Markdown
@@ -40,7 +52,12 @@ export function Answer({ api, turn, experts }: Props) {
           marks={grounding?.unsupported}
         />
       ) : (
-        turn.status === "streaming" && turn.route && <p className="muted typing">Writing…</p>
+        turn.status === "streaming" &&
+        turn.route && (
+          <p className="muted typing" data-testid="stage">
+            {stageText(turn.route)}
+          </p>
+        )
       )}
       {turn.status === "stopped" && <p className="muted">Stopped.</p>}
       <GroundingNote grounding={grounding} />
