@@ -210,7 +210,11 @@ test("choose an expert by hand", async () => {
   const answer = page.getByTestId("answer").last();
   await expect(answer).toHaveAttribute("data-status", "done");
   await expect(answer.getByTestId("expert-badge")).toHaveAttribute("data-expert", "legal");
-  await expect(answer.getByTestId("expert-badge")).toContainText("chosen");
+  await expect(answer.getByTestId("expert-badge")).toContainText("chosen by hand");
+  // The pick was for that conversation: the next one starts routed again.
+  await expect(page.getByLabel("Expert", { exact: true })).toHaveValue("legal");
+  await page.getByRole("button", { name: "+ New conversation" }).click();
+  await expect(page.getByLabel("Expert", { exact: true })).toHaveValue("auto");
 });
 
 test("delete a conversation", async () => {

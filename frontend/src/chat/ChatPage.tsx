@@ -68,6 +68,8 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
     abortRef.current?.abort();
     setLoadError(null);
     dispatch({ type: "reset", conversationId });
+    // An expert picked by hand was for that conversation; the next one starts routed.
+    setModel("auto");
     if (conversationId === null) return;
     let cancelled = false;
     api.conversation(conversationId).then(
