@@ -54,6 +54,23 @@ test("sign in with the admin key", async () => {
   await expect(page.getByLabel("Expert", { exact: true })).toHaveValue("auto");
 });
 
+test("the landing page: expert badges pick the expert, example questions fill the composer", async () => {
+  const menu = page.getByLabel("Expert", { exact: true });
+  const legal = page.getByRole("button", { name: "Ask the legal expert" });
+  await legal.click();
+  await expect(legal).toHaveAttribute("aria-pressed", "true");
+  await expect(menu).toHaveValue("legal");
+  await expectAccessible(page, "landing page with an expert picked");
+  await shot(page, "chat-landing");
+  await legal.click();
+  await expect(menu).toHaveValue("auto");
+  const box = page.getByLabel("Your question");
+  await page.getByRole("button", { name: "What is the liability cap in our MSA?" }).click();
+  await expect(box).toHaveValue("What is the liability cap in our MSA?");
+  await expect(box).toBeFocused();
+  await box.fill("");
+});
+
 test("admin uploads a document into the legal index from the console", async () => {
   await page.getByRole("link", { name: "Console" }).click();
   await page.getByRole("link", { name: "Knowledge" }).click();

@@ -98,3 +98,39 @@ describe("the expert menu", () => {
     await waitFor(() => expect((screen.getByLabelText("Expert") as HTMLSelectElement).value).toBe("auto"));
   });
 });
+
+describe("the landing page", () => {
+  it("selects an expert for the next question when its badge is clicked, and back to auto on a second click", async () => {
+    const { api, asked } = fakeServer();
+    render(<Routed api={api} />);
+    const legal = screen.getByRole("button", { name: "Ask the legal expert" });
+    expect(legal.getAttribute("aria-pressed")).toBe("false");
+    await userEvent.click(legal);
+    expect(legal.getAttribute("aria-pressed")).toBe("true");
+    expect((screen.getByLabelText("Expert") as HTMLSelectElement).value).toBe("legal");
+    await userEvent.click(legal);
+    expect((screen.getByLabelText("Expert") as HTMLSelectElement).value).toBe("auto");
+    await userEvent.click(screen.getByRole("button", { name: "Ask the support expert" }));
+    await userEvent.type(screen.getByLabelText("Your question"), "hello{Enter}");
+    await waitFor(() => expect(asked.map((b) => b.model)).toEqual(["support"]));
+  });
+
+  it("fills the composer with an example question, two per expert", async () => {
+    const { api, asked } = fakeServer();
+    render(<Routed api={api} />);
+    for (const expert of ["code", "legal", "support", "general"]) {
+      const card = screen.getByRole("button", { name: `Ask the ${expert} expert` }).closest("li")!;
+      expect(card.querySelectorAll("button.example")).toHaveLength(2);
+    }
+    await userEvent.click(screen.getByRole("button", { name: "What is the liability cap in our MSA?" }));
+    const box = screen.getByLabelText("Your question") as HTMLTextAreaElement;
+    expect(box.value).toBe("What is the liability cap in our MSA?");
+    expect(document.activeElement).toBe(box);
+    // Filled, not sent: the question goes when the user sends it, routed.
+    expect(asked).toEqual([]);
+    await userEvent.keyboard("{Enter}");
+    await waitFor(() => expect(asked).toHaveLength(1));
+    expect(asked[0]).toMatchObject({ model: "auto" });
+    expect(box.value).toBe("");
+  });
+});

@@ -7,6 +7,7 @@ import type { ConversationSummary, LimitUsage, ModelCard } from "../api/types";
 import { navigate } from "../location";
 import { Answer } from "./Answer";
 import { Composer } from "./Composer";
+import { examplesFor } from "./examples";
 import { QuotaMeter } from "./QuotaMeter";
 import { Sidebar } from "./Sidebar";
 import { chatReducer, emptyChat, history } from "./turns";
@@ -26,6 +27,8 @@ function message(err: unknown): string {
 export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSidebar }: Props) {
   const [chat, dispatch] = useReducer(chatReducer, emptyChat);
   const [model, setModel] = useState("auto");
+  const [draft, setDraft] = useState("");
+  const inputRef = useRef<HTMLTextAreaElement>(null);
   const [busy, setBusy] = useState(false);
   const [loadError, setLoadError] = useState<string | null>(null);
   const [list, setList] = useState<ConversationSummary[]>([]);
@@ -184,8 +187,35 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
                   .filter((m) => m.id !== "auto")
                   .map((m) => (
                     <li key={m.id}>
-                      <span className={`badge expert-${m.id}`}>{m.id}</span>
-                      <span className="small">{m.description}</span>
+                      <button
+                        type="button"
+                        className={`badge expert-${m.id}`}
+                        aria-label={`Ask the ${m.id} expert`}
+                        aria-pressed={model === m.id}
+                        title={model === m.id ? "back to auto (route for me)" : `send the next question to ${m.id}`}
+                        onClick={() => setModel(model === m.id ? "auto" : m.id)}
+                      >
+                        {model === m.id && <span aria-hidden="true">✓</span>}
+                        {m.id}
+                      </button>
+                      <div>
+                        <span className="small">{m.description}</span>
+                        <span className="examples">
+                          {examplesFor(m.id).map((q) => (
+                            <button
+                              key={q}
+                              type="button"
+                              className="example"
+                              onClick={() => {
+                                setDraft(q);
+                                inputRef.current?.focus();
+                              }}
+                            >
+                              {q}
+                            </button>
+                          ))}
+                        </span>
+                      </div>
                     </li>
                   ))}
               </ul>
@@ -206,6 +236,9 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
           models={models}
           model={model}
           onModel={setModel}
+          text={draft}
+          onText={setDraft}
+          inputRef={inputRef}
           busy={busy}
           onSend={(t) => void send(t)}
           onStop={() => abortRef.current?.abort()}

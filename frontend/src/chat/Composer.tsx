@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent, type KeyboardEvent } from "react";
+import { useId, type FormEvent, type KeyboardEvent, type Ref } from "react";
 
 import type { ModelCard } from "../api/types";
 
@@ -6,21 +6,24 @@ interface Props {
   models: ModelCard[];
   model: string;
   onModel: (model: string) => void;
+  /** The draft, held by the page so that an example question can fill it. */
+  text: string;
+  onText: (text: string) => void;
   busy: boolean;
   onSend: (text: string) => void;
   onStop: () => void;
+  inputRef?: Ref<HTMLTextAreaElement>;
 }
 
 /** The question box: Enter sends, Shift+Enter breaks the line, Escape stops an answer. */
-export function Composer({ models, model, onModel, busy, onSend, onStop }: Props) {
-  const [text, setText] = useState("");
+export function Composer({ models, model, onModel, text, onText, busy, onSend, onStop, inputRef }: Props) {
   const id = useId();
 
   function submit(e?: FormEvent) {
     e?.preventDefault();
     if (busy || !text.trim()) return;
     onSend(text.trim());
-    setText("");
+    onText("");
   }
 
   function onKeyDown(e: KeyboardEvent<HTMLTextAreaElement>) {
@@ -35,10 +38,11 @@ export function Composer({ models, model, onModel, busy, onSend, onStop }: Props
       </label>
       <textarea
         id={`${id}-q`}
+        ref={inputRef}
         rows={2}
         placeholder="Ask the code, legal or support expert… (Enter to send, Shift+Enter for a new line)"
         value={text}
-        onChange={(e) => setText(e.target.value)}
+        onChange={(e) => onText(e.target.value)}
         onKeyDown={onKeyDown}
         autoFocus
       />
