@@ -25,6 +25,8 @@ export interface RouteView {
   probabilities: Record<string, number>;
   /** The answer checked against its passages; null: not checked (or not yet, mid-stream). */
   grounding: Grounding | null;
+  /** The model the expert's endpoint ran (the stream's last chunk); null: not told. */
+  upstreamModel: string | null;
 }
 
 export function routeView(route: RouteInfo | StoredRoute): RouteView {
@@ -37,7 +39,14 @@ export function routeView(route: RouteInfo | StoredRoute): RouteView {
     probabilities: route.probabilities ?? {},
     // The stored route record holds it too (read as unknown: older records lack it).
     grounding: "grounding" in route ? groundingOf(route.grounding) : null,
+    upstreamModel: upstreamOf(route),
   };
+}
+
+function upstreamOf(route: RouteInfo | StoredRoute): string | null {
+  // Read as unknown: the stored route record may not carry it.
+  const value: unknown = (route as { upstream_model?: unknown }).upstream_model;
+  return typeof value === "string" && value ? value : null;
 }
 
 export type UnsupportedReason = "number_mismatch" | "unsupported" | "contradiction";

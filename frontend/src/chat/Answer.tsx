@@ -19,6 +19,11 @@ export function stageText(route: RouteView): string {
   return `${route.expert} expert is reading ${n} ${n === 1 ? "document" : "documents"}…`;
 }
 
+/** The small model bundled for a first run (SmolLM2-135M, run on this machine), by the model name its server reports. */
+export function isDemoModel(upstreamModel: string | null): boolean {
+  return upstreamModel !== null && /smollm2/i.test(upstreamModel);
+}
+
 interface Props {
   api: Api;
   turn: AnswerTurn;
@@ -60,6 +65,11 @@ export function Answer({ api, turn, experts }: Props) {
         )
       )}
       {turn.status === "stopped" && <p className="muted">Stopped.</p>}
+      {turn.status === "done" && turn.finishReason === "length" && (
+        <p className="answer-notice" data-testid="cut-at-length">
+          The answer was cut at the length limit.
+        </p>
+      )}
       <GroundingNote grounding={grounding} />
       {turn.error && (
         <p className="error" role="alert">
@@ -67,6 +77,11 @@ export function Answer({ api, turn, experts }: Props) {
         </p>
       )}
       <CitationList citations={citations} onOpen={setOpen} />
+      {turn.status === "done" && isDemoModel(turn.route?.upstreamModel ?? null) && (
+        <p className="answer-notice small" data-testid="demo-model">
+          Answered by a small demo model running on this machine; facts come from the quoted documents above.
+        </p>
+      )}
       {turn.status === "done" && (
         <div className="answer-foot">
           {turn.requestId && turn.route && (

@@ -17,6 +17,7 @@ const base: RouteView = {
   fallbacks: [],
   probabilities: {},
   grounding: null,
+  upstreamModel: null,
 };
 
 function apiAnswering(status: number, json: unknown) {
@@ -107,6 +108,7 @@ describe("Answer citations", () => {
       requestId: "r",
       error: null,
       usage: null,
+      finishReason: null,
     };
     const { api } = apiAnswering(201, {});
     render(<Answer api={api} turn={turn} experts={["legal"]} />);

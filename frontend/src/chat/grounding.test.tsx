@@ -146,10 +146,11 @@ describe("grounding reaches the answer", () => {
       key: "a",
       text: ANSWER,
       status: "streaming",
-      route: { expert: "legal", confidence: 0.8, reason: "routed", citations: route.citations!, fallbacks: [], probabilities: {}, grounding: groundingOf(WIRE_GROUNDING) },
+      route: { expert: "legal", confidence: 0.8, reason: "routed", citations: route.citations!, fallbacks: [], probabilities: {}, grounding: groundingOf(WIRE_GROUNDING), upstreamModel: null },
       requestId: "req-1",
       error: null,
       usage: null,
+      finishReason: null,
     };
     const { rerender, container } = render(<Answer api={api} turn={turn} experts={["legal"]} />);
     expect(container.querySelector("mark")).toBeNull();

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 
 import { Api } from "../api/client";
 import { interpret } from "../api/stream";
-import { Answer } from "./Answer";
+import { Answer, isDemoModel } from "./Answer";
 import { chatReducer, emptyChat, type AnswerTurn, type ChatState } from "./turns";
 
 const api = new Api({ key: "k", baseUrl: "http://h", fetch: (async () => new Response("{}")) as typeof fetch });
@@ -73,5 +73,50 @@ describe("the answer while it streams", () => {
     render(<Answer api={api} turn={answerAfter(firstChunk("legal", 4), text)} experts={[]} />);
     expect(screen.queryByTestId("stage")).toBeNull();
     expect(screen.getByText("Capped at")).toBeTruthy();
+  });
+});
+
+/** The last SSE chunk: finish reason, usage and the full `expertgate` record. */
+function lastChunk(finish: string, upstreamModel: string | null): string {
+  const first = JSON.parse(firstChunk("legal", 1)) as { expertgate: object };
+  return JSON.stringify({
+    choices: [{ index: 0, delta: {}, finish_reason: finish }],
+    usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+    expertgate: { ...first.expertgate, conversation_id: "c1", upstream_model: upstreamModel },
+  });
+}
+
+const TEXT = JSON.stringify({ choices: [{ index: 0, delta: { content: "The cap is twelve months [1]." }, finish_reason: null }] });
+const DEMO_NOTICE =
+  "Answered by a small demo model running on this machine; facts come from the quoted documents above.";
+
+describe("notes under a finished answer", () => {
+  it("says when the bundled demo model answered", () => {
+    render(<Answer api={api} turn={answerAfter(firstChunk("legal", 1), TEXT, lastChunk("stop", "smollm2-135m-instruct"))} experts={[]} />);
+    expect(screen.getByTestId("demo-model").textContent).toBe(DEMO_NOTICE);
+    expect(screen.queryByTestId("cut-at-length")).toBeNull();
+  });
+
+  it("says nothing of the sort for another model, or before the answer is done", () => {
+    const { unmount } = render(
+      <Answer api={api} turn={answerAfter(firstChunk("legal", 1), TEXT, lastChunk("stop", "gpt-4o-mini"))} experts={[]} />,
+    );
+    expect(screen.queryByTestId("demo-model")).toBeNull();
+    unmount();
+    render(<Answer api={api} turn={answerAfter(firstChunk("legal", 1), TEXT)} experts={[]} />);
+    expect(screen.queryByTestId("demo-model")).toBeNull();
+  });
+
+  it("recognises the demo model by name, whatever the case or prefix", () => {
+    expect(isDemoModel("openai/SmolLM2-135M-Instruct")).toBe(true);
+    expect(isDemoModel("smollm2-135m-instruct")).toBe(true);
+    expect(isDemoModel("llama-3.1-8b")).toBe(false);
+    expect(isDemoModel(null)).toBe(false);
+  });
+
+  it("marks an answer cut at the token cap", () => {
+    render(<Answer api={api} turn={answerAfter(firstChunk("legal", 1), TEXT, lastChunk("length", null))} experts={[]} />);
+    expect(screen.getByTestId("cut-at-length").textContent).toBe("The answer was cut at the length limit.");
+    expect(screen.queryByTestId("demo-model")).toBeNull();
   });
 });

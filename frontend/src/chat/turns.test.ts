@@ -85,7 +85,7 @@ describe("chatReducer", () => {
 
 describe("history", () => {
   const done = (text: string, key: string): AnswerTurn => ({
-    kind: "answer", key, text, status: "done", route: null, requestId: null, error: null, usage: null,
+    kind: "answer", key, text, status: "done", route: null, requestId: null, error: null, usage: null, finishReason: null,
   });
 
   it("sends earlier complete exchanges, then the question", () => {

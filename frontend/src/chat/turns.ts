@@ -17,6 +17,8 @@ export interface AnswerTurn {
   requestId: string | null;
   error: string | null;
   usage: Usage | null;
+  /** Why the model stopped ("stop", "length": cut at the token cap); null: not told (stored). */
+  finishReason: string | null;
 }
 
 export type Turn = UserTurn | AnswerTurn;
@@ -63,6 +65,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
                   requestId: m.request_id,
                   error: null,
                   usage: null,
+                  finishReason: null,
                 },
           ),
       };
@@ -81,6 +84,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
             requestId: null,
             error: null,
             usage: null,
+            finishReason: null,
           },
         ],
       };
@@ -106,6 +110,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
               route: event.route ? routeView(event.route) : t.route,
               requestId: event.route?.request_id ?? t.requestId,
               usage: event.usage,
+              finishReason: event.finishReason,
             };
           case "error":
             return { ...t, status: "error", error: event.error.message };
