@@ -3,8 +3,10 @@ import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { Api } from "../api/client";
-import { interpret } from "../api/stream";
+import { ApiError } from "../api/errors";
+import { interpret, streamChat } from "../api/stream";
 import { Answer, isDemoModel } from "./Answer";
+import { answerErrorText, humaniseSeconds } from "./overQuota";
 import { chatReducer, emptyChat, type AnswerTurn, type ChatState } from "./turns";
 
 const api = new Api({ key: "k", baseUrl: "http://h", fetch: (async () => new Response("{}")) as typeof fetch });
@@ -118,5 +120,53 @@ describe("notes under a finished answer", () => {
     render(<Answer api={api} turn={answerAfter(firstChunk("legal", 1), TEXT, lastChunk("length", null))} experts={[]} />);
     expect(screen.getByTestId("cut-at-length").textContent).toBe("The answer was cut at the length limit.");
     expect(screen.queryByTestId("demo-model")).toBeNull();
+  });
+});
+
+describe("over quota", () => {
+  it("words the server's refusal with the wait humanised", async () => {
+    const body = {
+      error: {
+        message: "quota exceeded: user:ana@example.com is limited to 100000 tokens per day; retry after 61200 s",
+        type: "rate_limit_error",
+        code: "quota_exceeded",
+        param: null,
+      },
+    };
+    const fetchFn = (async () => new Response(JSON.stringify(body), { status: 429 })) as typeof fetch;
+    let s: ChatState = chatReducer(emptyChat, { type: "asked", text: "q?", key: "a1" });
+    for await (const event of streamChat(fetchFn, "http://h/v1/chat/completions", "k", { model: "auto", messages: [] })) {
+      s = chatReducer(s, { type: "event", key: "a1", event });
+    }
+    const turn = s.turns.at(-1) as AnswerTurn;
+    render(<Answer api={api} turn={turn} experts={[]} />);
+    expect(screen.getByRole("alert").textContent).toBe(
+      "You have reached your usage limit; you can ask again in about 17 hours.",
+    );
+  });
+
+  it("humanises seconds, minutes, hours and days", () => {
+    expect([1, 45, 59.2, 61, 150, 3599, 5400, 61200, 86400, 172800, 400000].map(humaniseSeconds)).toEqual([
+      "1 second",
+      "45 seconds",
+      "1 minute",
+      "1 minute",
+      "3 minutes",
+      "1 hour",
+      "2 hours",
+      "17 hours",
+      "24 hours",
+      "2 days",
+      "5 days",
+    ]);
+  });
+
+  it("leaves other errors as the server worded them", () => {
+    const capacity = new ApiError(429, "the 'legal' expert is at capacity; retry after 5 s", { code: "expert_at_capacity" });
+    expect(answerErrorText(capacity)).toBe(capacity.message);
+    expect(answerErrorText(new ApiError(502, "upstream failed"))).toBe("upstream failed");
+    expect(answerErrorText(new ApiError(429, "quota exceeded", { code: "quota_exceeded" }))).toBe(
+      "You have reached your usage limit; try again later.",
+    );
   });
 });

@@ -1,6 +1,7 @@
 // The chat transcript as a reducer: pure, so the streaming logic is unit-tested.
 import type { StreamEvent } from "../api/stream";
 import { routeView, type ConversationDetail, type RouteView, type Usage } from "../api/types";
+import { answerErrorText } from "./overQuota";
 
 export interface UserTurn {
   kind: "user";
@@ -113,7 +114,7 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
               finishReason: event.finishReason,
             };
           case "error":
-            return { ...t, status: "error", error: event.error.message };
+            return { ...t, status: "error", error: answerErrorText(event.error) };
           case "limits":
             return t; // shown by the quota meter, not in the answer
         }
