@@ -24,8 +24,42 @@ Each party's total liability under this agreement is capped at the fees paid in 
 twelve months before the claim. The cap does not apply to breaches of confidentiality.
 `;
 
+/**
+ * While sessionStorage "e2e-slow-stream" is set, the page's fetch holds a chat stream's
+ * bytes after its first SSE event for a while: the fake LLM answers at once, and this
+ * leaves time to see what the first chunk alone puts on screen.
+ */
+function slowStreams(): void {
+  const realFetch = window.fetch.bind(window);
+  window.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
+    const response = await realFetch(input, init);
+    const url = input instanceof Request ? input.url : String(input);
+    if (!sessionStorage.getItem("e2e-slow-stream") || !url.endsWith("/v1/chat/completions") || !response.body) {
+      return response;
+    }
+    const decoder = new TextDecoder();
+    const encoder = new TextEncoder();
+    let seen = "";
+    let held = false;
+    const hold = new TransformStream<Uint8Array, Uint8Array>({
+      async transform(bytes, out) {
+        if (held) return out.enqueue(bytes);
+        seen += decoder.decode(bytes, { stream: true });
+        const end = seen.indexOf("\n\n");
+        if (end < 0) return;
+        held = true;
+        out.enqueue(encoder.encode(seen.slice(0, end + 2)));
+        await new Promise((r) => setTimeout(r, 3000));
+        out.enqueue(encoder.encode(seen.slice(end + 2)));
+      },
+    });
+    return new Response(response.body.pipeThrough(hold), { status: response.status, headers: response.headers });
+  };
+}
+
 test.beforeAll(async ({ browser }) => {
   page = await browser.newPage({ baseURL: env("EXPERTGATE_E2E_URL") });
+  await page.addInitScript(slowStreams);
 });
 
 test.afterAll(async () => {
@@ -241,6 +275,29 @@ test("delete a conversation", async () => {
   await list.getByRole("button", { name: "Delete conversation: hello, how are you today" }).click();
   await expect(list.getByRole("listitem")).toHaveCount(before - 1);
   await expect(page).toHaveURL(/\/$/);
+});
+
+test("the badge and what the expert is doing appear with the stream's first chunk", async () => {
+  await page.getByRole("button", { name: "+ New conversation" }).click();
+  await page.evaluate(() => sessionStorage.setItem("e2e-slow-stream", "1"));
+  await page.reload();
+  try {
+    await ask("what is the liability cap in the MSA");
+    const answer = page.getByTestId("answer").last();
+    // The first chunk is in, the text is held back: badge and stage line, and no text yet.
+    await expect(answer).toHaveAttribute("data-status", "streaming");
+    await expect(answer.getByTestId("expert-badge")).toHaveAttribute("data-expert", "legal");
+    await expect(answer.getByTestId("expert-badge")).toContainText(/routed with \d+% confidence/);
+    const stage = knowledge ? /^legal expert is reading \d+ documents?…$/ : /^legal expert is (reading \d+ documents?|writing)…$/;
+    await expect(answer.getByTestId("stage")).toHaveText(stage);
+    await expect(answer).not.toContainText("twelve months");
+    await shot(page, "chat-stage");
+    await expect(answer).toHaveAttribute("data-status", "done");
+    await expect(answer.getByTestId("stage")).toBeHidden();
+    await expect(answer).toContainText("twelve months");
+  } finally {
+    await page.evaluate(() => sessionStorage.removeItem("e2e-slow-stream"));
+  }
 });
 
 test("phone width and dark mode", async () => {

@@ -35,7 +35,8 @@ export function choiceLabel(route: RouteView): { text: string; title: string } |
     return { text: "chosen by hand", title: "you picked this expert; the router was not asked" };
   }
   if ((route.reason === "routed" || route.reason === "context") && route.confidence !== null) {
-    const pct = Math.round(route.confidence * 100);
+    // Rounded, but never up to a certainty the router did not have.
+    const pct = Math.min(Math.round(route.confidence * 100), route.confidence < 1 ? 99 : 100);
     return {
       text: `routed with ${pct}% confidence`,
       title: `how sure the router was that this is a ${route.expert} question — not a check of the answer`,
@@ -51,7 +52,12 @@ export function ExpertBadge({ route }: { route: RouteView }) {
     <div className="route-line">
       <span className="expert-choice" data-testid="expert-badge" data-expert={route.expert} title={label?.title}>
         <span className={`badge expert-${route.expert}`}>{route.expert}</span>
-        {label && <span className="badge-conf"> · {label.text}</span>}
+        {label && (
+          <span className="badge-conf">
+            {" · "}
+            <span className="badge-label">{label.text}</span>
+          </span>
+        )}
       </span>
       {why && (
         <span className="route-why" data-testid="route-reason">

@@ -41,6 +41,11 @@ describe("ExpertBadge", () => {
     expect(screen.queryByTestId("route-reason")).toBeNull();
   });
 
+  it("never rounds up to certainty", () => {
+    render(<ExpertBadge route={{ ...base, expert: "legal", confidence: 0.998 }} />);
+    expect(screen.getByTestId("expert-badge").textContent).toBe("legal · routed with 99% confidence");
+  });
+
   it("shows no confidence when the router's pick did not answer", () => {
     render(<ExpertBadge route={{ ...base, expert: "general", reason: "overflow" }} />);
     expect(screen.getByTestId("expert-badge").textContent).toBe("general");
