@@ -330,7 +330,18 @@ def name_supported(name: str, tokens: set[str], passage_text: str) -> bool:
     (code, multi-word) as a substring."""
     if name in tokens or name.rstrip("s") in tokens or name + "s" in tokens or name + "es" in tokens:
         return True
+    if _acronym_of(name, passage_text):
+        return True
     return (" " in name or not name.isalnum()) and name in passage_text.lower()
+
+
+def _acronym_of(name: str, passage_text: str) -> bool:
+    """``msa`` for a passage saying "Master Services Agreement": the initials of
+    consecutive words (three to six letters; shorter ones match too much by chance)."""
+    if not (3 <= len(name) <= 6 and name.isalpha()):
+        return False
+    initials = "".join(word[0] for word in re.findall(r"[a-z]+", passage_text.lower()))
+    return name in initials
 
 
 def supported_numbers(facts: Iterable[Fact]) -> tuple[set[tuple[str, str | None]], set[str]]:

@@ -260,3 +260,12 @@ def test_the_encoder_sees_only_claims_the_words_leave_open() -> None:
     # The passage sentence's vector is cached: a second answer encodes only its claim.
     checker.check("Support tickets are anonymised by the records office [1].", passages)
     assert encoder.seen[2:] == ["Support tickets are anonymised by the records office  ."]
+
+
+def test_an_acronym_of_words_in_the_passage_is_not_an_invented_name() -> None:
+    checker = GroundingChecker()
+    passage = "Section 9 of the Master Services Agreement caps liability at twelve months of fees."
+    result = checker.check("Our MSA caps liability at twelve months of fees [1].", [(1, passage)])
+    assert result.unsupported == ()
+    invented = checker.check("Our QXZ caps liability at twelve months of fees [1].", [(1, passage)])
+    assert [u.reason for u in invented.unsupported] == ["number_mismatch"]
