@@ -8,9 +8,17 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query
 
 from backend.container import Container
 from backend.deps import get_container, get_principal
+from backend.errors import Forbidden
 from backend.identity.types import Principal
 from backend.review.notify import ReviewNotifier
-from backend.review.schemas import ReviewDecisionIn, ReviewList, ReviewOut, ReviewOutcome, StatusOut
+from backend.review.schemas import (
+    ReviewDecisionIn,
+    ReviewList,
+    ReviewOut,
+    ReviewOutcome,
+    ReviewQueueStats,
+    StatusOut,
+)
 from backend.review.service import ReviewService
 from backend.review.types import ReviewView
 
@@ -56,6 +64,20 @@ async def list_reviews(
     async with container.db.session() as session:
         views = await ReviewService(session, container.audit, container.registry).queue(principal, status, limit=limit)
     return ReviewList(data=[_out(v) for v in views])
+
+
+@router.get("/stats", response_model=ReviewQueueStats, operation_id="getReviewQueueStats")
+async def review_stats(principal: PrincipalDep, container: ContainerDep) -> ReviewQueueStats:
+    """Admins, auditors and reviewers: the queue's depth per expert and its waiting times
+    (the console dashboard; the same figures are on /metrics)."""
+    if not principal.roles & {"admin", "auditor", "reviewer"}:
+        raise Forbidden("the review queue's figures need the admin, auditor or reviewer role", code="forbidden")
+    async with container.db.session() as session:
+        stats = await ReviewService(session, container.audit, container.registry).stats()
+    return ReviewQueueStats(
+        pending=sum(stats.depth.values()), by_expert=dict(stats.depth),
+        age_p50_s=stats.age_p50_s, age_p95_s=stats.age_p95_s, age_max_s=stats.age_max_s,
+    )  # fmt: skip
 
 
 @router.get("/{review_id}", response_model=ReviewOut | ReviewOutcome, operation_id="getReview")

@@ -60,3 +60,14 @@ class ReviewDecisionIn(BaseModel):
     decision: Literal["approve", "edit", "reject"]
     text: Text | None = Field(default=None, max_length=50_000)
     reason: Text = Field(min_length=1, max_length=2_000)
+
+
+class ReviewQueueStats(BaseModel):
+    """The queue as the dashboard shows it: pending reviews per expert and how long they
+    have waited (seconds; 0 when none is pending)."""
+
+    pending: int
+    by_expert: dict[str, int]
+    age_p50_s: float
+    age_p95_s: float
+    age_max_s: float

@@ -287,3 +287,16 @@ async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: F
     finally:
         await container.close()
         server.stop()
+
+
+async def test_the_dashboard_reads_the_queue_depth_and_age(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
+    async with setup(tmp_path, llm, encoder, **HELD) as s:
+        llm.script(Reply(WRONG))
+        assert (await s["asker"].post("/v1/chat/completions", json=ASK)).status_code == 200
+        stats = await s["admin"].get("/api/v1/reviews/stats")
+        assert stats.status_code == 200, stats.text
+        body = stats.json()
+        assert body["pending"] == 1 and body["by_expert"] == {"legal": 1}
+        assert 0 <= body["age_p50_s"] <= body["age_p95_s"] <= body["age_max_s"]
+        assert (await s["reviewer"].get("/api/v1/reviews/stats")).status_code == 200
+        assert (await s["asker"].get("/api/v1/reviews/stats")).status_code == 403

@@ -39,6 +39,7 @@ import type {
   TrainResult,
   UserOut,
   UserUpdate,
+  ReviewQueueStats,
 } from "./types";
 import { streamChat, type StreamEvent } from "./stream";
 
@@ -273,6 +274,11 @@ export class Api {
     return unwrap(
       await this.client.GET("/api/v1/reviews/{review_id}", { params: { path: { review_id: id } } }),
     );
+  }
+
+  /** The review queue's depth per expert and waiting times (admins, auditors, reviewers). */
+  async reviewStats(): Promise<ReviewQueueStats> {
+    return unwrap(await this.client.GET("/api/v1/reviews/stats"));
   }
 
   /** Approve, edit or reject a pending review; 409 `review_decided` once someone has. */

@@ -624,6 +624,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/reviews/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Review Stats
+         * @description Admins, auditors and reviewers: the queue's depth per expert and its waiting times
+         *     (the console dashboard; the same figures are on /metrics).
+         */
+        get: operations["getReviewQueueStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/reviews/{review_id}": {
         parameters: {
             query?: never;
@@ -639,7 +660,8 @@ export interface paths {
         put?: never;
         /**
          * Decide Review
-         * @description Approve, edit or reject a pending review (409 once decided); audited.
+         * @description Approve, edit or reject a pending review (409 once decided); audited. After the
+         *     decision commits, the asker's Slack thread and the review webhook hear of it.
          */
         post: operations["decideReview"];
         delete?: never;
@@ -1782,6 +1804,25 @@ export interface components {
              * @enum {string}
              */
             status: "pending" | "approved" | "edited" | "rejected";
+        };
+        /**
+         * ReviewQueueStats
+         * @description The queue as the dashboard shows it: pending reviews per expert and how long they
+         *     have waited (seconds; 0 when none is pending).
+         */
+        ReviewQueueStats: {
+            /** Age Max S */
+            age_max_s: number;
+            /** Age P50 S */
+            age_p50_s: number;
+            /** Age P95 S */
+            age_p95_s: number;
+            /** By Expert */
+            by_expert: {
+                [key: string]: number;
+            };
+            /** Pending */
+            pending: number;
         };
         /**
          * ReviewRef
@@ -3245,6 +3286,26 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    getReviewQueueStats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReviewQueueStats"];
                 };
             };
         };

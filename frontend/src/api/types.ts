@@ -140,6 +140,7 @@ export type QuotaPolicy = Schemas["QuotaPolicyOut"];
 export type QuotaPolicyIn = Schemas["QuotaPolicyIn"];
 export type LimitUsage = Schemas["LimitUsageOut"];
 export type Review = Schemas["ReviewOut"];
+export type ReviewQueueStats = Schemas["ReviewQueueStats"];
 export type ReviewOutcome = Schemas["ReviewOutcome"];
 export type ReviewDecision = Schemas["ReviewDecisionIn"];
 export type ReviewStatus = Review["status"];

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useId, useState } from "react";
 
 import type { Api } from "../api/client";
-import type { DashboardStats } from "../api/types";
+import type { DashboardStats, ReviewQueueStats } from "../api/types";
 import { BarChart, LineChart, seriesColor } from "./charts";
 import { ErrorLine, GridTable } from "./Table";
 
@@ -53,11 +53,33 @@ function bucketLabel(iso: string, bucketS: number): string {
 
 const ms = (v: number) => `${v < 10 ? v.toFixed(1) : Math.round(v)} ms`;
 
+/** A waiting time in words: "45 s", "12 min", "3.5 h". */
+export function waited(seconds: number): string {
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+/** The review queue's tile: how many answers wait for a person, and for how long. */
+export function reviewTile(q: ReviewQueueStats): Tile {
+  const experts = Object.entries(q.by_expert)
+    .map(([expert, n]) => `${expert} ${n}`)
+    .join(", ");
+  return {
+    label: "Review queue",
+    value: String(q.pending),
+    detail: q.pending
+      ? `waiting p50 ${waited(q.age_p50_s)}, p95 ${waited(q.age_p95_s)}, oldest ${waited(q.age_max_s)} (${experts})`
+      : "no answer waits for a person",
+  };
+}
+
 /** Charts over the audit trail (GET /api/v1/admin/stats): admins and auditors. */
 export function Dashboard({ api }: { api: Api }) {
   const [windowId, setWindowId] = useState<(typeof WINDOWS)[number]["id"]>("24h");
   const [stats, setStats] = useState<DashboardStats | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [queue, setQueue] = useState<ReviewQueueStats | null>(null);
   const id = useId();
 
   const load = useCallback(async () => {
@@ -67,6 +89,8 @@ export function Dashboard({ api }: { api: Api }) {
     try {
       setStats(await api.stats({ since: since.toISOString(), until: until.toISOString() }));
       setError(null);
+      // The queue is "now", not a window; a failure here must not hide the figures above.
+      setQueue(await api.reviewStats().catch(() => null));
     } catch (err) {
       setError(`Could not load the figures: ${message(err)}`);
     }
@@ -100,7 +124,7 @@ export function Dashboard({ api }: { api: Api }) {
       {stats && (
         <>
           <ul className="tiles" aria-label="Headline figures">
-            {summarize(stats).map((t) => (
+            {[...summarize(stats), ...(queue ? [reviewTile(queue)] : [])].map((t) => (
               <li key={t.label} className="tile card">
                 <span className="tile-label">{t.label}</span>
                 <span className="tile-value" data-testid={`tile-${t.label}`}>

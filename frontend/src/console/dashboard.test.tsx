@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { Api } from "../api/client";
 import type { DashboardStats } from "../api/types";
 import { BarChart, LineChart, niceMax } from "./charts";
-import { Dashboard, summarize } from "./Dashboard";
+import { Dashboard, reviewTile, summarize, waited } from "./Dashboard";
 import { Users } from "./Users";
 
 // Shaped like GET /api/v1/admin/stats: 20 requests over three hourly buckets.
@@ -78,6 +78,17 @@ describe("summarize", () => {
   });
 });
 
+describe("review queue tile", () => {
+  it("says how many answers wait for a person, and for how long", () => {
+    const tile = reviewTile({ pending: 3, by_expert: { legal: 2, code: 1 }, age_p50_s: 90, age_p95_s: 7200, age_max_s: 9000 });
+    expect(tile.value).toBe("3");
+    expect(tile.detail).toBe("waiting p50 2 min, p95 2.0 h, oldest 2.5 h (legal 2, code 1)");
+    const none = reviewTile({ pending: 0, by_expert: {}, age_p50_s: 0, age_p95_s: 0, age_max_s: 0 });
+    expect(none.detail).toBe("no answer waits for a person");
+    expect([waited(4), waited(61), waited(5400)]).toEqual(["4 s", "1 min", "1.5 h"]);
+  });
+});
+
 describe("charts", () => {
   it("rounds axis maxima to 1, 2 or 5 times a power of ten", () => {
     expect([niceMax(0), niceMax(7), niceMax(12), niceMax(180), niceMax(2400)]).toEqual([1, 10, 20, 200, 5000]);
@@ -110,9 +121,11 @@ describe("charts", () => {
 
 describe("Dashboard", () => {
   it("asks for the chosen window and renders every panel from the answer", async () => {
-    const { api, calls } = fakeApi({ "GET /api/v1/admin/stats": stats });
+    const queue = { pending: 2, by_expert: { legal: 2 }, age_p50_s: 30, age_p95_s: 600, age_max_s: 700 };
+    const { api, calls } = fakeApi({ "GET /api/v1/admin/stats": stats, "GET /api/v1/reviews/stats": queue });
     const { container } = render(<Dashboard api={api} />);
     expect(await screen.findByTestId("tile-Requests")).toHaveProperty("textContent", "20");
+    expect(await screen.findByTestId("tile-Review queue")).toHaveProperty("textContent", "2");
     const query = new URL(calls[0]!.url).searchParams;
     const hours = (Date.parse(query.get("until")!) - Date.parse(query.get("since")!)) / 3_600_000;
     expect(hours).toBe(24);
@@ -131,7 +144,8 @@ describe("Dashboard", () => {
 
     await userEvent.selectOptions(screen.getByLabelText("Window"), "7d");
     await screen.findByTestId("tile-Requests");
-    const q7 = new URL(calls[calls.length - 1]!.url).searchParams;
+    const statsCalls = calls.filter((c) => c.url.includes("/api/v1/admin/stats"));
+    const q7 = new URL(statsCalls[statsCalls.length - 1]!.url).searchParams;
     expect((Date.parse(q7.get("until")!) - Date.parse(q7.get("since")!)) / 3_600_000).toBe(168);
   });
 
