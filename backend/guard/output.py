@@ -20,6 +20,7 @@ than ``HOLD`` whose shape is recognisable only at its end may leak its first cha
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -52,6 +53,15 @@ class OutputReport:
         return {"secrets_removed": self.secrets, "instructions_withheld": self.instructions}
 
 
+@functools.lru_cache(maxsize=64)
+def _matcher(prompt: str) -> tuple[str, difflib.SequenceMatcher[str]]:
+    """The expert's prompt, normalised, and a matcher indexed on it. Indexing costs more
+    than a match, and a stream asks once per delta: built once per prompt. Used on the
+    event loop only (a matcher is not shared across threads)."""
+    target = _SPACE.sub(" ", prompt).lower()
+    return target, difflib.SequenceMatcher(None, "", target, autojunk=False)
+
+
 def _prompt_spans(text: str, prompt: str) -> list[Span]:
     """Runs of ``text`` that repeat at least LEAK_CHARS characters of ``prompt``."""
     if len(text) < LEAK_CHARS or not prompt:
@@ -59,9 +69,9 @@ def _prompt_spans(text: str, prompt: str) -> list[Span]:
     # Compare whitespace-normalised, lower-cased text, mapping positions back.
     kept = [i for i, ch in enumerate(text) if not ch.isspace() or (i and not text[i - 1].isspace())]
     normal = "".join(" " if text[i].isspace() else text[i].lower() for i in kept)
-    target = _SPACE.sub(" ", prompt).lower()
+    target, matcher = _matcher(prompt)
+    matcher.set_seq1(normal)  # the prompt's index (seq2) is built once per expert
     spans: list[Span] = []
-    matcher = difflib.SequenceMatcher(None, normal, target, autojunk=False)
     lo = 0
     while lo < len(normal):
         match = matcher.find_longest_match(lo, len(normal), 0, len(target))
