@@ -76,6 +76,7 @@ def _route_info(
                 snippet=p.snippet,
                 score=p.score,
                 location=p.location or None,
+                document_id=p.document_id,
             )
             for p in retrieval.passages
         ],

@@ -110,11 +110,13 @@ class ChatRecorder:
             # What the caller was shown (only chunks it may see) and what was searched.
             "citations": [
                 {"number": p.number, "title": p.title, "source": p.source,
-                 "snippet": p.snippet, "score": p.score, "location": p.location}
+                 "snippet": p.snippet, "score": p.score, "location": p.location,
+                 "document_id": p.document_id}
                 for p in retrieval.passages
             ],
             "retrieval": retrieval.record(),
             "grounding": stored_grounding,  # the marks the web UI shows when the conversation reopens
+            "upstream_model": upstream_model,  # the model named under the answer when it reopens
         }  # fmt: skip
         if review is not None:
             route["review"] = review.ref()

@@ -82,6 +82,7 @@ class Citation(BaseModel):
     snippet: str
     score: float
     location: str | None = None  # "lines 12-30", "page 3"
+    document_id: int | None = None  # its whole text: GET /api/v1/documents/{document_id}/text
 
 
 class FallbackOut(BaseModel):

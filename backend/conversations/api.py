@@ -1,4 +1,9 @@
-"""/api/v1/conversations: the caller's own history. Parse, call HistoryService, map."""
+"""/api/v1/conversations: the caller's own history. Parse, call HistoryService, map.
+
+List (newest first; ``q`` searches titles and message text), read, rename (PATCH),
+drop exchanges (after a regenerated, edited or compared answer replaced them: audited as
+``conversation.exchanges_dropped``), delete. Someone else's conversation is a 404.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import ValidationError
 
+from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.container import Container
 from backend.conversations.schemas import (
     ConversationDetail,
     ConversationOut,
     ConversationPage,
+    ConversationRename,
+    ExchangesDrop,
     MessageOut,
     StoredRoute,
 )
@@ -29,13 +37,17 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def _conversation(conv: Conversation) -> ConversationOut:
+DROPPED_ACTION = "conversation.exchanges_dropped"
+
+
+def _conversation(conv: Conversation, match: str | None = None) -> ConversationOut:
     return ConversationOut(
         id=conv.id,
         title=conv.title,
         channel=conv.channel,
         created_at=conv.created_at,
         updated_at=conv.updated_at,
+        match=match,
     )
 
 
@@ -73,12 +85,16 @@ async def list_conversations(
     container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="only conversations whose title or messages hold this text")
+    ] = None,
 ) -> ConversationPage:
     after = Cursor.decode(cursor) if cursor else None
+    search = q.strip() if q else None
     async with container.db.session() as session:
-        page = await HistoryService(session).list_owned(principal, limit=limit, after=after)
+        page = await HistoryService(session).list_owned(principal, limit=limit, after=after, search=search or None)
     return ConversationPage(
-        data=[_conversation(c) for c in page.conversations],
+        data=[_conversation(c, page.matches.get(c.id)) for c in page.conversations],
         next_cursor=page.next_cursor.encode() if page.next_cursor else None,
     )
 
@@ -89,15 +105,41 @@ async def get_conversation(
 ) -> ConversationDetail:
     async with container.db.session() as session:
         conv, messages = await HistoryService(session).get_owned(conversation_id, principal)
-    return ConversationDetail(
-        **_conversation(conv).model_dump(), messages=[_message(m) for m in messages]
-    )
+    return ConversationDetail(**_conversation(conv).model_dump(), messages=[_message(m) for m in messages])
+
+
+@router.patch("/{conversation_id}", response_model=ConversationOut, operation_id="renameConversation")
+async def rename_conversation(
+    conversation_id: str, body: ConversationRename, principal: PrincipalDep, container: ContainerDep
+) -> ConversationOut:
+    async with container.db.transaction() as session:
+        conv = await HistoryService(session).rename(conversation_id, principal, body.title)
+        return _conversation(conv)
+
+
+@router.post("/{conversation_id}/drop-exchanges", response_model=ConversationDetail, operation_id="dropExchanges")
+async def drop_exchanges(
+    conversation_id: str, body: ExchangesDrop, principal: PrincipalDep, container: ContainerDep
+) -> ConversationDetail:
+    """Remove exchanges the caller replaced (a regenerated answer, an edited question, the
+    answer not kept after asking another expert). The conversation as it is now."""
+    async with container.db.transaction() as session:
+        conv, messages = await HistoryService(session).drop_exchanges(conversation_id, principal, body.request_ids)
+        await container.audit.append(
+            session,
+            AuditEntry(
+                action=DROPPED_ACTION,
+                outcome=Outcome.OK,
+                actor=Actor.of(principal),
+                status=200,
+                payload={"conversation_id": conv.id, "request_ids": sorted(set(body.request_ids))},
+            ),
+        )
+        return ConversationDetail(**_conversation(conv).model_dump(), messages=[_message(m) for m in messages])
 
 
 @router.delete("/{conversation_id}", status_code=204, operation_id="deleteConversation")
-async def delete_conversation(
-    conversation_id: str, principal: PrincipalDep, container: ContainerDep
-) -> Response:
+async def delete_conversation(conversation_id: str, principal: PrincipalDep, container: ContainerDep) -> Response:
     async with container.db.transaction() as session:
         await HistoryService(session).delete_owned(conversation_id, principal)
     return Response(status_code=204)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.chat.schemas import Citation, FallbackOut, GroundingOut, ReviewRef
 
@@ -16,6 +16,9 @@ class ConversationOut(BaseModel):
     channel: str
     created_at: datetime
     updated_at: datetime
+    # With a search (``q``): an excerpt of the first message holding it; null when only
+    # the title matched, or when the list was not searched.
+    match: str | None = None
 
 
 class ConversationPage(BaseModel):
@@ -37,6 +40,7 @@ class StoredRoute(BaseModel):
     citations: list[Citation] = []
     fallbacks: list[FallbackOut] = []
     grounding: GroundingOut | None = None  # the marks shown when the conversation reopens
+    upstream_model: str | None = None  # the model the expert's endpoint ran (older records: null)
     review: ReviewRef | None = None  # sent to a person: its status now (docs/review.md)
 
 
@@ -54,3 +58,27 @@ class MessageOut(BaseModel):
 
 class ConversationDetail(ConversationOut):
     messages: list[MessageOut]
+
+
+class ConversationRename(BaseModel):
+    """``title``: 1-200 characters once surrounding whitespace is trimmed, one line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+
+    @field_validator("title")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if not value:
+            raise ValueError("the title is empty")
+        return value
+
+
+class ExchangesDrop(BaseModel):
+    """The exchanges (by the request id their question and answer share) to remove."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_ids: list[str] = Field(min_length=1, max_length=200)

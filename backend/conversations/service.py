@@ -1,4 +1,5 @@
-"""Reading and deleting the caller's own conversations (flushes, never commits).
+"""The caller's own conversations: list and search, read, rename, drop exchanges, delete
+(flushes, never commits).
 
 Ownership is checked by :class:`backend.chat.conversations.ConversationService`, so a
 conversation of someone else reads exactly like one that does not exist (NotFound).
@@ -8,15 +9,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.chat.conversations import ConversationService
 from backend.db.models import Conversation, Message
-from backend.errors import BadRequest
+from backend.errors import BadRequest, NotFound
 from backend.identity.types import Principal
 
 
@@ -44,8 +45,34 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """``matches``: for a search, conversation id -> a short excerpt of the first message
+    that holds the query (absent when only the title matched)."""
+
     conversations: list[Conversation]
     next_cursor: Cursor | None
+    matches: dict[str, str] = field(default_factory=dict)
+
+
+# Around a search hit, this many characters either side are shown.
+EXCERPT_CONTEXT = 40
+TITLE_CHARS = 120
+
+
+def title_of(question: str) -> str:
+    """The title a conversation gets from its first question: its first line, cut."""
+    text = question.strip()
+    return text.splitlines()[0][:TITLE_CHARS] if text else ""
+
+
+def excerpt(text: str, query: str, context: int = EXCERPT_CONTEXT) -> str:
+    """``text`` around the first case-insensitive occurrence of ``query``, on one line,
+    with an ellipsis where it was cut ("" when it does not occur)."""
+    at = text.casefold().find(query.casefold())
+    if at < 0:
+        return ""
+    start, end = max(0, at - context), min(len(text), at + len(query) + context)
+    body = " ".join(text[start:end].split())
+    return f"{'…' if start > 0 else ''}{body}{'…' if end < len(text) else ''}"
 
 
 class HistoryService:
@@ -54,10 +81,21 @@ class HistoryService:
         self._owned = ConversationService(session)
 
     async def list_owned(
-        self, principal: Principal, *, limit: int, after: Cursor | None = None
+        self, principal: Principal, *, limit: int, after: Cursor | None = None, search: str | None = None
     ) -> Page:
-        """The caller's conversations, most recently updated first, ``limit`` at a time."""
+        """The caller's conversations, most recently updated first, ``limit`` at a time.
+
+        ``search``: only those whose title or any message's text holds it (case-insensitive,
+        taken literally: ``%`` and ``_`` are not wildcards), each with an excerpt.
+        """
         query = select(Conversation).where(Conversation.user_id == principal.user_id)
+        if search:
+            in_messages = exists().where(
+                Message.conversation_id == Conversation.id,
+                Message.role.in_(("user", "assistant")),
+                Message.content.icontains(search, autoescape=True),
+            )
+            query = query.where(or_(Conversation.title.icontains(search, autoescape=True), in_messages))
         if after is not None:
             query = query.where(
                 or_(
@@ -73,11 +111,81 @@ class HistoryService:
         more = len(rows) > limit
         rows = rows[:limit]
         last = rows[-1] if more else None
-        return Page(rows, Cursor(last.updated_at, last.id) if last is not None else None)
+        matches = await self._excerpts(rows, search) if search else {}
+        return Page(rows, Cursor(last.updated_at, last.id) if last is not None else None, matches)
 
-    async def get_owned(
-        self, conversation_id: str, principal: Principal
+    async def _excerpts(self, conversations: list[Conversation], search: str) -> dict[str, str]:
+        """conversation id -> an excerpt of its first message holding ``search``."""
+        if not conversations:
+            return {}
+        hits = await self._session.execute(
+            select(Message.conversation_id, Message.content)
+            .where(
+                Message.conversation_id.in_([c.id for c in conversations]),
+                Message.role.in_(("user", "assistant")),
+                Message.content.icontains(search, autoescape=True),
+            )
+            .order_by(Message.id)
+        )
+        out: dict[str, str] = {}
+        for conversation_id, content in hits.all():
+            if conversation_id not in out:
+                # SQL's case folding may differ from casefold(): then the message's start.
+                out[conversation_id] = excerpt(content, search) or " ".join(content[: 2 * EXCERPT_CONTEXT].split())
+        return out
+
+    async def rename(self, conversation_id: str, principal: Principal, title: str) -> Conversation:
+        """Give the conversation a title of the caller's choosing. Raises NotFound.
+        Its place in the newest-first list is kept (``updated_at`` follows messages only)."""
+        conv = await self._owned.get_owned(conversation_id, principal)
+        conv.title = title
+        await self._session.flush()
+        return conv
+
+    async def drop_exchanges(
+        self, conversation_id: str, principal: Principal, request_ids: list[str]
     ) -> tuple[Conversation, list[Message]]:
+        """Remove the exchanges (a question and its answer, by request id) from the
+        conversation, which reads on as if they had never been asked; the audit trail
+        keeps their requests. Used after a regenerated, edited or compared answer is in:
+        the one it replaces goes.
+
+        Every id must name an exchange of this conversation, or nothing is removed
+        (NotFound ``exchange_not_found``). A title taken from a removed first question
+        follows the new first question. Returns the conversation and its messages now.
+        """
+        conv = await self._owned.get_owned(conversation_id, principal)
+        wanted = set(request_ids)
+        messages = list(
+            (
+                await self._session.scalars(
+                    select(Message).where(Message.conversation_id == conv.id).order_by(Message.id)
+                )
+            ).all()
+        )
+        missing = sorted(wanted - {m.request_id for m in messages})
+        if missing:
+            raise NotFound(
+                f"no exchange {missing[0]!r} in conversation {conversation_id!r}",
+                code="exchange_not_found",
+                param="request_ids",
+            )
+        first_question = next((m for m in messages if m.role == "user"), None)
+        kept = [m for m in messages if m.request_id not in wanted]
+        await self._session.execute(
+            delete(Message).where(Message.conversation_id == conv.id, Message.request_id.in_(wanted))
+        )
+        if (
+            first_question is not None
+            and first_question.request_id in wanted
+            and conv.title == title_of(first_question.content)
+        ):
+            new_first = next((m for m in kept if m.role == "user"), None)
+            conv.title = title_of(new_first.content) if new_first is not None else conv.title
+        await self._session.flush()
+        return conv, kept
+
+    async def get_owned(self, conversation_id: str, principal: Principal) -> tuple[Conversation, list[Message]]:
         """The conversation and its messages in order. Raises NotFound."""
         conv = await self._owned.get_owned(conversation_id, principal)
         messages = await self._session.scalars(

@@ -1,7 +1,8 @@
 """/api/v1/documents and /api/v1/ingest-jobs: parse, call the knowledge services, map.
 
-Writes (upload, delete) and job status need the admin role. Listing is open to every
-authenticated caller but shows only the documents their groups may see (admins: all).
+Writes (upload, delete) and job status need the admin role. Listing and reading a
+document's text are open to every authenticated caller, for the documents their groups
+may see (admins: all); one they may not see is a 404, like one that does not exist.
 An upload answers 202 with a queued job. The job runs on a Celery worker when the
 process has a task queue (Settings.job_runner; scale-out), else in-process after the
 response (the embedded default); ``GET /api/v1/ingest-jobs/{id}`` reports its progress.
@@ -19,7 +20,7 @@ from backend.deps import get_container, get_principal
 from backend.errors import Forbidden
 from backend.identity.types import Principal
 from backend.knowledge.documents import DocumentService
-from backend.knowledge.schemas import DocumentDeleted, DocumentOut, DocumentPage, IngestJobOut
+from backend.knowledge.schemas import DocumentDeleted, DocumentOut, DocumentPage, DocumentTextOut, IngestJobOut
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
 
@@ -75,6 +76,13 @@ async def list_documents(
             offset=offset,
         )
     return DocumentPage(data=[DocumentOut.of(d) for d in docs], total=total, limit=limit, offset=offset)
+
+
+@router.get("/documents/{document_id}/text", response_model=DocumentTextOut, operation_id="getDocumentText")
+async def get_document_text(document_id: int, principal: PrincipalDep, container: ContainerDep) -> DocumentTextOut:
+    async with container.db.session() as session:
+        text = await DocumentService(session).read(document_id, groups=None if principal.is_admin else principal.groups)
+    return DocumentTextOut.of(text)
 
 
 @router.delete("/documents/{document_id}", response_model=DocumentDeleted, operation_id="deleteDocument")

@@ -1,4 +1,4 @@
-"""Documents as the API and CLI see them: list, get, delete (service: flushes only)."""
+"""Documents as the API and CLI see them: list, get, read, delete (service: flushes only)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Document, DocumentChunk
 from backend.errors import NotFound
-from backend.knowledge.types import DocumentView, FileResult, FileStatus
+from backend.knowledge.types import DocumentSection, DocumentText, DocumentView, FileResult, FileStatus
 from retrieval.acl import visible
+from retrieval.types import Location
 
 
 def document_view(doc: Document) -> DocumentView:
@@ -57,6 +58,27 @@ class DocumentService:
         if doc is None:
             raise NotFound(f"document {document_id} does not exist", code="document_not_found", param="id")
         return doc
+
+    async def read(self, document_id: int, *, groups: frozenset[str] | None) -> DocumentText:
+        """The document's whole text, section by section, for a caller in ``groups``
+        (None: every document, admins). A document the caller may not see raises the
+        same NotFound as one that does not exist: its existence is not told."""
+        doc = await self._session.get(Document, document_id)
+        if doc is None or (groups is not None and not visible(frozenset(doc.groups), groups)):
+            raise NotFound(f"document {document_id} does not exist", code="document_not_found", param="id")
+        chunks = await self._session.scalars(
+            select(DocumentChunk).where(DocumentChunk.document_id == doc.id).order_by(DocumentChunk.ordinal)
+        )
+        sections = tuple(
+            DocumentSection(
+                ordinal=c.ordinal,
+                title_path=tuple(c.title_path),
+                location=str(Location(start_line=c.start_line, end_line=c.end_line, page=c.page)),
+                text=c.text,
+            )
+            for c in chunks
+        )
+        return DocumentText(document_view(doc), sections)
 
     async def delete(self, document_id: int) -> DocumentView:
         """Delete the document and its chunks. Raises NotFound."""

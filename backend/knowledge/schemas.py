@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from backend.knowledge.types import DocumentView, FileResult, JobView
+from backend.knowledge.types import DocumentText, DocumentView, FileResult, JobView
 
 
 class DocumentOut(BaseModel):
@@ -33,6 +33,34 @@ class DocumentPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class DocumentSectionOut(BaseModel):
+    """One section (stored chunk) of a document, in reading order."""
+
+    ordinal: int
+    title_path: list[str]
+    location: str | None  # "lines 12-30", "page 3"; null when unknown
+    text: str
+
+
+class DocumentTextOut(BaseModel):
+    """The whole document as ingested: its sections in order (GET /documents/{id}/text)."""
+
+    document: DocumentOut
+    sections: list[DocumentSectionOut]
+
+    @classmethod
+    def of(cls, text: DocumentText) -> DocumentTextOut:
+        return cls(
+            document=DocumentOut.of(text.document),
+            sections=[
+                DocumentSectionOut(
+                    ordinal=s.ordinal, title_path=list(s.title_path), location=s.location or None, text=s.text
+                )
+                for s in text.sections
+            ],
+        )
 
 
 class DocumentDeleted(BaseModel):

@@ -133,6 +133,26 @@ class DocumentView:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentSection:
+    """One stored chunk of a document, in reading order: ``title_path`` from the
+    document title to its heading, ``location`` ("lines 12-30", "page 3"; "" unknown)."""
+
+    ordinal: int
+    title_path: tuple[str, ...]
+    location: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentText:
+    """A whole document as it was ingested: its sections (chunks never overlap, so read
+    in order they are its text, as the loader parsed it)."""
+
+    document: DocumentView
+    sections: tuple[DocumentSection, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RetrievedPassage:
     """A chunk retrieved for one request, numbered as the answer cites it."""
 

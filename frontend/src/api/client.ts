@@ -15,8 +15,10 @@ import type {
   ChatRequest,
   ConversationDetail,
   ConversationPage,
+  ConversationSummary,
   DashboardStats,
   DocumentPage,
+  DocumentText,
   FeedbackIn,
   FeedbackItem,
   IngestJob,
@@ -73,11 +75,31 @@ export class Api {
     return unwrap(r).data;
   }
 
-  async conversations(cursor?: string, limit = 30): Promise<ConversationPage> {
+  /** The caller's conversations, newest first; `search`: only those whose title or messages hold it. */
+  async conversations(cursor?: string, limit = 30, search?: string): Promise<ConversationPage> {
     const r = await this.client.GET("/api/v1/conversations", {
-      params: { query: { limit, ...(cursor ? { cursor } : {}) } },
+      params: { query: { limit, ...(cursor ? { cursor } : {}), ...(search ? { q: search } : {}) } },
     });
     return unwrap(r);
+  }
+
+  async renameConversation(id: string, title: string): Promise<ConversationSummary> {
+    return unwrap(
+      await this.client.PATCH("/api/v1/conversations/{conversation_id}", {
+        params: { path: { conversation_id: id } },
+        body: { title },
+      }),
+    );
+  }
+
+  /** Remove exchanges (by request id) a regenerated, edited or compared answer replaced. */
+  async dropExchanges(id: string, requestIds: string[]): Promise<ConversationDetail> {
+    return unwrap(
+      await this.client.POST("/api/v1/conversations/{conversation_id}/drop-exchanges", {
+        params: { path: { conversation_id: id } },
+        body: { request_ids: requestIds },
+      }),
+    );
   }
 
   async conversation(id: string): Promise<ConversationDetail> {
@@ -187,6 +209,13 @@ export class Api {
     // multipart: the browser sets the boundary, so this goes through fetch directly.
     const response = await this.raw("POST", "/api/v1/documents", form);
     return (await response.json()) as IngestJob;
+  }
+
+  /** A document's whole text (404 when the caller may not see it). */
+  async documentText(id: number): Promise<DocumentText> {
+    return unwrap(
+      await this.client.GET("/api/v1/documents/{document_id}/text", { params: { path: { document_id: id } } }),
+    );
   }
 
   async ingestJob(id: string): Promise<IngestJob> {

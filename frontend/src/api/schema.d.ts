@@ -123,6 +123,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/admin/feedback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Feedback
+         * @description Every user's feedback, newest first (admins and auditors): ratings and comments,
+         *     thumbs-up and resolved included, unlike the relabel queue.
+         */
+        get: operations["listFeedback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/admin/keys": {
         parameters: {
             query?: never;
@@ -452,6 +473,28 @@ export interface paths {
         delete: operations["deleteConversation"];
         options?: never;
         head?: never;
+        /** Rename Conversation */
+        patch: operations["renameConversation"];
+        trace?: never;
+    };
+    "/api/v1/conversations/{conversation_id}/drop-exchanges": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Drop Exchanges
+         * @description Remove exchanges the caller replaced (a regenerated answer, an edited question, the
+         *     answer not kept after asking another expert). The conversation as it is now.
+         */
+        post: operations["dropExchanges"];
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -485,6 +528,23 @@ export interface paths {
         post?: never;
         /** Delete Document */
         delete: operations["deleteDocument"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/documents/{document_id}/text": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Document Text */
+        get: operations["getDocumentText"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -1043,6 +1103,32 @@ export interface components {
              */
             process_local?: boolean;
         };
+        /**
+         * CacheOut
+         * @description What the response cache did for this request (docs/cache.md). ``status``: hit |
+         *     miss | bypass (``Cache-Control: no-cache``) | skipped (not a first turn, or PII).
+         *     On a hit: ``match`` (exact | semantic), the question's ``similarity`` to the cached
+         *     one, the request the answer was generated for, and the tokens it saved. Absent when
+         *     the expert's cache is off.
+         */
+        CacheOut: {
+            /** Match */
+            match?: string | null;
+            /** Ms */
+            ms: number;
+            /** Rejected */
+            rejected?: {
+                [key: string]: number;
+            } | null;
+            /** Similarity */
+            similarity?: number | null;
+            /** Source Request Id */
+            source_request_id?: string | null;
+            /** Status */
+            status: string;
+            /** Tokens Saved */
+            tokens_saved?: number | null;
+        };
         /** ChatCompletion */
         ChatCompletion: {
             /** Choices */
@@ -1098,6 +1184,8 @@ export interface components {
          * @description A numbered passage the answer may cite as [number]; ``score`` is in [0, 1].
          */
         Citation: {
+            /** Document Id */
+            document_id?: number | null;
             /** Location */
             location?: string | null;
             /** Number */
@@ -1131,6 +1219,8 @@ export interface components {
             created_at: string;
             /** Id */
             id: string;
+            /** Match */
+            match?: string | null;
             /** Messages */
             messages: components["schemas"]["MessageOut"][];
             /** Title */
@@ -1152,6 +1242,8 @@ export interface components {
             created_at: string;
             /** Id */
             id: string;
+            /** Match */
+            match?: string | null;
             /** Title */
             title: string;
             /**
@@ -1169,6 +1261,14 @@ export interface components {
             data: components["schemas"]["ConversationOut"][];
             /** Next Cursor */
             next_cursor: string | null;
+        };
+        /**
+         * ConversationRename
+         * @description ``title``: 1-200 characters once surrounding whitespace is trimmed, one line.
+         */
+        ConversationRename: {
+            /** Title */
+            title: string;
         };
         /** DashboardStats */
         DashboardStats: {
@@ -1250,6 +1350,37 @@ export interface components {
             /** Total */
             total: number;
         };
+        /**
+         * DocumentSectionOut
+         * @description One section (stored chunk) of a document, in reading order.
+         */
+        DocumentSectionOut: {
+            /** Location */
+            location: string | null;
+            /** Ordinal */
+            ordinal: number;
+            /** Text */
+            text: string;
+            /** Title Path */
+            title_path: string[];
+        };
+        /**
+         * DocumentTextOut
+         * @description The whole document as ingested: its sections in order (GET /documents/{id}/text).
+         */
+        DocumentTextOut: {
+            document: components["schemas"]["DocumentOut"];
+            /** Sections */
+            sections: components["schemas"]["DocumentSectionOut"][];
+        };
+        /**
+         * ExchangesDrop
+         * @description The exchanges (by the request id their question and answer share) to remove.
+         */
+        ExchangesDrop: {
+            /** Request Ids */
+            request_ids: string[];
+        };
         /** ExpertSeries */
         ExpertSeries: {
             /** Counts */
@@ -1273,6 +1404,47 @@ export interface components {
             /** Expert */
             expert: string;
         };
+        /** FeedbackEntryOut */
+        FeedbackEntryOut: {
+            /** Comment */
+            comment: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Expected Expert
+             * @description the expert the user says it should have gone to
+             */
+            expected_expert: string | null;
+            /** Id */
+            id: number;
+            /**
+             * Question
+             * @description the question asked; null once its conversation was deleted
+             */
+            question: string | null;
+            /**
+             * Rating
+             * @enum {string}
+             */
+            rating: "up" | "down";
+            /** Request Id */
+            request_id: string;
+            /**
+             * Resolved
+             * @description became a training example (the user's label or an admin's relabel)
+             */
+            resolved: boolean;
+            /**
+             * Routed Expert
+             * @description the expert that answered
+             */
+            routed_expert: string | null;
+            /** User Email */
+            user_email: string | null;
+        };
         /** FeedbackIn */
         FeedbackIn: {
             /** Comment */
@@ -1291,6 +1463,16 @@ export interface components {
         FeedbackOut: {
             /** Id */
             id: number;
+        };
+        /** FeedbackPageOut */
+        FeedbackPageOut: {
+            /** Data */
+            data: components["schemas"]["FeedbackEntryOut"][];
+            /**
+             * Next Before
+             * @description pass as `before` for the next, older page; null on the last
+             */
+            next_before: number | null;
         };
         /** FeedbackQueueItem */
         FeedbackQueueItem: {
@@ -1854,6 +2036,7 @@ export interface components {
          * @description The ``expertgate`` object on every response.
          */
         RouteInfo: {
+            cache?: components["schemas"]["CacheOut"] | null;
             /**
              * Citations
              * @default []
@@ -1900,6 +2083,11 @@ export interface components {
         RouterStatusOut: {
             /** Active */
             active: string | null;
+            /**
+             * Rollback To
+             * @description the version a rollback re-activates; null: fewer than two promotions recorded
+             */
+            rollback_to?: string | null;
             /** Serving */
             serving: string;
             /** Shadow */
@@ -1965,6 +2153,8 @@ export interface components {
             routed_to?: string | null;
             /** Router Version */
             router_version?: string | null;
+            /** Upstream Model */
+            upstream_model?: string | null;
         };
         /** TeamCreate */
         TeamCreate: {
@@ -2364,6 +2554,44 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["BreakersOut"];
+                };
+            };
+        };
+    };
+    listFeedback: {
+        parameters: {
+            query?: {
+                rating?: ("up" | "down") | null;
+                /** @description only feedback with a comment */
+                with_comment?: boolean;
+                /** @description the expert that answered */
+                expert?: string | null;
+                /** @description feedback id: older than this */
+                before?: number | null;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedbackPageOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
@@ -2907,6 +3135,8 @@ export interface operations {
             query?: {
                 limit?: number;
                 cursor?: string | null;
+                /** @description only conversations whose title or messages hold this text */
+                q?: string | null;
             };
             header?: never;
             path?: never;
@@ -2982,6 +3212,76 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    renameConversation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                conversation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConversationRename"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    dropExchanges: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                conversation_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExchangesDrop"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConversationDetail"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -3078,6 +3378,37 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DocumentDeleted"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    getDocumentText: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                document_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentTextOut"];
                 };
             };
             /** @description Validation Error */

@@ -127,6 +127,8 @@ export type AuditExportQuery = NonNullable<
 >;
 export type DocumentOut = Schemas["DocumentOut"];
 export type DocumentPage = Schemas["DocumentPage"];
+export type DocumentText = Schemas["DocumentTextOut"];
+export type DocumentSection = Schemas["DocumentSectionOut"];
 export type IngestJob = Schemas["IngestJobOut"];
 export type KeyOut = Schemas["KeyOut"];
 export type KeyCreate = Schemas["KeyCreate"];
