@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.types import Actor, AuditEntry, Outcome
@@ -13,9 +13,12 @@ from backend.deps import get_container, get_principal, require_admin, require_au
 from backend.errors import NotFound
 from backend.identity.types import Principal
 from backend.routing.feedback import FeedbackService, feedback_audit_entry
+from backend.routing.feedback_log import MAX_PAGE, FeedbackLog
 from backend.routing.schemas import (
+    FeedbackEntryOut,
     FeedbackIn,
     FeedbackOut,
+    FeedbackPageOut,
     FeedbackQueueItem,
     GateVersionOut,
     RelabelIn,
@@ -81,8 +84,14 @@ async def router_status(_: ReaderDep, container: ContainerDep) -> RouterStatusOu
         shadow=shadow,
         shadow_compared=stats.compared,
         shadow_agreement=stats.agreement,
+        rollback_to=_rollback_target(store.history()),
         versions=versions,
     )
+
+
+def _rollback_target(history: list[str]) -> str | None:
+    """What GateStore.rollback would re-activate: the promotion before the last one."""
+    return history[-2] if len(history) >= 2 else None
 
 
 def _versions(session: AsyncSession, container: Container) -> GateVersions:
@@ -156,6 +165,35 @@ async def feedback_queue(_: ReaderDep, container: ContainerDep) -> list[Feedback
         )
         for i in items
     ]  # fmt: skip
+
+
+@router.get("/admin/feedback", response_model=FeedbackPageOut, operation_id="listFeedback")
+async def list_feedback(
+    _: ReaderDep,
+    container: ContainerDep,
+    rating: Annotated[Literal["up", "down"] | None, Query()] = None,
+    with_comment: Annotated[bool, Query(description="only feedback with a comment")] = False,
+    expert: Annotated[str | None, Query(max_length=32, description="the expert that answered")] = None,
+    before: Annotated[int | None, Query(ge=1, description="feedback id: older than this")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> FeedbackPageOut:
+    """Every user's feedback, newest first (admins and auditors): ratings and comments,
+    thumbs-up and resolved included, unlike the relabel queue."""
+    async with container.db.session() as session:
+        page = await FeedbackLog(session).page(
+            rating=rating, with_comment=with_comment, expert=expert, before=before, limit=limit
+        )
+    return FeedbackPageOut(
+        data=[
+            FeedbackEntryOut(
+                id=e.id, request_id=e.request_id, rating="up" if e.rating == "up" else "down", comment=e.comment,
+                routed_expert=e.routed_expert, expected_expert=e.expected_expert, resolved=e.resolved,
+                created_at=e.created_at, user_email=e.user_email, question=e.question,
+            )
+            for e in page.entries
+        ],
+        next_before=page.next_before,
+    )  # fmt: skip
 
 
 @router.post("/admin/router/relabel", response_model=RelabelOut, operation_id="relabelRequest")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +29,24 @@ class FeedbackQueueItem(BaseModel):
     expected_expert: str | None
     routed_expert: str | None
     question: str
+
+
+class FeedbackEntryOut(BaseModel):
+    id: int
+    request_id: str
+    rating: Literal["up", "down"]
+    comment: str | None
+    routed_expert: str | None = Field(description="the expert that answered")
+    expected_expert: str | None = Field(description="the expert the user says it should have gone to")
+    resolved: bool = Field(description="became a training example (the user's label or an admin's relabel)")
+    created_at: datetime
+    user_email: str | None
+    question: str | None = Field(description="the question asked; null once its conversation was deleted")
+
+
+class FeedbackPageOut(BaseModel):
+    data: list[FeedbackEntryOut]
+    next_before: int | None = Field(description="pass as `before` for the next, older page; null on the last")
 
 
 class RelabelIn(BaseModel):
@@ -59,6 +78,9 @@ class RouterStatusOut(BaseModel):
     shadow: str | None
     shadow_compared: int
     shadow_agreement: float | None
+    rollback_to: str | None = Field(
+        default=None, description="the version a rollback re-activates; null: fewer than two promotions recorded"
+    )
     versions: list[GateVersionOut]
 
 
