@@ -533,6 +533,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/documents/{document_id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release Document
+         * @description Release a document the safety scan flagged from quarantine (admins; audited).
+         */
+        post: operations["releaseDocument"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/documents/{document_id}/text": {
         parameters: {
             query?: never;
@@ -724,6 +744,90 @@ export interface paths {
          *     decision commits, the asker's Slack thread and the review webhook hear of it.
          */
         post: operations["decideReview"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/safety/flags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Flags
+         * @description Admins and auditors: flagged requests, newest first.
+         */
+        get: operations["listSafetyFlags"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/safety/flags/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Flags
+         * @description Admins: the labelled flags that kept their text, oldest first, one JSON object per
+         *     line in router/safety/data's format (``{"text", "label", "cell": "console", "style":
+         *     "relabelled"}``). Audited (``safety.exported``).
+         */
+        get: operations["exportSafetyFlags"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/safety/flags/{flag_id}/label": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Label Flag
+         * @description Admins: label a flag (benign = a false positive, or the right category; null
+         *     clears it). Audited (``safety.labelled``).
+         */
+        post: operations["labelSafetyFlag"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/safety/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Flag Stats
+         * @description Admins and auditors: flags per expert and category over a window (default the
+         *     last 24 hours), for the console dashboard.
+         */
+        get: operations["getSafetyFlagStats"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1327,6 +1431,12 @@ export interface components {
             id: number;
             /** Media Type */
             media_type: string;
+            /**
+             * Quarantined
+             * @default false
+             */
+            quarantined?: boolean;
+            safety?: components["schemas"]["DocumentSafetyOut"] | null;
             /** Size Bytes */
             size_bytes: number;
             /** Source */
@@ -1349,6 +1459,28 @@ export interface components {
             offset: number;
             /** Total */
             total: number;
+        };
+        /** DocumentReleased */
+        DocumentReleased: {
+            document: components["schemas"]["DocumentOut"];
+            /** Index Version */
+            index_version: string | null;
+        };
+        /**
+         * DocumentSafetyOut
+         * @description The safety scan of a document's chunks (docs/safety.md, "Documents").
+         */
+        DocumentSafetyOut: {
+            /** Category */
+            category: string | null;
+            /** Flagged Chunks */
+            flagged_chunks: number;
+            /** Model */
+            model: string;
+            /** Score */
+            score: number;
+            /** Threshold */
+            threshold: number;
         };
         /**
          * DocumentSectionOut
@@ -2098,6 +2230,131 @@ export interface components {
             shadow_compared: number;
             /** Versions */
             versions: components["schemas"]["GateVersionOut"][];
+        };
+        /** SafetyFlagCell */
+        SafetyFlagCell: {
+            /** Category */
+            category: string;
+            /** Count */
+            count: number;
+            /** Expert */
+            expert: string;
+        };
+        /**
+         * SafetyFlagOut
+         * @description A request the input safety check flagged. ``score``: the flagged category's
+         *     calibrated score; ``scores``: every category's; ``action``: what the experts'
+         *     policy did; ``excerpt``: the last user message as the audit trail keeps free text
+         *     (PII redacted; null under the ``hash`` text policy); ``label``: an admin's verdict
+         *     (null: not reviewed; benign: a false positive); ``audit_seq``: the request's audit
+         *     event (null until chained).
+         */
+        SafetyFlagOut: {
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "allow" | "flag" | "general" | "refuse";
+            /** Audit Seq */
+            audit_seq?: number | null;
+            /**
+             * Category
+             * @enum {string}
+             */
+            category: "injection" | "jailbreak" | "extraction";
+            /** Channel */
+            channel: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Excerpt */
+            excerpt?: string | null;
+            /** Expert */
+            expert: string;
+            /** Id */
+            id: number;
+            /** Label */
+            label?: ("benign" | "injection" | "jailbreak" | "extraction") | null;
+            /** Labelled At */
+            labelled_at?: string | null;
+            /** Labelled By */
+            labelled_by?: string | null;
+            /** Model */
+            model: string;
+            /** Request Id */
+            request_id: string;
+            /** Rules */
+            rules: string[];
+            /** Score */
+            score: number;
+            /** Scores */
+            scores: {
+                [key: string]: number;
+            };
+            /** User Email */
+            user_email?: string | null;
+            /** User Id */
+            user_id?: number | null;
+        };
+        /** SafetyFlagPage */
+        SafetyFlagPage: {
+            /** Data */
+            data: components["schemas"]["SafetyFlagOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next (older) page; null on the last page.
+             */
+            next_cursor: string | null;
+        };
+        /**
+         * SafetyFlagStats
+         * @description Flags created in ``[since, until)``: per expert and category (``cells``, largest
+         *     first), summed per expert and per category, per action, and per admin label.
+         */
+        SafetyFlagStats: {
+            /** By Action */
+            by_action: {
+                [key: string]: number;
+            };
+            /** By Category */
+            by_category: {
+                [key: string]: number;
+            };
+            /** By Expert */
+            by_expert: {
+                [key: string]: number;
+            };
+            /** Cells */
+            cells: components["schemas"]["SafetyFlagCell"][];
+            /** Labels */
+            labels: {
+                [key: string]: number;
+            };
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /** Total */
+            total: number;
+            /** Unlabelled */
+            unlabelled: number;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+        };
+        /**
+         * SafetyLabelIn
+         * @description An admin's verdict: ``benign`` marks a false positive, a category the right one
+         *     (null clears the label).
+         */
+        SafetyLabelIn: {
+            /** Label */
+            label: ("benign" | "injection" | "jailbreak" | "extraction") | null;
         };
         /** ShadowIn */
         ShadowIn: {
@@ -3391,6 +3648,37 @@ export interface operations {
             };
         };
     };
+    releaseDocument: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                document_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DocumentReleased"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     getDocumentText: {
         parameters: {
             query?: never;
@@ -3694,6 +3982,136 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ReviewOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    listSafetyFlags: {
+        parameters: {
+            query?: {
+                category?: ("injection" | "jailbreak" | "extraction") | null;
+                expert?: string | null;
+                action?: ("allow" | "flag" | "general" | "refuse") | null;
+                /** @description a label, or `unlabelled` for flags not yet reviewed */
+                label?: ("benign" | "injection" | "jailbreak" | "extraction") | "unlabelled" | null;
+                /** @description ISO 8601; naive means UTC */
+                since?: string | null;
+                /** @description exclusive */
+                until?: string | null;
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SafetyFlagPage"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    exportSafetyFlags: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description one JSON object per line */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": unknown;
+                };
+            };
+        };
+    };
+    labelSafetyFlag: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                flag_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SafetyLabelIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SafetyFlagOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    getSafetyFlagStats: {
+        parameters: {
+            query?: {
+                /** @description ISO 8601; naive means UTC */
+                since?: string | null;
+                /** @description exclusive */
+                until?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SafetyFlagStats"];
                 };
             };
             /** @description Validation Error */
