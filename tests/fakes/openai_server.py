@@ -7,6 +7,11 @@ request pops the next scripted behaviour (or uses the default reply):
 
 Every request body is recorded in ``server.requests``.
 
+``Echo()`` (as a scripted behaviour or as ``FakeOpenAI(default=Echo())``) is a model
+that complies with anything: its answer repeats every message it was given (system
+prompt, passages, history, the question), so whatever reaches the model reaches the
+answer. The red-team suite (tests/redteam) uses it to check what the product lets out.
+
 With ``vllm=VllmSurface(...)`` the server also speaks vLLM's OpenAI entrypoint where it
 differs from OpenAI: ``/v1/models`` lists the served name with vLLM's model card fields
 (``owned_by: vllm``, ``root``, ``max_model_len``), an unknown model is vLLM's 404, and a
@@ -50,6 +55,24 @@ class Reply:
     # Streaming: end the stream cleanly ([DONE]) after this many content chunks, with no
     # finish reason: what a server that interrupts a running answer sends.
     end_early: int | None = None
+
+
+@dataclass(frozen=True)
+class Echo:
+    """Answer with the request's messages, each as ``<role>: <content>`` on its own
+    paragraph, in the order received. ``roles``: only these roles' messages (None:
+    every one)."""
+
+    roles: tuple[str, ...] | None = None
+    finish_reason: str = "stop"
+
+    def reply(self, body: dict[str, Any]) -> Reply:
+        parts = [
+            f"{m.get('role')}: {m.get('content') or ''}"
+            for m in body.get("messages", [])
+            if self.roles is None or m.get("role") in self.roles
+        ]
+        return Reply("\n\n".join(parts), finish_reason=self.finish_reason)
 
 
 @dataclass(frozen=True)
@@ -120,11 +143,11 @@ class VllmSurface:
 
 @dataclass
 class FakeOpenAI:
-    default: Reply = field(default_factory=lambda: Reply("This is the fake model's answer."))
+    default: Reply | Echo = field(default_factory=lambda: Reply("This is the fake model's answer."))
     vllm: VllmSurface | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each chat request, as received
-    _queue: deque[Reply | Fault] = field(default_factory=deque)
+    _queue: deque[Reply | Fault | Echo] = field(default_factory=deque)
     _http: LoopbackServer | None = None
     port: int = 0
 
@@ -132,7 +155,7 @@ class FakeOpenAI:
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def script(self, *behaviours: Reply | Fault) -> None:
+    def script(self, *behaviours: Reply | Fault | Echo) -> None:
         self._queue.extend(behaviours)
 
     def reset(self) -> None:
@@ -140,7 +163,7 @@ class FakeOpenAI:
         self.requests.clear()
         self.headers.clear()
 
-    def _next(self) -> Reply | Fault:
+    def _next(self) -> Reply | Fault | Echo:
         return self._queue.popleft() if self._queue else self.default
 
     async def _chat(self, request: Request) -> Response:
@@ -151,6 +174,8 @@ class FakeOpenAI:
         if refusal is not None:
             return refusal
         behaviour = self._next()
+        if isinstance(behaviour, Echo):
+            behaviour = behaviour.reply(body)
         if isinstance(behaviour, Reply) and behaviour.received is not None:
             behaviour.received.set()
         if behaviour.delay_s:
