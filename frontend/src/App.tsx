@@ -1,24 +1,24 @@
 import { useEffect, useMemo, useState } from "react";
 
 import { Api } from "./api/client";
-import { ApiError } from "./api/errors";
 import type { Me, ModelCard } from "./api/types";
 import { ChatPage } from "./chat/ChatPage";
 import { ConsolePage } from "./console/ConsolePage";
 import { navigate, parsePath, usePath } from "./location";
-import { useSession } from "./session";
+import { useSession, watchRefusals } from "./session";
 import { SignIn } from "./SignIn";
 
 /** Who is signed in: from GET /api/v1/me when the server has it. */
 export type Identity = { known: true; me: Me } | { known: false };
 
 export function App() {
-  const { session, auth, signInWithKey, signOut, expired } = useSession();
+  const { session, auth, signInWithKey, signOut, expired, endedBecause } = useSession();
   const path = usePath();
   const view = parsePath(path);
+  // Any 401 on this session (key revoked, SSO session ended) signs out, saying why.
   const api = useMemo(
-    () => (session ? new Api({ key: session.kind === "key" ? session.key : null }) : null),
-    [session],
+    () => (session ? new Api({ key: session.kind === "key" ? session.key : null, fetch: watchRefusals(expired) }) : null),
+    [session, expired],
   );
   const [models, setModels] = useState<ModelCard[]>([]);
   const [identity, setIdentity] = useState<Identity>({ known: false });
@@ -26,16 +26,15 @@ export function App() {
 
   useEffect(() => {
     if (!api) return;
-    api.models().then(setModels, (err) => {
-      if (err instanceof ApiError && err.status === 401) expired(); // key revoked or session ended meanwhile
-    });
+    // A 401 here (key revoked or session ended meanwhile) has already signed out, with its reason.
+    api.models().then(setModels, () => undefined);
     api.me().then(
       (me) => setIdentity({ known: true, me }),
       () => setIdentity({ known: false }),
     );
-  }, [api, expired]);
+  }, [api]);
 
-  if (!api) return <SignIn onSignedIn={signInWithKey} ssoUrl={auth?.oidc_enabled ? auth.login_url : null} />;
+  if (!api) return <SignIn onSignedIn={signInWithKey} ssoUrl={auth?.oidc_enabled ? auth.login_url : null} notice={endedBecause} />;
 
   const roles = identity.known ? identity.me.roles : [];
   // Without /api/v1/me the role is unknown: offer the console and let the API decide.

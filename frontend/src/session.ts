@@ -18,8 +18,48 @@ export interface SessionState {
   signInWithKey: (key: string) => void;
   /** Forget the key, or end the cookie session on the server. */
   signOut: () => Promise<void>;
-  /** The server stopped accepting the session (key revoked, cookie expired): forget it. */
-  expired: () => void;
+  /** The server stopped accepting the session (key revoked, cookie expired): forget it,
+   * and tell the sign-in page why (`why`: words for the person). */
+  expired: (why?: string) => void;
+  /** Why the last session ended without the person signing out; null otherwise. */
+  endedBecause: string | null;
+}
+
+/** The backend's 401 codes (backend/errors.py, backend/oidc/sessions.py) in words for the
+ * person whose session just ended. Anything else is not "your sign-in was refused". */
+const REFUSED: Record<string, string> = {
+  invalid_api_key:
+    "Your API key is no longer accepted: it was revoked, or your account was disabled. Ask an administrator for a new key, then sign in again.",
+  session_invalid: "Your single sign-on session has ended. Sign in again to continue.",
+  missing_api_key: "The server no longer has a session for you. Sign in again to continue.",
+};
+
+/** Why the server refused the signed-in session, from a response: the words to show, or
+ * null when the response is not a refusal of the credentials (every status but 401). */
+export async function refusalOf(response: Response): Promise<string | null> {
+  if (response.status !== 401) return null;
+  let code: unknown = null;
+  try {
+    const body = (await response.clone().json()) as { error?: { code?: unknown } };
+    code = body.error?.code ?? null;
+  } catch {
+    // not JSON: a 401 all the same
+  }
+  return (typeof code === "string" && REFUSED[code]) || "The server no longer accepts your sign-in. Sign in again to continue.";
+}
+
+/** `fetch` for a signed-in Api: a 401 from the server (key revoked, session ended) calls
+ * `onRefused` with the reason in words; the response still goes back to the caller, and
+ * other failures (network, 403, 429, 5xx) never end the session. */
+export function watchRefusals(onRefused: (why: string) => void, base?: typeof fetch): typeof fetch {
+  return async (input, init) => {
+    const response = await (base ?? globalThis.fetch)(input, init);
+    if (response.status === 401) {
+      const why = await refusalOf(response);
+      if (why) onRefused(why);
+    }
+    return response;
+  };
 }
 
 function readKey(): string | null {
@@ -45,6 +85,7 @@ export function useSession(): SessionState {
     return key ? { kind: "key", key } : null;
   });
   const [auth, setAuth] = useState<AuthConfig | null>(null);
+  const [endedBecause, setEndedBecause] = useState<string | null>(null);
   const signedInAtLoad = useRef(session !== null);
 
   useEffect(() => {
@@ -67,12 +108,14 @@ export function useSession(): SessionState {
 
   const signInWithKey = useCallback((key: string) => {
     storeKey(key);
+    setEndedBecause(null);
     setSession({ kind: "key", key });
   }, []);
 
-  const expired = useCallback(() => {
+  const expired = useCallback((why?: string) => {
     storeKey(null);
     setSession(null);
+    setEndedBecause(why ?? null);
   }, []);
 
   const signOut = useCallback(async () => {
@@ -84,5 +127,5 @@ export function useSession(): SessionState {
     expired();
   }, [session, expired]);
 
-  return { session, auth, signInWithKey, signOut, expired };
+  return { session, auth, signInWithKey, signOut, expired, endedBecause };
 }
