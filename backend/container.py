@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from backend.audit.chainer import AuditChainer
 from backend.audit.writer import AuditTrail, build_audit_trail
 from backend.capacity.service import CapacityService
+from backend.cache.wiring import build_response_cache
 from backend.capacity.wiring import build_capacity
 from backend.chat.pipeline import ChatPipeline, Limits
 from backend.chat.recorder import ChatRecorder
@@ -189,6 +190,7 @@ def build_container(
         batcher=RouteBatcher(router), recorder=ChatRecorder(db, GroupCommit(db), audit, registry, experts, metrics),
         pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
         grounding=GroundingChecker(encoder),  # the same loaded model as the router's
+        cache=build_response_cache(registry, db, knowledge.service, redis, metrics),  # backend/cache
     )  # fmt: skip
     return Container(
         settings=settings,

@@ -117,6 +117,25 @@ class ReviewSpec(_Strict):
         return self.when != "none"
 
 
+class CacheSpec(_Strict):
+    """The expert's response cache (backend/cache/, docs/cache.md).
+
+    ``enabled``: first-turn answers that were delivered whole (finish ``stop``, no
+    fallback, no review hold, grounding passed) are kept and replayed to a later
+    question that is the same text or, by the router's embedding, at least
+    ``threshold`` cosine-similar to it. ``threshold`` is calibrated for precision on
+    bench/data/cache (near-miss questions such as invoices vs payslips must not share
+    an answer). ``ttl_s``: how long an answer is kept; publishing the expert's index
+    ends it sooner. ``max_entries``: the most answers kept per expert and scope (the
+    oldest go first).
+    """
+
+    enabled: bool = False
+    threshold: float = Field(default=0.95, gt=0.5, le=1.0)
+    ttl_s: float = Field(default=86_400.0, gt=0, le=30 * 86_400)
+    max_entries: int = Field(default=5_000, ge=1, le=1_000_000)
+
+
 class ReplicaSpec(_Strict):
     """One of several endpoints serving the same expert (same model, own address).
 
@@ -161,6 +180,7 @@ class ExpertSpec(_Strict):
     context_tokens: int | None = Field(default=None, ge=256, le=10_000_000)
     grounding: GroundingSpec = GroundingSpec()
     review: ReviewSpec = ReviewSpec()
+    cache: CacheSpec = CacheSpec()
 
     @field_validator("name")
     @classmethod

@@ -15,6 +15,8 @@ appends :func:`chat_entry` of it. Payload shape (stable keys; see docs/governanc
     grounding: score, checked, unsupported [{start, end, text, reason, detail}], action
     review:    id, trigger (on_fail | always | sample), delivery, status (sent to a person)
     output:    secrets_removed, instructions_withheld (backend/guard/output.py)
+    cache:     status (hit | miss | bypass | skipped), ms; on a hit match, similarity,
+               source_request_id, tokens_saved (backend/cache/)
     error:     code, message (failures only)
 """
 
@@ -59,6 +61,7 @@ class ChatTrace:
     grounding: Mapping[str, object] | None = None  # the grounding check's record
     review: Mapping[str, object] | None = None  # the answer went to review (backend/review)
     output: Mapping[str, int] | None = None  # what the output check removed (counts)
+    cache: Mapping[str, object] | None = None  # the response cache: status, source request
 
 
 def route_record(decision: RoutingDecision, expert: str | None = None) -> dict[str, object]:
@@ -127,6 +130,8 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str], action: str = CHA
         payload["review"] = dict(trace.review)
     if trace.output is not None:
         payload["output"] = dict(trace.output)
+    if trace.cache is not None:
+        payload["cache"] = dict(trace.cache)
     status = 200
     if trace.error is not None:
         status = trace.error.status

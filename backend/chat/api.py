@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from backend.audit.types import CLIENT_CLOSED
 from backend.chat.pipeline import AnswerStream, ChatResult, Question, Routed, StreamFinished, StreamOpened
 from backend.chat.schemas import (
+    CacheOut,
     ChatCompletion,
     ChatRequest,
     Choice,
@@ -58,6 +59,7 @@ def _route_info(
     retrieval: Retrieval = NO_RETRIEVAL,
     grounding: Mapping[str, object] | None = None,
     review: HeldReview | None = None,
+    cache: Mapping[str, object] | None = None,
 ) -> RouteInfo:
     d = routed.decision
     return RouteInfo(
@@ -86,10 +88,11 @@ def _route_info(
         upstream_model=upstream_model,
         grounding=None if grounding is None else GroundingOut.model_validate(grounding),
         review=None if review is None else ReviewRef.model_validate(review.ref()),
+        cache=None if cache is None else CacheOut.model_validate(cache),
     )
 
 
-def _question(principal: Principal, body: ChatRequest) -> Question:
+def _question(principal: Principal, body: ChatRequest, *, cache: bool = True) -> Question:
     return Question(
         principal,
         body.model,
@@ -97,6 +100,7 @@ def _question(principal: Principal, body: ChatRequest) -> Question:
         conversation_id=body.conversation_id,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
+        cache=cache,
     )
 
 
@@ -106,7 +110,9 @@ def _question(principal: Principal, body: ChatRequest) -> Question:
 async def chat_completions(
     body: ChatRequest, principal: PrincipalDep, container: ContainerDep, request: Request
 ) -> Response:
-    question = _question(principal, body)
+    # Cache-Control: no-cache: a fresh answer, not one from the response cache.
+    no_cache = "no-cache" in request.headers.get("cache-control", "").lower()
+    question = _question(principal, body, cache=not no_cache)
     if body.stream:  # bad input, quota and capacity refusals are raised before the body starts
         stream = await container.pipeline.open_stream(question)
         headers = {"cache-control": "no-cache", "x-request-id": stream.request_id, **stream.headers}
@@ -175,6 +181,7 @@ def _completion_body(result: ChatResult) -> ChatCompletion:
             retrieval=result.retrieval,
             grounding=result.grounding,
             review=result.review,
+            cache=result.cache,
         ),
     )
 
@@ -224,7 +231,9 @@ async def _sse(stream: AnswerStream) -> AsyncIterator[bytes]:
         async for event in stream:
             if isinstance(event, StreamOpened):
                 expert, fallbacks = event.expert, event.fallbacks
-                info = _route_info(routed, expert=expert, fallbacks=fallbacks, retrieval=event.retrieval)
+                info = _route_info(
+                    routed, expert=expert, fallbacks=fallbacks, retrieval=event.retrieval, cache=event.cache
+                )
                 yield chunk({"role": "assistant", "content": ""}, expertgate=info.model_dump())
             elif isinstance(event, TextDelta):
                 yield chunk({"content": event.text})
@@ -238,6 +247,7 @@ async def _sse(stream: AnswerStream) -> AsyncIterator[bytes]:
                     retrieval=event.retrieval,
                     grounding=event.grounding,
                     review=event.review,
+                    cache=event.cache,
                 )
                 usage = {
                     "prompt_tokens": event.usage.prompt_tokens,

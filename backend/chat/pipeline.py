@@ -46,8 +46,11 @@ from typing import TypeVar
 
 import anyio
 
+from backend.cache.service import ResponseCache
+from backend.cache.types import CacheLookup
 from backend.capacity.service import CapacityService
 from backend.chat.admission import Admission
+from backend.chat.caching import ChatCache
 from backend.chat.conversations import ConversationService
 from backend.chat.quoting import CORRECTION, best_quotes, quoted_answer, refusal, with_draft
 from backend.chat.recorder import ChatRecorder
@@ -120,6 +123,7 @@ class ChatPipeline:
         quota: QuotaService | None = None,
         grounding: GroundingCheck | None = None,
         review: ReviewPolicy | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -135,6 +139,7 @@ class ChatPipeline:
         self._grounding = grounding
         # The experts' review settings; a pure value, so built here when not given.
         self._review = review or ReviewPolicy(registry)
+        self._cache = ChatCache(cache, recorder)  # backend/cache: lookup, replay, keep
 
     @property
     def recorder(self) -> ChatRecorder:
@@ -148,13 +153,23 @@ class ChatPipeline:
         routed = await self.route(self.guard(question))
         routed, admission = await self.admit(routed)
         async with admission:
-            return await self._complete(routed, admission)
+            lookup = await self._cache.lookup(routed, question.cache)
+            if lookup is not None and lookup.hit is not None:
+                return await self._cache.replay(routed, admission, lookup)
+            return await self._complete(routed, admission, lookup)
 
     async def open_stream(self, question: Question) -> AnswerStream:
         """Stages 2-3c now (their errors are raised here), then a stream of stages 4-6."""
         routed = await self.route(self.guard(question))
         routed, admission = await self.admit(routed)
-        return AnswerStream(routed, admission, self._stream(routed))
+        try:
+            lookup = await self._cache.lookup(routed, question.cache)
+        except BaseException:  # cancelled: nothing will be sent
+            await admission.release()
+            raise
+        if lookup is not None and lookup.hit is not None:
+            return AnswerStream(routed, admission, self._cache.replay_stream(routed, admission, lookup))
+        return AnswerStream(routed, admission, self._stream(routed, lookup))
 
     async def route_only(self, question: Question) -> Routed:
         """Stages 2-3 and an audit event: where the question would go (/v1/route)."""
@@ -293,7 +308,7 @@ class ChatPipeline:
         )
 
     # -- stages 5-6 --------------------------------------------------------------
-    async def _complete(self, routed: Routed, admission: Admission) -> ChatResult:
+    async def _complete(self, routed: Routed, admission: Admission, lookup: CacheLookup | None = None) -> ChatResult:
         """Retrieve, generate and record. The admission is given back (the quota charge
         corrected to the real usage) as soon as the answer is generated, while the
         exchange is being written: the expert is free by then."""
@@ -341,15 +356,23 @@ class ChatPipeline:
                     grounding=grounding,
                     review=held,
                     output=removed.record(),
+                    cache=None if lookup is None else lookup.record(),
                 )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(routed, exc, started, stream=False, expert=answer.expert)
             raise
         finally:
             await freeing
+        completion = answer.completion
+        await self._cache.keep(
+            routed, lookup, expert=answer.expert, text=shown, usage=completion.usage, upstream_model=completion.model,
+            finish_reason=completion.finish_reason, fallbacks=answer.fallbacks, retrieval=retrieval,
+            grounding=grounding, review=held, output=removed.record(),
+        )  # fmt: skip
         # A placeholder carries no marks of the draft.
         shown_grounding = grounding if held is None else held.shown_grounding
-        return ChatResult(routed, answer, conversation_id, retrieval, admission.headers, shown_grounding, held)
+        cache = None if lookup is None else lookup.record()
+        return ChatResult(routed, answer, conversation_id, retrieval, admission.headers, shown_grounding, held, cache)
 
     @staticmethod
     def _held(plan: ReviewPlan | None, text: str, grounding: dict[str, object] | None) -> HeldReview | None:
@@ -425,7 +448,7 @@ class ChatPipeline:
             deadline=chat.deadline,
         )
 
-    async def _stream(self, routed: Routed) -> AsyncIterator[StreamEvent]:
+    async def _stream(self, routed: Routed, lookup: CacheLookup | None = None) -> AsyncIterator[StreamEvent]:
         """Yield StreamOpened, TextDelta..., StreamFinished. LLM errors propagate."""
         chat, decision = routed.input, routed.decision
         parts: list[str] = []
@@ -509,16 +532,23 @@ class ChatPipeline:
                 grounding=grounding,
                 review=held,
                 output=scrubber.report.record() if scrubber is not None else None,
+                cache=None if lookup is None else lookup.record(),
             )
         except Exception as exc:  # the database refused the write: nothing of it was kept
             await self._recorder.failure(
                 routed, exc, started, stream=True, expert=expert, fallbacks=fallbacks, partial="".join(parts)
             )
             raise
+        await self._cache.keep(
+            routed, lookup, expert=expert, text="".join(parts), usage=done.usage, upstream_model=done.model,
+            finish_reason=done.finish_reason, fallbacks=fallbacks, retrieval=retrieval, grounding=grounding,
+            review=held, output=scrubber.report.record() if scrubber is not None else None,
+        )  # fmt: skip
         shown_grounding = grounding if held is None else held.shown_grounding
         yield StreamFinished(
-            done.finish_reason, done.usage, done.model, conversation_id, retrieval, shown_grounding, held
-        )
+            done.finish_reason, done.usage, done.model, conversation_id, retrieval, shown_grounding, held,
+            None if lookup is None else lookup.record(),
+        )  # fmt: skip
 
 
 __all__ = [

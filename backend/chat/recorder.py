@@ -94,6 +94,7 @@ class ChatRecorder:
         grounding: Mapping[str, object] | None = None,
         review: HeldReview | None = None,
         output: Mapping[str, int] | None = None,
+        cache: Mapping[str, object] | None = None,
     ) -> str:
         """Store the exchange and its audit event in one transaction (both or neither).
 
@@ -120,6 +121,8 @@ class ChatRecorder:
         }  # fmt: skip
         if review is not None:
             route["review"] = review.ref()
+        if cache is not None:  # the response cache's part (a replayed answer names its source)
+            route["cache"] = dict(cache)
         exchange = Exchange(
             request_id=chat.request_id,
             user_text=chat.last_user_text,
@@ -154,6 +157,7 @@ class ChatRecorder:
                 retrieval=retrieval.record(),
                 grounding=grounding,
                 output=output,
+                cache=cache,
                 review=None if review is None else {
                     "id": review.review_id, "trigger": review.trigger,
                     "delivery": review.delivery, "status": "pending",
@@ -228,6 +232,7 @@ class ChatRecorder:
         grounding: Mapping[str, object] | None = None,
         review: Mapping[str, object] | None = None,
         output: Mapping[str, int] | None = None,
+        cache: Mapping[str, object] | None = None,
     ) -> ChatTrace:
         chat = routed.input
         endpoint = self._experts.endpoint(expert, routed.replica if expert == routed.decision.expert else None)
@@ -259,6 +264,7 @@ class ChatRecorder:
             grounding=grounding,
             review=review,
             output=output,
+            cache=cache,
         )
 
     async def failure(

@@ -118,6 +118,22 @@ class ReviewRef(BaseModel):
     status: str
 
 
+class CacheOut(BaseModel):
+    """What the response cache did for this request (docs/cache.md). ``status``: hit |
+    miss | bypass (``Cache-Control: no-cache``) | skipped (not a first turn, or PII).
+    On a hit: ``match`` (exact | semantic), the question's ``similarity`` to the cached
+    one, the request the answer was generated for, and the tokens it saved. Absent when
+    the expert's cache is off."""
+
+    status: str
+    ms: float
+    match: str | None = None
+    similarity: float | None = None
+    source_request_id: str | None = None
+    tokens_saved: int | None = None
+    rejected: dict[str, int] | None = None  # candidates passed over: stale, forbidden...
+
+
 class RouteInfo(BaseModel):
     """The ``expertgate`` object on every response."""
 
@@ -136,6 +152,7 @@ class RouteInfo(BaseModel):
     upstream_model: str | None = None
     grounding: GroundingOut | None = None  # on the final answer (a stream's last chunk)
     review: ReviewRef | None = None  # the answer went to a person (a stream's last chunk)
+    cache: CacheOut | None = None  # the response cache (on a stream's first and last chunks)
 
 
 class ResponseMessage(BaseModel):

@@ -38,6 +38,9 @@ class Question:
     max_tokens: int | None = None
     temperature: float | None = None
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # False: the caller sent ``Cache-Control: no-cache``: the response cache is not read
+    # (a fresh answer is generated, and may be kept).
+    cache: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class ChatResult:
     headers: Mapping[str, str] = field(default_factory=dict)  # x-ratelimit-* of the caller
     grounding: Mapping[str, object] | None = None  # the grounding check's record (stage 7)
     review: HeldReview | None = None  # the answer went to a person (backend/review)
+    cache: Mapping[str, object] | None = None  # what the response cache did (CacheLookup.record)
 
     @property
     def request_id(self) -> str:
@@ -103,6 +107,7 @@ class StreamOpened:
     expert: str
     fallbacks: tuple[FallbackStep, ...]
     retrieval: Retrieval = NO_RETRIEVAL
+    cache: Mapping[str, object] | None = None  # a replayed answer says so from the start
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,7 @@ class StreamFinished:
     retrieval: Retrieval = NO_RETRIEVAL
     grounding: Mapping[str, object] | None = None
     review: HeldReview | None = None
+    cache: Mapping[str, object] | None = None
 
 
 class GroundingResult(Protocol):

@@ -161,6 +161,18 @@ class Metrics:
         self.reviews = Counter(
             "expertgate_reviews", "Answers sent to review, by expert and trigger", ["expert", "trigger"], registry=r
         )
+        self.cache_lookups = Counter(
+            "expertgate_cache_lookups",
+            "Response cache lookups by expert and result (hit, miss, bypass: no-cache, skipped: not a first turn or PII)",
+            ["expert", "result"],
+            registry=r,
+        )
+        self.cache_tokens_saved = Counter(
+            "expertgate_cache_tokens_saved",
+            "Tokens (prompt and completion) of the cached answers replayed instead of generated, by expert",
+            ["expert"],
+            registry=r,
+        )
         if router_version is not None:
             r.register(_StateCollector(router_version, index_versions or dict))
         if breakers is not None:
@@ -224,6 +236,12 @@ class Metrics:
         action = grounding.get("action")
         if action not in (None, "none"):
             self.grounding_actions.labels(expert, str(action)).inc()
+
+    def observe_cache(self, expert: str, result: str, tokens_saved: int) -> None:
+        """Count one response cache lookup (backend/cache/service.py)."""
+        self.cache_lookups.labels(expert, result).inc()
+        if tokens_saved:
+            self.cache_tokens_saved.labels(expert).inc(tokens_saved)
 
     def render(self) -> bytes:
         """The exposition text for GET /metrics."""

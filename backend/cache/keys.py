@@ -1,0 +1,121 @@
+"""What decides whether two requests may share an answer.
+
+A cached answer is kept under a *scope*: a hash of everything about the expert and
+the request that changes the answer besides the question itself: the expert, its
+model, system prompt and generation parameters as configured, the request's
+``max_tokens`` and ``temperature`` (the expert's defaults when unset), the quoting and
+grounding policy, the encoder that embedded the question, and the version of the
+expert's own index. Publishing that index
+gives a new scope, so answers from the old version are never looked at again. Other
+indexes an answer searched (peer experts in the router's top-k) are checked per entry
+(``CachedAnswer.index_versions``).
+
+Within a scope, a question matches by its normalised text (exact) or by the router's
+embedding (semantic, at the expert's threshold).
+
+Eligibility is two-sided:
+
+- :func:`lookup_skip` says why a request may not be answered from the cache;
+- :func:`store_skip` says why an answer may not be kept: only whole, delivered,
+  approved answers of the decided expert are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+
+import orjson
+
+from backend.knowledge.types import Retrieval
+from experts.registry import ExpertSpec
+
+_SPACE = re.compile(r"\s+")
+_TRAILING = " ?!.,;:"
+
+
+def normalise(text: str) -> str:
+    """The question as compared for an exact match: case-folded, whitespace collapsed,
+    trailing punctuation dropped ("How do I reset my password?" = "how do i reset my
+    password")."""
+    return _SPACE.sub(" ", text.casefold()).strip().rstrip(_TRAILING)
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(normalise(text).encode()).hexdigest()[:32]
+
+
+def scope_key(
+    spec: ExpertSpec,
+    *,
+    temperature: float | None,
+    max_tokens: int | None,
+    index_version: str | None,
+    encoder: str | None,
+) -> str:
+    """The partition an answer of ``spec`` is kept under, for a request that asked for
+    ``temperature`` and ``max_tokens`` (None: the expert's own) while the expert's index
+    was at ``index_version`` (module docstring). ``encoder``: the model that made the
+    question's embedding; embeddings of two models are never compared."""
+    params = spec.params
+    parts = {
+        "expert": spec.name,
+        "model": spec.llm.model,
+        "system_prompt": spec.system_prompt,
+        "temperature": params.temperature if temperature is None else temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens if max_tokens is None else max_tokens,
+        "quote_first": spec.quotes_first,
+        "grounding": spec.grounding.model_dump(),
+        "index": spec.index,
+        "index_version": index_version,
+        "encoder": encoder,
+    }
+    digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+    return f"{spec.name}:{digest}"
+
+
+def lookup_skip(*, conversation_id: str | None, roles: Sequence[str], pii: bool) -> str | None:
+    """Why a request is not answered from (nor kept in) the cache; None: it may be.
+
+    Only a first turn is: one user message, no conversation to continue, no earlier
+    turns and no system message, none of which the scope holds. Nor a question with
+    PII in it: its text would be kept (and compared) as is, and the expert's PII policy
+    (which may block it) is applied on the way to the LLM, not here.
+    """
+    if conversation_id is not None or list(roles) != ["user"]:
+        return "not_first_turn"
+    if pii:
+        return "pii"
+    return None
+
+
+def store_skip(
+    *,
+    decided: str,
+    expert: str,
+    fallbacks: int,
+    finish_reason: str,
+    held: bool,
+    retrieval: Retrieval,
+    grounding: Mapping[str, object] | None,
+    output: Mapping[str, int] | None,
+) -> str | None:
+    """Why an answer is not kept; None: it is a whole, delivered, approved answer of the
+    expert the request was decided for."""
+    if expert != decided or fallbacks:
+        return "fallback"
+    if finish_reason != "stop":  # cut at max_tokens, or the extractive answer
+        return "finish_reason"
+    if held:
+        return "review"
+    if retrieval.degraded is not None:
+        return "retrieval_degraded"
+    if retrieval.passages and grounding is None:  # the check failed: delivered unchecked
+        return "unchecked"
+    if grounding is not None and grounding.get("action", "none") != "none":
+        return "grounding"
+    if output and any(output.values()):  # something was scrubbed from it
+        return "output_scrubbed"
+    return None

@@ -1,0 +1,228 @@
+"""ResponseCache: the lookup before an answer is generated and the store after one was
+delivered (docs/cache.md). The chat pipeline calls it through backend/chat/caching.py.
+
+A lookup offers the candidates of the request's scope (keys.py), best first, and
+replays the first one that is still valid for this caller:
+
+- every index its retrieval searched is still at the version it searched (the expert's
+  own index is in the scope; a peer index is checked here): a publish ends it;
+- the caller may read every passage it cites (each cited document's groups, kept with
+  the answer, against the caller's groups; a regrouped document republishes its index,
+  so the groups kept are the groups in force while the version is);
+- it has not expired (the store never offers one that has).
+
+A store failure (Redis down) is a miss, logged and counted, never a failed request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from backend.cache.keys import lookup_skip, scope_key, store_skip, text_key
+from backend.cache.store import CacheStore, Vector, unit
+from backend.cache.types import CachedAnswer, CachedPassage, CacheLookup, CacheStatus
+from backend.db.models import Document
+from backend.db.session import Database
+from backend.knowledge.service import KnowledgeService
+from backend.knowledge.types import Retrieval
+from backend.observability.metrics import Metrics
+from experts.registry import ExpertRegistry
+from experts.types import Usage
+from retrieval.acl import visible
+
+log = logging.getLogger(__name__)
+
+# Candidates read per lookup: the exact match and the closest questions; a candidate
+# passed over (stale, forbidden) makes way for the next.
+CANDIDATES = 4
+
+
+class IndexVersions:
+    """The version of each domain's index as retrieval would search it now. The
+    knowledge service checks its CURRENT pointer only when it searches; a process that
+    answers a question from the cache does not search, so this asks it to look again,
+    at most every ``every_s`` per domain (the same bound a search has)."""
+
+    def __init__(self, knowledge: KnowledgeService, every_s: float = 2.0) -> None:
+        self._knowledge = knowledge
+        self._every_s = every_s
+        self._checked: dict[str, float] = {}
+
+    async def get(self, domain: str) -> str | None:
+        if domain not in self._knowledge.domains:
+            return None
+        now = time.monotonic()
+        if now - self._checked.get(domain, -self._every_s) >= self._every_s:
+            self._checked[domain] = now
+            await self._knowledge.reload(domain)
+        return self._knowledge.loaded_version(domain)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """An answer as it was delivered, for :meth:`ResponseCache.store`."""
+
+    request_id: str
+    decided: str  # the expert the request was decided for (after admission)
+    expert: str  # the expert that answered
+    text: str
+    upstream_model: str
+    usage: Usage
+    fallbacks: int
+    finish_reason: str
+    held: bool  # sent to review
+    retrieval: Retrieval
+    grounding: Mapping[str, object] | None
+    output: Mapping[str, int] | None
+
+
+class ResponseCache:
+    def __init__(
+        self,
+        store: CacheStore,
+        registry: ExpertRegistry,
+        db: Database,
+        *,
+        versions: IndexVersions | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._db = db
+        self._versions = versions
+        self._metrics = metrics
+        self._clock = clock
+
+    def enabled(self, expert: str) -> bool:
+        return expert in self._registry and self._registry.get(expert).cache.enabled
+
+    async def lookup(
+        self,
+        expert: str,
+        question: str,
+        *,
+        use: bool,
+        conversation_id: str | None,
+        roles: Sequence[str],
+        pii: bool,
+        temperature: float | None,
+        max_tokens: int | None,
+        encoder: str | None,
+        vector: Vector | None,
+        groups: frozenset[str],
+    ) -> CacheLookup | None:
+        """The cached answer for this request, if one may be replayed to this caller.
+
+        None: the expert's cache is off. ``use`` False (``Cache-Control: no-cache``): not
+        looked up (status ``bypass``), but the answer generated may still be kept.
+        """
+        if not self.enabled(expert):
+            return None
+        started = time.perf_counter()
+        skip = lookup_skip(conversation_id=conversation_id, roles=roles, pii=pii)
+        if skip is not None:
+            return self._counted(CacheLookup(CacheStatus.SKIPPED, expert, rejected={skip: 1}, ms=_ms(started)))
+        spec = self._registry.get(expert)
+        own = None if spec.index is None or self._versions is None else await self._versions.get(spec.index)
+        scope = scope_key(spec, temperature=temperature, max_tokens=max_tokens, index_version=own, encoder=encoder)
+        key = text_key(question)
+        if not use:
+            return self._counted(CacheLookup(CacheStatus.BYPASS, expert, scope, key, ms=_ms(started)))
+        query = None if vector is None else unit(vector)
+        rejected: dict[str, int] = {}
+        try:
+            candidates = await self._store.find(scope, key, query, spec.cache.threshold, CANDIDATES)
+        except RedisError as exc:
+            log.warning("response cache unavailable for %s: %s", expert, exc)
+            candidates, rejected = [], {"store_error": 1}
+        for candidate in candidates:
+            reason = await self._invalid(candidate.answer, groups)
+            if reason is not None:
+                rejected[reason] = rejected.get(reason, 0) + 1
+                continue
+            found = CacheLookup(CacheStatus.HIT, expert, scope, key, candidate, rejected, ms=_ms(started))
+            return self._counted(found)
+        return self._counted(CacheLookup(CacheStatus.MISS, expert, scope, key, rejected=rejected, ms=_ms(started)))
+
+    async def _invalid(self, answer: CachedAnswer, groups: frozenset[str]) -> str | None:
+        """Why ``answer`` may not be replayed to a caller in ``groups`` (None: it may)."""
+        if answer.expires_at <= self._clock():
+            return "expired"
+        for domain, version in answer.index_versions:
+            if self._versions is not None and await self._versions.get(domain) != version:
+                return "stale"
+        if not all(visible(p.groups, groups) for p in answer.passages):
+            return "forbidden"
+        return None
+
+    def _counted(self, lookup: CacheLookup) -> CacheLookup:
+        if self._metrics is not None:
+            saved = lookup.hit.answer.usage.total_tokens if lookup.hit is not None else 0
+            self._metrics.observe_cache(lookup.expert, str(lookup.status), saved)
+        return lookup
+
+    async def store(self, lookup: CacheLookup, question: str, vector: Vector | None, answer: Delivered) -> str | None:
+        """Keep ``answer`` under ``lookup``'s scope if it may be replayed later. Returns
+        why it was not kept (None: kept)."""
+        if lookup.scope is None or lookup.text_key is None or lookup.hit is not None:
+            return "not_cacheable"
+        skip = store_skip(
+            decided=answer.decided, expert=answer.expert, fallbacks=answer.fallbacks,
+            finish_reason=answer.finish_reason, held=answer.held, retrieval=answer.retrieval,
+            grounding=answer.grounding, output=answer.output,
+        )  # fmt: skip
+        if skip is not None:
+            return skip
+        spec = self._registry.get(answer.expert)
+        groups = await self._groups({p.document_id for p in answer.retrieval.passages})
+        if any(p.document_id not in groups for p in answer.retrieval.passages):
+            return "document_gone"  # deleted since it was retrieved
+        now = self._clock()
+        cached = CachedAnswer(
+            request_id=answer.request_id,
+            expert=answer.expert,
+            question=question,
+            text=answer.text,
+            upstream_model=answer.upstream_model,
+            usage=answer.usage,
+            passages=tuple(
+                CachedPassage(
+                    number=p.number, chunk_id=p.chunk_id, document_id=p.document_id, domain=p.domain,
+                    title=p.title, source=p.source, location=p.location, snippet=p.snippet, score=p.score,
+                    groups=groups[p.document_id],
+                )
+                for p in answer.retrieval.passages
+            ),
+            domains=answer.retrieval.domains,
+            index_versions=answer.retrieval.index_versions,
+            grounding=None if answer.grounding is None else dict(answer.grounding),
+            stored_at=now,
+            expires_at=now + spec.cache.ttl_s,
+        )  # fmt: skip
+        try:
+            await self._store.put(
+                lookup.scope, lookup.text_key, None if vector is None else unit(vector), cached, spec.cache.max_entries
+            )
+        except RedisError as exc:
+            log.warning("response cache unavailable for %s: %s", answer.expert, exc)
+            return "store_error"
+        return None
+
+    async def _groups(self, document_ids: set[int]) -> dict[int, frozenset[str]]:
+        """The groups each document is restricted to now (empty: everyone)."""
+        if not document_ids:
+            return {}
+        async with self._db.read() as conn:
+            rows = await conn.execute(select(Document.id, Document.groups).where(Document.id.in_(document_ids)))
+            return {int(doc): frozenset(g or ()) for doc, g in rows}
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
