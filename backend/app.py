@@ -41,6 +41,7 @@ from backend.review.api import router as review_router
 from backend.routing.api import router as routing_router
 from backend.routing.reload import GateReloader
 from backend.routing.wiring import router_store
+from backend.safety.api import router as safety_router
 from backend.settings import Settings
 from backend.slack.api import close_slack, install_slack
 from backend.web.spa import install_spa
@@ -202,6 +203,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
     app.include_router(health_router)
     app.include_router(conversations_router)
     app.include_router(review_router)
+    app.include_router(safety_router)
     app.include_router(audit_router)
     app.include_router(identity_router)
     app.include_router(users_router)

@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_commands(sub)
 
+    from backend.safety.cli import register as add_safety_commands
+
+    add_safety_commands(sub)
+
     from backend.worker.cli import register as add_worker_commands
 
     add_worker_commands(sub)

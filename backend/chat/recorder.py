@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.chat import ROUTE_ACTION, ChatTrace, chat_entry, route_record
-from backend.audit.types import CLIENT_CLOSED
+from backend.audit.types import CLIENT_CLOSED, AuditEntry
 from backend.audit.writer import AuditTrail, mark_recorded
 from backend.chat.conversations import ConversationService, Exchange
 from backend.chat.types import Routed
@@ -27,6 +27,7 @@ from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.observability.metrics import Metrics
 from backend.observability.tracing import describe_conversation, stage
 from backend.review.types import HeldReview
+from backend.safety.record import INSERT_FLAG, flag_row, write_flag
 from experts.registry import ExpertRegistry
 from experts.service import ExpertService
 from experts.types import FallbackStep, Usage
@@ -75,7 +76,7 @@ class ChatRecorder:
             latency_ms={"guard": chat.guard_ms, "route": routed.route_ms},
             pii=chat.pii,
         )
-        await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text, ROUTE_ACTION))
+        await self._record(chat_entry(trace, self._audit.redact_free_text, ROUTE_ACTION), self._flag(routed, None))
 
     @stage("record", describe_conversation)
     async def exchange(
@@ -132,6 +133,7 @@ class ChatRecorder:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )
+        flag = self._flag(routed, expert)  # built once: the unit below may run again
 
         async def write(session: AsyncSession, rows: Rows) -> tuple[str, ChatTrace]:
             if review is None:
@@ -166,6 +168,8 @@ class ChatRecorder:
             # One outbox row, no lock: the event commits with the exchange and the chainer
             # gives it its place in the chain (docs/governance.md).
             await self._audit.append_later(session, chat_entry(trace, self._audit.redact_free_text), rows)
+            if flag is not None:  # the request's safety flag commits with its event
+                rows.add(INSERT_FLAG, flag)
             return conversation_id, trace
 
         # Committed with the writes of concurrent requests, their INSERTs merged
@@ -300,9 +304,26 @@ class ChatRecorder:
         if self._metrics is not None:
             self._metrics.observe_chat(trace)
         try:
-            await self._audit.record(self._db, chat_entry(trace, self._audit.redact_free_text))
+            await self._record(chat_entry(trace, self._audit.redact_free_text), self._flag(routed, expert))
         except Exception:
             log.exception("could not audit failed request %s", routed.input.request_id)
             return
         if exc is not None:
             mark_recorded(exc)
+
+    # -- the safety flag (backend/safety) ------------------------------------------
+    def _flag(self, routed: Routed, expert: str | None) -> dict[str, object] | None:
+        """The request's ``safety_flags`` row when its input check flagged it, else None."""
+        chat = routed.input
+        return flag_row(
+            routed.safety, request_id=chat.request_id, principal=chat.principal,
+            expert=expert or routed.decision.expert, text=chat.last_user_text, trail=self._audit,
+        )  # fmt: skip
+
+    async def _record(self, entry: AuditEntry, flag: dict[str, object] | None) -> None:
+        """``entry`` in a transaction of its own, with the request's safety flag (both or
+        neither; the flag first: a trail that chains holds its lock from the append on)."""
+        async with self._db.transaction() as session:
+            if flag is not None:
+                await write_flag(session, flag)
+            await self._audit.append(session, entry)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -392,3 +393,38 @@ class Review(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SafetyFlag(Base):
+    """A request the input safety check flagged (backend/safety, docs/safety.md).
+
+    Written by the chat recorder in the transaction of the request's audit event, one
+    row per request (``request_id`` unique), answered or refused. ``action`` is what the
+    experts' policy did (allow | flag | general | refuse); ``excerpt`` the last user
+    message as the audit trail's free text is kept (PII redacted; None under the
+    ``hash`` text policy). ``label`` is an admin's verdict on it (None: not reviewed;
+    benign: a false positive; injection | jailbreak | extraction: the right category),
+    exported as training data. No foreign keys, like the audit trail: a flag outlives
+    the user it names.
+    """
+
+    __tablename__ = "safety_flags"
+    __table_args__ = (Index("ix_safety_flags_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    user_email: Mapped[str | None] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(20))
+    expert: Mapped[str] = mapped_column(String(32), index=True)
+    category: Mapped[str] = mapped_column(String(16), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(16))
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rules: Mapped[list[str]] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(64))
+    excerpt: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(16))
+    labelled_by: Mapped[str | None] = mapped_column(String(320))
+    labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
