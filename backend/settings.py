@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     ingest_max_file_bytes: int = Field(default=20_000_000, ge=1)
     upload_max_bytes: int = Field(default=25_000_000, ge=1024)
     index_hnsw_threshold: int = Field(default=7_500, ge=1)
+    # Documents through the safety check (docs/safety.md, "Documents"): every chunk is
+    # scored at ingestion; a flagged passage is fenced as quoted data in the prompt,
+    # dropped, or (quarantine) its document stays out of the index until an admin
+    # releases it. Per domain: a JSON object in the environment, '{"legal": "drop"}'.
+    safety_documents: Literal["fence", "drop", "quarantine"] = "fence"
+    safety_documents_domains: dict[str, Literal["fence", "drop", "quarantine"]] = Field(default_factory=dict)
 
     # Slack (docs/slack.md). /slack/events is mounted only when the signing secret and
     # bot token are both set; Socket Mode (`expertgate slack --socket`) needs the app token.

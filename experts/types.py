@@ -78,6 +78,9 @@ class Passage:
     title: str
     source: str
     text: str
+    # Flagged by the documents' safety scan: the prompt fences it as quoted data, never
+    # to be followed as instructions (experts/prompts.py).
+    quoted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,12 @@ class Document(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The safety scan of its chunks (backend/knowledge/safety.py): flagged chunk count,
+    # top category and score, model version and threshold; null: not scanned yet.
+    safety: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # An admin released it from quarantine (for this content: a new version clears it).
+    safety_released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    safety_released_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class DocumentChunk(Base):
@@ -241,6 +247,11 @@ class DocumentChunk(Base):
     page: Mapped[int | None] = mapped_column(Integer)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedder: Mapped[str | None] = mapped_column(String(100))
+    # The safety model's top category and its score for this chunk, and the model
+    # version that scored it (null: not scored yet; backend/knowledge/safety.py).
+    safety_category: Mapped[str | None] = mapped_column(String(32))
+    safety_score: Mapped[float | None] = mapped_column(Float)
+    safety_model: Mapped[str | None] = mapped_column(String(64))
 
 
 class IngestJob(Base):

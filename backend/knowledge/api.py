@@ -15,12 +15,20 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, UploadFile
 
+from backend.audit.types import Actor
 from backend.container import Container
 from backend.deps import get_container, get_principal
 from backend.errors import Forbidden
 from backend.identity.types import Principal
 from backend.knowledge.documents import DocumentService
-from backend.knowledge.schemas import DocumentDeleted, DocumentOut, DocumentPage, DocumentTextOut, IngestJobOut
+from backend.knowledge.schemas import (
+    DocumentDeleted,
+    DocumentOut,
+    DocumentPage,
+    DocumentReleased,
+    DocumentTextOut,
+    IngestJobOut,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["knowledge"])
 
@@ -69,7 +77,7 @@ async def list_documents(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DocumentPage:
     async with container.db.session() as session:
-        docs, total = await DocumentService(session).list_documents(
+        docs, total = await DocumentService(session, container.knowledge.scanner).list_documents(
             groups=None if principal.is_admin else principal.groups,
             domain=domain,
             limit=limit,
@@ -90,6 +98,14 @@ async def delete_document(document_id: int, principal: PrincipalDep, container: 
     _require_admin(principal)
     deleted, version = await container.knowledge.jobs.delete_document(document_id)
     return DocumentDeleted(id=deleted, index_version=version)
+
+
+@router.post("/documents/{document_id}/release", response_model=DocumentReleased, operation_id="releaseDocument")
+async def release_document(document_id: int, principal: PrincipalDep, container: ContainerDep) -> DocumentReleased:
+    """Release a document the safety scan flagged from quarantine (admins; audited)."""
+    _require_admin(principal)
+    view, version = await container.knowledge.jobs.release_document(Actor.of(principal), container.audit, document_id)
+    return DocumentReleased(document=DocumentOut.of(view), index_version=version)
 
 
 @router.get("/ingest-jobs/{job_id}", response_model=IngestJobOut, operation_id="getIngestJob")

@@ -4,7 +4,10 @@
     expertgate ingest --samples                                  the shipped sample sets
     expertgate ingest --delete [--domain legal] PATH...          remove documents (a folder:
                                                                  everything under it)
-    expertgate ingest --rebuild [--domain legal]                 rebuild indexes from SQL
+    expertgate ingest --rebuild [--domain legal]                 rebuild indexes from SQL (and
+                                                                 safety-scan unscored chunks)
+    expertgate ingest --release ID                               release a document from
+                                                                 safety quarantine (audited)
 
 A progress bar goes to stderr (when it is a terminal); one line per file that was
 not unchanged and a summary per domain go to stdout. Exit status 1 when a file failed.
@@ -38,14 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--samples", action="store_true", help="ingest the shipped sample corpora")
     mode.add_argument("--delete", action="store_true", help="delete the documents at PATH...")
     mode.add_argument("--rebuild", action="store_true", help="rebuild indexes from the database")
+    mode.add_argument(
+        "--release", type=int, metavar="ID", help="release a document the safety scan quarantined (by its id)"
+    )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """The command's entry point (synchronous; builds what it needs, nothing more)."""
-    if not (args.samples or args.rebuild) and not args.paths:
+    if not (args.samples or args.rebuild or args.release is not None) and not args.paths:
         print("expertgate ingest: give at least one PATH (or --samples / --rebuild)", file=sys.stderr)
         return 2
-    if not (args.samples or args.delete or args.rebuild) and not args.domain:
+    if not (args.samples or args.delete or args.rebuild or args.release is not None) and not args.domain:
         print("expertgate ingest: --domain is required to ingest files", file=sys.stderr)
         return 2
     registry = ExpertRegistry.from_yaml(settings.experts_file)
@@ -60,6 +66,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 knowledge.jobs.check_domain(args.domain)
             if args.rebuild:
                 return await _rebuild(knowledge, args.domain)
+            if args.release is not None:
+                view, version = await knowledge.jobs.release_document(cmd.actor, cmd.trail, args.release)
+                print(f"released {view.domain}: {view.source} (document {view.id}) · index {version or '-'}")
+                return 0
             if args.delete:
                 return await _delete(knowledge, args.paths, args.domain)
             if args.samples:

@@ -9,12 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Document, DocumentChunk
 from backend.errors import NotFound
-from backend.knowledge.types import DocumentSection, DocumentText, DocumentView, FileResult, FileStatus
+from backend.knowledge.safety import DocumentScanner, is_quarantined
+from backend.knowledge.types import DocumentSafety, DocumentSection, DocumentText, DocumentView, FileResult, FileStatus
 from retrieval.acl import visible
 from retrieval.types import Location
 
 
-def document_view(doc: Document) -> DocumentView:
+def document_view(doc: Document, scanner: DocumentScanner | None = None) -> DocumentView:
+    """The document as the API shows it; ``scanner`` tells whether its domain's policy
+    holds it in quarantine (None: not known here, shown as not held)."""
+    held = scanner is not None and is_quarantined(scanner.policy(doc.domain), doc.safety, doc.safety_released_at)
     return DocumentView(
         id=doc.id,
         domain=doc.domain,
@@ -27,12 +31,15 @@ def document_view(doc: Document) -> DocumentView:
         content_hash=doc.content_hash,
         created_at=doc.created_at,
         updated_at=doc.updated_at,
+        safety=DocumentSafety.from_json(doc.safety),
+        quarantined=held,
     )
 
 
 class DocumentService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, scanner: DocumentScanner | None = None) -> None:
         self._session = session
+        self._scanner = scanner  # for the documents' quarantine state
 
     async def list_documents(
         self,
@@ -51,7 +58,7 @@ class DocumentService:
         if domain is not None:
             query = query.where(Document.domain == domain)
         docs = [d for d in await self._session.scalars(query) if groups is None or visible(frozenset(d.groups), groups)]
-        return [document_view(d) for d in docs[offset : offset + limit]], len(docs)
+        return [document_view(d, self._scanner) for d in docs[offset : offset + limit]], len(docs)
 
     async def get(self, document_id: int) -> Document:
         doc = await self._session.get(Document, document_id)

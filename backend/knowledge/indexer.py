@@ -10,6 +10,13 @@ processes) from reading SQL to swapping CURRENT, so versions go live in the orde
 their SQL snapshots were taken. :meth:`IndexPublisher.current_or_rebuilt` checks under
 that lock whether another process has just published the index it was about to build:
 API processes starting together on a missing or stale index build it once, not once each.
+
+With a documents' safety scanner (backend/knowledge/safety.py), a build also scores the
+chunks its safety model version has not scored (rows from before the scan, or from an
+older model) and writes the scores back, and leaves out the documents its domain's
+``quarantine`` policy holds back. The scanner's version and the quarantined documents
+are part of the fingerprint: a new safety model, a release or a policy change makes the
+index stale.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Document, DocumentChunk
 from backend.db.session import Database
+from backend.knowledge.safety import ChunkSafety, DocumentScanner, is_quarantined
 from retrieval.embedding import Embedder, embed, normalize
 from retrieval.errors import IndexUnavailable
 from retrieval.index import DomainIndex, IndexConfig
@@ -47,11 +55,22 @@ def fingerprint_of(embedder: str, docs: Iterable[tuple[int, str, list[str]]]) ->
 
 
 class IndexPublisher:
-    def __init__(self, db: Database, store: IndexStore, embedder: Embedder, config: IndexConfig) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: IndexStore,
+        embedder: Embedder,
+        config: IndexConfig,
+        scanner: DocumentScanner | None = None,
+    ) -> None:
         self._db = db
         self._store = store
         self._embedder = embedder
         self.config = config
+        self._scanner = scanner
+        # What the fingerprint is seeded with: the embedder, and the safety model whose
+        # scores (and quarantine decisions) the index reflects.
+        self._seed = embedder.name if scanner is None else f"{embedder.name}|safety:{scanner.version}"
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -60,9 +79,16 @@ class IndexPublisher:
 
     async def fingerprint(self, session: AsyncSession, domain: str) -> str:
         rows = await session.execute(
-            select(Document.id, Document.content_hash, Document.groups).where(Document.domain == domain)
+            select(
+                Document.id, Document.content_hash, Document.groups, Document.safety, Document.safety_released_at
+            ).where(Document.domain == domain)
         )
-        return fingerprint_of(self._embedder.name, ((r[0], r[1], r[2]) for r in rows))
+        return fingerprint_of(
+            self._seed, ((r[0], r[1], r[2]) for r in rows if not self._quarantined(domain, r[3], r[4]))
+        )
+
+    def _quarantined(self, domain: str, summary: dict[str, object] | None, released: object | None) -> bool:
+        return self._scanner is not None and is_quarantined(self._scanner.policy(domain), summary, released)
 
     @asynccontextmanager
     async def _locked(self, domain: str) -> AsyncIterator[None]:
@@ -145,6 +171,7 @@ class IndexPublisher:
                     Document.id,
                     Document.content_hash,
                     Document.groups,
+                    DocumentChunk.safety_model,
                 )
                 .join(Document, Document.id == DocumentChunk.document_id)
                 .where(DocumentChunk.domain == domain)
@@ -156,7 +183,8 @@ class IndexPublisher:
         vectors = np.zeros((len(rows), dim), dtype=np.float32)
         stale: list[int] = []
         docs: dict[int, tuple[int, str, list[str]]] = {}
-        for i, (chunk_id, path, text, blob, embedder, doc_id, digest, groups) in enumerate(rows):
+        unscored: list[int] = []
+        for i, (chunk_id, path, text, blob, embedder, doc_id, digest, groups, scored_by) in enumerate(rows):
             embed_text = f"{' > '.join(path)}\n{text}" if path else text
             entries.append(IndexEntry(chunk_id, embed_text, frozenset(groups)))
             docs[doc_id] = (doc_id, digest, list(groups))
@@ -164,6 +192,8 @@ class IndexPublisher:
                 vectors[i] = np.frombuffer(blob, dtype="<f4")
             else:
                 stale.append(i)
+            if self._scanner is not None and scored_by != self._scanner.version:
+                unscored.append(i)
         if stale:
             log.info("re-embedding %d chunks of %s (missing or other model)", len(stale), domain)
             fresh = await anyio.to_thread.run_sync(lambda: embed(self._embedder, [entries[i].text for i in stale]))
@@ -176,4 +206,51 @@ class IndexPublisher:
                 )
         if len(rows):
             vectors = normalize(vectors)
-        return entries, vectors, fingerprint_of(self._embedder.name, docs.values())
+        if self._scanner is not None:
+            held = await self._scan(session, domain, self._scanner, entries, vectors, unscored)
+            if held:
+                keep = [i for i, row in enumerate(rows) if row[5] not in held]
+                entries, vectors = [entries[i] for i in keep], vectors[keep]
+                docs = {d: v for d, v in docs.items() if d not in held}
+        return entries, vectors, fingerprint_of(self._seed, docs.values())
+
+    async def _scan(
+        self,
+        session: AsyncSession,
+        domain: str,
+        scanner: DocumentScanner,
+        entries: list[IndexEntry],
+        vectors: np.ndarray,
+        unscored: list[int],
+    ) -> set[int]:
+        """Score the ``unscored`` entries (their rows and their documents' summaries are
+        updated), and return the ids of the documents the domain's policy holds back."""
+        if unscored:
+            log.info("safety-scanning %d chunks of %s (unscored, or by another model)", len(unscored), domain)
+            texts = [entries[i].text for i in unscored]
+            found = await anyio.to_thread.run_sync(
+                lambda: scanner.scan(texts, vectors[unscored], lambda forms: embed(self._embedder, forms))
+            )
+            for i, verdict in zip(unscored, found, strict=True):
+                await session.execute(
+                    update(DocumentChunk)
+                    .where(DocumentChunk.id == entries[i].chunk_id)
+                    .values(safety_category=verdict.category, safety_score=verdict.score, safety_model=scanner.version)
+                )
+            await session.flush()
+            touched = select(DocumentChunk.document_id).where(
+                DocumentChunk.domain == domain, DocumentChunk.id.in_([entries[i].chunk_id for i in unscored])
+            )
+            for doc in await session.scalars(select(Document).where(Document.id.in_(touched))):
+                scores = await session.execute(
+                    select(DocumentChunk.safety_category, DocumentChunk.safety_score).where(
+                        DocumentChunk.document_id == doc.id, DocumentChunk.safety_score.is_not(None)
+                    )
+                )
+                known = [ChunkSafety(c, s) for c, s in scores if c is not None and s is not None]
+                doc.safety = scanner.summary(known).to_json()
+            await session.flush()
+        states = await session.execute(
+            select(Document.id, Document.safety, Document.safety_released_at).where(Document.domain == domain)
+        )
+        return {doc_id for doc_id, summary, released in states if self._quarantined(domain, summary, released)}

@@ -5,7 +5,8 @@ phases, so that a bad file never leaves anything half-written:
 
 1. read and check every file (size, type, encoding, parse, chunk) — a file that fails
    becomes a ``failed`` result with a stable error code, the others go on;
-2. embed the chunks of every new or changed file (batched across files);
+2. embed the chunks of every new or changed file (batched across files) and score
+   them with the documents' safety scanner on those vectors (backend/knowledge/safety.py);
 3. write: replace each changed document's chunks, add new documents, update groups.
 
 Phase 3 only touches rows; any database error there propagates and the caller's
@@ -26,6 +27,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Document, DocumentChunk, utcnow
+from backend.knowledge.safety import ChunkSafety, DocumentScanner
 from backend.knowledge.types import FileInput, FileResult, FileStatus, IngestReport
 from retrieval.chunking import ChunkConfig, chunk_document
 from retrieval.embedding import Embedder, embed
@@ -60,10 +62,17 @@ def _no_progress(phase: str, done: int, total: int, detail: str) -> None:
 
 
 class IngestionService:
-    def __init__(self, session: AsyncSession, embedder: Embedder, limits: IngestLimits) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        embedder: Embedder,
+        limits: IngestLimits,
+        scanner: DocumentScanner | None = None,
+    ) -> None:
         self._session = session
         self._embedder = embedder
         self._limits = limits
+        self._scanner = scanner  # None: chunks are stored unscored
 
     async def ingest(
         self,
@@ -123,9 +132,12 @@ class IngestionService:
 
         vectors = np.zeros((0, self._embedder.dim), dtype=np.float32)
         texts = [c.embed_text for p in prepared for c in p.chunks]
+        scanned: list[ChunkSafety | None] = [None] * len(texts)
         if texts:
             try:
                 vectors = await anyio.to_thread.run_sync(self._embed, texts, report)
+                if self._scanner is not None:
+                    scanned = [*await anyio.to_thread.run_sync(self._scan, self._scanner, texts, vectors)]
             except EmbeddingError as exc:
                 for p in prepared:
                     results[p.position] = FileResult(
@@ -144,8 +156,9 @@ class IngestionService:
         offset = 0
         for p in prepared:
             rows = vectors[offset : offset + len(p.chunks)]
+            scores = scanned[offset : offset + len(p.chunks)]
             offset += len(p.chunks)
-            doc_id = await self._write(domain, p, rows, user_id)
+            doc_id = await self._write(domain, p, rows, scores, user_id)
             status = FileStatus.UPDATED if p.existing is not None else FileStatus.ADDED
             results[p.position] = FileResult(p.item.source, status, doc_id, len(p.chunks))
         await self._session.flush()
@@ -178,8 +191,19 @@ class IngestionService:
         report("embed", 0, len(texts), "")
         return embed(self._embedder, texts, on_batch=step)
 
+    def _scan(self, scanner: DocumentScanner, texts: list[str], vectors: np.ndarray) -> list[ChunkSafety]:
+        # Hidden forms (decoded base64, ...) are the only texts embedded again; rare.
+        return scanner.scan(texts, vectors, lambda forms: embed(self._embedder, forms))
+
     # -- phase 3 -------------------------------------------------------------------------
-    async def _write(self, domain: str, p: _Prepared, vectors: np.ndarray, user_id: int | None) -> int:
+    async def _write(
+        self,
+        domain: str,
+        p: _Prepared,
+        vectors: np.ndarray,
+        scores: Sequence[ChunkSafety | None],
+        user_id: int | None,
+    ) -> int:
         now = utcnow()
         doc = p.existing
         if doc is None:
@@ -199,6 +223,11 @@ class IngestionService:
         doc.groups = sorted(p.item.groups)
         doc.chunk_count = len(p.chunks)
         doc.updated_at = now
+        known = [s for s in scores if s is not None]
+        doc.safety = self._scanner.summary(known).to_json() if self._scanner is not None and known else None
+        # A release from quarantine was for the content an admin saw, not this one.
+        doc.safety_released_at = None
+        doc.safety_released_by = None
         await self._session.flush()
         embedder = self._embedder.name
         self._session.add_all(
@@ -214,8 +243,11 @@ class IngestionService:
                     page=chunk.location.page,
                     embedding=np.asarray(vector, dtype="<f4").tobytes(),
                     embedder=embedder,
+                    safety_category=score.category if score is not None else None,
+                    safety_score=score.score if score is not None else None,
+                    safety_model=self._scanner.version if score is not None and self._scanner is not None else None,
                 )
-                for chunk, vector in zip(p.chunks, vectors, strict=True)
+                for chunk, vector, score in zip(p.chunks, vectors, scores, strict=True)
             ]
         )
         return doc.id

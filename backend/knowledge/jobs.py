@@ -47,13 +47,17 @@ import anyio
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.audit.types import Actor
+from backend.audit.writer import AuditTrail
 from backend.db.models import IngestJob, utcnow
 from backend.db.session import Database
 from backend.errors import BadRequest, NotFound
-from backend.knowledge.documents import DocumentService
+from backend.knowledge.documents import DocumentService, document_view
 from backend.knowledge.ingest import IngestionService, IngestLimits, Progress
+from backend.knowledge.quarantine import QuarantineService
+from backend.knowledge.safety import DocumentScanner
 from backend.knowledge.service import KnowledgeService
-from backend.knowledge.types import FileInput, FileResult, FileStatus, JobStatus, JobView
+from backend.knowledge.types import DocumentView, FileInput, FileResult, FileStatus, JobStatus, JobView
 from retrieval.embedding import Embedder
 
 log = logging.getLogger(__name__)
@@ -140,12 +144,15 @@ class IngestJobs:
         embedder: Embedder,
         limits: IngestLimits,
         staging_dir: Path,
+        *,
+        scanner: DocumentScanner | None = None,
     ) -> None:
         self._db = db
         self._knowledge = knowledge
         self._embedder = embedder
         self._limits = limits
         self._staging = staging_dir
+        self._scanner = scanner
         self._domain_locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -337,7 +344,7 @@ class IngestJobs:
             current = await session.scalar(select(IngestJob.status).where(IngestJob.id == job_id))
             if current != JobStatus.RUNNING:
                 return None
-            service = IngestionService(session, self._embedder, self._limits)
+            service = IngestionService(session, self._embedder, self._limits, self._scanner)
             report = await service.ingest(domain, inputs, progress=tracker)
             await tracker.settle()
             job = await session.get(IngestJob, job_id)
@@ -376,6 +383,20 @@ class IngestJobs:
         async with lock:
             version = await self._knowledge.publish(view.domain)
         return view.id, version
+
+    async def release_document(
+        self, actor: Actor, trail: AuditTrail, document_id: int
+    ) -> tuple[DocumentView, str | None]:
+        """Release a quarantined document (task boundary, audited: backend/knowledge/
+        quarantine.py) and republish its domain; returns the document and the new index
+        version. Raises NotFound, DocumentNotFlagged."""
+        async with self._db.transaction() as session:
+            doc = await QuarantineService(session, trail).release(actor, document_id)
+            view = document_view(doc)
+        lock = self._domain_locks.setdefault(view.domain, asyncio.Lock())
+        async with lock:
+            version = await self._knowledge.publish(view.domain)
+        return view, version
 
     async def delete_sources(
         self, sources: Sequence[str], *, domain: str | None = None

@@ -9,6 +9,16 @@ from pydantic import BaseModel
 from backend.knowledge.types import DocumentText, DocumentView, FileResult, JobView
 
 
+class DocumentSafetyOut(BaseModel):
+    """The safety scan of a document's chunks (docs/safety.md, "Documents")."""
+
+    flagged_chunks: int  # chunks scored at or over ``threshold``
+    category: str | None  # the highest-scoring chunk's category (injection, jailbreak, extraction)
+    score: float  # that chunk's calibrated score, 0..1
+    model: str  # the safety model version that scored it
+    threshold: float
+
+
 class DocumentOut(BaseModel):
     id: int
     domain: str
@@ -21,6 +31,8 @@ class DocumentOut(BaseModel):
     content_hash: str
     created_at: datetime
     updated_at: datetime
+    safety: DocumentSafetyOut | None = None  # null: not scanned (yet)
+    quarantined: bool = False  # held out of the index until an admin releases it
 
     @classmethod
     def of(cls, view: DocumentView) -> DocumentOut:
@@ -61,6 +73,11 @@ class DocumentTextOut(BaseModel):
                 for s in text.sections
             ],
         )
+
+
+class DocumentReleased(BaseModel):
+    document: DocumentOut
+    index_version: str | None
 
 
 class DocumentDeleted(BaseModel):

@@ -10,6 +10,10 @@ Retrieval is ACL-filtered twice: inside the index search (the caller's groups ma
 rows) and again against the documents' groups in SQL while the passages are read,
 so neither a stale index nor a bug in one layer can hand out a chunk the caller may
 not see. Passage text always comes from SQL, never from the index.
+
+A chunk the documents' safety scan flagged (backend/knowledge/safety.py) is fenced or
+dropped by its domain's policy while the passages are read; under ``quarantine`` a held
+document's chunks are dropped here too, should a stale index still hold them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sqlalchemy import select
 from backend.db.models import Document, DocumentChunk
 from backend.db.session import Database
 from backend.knowledge.indexer import IndexPublisher
+from backend.knowledge.safety import DocumentScanner, is_quarantined
 from backend.knowledge.types import Retrieval, RetrievedPassage
 from retrieval.acl import visible
 from retrieval.embedding import Embedder, Vectors, embed, normalize
@@ -74,8 +79,10 @@ class KnowledgeService:
         *,
         reload_s: float = 2.0,
         snippet_chars: int = 240,
+        scanner: DocumentScanner | None = None,
     ) -> None:
         self._db = db
+        self._scanner = scanner
         self._publisher = publisher
         self._store = publisher.store
         self._embedder = embedder
@@ -192,9 +199,9 @@ class KnowledgeService:
         except RetrievalError as exc:
             log.warning("retrieval over %s failed: %s", ", ".join(names), exc)
             return Retrieval(domains=names, ms=_ms(started), degraded=str(exc))
-        passages = await self._passages(query, hits, groups, k)
+        passages, dropped = await self._passages(query, hits, groups, k)
         versions = tuple((t.domain, li.manifest.version) for t, li in indexes)
-        return Retrieval(passages=passages, domains=names, ms=_ms(started), index_versions=versions)
+        return Retrieval(passages=passages, domains=names, ms=_ms(started), index_versions=versions, dropped=dropped)
 
     def _embed_and_search(
         self,
@@ -222,9 +229,11 @@ class KnowledgeService:
 
     async def _passages(
         self, query: str, hits: list[tuple[float, str, Hit]], groups: frozenset[str], k: int
-    ) -> tuple[RetrievedPassage, ...]:
+    ) -> tuple[tuple[RetrievedPassage, ...], int]:
+        """The passages in score order (at most ``k``), and how many flagged ones the
+        domains' safety policy dropped."""
         if not hits:
-            return ()
+            return (), 0
         ids = [hit.chunk_id for _, _, hit in hits]
         async with self._db.read() as conn:  # one statement: no transaction around it
             rows = await conn.execute(
@@ -239,18 +248,34 @@ class KnowledgeService:
                     Document.id,
                     Document.source,
                     Document.groups,
+                    DocumentChunk.safety_category,
+                    DocumentChunk.safety_score,
+                    Document.safety,
+                    Document.safety_released_at,
                 )
                 .join(Document, Document.id == DocumentChunk.document_id)
                 .where(DocumentChunk.id.in_(ids))
             )
             found = {row[0]: row for row in rows}
         out: list[RetrievedPassage] = []
+        dropped = 0
         for score, domain, hit in hits:
             row = found.get(hit.chunk_id)
             # Gone since the index was built, moved, or (re)restricted: skip it.
             if row is None or row[1] != domain or not visible(frozenset(row[9]), groups):
                 continue
-            _, _, path, text, start, end, page, doc_id, source, _ = row
+            _, _, path, text, start, end, page, doc_id, source, _, category, safety, summary, released = row
+            flagged = None
+            if self._scanner is not None:
+                policy = self._scanner.policy(domain)
+                if is_quarantined(policy, summary, released):
+                    dropped += 1
+                    continue
+                if self._scanner.flagged(safety):
+                    if policy == "drop":
+                        dropped += 1
+                        continue
+                    flagged = category  # fence (and a released document under quarantine)
             out.append(
                 RetrievedPassage(
                     number=len(out) + 1,
@@ -263,11 +288,12 @@ class KnowledgeService:
                     text=text,
                     snippet=snippet(text, query, self._snippet_chars),
                     score=round(score, 4),
+                    flagged=flagged,
                 )
             )
             if len(out) == k:
                 break
-        return tuple(out)
+        return tuple(out), dropped
 
 
 def _ms(started: float) -> float:

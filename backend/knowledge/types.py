@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -118,6 +119,47 @@ class JobView:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentSafety:
+    """The safety scan of a document's chunks (backend/knowledge/safety.py): how many
+    scored at or over ``threshold``, and the category and score of the highest-scoring
+    chunk (``category`` None: no chunks), by safety model version ``model``."""
+
+    flagged_chunks: int
+    category: str | None
+    score: float
+    model: str
+    threshold: float
+
+    @property
+    def flagged(self) -> bool:
+        return self.flagged_chunks > 0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "flagged_chunks": self.flagged_chunks,
+            "category": self.category,
+            "score": self.score,
+            "model": self.model,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object] | None) -> DocumentSafety | None:
+        """The stored summary (None: not scanned yet)."""
+        if not raw:
+            return None
+        category, flagged = raw.get("category"), raw.get("flagged_chunks")
+        score, threshold = raw.get("score"), raw.get("threshold")
+        return cls(
+            flagged_chunks=flagged if isinstance(flagged, int) else 0,
+            category=category if isinstance(category, str) else None,
+            score=float(score) if isinstance(score, int | float) else 0.0,
+            model=str(raw.get("model", "")),
+            threshold=float(threshold) if isinstance(threshold, int | float) else 0.0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentView:
     id: int
     domain: str
@@ -130,6 +172,8 @@ class DocumentView:
     content_hash: str
     created_at: datetime
     updated_at: datetime
+    safety: DocumentSafety | None = None  # None: not scanned (yet)
+    quarantined: bool = False  # left out of the index until an admin releases it
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,10 +210,15 @@ class RetrievedPassage:
     text: str
     snippet: str
     score: float
+    # The category the documents' safety scan flagged this chunk for (None: not
+    # flagged): the passage reaches the prompt fenced as quoted data.
+    flagged: str | None = None
 
     def as_passage(self) -> Passage:
         where = f"{self.source}, {self.location}" if self.location else self.source
-        return Passage(number=self.number, title=self.title, source=where, text=self.text)
+        return Passage(
+            number=self.number, title=self.title, source=where, text=self.text, quoted=self.flagged is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +230,7 @@ class Retrieval:
     ms: float = 0.0
     degraded: str | None = None  # why retrieval was skipped, when it failed
     index_versions: tuple[tuple[str, str], ...] = ()  # (domain, version) searched
+    dropped: int = 0  # flagged passages left out by the domain's ``drop`` policy
 
     def keep(self, passages: int | None) -> Retrieval:
         """The first ``passages`` passages only (None: all): those an expert's prompt held
@@ -197,6 +247,10 @@ class Retrieval:
             "index_versions": dict(self.index_versions),
             "ms": self.ms,
             "degraded": self.degraded,
+            "safety": {
+                "dropped": self.dropped,
+                "fenced": [p.chunk_id for p in self.passages if p.flagged is not None],
+            },
         }
 
 

@@ -11,9 +11,10 @@ from backend.db.session import Database
 from backend.knowledge.indexer import IndexPublisher
 from backend.knowledge.ingest import IngestLimits
 from backend.knowledge.jobs import IngestJobs
+from backend.knowledge.safety import DocumentScanner, build_document_scanner
 from backend.knowledge.samples import SAMPLES_DIR
 from backend.knowledge.service import KnowledgeService
-from backend.settings import Settings
+from backend.settings import Settings, SettingsError
 from experts.registry import ExpertRegistry
 from retrieval.embedding import Embedder
 from retrieval.index import IndexConfig
@@ -27,6 +28,7 @@ class Knowledge:
     jobs: IngestJobs
     publisher: IndexPublisher
     roots: tuple[Path, ...]
+    scanner: DocumentScanner | None = None  # None: documents are not safety-scanned
 
 
 def index_domains(registry: ExpertRegistry) -> list[str]:
@@ -49,13 +51,39 @@ def build_knowledge(settings: Settings, db: Database, registry: ExpertRegistry, 
     # live version of each index, so replicas on shared storage follow one source.
     pointers = SqlPointers(settings.resolved_database_url, INDEX) if settings.database_url else None
     store = IndexStore(settings.data_dir / "indexes", pointers=pointers)
-    publisher = IndexPublisher(db, store, embedder, IndexConfig(hnsw_threshold=settings.index_hnsw_threshold))
-    service = KnowledgeService(db, publisher, embedder, index_domains(registry), reload_s=settings.knowledge_reload_s)
+    scanner = document_scanner(settings, registry, embedder)
+    config = IndexConfig(hnsw_threshold=settings.index_hnsw_threshold)
+    publisher = IndexPublisher(db, store, embedder, config, scanner)
+    service = KnowledgeService(
+        db, publisher, embedder, index_domains(registry), reload_s=settings.knowledge_reload_s, scanner=scanner
+    )
     jobs = IngestJobs(
         db,
         service,
         embedder,
         IngestLimits(max_file_bytes=settings.ingest_max_file_bytes),
         settings.data_dir / "uploads",
+        scanner=scanner,
     )
-    return Knowledge(db=db, service=service, jobs=jobs, publisher=publisher, roots=ingest_roots(settings))
+    return Knowledge(
+        db=db, service=service, jobs=jobs, publisher=publisher, roots=ingest_roots(settings), scanner=scanner
+    )
+
+
+def document_scanner(settings: Settings, registry: ExpertRegistry, embedder: Embedder) -> DocumentScanner | None:
+    """The documents' safety scanner (None: the safety check is off, or the embedder is
+    not the model's encoder). Raises SettingsError for a policy naming an unknown
+    domain, ArtifactError when the safety model cannot be loaded."""
+    unknown = sorted(set(settings.safety_documents_domains) - set(index_domains(registry)))
+    if unknown:
+        raise SettingsError(
+            f"EXPERTGATE_SAFETY_DOCUMENTS_DOMAINS names unknown knowledge domains: {', '.join(unknown)}"
+        )
+    if not settings.safety_check:
+        return None
+    return build_document_scanner(
+        settings.safety_model_dir,
+        embedder.name,
+        default=settings.safety_documents,
+        domains=settings.safety_documents_domains,
+    )
