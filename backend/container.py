@@ -25,6 +25,7 @@ from backend.db.group_commit import GroupCommit
 from backend.db.session import Database, migrate
 from backend.grounding import GroundingChecker
 from backend.guard.policy import PiiGuard
+from backend.guard.safety import build_input_safety
 from backend.identity.keycache import KeyAuthenticator
 from backend.knowledge.wiring import Knowledge, build_knowledge
 from backend.local_llm import LocalLLMServer, bundled_gguf
@@ -191,6 +192,7 @@ def build_container(
         pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
         grounding=GroundingChecker(encoder),  # the same loaded model as the router's
         cache=build_response_cache(registry, db, knowledge.service, redis, metrics),  # backend/cache
+        safety=build_input_safety(settings.safety_model_dir, encoder, registry) if settings.safety_check and __import__('router.safety.model', fromlist=['SHIPPED']).SHIPPED.exists() else None,  # TEMP until the artifact lands
     )  # fmt: skip
     return Container(
         settings=settings,

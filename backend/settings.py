@@ -113,7 +113,18 @@ class Settings(BaseSettings):
     # The encoder's transformer: bfloat16 where the CPU multiplies it natively (~1.6x
     # faster per query here), else float32 (router/encoder.py).
     encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # The encoder's runtime: ONNX Runtime on the artifacts `make setup` exports from the
+    # bundled model (router/onnx_encoder.py; int8 weights: ~3x less CPU per query than
+    # torch here, routing and retrieval within 0.005: bench/results/encoder_runtime.json),
+    # or torch (encoder_precision above). encoder_onnx_dir: where the export put them.
+    encoder_runtime: Literal["onnx", "torch"] = "onnx"
+    encoder_onnx_precision: Literal["int8", "float32"] = "int8"
+    encoder_onnx_dir: Path | None = None
     router_reload_s: float = Field(default=5.0, gt=0)
+    # The input safety check (docs/safety.md): the shipped model, or another version
+    # directory; false turns the check off (every request's scores are then absent).
+    safety_check: bool = True
+    safety_model_dir: Path | None = None
     # A retrain tunes the encoder's layers as the shipped gate's was (a few minutes on 2
     # cores; docs/router.md); false fits the head on the base encoder alone (seconds).
     router_finetune: bool = True

@@ -136,6 +136,45 @@ class CacheSpec(_Strict):
     max_entries: int = Field(default=5_000, ge=1, le=1_000_000)
 
 
+SafetyAction = Literal["allow", "flag", "general", "refuse"]
+SAFETY_CATEGORIES = ("injection", "jailbreak", "extraction")
+
+
+class SafetySpec(_Strict):
+    """What is done with a request the input safety check flags (backend/guard/safety.py,
+    docs/safety.md). The scores are the request's, computed once before routing; the
+    policy applied is the strictest of the experts the request reaches (the one that
+    answers and every one whose documents it reads), so naming a lenient expert does
+    not get a request past a strict one.
+
+    ``on_flag``: ``allow`` (answered, the scores audited), ``flag`` (answered, audited
+    and listed in the console), ``general`` (answered by the generalist, without the
+    expert's documents), ``refuse`` (a 400 ``unsafe_request``). ``thresholds``: a
+    category's score at which it counts as flagged; unset categories use the model's
+    calibrated threshold (tuned for a 1% false-positive budget).
+
+    Answers (backend/guard/output.py): ``answer_secrets`` (API keys, passwords, private
+    keys, connection strings) ``redact`` or ``block`` (the answer is withheld);
+    ``answer_pii`` (e-mail addresses, phone numbers, IBANs, card and national numbers)
+    ``allow``, ``redact`` or ``block``. The expert's system prompt never leaves.
+    """
+
+    on_flag: SafetyAction = "flag"
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    answer_secrets: Literal["redact", "block"] = "redact"
+    answer_pii: Literal["allow", "redact", "block"] = "allow"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_categories(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, threshold in value.items():
+            if name not in SAFETY_CATEGORIES:
+                raise ValueError(f"unknown safety category {name!r} (one of {', '.join(SAFETY_CATEGORIES)})")
+            if not 0.0 < threshold <= 1.0:
+                raise ValueError(f"thresholds.{name}: must be above 0 and at most 1")
+        return value
+
+
 class ReplicaSpec(_Strict):
     """One of several endpoints serving the same expert (same model, own address).
 
@@ -181,6 +220,7 @@ class ExpertSpec(_Strict):
     grounding: GroundingSpec = GroundingSpec()
     review: ReviewSpec = ReviewSpec()
     cache: CacheSpec = CacheSpec()
+    safety: SafetySpec = SafetySpec()
 
     @field_validator("name")
     @classmethod

@@ -18,6 +18,7 @@ class Reason(StrEnum):
     OVERFLOW = "overflow"  # best expert at capacity -> next in top-k or generalist
     NOT_ALLOWED = "not_allowed"  # every candidate expert was forbidden -> generalist
     DEGRADED = "degraded"  # over a quota whose policy is degrade -> generalist
+    SAFETY = "safety"  # flagged by the input safety check, an expert's policy says generalist
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ class ChatTrace:
     review: Mapping[str, object] | None = None  # the answer went to review (backend/review)
     output: Mapping[str, int] | None = None  # what the output check removed (counts)
     cache: Mapping[str, object] | None = None  # the response cache: status, source request
+    safety: Mapping[str, object] | None = None  # the input safety check's verdict
 
 
 def route_record(decision: RoutingDecision, expert: str | None = None) -> dict[str, object]:
@@ -132,6 +133,8 @@ def chat_entry(trace: ChatTrace, redact: Callable[[str], str], action: str = CHA
         payload["output"] = dict(trace.output)
     if trace.cache is not None:
         payload["cache"] = dict(trace.cache)
+    if trace.safety is not None:
+        payload["safety"] = dict(trace.safety)
     status = 200
     if trace.error is not None:
         status = trace.error.status

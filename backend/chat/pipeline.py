@@ -68,7 +68,8 @@ from backend.chat.types import (
 )
 from backend.db.session import Database
 from backend.errors import BadRequest, PayloadTooLarge
-from backend.guard.output import StreamScrubber, scrub
+from backend.guard.output import OutputPolicy, StreamScrubber, scrub
+from backend.guard.safety import InputSafety
 from backend.guard.policy import PiiGuard
 from backend.knowledge.service import KnowledgeService, QueryVector
 from backend.knowledge.targets import weighted_targets
@@ -124,6 +125,7 @@ class ChatPipeline:
         grounding: GroundingCheck | None = None,
         review: ReviewPolicy | None = None,
         cache: ResponseCache | None = None,
+        safety: InputSafety | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
@@ -140,6 +142,7 @@ class ChatPipeline:
         # The experts' review settings; a pure value, so built here when not given.
         self._review = review or ReviewPolicy(registry)
         self._cache = ChatCache(cache, recorder)  # backend/cache: lookup, replay, keep
+        self._safety = safety
 
     @property
     def recorder(self) -> ChatRecorder:
@@ -256,7 +259,35 @@ class ChatPipeline:
         # The encoder is CPU-bound: it runs off the event loop, batched with concurrent requests.
         encoded = await self._batcher.route(request)
         query = None if encoded.vector is None or encoded.model is None else QueryVector(encoded.model, encoded.vector)
-        return Routed(chat, encoded.decision, (time.perf_counter() - started) * 1000, query=query)
+        routed = Routed(chat, encoded.decision, (time.perf_counter() - started) * 1000, query=query)
+        if self._safety is not None:
+            routed = await self._check_safety(routed, history)
+        return routed
+
+    async def _check_safety(self, routed: Routed, history: tuple[str, ...]) -> Routed:
+        """Stage 3a: score the request (backend/guard/safety.py) and apply the strictest
+        ``safety`` policy of the experts it reaches. Raises UnsafeRequest (audited) for
+        ``refuse``; ``general`` sends it to the generalist, without the expert's documents.
+        The base encoder's vector made here (or reused) is the one retrieval uses."""
+        assert self._safety is not None
+        chat, decision = routed.input, routed.decision
+        text = chat.last_user_text
+        query = routed.query
+        vector = query.vector if query is not None and query.model == self._safety.encoder_name else None
+        if self._safety.needs_thread(text, history, vector is not None):
+            assessed = await anyio.to_thread.run_sync(self._safety.assess, text, history, vector)
+        else:
+            assessed = self._safety.assess(text, history, vector)
+        allowed = [e for e in decision.top_k if e in self._registry and self._registry.get(e).allows(chat.principal.groups)]
+        verdict = self._safety.decide(assessed, [decision.expert, *allowed])
+        routed = replace(routed, safety=verdict, query=QueryVector(assessed.model, assessed.vector))
+        if verdict.action == "general" and decision.expert != GENERALIST:
+            routed = replace(routed, decision=replace(decision, expert=GENERALIST, reason=Reason.SAFETY))
+        elif verdict.action == "refuse":
+            refusal = verdict.refusal()
+            await self._recorder.failure(routed, refusal, chat.started, stream=False)
+            raise refusal
+        return routed
 
     # -- stages 3b (quotas: backend/quota) and 3c (capacity: backend/capacity) ---
     @stage("admit", describe_routed)
@@ -337,7 +368,7 @@ class ChatPipeline:
                 if answer.completion.finish_reason != EXTRACTIVE_FINISH:
                     text = self._quote_first(routed, answer.expert, retrieval, text)
                 # No secret and none of the expert's instructions leave (guard/output.py).
-                text, removed = scrub(text, self._registry.get(answer.expert).system_prompt)
+                text, removed = scrub(text, *self._output_rules(answer.expert))
                 text, grounding = await self._ground(routed, answer.expert, retrieval, text)
                 held = self._held(self._review.plan(answer.expert), text, grounding)
                 shown = text if held is None else held.shown
@@ -374,6 +405,12 @@ class ChatPipeline:
         cache = None if lookup is None else lookup.record()
         return ChatResult(routed, answer, conversation_id, retrieval, admission.headers, shown_grounding, held, cache)
 
+    def _output_rules(self, expert: str) -> tuple[str, OutputPolicy]:
+        """What an answer of ``expert`` may not carry out: its system prompt, and secrets
+        and personal data by its ``safety`` policy (backend/guard/output.py)."""
+        spec = self._registry.get(expert)
+        return spec.system_prompt, OutputPolicy(spec.safety.answer_secrets, spec.safety.answer_pii)
+
     @staticmethod
     def _held(plan: ReviewPlan | None, text: str, grounding: dict[str, object] | None) -> HeldReview | None:
         """The review this answer goes to (the expert's ``review`` policy), or None."""
@@ -406,7 +443,7 @@ class ChatPipeline:
                 action = policy.on_fail
                 replacement = self._replacement(routed, retrieval, action)
                 if replacement is not None:  # quoted from passages: they may hold secrets too
-                    replacement, _ = scrub(replacement, self._registry.get(expert).system_prompt)
+                    replacement, _ = scrub(replacement, *self._output_rules(expert))
                 if replacement is not None and streamed:
                     text = f"{text}\n\n---\n{CORRECTION}\n\n{replacement}"
                 elif replacement is not None:
@@ -470,7 +507,7 @@ class ChatPipeline:
                     plan = self._review.plan(expert)  # the answering expert's, after any fallback
                     buffered = plan is not None and plan.buffers
                     yield StreamOpened(expert, fallbacks, retrieval)
-                    scrubber = StreamScrubber(self._registry.get(expert).system_prompt)
+                    scrubber = StreamScrubber(*self._output_rules(expert))
                     # quote-first: what the documents say comes before the draft
                     safe = scrubber.feed(self._quote_first(routed, expert, retrieval, ""))
                     if safe:

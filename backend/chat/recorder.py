@@ -75,6 +75,7 @@ class ChatRecorder:
             decision=routed.decision,
             latency_ms={"guard": chat.guard_ms, "route": routed.route_ms},
             pii=chat.pii,
+            safety=routed.safety.record() if routed.safety is not None else None,
         )
         await self._record(chat_entry(trace, self._audit.redact_free_text, ROUTE_ACTION), self._flag(routed, None))
 
@@ -119,6 +120,7 @@ class ChatRecorder:
             "retrieval": retrieval.record(),
             "grounding": stored_grounding,  # the marks the web UI shows when the conversation reopens
             "upstream_model": upstream_model,  # the model named under the answer when it reopens
+            "safety": routed.safety.record() if routed.safety is not None else None,
         }  # fmt: skip
         if review is not None:
             route["review"] = review.ref()
@@ -269,6 +271,7 @@ class ChatRecorder:
             review=review,
             output=output,
             cache=cache,
+            safety=routed.safety.record() if routed.safety is not None else None,
         )
 
     async def failure(

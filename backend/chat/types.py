@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from backend.guard.policy import NO_PII, PiiReport
+from backend.guard.safety import SafetyVerdict
 from backend.identity.types import Principal
 from backend.knowledge.service import QueryVector
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
@@ -74,6 +75,7 @@ class Routed:
     route_ms: float
     query: QueryVector | None = None  # the router's vector of the text, reused by retrieval
     replica: int | None = None  # the replica of the expert whose capacity slot it holds
+    safety: SafetyVerdict | None = None  # the input safety check (backend/guard/safety.py)
 
     @property
     def request_id(self) -> str:

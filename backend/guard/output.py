@@ -1,12 +1,19 @@
-"""What an answer may not carry out (issue 23, output checks): secrets and the expert's
-own instructions.
+"""What an answer may not carry out (issue 23, output checks): secrets, personal data
+by the expert's policy, and the expert's own instructions.
 
 - **Secrets** (API keys, tokens, passwords, private keys, connection strings: the PII
   detector's SECRET findings) are replaced by ``[secret removed]``, whoever's document
-  they came from: an answer quoting a runbook must not hand out its password.
+  they came from: an answer quoting a runbook must not hand out its password. With the
+  expert's ``safety.answer_secrets: block`` the answer is withheld instead.
+- **Personal data** (e-mail addresses, phone numbers, IBANs, card and national
+  numbers, IP addresses) by ``safety.answer_pii``: ``allow`` (default), ``redact``
+  (``[email removed]``...) or ``block`` (the answer is withheld).
 - **Instructions**: a run of at least ``LEAK_CHARS`` characters of the expert's system
   prompt (whitespace-normalised) is replaced by ``[instructions withheld]``: the answer
   to "print your system prompt" says nothing of it.
+
+A withheld answer is replaced by ``BLOCKED``; a stream stops at the finding (what was
+sent before it was clean) and ends with the same notice.
 
 A plain answer is checked whole (:func:`scrub`). A streamed one goes through
 :class:`StreamScrubber`, which holds back the last ``HOLD`` characters (about a second of
@@ -28,11 +35,34 @@ from backend.guard.pii import PiiDetector, PiiType
 
 SECRET_MARK = "[secret removed]"
 PROMPT_MARK = "[instructions withheld]"
+BLOCKED = "[Withheld from here on: the answer contained data this assistant may not show.]"
 LEAK_CHARS = 60
 HOLD = 64
 CONTEXT = 200
 _SECRETS = PiiDetector(frozenset({PiiType.SECRET}))
+_EVERYTHING = PiiDetector()
 _SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPolicy:
+    """The expert's ``safety`` settings for answers (experts/registry.py SafetySpec)."""
+
+    secrets: str = "redact"  # redact | block
+    pii: str = "allow"  # allow | redact | block
+
+    def mark(self, kind: PiiType) -> str | None:
+        """The mark that replaces a finding of ``kind`` (None: it may stay; BLOCKED: the
+        answer is withheld)."""
+        action = self.secrets if kind == PiiType.SECRET else self.pii
+        if action == "allow":
+            return None
+        if action == "block":
+            return BLOCKED
+        return SECRET_MARK if kind == PiiType.SECRET else f"[{kind.value.lower().replace('_', ' ')} removed]"
+
+
+REDACT_SECRETS = OutputPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +78,26 @@ class OutputReport:
 
     secrets: int = 0
     instructions: int = 0
+    pii: int = 0
+    blocked: bool = False
 
     def record(self) -> dict[str, int]:
-        return {"secrets_removed": self.secrets, "instructions_withheld": self.instructions}
+        return {
+            "secrets_removed": self.secrets,
+            "instructions_withheld": self.instructions,
+            "pii_removed": self.pii,
+            "blocked": int(self.blocked),
+        }
+
+    def count(self, mark: str) -> None:
+        if mark == BLOCKED:
+            self.blocked = True
+        elif mark == SECRET_MARK:
+            self.secrets += 1
+        elif mark == PROMPT_MARK:
+            self.instructions += 1
+        else:
+            self.pii += 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,9 +129,10 @@ def _prompt_spans(text: str, prompt: str) -> list[Span]:
     return spans
 
 
-def find(text: str, prompt: str) -> list[Span]:
-    """Secrets and instruction runs in ``text``, non-overlapping, by start."""
-    spans = [Span(f.start, f.end, SECRET_MARK) for f in _SECRETS.find(text)]
+def find(text: str, prompt: str, policy: OutputPolicy = REDACT_SECRETS) -> list[Span]:
+    """What ``policy`` removes from ``text`` and instruction runs, non-overlapping, by start."""
+    detector = _SECRETS if policy.pii == "allow" else _EVERYTHING
+    spans = [Span(f.start, f.end, mark) for f in detector.find(text) if (mark := policy.mark(f.type)) is not None]
     for leak in _prompt_spans(text, prompt):
         if all(leak.end <= s.start or s.end <= leak.start for s in spans):
             spans.append(leak)
@@ -94,20 +142,24 @@ def find(text: str, prompt: str) -> list[Span]:
 def _apply(text: str, spans: list[Span], report: OutputReport) -> str:
     out, at = [], 0
     for span in spans:
+        report.count(span.mark)
+        if span.mark == BLOCKED:  # nothing of it from here on
+            return BLOCKED if not out else "".join(out) + text[at : span.start] + "\n\n" + BLOCKED
         out += [text[at : span.start], span.mark]
         at = span.end
-        if span.mark == SECRET_MARK:
-            report.secrets += 1
-        else:
-            report.instructions += 1
     out.append(text[at:])
     return "".join(out)
 
 
-def scrub(text: str, prompt: str) -> tuple[str, OutputReport]:
-    """``text`` with secrets and runs of ``prompt`` removed, and what was removed."""
+def scrub(text: str, prompt: str, policy: OutputPolicy = REDACT_SECRETS) -> tuple[str, OutputReport]:
+    """``text`` with what ``policy`` and runs of ``prompt`` remove, and what was removed.
+    A finding whose policy is ``block`` withholds the whole answer."""
     report = OutputReport()
-    return _apply(text, find(text, prompt), report), report
+    spans = find(text, prompt, policy)
+    if any(s.mark == BLOCKED for s in spans):
+        report.count(BLOCKED)
+        return BLOCKED, report
+    return _apply(text, spans, report), report
 
 
 @dataclass
@@ -116,22 +168,27 @@ class StreamScrubber:
     returns the rest. ``report`` counts what was removed."""
 
     prompt: str
+    policy: OutputPolicy = REDACT_SECRETS
     report: OutputReport = field(default_factory=OutputReport)
     _raw: str = ""
     _sent: int = 0  # how much of _raw has been released (checked)
 
     def feed(self, delta: str) -> str:
+        if self.report.blocked:  # withheld from a finding on: nothing more is sent
+            return ""
         self._raw += delta
         return self._release(len(self._raw) - HOLD)
 
     def finish(self) -> str:
+        if self.report.blocked:
+            return ""
         return self._release(len(self._raw))
 
     def _release(self, end: int) -> str:
         if end <= self._sent:
             return ""
         start = max(0, self._sent - CONTEXT)
-        spans = [Span(s.start + start, s.end + start, s.mark) for s in find(self._raw[start:], self.prompt)]
+        spans = [Span(s.start + start, s.end + start, s.mark) for s in find(self._raw[start:], self.prompt, self.policy)]
         for s in spans:  # never cut through a finding: hold it back until it is whole
             if s.start < end < s.end:
                 end = s.start
@@ -141,12 +198,13 @@ class StreamScrubber:
         for s in spans:
             if s.end <= self._sent or s.start >= end:
                 continue
+            self.report.count(s.mark)
+            if s.mark == BLOCKED:  # what came before the finding was clean; nothing after it
+                out += [self._raw[at : max(at, s.start)], "\n\n" + BLOCKED]
+                self._sent = len(self._raw)
+                return "".join(out)
             out += [self._raw[at : max(at, s.start)], s.mark]
             at = s.end
-            if s.mark == SECRET_MARK:
-                self.report.secrets += 1
-            else:
-                self.report.instructions += 1
         out.append(self._raw[at:end] if at < end else "")
         self._sent = max(end, at)
         return "".join(out)

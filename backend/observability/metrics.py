@@ -161,6 +161,12 @@ class Metrics:
         self.reviews = Counter(
             "expertgate_reviews", "Answers sent to review, by expert and trigger", ["expert", "trigger"], registry=r
         )
+        self.safety_flags = Counter(
+            "expertgate_safety_flags",
+            "Requests the input safety check flagged, by the expert routed to, the top category and the action taken",
+            ["expert", "category", "action"],
+            registry=r,
+        )
         self.cache_lookups = Counter(
             "expertgate_cache_lookups",
             "Response cache lookups by expert and result (hit, miss, bypass: no-cache, skipped: not a first turn or PII)",
@@ -226,6 +232,8 @@ class Metrics:
         self._observe_grounding(expert, trace.grounding)
         if trace.review is not None:
             self.reviews.labels(expert, str(trace.review.get("trigger"))).inc()
+        if trace.safety is not None and trace.safety.get("category"):
+            self.safety_flags.labels(expert, str(trace.safety["category"]), str(trace.safety.get("action"))).inc()
 
     def _observe_grounding(self, expert: str, grounding: Mapping[str, object] | None) -> None:
         if grounding is None or not isinstance(grounding.get("score"), int | float):

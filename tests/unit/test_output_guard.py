@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from backend.container import Container
-from backend.guard.output import PROMPT_MARK, SECRET_MARK, StreamScrubber, scrub
+from backend.guard.output import BLOCKED, PROMPT_MARK, SECRET_MARK, OutputPolicy, StreamScrubber, scrub
 from tests.conftest import audit_events
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.unit.test_chat_api import sse_events
@@ -90,3 +90,31 @@ async def test_no_secret_or_instruction_leaves_through_the_api_plain_or_streamed
     events = await audit_events(container, action="chat.completion")
     assert [e.payload["output"] for e in events] == [{"secrets_removed": 2, "instructions_withheld": 1}] * 2
     assert all("Hx7!kQ29vLmZ" not in (e.answer or "") for e in events)
+
+
+# -- the expert's policy for answers (experts.yaml safety.answer_secrets / answer_pii) ---
+def test_personal_data_is_kept_redacted_or_blocks_by_policy() -> None:
+    text = "Write to ana.lopez@example.com or call +44 20 7946 0958 about the refund."
+    assert scrub(text, PROMPT, OutputPolicy(pii="allow"))[0] == text
+    redacted, report = scrub(text, PROMPT, OutputPolicy(pii="redact"))
+    assert "ana.lopez@example.com" not in redacted and "7946" not in redacted
+    assert "[email removed]" in redacted and report.pii == 2
+    blocked, report = scrub(text, PROMPT, OutputPolicy(pii="block"))
+    assert blocked == BLOCKED and report.blocked and report.record()["blocked"] == 1
+
+
+def test_a_secret_under_block_withholds_the_whole_answer() -> None:
+    text = f"Use the staging key {KEY} to call the API."
+    assert scrub(text, PROMPT, OutputPolicy(secrets="block"))[0] == BLOCKED
+    assert KEY not in scrub(text, PROMPT)[0]  # the default still redacts
+
+
+@pytest.mark.parametrize("size", [1, 3, 17])
+def test_a_blocked_stream_stops_at_the_finding_and_says_so(size: int) -> None:
+    clean = "The deploy runbook says to use the shared staging credentials. "
+    text = clean + f"The key is {KEY} and then more words follow for a while here."
+    scrubber = StreamScrubber(PROMPT, OutputPolicy(secrets="block"))
+    sent = "".join(scrubber.feed(text[i : i + size]) for i in range(0, len(text), size)) + scrubber.finish()
+    assert KEY[:8] not in sent and "more words follow" not in sent
+    assert sent.startswith(clean.strip()) and sent.endswith(BLOCKED)
+    assert scrubber.report.blocked

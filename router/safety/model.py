@@ -1,0 +1,162 @@
+"""The trained safety classifier, served in numpy.
+
+Inputs per text: the sentence embedding (the base encoder's, which the request already
+has for retrieval), the rule features (:mod:`router.safety.rules`) and hashed n-grams
+(:mod:`router.features`). Outputs: one calibrated probability per category, each its own
+sigmoid (a text can be an injection *and* an extraction attempt).
+
+Long texts (pasted documents) are scored in overlapping windows and each category takes
+its highest window: an instruction buried in the middle of a contract is not diluted by
+the contract. Hidden forms (decoded base64, undone leetspeak) are scored as windows too.
+
+Artifact layout (one directory per version)::
+
+    safety.safetensors   w1 [H, D+R] b1 [H] w2 [C, H] b2 [C] lex [B, C]
+    manifest.json        SafetyManifest
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from safetensors.numpy import load_file, save_file
+
+from router.errors import ArtifactError
+from router.features import HashedNgrams
+from router.safety import rules
+
+CATEGORIES: tuple[str, ...] = ("injection", "jailbreak", "extraction")
+SHIPPED = Path(__file__).resolve().parent / "artifacts" / "safety-v1"
+WEIGHTS = "safety.safetensors"
+MANIFEST = "manifest.json"
+Vectors = npt.NDArray[np.float32]
+
+# Texts longer than WINDOW characters are also scored in windows of that size, STRIDE
+# apart, at most MAX_WINDOWS of them (the rest of a 100 KB paste is not read).
+WINDOW = 800
+STRIDE = 600
+MAX_WINDOWS = 12
+
+
+@dataclass(frozen=True)
+class SafetyManifest:
+    version: str
+    encoder: str  # the name of the encoder whose vectors it scores
+    dim: int
+    categories: tuple[str, ...]
+    rule_features: tuple[str, ...]
+    lexical_buckets: int
+    temperatures: Mapping[str, float]  # per category: logit / T before the sigmoid
+    threshold: float  # flag when a category's probability reaches it (FPR-tuned on val)
+    data_hash: str
+    seed: int
+    created_at: str
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        raw = asdict(self)
+        raw["categories"], raw["rule_features"] = list(self.categories), list(self.rule_features)
+        return json.dumps(raw, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SafetyManifest:
+        raw = json.loads(text)
+        raw["categories"], raw["rule_features"] = tuple(raw["categories"]), tuple(raw["rule_features"])
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class SafetyScores:
+    """One text's calibrated score per category, and the rule families that fired."""
+
+    scores: Mapping[str, float]
+    rules: tuple[str, ...] = ()
+
+    @property
+    def top(self) -> tuple[str, float]:
+        """The highest-scoring category and its score."""
+        name = max(self.scores, key=lambda c: self.scores[c])
+        return name, self.scores[name]
+
+    def flagged(self, thresholds: Mapping[str, float]) -> dict[str, float]:
+        """The categories at or over their threshold, with their scores."""
+        return {c: s for c, s in self.scores.items() if s >= thresholds[c]}
+
+
+def windows(text: str) -> list[str]:
+    """``text`` itself if short, else overlapping windows of it (see WINDOW)."""
+    if len(text) <= WINDOW:
+        return [text]
+    starts = range(0, max(1, len(text) - WINDOW + STRIDE), STRIDE)
+    return [text[s : s + WINDOW] for s in list(starts)[:MAX_WINDOWS]]
+
+
+def _sigmoid(z: Vectors) -> Vectors:
+    out: Vectors = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+    return out
+
+
+class SafetyModel:
+    """Scores texts. Immutable; safe to share across threads."""
+
+    def __init__(self, manifest: SafetyManifest, tensors: Mapping[str, np.ndarray]) -> None:
+        self.manifest = manifest
+        self.version = manifest.version
+        self.encoder_name = manifest.encoder
+        self._t = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+        missing = [n for n in ("w1", "b1", "w2", "b2", "lex") if n not in self._t]
+        if missing:
+            raise ArtifactError(f"safety model {manifest.version}: missing tensors {missing}")
+        width = manifest.dim + len(manifest.rule_features)
+        if self._t["w1"].shape[1] != width or self._t["w2"].shape[0] != len(manifest.categories):
+            raise ArtifactError(f"safety model {manifest.version}: weights do not match the manifest")
+        if tuple(manifest.rule_features) != rules.FEATURES:
+            raise ArtifactError(f"safety model {manifest.version}: trained on other rule features; retrain it")
+        self._ngrams = HashedNgrams(manifest.lexical_buckets)
+        self._temps = np.array([manifest.temperatures[c] for c in manifest.categories], dtype=np.float32)
+
+    def logits(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
+        """Uncalibrated logits, shape (len(texts), categories)."""
+        t = self._t
+        feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
+        x = np.concatenate([vectors.astype(np.float32), feats], axis=1)
+        hidden = np.maximum(x @ t["w1"].T + t["b1"], 0.0)
+        lex = np.stack([t["lex"][self._ngrams.ids(text)].mean(axis=0) for text in texts])
+        out: Vectors = hidden @ t["w2"].T + t["b2"] + lex
+        return out
+
+    def probabilities(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
+        return _sigmoid(self.logits(texts, vectors) / self._temps)
+
+    def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
+        """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the
+        extra pieces scored only when there are any (windows of a long text, hidden
+        forms), in one call."""
+        extra = [w for w in windows(text) if w != text] + rules.variants(text)
+        texts = [text, *extra]
+        vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
+        probs = self.probabilities(texts, vectors).max(axis=0)
+        fired = tuple(name for name, hit in rules.hits(text).items() if hit)
+        return SafetyScores({c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}, fired)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: (v.astype(np.float16) if k == "lex" else v) for k, v in self._t.items()}
+        save_file(tensors, str(directory / WEIGHTS))
+        (directory / MANIFEST).write_text(self.manifest.to_json() + "\n")
+
+    @classmethod
+    def load(cls, directory: Path) -> SafetyModel:
+        """Load a version directory. Raises ArtifactError if it is missing or corrupt."""
+        try:
+            manifest = SafetyManifest.from_json((directory / MANIFEST).read_text())
+            tensors = load_file(str(directory / WEIGHTS))
+        except Exception as exc:  # OSError, JSON, safetensors' own error type
+            raise ArtifactError(f"cannot load the safety model from {directory}: {exc}") from exc
+        return cls(manifest, tensors)

@@ -1,0 +1,164 @@
+"""Hand-written signals for the obvious cases, and the text's hidden forms.
+
+Rules never decide alone: each family below is one input feature of the trained model
+(:mod:`router.safety.model`), which learns how much a hit counts in its context. A
+developer asking "how do I stop 'ignore previous instructions' attacks?" hits the same
+rule as the attack itself; the embedding and the n-grams tell the two apart.
+
+Attackers hide text from rules and from the model alike: spaced letters
+("i g n o r e"), leetspeak ("1gn0r3"), split words ("ig-nore"), zero-width characters,
+base64, hex and rot13. :func:`variants` gives the forms worth scoring besides the text
+itself: the normalised text and whatever decodes to readable text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from collections.abc import Sequence
+
+# Characters that render as nothing, used to split words invisibly.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+# Runs of single letters split by spaces, dots, dashes or underscores: "i g n o r e".
+_SPACED = re.compile(r"\b(?:[a-z][ ._\-*]){3,}[a-z]\b")
+# A dash or dot inside a word: "ig-nore", "in.structions".
+_INNER = re.compile(r"(?<=[a-z])[-._*](?=[a-z])")
+# A short word mixing letters with leetspeak digits or symbols: "1gn0r3", "pr0mpt", "$y$tem".
+_LEET_WORD = re.compile(r"(?<![\w@$!])(?=[\w@$!]*[a-z])(?=[\w@$!]*[013457@$!])[\w@$!]{3,15}(?![\w@$!])")
+_LEET_INSIDE = re.compile(r"[a-z][013457$]+[a-z]")
+# Words an obfuscated attack hides; a normalised form is worth scoring only when it
+# reveals one of them ("example.com" -> "examplecom" reveals nothing).
+_REVEALING = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass|instructions?|prompt|system|rules|reveal|previous|jailbreak"
+    r"|developer|unrestricted|unfiltered|password|secrets?|confidential|restricted|admin|pretend|roleplay)\b"
+)
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){12,}\b")
+
+MAX_CHARS = 4000  # what the rules read of one text
+
+
+def normalise(text: str) -> str:
+    """Lower case, compatibility forms (full-width and styled letters to plain), no
+    invisible characters, spaced and split words joined, leetspeak undone."""
+    text = unicodedata.normalize("NFKC", text[:MAX_CHARS]).translate(_INVISIBLE).lower()
+    text = _SPACED.sub(lambda m: re.sub(r"[ ._\-*]", "", m.group(0)), text)
+    text = _INNER.sub("", text)
+    if not _LEET_INSIDE.search(text):  # "10am", "0x8007": numbers, not leetspeak
+        return text
+    return _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
+
+
+def _printable(raw: bytes) -> str | None:
+    """``raw`` as text if it is mostly readable words, else None."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    letters = sum(c.isalpha() or c.isspace() for c in text)
+    return text if len(text) >= 8 and letters >= 0.8 * len(text) and " " in text else None
+
+
+def decoded(text: str) -> list[str]:
+    """Readable texts hidden in ``text`` as base64 or hex."""
+    out: list[str] = []
+    for match in _BASE64.findall(text[:MAX_CHARS]):
+        try:
+            found = _printable(base64.b64decode(match + "=" * (-len(match) % 4), validate=False))
+        except (binascii.Error, ValueError):
+            found = None
+        if found:
+            out.append(found)
+    for match in _HEX.findall(text[:MAX_CHARS]):
+        try:
+            found = _printable(bytes.fromhex(re.sub(r"[ :]", "", match)))
+        except ValueError:
+            found = None
+        if found:
+            out.append(found)
+    return out
+
+
+def variants(text: str) -> list[str]:
+    """Forms of ``text`` to score besides itself: its normalised form when that differs
+    (beyond case), its rot13 when asked for, and what decodes from base64 or hex."""
+    out = []
+    plain, lower = normalise(text), text[:MAX_CHARS].lower()
+    if plain != lower and set(_REVEALING.findall(plain)) - set(_REVEALING.findall(lower)):
+        out.append(plain)
+    if "rot13" in plain or "rot-13" in plain or "rot 13" in plain:
+        out.append(codecs.decode(text[:MAX_CHARS], "rot13"))
+    out.extend(decoded(text))
+    return out
+
+
+_W = r"[\w'’-]*"  # the rest of a word
+_GAP = r"(?:\W+\w+){0,4}?\W+"  # up to four words between
+FAMILIES: dict[str, re.Pattern[str]] = {
+    # "ignore all previous instructions", "disregard the rules above"
+    "override": re.compile(
+        rf"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon|stop following)\b{_GAP}"
+        rf"(?:previous|prior|above|earlier|preceding|original|initial|system|all|your|any|the developer'?s?)\b{_W}"
+        rf"(?:{_GAP})?(?:instructions?|rules?|guidelines?|prompts?|directives?|policies|policy|constraints?|guardrails?|programming)\b"
+    ),
+    # fake system / developer turns and delimiters
+    "authority": re.compile(
+        r"(?:</?\s*(?:system|sys|developer|admin|instructions?)\s*>|\[/?(?:inst|system)\]|#{2,}\s*(?:system|admin|developer)"
+        r"|\b(?:system|developer|admin)\s*(?:message|override|notice|prompt)\s*:|\bmaintenance mode\b|\bgod mode\b"
+        r"|\bdebug mode (?:enabled|on|activated)\b|\bnew (?:instructions|rules|directive)\s*:)"
+    ),
+    # the system prompt or the instructions themselves
+    "prompt": re.compile(
+        rf"\b(?:print|reveal|show|repeat|output|display|dump|leak|recite|tell me|give me|write out|spell out|translate|summari[sz]e)\b{_GAP}?"
+        rf"(?:your|the|its|all)?\W*(?:system prompt|initial prompt|hidden (?:prompt|instructions)|original instructions"
+        rf"|instructions (?:you were|you've been|above)|(?:text|words|everything) above|pre-?prompt|configuration prompt)"
+    ),
+    # other people's data, every document, secrets
+    "data": re.compile(
+        r"\b(?:other|another|all|every)\s+(?:users?|employees?|people|customers?|colleagues?)'?s?\s+"
+        r"(?:conversations?|questions?|messages?|chats?|history|data|prompts?)\b"
+        r"|\b(?:list|dump|print|show|export)\s+(?:me\s+)?(?:all|every)\s+(?:the\s+)?(?:documents?|files?|secrets?|api keys?|passwords?)\b"
+        r"|\b(?:environment variables?|env vars?|connection strings?)\b.{0,40}\b(?:print|show|reveal|dump|list)\b"
+        r"|\b(?:print|show|reveal|dump|list)\b.{0,40}\b(?:environment variables?|env vars?|connection strings?)\b"
+    ),
+    # personas without rules
+    "persona": re.compile(
+        r"\b(?:do anything now|developer mode|jailbr[eo]ak(?:en|ed|ing)?|unfiltered|uncensored|unrestricted|no restrictions"
+        r"|without (?:any )?(?:restrictions|filters|rules|limits|guidelines|censorship)|evil (?:twin|mode|assistant)"
+        r"|stay in character|opposite mode|anti-?gpt)\b"
+    ),
+    # routing and review abuse
+    "routing": re.compile(
+        r"\b(?:as|you are|act as)\s+(?:the\s+)?(?:code|legal|support|general|admin|root)\s+expert\b.{0,60}"
+        r"\b(?:ignore|skip|bypass|without|not bound)\b"
+        r"|\b(?:skip|bypass|avoid|without)\s+(?:the\s+)?(?:review|reviewers?|approval|moderation|filters?|safety checks?)\b"
+    ),
+}
+_DAN = re.compile(r"\bDAN\b|\bD\.A\.N\b")
+# The hidden-form signals are features too.
+EXTRA = ("encoded", "decoded_hit")
+FEATURES: tuple[str, ...] = (*FAMILIES, *EXTRA)
+
+
+def hits(text: str) -> dict[str, bool]:
+    """Which rule families fire on ``text`` or any of its hidden forms."""
+    forms = [text[:MAX_CHARS].lower(), *variants(text)]
+    out = {name: any(p.search(form) for form in forms) for name, p in FAMILIES.items()}
+    out["persona"] = out["persona"] or bool(_DAN.search(text[:MAX_CHARS]))  # not "Dan from payroll"
+    hidden = decoded(text)
+    out["encoded"] = bool(hidden)
+    out["decoded_hit"] = any(p.search(h.lower()) for h in hidden for p in FAMILIES.values())
+    return out
+
+
+def features(texts: Sequence[str]) -> list[list[float]]:
+    """One row of 0/1 rule features per text, in :data:`FEATURES` order."""
+    rows = []
+    for text in texts:
+        found = hits(text)
+        rows.append([1.0 if found[name] else 0.0 for name in FEATURES])
+    return rows

@@ -1,0 +1,258 @@
+"""Training the safety classifier: fit, calibrate, pick the threshold, package.
+
+Deterministic for the same examples, encoder and seed; torch for the fit only.
+
+    python -m router.safety.train            # writes router/safety/artifacts/<version>/
+
+Robustness to benign padding is trained for: a share of the attacks is also shown with
+an ordinary request before or after it (an attack does not stop being one because a
+real question comes with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from router.encoder import Encoder, SentenceTransformerEncoder, Vectors, bundled_minilm_path
+from router.features import HashedNgrams
+from router.safety import rules
+from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split
+from router.safety.model import CATEGORIES, SafetyManifest, SafetyModel
+
+log = logging.getLogger(__name__)
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ENCODER = "all-MiniLM-L6-v2"  # the base encoder's name, as the server calls it
+
+
+@dataclass(frozen=True)
+class SafetyTrainConfig:
+    hidden: int = 128
+    dropout: float = 0.1
+    epochs: int = 60
+    lr: float = 2e-3
+    lexical_lr: float = 0.05
+    weight_decay: float = 1e-4
+    lexical_buckets: int = 1 << 16
+    attack_weight: float = 3.0  # attacks are fewer than benign rows
+    padded_share: float = 0.4  # of the attacks, how many are also shown with benign padding
+    val_share: int = 7  # one training row in this many is held for calibration and threshold
+    target_fpr: float = 0.005  # on the validation benign rows; the test budget is 1%
+    seed: int = 11
+
+
+def _pad(attack: str, benign: str, rng: random.Random) -> str:
+    return f"{benign} {attack}" if rng.random() < 0.5 else f"{attack} {benign}"
+
+
+def padded(attacks: Sequence[SafetyExample], benign: Sequence[SafetyExample], seed: int) -> list[SafetyExample]:
+    """Each attack with an ordinary request before or after it (the robustness test's
+    transformation; in training, a share of the attacks)."""
+    rng = random.Random(seed)
+    return [SafetyExample(_pad(a.text, rng.choice(benign).text, rng), a.label, a.cell, "padded") for a in attacks]
+
+
+class _SafetyNet(nn.Module):
+    def __init__(self, config: SafetyTrainConfig, width: int) -> None:
+        super().__init__()
+        n = len(CATEGORIES)
+        self.dense = nn.Sequential(
+            nn.Linear(width, config.hidden), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(config.hidden, n)
+        )
+        self.lex = nn.EmbeddingBag(config.lexical_buckets, n, mode="mean")
+        nn.init.zeros_(self.lex.weight)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.dense(x) + self.lex(ids, offsets)
+        return out
+
+
+def _targets(rows: Sequence[SafetyExample]) -> np.ndarray:
+    y = np.zeros((len(rows), len(CATEGORIES)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row.label != BENIGN:
+            y[i, CATEGORIES.index(row.label)] = 1.0
+    return y
+
+
+def _inputs(rows: Sequence[SafetyExample], vectors: Vectors) -> np.ndarray:
+    feats = np.asarray(rules.features([r.text for r in rows]), dtype=np.float32)
+    return np.concatenate([vectors, feats], axis=1)
+
+
+def _fit(
+    config: SafetyTrainConfig, x: np.ndarray, texts: Sequence[str], y: np.ndarray, weights: np.ndarray
+) -> _SafetyNet:
+    torch.manual_seed(config.seed)
+    net = _SafetyNet(config, x.shape[1])
+    ngrams = HashedNgrams(config.lexical_buckets)
+    ids_per_row = [torch.from_numpy(ngrams.ids(t)) for t in texts]
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": net.dense.parameters(), "lr": config.lr, "weight_decay": config.weight_decay},
+            {"params": net.lex.parameters(), "lr": config.lexical_lr, "weight_decay": 0.0},
+        ]
+    )
+    xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(weights)
+    loss_fn = nn.BCEWithLogitsLoss(reduction="none")
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(config.epochs):
+        net.train()
+        order = torch.randperm(len(xt), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), 256):
+            batch = order[start : start + 256]
+            ids = [ids_per_row[i] for i in batch.tolist()]
+            offsets = torch.tensor([0] + [len(a) for a in ids[:-1]]).cumsum(0)
+            logits = net(xt[batch], torch.cat(ids), offsets)
+            loss = (loss_fn(logits, yt[batch]).mean(dim=1) * wt[batch]).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss) * len(batch)
+        if epoch % 10 == 0 or epoch == config.epochs - 1:
+            log.info("epoch %d loss %.4f", epoch, total / len(xt))
+    net.eval()
+    return net
+
+
+def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the validation log loss of one category."""
+    best, best_loss = 1.0, float("inf")
+    for t in np.linspace(0.3, 4.0, 38):
+        p = 1.0 / (1.0 + np.exp(-np.clip(logits / t, -40, 40)))
+        loss = -float(np.mean(y * np.log(p + 1e-9) + (1 - y) * np.log(1 - p + 1e-9)))
+        if loss < best_loss:
+            best, best_loss = float(t), loss
+    return best
+
+
+def _threshold(benign_top: np.ndarray, target_fpr: float) -> float:
+    """The lowest threshold that flags at most ``target_fpr`` of the benign rows."""
+    allowed = int(np.floor(target_fpr * len(benign_top)))
+    ranked = np.sort(benign_top)[::-1]
+    if allowed >= len(ranked):
+        return 0.5
+    return float(min(0.99, max(0.5, np.nextafter(ranked[allowed], 1.0))))
+
+
+class VectorCache:
+    """Embeddings by text, kept on disk between runs (training re-encodes nothing it
+    has seen with the same encoder)."""
+
+    def __init__(self, encoder: Encoder, path: Path | None) -> None:
+        self._encoder, self._path = encoder, path
+        self._known: dict[str, np.ndarray] = {}
+        if path is not None and path.exists():
+            with np.load(path, allow_pickle=False) as saved:
+                self._known = dict(zip(saved["keys"].tolist(), saved["vectors"], strict=True))
+
+    @property
+    def encoder(self) -> Encoder:
+        return self._encoder
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        missing = sorted({t for t in texts if self._key(t) not in self._known})
+        if missing:
+            log.info("encoding %d texts", len(missing))
+            for start in range(0, len(missing), 512):
+                chunk = missing[start : start + 512]
+                for text, vector in zip(chunk, self._encoder.encode(chunk), strict=True):
+                    self._known[self._key(text)] = vector
+        return np.stack([self._known[self._key(t)] for t in texts]).astype(np.float32)
+
+    def save(self) -> None:
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            keys = np.array(list(self._known))
+            np.savez(self._path, keys=keys, vectors=np.stack(list(self._known.values())))
+
+
+def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, version: str) -> SafetyModel:
+    rng_rows = split.train
+    attacks = [r for r in rng_rows if r.label != BENIGN]
+    benign = [r for r in rng_rows if r.label == BENIGN]
+    rng = random.Random(config.seed)
+    extra = padded(rng.sample(attacks, int(len(attacks) * config.padded_share)), benign, config.seed)
+    rows = rng_rows + extra
+    is_val = np.array([hashlib.sha256(r.text.encode()).digest()[1] % config.val_share == 0 for r in rows])
+    texts = [r.text for r in rows]
+    vectors = cache.encode(texts)
+    x, y = _inputs(rows, vectors), _targets(rows)
+    weights = np.where(y.sum(axis=1) > 0, config.attack_weight, 1.0).astype(np.float32)
+    fit_rows = ~is_val
+    net = _fit(config, x[fit_rows], [t for t, v in zip(texts, is_val, strict=True) if not v], y[fit_rows], weights[fit_rows])
+    tensors = {
+        "w1": net.dense[0].weight.detach().numpy(),
+        "b1": net.dense[0].bias.detach().numpy(),
+        "w2": net.dense[3].weight.detach().numpy(),
+        "b2": net.dense[3].bias.detach().numpy(),
+        "lex": net.lex.weight.detach().numpy(),
+    }
+    draft = SafetyManifest(
+        version=version,
+        encoder=ENCODER,
+        dim=vectors.shape[1],
+        categories=CATEGORIES,
+        rule_features=rules.FEATURES,
+        lexical_buckets=config.lexical_buckets,
+        temperatures={c: 1.0 for c in CATEGORIES},
+        threshold=0.5,
+        data_hash=hashlib.sha256("\n".join(sorted(f"{r.label}\t{r.text}" for r in split.train)).encode()).hexdigest(),
+        seed=config.seed,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    model = SafetyModel(draft, tensors)
+    val_texts = [t for t, v in zip(texts, is_val, strict=True) if v]
+    val_logits = model.logits(val_texts, vectors[is_val])
+    temps = {c: _temperature(val_logits[:, i], y[is_val][:, i]) for i, c in enumerate(CATEGORIES)}
+    probs = 1.0 / (1.0 + np.exp(-np.clip(val_logits / np.array([temps[c] for c in CATEGORIES]), -40, 40)))
+    val_benign = y[is_val].sum(axis=1) == 0
+    threshold = _threshold(probs.max(axis=1)[val_benign], config.target_fpr)
+    val_recall = float((probs.max(axis=1)[~val_benign] >= threshold).mean())
+    log.info("temperatures %s threshold %.3f val recall %.3f", temps, threshold, val_recall)
+    manifest = SafetyManifest(
+        **{
+            **draft.__dict__,
+            "temperatures": temps,
+            "threshold": threshold,
+            "metrics": {"val_recall": round(val_recall, 4), "val_rows": int(is_val.sum()), "train_rows": int(fit_rows.sum())},
+        }
+    )
+    return SafetyModel(manifest, tensors)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", default="safety-v1")
+    parser.add_argument("--out", type=Path, default=ARTIFACTS)
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "expertgate" / "safety-vectors.npz")
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the folder of attacks_*.jsonl and benign_*.jsonl")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER)
+    cache = VectorCache(encoder, args.cache)
+    split = load_split(args.data)
+    model = train(split, cache, SafetyTrainConfig(), args.version)
+    cache.save()
+    model.save(args.out / args.version)
+    print(json.dumps({"version": args.version, "threshold": model.manifest.threshold, **model.manifest.metrics}))
+
+
+if __name__ == "__main__":
+    main()
