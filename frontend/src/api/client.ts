@@ -21,6 +21,8 @@ import type {
   DocumentText,
   FeedbackIn,
   FeedbackItem,
+  FeedbackPage,
+  FeedbackQuery,
   IngestJob,
   IssuedKey,
   KeyCreate,
@@ -152,6 +154,11 @@ export class Api {
 
   async feedbackQueue(): Promise<FeedbackItem[]> {
     return unwrap(await this.client.GET("/api/v1/admin/router/feedback"));
+  }
+
+  /** Every user's feedback, newest first (admins and auditors). */
+  async feedbackLog(query: FeedbackQuery): Promise<FeedbackPage> {
+    return unwrap(await this.client.GET("/api/v1/admin/feedback", { params: { query } }));
   }
 
   async relabel(requestId: string, domain: string): Promise<{ example_id: number; domain: string }> {

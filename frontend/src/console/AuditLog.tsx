@@ -5,6 +5,8 @@ import { ApiError } from "../api/errors";
 import type { AuditEvent, AuditEventDetail, AuditQuery, ModelCard } from "../api/types";
 import { navigate } from "../location";
 import { AuditTrace } from "./AuditTrace";
+import { useMediaQuery } from "./media";
+import { Modal } from "./Modal";
 import { ErrorLine, GridTable } from "./Table";
 
 const OUTCOMES = ["", "ok", "refused", "error", "aborted"] as const;
@@ -48,6 +50,10 @@ export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[
   const [opened, setOpened] = useState<AuditEventDetail | null>(null);
   const [openError, setOpenError] = useState<string | null>(null);
   const id = useId();
+  // Below 1000px there is no room beside the table, and below it is out of sight (on a
+  // phone, a tap seemed to do nothing): the trace opens over the table instead.
+  const narrow = useMediaQuery("(max-width: 999px)");
+  const closeTrace = () => navigate("/console/audit");
 
   // The trace comes from GET /admin/audit/{seq}: the whole payload and an integrity check.
   useEffect(() => {
@@ -187,6 +193,11 @@ export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[
         </div>
       </form>
       <ErrorLine error={error} />
+      {openError && (
+        <p className="error" role="alert">
+          Event {detail}: {openError}
+        </p>
+      )}
       <div className="audit-body">
         <div className="table-wrap">
           <GridTable label="Audit events" columns={["#", "Time", "User", "Action", "Expert", "Reason", "Outcome"]}>
@@ -228,13 +239,13 @@ export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[
             </button>
           )}
         </div>
-        {opened && <AuditTrace event={opened} onClose={() => navigate("/console/audit")} />}
-        {openError && (
-          <p className="error" role="alert">
-            Event {detail}: {openError}
-          </p>
-        )}
+        {opened && !narrow && <AuditTrace event={opened} onClose={closeTrace} />}
       </div>
+      {opened && narrow && (
+        <Modal labelledBy="trace-h" onCancel={closeTrace} className="trace-sheet" testId="audit-trace-dialog">
+          <AuditTrace event={opened} onClose={closeTrace} />
+        </Modal>
+      )}
     </section>
   );
 }

@@ -4,12 +4,14 @@ import { navigate } from "../location";
 import { AuditLog } from "./AuditLog";
 import { Dashboard } from "./Dashboard";
 import { Experts } from "./Experts";
+import { Feedback } from "./Feedback";
 import { Keys } from "./Keys";
 import { Knowledge } from "./Knowledge";
 import { RouterAdmin } from "./RouterAdmin";
 import { Reviews } from "./Reviews";
 import { RouteTester } from "./RouteTester";
 import { Users } from "./Users";
+import "./console.css";
 
 const STAFF = ["admin", "auditor"];
 
@@ -18,6 +20,7 @@ const TABS = [
   { id: "audit", label: "Audit log", roles: STAFF },
   { id: "dashboard", label: "Dashboard", roles: STAFF },
   { id: "reviews", label: "Reviews", roles: ["admin", "reviewer"] },
+  { id: "feedback", label: "Feedback", roles: STAFF },
   { id: "router", label: "Router", roles: STAFF },
   { id: "route-test", label: "Route tester", roles: STAFF },
   { id: "knowledge", label: "Knowledge", roles: STAFF },
@@ -65,6 +68,7 @@ export function ConsolePage({ api, models, tab, detail, roles = null }: Props) {
       {active.id === "audit" && <AuditLog api={api} models={models} detail={detail} />}
       {active.id === "dashboard" && <Dashboard api={api} />}
       {active.id === "reviews" && <Reviews api={api} detail={detail} />}
+      {active.id === "feedback" && <Feedback api={api} models={models} />}
       {active.id === "router" && <RouterAdmin api={api} models={models} />}
       {active.id === "route-test" && <RouteTester api={api} models={models} />}
       {active.id === "knowledge" && <Knowledge api={api} models={models} />}

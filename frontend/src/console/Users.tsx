@@ -24,6 +24,43 @@ export function limitText(value: number | null | undefined): string {
   return value === null || value === undefined ? "–" : value.toLocaleString("en-US");
 }
 
+type LimitField = "rpm" | "tokens_per_day" | "tokens_per_month";
+const LIMIT_FIELDS: readonly LimitField[] = ["rpm", "tokens_per_day", "tokens_per_month"];
+
+/** A policy that sets no limit at all limits nothing: the table leaves it out. */
+export function setsAnyLimit(p: QuotaPolicy): boolean {
+  return LIMIT_FIELDS.some((f) => p[f] !== null && p[f] !== undefined);
+}
+
+/** The other policies that also bind a policy's subject (user -> its team, global; team ->
+ * global; global -> none): every limit that is set applies, the most specific is not the only one. */
+export function alsoBinding(p: QuotaPolicy, quotas: readonly QuotaPolicy[], users: readonly UserOut[]): QuotaPolicy[] {
+  const wanted: string[] = [];
+  if (p.scope === "user") {
+    const team = users.find((u) => u.email.toLowerCase() === p.name.toLowerCase())?.team;
+    if (team) wanted.push(`team:${team}`);
+  }
+  if (p.scope !== "global") wanted.push("global");
+  return wanted.map((subject) => quotas.find((q) => q.subject === subject)).filter((q): q is QuotaPolicy => q !== undefined);
+}
+
+/** A cell of the quota table: the policy's own limit, or what still applies without one. */
+export function limitCell(p: QuotaPolicy, field: LimitField, quotas: readonly QuotaPolicy[], users: readonly UserOut[]): string {
+  const own = p[field];
+  if (own !== null && own !== undefined) return limitText(own);
+  const inherited = alsoBinding(p, quotas, users).filter((q) => q[field] !== null && q[field] !== undefined);
+  if (inherited.length === 0) return "no limit";
+  return `none of its own; ${inherited.map((q) => `${q.subject} ${limitText(q[field])}`).join(", ")} applies`;
+}
+
+/** What a subject is held to once its own limits are cleared, in words. */
+export function afterClearing(p: QuotaPolicy, quotas: readonly QuotaPolicy[], users: readonly UserOut[]): string {
+  const still = alsoBinding(p, quotas, users).filter(setsAnyLimit);
+  return still.length === 0
+    ? `Cleared the limits of ${p.subject}: it has no quota now.`
+    : `Cleared the limits of ${p.subject}: the limits of ${still.map((q) => q.subject).join(" and ")} still apply to it.`;
+}
+
 /** Users, teams and quota policies: list (admins and auditors), edit (admins; the API
  * refuses auditors, and the refusal is shown). Every change is an audited admin action. */
 export function Users({ api }: { api: Api }) {
@@ -33,6 +70,7 @@ export function Users({ api }: { api: Api }) {
   const [error, setError] = useState<string | null>(null);
   const [editing, setEditing] = useState<{ id: number; roles: Role[]; groups: string; team: string } | null>(null);
   const [teamName, setTeamName] = useState("");
+  const [quotaNote, setQuotaNote] = useState<string | null>(null);
   const [quota, setQuota] = useState({ scope: "team" as QuotaPolicyIn["scope"], name: "", rpm: "", day: "", month: "", on_limit: "reject" as NonNullable<QuotaPolicyIn["on_limit"]> });
   const id = useId();
 
@@ -89,10 +127,15 @@ export function Users({ api }: { api: Api }) {
     if (await act("set the quota", () => api.setQuota(body))) setQuota({ ...quota, name: "", rpm: "", day: "", month: "" });
   }
 
-  const clearPolicy = (p: QuotaPolicy) =>
-    act("clear the quota", () =>
+  async function clearPolicy(p: QuotaPolicy) {
+    setQuotaNote(null);
+    const cleared = await act("clear the quota", () =>
       api.setQuota({ scope: p.scope as QuotaPolicyIn["scope"], name: p.name, rpm: 0, tokens_per_day: 0, tokens_per_month: 0 }),
     );
+    if (cleared) setQuotaNote(afterClearing(p, quotas, users));
+  }
+
+  const shownQuotas = quotas.filter(setsAnyLimit);
 
   return (
     <section aria-labelledby={`${id}-h`}>
@@ -200,12 +243,17 @@ export function Users({ api }: { api: Api }) {
       <h3>Quotas</h3>
       <div className="table-wrap" tabIndex={0} role="region" aria-label="Quota policies (scrolls at narrow widths)">
         <GridTable label="Quota policies" columns={["Applies to", "Requests / min", "Tokens / day", "Tokens / month", "Over the limit", "Actions"]}>
-          {quotas.map((p) => (
+          {shownQuotas.map((p) => (
             <tr key={p.subject}>
               <th scope="row">{p.subject}</th>
-              <td>{limitText(p.rpm)}</td>
-              <td>{limitText(p.tokens_per_day)}</td>
-              <td>{limitText(p.tokens_per_month)}</td>
+              {LIMIT_FIELDS.map((f) => {
+                const own = p[f] !== null && p[f] !== undefined;
+                return (
+                  <td key={f} className={own ? undefined : "muted small"}>
+                    {limitCell(p, f, quotas, users)}
+                  </td>
+                );
+              })}
               <td>{p.on_limit}</td>
               <td>
                 <button type="button" className="ghost small" aria-label={`Clear the quota of ${p.subject}`} onClick={() => void clearPolicy(p)}>
@@ -215,7 +263,13 @@ export function Users({ api }: { api: Api }) {
             </tr>
           ))}
         </GridTable>
+        {shownQuotas.length === 0 && <p className="muted">No quotas set: nobody is limited.</p>}
       </div>
+      {quotaNote && (
+        <p role="status" className="muted">
+          {quotaNote}
+        </p>
+      )}
       <form className="filters card" onSubmit={setPolicy} aria-label="Set a quota">
         <div className="field">
           <label htmlFor={`${id}-scope`}>Scope</label>

@@ -167,7 +167,7 @@ describe("Users", () => {
     });
     render(<Users api={api} />);
     const row = await screen.findByRole("row", { name: /ana@example\.com eng user staff 1 active/ });
-    expect(screen.getByRole("row", { name: /team:eng 60 100,000 – reject/ })).toBeTruthy();
+    expect(screen.getByRole("row", { name: /team:eng 60 100,000 no limit reject/ })).toBeTruthy();
     await userEvent.click(within(row).getByRole("button", { name: "Edit ana@example.com" }));
     await userEvent.click(screen.getByRole("checkbox", { name: "auditor" }));
     const team = screen.getByLabelText("Team (empty: none)");
