@@ -123,9 +123,9 @@ export class Api {
     return unwrap(r).expertgate;
   }
 
-  /** Stream one chat completion; see stream.ts for the events. */
-  chat(body: ChatRequest, signal?: AbortSignal): AsyncGenerator<StreamEvent> {
-    return streamChat(this.fetchFn, `${this.baseUrl}/v1/chat/completions`, this.key, body, signal);
+  /** Stream one chat completion; see stream.ts for the events. `fresh`: never a cached answer. */
+  chat(body: ChatRequest, signal?: AbortSignal, fresh = false): AsyncGenerator<StreamEvent> {
+    return streamChat(this.fetchFn, `${this.baseUrl}/v1/chat/completions`, this.key, body, signal, fresh);
   }
 
   async feedback(body: FeedbackIn): Promise<{ id: number }> {

@@ -90,13 +90,18 @@ export function interpret(payload: string): StreamEvent[] {
   return events;
 }
 
-/** POST a streamed chat completion and yield its events until the stream ends. */
+/**
+ * POST a streamed chat completion and yield its events until the stream ends. `fresh`
+ * asks for a newly generated answer (`Cache-Control: no-cache`: a regenerated answer
+ * must not be a cached copy of the one it replaces).
+ */
 export async function* streamChat(
   fetchFn: typeof fetch,
   url: string,
   key: string | null,
   body: ChatRequest,
   signal?: AbortSignal,
+  fresh = false,
 ): AsyncGenerator<StreamEvent> {
   let response: Response;
   try {
@@ -106,6 +111,7 @@ export async function* streamChat(
         ...authHeaders(key),
         "content-type": "application/json",
         accept: "text/event-stream",
+        ...(fresh ? { "cache-control": "no-cache" } : {}),
       },
       body: JSON.stringify({ ...body, stream: true }),
       signal,

@@ -1,12 +1,14 @@
-import { useState } from "react";
+import { useCallback, useId, useMemo, useState } from "react";
 
 import type { Api } from "../api/client";
 import type { RouteView } from "../api/types";
 import { Markdown } from "../markdown/Markdown";
 import { CitationDialog, CitationList } from "./Citations";
+import { DocumentDialog } from "./DocumentDialog";
 import { ExpertBadge } from "./ExpertBadge";
 import { Feedback } from "./Feedback";
 import { GroundingNote } from "./GroundingNote";
+import { citedSentences } from "./sentences";
 import type { AnswerTurn } from "./turns";
 
 /**
@@ -24,16 +26,37 @@ export function isDemoModel(upstreamModel: string | null): boolean {
   return upstreamModel !== null && /smollm2/i.test(upstreamModel);
 }
 
+/** Who answered, by name: the expert and the model its endpoint ran (when told). */
+export function modelLine(route: RouteView): string {
+  return route.upstreamModel
+    ? `${route.expert} expert · model ${route.upstreamModel}`
+    : `${route.expert} expert`;
+}
+
 interface Props {
   api: Api;
   turn: AnswerTurn;
   experts: string[];
+  /** Ask the same question again (the last answer only); the new answer replaces this one. */
+  onRegenerate?: () => void;
+  /** Ask the same question of another expert, to compare (the last answer only). */
+  onCompare?: (expert: string) => void;
+  /** Shown beside another expert's answer: no feedback form, no actions. */
+  compared?: boolean;
 }
 
-export function Answer({ api, turn, experts }: Props) {
+export function Answer({ api, turn, experts, onRegenerate, onCompare, compared = false }: Props) {
   const [open, setOpen] = useState<number | null>(null);
+  const [reading, setReading] = useState(false);
+  const close = useCallback(() => setOpen(null), []);
+  const closeDocument = useCallback(() => {
+    setReading(false);
+    setOpen(null);
+  }, []);
   const citations = turn.route?.citations ?? [];
   const opened = citations.find((c) => c.number === open) ?? null;
+  const sentences = useMemo(() => citedSentences(turn.text, citations.length), [turn.text, citations.length]);
+  const settled = turn.status !== "streaming";
   // Sent with the last chunk of a stream, over the text as it was then complete.
   const grounding = turn.status === "done" ? (turn.route?.grounding ?? null) : null;
   return (
@@ -82,15 +105,82 @@ export function Answer({ api, turn, experts }: Props) {
           Answered by a small demo model running on this machine; facts come from the quoted documents above.
         </p>
       )}
-      {turn.status === "done" && (
+      {turn.status === "done" && turn.route && (
+        <p className="answer-model small" data-testid="answer-model">
+          {modelLine(turn.route)}
+          {turn.usage && <span className="muted"> · {turn.usage.total_tokens} tokens</span>}
+        </p>
+      )}
+      {turn.status === "done" && !compared && (
         <div className="answer-foot">
           {turn.requestId && turn.route && (
             <Feedback api={api} requestId={turn.requestId} expert={turn.route.expert} experts={experts} />
           )}
-          {turn.usage && <span className="muted small">{turn.usage.total_tokens} tokens</span>}
         </div>
       )}
-      {opened && <CitationDialog citation={opened} onClose={() => setOpen(null)} />}
+      {settled && !compared && (onRegenerate || onCompare) && (
+        <AnswerActions
+          expert={turn.route?.expert ?? null}
+          experts={experts}
+          canCompare={turn.status === "done" && !!onCompare}
+          onRegenerate={onRegenerate}
+          onCompare={onCompare}
+        />
+      )}
+      {opened && !reading && (
+        <CitationDialog
+          citation={opened}
+          sentences={sentences.get(opened.number) ?? []}
+          onClose={close}
+          onOpenDocument={typeof opened.document_id === "number" ? () => setReading(true) : undefined}
+        />
+      )}
+      {opened && reading && typeof opened.document_id === "number" && (
+        <DocumentDialog api={api} citation={opened} documentId={opened.document_id} onClose={closeDocument} />
+      )}
     </article>
+  );
+}
+
+/** Regenerate, and "ask another expert" with the expert to ask. */
+function AnswerActions({
+  expert,
+  experts,
+  canCompare,
+  onRegenerate,
+  onCompare,
+}: {
+  expert: string | null;
+  experts: string[];
+  canCompare: boolean;
+  onRegenerate?: () => void;
+  onCompare?: (expert: string) => void;
+}) {
+  const others = experts.filter((e) => e !== expert);
+  const [other, setOther] = useState(others[0] ?? "");
+  const id = useId();
+  return (
+    <div className="answer-actions" role="group" aria-label="Answer actions">
+      {onRegenerate && (
+        <button type="button" className="ghost small" onClick={onRegenerate}>
+          <span aria-hidden="true">↻ </span>Regenerate
+        </button>
+      )}
+      {canCompare && onCompare && others.length > 0 && (
+        <span className="ask-other">
+          <label htmlFor={`${id}-other`}>Ask another expert</label>
+          <select id={`${id}-other`} value={other} onChange={(e) => setOther(e.target.value)}>
+            {others.map((e) => (
+              <option key={e} value={e}>
+                {e}
+              </option>
+            ))}
+          </select>
+          <button type="button" className="ghost small" onClick={() => other && onCompare(other)}>
+            Compare
+          </button>
+        </span>
+      )}
+    </div>
   );
 }

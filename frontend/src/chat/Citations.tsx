@@ -1,4 +1,4 @@
-import { useEffect, useRef } from "react";
+import { useEffect, useRef, type ReactNode } from "react";
 
 import type { Citation } from "../api/types";
 
@@ -16,7 +16,10 @@ export function SourceLink({ source }: { source: string }) {
   );
 }
 
-/** The numbered sources under an answer; each opens its passage. */
+/**
+ * The numbered sources under an answer; each opens its passage. The number is its own
+ * grid column, so a title that wraps (on a phone) stays beside its number.
+ */
 export function CitationList({
   citations,
   onOpen,
@@ -28,9 +31,12 @@ export function CitationList({
   return (
     <details className="citations" open>
       <summary>Sources ({citations.length})</summary>
-      <ol>
+      <ol className="source-list">
         {citations.map((c) => (
           <li key={c.number} value={c.number}>
+            <span className="source-number" aria-hidden="true">
+              {c.number}.
+            </span>
             <button type="button" className="link" onClick={() => onOpen(c.number)}>
               {c.title || c.source}
             </button>
@@ -41,8 +47,23 @@ export function CitationList({
   );
 }
 
-/** A modal with one citation's passage and source. Escape or the button closes it. */
-export function CitationDialog({ citation, onClose }: { citation: Citation; onClose: () => void }) {
+/**
+ * A modal: focus moves to its Close button and goes back where it was when it closes;
+ * Escape, the button or a click outside closes it.
+ */
+export function Modal({
+  titleId,
+  onClose,
+  wide = false,
+  testId,
+  children,
+}: {
+  titleId: string;
+  onClose: () => void;
+  wide?: boolean;
+  testId?: string;
+  children: ReactNode;
+}) {
   const closeRef = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     const opener = document.activeElement as HTMLElement | null;
@@ -56,25 +77,17 @@ export function CitationDialog({ citation, onClose }: { citation: Citation; onCl
       opener?.focus?.();
     };
   }, [onClose]);
-  const titleId = `cite-title-${citation.number}`;
   return (
     <div className="backdrop" onClick={onClose}>
       <div
-        className="dialog"
+        className={`dialog${wide ? " dialog-wide" : ""}`}
         role="dialog"
         aria-modal="true"
         aria-labelledby={titleId}
+        data-testid={testId}
         onClick={(e) => e.stopPropagation()}
       >
-        <h2 id={titleId}>
-          [{citation.number}] {citation.title || "Source"}
-        </h2>
-        <p className="muted">
-          Source: <SourceLink source={citation.source} />
-          {citation.location && <> · {citation.location}</>}
-          {Number.isFinite(citation.score) && <> · relevance {citation.score.toFixed(2)}</>}
-        </p>
-        <blockquote className="passage">{citation.snippet}</blockquote>
+        {children}
         <div className="dialog-actions">
           <button type="button" ref={closeRef} onClick={onClose}>
             Close
@@ -82,5 +95,55 @@ export function CitationDialog({ citation, onClose }: { citation: Citation; onCl
         </div>
       </div>
     </div>
+  );
+}
+
+/**
+ * One citation: the sentences of the answer it is cited for, its passage and source, and
+ * (when the server names its document) a way to the whole document.
+ */
+export function CitationDialog({
+  citation,
+  sentences = [],
+  onClose,
+  onOpenDocument,
+}: {
+  citation: Citation;
+  /** The answer's sentences that carry this citation's marker. */
+  sentences?: string[];
+  onClose: () => void;
+  onOpenDocument?: () => void;
+}) {
+  const titleId = `cite-title-${citation.number}`;
+  return (
+    <Modal titleId={titleId} onClose={onClose}>
+      <h2 id={titleId}>
+        [{citation.number}] {citation.title || "Source"}
+      </h2>
+      <p className="muted">
+        Source: <SourceLink source={citation.source} />
+        {citation.location && <> · {citation.location}</>}
+        {Number.isFinite(citation.score) && <> · relevance {citation.score.toFixed(2)}</>}
+      </p>
+      {sentences.length > 0 && (
+        <div className="cited-for" data-testid="cited-for">
+          <h3 className="small">Cited for</h3>
+          <ul>
+            {sentences.map((s, i) => (
+              <li key={i}>{s}</li>
+            ))}
+          </ul>
+        </div>
+      )}
+      <h3 className="small">The passage</h3>
+      <blockquote className="passage">{citation.snippet}</blockquote>
+      {onOpenDocument && (
+        <p>
+          <button type="button" className="ghost" onClick={onOpenDocument}>
+            Read the whole document
+          </button>
+        </p>
+      )}
+    </Modal>
   );
 }

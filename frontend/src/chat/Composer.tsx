@@ -13,15 +13,17 @@ interface Props {
   onSend: (text: string) => void;
   onStop: () => void;
   inputRef?: Ref<HTMLTextAreaElement>;
+  /** Why nothing can be sent now (e.g. two answers wait for the user to keep one). */
+  blocked?: string | null;
 }
 
 /** The question box: Enter sends, Shift+Enter breaks the line, Escape stops an answer. */
-export function Composer({ models, model, onModel, text, onText, busy, onSend, onStop, inputRef }: Props) {
+export function Composer({ models, model, onModel, text, onText, busy, onSend, onStop, inputRef, blocked = null }: Props) {
   const id = useId();
 
   function submit(e?: FormEvent) {
     e?.preventDefault();
-    if (busy || !text.trim()) return;
+    if (busy || blocked || !text.trim()) return;
     onSend(text.trim());
     onText("");
   }
@@ -46,6 +48,11 @@ export function Composer({ models, model, onModel, text, onText, busy, onSend, o
         onKeyDown={onKeyDown}
         autoFocus
       />
+      {blocked && (
+        <p className="muted small composer-hint" id={`${id}-blocked`}>
+          {blocked}
+        </p>
+      )}
       <div className="composer-bar">
         <label htmlFor={`${id}-m`}>Expert</label>
         <select id={`${id}-m`} value={model} onChange={(e) => onModel(e.target.value)}>
@@ -60,7 +67,7 @@ export function Composer({ models, model, onModel, text, onText, busy, onSend, o
             Stop
           </button>
         ) : (
-          <button type="submit" disabled={!text.trim()}>
+          <button type="submit" disabled={!text.trim() || !!blocked} aria-describedby={blocked ? `${id}-blocked` : undefined}>
             Send
           </button>
         )}

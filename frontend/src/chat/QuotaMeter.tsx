@@ -1,10 +1,10 @@
-import type { RateLimit } from "../api/stream";
 import type { LimitUsage } from "../api/types";
 
-const LIMIT_NAMES: Record<string, string> = {
-  requests_per_minute: "Requests this minute",
-  tokens_per_day: "Tokens today",
-  tokens_per_month: "Tokens this month",
+/** What each limit counts, worded to follow a number: "12 requests left this minute". */
+const LIMITS: Record<string, { label: string; unit: string; window: string }> = {
+  requests_per_minute: { label: "Requests this minute", unit: "requests", window: "this minute" },
+  tokens_per_day: { label: "Tokens today", unit: "tokens", window: "today" },
+  tokens_per_month: { label: "Tokens this month", unit: "tokens", window: "this month" },
 };
 
 /** "in 3 h 20 min", "in 45 s": when a limit's window starts again. */
@@ -16,14 +16,26 @@ export function resetText(seconds: number): string {
   return m ? `in ${h} h ${m} min` : `in ${h} h`;
 }
 
-interface Props {
-  usage: LimitUsage[] | null; // null: not loaded (or the server has no /me/usage)
-  live: RateLimit[]; // from the last answer's x-ratelimit-* headers
+/** Whose limit it is, in words: "your limit", "team eng's limit", "everyone's limit". */
+export function subjectText(subject: string): string {
+  const [scope, ...rest] = subject.split(":");
+  const name = rest.join(":");
+  if (scope === "user") return "your limit";
+  if (scope === "team") return `team ${name}'s limit`;
+  if (scope === "global") return "everyone's limit";
+  return subject;
 }
 
-/** How much of my quota is left: one meter per limit that applies to me (user, team,
- * global), from GET /api/v1/me/usage, refreshed after every answer. */
-export function QuotaMeter({ usage, live }: Props) {
+interface Props {
+  usage: LimitUsage[] | null; // null: not loaded (or the server has no /me/usage)
+}
+
+/**
+ * How much of my quota is left: per limit that applies to me (user, team, global), one
+ * number, what is left, from GET /api/v1/me/usage, reloaded after every answer. (The
+ * limit itself is in the meter's accessible value and its tooltip.)
+ */
+export function QuotaMeter({ usage }: Props) {
   if (usage === null) return null;
   return (
     <section className="quota" aria-label="My quota">
@@ -31,21 +43,22 @@ export function QuotaMeter({ usage, live }: Props) {
       {usage.length === 0 && <p className="muted small">No limits apply to you.</p>}
       {usage.map((u) => {
         const left = u.max ? Math.max(0, Math.min(1, u.remaining / u.max)) : 0;
-        const name = LIMIT_NAMES[u.limit] ?? u.limit;
+        const words = LIMITS[u.limit] ?? { label: u.limit, unit: "", window: "" };
+        const whose = subjectText(u.subject);
+        const headline = `${u.remaining.toLocaleString("en-US")} ${words.unit} left ${words.window}`.replace(/\s+/g, " ").trim();
         return (
-          <div key={`${u.subject}-${u.limit}`} className="quota-row">
-            <div className="quota-label small">
-              <span>
-                {name} <span className="muted">({u.subject})</span>
-              </span>
-              <span>
-                {u.remaining.toLocaleString("en-US")} / {u.max.toLocaleString("en-US")} left
-              </span>
+          <div
+            key={`${u.subject}-${u.limit}`}
+            className="quota-row"
+            title={`${u.remaining.toLocaleString("en-US")} of ${u.max.toLocaleString("en-US")} left (${whose})`}
+          >
+            <div className="quota-label small" data-testid="quota-left">
+              {headline}
             </div>
             <div
               className={`quota-bar${left < 0.1 ? " low" : ""}`}
               role="meter"
-              aria-label={`${name} left for ${u.subject}`}
+              aria-label={`${words.label} left (${whose})`}
               aria-valuemin={0}
               aria-valuemax={u.max}
               aria-valuenow={u.remaining}
@@ -54,18 +67,12 @@ export function QuotaMeter({ usage, live }: Props) {
               <span style={{ width: `${left * 100}%` }} />
             </div>
             <div className="muted small">
-              resets {resetText(u.reset_s)}
+              {whose} · resets {resetText(u.reset_s)}
               {u.on_limit === "degrade" ? "; then the generalist answers" : ""}
             </div>
           </div>
         );
       })}
-      {live.length > 0 && (
-        <p className="muted small" data-testid="ratelimit-headers">
-          Last answer:{" "}
-          {live.map((l) => `${l.remaining} of ${l.limit} ${l.kind} left (resets in ${l.reset})`).join("; ")}
-        </p>
-      )}
     </section>
   );
 }

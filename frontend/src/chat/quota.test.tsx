@@ -2,7 +2,7 @@ import { render, screen } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
 
 import { rateLimits } from "../api/stream";
-import { QuotaMeter, resetText } from "./QuotaMeter";
+import { QuotaMeter, resetText, subjectText } from "./QuotaMeter";
 
 describe("rateLimits", () => {
   it("reads the x-ratelimit headers the server sends with an answer", () => {
@@ -23,31 +23,43 @@ describe("rateLimits", () => {
 });
 
 describe("QuotaMeter", () => {
-  it("shows what is left of each limit, low ones flagged", () => {
+  it("shows one number per limit, what is left, labelled; low ones flagged", () => {
     render(
       <QuotaMeter
         usage={[
           { subject: "user:ana@example.com", limit: "requests_per_minute", max: 10, remaining: 9, reset_s: 42, on_limit: "reject" },
           { subject: "team:eng", limit: "tokens_per_day", max: 10000, remaining: 500, reset_s: 7500, on_limit: "degrade" },
         ]}
-        live={[{ kind: "requests", limit: 10, remaining: 9, reset: "42s" }]}
       />,
     );
-    const day = screen.getByRole("meter", { name: "Tokens today left for team:eng" });
+    const day = screen.getByRole("meter", { name: "Tokens today left (team eng's limit)" });
     expect(day.getAttribute("aria-valuenow")).toBe("500");
     expect(day.getAttribute("aria-valuetext")).toBe("500 of 10000 left, resets in 2 h 5 min");
     expect(day.className).toContain("low");
-    expect(screen.getByRole("meter", { name: /Requests this minute/ }).className).not.toContain("low");
-    expect(screen.getByText("500 / 10,000 left")).toBeTruthy();
+    expect(screen.getByRole("meter", { name: "Requests this minute left (your limit)" }).className).not.toContain("low");
+    // One number on screen per limit: what is left, with what it counts.
+    expect(screen.getAllByTestId("quota-left").map((e) => e.textContent)).toEqual([
+      "9 requests left this minute",
+      "500 tokens left today",
+    ]);
     expect(screen.getByText(/then the generalist answers/)).toBeTruthy();
-    expect(screen.getByTestId("ratelimit-headers").textContent).toBe("Last answer: 9 of 10 requests left (resets in 42s)");
+    // The headers of the last answer are no longer shown beside the meter (a second number).
+    expect(screen.queryByTestId("ratelimit-headers")).toBeNull();
   });
 
   it("says when no limit applies and hides when usage is unknown", () => {
-    const { rerender, container } = render(<QuotaMeter usage={[]} live={[]} />);
+    const { rerender, container } = render(<QuotaMeter usage={[]} />);
     expect(screen.getByText("No limits apply to you.")).toBeTruthy();
-    rerender(<QuotaMeter usage={null} live={[]} />);
+    rerender(<QuotaMeter usage={null} />);
     expect(container.innerHTML).toBe("");
+  });
+
+  it("words whose limit it is", () => {
+    expect(["user:a@b.c", "team:eng", "global:*"].map(subjectText)).toEqual([
+      "your limit",
+      "team eng's limit",
+      "everyone's limit",
+    ]);
   });
 
   it("words reset times", () => {

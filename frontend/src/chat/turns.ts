@@ -20,6 +20,16 @@ export interface AnswerTurn {
   usage: Usage | null;
   /** Why the model stopped ("stop", "length": cut at the token cap); null: not told (stored). */
   finishReason: string | null;
+  /**
+   * "Ask another expert": the other expert's answer to the same question, shown beside
+   * this one until the user keeps one of the two (null: no comparison open).
+   */
+  other?: AnswerTurn | null;
+  /**
+   * Stored exchanges (request ids) this answer takes the place of, once it is complete:
+   * kept while it streams or if it fails, so that trying again still replaces them.
+   */
+  replaces?: string[];
 }
 
 export type Turn = UserTurn | AnswerTurn;
@@ -34,15 +44,53 @@ export type ChatAction =
   | { type: "loaded"; detail: ConversationDetail }
   | { type: "asked"; text: string; key: string }
   | { type: "event"; key: string; event: StreamEvent }
-  | { type: "stopped"; key: string };
+  | { type: "stopped"; key: string }
+  /** A new answer to the same question streams in place of answer `replaces`. */
+  | { type: "regenerate"; replaces: string; key: string; replaced: string[] }
+  /** The question `question` is edited: it and everything after it give way to `text`. */
+  | { type: "edited"; question: string; text: string; key: string; replaced: string[] }
+  /** Answer `of` gets another expert's answer (`key`) beside it. */
+  | { type: "compare"; of: string; key: string }
+  /** Of answer `of` and its comparison, `keep` stays in the conversation. */
+  | { type: "kept"; of: string; keep: "original" | "other" };
 
 export const emptyChat: ChatState = { conversationId: null, turns: [] };
 
+/** An answer still streaming or that has not started: no text, no route yet. */
+export function pendingAnswer(key: string): AnswerTurn {
+  return {
+    kind: "answer",
+    key,
+    text: "",
+    status: "streaming",
+    route: null,
+    requestId: null,
+    error: null,
+    usage: null,
+    finishReason: null,
+    other: null,
+  };
+}
+
+/** Applies `fn` to the answer with `key`, also when it is the comparison beside another. */
 function updateAnswer(state: ChatState, key: string, fn: (t: AnswerTurn) => AnswerTurn): ChatState {
   return {
     ...state,
-    turns: state.turns.map((t) => (t.kind === "answer" && t.key === key ? fn(t) : t)),
+    turns: state.turns.map((t) => {
+      if (t.kind !== "answer") return t;
+      if (t.key === key) return fn(t);
+      if (t.other?.key === key) return { ...t, other: fn(t.other) };
+      return t;
+    }),
   };
+}
+
+/** The request id of each stored exchange from turn `from` on (what an edit replaces). */
+export function storedFrom(turns: Turn[], from: number): string[] {
+  return turns
+    .slice(from)
+    .filter((t): t is AnswerTurn => t.kind === "answer" && t.status === "done" && t.requestId !== null)
+    .map((t) => t.requestId as string);
 }
 
 export function chatReducer(state: ChatState, action: ChatAction): ChatState {
@@ -67,27 +115,48 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
                   error: null,
                   usage: null,
                   finishReason: null,
+                  other: null,
                 },
           ),
       };
     case "asked":
       return {
         ...state,
+        turns: [...state.turns, { kind: "user", key: `u${action.key}`, text: action.text }, pendingAnswer(action.key)],
+      };
+    case "regenerate":
+      return {
+        ...state,
+        turns: state.turns.map((t) =>
+          t.kind === "answer" && t.key === action.replaces ? { ...pendingAnswer(action.key), replaces: action.replaced } : t,
+        ),
+      };
+    case "edited": {
+      const at = state.turns.findIndex((t) => t.kind === "user" && t.key === action.question);
+      if (at < 0) return state;
+      return {
+        ...state,
         turns: [
-          ...state.turns,
+          ...state.turns.slice(0, at),
           { kind: "user", key: `u${action.key}`, text: action.text },
-          {
-            kind: "answer",
-            key: action.key,
-            text: "",
-            status: "streaming",
-            route: null,
-            requestId: null,
-            error: null,
-            usage: null,
-            finishReason: null,
-          },
+          { ...pendingAnswer(action.key), replaces: action.replaced },
         ],
+      };
+    }
+    case "compare":
+      return {
+        ...state,
+        turns: state.turns.map((t) =>
+          t.kind === "answer" && t.key === action.of ? { ...t, other: pendingAnswer(action.key) } : t,
+        ),
+      };
+    case "kept":
+      return {
+        ...state,
+        turns: state.turns.map((t) => {
+          if (t.kind !== "answer" || t.key !== action.of || !t.other) return t;
+          return action.keep === "other" ? { ...t.other, other: null } : { ...t, other: null };
+        }),
       };
     case "stopped":
       return updateAnswer(state, action.key, (t) =>

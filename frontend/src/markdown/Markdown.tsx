@@ -15,7 +15,7 @@ import remarkGfm from "remark-gfm";
 import type { UnsupportedSpan } from "../api/types";
 import { CodeBlock } from "./CodeBlock";
 import { markSpans, sourceMarks, type MarkSpan } from "./marks";
-import { answerLabels, citationLinks, htmlAsText } from "./plugins";
+import { answerLabels, citationLinks, citedSentences, htmlAsText } from "./plugins";
 import { UnsupportedMark } from "./UnsupportedMark";
 
 interface Props {
@@ -133,6 +133,7 @@ export function Markdown({ text, citationCount = 0, onCite, marks }: Props) {
             answerLabels,
             [sourceMarks, { spans }],
             [citationLinks, { count: citationCount }],
+            citedSentences,
           ]}
           rehypePlugins={[[rehypeHighlight, { detect: false }]]}
           components={components}

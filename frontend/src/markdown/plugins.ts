@@ -99,3 +99,89 @@ export function answerLabels() {
     });
   };
 }
+
+// citedSentences: the sentence a citation marker closes is wrapped, with its markers, in
+// <span class="cited-sentence" data-cites="1 2">, so that pointing at (or focusing) a
+// marker shows which words it supports. Runs after citationLinks (markers are links to
+// "#cite-n" by then). A sentence starts after the previous one's end (. ! ? then space)
+// or after the previous markers, within one paragraph, list item or cell; markup inside
+// it (emphasis, marks) is kept whole. Markers that open a sentence close the one before.
+
+const SENTENCE_END = /[.!?]["')\]]*\s+/g;
+
+function citeNumber(node: Node): number | null {
+  const m = node.type === "link" ? /^#cite-(\d+)$/.exec(node.url ?? "") : null;
+  return m ? Number(m[1]) : null;
+}
+
+/** Index just past the last sentence end in `text` (-1: none). */
+function lastSentenceEnd(text: string): number {
+  let end = -1;
+  for (const m of text.matchAll(SENTENCE_END)) end = (m.index ?? 0) + m[0].length;
+  return end;
+}
+
+function wrapSentence(children: Node[], cites: number[]): Node {
+  return {
+    type: "citedSentence",
+    children,
+    data: { hName: "span", hProperties: { className: ["cited-sentence"], dataCites: cites.join(" ") } },
+  };
+}
+
+export function citedSentences() {
+  return (tree: Node) => {
+    walk(tree, (parent) => {
+      const children = parent.children!;
+      if (parent.type === "citedSentence" || !children.some((c) => citeNumber(c) !== null)) return;
+      const out: Node[] = [];
+      let sentence: Node[] = [];
+      let cites: number[] = [];
+      const close = () => {
+        if (cites.length && sentence.some((n) => citeNumber(n) === null && (n.type !== "text" || n.value?.trim()))) {
+          out.push(wrapSentence(sentence, cites));
+        } else {
+          out.push(...sentence);
+        }
+        sentence = [];
+        cites = [];
+      };
+      for (const child of children) {
+        const n = citeNumber(child);
+        if (n !== null) {
+          sentence.push(child);
+          if (!cites.includes(n)) cites.push(n);
+          continue;
+        }
+        const whitespace = child.type === "text" && !child.value?.trim();
+        if (cites.length && !whitespace) {
+          // The markers are done. Text after them up to a sentence end still closes it (". ").
+          if (child.type === "text" && child.value) {
+            const lead = /^[.!?,;:]["')\]]*/.exec(child.value)?.[0] ?? "";
+            if (lead) sentence.push({ type: "text", value: lead });
+            close();
+            const rest = child.value.slice(lead.length);
+            if (rest) pushText(rest);
+            continue;
+          }
+          close();
+        }
+        if (child.type === "text" && child.value) pushText(child.value);
+        else sentence.push(child);
+      }
+      close();
+      parent.children = out;
+
+      function pushText(value: string) {
+        const end = cites.length ? -1 : lastSentenceEnd(value);
+        if (end > 0) {
+          sentence.push({ type: "text", value: value.slice(0, end) });
+          close();
+          if (end < value.length) sentence.push({ type: "text", value: value.slice(end) });
+        } else {
+          sentence.push({ type: "text", value });
+        }
+      }
+    });
+  };
+}
