@@ -144,7 +144,21 @@ export function Knowledge({ api, models }: { api: Api; models: ModelCard[] }) {
         <GridTable label="Documents" columns={["Title", "Domain", "Source", "Chunks", "Groups", "Updated", <span className="sr-only">Actions</span>]}>
           {docs.map((d) => (
             <tr key={d.id}>
-              <td>{d.title}</td>
+              <td>
+                {d.title}
+                {d.safety && d.safety.flagged_chunks > 0 && (
+                  <>
+                    {" "}
+                    <span
+                      className="badge error"
+                      data-testid="safety-badge"
+                      title={`The safety check flagged ${d.safety.flagged_chunks} of ${d.chunk_count} chunks as possible instructions to the assistant (${d.safety.category}, score ${d.safety.score.toFixed(2)}). ${d.quarantined ? "Held out of search until an administrator releases it." : "Its flagged passages reach the model only as quoted data, or not at all, per the domain's policy."}`}
+                    >
+                      {d.quarantined ? "quarantined" : "flagged"}: {d.safety.category} {d.safety.score.toFixed(2)} · {d.safety.flagged_chunks}/{d.chunk_count} chunks
+                    </span>
+                  </>
+                )}
+              </td>
               <td>
                 <span className={`badge expert-${d.domain}`}>{d.domain}</span>
               </td>
