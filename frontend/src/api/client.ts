@@ -44,6 +44,11 @@ import type {
   UserOut,
   UserUpdate,
   ReviewQueueStats,
+  SafetyFlag,
+  SafetyFlagPage,
+  SafetyFlagQuery,
+  SafetyFlagStats,
+  SafetyLabel,
 } from "./types";
 import { streamChat, type StreamEvent } from "./stream";
 
@@ -322,6 +327,28 @@ export class Api {
     return unwrap(
       await this.client.POST("/api/v1/reviews/{review_id}", { params: { path: { review_id: id } }, body }),
     );
+  }
+
+  /** Requests the input safety check flagged, newest first (admins and auditors). */
+  async safetyFlags(query: SafetyFlagQuery = {}): Promise<SafetyFlagPage> {
+    return unwrap(await this.client.GET("/api/v1/safety/flags", { params: { query } }));
+  }
+
+  /** Flags per expert and category over a window (admins and auditors). */
+  async safetyStats(query: { since?: string; until?: string } = {}): Promise<SafetyFlagStats> {
+    return unwrap(await this.client.GET("/api/v1/safety/stats", { params: { query } }));
+  }
+
+  /** An admin's label on a flag: benign (a false positive) or the right category; null clears it. */
+  async labelSafetyFlag(id: number, label: SafetyLabel | null): Promise<SafetyFlag> {
+    return unwrap(
+      await this.client.POST("/api/v1/safety/flags/{flag_id}/label", { params: { path: { flag_id: id } }, body: { label } }),
+    );
+  }
+
+  /** The labelled flags as training data, one JSON object per line (admins). */
+  async exportSafetyFlags(): Promise<Blob> {
+    return (await this.raw("GET", "/api/v1/safety/flags/export")).blob();
   }
 
   private async raw(method: string, path: string, body?: unknown): Promise<Response> {

@@ -10,6 +10,7 @@ import { Knowledge } from "./Knowledge";
 import { RouterAdmin } from "./RouterAdmin";
 import { Reviews } from "./Reviews";
 import { RouteTester } from "./RouteTester";
+import { Safety } from "./Safety";
 import { Users } from "./Users";
 import "./console.css";
 
@@ -20,6 +21,7 @@ const TABS = [
   { id: "audit", label: "Audit log", roles: STAFF },
   { id: "dashboard", label: "Dashboard", roles: STAFF },
   { id: "reviews", label: "Reviews", roles: ["admin", "reviewer"] },
+  { id: "safety", label: "Safety", roles: STAFF },
   { id: "feedback", label: "Feedback", roles: STAFF },
   { id: "router", label: "Router", roles: STAFF },
   { id: "route-test", label: "Route tester", roles: STAFF },
@@ -68,6 +70,7 @@ export function ConsolePage({ api, models, tab, detail, roles = null }: Props) {
       {active.id === "audit" && <AuditLog api={api} models={models} detail={detail} />}
       {active.id === "dashboard" && <Dashboard api={api} />}
       {active.id === "reviews" && <Reviews api={api} detail={detail} />}
+      {active.id === "safety" && <Safety api={api} models={models} roles={roles} />}
       {active.id === "feedback" && <Feedback api={api} models={models} />}
       {active.id === "router" && <RouterAdmin api={api} models={models} />}
       {active.id === "route-test" && <RouteTester api={api} models={models} />}

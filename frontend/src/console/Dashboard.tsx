@@ -3,6 +3,7 @@ import { useCallback, useEffect, useId, useState } from "react";
 import type { Api } from "../api/client";
 import type { DashboardStats, ReviewQueueStats } from "../api/types";
 import { BarChart, LineChart, seriesColor } from "./charts";
+import { SafetyFlagsTile } from "./SafetyTile";
 import { ErrorLine, GridTable } from "./Table";
 
 function message(err: unknown): string {
@@ -133,6 +134,7 @@ export function Dashboard({ api }: { api: Api }) {
                 <span className="muted small">{t.detail}</span>
               </li>
             ))}
+            <SafetyFlagsTile api={api} window={stats.window} />
           </ul>
           <div className="charts">
             <LineChart
