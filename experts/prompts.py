@@ -35,8 +35,9 @@ def build_messages(
         lines = [system, "", "Passages (cite them as [n]):"]
         for p in passages:
             text = p.text if len(p.text) <= _PASSAGE_CHARS else p.text[:_PASSAGE_CHARS] + " ..."
-            if p.quoted:
-                lines.append(f"[{p.number}] {p.title} ({p.source})\n{FENCE_NOTE}\n{_fenced(text)}")
+            if p.quoted:  # its title is the document's words too: inside the fence
+                quoted = _fenced(p.title + "\n" + text)
+                lines.append(f"[{p.number}] ({p.source})\n{FENCE_NOTE}\n{quoted}")
             else:
                 lines.append(f"[{p.number}] {p.title} ({p.source})\n{text}")
         system = "\n".join(lines)
