@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 
@@ -74,6 +74,16 @@ def scope_key(
     }
     digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
     return f"{spec.name}:{digest}"
+
+
+def acl_variant(cited_groups: Iterable[frozenset[str]]) -> str:
+    """Which callers an answer is for, as the groups its cited documents are restricted
+    to ("" when it cites only documents open to everyone): answers to one question by
+    callers who could read different documents are kept side by side (store.py)."""
+    restricted = sorted({",".join(sorted(g)) for g in cited_groups if g})
+    if not restricted:
+        return ""
+    return hashlib.sha256("|".join(restricted).encode()).hexdigest()[:16]
 
 
 def lookup_skip(*, conversation_id: str | None, roles: Sequence[str], pii: bool) -> str | None:

@@ -3,7 +3,8 @@
 Keys, per scope (keys.py) under ``prefix``:
 
 - ``{p}:e:{scope}:{id}``   the answer (JSON), expiring with it;
-- ``{p}:x:{scope}:{text}`` the id of the answer to that question text, same expiry;
+- ``{p}:x:{scope}:{text}`` a hash, variant -> id of the answer to that question text
+                           (store.py: variants), expiring with the newest;
 - ``{p}:l:{scope}``        a list, one item per answer kept: its id, NUL, its question's
                            unit embedding (float32 bytes): the log each process mirrors;
 - ``{p}:b:{scope}``        how many items were trimmed off the log's head (the log keeps
@@ -11,7 +12,7 @@ Keys, per scope (keys.py) under ``prefix``:
 - ``{p}:n:{scope}``        the log's epoch, a random token set when it is created.
 
 A lookup is two round trips whatever the cache's size: one script returns the exact
-match's id and the log items this process has not yet seen; the process adds them to
+matches' ids and the log items this process has not yet seen; the process adds them to
 its mirror (store.VectorSet) and compares the question's embedding there; then one
 MGET reads the candidates. An answer that has expired is gone from Redis, so a
 mirrored vector that outlived it matches nothing. If the log was recreated (its epoch
@@ -31,12 +32,12 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis
 
-from backend.cache.store import Vector, VectorSet
+from backend.cache.store import Vector, VectorSet, rank_exact
 from backend.cache.types import CachedAnswer, CachedPassage, Candidate, MatchKind
 from experts.types import Usage
 
 # KEYS: log, base, epoch, exact. ARGV: the absolute position to read the log from,
-# the epoch the caller has. Returns base, epoch, exact id (or false), the items from
+# the epoch the caller has. Returns base, epoch, the exact matches' ids, the items from
 # the position read, and that position relative to base (0 after a new epoch).
 _READ = """
 local base = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -44,16 +45,17 @@ local epoch = redis.call('GET', KEYS[3]) or ''
 local start = tonumber(ARGV[1]) - base
 if epoch ~= ARGV[2] or start > redis.call('LLEN', KEYS[1]) then start = 0 end
 if start < 0 then start = 0 end
-return {base, epoch, redis.call('GET', KEYS[4]) or false, redis.call('LRANGE', KEYS[1], start, -1), start}
+return {base, epoch, redis.call('HVALS', KEYS[4]), redis.call('LRANGE', KEYS[1], start, -1), start}
 """
 
-# KEYS: entry, exact, log, base, epoch, previous entry (the exact key's old id, or '').
-# ARGV: entry JSON, id, log item, ttl ms, max entries, a new epoch token.
+# KEYS: entry, exact, log, base, epoch, the entry key's prefix (for the replaced one).
+# ARGV: entry JSON, id, log item, ttl ms, max entries, a new epoch token, variant.
 _PUT = """
-local old = redis.call('GET', KEYS[2])
+local old = redis.call('HGET', KEYS[2], ARGV[7])
 if old and old ~= ARGV[2] then redis.call('DEL', KEYS[6] .. old) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[7], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[5], ARGV[6], 'NX')
 local n = redis.call('RPUSH', KEYS[3], ARGV[3])
 local over = n - tonumber(ARGV[5])
@@ -102,26 +104,23 @@ class RedisStore:
             keys=[*self._keys(scope), self._exact(scope, text_key)], args=[mirror.seen, mirror.epoch]
         )
         self._sync(mirror, int(base_raw), _text(epoch_raw), int(start), items)
-        exact_id = _text(exact_raw) if exact_raw else None
-        wanted: list[tuple[str, MatchKind, float]] = []
-        if exact_id is not None:
-            wanted.append((exact_id, MatchKind.EXACT, 1.0))
+        exact_ids = {_text(raw) for raw in exact_raw}
+        wanted: list[tuple[str, MatchKind, float]] = [(i, MatchKind.EXACT, 1.0) for i in sorted(exact_ids)]
         if vector is not None and mirror.vectors is not None and mirror.vectors.dim == vector.shape[0]:
-            for entry_id, similarity in mirror.vectors.nearest(vector, threshold, limit + 1):
-                if entry_id != exact_id:
-                    wanted.append((entry_id, MatchKind.SEMANTIC, similarity))
-        wanted = wanted[:limit]
+            nearest = mirror.vectors.nearest(vector, threshold, limit + len(exact_ids))
+            wanted += [(i, MatchKind.SEMANTIC, sim) for i, sim in nearest if i not in exact_ids][:limit]
         if not wanted:
             return []
         blobs = await self._redis.mget([self._entry(scope, i) for i, _, _ in wanted])
-        out = []
+        exact: list[Candidate] = []
+        semantic: list[Candidate] = []
         for (entry_id, match, similarity), blob in zip(wanted, blobs, strict=True):
             if blob is None:  # expired or replaced: forget its vector here too
                 if mirror.vectors is not None:
                     mirror.vectors.remove(entry_id)
                 continue
-            out.append(Candidate(decode(blob), match, similarity))
-        return out
+            (exact if match is MatchKind.EXACT else semantic).append(Candidate(decode(blob), match, similarity))
+        return rank_exact(exact) + semantic
 
     def _sync(self, mirror: _Mirror, base: int, epoch: str, start: int, items: list[bytes]) -> None:
         """Add the log items read from absolute position ``base + start``."""
@@ -145,7 +144,7 @@ class RedisStore:
                 del mirror.positions[name]
 
     async def put(
-        self, scope: str, text_key: str, vector: Vector | None, answer: CachedAnswer, max_entries: int
+        self, scope: str, text_key: str, variant: str, vector: Vector | None, answer: CachedAnswer, max_entries: int
     ) -> None:
         ttl_ms = max(1, int((answer.expires_at - answer.stored_at) * 1000))
         row = b"" if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
@@ -154,7 +153,7 @@ class RedisStore:
             keys=[self._entry(scope, answer.request_id), self._exact(scope, text_key), log, base, epoch,
                   self._entry(scope, "")],
             args=[encode(answer), answer.request_id, answer.request_id.encode() + b"\x00" + row, ttl_ms,
-                  max_entries, secrets.token_hex(8)],
+                  max_entries, secrets.token_hex(8), variant],
         )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from backend.cache.keys import lookup_skip, scope_key, store_skip, text_key
+from backend.cache.keys import acl_variant, lookup_skip, scope_key, store_skip, text_key
 from backend.cache.store import CacheStore, Vector, unit
 from backend.cache.types import CachedAnswer, CachedPassage, CacheLookup, CacheStatus
 from backend.db.models import Document
@@ -38,8 +38,8 @@ from retrieval.acl import visible
 
 log = logging.getLogger(__name__)
 
-# Candidates read per lookup: the exact match and the closest questions; a candidate
-# passed over (stale, forbidden) makes way for the next.
+# Semantic candidates read per lookup, besides the exact matches; a candidate passed
+# over (stale, forbidden) makes way for the next.
 CANDIDATES = 4
 
 
@@ -207,9 +207,9 @@ class ResponseCache:
             expires_at=now + spec.cache.ttl_s,
         )  # fmt: skip
         try:
-            await self._store.put(
-                lookup.scope, lookup.text_key, None if vector is None else unit(vector), cached, spec.cache.max_entries
-            )
+            variant = acl_variant(p.groups for p in cached.passages)
+            query = None if vector is None else unit(vector)
+            await self._store.put(lookup.scope, lookup.text_key, variant, query, cached, spec.cache.max_entries)
         except RedisError as exc:
             log.warning("response cache unavailable for %s: %s", answer.expert, exc)
             return "store_error"

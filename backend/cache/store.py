@@ -1,9 +1,13 @@
 """Where cached answers are kept: the store protocol and the in-process store.
 
-A store holds answers per *scope* (keys.py), each under its question's text key and,
-when given, the question's embedding (a unit vector). :meth:`CacheStore.find` offers
-the candidates for a question, best first: the exact text match, then the answers whose
-question is at least ``threshold`` cosine-similar, most similar first. Expired answers
+A store holds answers per *scope* (keys.py), each under its question's text key and
+*variant*, and, when given, the question's embedding (a unit vector). The variant tells
+apart answers to the same text that callers with different access got (their cited
+documents' groups, keys.acl_variant): one caller's answer without a restricted
+document never replaces another's that cites it. :meth:`CacheStore.find` offers the
+candidates for a question, best first: the exact text matches (those citing more
+passages first), then the answers whose question is at least ``threshold``
+cosine-similar, most similar first. Expired answers
 are never offered. The caller (service.py) still checks each candidate's index versions
 and ACL before replaying it.
 
@@ -30,16 +34,23 @@ class CacheStore(Protocol):
     async def find(
         self, scope: str, text_key: str, vector: Vector | None, threshold: float, limit: int
     ) -> list[Candidate]:
-        """At most ``limit`` candidates for a question, best first (module docstring)."""
+        """The exact matches and at most ``limit`` semantic ones, best first (module
+        docstring)."""
         ...
 
     async def put(
-        self, scope: str, text_key: str, vector: Vector | None, answer: CachedAnswer, max_entries: int
+        self, scope: str, text_key: str, variant: str, vector: Vector | None, answer: CachedAnswer, max_entries: int
     ) -> None:
         """Keep ``answer`` until ``answer.expires_at``; the oldest answers of the scope go
-        once it holds more than ``max_entries``. An answer under the same text key
-        replaces the one before it."""
+        once it holds more than ``max_entries``. An answer under the same text key and
+        variant replaces the one before it."""
         ...
+
+
+def rank_exact(candidates: list[Candidate]) -> list[Candidate]:
+    """Exact matches, the answer citing the most passages first (the richest one the
+    caller may read wins; ties: the newest)."""
+    return sorted(candidates, key=lambda c: (-len(c.answer.passages), -c.answer.stored_at))
 
 
 def unit(vector: Vector) -> Vector:
@@ -97,14 +108,18 @@ class VectorSet:
 
 class _Scope:
     def __init__(self) -> None:
-        self.answers: OrderedDict[str, tuple[str, CachedAnswer]] = OrderedDict()  # id -> (text key, answer)
-        self.exact: dict[str, str] = {}  # text key -> id
+        # id -> (text key, variant, answer), oldest first
+        self.answers: OrderedDict[str, tuple[str, str, CachedAnswer]] = OrderedDict()
+        self.exact: dict[str, dict[str, str]] = {}  # text key -> variant -> id
         self.vectors: VectorSet | None = None
 
     def drop(self, entry_id: str) -> None:
-        key, _ = self.answers.pop(entry_id)
-        if self.exact.get(key) == entry_id:
-            del self.exact[key]
+        key, variant, _ = self.answers.pop(entry_id)
+        variants = self.exact.get(key, {})
+        if variants.get(variant) == entry_id:
+            del variants[variant]
+            if not variants:
+                del self.exact[key]
         if self.vectors is not None:
             self.vectors.remove(entry_id)
 
@@ -126,45 +141,48 @@ class MemoryStore:
         if held is None:
             return []
         now = self._clock()
-        out: list[Candidate] = []
-        exact_id = held.exact.get(text_key)
-        if exact_id is not None:
-            _, answer = held.answers[exact_id]
+        exact: list[Candidate] = []
+        exact_ids = set(held.exact.get(text_key, {}).values())
+        for entry_id in exact_ids:
+            answer = held.answers[entry_id][2]
             if answer.expires_at > now:
-                out.append(Candidate(answer, MatchKind.EXACT, 1.0))
+                exact.append(Candidate(answer, MatchKind.EXACT, 1.0))
             else:
-                held.drop(exact_id)
+                held.drop(entry_id)
+        out = rank_exact(exact)
         if vector is not None and held.vectors is not None and held.vectors.dim == vector.shape[0]:
-            for entry_id, similarity in held.vectors.nearest(vector, threshold, limit + 1):
-                if len(out) >= limit:
+            semantic = 0
+            for entry_id, similarity in held.vectors.nearest(vector, threshold, limit + len(exact_ids)):
+                if semantic >= limit:
                     break
-                if entry_id == exact_id:
+                if entry_id in exact_ids:
                     continue
-                _, answer = held.answers[entry_id]
+                answer = held.answers[entry_id][2]
                 if answer.expires_at <= now:
                     held.drop(entry_id)
                     continue
                 out.append(Candidate(answer, MatchKind.SEMANTIC, similarity))
-        return out[:limit]
+                semantic += 1
+        return out
 
     async def put(
-        self, scope: str, text_key: str, vector: Vector | None, answer: CachedAnswer, max_entries: int
+        self, scope: str, text_key: str, variant: str, vector: Vector | None, answer: CachedAnswer, max_entries: int
     ) -> None:
         held = self._scopes.setdefault(scope, _Scope())
-        previous = held.exact.get(text_key)
+        previous = held.exact.get(text_key, {}).get(variant)
         if previous is not None:
             held.drop(previous)
         if answer.request_id in held.answers:
             held.drop(answer.request_id)
-        held.answers[answer.request_id] = (text_key, answer)
-        held.exact[text_key] = answer.request_id
+        held.answers[answer.request_id] = (text_key, variant, answer)
+        held.exact.setdefault(text_key, {})[variant] = answer.request_id
         if vector is not None:
             if held.vectors is None:
                 held.vectors = VectorSet(vector.shape[0])
             held.vectors.add(answer.request_id, vector)
         now = self._clock()
         while held.answers:  # the oldest go first: expired ones, then over the bound
-            oldest_id, (_, oldest) = next(iter(held.answers.items()))
+            oldest_id, (_, _, oldest) = next(iter(held.answers.items()))
             if len(held.answers) <= max_entries and oldest.expires_at > now:
                 break
             held.drop(oldest_id)
