@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,37 @@ def test_a_fenced_passage_cannot_close_its_own_fence(tmp_path: Path) -> None:
     assert "[2] Other (b.md)\nplain text" in system
     # The flagged passage's title is the document's words too: inside the fence.
     assert "[1] (a.md)\n" in system and blocks[0].startswith("Doc\n")
+
+
+def test_the_cli_ingests_into_quarantine_and_releases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backend.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "northwind.md").write_bytes(INJECTED)
+    (docs / "contoso.md").write_bytes(CLEAN)
+    monkeypatch.setenv("EXPERTGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("EXPERTGATE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("EXPERTGATE_INGEST_ROOTS", json.dumps([str(tmp_path)]))
+    monkeypatch.setenv("EXPERTGATE_SAFETY_DOCUMENTS_DOMAINS", '{"legal": "quarantine"}')
+    assert main(["ingest", "--domain", "legal", str(docs)]) == 0
+
+    def documents() -> dict[str, tuple[int, str | None]]:
+        with sqlite3.connect(tmp_path / "data" / "expertgate.db") as conn:
+            rows = conn.execute("SELECT id, source, safety_released_at FROM documents").fetchall()
+        return {source.rsplit("/", 1)[-1]: (doc_id, released) for doc_id, source, released in rows}
+
+    held, clean = documents()["northwind.md"], documents()["contoso.md"]
+    assert held[1] is None
+    capsys.readouterr()
+    assert main(["ingest", "--release", str(clean[0])]) == 1
+    assert "was not flagged" in capsys.readouterr().err
+    assert main(["ingest", "--release", str(held[0])]) == 0
+    assert "released legal: " in capsys.readouterr().out
+    assert documents()["northwind.md"][1] is not None
+    with sqlite3.connect(tmp_path / "data" / "expertgate.db") as conn:
+        # A command's events are chained in its own transaction (backend/cli_context.py).
+        actions = [a for (a,) in conn.execute("SELECT action FROM audit_events")]
+    assert actions.count("knowledge.document_released") == 1
