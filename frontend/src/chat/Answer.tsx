@@ -163,7 +163,7 @@ function AnswerActions({
     <div className="answer-actions" role="group" aria-label="Answer actions">
       {onRegenerate && (
         <button type="button" className="ghost small" onClick={onRegenerate}>
-          <span aria-hidden="true">↻ </span>Regenerate
+          <span aria-hidden="true">↻</span>Regenerate
         </button>
       )}
       {canCompare && onCompare && others.length > 0 && (

@@ -72,7 +72,7 @@ export function Question({ turn, onEdit }: { turn: UserTurn; onEdit?: (text: str
             setEditing(true);
           }}
         >
-          <span aria-hidden="true">✎ </span>Edit
+          <span aria-hidden="true">✎</span>Edit
         </button>
       )}
     </article>
