@@ -94,7 +94,7 @@ async def kb_factory(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> Async
 async def ingest(admin: httpx.AsyncClient, files: list[tuple[str, bytes]], domain: str = "legal") -> dict[str, Any]:
     r = await admin.post("/api/v1/documents", data={"domain": domain}, files=[("files", (n, d)) for n, d in files])
     assert r.status_code == 202, r.text
-    job = (await admin.get(f"/api/v1/ingest-jobs/{r.json()['id']}")).json()
+    job: dict[str, Any] = (await admin.get(f"/api/v1/ingest-jobs/{r.json()['id']}")).json()
     assert job["status"] == "succeeded", job
     return job
 
@@ -258,7 +258,7 @@ async def test_rows_from_before_the_scan_are_scored_when_the_index_is_built(
     await kb.knowledge.service.publish("legal")  # what `expertgate ingest --rebuild` does
     async with kb.db.session() as s:
         unscored = await s.scalar(select(DocumentChunk.id).where(DocumentChunk.safety_model.is_(None)).limit(1))
-        summaries = dict((await s.execute(select(Document.source, Document.safety))).tuples().all())
+        summaries: dict[str, Any] = dict((await s.execute(select(Document.source, Document.safety))).tuples().all())
     assert unscored is None
     for source in ("upload/northwind.md", "upload/contoso.md"):
         assert summaries[source] == before[source]["safety"]
