@@ -108,7 +108,8 @@ export function Answer({ api, turn, experts, onRegenerate, onCompare, compared =
       {turn.status === "done" && turn.route && (
         <p className="answer-model small" data-testid="answer-model">
           {modelLine(turn.route)}
-          {turn.usage && <span className="muted"> · {turn.usage.total_tokens} tokens</span>}
+          {/* No count for an answer that cost none (replayed from the response cache). */}
+          {turn.usage && turn.usage.total_tokens > 0 && <span className="muted"> · {turn.usage.total_tokens} tokens</span>}
         </p>
       )}
       {turn.status === "done" && !compared && (
