@@ -89,8 +89,8 @@ export function Feedback({ api, models }: { api: Api; models: ModelCard[] }) {
             onChange={(e) => setQuery({ ...query, rating: (e.target.value || undefined) as FeedbackQuery["rating"] })}
           >
             <option value="">any</option>
-            <option value="up">good (thumbs up)</option>
-            <option value="down">bad (thumbs down)</option>
+            <option value="up">thumbs up</option>
+            <option value="down">thumbs down</option>
           </select>
         </div>
         <div className="field">
@@ -118,7 +118,7 @@ export function Feedback({ api, models }: { api: Api; models: ModelCard[] }) {
         {entries.map((f) => (
           <li key={f.id} className="card feedback-entry" data-request-id={f.request_id}>
             <div className="row spread">
-              <span className={`rating rating-${f.rating}`}>{f.rating === "up" ? "👍 good" : "👎 bad"}</span>
+              <span className={`rating rating-${f.rating}`}>{f.rating === "up" ? "Thumbs up" : "Thumbs down"}</span>
               <time className="muted small" dateTime={f.created_at}>
                 {new Date(f.created_at).toLocaleString()}
               </time>
@@ -138,8 +138,12 @@ export function Feedback({ api, models }: { api: Api; models: ModelCard[] }) {
               <dd>{f.question ?? <span className="muted">deleted with its conversation</span>}</dd>
               <dt>From</dt>
               <dd>{f.user_email ?? "—"}</dd>
-              <dt>Status</dt>
-              <dd>{f.resolved ? "a training example" : f.rating === "down" ? "waiting for a relabel" : "—"}</dd>
+              {(f.resolved || f.rating === "down") && (
+                <>
+                  <dt>Status</dt>
+                  <dd>{f.resolved ? "a training example" : "waiting for a relabel"}</dd>
+                </>
+              )}
             </dl>
             <button type="button" className="link" onClick={() => void openTrace(f)}>
               Audit trace of this answer

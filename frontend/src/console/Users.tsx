@@ -241,30 +241,33 @@ export function Users({ api }: { api: Api }) {
       </ul>
 
       <h3>Quotas</h3>
-      <div className="table-wrap" tabIndex={0} role="region" aria-label="Quota policies (scrolls at narrow widths)">
-        <GridTable label="Quota policies" columns={["Applies to", "Requests / min", "Tokens / day", "Tokens / month", "Over the limit", "Actions"]}>
-          {shownQuotas.map((p) => (
-            <tr key={p.subject}>
-              <th scope="row">{p.subject}</th>
-              {LIMIT_FIELDS.map((f) => {
-                const own = p[f] !== null && p[f] !== undefined;
-                return (
-                  <td key={f} className={own ? undefined : "muted small"}>
-                    {limitCell(p, f, quotas, users)}
-                  </td>
-                );
-              })}
-              <td>{p.on_limit}</td>
-              <td>
-                <button type="button" className="ghost small" aria-label={`Clear the quota of ${p.subject}`} onClick={() => void clearPolicy(p)}>
-                  Clear
-                </button>
-              </td>
-            </tr>
-          ))}
-        </GridTable>
-        {shownQuotas.length === 0 && <p className="muted">No quotas set: nobody is limited.</p>}
-      </div>
+      {shownQuotas.length === 0 ? (
+        <p className="muted">No quotas set: nobody is limited.</p>
+      ) : (
+        <div className="table-wrap" tabIndex={0} role="region" aria-label="Quota policies (scrolls at narrow widths)">
+          <GridTable label="Quota policies" columns={["Applies to", "Requests / min", "Tokens / day", "Tokens / month", "Over the limit", "Actions"]}>
+            {shownQuotas.map((p) => (
+              <tr key={p.subject}>
+                <th scope="row">{p.subject}</th>
+                {LIMIT_FIELDS.map((f) => {
+                  const own = p[f] !== null && p[f] !== undefined;
+                  return (
+                    <td key={f} className={own ? undefined : "muted small"}>
+                      {limitCell(p, f, quotas, users)}
+                    </td>
+                  );
+                })}
+                <td>{p.on_limit}</td>
+                <td>
+                  <button type="button" className="ghost small" aria-label={`Clear the quota of ${p.subject}`} onClick={() => void clearPolicy(p)}>
+                    Clear
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </GridTable>
+        </div>
+      )}
       {quotaNote && (
         <p role="status" className="muted">
           {quotaNote}

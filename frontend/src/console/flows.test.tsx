@@ -228,7 +228,7 @@ describe("AuditLog", () => {
     window.history.pushState(null, "", "/console/audit/12");
     const { api } = fakeApi(routes);
     render(<AuditLog api={api} models={models} detail="12" />);
-    const dialog = await screen.findByRole("dialog", { name: /Event 12/ });
+    const dialog = await screen.findByRole("dialog", { name: /Event 12/ }, { timeout: 5000 });
     expect(within(dialog).getByTestId("audit-trace")).toBeTruthy();
     expect(document.activeElement).toBe(within(dialog).getByRole("button", { name: "Close" }));
     act(() => {
@@ -241,7 +241,7 @@ describe("AuditLog", () => {
     phoneWidth(false);
     const { api } = fakeApi(routes);
     render(<AuditLog api={api} models={models} detail="12" />);
-    expect(await screen.findByTestId("audit-trace")).toBeTruthy();
+    expect(await screen.findByTestId("audit-trace", {}, { timeout: 5000 })).toBeTruthy();
     expect(screen.queryByRole("dialog")).toBeNull();
   });
 });
