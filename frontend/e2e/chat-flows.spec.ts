@@ -231,7 +231,10 @@ test("citations: the marker lights its sentence, the passage says what it is cit
   await expect(sentence).not.toHaveCSS("background-color", "rgba(0, 0, 0, 0)");
   await marker.click();
   const dialog = page.getByRole("dialog");
-  await expect(dialog.getByTestId("cited-for")).toBeVisible();
+  await expect(dialog.getByTestId("cited-for")).toContainText("Our MSA caps liability at twelve months of fees.");
+  // The grounding check's finding in that sentence ('MSA' is in no passage) is shown with it.
+  await expect(dialog.getByTestId("cited-finding").first()).toContainText("MSA");
+  await expectAccessible(page, "a citation with the sentence it is cited for");
   await expect(dialog).toContainText("harborlight-msa.md");
   await dialog.getByRole("button", { name: "Read the whole document" }).click();
   const doc = page.getByTestId("document");

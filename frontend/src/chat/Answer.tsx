@@ -3,7 +3,8 @@ import { useCallback, useId, useMemo, useState } from "react";
 import type { Api } from "../api/client";
 import type { RouteView } from "../api/types";
 import { Markdown } from "../markdown/Markdown";
-import { CitationDialog, CitationList } from "./Citations";
+import { markSpans } from "../markdown/marks";
+import { CitationDialog, CitationList, type CitedFor } from "./Citations";
 import { DocumentDialog } from "./DocumentDialog";
 import { ExpertBadge } from "./ExpertBadge";
 import { Feedback } from "./Feedback";
@@ -55,10 +56,23 @@ export function Answer({ api, turn, experts, onRegenerate, onCompare, compared =
   }, []);
   const citations = turn.route?.citations ?? [];
   const opened = citations.find((c) => c.number === open) ?? null;
-  const sentences = useMemo(() => citedSentences(turn.text, citations.length), [turn.text, citations.length]);
   const settled = turn.status !== "streaming";
   // Sent with the last chunk of a stream, over the text as it was then complete.
   const grounding = turn.status === "done" ? (turn.route?.grounding ?? null) : null;
+  const citedFor = useMemo(() => {
+    const findings = markSpans(turn.text, grounding?.unsupported ?? []);
+    const out = new Map<number, CitedFor[]>();
+    for (const [n, sentences] of citedSentences(turn.text, citations.length)) {
+      out.set(
+        n,
+        sentences.map((c) => ({
+          text: c.text,
+          findings: findings.filter((f) => f.start < c.end && f.end > c.start).map((f) => f.span.detail || f.span.text),
+        })),
+      );
+    }
+    return out;
+  }, [turn.text, citations.length, grounding]);
   return (
     <article
       className="turn answer"
@@ -131,7 +145,7 @@ export function Answer({ api, turn, experts, onRegenerate, onCompare, compared =
       {opened && !reading && (
         <CitationDialog
           citation={opened}
-          sentences={sentences.get(opened.number) ?? []}
+          sentences={citedFor.get(opened.number) ?? []}
           onClose={close}
           onOpenDocument={typeof opened.document_id === "number" ? () => setReading(true) : undefined}
         />

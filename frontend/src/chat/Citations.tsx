@@ -98,8 +98,16 @@ export function Modal({
   );
 }
 
+/** A sentence a citation is given for, with what the grounding check found in it. */
+export interface CitedFor {
+  text: string;
+  /** The check's findings inside this sentence (its detail, one line each). */
+  findings: string[];
+}
+
 /**
- * One citation: the sentences of the answer it is cited for, its passage and source, and
+ * One citation: the sentences of the answer it is cited for (and what the grounding
+ * check found in each), its passage and source, and
  * (when the server names its document) a way to the whole document.
  */
 export function CitationDialog({
@@ -110,7 +118,7 @@ export function CitationDialog({
 }: {
   citation: Citation;
   /** The answer's sentences that carry this citation's marker. */
-  sentences?: string[];
+  sentences?: CitedFor[];
   onClose: () => void;
   onOpenDocument?: () => void;
 }) {
@@ -130,7 +138,15 @@ export function CitationDialog({
           <h3 className="small">Cited for</h3>
           <ul>
             {sentences.map((s, i) => (
-              <li key={i}>{s}</li>
+              <li key={i}>
+                {s.text}
+                {s.findings.map((f, j) => (
+                  <span key={j} className="cited-finding small" data-testid="cited-finding">
+                    <span aria-hidden="true">⚠ </span>
+                    {f}
+                  </span>
+                ))}
+              </li>
             ))}
           </ul>
         </div>

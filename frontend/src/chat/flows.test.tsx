@@ -8,6 +8,7 @@ import { Api } from "../api/client";
 import type { ModelCard } from "../api/types";
 import { parsePath, usePath } from "../location";
 import { Markdown } from "../markdown/Markdown";
+import { Answer } from "./Answer";
 import { ChatPage } from "./ChatPage";
 import { citedSection } from "./DocumentDialog";
 import { citedSentences } from "./sentences";
@@ -253,9 +254,14 @@ describe("citations", () => {
   it("ties each marker to the sentence it closes", () => {
     const text = "The cap is **twelve months** of fees [1]. It excludes confidentiality [2][1]. No source here.\n\n- Book early. [3]\n\n```\nx [1]\n```";
     const got = citedSentences(text, 3);
-    expect(got.get(1)).toEqual(["The cap is twelve months of fees.", "It excludes confidentiality."]);
-    expect(got.get(2)).toEqual(["It excludes confidentiality."]);
-    expect(got.get(3)).toEqual(["Book early."]);
+    const words = (n: number) => got.get(n)?.map((c) => c.text);
+    expect(words(1)).toEqual(["The cap is twelve months of fees.", "It excludes confidentiality."]);
+    expect(words(2)).toEqual(["It excludes confidentiality."]);
+    expect(words(3)).toEqual(["Book early."]);
+    // Each keeps its place in the text (the marker that opens "[3]" closes "Book early.").
+    const [first] = got.get(1)!;
+    expect(text.slice(first!.start, first!.end)).toBe("The cap is **twelve months** of fees [1].");
+    expect(text.slice(got.get(3)![0]!.start, got.get(3)![0]!.end)).toBe("- Book early. [3]");
     expect(citedSentences("Beyond the sources [4].", 3).size).toBe(0);
   });
 
@@ -285,6 +291,29 @@ describe("citations", () => {
     expect(within(doc).getByText("Applies to all staff.")).toBeTruthy();
     await userEvent.keyboard("{Escape}");
     expect(screen.queryByRole("dialog")).toBeNull();
+  });
+
+  it("shows, for each sentence a source is cited for, what the grounding check found in it", async () => {
+    const text = "The cap is **twelve months** of fees [1]. Ask legal@x.example first [1].";
+    const at = text.indexOf("legal@x.example");
+    const turn: AnswerTurn = {
+      kind: "answer", key: "a", text, status: "done", requestId: "r", error: null, usage: null, finishReason: "stop",
+      route: {
+        expert: "legal", confidence: 0.9, reason: "routed", citations: [CITATION], fallbacks: [], probabilities: {},
+        upstreamModel: null,
+        grounding: {
+          score: 0.5, checked: 2, action: "flag",
+          unsupported: [{ start: at, end: at + 15, text: "legal@x.example", reason: "unsupported", detail: "'legal@x.example' is in none of the passages" }],
+        },
+      },
+    };  // prettier-ignore
+    render(<Answer api={fakeServer().api} turn={turn} experts={["legal", "support"]} />);
+    await userEvent.click(screen.getAllByRole("button", { name: "Show source 1" })[0]!);
+    const cited = within(screen.getByRole("dialog")).getByTestId("cited-for");
+    const items = within(cited).getAllByRole("listitem");
+    expect(items.map((li) => li.firstChild?.textContent)).toEqual(["The cap is twelve months of fees.", "Ask legal@x.example first."]);
+    expect(within(items[0]!).queryByTestId("cited-finding")).toBeNull();
+    expect(within(items[1]!).getByTestId("cited-finding").textContent).toBe("⚠ 'legal@x.example' is in none of the passages");
   });
 
   it("finds the cited section by title and place, else by the snippet", () => {
