@@ -176,6 +176,10 @@ test("ask another expert: both answers side by side, the preference becomes rout
   await page.getByLabel("Your question").fill("");
   await expectAccessible(page, "two experts' answers compared");
   await shot(page, "chat-compare");
+  // Left open, the comparison survives a reload (both answers are stored until one is kept).
+  await page.reload();
+  await expect(compare.getByTestId("compare-other").getByTestId("expert-badge")).toHaveAttribute("data-expert", "support");
+  await expect(compare.getByTestId("compare-original").getByTestId("expert-badge")).toHaveAttribute("data-expert", "legal");
 
   const feedback = page.waitForResponse((r) => r.url().endsWith("/api/v1/feedback"));
   const dropped = page.waitForResponse((r) => r.url().endsWith("/drop-exchanges"));

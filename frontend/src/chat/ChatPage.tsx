@@ -12,7 +12,7 @@ import { examplesFor } from "./examples";
 import { QuotaMeter } from "./QuotaMeter";
 import { Question } from "./Question";
 import { Sidebar } from "./Sidebar";
-import { chatReducer, emptyChat, history, storedFrom, type AnswerTurn, type UserTurn } from "./turns";
+import { chatReducer, emptyChat, history, storedFrom, type AnswerTurn, type Comparing, type UserTurn } from "./turns";
 
 interface Props {
   api: Api;
@@ -24,6 +24,31 @@ interface Props {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+// An open comparison survives a reload (per tab): both answers are stored as exchanges
+// until one is kept, and this says which two to show side by side again.
+const COMPARING = "expertgate-comparing:";
+
+function savedComparison(conversationId: string): Comparing | null {
+  try {
+    const raw = sessionStorage.getItem(COMPARING + conversationId);
+    const value = raw ? (JSON.parse(raw) as Partial<Comparing>) : null;
+    return typeof value?.original === "string" && typeof value.other === "string"
+      ? { original: value.original, other: value.other }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function saveComparison(conversationId: string, comparing: Comparing | null): void {
+  try {
+    if (comparing) sessionStorage.setItem(COMPARING + conversationId, JSON.stringify(comparing));
+    else sessionStorage.removeItem(COMPARING + conversationId);
+  } catch {
+    // Storage refused (private mode, quota): a reload shows the two exchanges one after the other.
+  }
 }
 
 export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSidebar }: Props) {
@@ -89,7 +114,8 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
     if (conversationId === null) return;
     let cancelled = false;
     api.conversation(conversationId).then(
-      (detail) => !cancelled && dispatch({ type: "loaded", detail }),
+      (detail) =>
+        !cancelled && dispatch({ type: "loaded", detail, comparing: savedComparison(conversationId) }),
       (err) =>
         !cancelled &&
         setLoadError(
@@ -205,7 +231,9 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
     const key = crypto.randomUUID();
     setCompareError(null);
     dispatch({ type: "compare", of: answer.key, key });
-    await stream(key, history(chat.turns.slice(0, at - 1), question.text), { model: expert, fresh: true });
+    const conversationId = chat.conversationId;
+    const id = await stream(key, history(chat.turns.slice(0, at - 1), question.text), { model: expert, fresh: true });
+    if (id && conversationId && answer.requestId) saveComparison(conversationId, { original: answer.requestId, other: id });
   }
 
   /**
@@ -235,6 +263,7 @@ export function ChatPage({ api, models, conversationId, sidebarOpen, onCloseSide
         if (chat.conversationId) await api.dropExchanges(chat.conversationId, [dropped.requestId]);
       }
       dispatch({ type: "kept", of: turn.key, keep: which });
+      if (chat.conversationId) saveComparison(chat.conversationId, null);
       setNotice(
         dropped.status === "done" && keptExpert
           ? `Kept the ${keptExpert} answer. Your choice was sent to the router as feedback.`

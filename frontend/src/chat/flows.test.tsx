@@ -12,7 +12,7 @@ import { Answer } from "./Answer";
 import { ChatPage } from "./ChatPage";
 import { citedSection } from "./DocumentDialog";
 import { citedSentences } from "./sentences";
-import { chatReducer, storedFrom, type AnswerTurn, type ChatState } from "./turns";
+import { chatReducer, reopenComparison, storedFrom, type AnswerTurn, type ChatState, type Turn } from "./turns";
 
 const MODELS: ModelCard[] = ["auto", "code", "legal", "support", "general"].map((id) => ({
   id,
@@ -349,6 +349,19 @@ describe("the transcript reducer", () => {
     expect(s.turns.at(-1)).toMatchObject({ key: "n", status: "streaming", replaces: ["r3"] });
     s = chatReducer(s, { type: "edited", question: "u2", text: "2b", key: "m", replaced: ["r3"] });
     expect(s.turns.map((t) => t.key)).toEqual(["u1", "a1", "um", "m"]);
+  });
+
+  it("puts a comparison left open back together when the conversation is loaded again", () => {
+    const turns: Turn[] = [
+      { kind: "user", key: "u1", text: "q" }, done("a1", "r1"),
+      { kind: "user", key: "u2", text: "q" }, done("a2", "r2"),
+    ];  // prettier-ignore
+    const reopened = reopenComparison(turns, { original: "r1", other: "r2" });
+    expect(reopened.map((t) => t.key)).toEqual(["u1", "a1"]);
+    expect((reopened[1] as AnswerTurn).other?.requestId).toBe("r2");
+    // Anything else (no record, or not the last two exchanges) is shown as stored.
+    expect(reopenComparison(turns, null)).toBe(turns);
+    expect(reopenComparison(turns, { original: "r0", other: "r2" })).toBe(turns);
   });
 
   it("streams the other expert's answer beside the first and keeps the chosen one", () => {

@@ -41,7 +41,8 @@ export interface ChatState {
 
 export type ChatAction =
   | { type: "reset"; conversationId: string | null }
-  | { type: "loaded"; detail: ConversationDetail }
+  /** `comparing`: a comparison left open (by request ids) when the page was last shown. */
+  | { type: "loaded"; detail: ConversationDetail; comparing?: Comparing | null }
   | { type: "asked"; text: string; key: string }
   | { type: "event"; key: string; event: StreamEvent }
   | { type: "stopped"; key: string }
@@ -55,6 +56,25 @@ export type ChatAction =
   | { type: "kept"; of: string; keep: "original" | "other" };
 
 export const emptyChat: ChatState = { conversationId: null, turns: [] };
+
+/** An open "ask another expert": the request ids of the first answer and the other. */
+export interface Comparing {
+  original: string;
+  other: string;
+}
+
+/**
+ * Stored turns with a comparison put back together: when the last two exchanges are
+ * the compared pair (the other expert's answer is stored as an exchange of its own
+ * until one is kept), the last one is shown beside the first again. Unchanged otherwise.
+ */
+export function reopenComparison(turns: Turn[], comparing: Comparing | null | undefined): Turn[] {
+  if (!comparing || turns.length < 4) return turns;
+  const [q1, first, q2, other] = turns.slice(-4);
+  if (q1?.kind !== "user" || first?.kind !== "answer" || q2?.kind !== "user" || other?.kind !== "answer") return turns;
+  if (first.requestId !== comparing.original || other.requestId !== comparing.other) return turns;
+  return [...turns.slice(0, -4), q1, { ...first, other }];
+}
 
 /** An answer still streaming or that has not started: no text, no route yet. */
 export function pendingAnswer(key: string): AnswerTurn {
@@ -97,10 +117,8 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
   switch (action.type) {
     case "reset":
       return { conversationId: action.conversationId, turns: [] };
-    case "loaded":
-      return {
-        conversationId: action.detail.id,
-        turns: action.detail.messages
+    case "loaded": {
+      const turns = action.detail.messages
           .filter((m) => m.role !== "system")
           .map((m): Turn =>
             m.role === "user"
@@ -117,8 +135,9 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
                   finishReason: null,
                   other: null,
                 },
-          ),
-      };
+          );
+      return { conversationId: action.detail.id, turns: reopenComparison(turns, action.comparing) };
+    }
     case "asked":
       return {
         ...state,
