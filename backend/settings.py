@@ -113,12 +113,14 @@ class Settings(BaseSettings):
     # The encoder's transformer: bfloat16 where the CPU multiplies it natively (~1.6x
     # faster per query here), else float32 (router/encoder.py).
     encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    # The encoder's runtime: ONNX Runtime on the artifacts `make setup` exports from the
-    # bundled model (router/onnx_encoder.py; int8 weights: ~3x less CPU per query than
-    # torch here, routing and retrieval within 0.005: bench/results/encoder_runtime.json),
-    # or torch (encoder_precision above). encoder_onnx_dir: where the export put them.
-    encoder_runtime: Literal["onnx", "torch"] = "onnx"
-    encoder_onnx_precision: Literal["int8", "float32"] = "int8"
+    # The encoder's runtimes (bench/results/encoder_runtime.json, docs/load.md): the base
+    # model (retrieval, grounding, indexes) on torch (encoder_precision above) or ONNX
+    # Runtime; the gate's routing-tuned encoder on ONNX Runtime with int8 weights (a third
+    # of torch's CPU per query, routing within 0.005) or float32, or "base": the base's
+    # runtime. ONNX runs what `make setup` exports (router/onnx_export.py) into
+    # encoder_onnx_dir (None: router/encoder-onnx/).
+    encoder_runtime: Literal["torch", "onnx-float32", "onnx-int8"] = "torch"
+    router_encoder_runtime: Literal["onnx-int8", "onnx-float32", "base"] = "onnx-int8"
     encoder_onnx_dir: Path | None = None
     router_reload_s: float = Field(default=5.0, gt=0)
     # The input safety check (docs/safety.md): the shipped model, or another version

@@ -10,26 +10,49 @@ from experts.registry import ExpertRegistry
 from router.artifacts import ArtifactStore
 from router.encoder import Encoder
 from router.loading import load_active
+from router.onnx_encoder import OnnxPrecision
 from router.policy import DecisionPolicy, PolicyConfig
 from router.service import Router
 
+# Both runtimes serve the same model under its own name: gates and indexes made with one
+# are served by the other (router/onnx_encoder.py).
+ENCODER_NAME = "all-MiniLM-L6-v2"
+ONNX_PRECISION: dict[str, OnnxPrecision] = {"onnx-int8": "int8", "onnx-float32": "float32"}
+
 
 def bundled_encoder(settings: Settings, *, serving: bool) -> Encoder:
-    """The shipped MiniLM encoder in the settings' precision; loads it.
+    """The shipped MiniLM encoder on the settings' runtimes; loads it.
 
-    ``serving``: an API process, which runs encodes in a thread pool of its own and so
-    limits torch to ``settings.torch_threads`` (router/encoder.py says why). Batch work
-    (a Celery worker's index builds, router training and evaluation) keeps torch's
-    default and uses every core.
+    ``encoder_runtime`` runs the base model, ``router_encoder_runtime`` the routing-tuned
+    copies a gate asks for (router/onnx_encoder.py). ``serving``: an API process, which
+    runs encodes in a thread pool of its own and so limits each runtime to
+    ``settings.torch_threads`` threads (router/encoder.py says why). Batch work (a Celery
+    worker's index builds, router training and evaluation) keeps the runtimes' defaults.
+
+    An ONNX runtime needs the artifacts `make setup` builds (router/onnx_export.py);
+    without them this raises OnnxArtifactMissing, naming the command, rather than
+    quietly serving another runtime.
     """
     from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+    from router.onnx_encoder import OnnxEncoder, TunedOnOnnx
+    from router.onnx_export import DEFAULT_DIR
 
-    return SentenceTransformerEncoder(
-        bundled_minilm_path(),
-        name="all-MiniLM-L6-v2",
-        threads=settings.torch_threads if serving else None,
-        precision=settings.encoder_precision,
-    )
+    threads = settings.torch_threads if serving else None
+    artifacts = settings.encoder_onnx_dir or DEFAULT_DIR
+    base: SentenceTransformerEncoder | OnnxEncoder
+    if settings.encoder_runtime == "torch":
+        base = SentenceTransformerEncoder(
+            bundled_minilm_path(), name=ENCODER_NAME, threads=threads, precision=settings.encoder_precision
+        )
+    else:
+        precision = ONNX_PRECISION[settings.encoder_runtime]
+        base = OnnxEncoder(
+            bundled_minilm_path(), ENCODER_NAME, artifacts=artifacts, precision=precision, threads=threads
+        )
+    tuned = settings.router_encoder_runtime
+    if tuned == "base" or tuned == settings.encoder_runtime:
+        return base
+    return TunedOnOnnx(base, artifacts=artifacts, precision=ONNX_PRECISION[tuned], threads=threads)
 
 
 def router_store(settings: Settings) -> ArtifactStore:
