@@ -10,7 +10,7 @@ import { parsePath, usePath } from "../location";
 import { Markdown } from "../markdown/Markdown";
 import { Answer } from "./Answer";
 import { ChatPage } from "./ChatPage";
-import { citedSection } from "./DocumentDialog";
+import { citedSection, DocumentDialog } from "./DocumentDialog";
 import { citedSentences } from "./sentences";
 import { chatReducer, reopenComparison, storedFrom, type AnswerTurn, type ChatState, type Turn } from "./turns";
 
@@ -314,6 +314,19 @@ describe("citations", () => {
     expect(items.map((li) => li.firstChild?.textContent)).toEqual(["The cap is twelve months of fees.", "Ask legal@x.example first."]);
     expect(within(items[0]!).queryByTestId("cited-finding")).toBeNull();
     expect(within(items[1]!).getByTestId("cited-finding").textContent).toBe("⚠ 'legal@x.example' is in none of the passages");
+  });
+
+  it("says so when the document may not be read (404), instead of failing", async () => {
+    const fetchFn = (async () =>
+      new Response(JSON.stringify({ error: { message: "document 9 does not exist", code: "document_not_found" } }), {
+        status: 404,
+      })) as typeof fetch;
+    const api = new Api({ key: "k", baseUrl: "http://h", fetch: fetchFn });
+    render(<DocumentDialog api={api} citation={{ ...CITATION, document_id: 9 }} documentId={9} onClose={() => {}} />);
+    expect((await screen.findByRole("alert")).textContent).toBe(
+      "This document is not available to you any more: it was deleted, or who may read it changed.",
+    );
+    expect(screen.getByRole("dialog").getAttribute("aria-labelledby")).toBe("document-title-9");
   });
 
   it("finds the cited section by title and place, else by the snippet", () => {
