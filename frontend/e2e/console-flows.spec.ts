@@ -102,8 +102,10 @@ for (const { name, suffix, viewport } of VIEWPORTS) {
       await expect(box).toBeVisible();
       const revoked = await admin.post(`/api/v1/admin/keys/${key.id}/revoke`);
       expect(revoked.status()).toBe(200);
-      await box.fill("how do I reset my password");
-      await box.press("Enter");
+      // The question's request meets the revoked key, unless a request the page makes on
+      // its own (the quota meter, the conversation list) meets it first and the box is gone.
+      await box.fill("how do I reset my password", { timeout: 5000 }).catch(() => undefined);
+      await box.press("Enter", { timeout: 5000 }).catch(() => undefined);
       const notice = page.getByTestId("signed-out-notice");
       await expect(notice).toContainText("You were signed out.");
       await expect(notice).toContainText("no longer accepted");
@@ -197,8 +199,8 @@ for (const { name, suffix, viewport } of VIEWPORTS) {
       await openTab(page, "Router");
       const rollback = page.getByRole("button", { name: "Roll back" });
       await expect(rollback).toBeDisabled();
-      await expect(rollback).toHaveAttribute("title", /only one version/);
-      await expect(page.getByText("Roll back is off: only one version has been promoted")).toBeVisible();
+      await expect(rollback).toHaveAttribute("title", /no version was promoted before the current one/);
+      await expect(page.getByText("Roll back is off: no version was promoted before the current one")).toBeVisible();
       const versions = page.getByRole("table", { name: "Router versions" });
       const active = versions.getByRole("row").filter({ hasText: "active" });
       const activeVersion = (await active.locator("code").first().textContent())!.trim();

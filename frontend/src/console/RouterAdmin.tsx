@@ -210,7 +210,7 @@ export function RouterAdmin({ api, models }: { api: Api; models: ModelCard[] }) 
               type="button"
               className="ghost"
               disabled={busy || rollbackTo === null}
-              title={rollbackTo === null ? "Nothing to roll back to: only one version has been promoted" : `Route every request with ${rollbackTo} again`}
+              title={rollbackTo === null ? "Nothing to roll back to: no version was promoted before the current one" : `Route every request with ${rollbackTo} again`}
               aria-describedby={`${id}-rollback-help`}
               onClick={() => rollbackTo && setPending({ kind: "rollback", target: rollbackTo })}
             >
@@ -226,7 +226,7 @@ export function RouterAdmin({ api, models }: { api: Api; models: ModelCard[] }) 
           </div>
           <p id={`${id}-rollback-help`} className="muted small">
             {rollbackTo === null
-              ? "Roll back is off: only one version has been promoted, so there is nothing to go back to."
+              ? "Roll back is off: no version was promoted before the current one, so there is nothing to go back to."
               : `Roll back re-activates ${rollbackTo}, the version promoted before the current one.`}
           </p>
           <div className="table-wrap">

@@ -44,12 +44,12 @@ const twoVersions: RouterStatus = {
 const models: ModelCard[] = ["auto", "code", "legal"].map((id) => ({ id, object: "model", created: 0, owned_by: "x", description: "" }));
 
 describe("RouterAdmin", () => {
-  it("disables Roll back with one promoted version, and says why", async () => {
+  it("disables Roll back when no version was promoted before the current one, and says why", async () => {
     const { api } = fakeApi({ "GET /api/v1/admin/router": oneVersion, "GET /api/v1/admin/router/feedback": [] });
     render(<RouterAdmin api={api} models={models} />);
     const rollback = await screen.findByRole("button", { name: "Roll back" });
     expect((rollback as HTMLButtonElement).disabled).toBe(true);
-    expect(rollback.getAttribute("title")).toMatch(/only one version/);
+    expect(rollback.getAttribute("title")).toMatch(/no version was promoted before the current one/);
     expect(rollback.getAttribute("aria-describedby")).toBeTruthy();
     expect(document.getElementById(rollback.getAttribute("aria-describedby")!)!.textContent).toMatch(/nothing to go back to/);
   });
