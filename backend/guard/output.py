@@ -2,7 +2,9 @@
 by the expert's policy, and the expert's own instructions.
 
 - **Secrets** (API keys, tokens, passwords, private keys, connection strings: the PII
-  detector's SECRET findings) are replaced by ``[secret removed]``, whoever's document
+  detector's SECRET findings, and values assigned to environment-style names that end
+  in KEY, SECRET, TOKEN or PASSWORD, ``REPORTS_API_KEY=...``) are replaced by
+  ``[secret removed]``, whoever's document
   they came from: an answer quoting a runbook must not hand out its password. With the
   expert's ``safety.answer_secrets: block`` the answer is withheld instead.
 - **Personal data** (e-mail addresses, phone numbers, IBANs, card and national
@@ -42,6 +44,17 @@ CONTEXT = 200
 _SECRETS = PiiDetector(frozenset({PiiType.SECRET}))
 _EVERYTHING = PiiDetector()
 _SPACE = re.compile(r"\s+")
+# An environment-style assignment whose name ends in a secret's word (STRIPE_WEBHOOK_SECRET=,
+# REPORTS_API_KEY=, db_password:): the detector's keyword rule takes the bare word only
+# (api_key=, password=), and such values often have no known shape (a hex key, a
+# vendor's own prefix). Group 1 is the value; the name stays readable. A placeholder
+# ("${REPORTS_API_KEY}", "<your key>") is not a value.
+_ENV_SECRET = re.compile(
+    r"(?<![\w-])[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*_"
+    r"(?:API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|SIGNING_?KEY|SECRET(?:_?KEY)?|TOKEN|PASSWORD|PASSWD|PWD|CREDENTIALS?)"
+    r"(?![\w-])[\"']?[ \t]*[:=][ \t]*[\"']?([^\s\"'`,;()\[\]{}<>$*%]{6,})",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +146,11 @@ def find(text: str, prompt: str, policy: OutputPolicy = REDACT_SECRETS) -> list[
     """What ``policy`` removes from ``text`` and instruction runs, non-overlapping, by start."""
     detector = _SECRETS if policy.pii == "allow" else _EVERYTHING
     spans = [Span(f.start, f.end, mark) for f in detector.find(text) if (mark := policy.mark(f.type)) is not None]
+    secret = policy.mark(PiiType.SECRET)
+    if secret is not None and "_" in text:
+        for m in _ENV_SECRET.finditer(text):
+            if all(m.end(1) <= s.start or s.end <= m.start(1) for s in spans):
+                spans.append(Span(m.start(1), m.end(1), secret))
     for leak in _prompt_spans(text, prompt):
         if all(leak.end <= s.start or s.end <= leak.start for s in spans):
             spans.append(leak)
@@ -188,7 +206,8 @@ class StreamScrubber:
         if end <= self._sent:
             return ""
         start = max(0, self._sent - CONTEXT)
-        spans = [Span(s.start + start, s.end + start, s.mark) for s in find(self._raw[start:], self.prompt, self.policy)]
+        found = find(self._raw[start:], self.prompt, self.policy)
+        spans = [Span(s.start + start, s.end + start, s.mark) for s in found]
         for s in spans:  # never cut through a finding: hold it back until it is whole
             if s.start < end < s.end:
                 end = s.start

@@ -55,6 +55,8 @@ class Reply:
     # Streaming: end the stream cleanly ([DONE]) after this many content chunks, with no
     # finish reason: what a server that interrupts a running answer sends.
     end_early: int | None = None
+    # Streaming: this many words per content chunk (a long answer in fewer chunks).
+    words_per_chunk: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Echo:
 
     roles: tuple[str, ...] | None = None
     finish_reason: str = "stop"
+    words_per_chunk: int = 1  # streamed: words per content chunk
 
     def reply(self, body: dict[str, Any]) -> Reply:
         parts = [
@@ -72,7 +75,7 @@ class Echo:
             for m in body.get("messages", [])
             if self.roles is None or m.get("role") in self.roles
         ]
-        return Reply("\n\n".join(parts), finish_reason=self.finish_reason)
+        return Reply("\n\n".join(parts), finish_reason=self.finish_reason, words_per_chunk=self.words_per_chunk)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,9 @@ class FakeOpenAI:
             )
         words = behaviour.text.split(" ")
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        if behaviour.words_per_chunk > 1:
+            step = behaviour.words_per_chunk
+            pieces = ["".join(pieces[i : i + step]) for i in range(0, len(pieces), step)]
         usage = {
             "prompt_tokens": behaviour.prompt_tokens,
             "completion_tokens": len(pieces),
