@@ -32,8 +32,8 @@ import numpy as np
 import orjson
 from redis.asyncio import Redis
 
-from backend.cache.store import Vector, VectorSet, rank_exact
-from backend.cache.types import CachedAnswer, CachedPassage, Candidate, MatchKind
+from backend.cache.store import VectorSet, rank_exact
+from backend.cache.types import CachedAnswer, CachedPassage, Candidate, MatchKind, Vector
 from experts.types import Usage
 
 # KEYS: log, base, epoch, exact. ARGV: the absolute position to read the log from,

@@ -11,6 +11,12 @@ replays the first one that is still valid for this caller:
   so the groups kept are the groups in force while the version is);
 - it has not expired (the store never offers one that has).
 
+Questions are compared by the base encoder's embedding (the model the knowledge
+service and the safety check use), which tells paraphrases from near misses far better
+than the router's routing-tuned vectors (docs/cache.md, calibration). The pipeline's
+vector is used as is when it is that model's; otherwise the question is embedded here,
+off the event loop.
+
 A store failure (Redis down) is a miss, logged and counted, never a failed request.
 """
 
@@ -21,12 +27,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import anyio
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from backend.cache.keys import acl_variant, lookup_skip, scope_key, store_skip, text_key
-from backend.cache.store import CacheStore, Vector, unit
-from backend.cache.types import CachedAnswer, CachedPassage, CacheLookup, CacheStatus
+from backend.cache.store import CacheStore, unit
+from backend.cache.types import CachedAnswer, CachedPassage, CacheLookup, CacheStatus, Vector
 from backend.db.models import Document
 from backend.db.session import Database
 from backend.knowledge.service import KnowledgeService
@@ -35,6 +42,7 @@ from backend.observability.metrics import Metrics
 from experts.registry import ExpertRegistry
 from experts.types import Usage
 from retrieval.acl import visible
+from router.encoder import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +100,10 @@ class ResponseCache:
         versions: IndexVersions | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        encoder: Encoder | None = None,
     ) -> None:
         self._store = store
+        self._encoder = encoder
         self._registry = registry
         self._db = db
         self._versions = versions
@@ -122,6 +132,8 @@ class ResponseCache:
 
         None: the expert's cache is off. ``use`` False (``Cache-Control: no-cache``): not
         looked up (status ``bypass``), but the answer generated may still be kept.
+        ``vector`` is the pipeline's embedding of ``question`` made by ``encoder`` (see
+        the module docstring for which one is compared).
         """
         if not self.enabled(expert):
             return None
@@ -130,12 +142,13 @@ class ResponseCache:
         if skip is not None:
             return self._counted(CacheLookup(CacheStatus.SKIPPED, expert, rejected={skip: 1}, ms=_ms(started)))
         spec = self._registry.get(expert)
+        encoder, vector = await self._embedding(question, encoder, vector)
         own = None if spec.index is None or self._versions is None else await self._versions.get(spec.index)
         scope = scope_key(spec, temperature=temperature, max_tokens=max_tokens, index_version=own, encoder=encoder)
         key = text_key(question)
-        if not use:
-            return self._counted(CacheLookup(CacheStatus.BYPASS, expert, scope, key, ms=_ms(started)))
         query = None if vector is None else unit(vector)
+        if not use:
+            return self._counted(CacheLookup(CacheStatus.BYPASS, expert, scope, key, vector=query, ms=_ms(started)))
         rejected: dict[str, int] = {}
         try:
             candidates = await self._store.find(scope, key, query, spec.cache.threshold, CANDIDATES)
@@ -147,9 +160,19 @@ class ResponseCache:
             if reason is not None:
                 rejected[reason] = rejected.get(reason, 0) + 1
                 continue
-            found = CacheLookup(CacheStatus.HIT, expert, scope, key, candidate, rejected, ms=_ms(started))
+            found = CacheLookup(CacheStatus.HIT, expert, scope, key, candidate, rejected, query, ms=_ms(started))
             return self._counted(found)
-        return self._counted(CacheLookup(CacheStatus.MISS, expert, scope, key, rejected=rejected, ms=_ms(started)))
+        missed = CacheLookup(CacheStatus.MISS, expert, scope, key, rejected=rejected, vector=query, ms=_ms(started))
+        return self._counted(missed)
+
+    async def _embedding(
+        self, question: str, encoder: str | None, vector: Vector | None
+    ) -> tuple[str | None, Vector | None]:
+        """The base encoder's vector of ``question`` (module docstring), and its name."""
+        if self._encoder is None or (vector is not None and encoder == self._encoder.name):
+            return encoder, vector
+        rows = await anyio.to_thread.run_sync(self._encoder.encode, [question])
+        return self._encoder.name, rows[0]
 
     async def _invalid(self, answer: CachedAnswer, groups: frozenset[str]) -> str | None:
         """Why ``answer`` may not be replayed to a caller in ``groups`` (None: it may)."""
@@ -168,9 +191,9 @@ class ResponseCache:
             self._metrics.observe_cache(lookup.expert, str(lookup.status), saved)
         return lookup
 
-    async def store(self, lookup: CacheLookup, question: str, vector: Vector | None, answer: Delivered) -> str | None:
-        """Keep ``answer`` under ``lookup``'s scope if it may be replayed later. Returns
-        why it was not kept (None: kept)."""
+    async def store(self, lookup: CacheLookup, question: str, answer: Delivered) -> str | None:
+        """Keep ``answer`` under ``lookup``'s scope (and the question's vector the lookup
+        compared) if it may be replayed later. Returns why it was not kept (None: kept)."""
         if lookup.scope is None or lookup.text_key is None or lookup.hit is not None:
             return "not_cacheable"
         skip = store_skip(
@@ -208,8 +231,7 @@ class ResponseCache:
         )  # fmt: skip
         try:
             variant = acl_variant(p.groups for p in cached.passages)
-            query = None if vector is None else unit(vector)
-            await self._store.put(lookup.scope, lookup.text_key, variant, query, cached, spec.cache.max_entries)
+            await self._store.put(lookup.scope, lookup.text_key, variant, lookup.vector, cached, spec.cache.max_entries)
         except RedisError as exc:
             log.warning("response cache unavailable for %s: %s", answer.expert, exc)
             return "store_error"

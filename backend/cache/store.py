@@ -23,11 +23,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-from backend.cache.types import CachedAnswer, Candidate, MatchKind
-
-Vector = npt.NDArray[np.float32]
+from backend.cache.types import CachedAnswer, Candidate, MatchKind, Vector
 
 
 class CacheStore(Protocol):

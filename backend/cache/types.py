@@ -7,8 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+import numpy.typing as npt
+
 from backend.knowledge.types import Retrieval, RetrievedPassage
 from experts.types import Usage
+
+Vector = npt.NDArray[np.float32]
 
 
 class CacheStatus(StrEnum):
@@ -94,10 +99,11 @@ class Candidate:
 class CacheLookup:
     """What the lookup decided for one request (stage 3d).
 
-    ``scope``: the partition an answer to this request is kept under (None: the
-    request's answer is not cacheable at all: the expert's cache is off, or it is not a
-    first turn). ``hit``: the answer to replay. ``rejected``: candidates passed over,
-    by reason (``stale``, ``forbidden``, ``expired``), for the record.
+        ``scope``: the partition an answer to this request is kept under (None: the
+        request's answer is not cacheable at all: the expert's cache is off, or it is not a
+        first turn). ``hit``: the answer to replay. ``rejected``: candidates passed over,
+        by reason (``stale``, ``forbidden``, ``expired``), for the record. ``vector``: the
+    question's unit vector as the store compared it.
     """
 
     status: CacheStatus
@@ -106,6 +112,7 @@ class CacheLookup:
     text_key: str | None = None
     hit: Candidate | None = None
     rejected: Mapping[str, int] = field(default_factory=dict)
+    vector: Vector | None = None  # the question's unit vector as compared (kept with its answer)
     ms: float = 0.0
 
     def record(self) -> dict[str, object]:

@@ -11,6 +11,7 @@ from backend.db.session import Database
 from backend.knowledge.service import KnowledgeService
 from backend.observability.metrics import Metrics
 from experts.registry import ExpertRegistry
+from router.encoder import Encoder
 
 
 def build_response_cache(
@@ -19,11 +20,13 @@ def build_response_cache(
     knowledge: KnowledgeService | None,
     redis: Redis | None,
     metrics: Metrics | None,
+    encoder: Encoder,
 ) -> ResponseCache | None:
     """The cache, in Redis when the process has one (scale-out: every replica reads the
-    answers the others kept), else in-process; None when no expert enables it."""
+    answers the others kept), else in-process; None when no expert enables it.
+    ``encoder``: the base encoder, whose vectors of questions are compared."""
     if not any(spec.cache.enabled for spec in registry):
         return None
     store: CacheStore = MemoryStore() if redis is None else RedisStore(redis)
     versions = None if knowledge is None else IndexVersions(knowledge)
-    return ResponseCache(store, registry, db, versions=versions, metrics=metrics)
+    return ResponseCache(store, registry, db, versions=versions, metrics=metrics, encoder=encoder)

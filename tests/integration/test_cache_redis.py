@@ -127,7 +127,7 @@ async def test_the_service_on_redis_serves_one_replicas_answer_from_another(redi
             usage=Usage(20, 3), fallbacks=0, finish_reason="stop", held=False, retrieval=Retrieval(),
             grounding=None, output=None,
         )  # fmt: skip
-        assert await one.store(first, "How long do we keep invoices?", vec(1, 0), kept) is None
+        assert await one.store(first, "How long do we keep invoices?", kept) is None
         hit = await two.lookup("legal", "how long do we keep invoices", **args)  # type: ignore[arg-type]
         assert hit is not None and hit.hit is not None and hit.hit.answer.text == "Ten years."
         assert hit.record()["source_request_id"] == "r1" and hit.record()["tokens_saved"] == 23

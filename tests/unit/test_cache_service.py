@@ -215,7 +215,7 @@ async def test_a_kept_answer_is_replayed_and_its_acl_is_checked_per_caller(db: D
     team = frozenset({"legal-team"})
     first = await cache.lookup("legal", "What is the cap?", **lookup_args(team))  # type: ignore[arg-type]
     assert first is not None and first.status is CacheStatus.MISS
-    assert await cache.store(first, "What is the cap?", vec(1, 0), delivered("r1", retrieval)) is None
+    assert await cache.store(first, "What is the cap?", delivered("r1", retrieval)) is None
 
     hit = await cache.lookup("legal", "what is the cap", **lookup_args(team))  # type: ignore[arg-type]
     assert hit is not None and hit.status is CacheStatus.HIT and hit.hit is not None
@@ -243,7 +243,7 @@ async def test_a_peer_index_published_since_makes_the_answer_stale(db: Database)
                           index_versions=(("legal", "v1"), ("support", "s1")))  # fmt: skip
     first = await cache.lookup("legal", "q", **lookup_args())  # type: ignore[arg-type]
     assert first is not None
-    await cache.store(first, "q", vec(1, 0), delivered("r1", retrieval))
+    await cache.store(first, "q", delivered("r1", retrieval))
     versions.current["support"] = "s2"
     again = await cache.lookup("legal", "q", **lookup_args())  # type: ignore[arg-type]
     assert again is not None and again.status is CacheStatus.MISS and again.rejected == {"stale": 1}
@@ -253,7 +253,7 @@ async def test_no_cache_bypasses_the_lookup_but_keeps_the_fresh_answer(db: Datab
     cache = ResponseCache(MemoryStore(), registry(), db, versions=Versions())  # type: ignore[arg-type]
     bypass = await cache.lookup("legal", "q", **lookup_args(use=False))  # type: ignore[arg-type]
     assert bypass is not None and bypass.status is CacheStatus.BYPASS
-    assert await cache.store(bypass, "q", vec(1, 0), delivered("r1", Retrieval())) is None
+    assert await cache.store(bypass, "q", delivered("r1", Retrieval())) is None
     again = await cache.lookup("legal", "q", **lookup_args())  # type: ignore[arg-type]
     assert again is not None and again.status is CacheStatus.HIT
     # An expert with the cache off: no lookup at all.
@@ -265,7 +265,7 @@ async def test_ttl_ends_a_kept_answer(db: Database) -> None:
     cache = ResponseCache(MemoryStore(clock=clock), registry(ttl_s=30), db, versions=Versions(), clock=clock)  # type: ignore[arg-type]
     first = await cache.lookup("legal", "q", **lookup_args())  # type: ignore[arg-type]
     assert first is not None
-    await cache.store(first, "q", vec(1, 0), delivered("r1", Retrieval()))
+    await cache.store(first, "q", delivered("r1", Retrieval()))
     clock.now += 29
     hit = await cache.lookup("legal", "q", **lookup_args())  # type: ignore[arg-type]
     assert hit is not None and hit.status is CacheStatus.HIT
@@ -278,4 +278,4 @@ async def test_a_later_turn_is_skipped_and_not_kept(db: Database) -> None:
     cache = ResponseCache(MemoryStore(), registry(), db, versions=Versions())  # type: ignore[arg-type]
     later = await cache.lookup("legal", "q", **lookup_args(conversation_id="c1"))  # type: ignore[arg-type]
     assert later is not None and later.status is CacheStatus.SKIPPED
-    assert await cache.store(later, "q", vec(1, 0), delivered("r1", Retrieval())) == "not_cacheable"
+    assert await cache.store(later, "q", delivered("r1", Retrieval())) == "not_cacheable"
