@@ -83,14 +83,14 @@ class ChatCache:
         """Keep a delivered answer for later questions (the cache decides whether it may)."""
         if self._cache is None or lookup is None:
             return
-        chat, query = routed.input, routed.query
+        chat = routed.input
         delivered = Delivered(
             request_id=chat.request_id, decided=routed.decision.expert, expert=expert, text=text,
             upstream_model=upstream_model, usage=usage, fallbacks=len(fallbacks), finish_reason=finish_reason,
             held=review is not None, retrieval=retrieval, grounding=grounding, output=output,
         )  # fmt: skip
         try:
-            await self._cache.store(lookup, chat.last_user_text, None if query is None else query.vector, delivered)
+            await self._cache.store(lookup, chat.last_user_text, delivered)
         except Exception:
             log.exception("could not keep the answer of %s in the response cache", chat.request_id)
 
