@@ -89,7 +89,8 @@ async def list_documents(
 @router.get("/documents/{document_id}/text", response_model=DocumentTextOut, operation_id="getDocumentText")
 async def get_document_text(document_id: int, principal: PrincipalDep, container: ContainerDep) -> DocumentTextOut:
     async with container.db.session() as session:
-        text = await DocumentService(session).read(document_id, groups=None if principal.is_admin else principal.groups)
+        documents = DocumentService(session, container.knowledge.scanner)
+        text = await documents.read(document_id, groups=None if principal.is_admin else principal.groups)
     return DocumentTextOut.of(text)
 
 

@@ -85,7 +85,7 @@ class DocumentService:
             )
             for c in chunks
         )
-        return DocumentText(document_view(doc), sections)
+        return DocumentText(document_view(doc, self._scanner), sections)
 
     async def delete(self, document_id: int) -> DocumentView:
         """Delete the document and its chunks. Raises NotFound."""

@@ -392,7 +392,7 @@ class IngestJobs:
         version. Raises NotFound, DocumentNotFlagged."""
         async with self._db.transaction() as session:
             doc = await QuarantineService(session, trail).release(actor, document_id)
-            view = document_view(doc)
+            view = document_view(doc, self._scanner)
         lock = self._domain_locks.setdefault(view.domain, asyncio.Lock())
         async with lock:
             version = await self._knowledge.publish(view.domain)

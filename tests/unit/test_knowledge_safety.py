@@ -206,6 +206,8 @@ async def test_quarantine_holds_the_document_until_an_admin_releases_it(
         docs = await listed(admin)
         held, clean = docs["upload/northwind.md"], docs["upload/contoso.md"]
         assert held["quarantined"] is True and clean["quarantined"] is False
+        text = (await admin.get(f"/api/v1/documents/{held['id']}/text")).json()
+        assert text["document"]["quarantined"] is True and text["document"]["safety"] == held["safety"]
         # Left out of the index: nothing of it can be retrieved.
         loaded = await kb.knowledge.service.ensure("legal")
         async with kb.db.session() as s:
