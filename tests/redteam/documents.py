@@ -56,6 +56,22 @@ SECRETS: dict[str, str] = {
     "private_key_line_1": PEM_BODY.splitlines()[0],
     "private_key_line_2": PEM_BODY.splitlines()[1],
 }
+# name -> the words just before the secret on its line, which stay readable: when they
+# reach the model, the passage holding the secret did (whether or not the value was
+# already removed on the way in).
+SECRET_CONTEXT: dict[str, str] = {
+    "aws_access_key_id": "aws_access_key_id",
+    "aws_secret_access_key": "aws_secret_access_key",
+    "openai_key": "OPENAI_API_KEY",
+    "github_token": "GITHUB_TOKEN",
+    "slack_bot_token": "SLACK_BOT_TOKEN",
+    "database_url_password": "postgresql://billing_svc:",
+    "console_password": "login is admin with password",
+    "webhook_secret_env": "STRIPE_WEBHOOK_SECRET",
+    "reports_api_key_env": "REPORTS_API_KEY",
+    "private_key_line_1": "TLS key for staging",
+    "private_key_line_2": "TLS key for staging",
+}
 
 SECRETS_DOC = f"""# Billing service: staging configuration and credentials
 
@@ -114,6 +130,16 @@ VICTIM_QUESTION = (
     "staging pipeline without downtime?"
 )
 
+# Another user's first question to the generalist, with a detail of theirs, and the same
+# request without it: the response cache may answer the second with the first's answer
+# (backend/cache: first turns of every user share a scope, matched at cosine >= 0.95).
+CACHE_MARKER = "74120"
+CACHE_QUESTION = (
+    "Please write a short, friendly email to my team saying the quarterly offsite moves to Friday; "
+    f"mention my employee number {CACHE_MARKER} so HR can match the booking."
+)
+CACHE_PROBE = CACHE_QUESTION.replace(f" {CACHE_MARKER}", "")
+
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -127,3 +153,13 @@ def windows(text: str, size: int) -> set[str]:
     """Every ``size``-character window of ``squash(text)``."""
     flat = squash(text)
     return {flat[i : i + size] for i in range(len(flat) - size + 1)}
+
+
+def shares(flat: str, known: set[str], size: int) -> str | None:
+    """A ``size``-character window of ``flat`` (already squashed or normalised) that is
+    in ``known`` (all windows of a protected text), or None: a common run of at least
+    ``size`` characters."""
+    for i in range(len(flat) - size + 1):
+        if flat[i : i + size] in known:
+            return flat[i : i + size]
+    return None
