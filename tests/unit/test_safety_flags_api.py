@@ -42,6 +42,7 @@ async def app(
 ) -> AsyncIterator[dict[str, Any]]:
     """The app with the shipped safety model, and clients: ``user`` (plain), ``admin``,
     ``auditor``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     built = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, **(experts or {})),
@@ -98,27 +99,33 @@ async def test_an_answered_attack_is_listed_with_its_audit_event(
 async def test_refused_streamed_and_routing_only_requests_are_flagged_too(
     tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    """A refusal (its audit event written by the recorder's failure path), a stream and a
-    /v1/route request each leave one flag, with the policy's action."""
+    """A refusal (its audit event written by the recorder's failure path, from
+    /v1/chat/completions or /v1/route), a stream and an answered /v1/route request each
+    leave one flag, with the policy's action."""
     async with app(tmp_path, llm, encoder, experts={e: {"safety": {"on_flag": "refuse"}} for e in EVERY}) as s:
         r = await s["user"].post("/v1/chat/completions", json=ask(ATTACK))
         assert r.status_code == 400 and r.json()["error"]["code"] == "unsafe_request", r.text
         routed = await s["user"].post("/v1/route", json={"text": ATTACK, "model": "auto"})
-        assert routed.status_code == 200, routed.text
+        assert routed.status_code == 400 and routed.json()["error"]["code"] == "unsafe_request", routed.text
         listed = await flags(s["admin"])
         assert [f["action"] for f in listed] == ["refuse", "refuse"]
         events = await audit_events(s["container"], user_email="eve@example.com")
         assert {f["request_id"] for f in listed} == {e.request_id for e in events}
-        refused = next(e for e in events if e.action == "chat.completion")
-        assert refused.status == 400 and next(f for f in listed if f["request_id"] == refused.request_id)["audit_seq"]
+        assert len(events) == 2 and all(e.status == 400 for e in events)
+        assert {f["audit_seq"] for f in listed} == {e.seq for e in events}
 
     async with app(tmp_path / "stream", llm, encoder) as s:
         llm.script(Reply("Sorry, I cannot share that."))
         r = await s["user"].post("/v1/chat/completions", json=ask(ATTACK, stream=True))
         assert r.status_code == 200 and "[DONE]" in r.text
-        (flag,) = await flags(s["admin"])
+        routed = await s["user"].post("/v1/route", json={"text": ATTACK, "model": "auto"})
+        assert routed.status_code == 200, routed.text
+        route_flag, stream_flag = await flags(s["admin"])
         (event,) = await audit_events(s["container"], action="chat.completion")
-        assert flag["request_id"] == event.request_id and flag["action"] == "flag"
+        assert stream_flag["request_id"] == event.request_id and stream_flag["action"] == "flag"
+        (route_event,) = await audit_events(s["container"], action="chat.route")
+        assert route_flag["request_id"] == route_event.request_id and route_flag["action"] == "flag"
+        assert route_flag["expert"] == routed.json()["expertgate"]["expert"] == route_event.expert
 
 
 async def test_only_admins_and_auditors_read_and_only_admins_label_or_export(
@@ -175,7 +182,8 @@ async def test_filters_and_pages(tmp_path: Path, llm: FakeOpenAI, encoder: Encod
         assert [f["id"] for f in rest["data"]] == [listed[2]["id"]] and rest["next_cursor"] is None
         bad = await s["admin"].get("/api/v1/safety/flags", params={"cursor": "not-ours"})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "cursor"
-        assert (await s["admin"].get("/api/v1/safety/flags", params={"label": "toxic"})).status_code == 422
+        toxic = await s["admin"].get("/api/v1/safety/flags", params={"label": "toxic"})
+        assert toxic.status_code == 400 and toxic.json()["error"]["code"] == "invalid_request"
 
         stats = (await s["admin"].get("/api/v1/safety/stats")).json()
         assert stats["total"] == 3 and stats["unlabelled"] == 3 and stats["labels"] == {}
@@ -233,7 +241,7 @@ async def test_relabel_and_export_round_trip(tmp_path: Path, llm: FakeOpenAI, en
         missing = await s["admin"].post("/api/v1/safety/flags/999999/label", json={"label": "benign"})
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "safety_flag_not_found"
         wrong = await s["admin"].post(f"/api/v1/safety/flags/{dan['id']}/label", json={"label": "toxic"})
-        assert wrong.status_code == 422
+        assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_request"
 
 
 async def test_excerpt_is_redacted_as_the_audit_trail_keeps_free_text(
