@@ -188,7 +188,8 @@ def build_container(
     pipeline = ChatPipeline(
         db, registry, experts, capacity,
         Limits(settings.max_input_chars, settings.max_messages, settings.request_deadline_s),
-        batcher=RouteBatcher(router), recorder=ChatRecorder(db, GroupCommit(db), audit, registry, experts, metrics),
+        batcher=RouteBatcher(router, query_encoder=encoder),  # the base vector for cache, safety, retrieval
+        recorder=ChatRecorder(db, GroupCommit(db), audit, registry, experts, metrics),
         pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
         grounding=GroundingChecker(encoder),  # the same loaded model as the router's
         cache=build_response_cache(registry, db, knowledge.service, redis, metrics, encoder),  # backend/cache

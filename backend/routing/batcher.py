@@ -13,25 +13,41 @@ their own caller, not a batch.
 
 A batch that fails is routed again one request at a time, so that a request the encoder
 cannot take fails alone and its neighbours are answered.
+
+A gate with a routing-tuned encoder scores vectors that nothing after routing can use:
+the response cache, the safety check and retrieval all want the base model's vector of
+the same text, and each made it alone (one text per call, in its own worker thread; the
+full pipeline's profile put a third of the server's CPU there, issue 24). With
+``query_encoder`` (the base model) the batch's texts are encoded by it too, in the same
+worker thread and in one call, and each route carries that vector instead: one encode
+per text for all three, batched like the gate's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
+from dataclasses import replace
 
 import anyio
 
+from router.encoder import Encoder
 from router.service import EncodedRoute, Router
 from router.types import RouteRequest
+
+log = logging.getLogger(__name__)
 
 
 class RouteBatcher:
     """Routes on the event loop's behalf; encoder work runs in worker threads."""
 
-    def __init__(self, router: Router, max_batch: int = 32) -> None:
+    def __init__(self, router: Router, max_batch: int = 32, *, query_encoder: Encoder | None = None) -> None:
+        """``query_encoder``: the base model, whose vector of each routed text replaces a
+        tuned encoder's on the route (module docstring); None: routes keep the gate's."""
         self._router = router
         self._max_batch = max_batch
+        self._query_encoder = query_encoder
         self._queue: list[tuple[RouteRequest, asyncio.Future[EncodedRoute]]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -48,6 +64,38 @@ class RouteBatcher:
 
     def _route_batch(self, requests: list[RouteRequest]) -> list[EncodedRoute | Exception]:
         """Each request's route, or the error of that request alone (worker thread)."""
+        return self._with_query_vectors(requests, self._routes(requests))
+
+    def _with_query_vectors(
+        self, requests: list[RouteRequest], outcomes: list[EncodedRoute | Exception]
+    ) -> list[EncodedRoute | Exception]:
+        """``outcomes`` with the query encoder's vector in place of a tuned encoder's, all
+        made in one call. If that call fails the routes keep the gate's vectors (each
+        stage after routing then encodes the text itself, as without a query encoder)."""
+        encoder = self._query_encoder
+        if encoder is None:
+            return outcomes
+        todo = [
+            i
+            for i, o in enumerate(outcomes)
+            if isinstance(o, EncodedRoute) and o.vector is not None and o.model != encoder.name
+        ]
+        if not todo:
+            return outcomes
+        try:
+            vectors = encoder.encode([requests[i].text for i in todo])
+        except Exception as exc:  # the route stands; the stages after it encode for themselves
+            log.warning("query encoder failed on a routed batch of %d: %s", len(todo), exc)
+            return outcomes
+        out = list(outcomes)
+        for i, vector in zip(todo, vectors, strict=True):
+            routed = out[i]
+            assert isinstance(routed, EncodedRoute)
+            out[i] = replace(routed, vector=vector, model=encoder.name)
+        return out
+
+    def _routes(self, requests: list[RouteRequest]) -> list[EncodedRoute | Exception]:
+        """The router's routes, or each request's own error (module docstring)."""
         try:
             return list(self._router.route_many_encoded(requests))
         except Exception as exc:  # which request failed is unknown: each goes alone

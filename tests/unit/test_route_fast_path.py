@@ -188,3 +188,34 @@ async def test_small_indexes_are_searched_on_the_loop_large_ones_in_a_thread(
     assert small.passages and [(p.chunk_id, p.score) for p in large.passages] == [
         (p.chunk_id, p.score) for p in small.passages
     ]
+
+
+async def test_routes_carry_the_base_models_vector_made_in_one_call(encoder: Encoder) -> None:
+    """With a tuned gate, the batch's base-model vectors are made together and replace the
+    tuned ones, which nothing after routing can use (backend/routing/batcher.py)."""
+    from router.loading import scorer_for
+
+    gate = TrainedScorer.load(BUNDLED / "gate-broad-v4")
+    assert gate.manifest.encoder_tuning is not None
+    router = Router(encoder, scorer_for(gate, encoder, {}), DecisionPolicy(gate.manifest.policy, {}))
+    base = CountingEncoder(encoder)
+    batcher = RouteBatcher(router, query_encoder=base)
+    texts = [f"question {i}: what is the liability cap in the MSA?" for i in range(8)]
+    routes = await asyncio.gather(*(batcher.route(RouteRequest(t)) for t in texts))
+    assert {r.model for r in routes} == {encoder.name}
+    assert sum(base.calls) == len(texts) and len(base.calls) < len(texts)  # batched like the gate's
+    expected = encoder.encode(texts)
+    for route, row in zip(routes, expected, strict=True):
+        assert route.vector is not None and float(route.vector @ row) > 0.9999
+    assert [r.decision.expert for r in routes] == [router.route(RouteRequest(t)).expert for t in texts]
+    # Named experts never reach the encoders.
+    named = await batcher.route(RouteRequest("x", requested="code"))
+    assert named.vector is None and sum(base.calls) == len(texts)
+
+    class Down(CountingEncoder):
+        def encode(self, texts: Sequence[str]) -> Vectors:
+            raise RuntimeError("encoder down")
+
+    # A query encoder that fails leaves the routes as the gate made them.
+    kept = await RouteBatcher(router, query_encoder=Down(encoder)).route(RouteRequest(texts[0]))
+    assert kept.model == gate.manifest.tuned_encoder_name and kept.vector is not None
