@@ -69,14 +69,16 @@ def load() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 def experts_yaml(path: Path, api_base: str, thresholds: dict[str, float] | None) -> Path:
     """The shipped experts.yaml with every expert on the fake server, capacity high
-    (the benchmark measures the pipeline, not a queue) and, if given, these thresholds."""
+    (the benchmark measures the pipeline, not a queue), the cache on and, if given,
+    these thresholds (else the shipped ones)."""
     raw = yaml.safe_load((ROOT / "experts" / "experts.yaml").read_text())
     raw["defaults"]["llm"] = {"model": "openai/fake-model", "api_base": api_base}
     raw["defaults"]["retries"] = 0
     for name, body in raw["experts"].items():
         body["capacity"] = 256
+        body["cache"] = {**raw["defaults"].get("cache", {}), **body.get("cache", {}), "enabled": True}
         if thresholds and name in thresholds:
-            body["cache"] = {**raw["defaults"].get("cache", {}), **body.get("cache", {}), "threshold": thresholds[name]}
+            body["cache"]["threshold"] = thresholds[name]
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 

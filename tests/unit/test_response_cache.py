@@ -34,13 +34,16 @@ Either party may terminate for convenience with 90 days written notice.
 QUESTION = "What is the liability cap in our MSA?"
 ASK = {"model": "legal", "messages": [{"role": "user", "content": QUESTION}]}
 RIGHT = "Liability is capped at the fees paid in the 12 months before the claim [1]."
+# The shipped experts.yaml has the cache off; these tests turn it on for every expert
+# (the shipped thresholds and TTL stay).
+CACHE_ON = {name: {"cache": {"enabled": True}} for name in ("code", "legal", "support", "general")}
 
 
 @pytest.fixture
 async def app(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
     settings = Settings(
         data_dir=tmp_path / "data",
-        experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, **CACHE_ON),
         bootstrap_admin=False,
     )
     built = build_container(settings, encoder=encoder, environ={})
