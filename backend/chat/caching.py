@@ -16,6 +16,8 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 
+import anyio
+
 from backend.cache.service import Delivered, ResponseCache
 from backend.cache.types import CacheLookup
 from backend.chat.admission import Admission
@@ -117,10 +119,21 @@ class ChatCache:
         await admission.release(0)
         retrieval = cached.retrieval()
         record = lookup.record()
-        yield StreamOpened(cached.expert, (), retrieval, cache=record)
-        words = _WORDS.findall(cached.text)
-        for start in range(0, len(words), WORDS_PER_DELTA):
-            yield TextDelta("".join(words[start : start + WORDS_PER_DELTA]))
+        started = time.perf_counter()
+        sent: list[str] = []
+        try:
+            yield StreamOpened(cached.expert, (), retrieval, cache=record)
+            words = _WORDS.findall(cached.text)
+            for start in range(0, len(words), WORDS_PER_DELTA):
+                sent.append("".join(words[start : start + WORDS_PER_DELTA]))
+                yield TextDelta(sent[-1])
+        except (GeneratorExit, anyio.get_cancelled_exc_class()):
+            # The client went away mid-replay: still one event for the request.
+            with anyio.CancelScope(shield=True):
+                await self._recorder.failure(
+                    routed, None, started, stream=True, expert=cached.expert, partial="".join(sent)
+                )
+            raise
         conversation_id = await self._record(routed, lookup, retrieval, stream=True)
         yield StreamFinished(
             "stop", NOTHING_USED, cached.upstream_model, conversation_id, retrieval, cached.grounding, None,

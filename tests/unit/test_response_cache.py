@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.chat.types import Question, StreamOpened
 from backend.container import Container, build_container
+from backend.identity.service import IdentityService, principal_of
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
@@ -211,3 +213,21 @@ async def test_a_paraphrase_is_a_semantic_hit_and_a_near_miss_is_not(app: Contai
     assert cache["source_request_id"] == first["expertgate"]["request_id"]
     assert paraphrase["choices"][0]["message"]["content"] == "Open Settings, then Reset password."
     assert len(llm.requests) == 2
+
+
+async def test_a_client_that_leaves_a_replayed_stream_is_audited_as_aborted(app: Container, llm: FakeOpenAI) -> None:
+    key = await make_key(app, "ana@example.com")
+    llm.script(Reply(RIGHT))
+    async with client_as(app, key) as c:
+        await ask(c)
+    async with app.db.session() as session:
+        principal = principal_of(await IdentityService(session).ensure_user("ana@example.com"), "api")
+    stream = await app.pipeline.open_stream(Question(principal, "legal", [("user", QUESTION)]))
+    events = stream.__aiter__()
+    opened = await events.__anext__()
+    assert isinstance(opened, StreamOpened) and opened.cache is not None and opened.cache["status"] == "hit"
+    await events.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
+    audited = await audit_events(app, action="chat.completion")
+    assert [e.status for e in audited] == [200, 499]
+    assert audited[-1].payload["error"]["code"] == "client_closed"
