@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     # releases it. Per domain: a JSON object in the environment, '{"legal": "drop"}'.
     safety_documents: Literal["fence", "drop", "quarantine"] = "fence"
     safety_documents_domains: dict[str, Literal["fence", "drop", "quarantine"]] = Field(default_factory=dict)
+    # A chunk is flagged at this score (unset: the safety model's calibrated threshold,
+    # tuned on requests; documents' prose scores higher, docs/safety.md has figures).
+    safety_documents_threshold: float | None = Field(default=None, gt=0, le=1)
 
     # Slack (docs/slack.md). /slack/events is mounted only when the signing secret and
     # bot token are both set; Socket Mode (`expertgate slack --socket`) needs the app token.

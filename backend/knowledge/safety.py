@@ -63,13 +63,15 @@ class DocumentScanner:
         *,
         default: DocumentPolicy = "fence",
         domains: Mapping[str, DocumentPolicy] | None = None,
+        threshold: float | None = None,
     ) -> None:
         self._model = model
         self._default = default
         self._domains = dict(domains or {})
         self.version = model.version
         self.encoder_name = model.encoder_name
-        self.threshold = model.manifest.threshold
+        # A chunk is flagged at this score (None: the model's calibrated threshold).
+        self.threshold = model.manifest.threshold if threshold is None else threshold
         self._categories = model.manifest.categories
 
     def policy(self, domain: str) -> DocumentPolicy:
@@ -127,6 +129,7 @@ def build_document_scanner(
     *,
     default: DocumentPolicy,
     domains: Mapping[str, DocumentPolicy],
+    threshold: float | None = None,
 ) -> DocumentScanner | None:
     """The scanner with the shipped safety model (or the one in ``model_dir``); None when
     the knowledge embedder is not the encoder the model reads (a test's hashing
@@ -143,4 +146,4 @@ def build_document_scanner(
             manifest.encoder, encoder_name,
         )  # fmt: skip
         return None
-    return DocumentScanner(SafetyModel.load(directory), default=default, domains=domains)
+    return DocumentScanner(SafetyModel.load(directory), default=default, domains=domains, threshold=threshold)

@@ -86,4 +86,5 @@ def document_scanner(settings: Settings, registry: ExpertRegistry, embedder: Emb
         embedder.name,
         default=settings.safety_documents,
         domains=settings.safety_documents_domains,
+        threshold=settings.safety_documents_threshold,
     )
