@@ -17,6 +17,7 @@ import type {
   ConversationPage,
   ConversationSummary,
   DashboardStats,
+  DocumentOut,
   DocumentPage,
   DocumentText,
   FeedbackIn,
@@ -234,6 +235,15 @@ export class Api {
     return unwrap(
       await this.client.GET("/api/v1/ingest-jobs/{job_id}", { params: { path: { job_id: id } } }),
     );
+  }
+
+  /** Release a document the safety check quarantined (admins; audited). */
+  async releaseDocument(id: number): Promise<DocumentOut> {
+    return unwrap(
+      await this.client.POST("/api/v1/documents/{document_id}/release", {
+        params: { path: { document_id: id } },
+      }),
+    ).document;
   }
 
   async deleteDocument(id: number): Promise<void> {

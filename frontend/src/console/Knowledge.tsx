@@ -73,6 +73,16 @@ export function Knowledge({ api, models }: { api: Api; models: ModelCard[] }) {
     }
   }
 
+  async function release(doc: DocumentOut) {
+    if (!window.confirm(`Release "${doc.title || doc.source}" from quarantine? Its flagged passages will reach the model fenced as quoted data.`)) return;
+    try {
+      await api.releaseDocument(doc.id);
+      await load();
+    } catch (err) {
+      setError(`Could not release: ${message(err)}`);
+    }
+  }
+
   async function remove(doc: DocumentOut) {
     if (!window.confirm(`Delete "${doc.title || doc.source}" from ${doc.domain}?`)) return;
     try {
@@ -169,6 +179,11 @@ export function Knowledge({ api, models }: { api: Api; models: ModelCard[] }) {
               <td>{d.groups.length ? d.groups.join(", ") : "everyone"}</td>
               <td>{new Date(d.updated_at).toLocaleString()}</td>
               <td>
+                {d.quarantined && (
+                  <button type="button" className="ghost small" onClick={() => void release(d)} aria-label={`Release ${d.title || d.source}`}>
+                    Release
+                  </button>
+                )}
                 <button type="button" className="ghost small" onClick={() => void remove(d)} aria-label={`Delete ${d.title || d.source}`}>
                   Delete
                 </button>

@@ -1,4 +1,5 @@
 import { render, screen, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 
 import { Api } from "../api/client";
@@ -55,5 +56,38 @@ describe("the Knowledge view", () => {
     for (const title of ["Clean terms", "Old terms"]) {
       expect(within(screen.getByText(title).closest("tr")!).queryByTestId("safety-badge")).toBeNull();
     }
+  });
+});
+
+describe("releasing a quarantined document", () => {
+  it("offers Release only on a quarantined document and calls the release endpoint", async () => {
+    const calls: string[] = [];
+    const flagged = { flagged_chunks: 1, category: "injection", score: 0.97, model: "safety-v1", threshold: 0.5 };
+    let held = true;
+    const fetchFn = (async (input: RequestInfo | URL, init?: RequestInit) => {
+      const request = input instanceof Request ? input : new Request(String(input), init);
+      calls.push(`${request.method} ${new URL(request.url).pathname}`);
+      const docs = [doc(1, { title: "Clean terms" }), doc(2, { title: "Held terms", safety: flagged, quarantined: held })];
+      if (request.method === "POST") {
+        held = false;
+        return new Response(JSON.stringify({ document: { ...docs[1], quarantined: false }, index_version: "v2" }), {
+          status: 200,
+          headers: { "content-type": "application/json" },
+        });
+      }
+      return new Response(JSON.stringify({ data: docs, total: 2, limit: 100, offset: 0 }), {
+        status: 200,
+        headers: { "content-type": "application/json" },
+      });
+    }) as typeof fetch;
+    const api = new Api({ key: "eg-test", baseUrl: "http://t", fetch: fetchFn });
+    window.confirm = () => true;
+    render(<Knowledge api={api} models={MODELS} />);
+    const button = await screen.findByRole("button", { name: "Release Held terms" });
+    expect(screen.queryByRole("button", { name: "Release Clean terms" })).toBeNull();
+    await userEvent.click(button);
+    expect(calls).toContain("POST /api/v1/documents/2/release");
+    expect(await screen.findByText(/^flagged: injection/)).toBeTruthy();
+    expect(screen.queryByRole("button", { name: "Release Held terms" })).toBeNull();
   });
 });
