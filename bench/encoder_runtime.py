@@ -109,13 +109,14 @@ def within(results: dict[str, dict[str, object]], baseline: str, candidate: str)
     return {"deltas": deltas, "accepted": all(d >= -TOLERANCE for d in deltas.values())}
 
 
-# The served default (backend/settings.py): the base model on torch, the gate's tuned
-# encoder on ONNX int8. Its routing is "onnx int8"'s, its retrieval "torch (auto)"'s.
+# A split the settings offer (router_encoder_runtime: onnx-int8): the base model on torch,
+# the gate's tuned encoder on ONNX int8. Its routing is "onnx int8"'s, its retrieval
+# "torch (auto)"'s.
 DEFAULT_SPLIT = "torch (auto) base + onnx int8 routing"
 
 
 def verdicts_of(results: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
-    """Each runtime, and the served split, against torch (auto): :func:`within`."""
+    """Each runtime, and the split, against torch (auto): :func:`within`."""
     verdicts = {label: within(results, "torch (auto)", label) for label in results if label != "torch (auto)"}
     split = {**results["torch (auto)"], "routing": results["onnx int8"]["routing"]}
     verdicts[DEFAULT_SPLIT] = within({**results, DEFAULT_SPLIT: split}, "torch (auto)", DEFAULT_SPLIT)

@@ -137,8 +137,8 @@ def test_the_settings_pick_the_runtimes(tmp_path: Path) -> None:
     gate = TrainedScorer.load(shipped_gate())
     name = gate.manifest.tuned_encoder_name
     assert name is not None
-    # The default: the base model on torch, the gate's tuned encoder on ONNX int8.
-    split = bundled_encoder(Settings(data_dir=str(tmp_path)), serving=True)
+    # The split: the base model on torch, the gate's tuned encoder on ONNX int8.
+    split = bundled_encoder(Settings(data_dir=str(tmp_path), router_encoder_runtime="onnx-int8"), serving=True)
     assert isinstance(split, TunedOnOnnx) and split.name == ENCODER_NAME
     routed = scorer_for(gate, split, {}).encoder
     assert isinstance(routed, OnnxEncoder) and routed.precision == "int8" and routed.name == name
@@ -149,11 +149,15 @@ def test_the_settings_pick_the_runtimes(tmp_path: Path) -> None:
     )
     assert isinstance(onnx, OnnxEncoder) and onnx.precision == "float32"
     assert isinstance(onnx.tuned(gate.encoder_tensors, name), OnnxEncoder)
-    torch = bundled_encoder(Settings(data_dir=str(tmp_path), router_encoder_runtime="base"), serving=True)
+    # The default: everything on torch.
+    torch = bundled_encoder(Settings(data_dir=str(tmp_path)), serving=True)
     assert isinstance(torch, SentenceTransformerEncoder) and torch.name == ENCODER_NAME
     assert isinstance(torch.tuned(gate.encoder_tensors, name), SentenceTransformerEncoder)
     with pytest.raises(OnnxArtifactMissing, match="make setup"):
-        bundled_encoder(Settings(data_dir=str(tmp_path), encoder_onnx_dir=tmp_path), serving=True)
+        bundled_encoder(
+            Settings(data_dir=str(tmp_path), router_encoder_runtime="onnx-int8", encoder_onnx_dir=tmp_path),
+            serving=True,
+        )
 
 
 def test_the_split_encodes_with_its_base(torch32: SentenceTransformerEncoder) -> None:
