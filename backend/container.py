@@ -193,7 +193,7 @@ def build_container(
         pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
         grounding=GroundingChecker(encoder),  # the same loaded model as the router's
         cache=build_response_cache(registry, db, knowledge.service, redis, metrics, encoder),  # backend/cache
-        safety=build_input_safety(settings.safety_model_dir, encoder, registry) if settings.safety_check and __import__('router.safety.model', fromlist=['SHIPPED']).SHIPPED.exists() else None,  # TEMP until the artifact lands
+        safety=build_input_safety(settings.safety_model_dir, encoder, registry) if settings.safety_check else None,
     )  # fmt: skip
     return Container(
         settings=settings,

@@ -35,6 +35,7 @@ from backend.knowledge.types import Retrieval, RetrievedPassage
 from retrieval.acl import visible
 from retrieval.embedding import Embedder, Vectors, embed, normalize
 from retrieval.errors import IndexUnavailable, RetrievalError
+from backend.guard.output import scrub
 from retrieval.snippets import snippet
 from retrieval.store import LoadedIndex
 from retrieval.types import Hit, Location
@@ -286,7 +287,9 @@ class KnowledgeService:
                     source=source,
                     location=str(Location(start_line=start, end_line=end, page=page)),
                     text=text,
-                    snippet=snippet(text, query, self._snippet_chars),
+                    # Shown to the caller as is: no secret of the document leaves in it
+                    # (the answer itself goes through backend/guard/output.py).
+                    snippet=scrub(snippet(text, query, self._snippet_chars), "")[0],
                     score=round(score, 4),
                     flagged=flagged,
                 )

@@ -5,9 +5,10 @@ has for retrieval), the rule features (:mod:`router.safety.rules`) and hashed n-
 (:mod:`router.features`). Outputs: one calibrated probability per category, each its own
 sigmoid (a text can be an injection *and* an extraction attempt).
 
-Long texts (pasted documents) are scored in overlapping windows and each category takes
-its highest window: an instruction buried in the middle of a contract is not diluted by
-the contract. Hidden forms (decoded base64, undone leetspeak) are scored as windows too.
+A text is also scored in pieces, its sentences and lines (short neighbours joined), and
+each category takes its highest piece: an instruction buried in the middle of a pasted
+contract, or an attack after an ordinary question, is not diluted by the text around it.
+Hidden forms (decoded base64, undone leetspeak) are scored as pieces too.
 
 Artifact layout (one directory per version)::
 
@@ -18,6 +19,7 @@ Artifact layout (one directory per version)::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,12 +39,11 @@ WEIGHTS = "safety.safetensors"
 MANIFEST = "manifest.json"
 Vectors = npt.NDArray[np.float32]
 
-# Texts longer than WINDOW characters are also scored in windows of that size, STRIDE
-# apart, at most MAX_WINDOWS of them (the rest of a 100 KB paste is not read).
-WINDOW = 800
-STRIDE = 600
-MAX_WINDOWS = 12
-
+# A text is also scored in pieces: its sentences and lines (see segments; the rest of
+# a 100 KB paste past MAX_CHARS is not read).
+MIN_PIECE = 24
+MAX_PIECES = 48
+MAX_CHARS = 20_000
 
 @dataclass(frozen=True)
 class SafetyManifest:
@@ -89,12 +90,24 @@ class SafetyScores:
         return {c: s for c, s in self.scores.items() if s >= thresholds[c]}
 
 
-def windows(text: str) -> list[str]:
-    """``text`` itself if short, else overlapping windows of it (see WINDOW)."""
-    if len(text) <= WINDOW:
-        return [text]
-    starts = range(0, max(1, len(text) - WINDOW + STRIDE), STRIDE)
-    return [text[s : s + WINDOW] for s in list(starts)[:MAX_WINDOWS]]
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+
+
+def segments(text: str) -> list[str]:
+    """The pieces of ``text`` scored on their own besides the whole: its sentences and
+    lines (a piece under MIN_PIECE characters joins its neighbour; past MAX_PIECES,
+    neighbours are paired until they fit). An attack with an ordinary question before or
+    after it, or an instruction in the middle of a pasted contract, is scored without
+    the text around it diluting it. A text of one piece has no pieces besides itself."""
+    pieces: list[str] = []
+    for part in _SENTENCE_END.split(text[:MAX_CHARS].strip()):
+        if pieces and (len(part) < MIN_PIECE or len(pieces[-1]) < MIN_PIECE):
+            pieces[-1] = f"{pieces[-1]} {part}"
+        elif part.strip():
+            pieces.append(part)
+    while len(pieces) > MAX_PIECES:
+        pieces = [" ".join(pieces[i : i + 2]) for i in range(0, len(pieces), 2)]
+    return pieces if len(pieces) > 1 else [text]
 
 
 def _sigmoid(z: Vectors) -> Vectors:
@@ -136,9 +149,9 @@ class SafetyModel:
 
     def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
         """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the
-        extra pieces scored only when there are any (windows of a long text, hidden
+        extra pieces scored only when there are any (sentences of a longer text, hidden
         forms), in one call."""
-        extra = [w for w in windows(text) if w != text] + rules.variants(text)
+        extra = list(dict.fromkeys(w for w in segments(text) if w != text)) + rules.variants(text)
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
         probs = self.probabilities(texts, vectors).max(axis=0)

@@ -17,7 +17,7 @@ import json
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,9 +40,9 @@ ENCODER = "all-MiniLM-L6-v2"  # the base encoder's name, as the server calls it
 class SafetyTrainConfig:
     hidden: int = 128
     dropout: float = 0.1
-    epochs: int = 60
+    epochs: int = 40
     lr: float = 2e-3
-    lexical_lr: float = 0.05
+    lexical_lr: float = 0.2
     weight_decay: float = 1e-4
     lexical_buckets: int = 1 << 16
     attack_weight: float = 3.0  # attacks are fewer than benign rows
@@ -120,7 +120,7 @@ def _fit(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
         if epoch % 10 == 0 or epoch == config.epochs - 1:
             log.info("epoch %d loss %.4f", epoch, total / len(xt))
     net.eval()
@@ -193,6 +193,7 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     is_val = np.array([hashlib.sha256(r.text.encode()).digest()[1] % config.val_share == 0 for r in rows])
     texts = [r.text for r in rows]
     vectors = cache.encode(texts)
+    cache.save()  # the slow part is done: keep it even if the fit is interrupted
     x, y = _inputs(rows, vectors), _targets(rows)
     weights = np.where(y.sum(axis=1) > 0, config.attack_weight, 1.0).astype(np.float32)
     fit_rows = ~is_val
@@ -221,20 +222,16 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     val_texts = [t for t, v in zip(texts, is_val, strict=True) if v]
     val_logits = model.logits(val_texts, vectors[is_val])
     temps = {c: _temperature(val_logits[:, i], y[is_val][:, i]) for i, c in enumerate(CATEGORIES)}
-    probs = 1.0 / (1.0 + np.exp(-np.clip(val_logits / np.array([temps[c] for c in CATEGORIES]), -40, 40)))
+    # The threshold is tuned on scores as the server makes them: pieces, hidden forms.
+    calibrated = SafetyModel(replace(draft, temperatures=temps), tensors)
+    val_rows = [r for r, v in zip(rows, is_val, strict=True) if v]
+    tops = np.array([calibrated.score(r.text, x, cache.encode).top[1] for r, x in zip(val_rows, vectors[is_val], strict=True)])
     val_benign = y[is_val].sum(axis=1) == 0
-    threshold = _threshold(probs.max(axis=1)[val_benign], config.target_fpr)
-    val_recall = float((probs.max(axis=1)[~val_benign] >= threshold).mean())
+    threshold = _threshold(tops[val_benign], config.target_fpr)
+    val_recall = float((tops[~val_benign] >= threshold).mean())
     log.info("temperatures %s threshold %.3f val recall %.3f", temps, threshold, val_recall)
-    manifest = SafetyManifest(
-        **{
-            **draft.__dict__,
-            "temperatures": temps,
-            "threshold": threshold,
-            "metrics": {"val_recall": round(val_recall, 4), "val_rows": int(is_val.sum()), "train_rows": int(fit_rows.sum())},
-        }
-    )
-    return SafetyModel(manifest, tensors)
+    metrics = {"val_recall": round(val_recall, 4), "val_rows": int(is_val.sum()), "train_rows": int(fit_rows.sum())}
+    return SafetyModel(replace(draft, temperatures=temps, threshold=threshold, metrics=metrics), tensors)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -245,7 +242,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="the folder of attacks_*.jsonl and benign_*.jsonl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER)
+    # One thread: on a shared 2-core machine two intra-op threads stall each other
+    # (router/encoder.py measured 10x); the fit's tensors are small anyway.
+    torch.set_num_threads(1)
+    encoder = SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER, threads=1)
     cache = VectorCache(encoder, args.cache)
     split = load_split(args.data)
     model = train(split, cache, SafetyTrainConfig(), args.version)

@@ -88,7 +88,9 @@ async def test_no_secret_or_instruction_leaves_through_the_api_plain_or_streamed
     deltas = "".join(e["choices"][0]["delta"].get("content", "") for e in chunks)
     assert deltas == text  # the stream delivers what the plain answer does
     events = await audit_events(container, action="chat.completion")
-    assert [e.payload["output"] for e in events] == [{"secrets_removed": 2, "instructions_withheld": 1}] * 2
+    assert [e.payload["output"] for e in events] == [
+        {"secrets_removed": 2, "instructions_withheld": 1, "pii_removed": 0, "blocked": 0}
+    ] * 2
     assert all("Hx7!kQ29vLmZ" not in (e.answer or "") for e in events)
 
 
