@@ -38,14 +38,19 @@ def ask(text: str, **extra: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def app(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, *, experts: dict[str, Any] | None = None, **settings: Any
+    tmp_path: Path,
+    llm: FakeOpenAI,
+    encoder: Encoder,
+    *,
+    name: str = "app",
+    experts: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[dict[str, Any]]:
     """The app with the shipped safety model, and clients: ``user`` (plain), ``admin``,
-    ``auditor``."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
+    ``auditor``. ``name`` keeps two apps of one test apart in ``tmp_path``."""
     built = Settings(
-        data_dir=tmp_path / "data",
-        experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, **(experts or {})),
+        data_dir=tmp_path / f"{name}-data",
+        experts_file=write_experts_yaml(tmp_path / f"{name}-experts.yaml", llm.api_base, **(experts or {})),
         bootstrap_admin=False,
         **settings,
     )
@@ -114,7 +119,7 @@ async def test_refused_streamed_and_routing_only_requests_are_flagged_too(
         assert len(events) == 2 and all(e.status == 400 for e in events)
         assert {f["audit_seq"] for f in listed} == {e.seq for e in events}
 
-    async with app(tmp_path / "stream", llm, encoder) as s:
+    async with app(tmp_path, llm, encoder, name="stream") as s:
         llm.script(Reply("Sorry, I cannot share that."))
         r = await s["user"].post("/v1/chat/completions", json=ask(ATTACK, stream=True))
         assert r.status_code == 200 and "[DONE]" in r.text
@@ -256,7 +261,7 @@ async def test_excerpt_is_redacted_as_the_audit_trail_keeps_free_text(
         assert "bob.smith@example.com" not in flag["excerpt"] and "555 0133" not in flag["excerpt"]
         assert flag["excerpt"] == s["container"].audit.redact_free_text(leaky)
 
-    async with app(tmp_path / "hash", llm, encoder, audit_text="hash") as s:
+    async with app(tmp_path, llm, encoder, name="hash", audit_text="hash") as s:
         llm.script(Reply("No."))
         assert (await s["user"].post("/v1/chat/completions", json=ask(leaky))).status_code == 200
         (flag,) = await flags(s["admin"])
