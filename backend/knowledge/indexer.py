@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.models import Document, DocumentChunk
 from backend.db.session import Database
 from backend.knowledge.safety import ChunkSafety, DocumentScanner, is_quarantined
+from backend.knowledge.types import DocumentSafety
 from retrieval.embedding import Embedder, embed, normalize
 from retrieval.errors import IndexUnavailable
 from retrieval.index import DomainIndex, IndexConfig
@@ -70,7 +71,9 @@ class IndexPublisher:
         self._scanner = scanner
         # What the fingerprint is seeded with: the embedder, and the safety model whose
         # scores (and quarantine decisions) the index reflects.
-        self._seed = embedder.name if scanner is None else f"{embedder.name}|safety:{scanner.version}"
+        self._seed = embedder.name
+        if scanner is not None:
+            self._seed += f"|safety:{scanner.version}@{scanner.threshold}"
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -207,7 +210,8 @@ class IndexPublisher:
         if len(rows):
             vectors = normalize(vectors)
         if self._scanner is not None:
-            held = await self._scan(session, domain, self._scanner, entries, vectors, unscored)
+            doc_of = [row[5] for row in rows]
+            held = await self._scan(session, domain, self._scanner, entries, vectors, unscored, doc_of)
             if held:
                 keep = [i for i, row in enumerate(rows) if row[5] not in held]
                 entries, vectors = [entries[i] for i in keep], vectors[keep]
@@ -222,9 +226,12 @@ class IndexPublisher:
         entries: list[IndexEntry],
         vectors: np.ndarray,
         unscored: list[int],
+        doc_of: list[int],
     ) -> set[int]:
-        """Score the ``unscored`` entries (their rows and their documents' summaries are
-        updated), and return the ids of the documents the domain's policy holds back."""
+        """Score the ``unscored`` entries (``doc_of``: each entry's document id), update
+        their rows and the summaries of their documents (and of any summed up at another
+        threshold), and return the ids of the documents the domain's policy holds back."""
+        touched = {doc_of[i] for i in unscored}
         if unscored:
             log.info("safety-scanning %d chunks of %s (unscored, or by another model)", len(unscored), domain)
             texts = [entries[i].text for i in unscored]
@@ -238,10 +245,10 @@ class IndexPublisher:
                     .values(safety_category=verdict.category, safety_score=verdict.score, safety_model=scanner.version)
                 )
             await session.flush()
-            touched = select(DocumentChunk.document_id).where(
-                DocumentChunk.domain == domain, DocumentChunk.id.in_([entries[i].chunk_id for i in unscored])
-            )
-            for doc in await session.scalars(select(Document).where(Document.id.in_(touched))):
+        held: set[int] = set()
+        for doc in await session.scalars(select(Document).where(Document.domain == domain)):
+            summary = DocumentSafety.from_json(doc.safety)
+            if doc.id in touched or (summary is not None and summary.threshold != scanner.threshold):
                 scores = await session.execute(
                     select(DocumentChunk.safety_category, DocumentChunk.safety_score).where(
                         DocumentChunk.document_id == doc.id, DocumentChunk.safety_score.is_not(None)
@@ -249,8 +256,7 @@ class IndexPublisher:
                 )
                 known = [ChunkSafety(c, s) for c, s in scores if c is not None and s is not None]
                 doc.safety = scanner.summary(known).to_json()
-            await session.flush()
-        states = await session.execute(
-            select(Document.id, Document.safety, Document.safety_released_at).where(Document.domain == domain)
-        )
-        return {doc_id for doc_id, summary, released in states if self._quarantined(domain, summary, released)}
+            if self._quarantined(domain, doc.safety, doc.safety_released_at):
+                held.add(doc.id)
+        await session.flush()
+        return held

@@ -23,11 +23,13 @@ from sqlalchemy import select, update
 from backend.container import Container, build_container
 from backend.db.models import Document, DocumentChunk, Message
 from backend.knowledge.indexer import IndexPublisher
+from backend.knowledge.safety import DocumentScanner
 from backend.settings import Settings
 from experts.prompts import FENCE_CLOSE, FENCE_NOTE, FENCE_OPEN, build_messages
 from experts.registry import ExpertRegistry
 from experts.types import ChatMessage, Passage
 from router.encoder import Encoder
+from router.safety.model import SHIPPED, SafetyModel
 from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -264,6 +266,17 @@ async def test_rows_from_before_the_scan_are_scored_when_the_index_is_built(
     assert unscored is None
     for source in ("upload/northwind.md", "upload/contoso.md"):
         assert summaries[source] == before[source]["safety"]
+
+    # A new document threshold sums the stored scores up again (no rescoring needed).
+    strict = DocumentScanner(SafetyModel.load(SHIPPED), threshold=0.9999)
+    publisher = IndexPublisher(kb.db, kb.knowledge.publisher.store, encoder, kb.knowledge.publisher.config, strict)
+    async with kb.db.session() as s:
+        assert await publisher.fingerprint(s, "legal") != await kb.knowledge.publisher.fingerprint(s, "legal")
+    await publisher.publish("legal")
+    async with kb.db.session() as s:
+        summary = await s.scalar(select(Document.safety).where(Document.source == "upload/northwind.md"))
+    assert summary is not None and summary["threshold"] == 0.9999 and summary["flagged_chunks"] == 0
+    assert summary["score"] == before["upload/northwind.md"]["safety"]["score"]
 
 
 def test_a_fenced_passage_cannot_close_its_own_fence(tmp_path: Path) -> None:
