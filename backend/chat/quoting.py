@@ -74,12 +74,14 @@ class Quote:
 
 def best_quotes(question: str, passages: Sequence[RetrievedPassage], limit: int = 4) -> list[Quote]:
     """Up to ``limit`` passage sentences that answer ``question`` best (none that share no
-    content word with it), in passage order."""
+    content word with it), in passage order. A passage the safety check flagged (an
+    instruction hidden in a document: docs/safety.md) is never quoted: the model reads
+    it fenced as data, and its words do not become the answer's."""
     asked = content_words(question)
     if not asked or not passages:
         return []
     wants_quantity = bool(_QUANTITY.search(question))
-    candidates = [(p, s) for p in passages for s in sentences(p.text)]
+    candidates = [(p, s) for p in passages if not p.flagged for s in sentences(p.text)]
     # Rarer words weigh more: a word found in every candidate sentence says little.
     df: dict[str, int] = {}
     words = [content_words(s) for _, s in candidates]
