@@ -36,7 +36,7 @@ from backend.settings import Settings
 from backend.slack.api import slack_runtime
 from router.encoder import Encoder
 from tests.conftest import audit_events, auth, make_key, write_experts_yaml
-from tests.fakes.openai_server import Echo, FakeOpenAI
+from tests.fakes.openai_server import Echo, FakeOpenAI, Reply
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack
 from tests.redteam import documents as docs
 from tests.redteam.attacks import ATTACKS, Attack
@@ -63,6 +63,7 @@ class Seen:
     request_id: str | None = None
     conversation: str | None = None  # the conversation id a plain answer was stored under
     citations: str = ""  # every string of the citations sent with the answer (/v1 only)
+    cache: str | None = None  # the response cache's status for it (hit, miss...; /v1 only)
 
 
 @dataclass
@@ -71,6 +72,9 @@ class Campaign:
     seconds: dict[str, float] = field(default_factory=dict)  # per channel, all attacks together
     # request id -> the safety record of its audit event ({} when the event has none)
     safety: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the safety record of every audited refusal (a refused request's response carries
+    # another id than its event: the app's x-request-id, not the pipeline's)
+    refusals: list[dict[str, Any]] = field(default_factory=list)
     victim_conversation: str = ""
 
     def of(self, channel: str) -> list[Seen]:
@@ -177,12 +181,15 @@ class Harness:
     async def chat(self, who: str, name: str, body: dict[str, Any], *, channel: str = "chat") -> Seen:
         mark = self._mark()
         r = await self.http.post("/v1/chat/completions", headers=auth(self.keys[who]), json=body)
-        shown, answer, conversation, citations = "", "", None, ""
+        shown, answer, conversation, citations, cache = "", "", None, "", None
         if r.headers.get("content-type", "").startswith("text/event-stream"):
             events = [e for e in sse_events(r.text) if isinstance(e, dict)]
             shown = "\n".join(strings(events))
             answer = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
             citations = "\n".join(strings([e["expertgate"].get("citations") for e in events if "expertgate" in e]))
+            cache = next(
+                ((e["expertgate"].get("cache") or {}).get("status") for e in events if "expertgate" in e), None
+            )
         else:
             parsed = r.json()
             shown = "\n".join(strings(parsed))
@@ -190,8 +197,9 @@ class Harness:
                 answer = parsed["choices"][0]["message"]["content"]
                 conversation = parsed["expertgate"]["conversation_id"]
                 citations = "\n".join(strings(parsed["expertgate"]["citations"]))
+                cache = (parsed["expertgate"].get("cache") or {}).get("status")
         return Seen(name, channel, r.status_code, shown, answer, self._prompts(mark), r.headers.get("x-request-id"),
-                    conversation, citations)  # fmt: skip
+                    conversation, citations, cache)  # fmt: skip
 
     async def route(self, who: str, name: str, body: dict[str, Any]) -> Seen:
         mark = self._mark()
@@ -314,8 +322,11 @@ async def run_campaign(
             await _controls(h, out)
         await _probes(h, out)
         for event in await audit_events(h.container):
+            record = dict((event.payload or {}).get("safety") or {})
             if event.request_id:
-                out.safety[event.request_id] = dict((event.payload or {}).get("safety") or {})
+                out.safety[event.request_id] = record
+            if record.get("action") == "refuse":
+                out.refusals.append(record)
     finally:
         await h.close()
     return out
@@ -359,6 +370,8 @@ async def _probes(h: Harness, out: Campaign) -> None:
             Attack("cache-slack", "other_user", "user", (("user", docs.CACHE_PROBE),)), 999, dm=False
         )
         out.seen.append(Seen(seen.attack, "cache", seen.status, seen.shown, seen.answer, seen.prompts))
+    if out.victim_conversation and any(s.attack == "insider-legal" for s in out.seen):
+        await _restricted_cache_probe(h, out)
     conv = out.victim_conversation
     body = {
         "model": "auto",
@@ -372,6 +385,18 @@ async def _probes(h: Harness, out: Campaign) -> None:
     out.seen.append(Seen(seen.attack, "probe", seen.status, seen.shown, "", seen.prompts))
     out.seen.append(await h.get("attacker", "probe-get", f"/api/v1/conversations/{conv}"))
     out.seen.append(await h.get("attacker", "probe-list", "/api/v1/conversations"))
+
+
+async def _restricted_cache_probe(h: Harness, out: Campaign) -> None:
+    """The insider's answer quoting a restricted document is kept by the response cache;
+    the attacker asking the same question must not be handed it. The insider asking
+    again is (the answer was kept: the attacker's miss means something)."""
+    question = {"model": "legal", "messages": [{"role": "user", "content": docs.RESTRICTED_CACHE_QUESTION}]}
+    h.llm.script(Reply(docs.RESTRICTED_CACHE_ANSWER))
+    out.seen.append(await h.chat("insider", "acl-cache-insider", question, channel="control"))
+    out.seen.append(await h.chat("attacker", "acl-cache-chat", question, channel="cache"))
+    out.seen.append(await h.chat("attacker", "acl-cache-stream", {**question, "stream": True}, channel="cache"))
+    out.seen.append(await h.chat("insider", "acl-cache-insider-again", question, channel="control"))
 
 
 def campaign(tmp: Path, encoder: Encoder, llm: FakeOpenAI, slack: FakeSlack | None, **kw: Any) -> Campaign:

@@ -73,10 +73,11 @@ def test_flagged_attacks_are_refused_and_the_others_answered(
 
 
 def test_each_refusal_is_audited_with_its_category(run: Campaign, expected: dict[str, Expected]) -> None:
-    for s in run.seen:
-        if s.channel in ("chat", "stream") and expected[s.attack].flagged:
-            record = run.safety[s.request_id or ""]
-            assert record["action"] == "refuse" and record["category"] == expected[s.attack].category, s.attack
+    """One audit event per refused request, on every channel, with the category the check
+    gives the attack."""
+    want = Counter(w.category for w in expected.values() if w.flagged for _ in CHANNELS)
+    assert Counter(r["category"] for r in run.refusals) == want
+    assert all(r["flagged"] and r["model"] for r in run.refusals)
 
 
 def _report(expected: dict[str, Expected], capsys: pytest.CaptureFixture[str]) -> None:
