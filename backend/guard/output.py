@@ -158,7 +158,8 @@ def find(text: str, prompt: str, policy: OutputPolicy = REDACT_SECRETS) -> list[
 
 
 def _apply(text: str, spans: list[Span], report: OutputReport) -> str:
-    out, at = [], 0
+    out: list[str] = []
+    at = 0
     for span in spans:
         report.count(span.mark)
         if span.mark == BLOCKED:  # nothing of it from here on
