@@ -76,6 +76,25 @@ def scope_key(
     return f"{spec.name}:{digest}"
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
+def details(question: str) -> set[str]:
+    """The question's details that are someone's own, as an answer might repeat them: words
+    with a digit (an employee number, a ticket) and capitalised words after the first
+    (a name, a project), case-folded."""
+    words = _WORD.findall(question)
+    return {w.casefold() for i, w in enumerate(words) if any(c.isdigit() for c in w) or (i > 0 and w[0].isupper())}
+
+
+def carries_other_details(cached_question: str, question: str, answer: str) -> bool:
+    """Whether ``answer`` (to ``cached_question``) repeats a detail of that question which
+    ``question`` does not hold: replaying it would hand one asker's details (their
+    employee number, their project) to another whose question only resembles theirs."""
+    own = details(cached_question) - {w.casefold() for w in _WORD.findall(question)}
+    return bool(own) and not own.isdisjoint(w.casefold() for w in _WORD.findall(answer))
+
+
 def acl_variant(cited_groups: Iterable[frozenset[str]]) -> str:
     """Which callers an answer is for, as the groups its cited documents are restricted
     to ("" when it cites only documents open to everyone): answers to one question by

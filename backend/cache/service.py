@@ -9,7 +9,10 @@ replays the first one that is still valid for this caller:
 - the caller may read every passage it cites (each cited document's groups, kept with
   the answer, against the caller's groups; a regrouped document republishes its index,
   so the groups kept are the groups in force while the version is);
-- it has not expired (the store never offers one that has).
+- it has not expired (the store never offers one that has);
+- a semantic match only: its answer repeats none of its question's details (a number,
+  a name) that the new question lacks (keys.carries_other_details): one asker's
+  employee number is never replayed to another whose question merely resembles theirs.
 
 Questions are compared by the base encoder's embedding (the model the knowledge
 service and the safety check use), which tells paraphrases from near misses far better
@@ -31,9 +34,9 @@ import anyio
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from backend.cache.keys import acl_variant, lookup_skip, scope_key, store_skip, text_key
+from backend.cache.keys import acl_variant, carries_other_details, lookup_skip, scope_key, store_skip, text_key
 from backend.cache.store import CacheStore, unit
-from backend.cache.types import CachedAnswer, CachedPassage, CacheLookup, CacheStatus, Vector
+from backend.cache.types import CachedAnswer, CachedPassage, CacheLookup, CacheStatus, MatchKind, Vector
 from backend.db.models import Document
 from backend.db.session import Database
 from backend.knowledge.service import KnowledgeService
@@ -157,6 +160,10 @@ class ResponseCache:
             candidates, rejected = [], {"store_error": 1}
         for candidate in candidates:
             reason = await self._invalid(candidate.answer, groups)
+            answer = candidate.answer
+            semantic = candidate.match is MatchKind.SEMANTIC
+            if reason is None and semantic and carries_other_details(answer.question, question, answer.text):
+                reason = "details"
             if reason is not None:
                 rejected[reason] = rejected.get(reason, 0) + 1
                 continue

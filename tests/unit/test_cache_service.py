@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from sqlalchemy import insert
 
-from backend.cache.keys import acl_variant, lookup_skip, normalise, scope_key, store_skip, text_key
+from backend.cache.keys import (
+    acl_variant,
+    carries_other_details,
+    lookup_skip,
+    normalise,
+    scope_key,
+    store_skip,
+    text_key,
+)
 from backend.cache.service import Delivered, ResponseCache
 from backend.cache.store import MemoryStore, unit
 from backend.cache.types import CachedAnswer, CachedPassage, CacheStatus, MatchKind
@@ -279,3 +287,22 @@ async def test_a_later_turn_is_skipped_and_not_kept(db: Database) -> None:
     later = await cache.lookup("legal", "q", **lookup_args(conversation_id="c1"))  # type: ignore[arg-type]
     assert later is not None and later.status is CacheStatus.SKIPPED
     assert await cache.store(later, "q", delivered("r1", Retrieval())) == "not_cacheable"
+
+
+def test_an_answer_repeating_the_askers_own_details_is_not_replayed_to_a_similar_question() -> None:
+    asked = "Write an email to my team; mention my employee number 74120 so HR can match it."
+    probe = "Write an email to my team; mention my employee number so HR can match it."
+    assert carries_other_details(asked, probe, "Hi team, ... (employee number 74120).")
+    assert not carries_other_details(asked, probe, "Hi team, the offsite moves to Friday.")
+    assert not carries_other_details(asked, asked.lower(), "... 74120 ...")  # the same detail asked again
+    assert carries_other_details("Status of project Sandpiper deploys?", "Status of our deploys?", "Sandpiper is green")
+
+
+async def test_a_semantic_candidate_with_another_askers_details_is_rejected(db: Database) -> None:
+    cache = ResponseCache(MemoryStore(), registry(), db, versions=Versions())  # type: ignore[arg-type]
+    asked = "Email my team about Friday; mention my employee number 74120."
+    first = await cache.lookup("legal", asked, **lookup_args())  # type: ignore[arg-type]
+    assert first is not None
+    await cache.store(first, asked, delivered("r1", Retrieval(), text="Hi team (74120): Friday it is."))
+    probe = await cache.lookup("legal", "Email my team about Friday.", **lookup_args(vector=vec(1, 0.05)))  # type: ignore[arg-type]
+    assert probe is not None and probe.status is CacheStatus.MISS and probe.rejected == {"details": 1}
