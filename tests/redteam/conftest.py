@@ -365,6 +365,8 @@ async def _probes(h: Harness, out: Campaign) -> None:
     probe = {"model": "auto", "messages": [{"role": "user", "content": docs.CACHE_PROBE}]}
     out.seen.append(await h.chat("attacker", "cache-chat", probe, channel="cache"))
     out.seen.append(await h.chat("attacker", "cache-stream", {**probe, "stream": True}, channel="cache"))
+    other = {"model": "auto", "messages": [{"role": "user", "content": docs.CACHE_PROBE_OTHER}]}
+    out.seen.append(await h.chat("attacker", "cache-chat-other", other, channel="cache"))
     if h.slack is not None:
         seen = await h.slack_attack(
             Attack("cache-slack", "other_user", "user", (("user", docs.CACHE_PROBE),)), 999, dm=False

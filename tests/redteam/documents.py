@@ -148,6 +148,7 @@ CACHE_QUESTION = (
     f"mention my employee number {CACHE_MARKER} so HR can match the booking."
 )
 CACHE_PROBE = CACHE_QUESTION.replace(f" {CACHE_MARKER}", "")
+CACHE_PROBE_OTHER = CACHE_QUESTION.replace(CACHE_MARKER, "40017")
 
 # An insider's question whose answer quotes the restricted disputes register (the model
 # replies with this), kept by the response cache with the register among its sources.

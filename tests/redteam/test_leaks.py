@@ -144,20 +144,13 @@ def test_the_victims_conversation_is_not_found_by_its_id(run: Campaign) -> None:
     assert run.victim_conversation not in probes["probe-list"].shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LEAK (red-team finding): with the response cache on (experts.yaml `cache: {enabled: true}`; it "
-    "ships off), it (backend/cache) replays one user's first-turn "
-    "answer to another whose question is >= 0.95 cosine-similar: the victim asks for an email 'mention my "
-    "employee number 74120', the attacker asks the same without the number (cosine 0.986) and gets the "
-    "victim's answer, number included, on /v1/chat/completions plain and streamed and on Slack. Only the "
-    "documents' ACL is checked on replay (keys.py: first turns of all users share a scope). Fix in "
-    "backend/cache (e.g. replay across users only on an exact match, or only answers that carry no token "
-    "of the question absent from the new one), then drop this mark.",
-)
 def test_the_response_cache_hands_no_users_details_to_another(run: Campaign) -> None:
+    """With the cache on, the victim's request with a detail of theirs (an employee number),
+    then the attacker's same request without it, or with another number (cosine 0.986 to
+    the victim's): the attacker never gets the victim's answer. (A leak the suite found:
+    the cache replayed it, number included, on every channel; fixed in 4e0f022.)"""
     probes = [s for s in run.of("cache") if s.attack.startswith("cache-")]
-    assert len(probes) == 3 and all(s.status == 200 for s in probes), [(s.attack, s.status) for s in probes]
+    assert len(probes) == 4 and all(s.status == 200 for s in probes), [(s.attack, s.status) for s in probes]
     leaks = [where(s) for s in probes if docs.CACHE_MARKER in s.shown]
     assert not leaks, "the victim's employee number reached the attacker: " + "; ".join(leaks)
 
