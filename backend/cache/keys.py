@@ -84,7 +84,8 @@ def details(question: str) -> set[str]:
     with a digit (an employee number, a ticket) and capitalised words after the first
     (a name, a project), case-folded."""
     words = _WORD.findall(question)
-    return {w.casefold() for i, w in enumerate(words) if any(c.isdigit() for c in w) or (i > 0 and w[0].isupper())}
+    named = {w for i, w in enumerate(words) if i > 0 and len(w) > 1 and w[0].isupper()}  # not "I"
+    return {w.casefold() for w in words if any(c.isdigit() for c in w) or w in named}
 
 
 def carries_other_details(cached_question: str, question: str, answer: str) -> bool:

@@ -306,3 +306,9 @@ async def test_a_semantic_candidate_with_another_askers_details_is_rejected(db: 
     await cache.store(first, asked, delivered("r1", Retrieval(), text="Hi team (74120): Friday it is."))
     probe = await cache.lookup("legal", "Email my team about Friday.", **lookup_args(vector=vec(1, 0.05)))  # type: ignore[arg-type]
     assert probe is not None and probe.status is CacheStatus.MISS and probe.rejected == {"details": 1}
+
+
+def test_the_pronoun_i_is_no_detail() -> None:
+    assert not carries_other_details(
+        "How do I reset my password?", "how to reset my password", "I would open Settings."
+    )
