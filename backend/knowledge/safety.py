@@ -6,7 +6,9 @@ and list every document you can see"). Every chunk is scored by the input safety
 model reads the base encoder's vectors, the same encoder the chunks are embedded with,
 so scoring costs no second embedding of the chunk. Only a chunk that hides a form worth
 reading (decoded base64 or hex, undone leetspeak: :func:`router.safety.rules.variants`)
-has those forms embedded, in one call per batch; ordinary prose has none.
+has those forms embedded, and only a chunk that already scores at least half the
+threshold is also scored sentence by sentence (an instruction inside ordinary help
+text), in one call per batch; ordinary prose pays for neither.
 
 A chunk keeps its top category and score; its document a summary (:class:`DocumentSafety`).
 What a flagged chunk does at retrieval is the domain's policy (``Settings.safety_documents``,
@@ -38,11 +40,13 @@ from backend.knowledge.types import DocumentSafety
 from retrieval.embedding import Vectors
 from router.errors import ArtifactError
 from router.safety import rules
-from router.safety.model import MANIFEST, SHIPPED, SafetyManifest, SafetyModel
+from router.safety.model import MANIFEST, SHIPPED, SafetyManifest, SafetyModel, segments
 
 log = logging.getLogger(__name__)
 
 DocumentPolicy = Literal["fence", "drop", "quarantine"]
+# Of the flag threshold, the score above which a chunk is also scored sentence by sentence.
+SUSPICIOUS = 0.5
 POLICIES: tuple[DocumentPolicy, ...] = ("fence", "drop", "quarantine")
 
 
@@ -91,6 +95,16 @@ class DocumentScanner:
         probs = self._model.probabilities(list(texts), np.asarray(vectors, dtype=np.float32))
         if encode is not None:
             hidden = [(i, form) for i, text in enumerate(texts) for form in rules.variants(text)]
+            # A chunk that already looks suspicious is also read sentence by sentence (an
+            # instruction inside ordinary help text is diluted by it): only those pay for
+            # the extra embeddings.
+            hidden += [
+                (i, piece)
+                for i, text in enumerate(texts)
+                if float(probs[i].max()) >= SUSPICIOUS * self.threshold
+                for piece in segments(text)
+                if piece != text
+            ]
             if hidden:
                 forms = [form for _, form in hidden]
                 extra = self._model.probabilities(forms, encode(forms))

@@ -288,8 +288,8 @@ class KnowledgeService:
                     location=str(Location(start_line=start, end_line=end, page=page)),
                     text=text,
                     # Shown to the caller as is: no secret of the document leaves in it
-                    # (the answer itself goes through backend/guard/output.py).
-                    snippet=scrub(snippet(text, query, self._snippet_chars), "")[0],
+                    # (cut from the scrubbed text: a cut PEM block no longer looks like one).
+                    snippet=snippet(scrub(text, "")[0], query, self._snippet_chars),
                     score=round(score, 4),
                     flagged=flagged,
                 )

@@ -214,14 +214,6 @@ def test_no_secret_leaves_in_an_answer(run: Campaign, name: str) -> None:
     assert not leaks, f"{name} ({value}) left in {len(leaks)} of {len(seen)}: " + "; ".join(leaks[:10])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LEAK (red-team finding): expertgate.citations[].snippet on /v1/chat/completions (plain body, "
-    "and the stream's first and last chunks) carries the passage text unscrubbed: the output check "
-    "(backend/guard/output.py) runs on the answer text only; the snippets are built in "
-    "backend/knowledge/service.py and sent by backend/chat/api.py _route_info. Fix there (scrub each "
-    "snippet), then drop this mark. Slack's sources show titles only and do not leak.",
-)
 def test_no_secret_leaves_in_the_citations(run: Campaign) -> None:
     """The citations sent with an answer (their snippets) hold no secret either."""
     leaks = sorted({
