@@ -84,7 +84,9 @@ async def test_chat_request_writes_one_full_audit_event(
     assert p["latency_ms"]["total"] >= p["latency_ms"]["generate"] > 0
     assert p["conversation_id"] == r.json()["expertgate"]["conversation_id"]
     assert p["guard"] == {"pii": {}, "pii_policy": "redact", "pii_action": "none"}
-    assert set(p["retrieval"]) == {"domains", "chunk_ids", "index_versions", "ms", "degraded"}
+    assert set(p["retrieval"]) == {"domains", "chunk_ids", "index_versions", "ms", "degraded", "safety"}
+    assert p["retrieval"]["safety"] == {"dropped": 0, "fenced": []}  # no flagged passage among the sources
+    assert p["safety"]["action"] == "none" and p["safety"]["flagged"] == {}  # the input check's verdict
     assert event.answer == "Section 9 caps liability at twelve months of fees."
     assert event.alg.startswith("hmac-sha256:")
     assert await chain_ok(container)
