@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from backend.audit.chainer import AuditChainer
 from backend.audit.writer import AuditTrail, build_audit_trail
-from backend.capacity.service import CapacityService
 from backend.cache.wiring import build_response_cache
+from backend.capacity.service import CapacityService
 from backend.capacity.wiring import build_capacity
 from backend.chat.pipeline import ChatPipeline, Limits
 from backend.chat.recorder import ChatRecorder

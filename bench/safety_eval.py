@@ -83,8 +83,12 @@ def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dic
             "router_test": len(traffic),
             "fpr_router_test": _rate(traffic_flags),
             "fpr_benign_all": _rate(hard_flags + traffic_flags),
-            "false_positives": [r.text[:160] for r, (f, _) in zip(hard + traffic, hard_flags + traffic_flags, strict=True) if f][:40],
-            "missed": [f"{r.cell} {r.text[:160]}" for r, (f, _) in zip(attacks, attack_flags, strict=True) if not f][:60],
+            "false_positives": [
+                r.text[:160] for r, (f, _) in zip(hard + traffic, hard_flags + traffic_flags, strict=True) if f
+            ][:40],
+            "missed": [f"{r.cell} {r.text[:160]}" for r, (f, _) in zip(attacks, attack_flags, strict=True) if not f][
+                :60
+            ],
         },
         "latency": _latency(model, cache, [r.text for r in traffic[:300]]),
     }

@@ -65,10 +65,14 @@ def main() -> None:
         raise SystemExit("public data stays outside the repository")
     out.mkdir(parents=True, exist_ok=True)
     wild = csv.DictReader(io.StringIO(_show(args.mirror, WILD)))
-    _write(out, "in_the_wild_jailbreaks", [{"text": r["prompt"], "label": "attack"} for r in wild if r["prompt"].strip()])
+    _write(
+        out, "in_the_wild_jailbreaks", [{"text": r["prompt"], "label": "attack"} for r in wild if r["prompt"].strip()]
+    )
     behaviours = [r["goal"] for r in csv.DictReader(io.StringIO(_show(args.mirror, ADVBENCH)))]
     _write(out, "advbench_behaviours", [{"text": b, "label": "attack"} for b in behaviours])
-    _write(out, "advbench_behaviours_benign_tail", [{"text": f"{b} {BENIGN_TAIL}", "label": "attack"} for b in behaviours])
+    _write(
+        out, "advbench_behaviours_benign_tail", [{"text": f"{b} {BENIGN_TAIL}", "label": "attack"} for b in behaviours]
+    )
     if PUBLIC_DEV.exists():
         rows = [json.loads(line) for line in PUBLIC_DEV.open(encoding="utf-8") if line.strip()]
         _write(out, "public_benign_requests", [{"text": r["text"], "label": "benign"} for r in rows])

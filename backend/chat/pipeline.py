@@ -69,8 +69,8 @@ from backend.chat.types import (
 from backend.db.session import Database
 from backend.errors import BadRequest, PayloadTooLarge
 from backend.guard.output import OutputPolicy, StreamScrubber, scrub
-from backend.guard.safety import InputSafety
 from backend.guard.policy import PiiGuard
+from backend.guard.safety import InputSafety
 from backend.knowledge.service import KnowledgeService, QueryVector
 from backend.knowledge.targets import weighted_targets
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
@@ -278,8 +278,9 @@ class ChatPipeline:
             assessed = await anyio.to_thread.run_sync(self._safety.assess, text, history, vector)
         else:
             assessed = self._safety.assess(text, history, vector)
-        allowed = [e for e in decision.top_k if e in self._registry and self._registry.get(e).allows(chat.principal.groups)]
-        verdict = self._safety.decide(assessed, [decision.expert, *allowed])
+        groups = chat.principal.groups
+        reached = [e for e in decision.top_k if e in self._registry and self._registry.get(e).allows(groups)]
+        verdict = self._safety.decide(assessed, [decision.expert, *reached])
         routed = replace(routed, safety=verdict, query=QueryVector(assessed.model, assessed.vector))
         if verdict.action == "general" and decision.expert != GENERALIST:
             routed = replace(routed, decision=replace(decision, expert=GENERALIST, reason=Reason.SAFETY))

@@ -135,7 +135,9 @@ class InputSafety:
         names = tuple(dict.fromkeys(e for e in experts if e in self._registry))
         specs = [self._registry.get(e).safety for e in names]
         thresholds = {
-            c: min([s.thresholds.get(c, self._model.manifest.threshold) for s in specs] or [self._model.manifest.threshold])
+            c: min(
+                [s.thresholds.get(c, self._model.manifest.threshold) for s in specs] or [self._model.manifest.threshold]
+            )
             for c in SAFETY_CATEGORIES
         }
         flagged = assessed.scores.flagged(thresholds)

@@ -29,13 +29,13 @@ from sqlalchemy import select
 
 from backend.db.models import Document, DocumentChunk
 from backend.db.session import Database
+from backend.guard.output import scrub
 from backend.knowledge.indexer import IndexPublisher
 from backend.knowledge.safety import DocumentScanner, is_quarantined
 from backend.knowledge.types import Retrieval, RetrievedPassage
 from retrieval.acl import visible
 from retrieval.embedding import Embedder, Vectors, embed, normalize
 from retrieval.errors import IndexUnavailable, RetrievalError
-from backend.guard.output import scrub
 from retrieval.snippets import snippet
 from retrieval.store import LoadedIndex
 from retrieval.types import Hit, Location

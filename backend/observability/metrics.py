@@ -169,7 +169,8 @@ class Metrics:
         )
         self.cache_lookups = Counter(
             "expertgate_cache_lookups",
-            "Response cache lookups by expert and result (hit, miss, bypass: no-cache, skipped: not a first turn or PII)",
+            "Response cache lookups by expert and result "
+            "(hit, miss, bypass: no-cache, skipped: not a first turn or PII)",
             ["expert", "result"],
             registry=r,
         )

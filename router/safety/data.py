@@ -56,7 +56,9 @@ def load_rows(path: Path) -> list[SafetyExample]:
             if not isinstance(text, str) or not text.strip() or label not in LABELS:
                 raise DataError(f"{path}:{number}: empty text or unknown label {label!r}")
             out.append(
-                SafetyExample(text, label, str(row.get("cell", "")), str(row.get("style", "")), str(row.get("derived", "")))
+                SafetyExample(
+                    text, label, str(row.get("cell", "")), str(row.get("style", "")), str(row.get("derived", ""))
+                )
             )
     return out
 

@@ -45,6 +45,7 @@ MIN_PIECE = 24
 MAX_PIECES = 48
 MAX_CHARS = 20_000
 
+
 @dataclass(frozen=True)
 class SafetyManifest:
     version: str
@@ -111,7 +112,7 @@ def segments(text: str) -> list[str]:
 
 
 def _sigmoid(z: Vectors) -> Vectors:
-    out: Vectors = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+    out: Vectors = (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))).astype(np.float32)
     return out
 
 

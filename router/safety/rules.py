@@ -96,38 +96,44 @@ def variants(text: str) -> list[str]:
     return out
 
 
-_W = r"[\w'’-]*"  # the rest of a word
+_W = r"[\w'\u2019-]*"  # the rest of a word (an apostrophe, straight or curly)
 _GAP = r"(?:\W+\w+){0,4}?\W+"  # up to four words between
 FAMILIES: dict[str, re.Pattern[str]] = {
     # "ignore all previous instructions", "disregard the rules above"
     "override": re.compile(
         rf"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon|stop following)\b{_GAP}"
         rf"(?:previous|prior|above|earlier|preceding|original|initial|system|all|your|any|the developer'?s?)\b{_W}"
-        rf"(?:{_GAP})?(?:instructions?|rules?|guidelines?|prompts?|directives?|policies|policy|constraints?|guardrails?|programming)\b"
+        rf"(?:{_GAP})?(?:instructions?|rules?|guidelines?|prompts?|directives?|policies|policy"
+        r"|constraints?|guardrails?|programming)\b"
     ),
     # fake system / developer turns and delimiters
     "authority": re.compile(
-        r"(?:</?\s*(?:system|sys|developer|admin|instructions?)\s*>|\[/?(?:inst|system)\]|#{2,}\s*(?:system|admin|developer)"
+        r"(?:</?\s*(?:system|sys|developer|admin|instructions?)\s*>|\[/?(?:inst|system)\]"
+        r"|#{2,}\s*(?:system|admin|developer)"
         r"|\b(?:system|developer|admin)\s*(?:message|override|notice|prompt)\s*:|\bmaintenance mode\b|\bgod mode\b"
         r"|\bdebug mode (?:enabled|on|activated)\b|\bnew (?:instructions|rules|directive)\s*:)"
     ),
     # the system prompt or the instructions themselves
     "prompt": re.compile(
-        rf"\b(?:print|reveal|show|repeat|output|display|dump|leak|recite|tell me|give me|write out|spell out|translate|summari[sz]e)\b{_GAP}?"
+        r"\b(?:print|reveal|show|repeat|output|display|dump|leak|recite|tell me|give me|write out|spell out"
+        rf"|translate|summari[sz]e)\b{_GAP}?"
         rf"(?:your|the|its|all)?\W*(?:system prompt|initial prompt|hidden (?:prompt|instructions)|original instructions"
-        rf"|instructions (?:you were|you've been|above)|(?:text|words|everything) above|pre-?prompt|configuration prompt)"
+        r"|instructions (?:you were|you've been|above)|(?:text|words|everything) above|pre-?prompt"
+        r"|configuration prompt)"
     ),
     # other people's data, every document, secrets
     "data": re.compile(
         r"\b(?:other|another|all|every)\s+(?:users?|employees?|people|customers?|colleagues?)'?s?\s+"
         r"(?:conversations?|questions?|messages?|chats?|history|data|prompts?)\b"
-        r"|\b(?:list|dump|print|show|export)\s+(?:me\s+)?(?:all|every)\s+(?:the\s+)?(?:documents?|files?|secrets?|api keys?|passwords?)\b"
+        r"|\b(?:list|dump|print|show|export)\s+(?:me\s+)?(?:all|every)\s+(?:the\s+)?"
+        r"(?:documents?|files?|secrets?|api keys?|passwords?)\b"
         r"|\b(?:environment variables?|env vars?|connection strings?)\b.{0,40}\b(?:print|show|reveal|dump|list)\b"
         r"|\b(?:print|show|reveal|dump|list)\b.{0,40}\b(?:environment variables?|env vars?|connection strings?)\b"
     ),
     # personas without rules
     "persona": re.compile(
-        r"\b(?:do anything now|developer mode|jailbr[eo]ak(?:en|ed|ing)?|unfiltered|uncensored|unrestricted|no restrictions"
+        r"\b(?:do anything now|developer mode|jailbr[eo]ak(?:en|ed|ing)?|unfiltered|uncensored|unrestricted"
+        r"|no restrictions"
         r"|without (?:any )?(?:restrictions|filters|rules|limits|guidelines|censorship)|evil (?:twin|mode|assistant)"
         r"|stay in character|opposite mode|anti-?gpt)\b"
     ),
@@ -135,7 +141,8 @@ FAMILIES: dict[str, re.Pattern[str]] = {
     "routing": re.compile(
         r"\b(?:as|you are|act as)\s+(?:the\s+)?(?:code|legal|support|general|admin|root)\s+expert\b.{0,60}"
         r"\b(?:ignore|skip|bypass|without|not bound)\b"
-        r"|\b(?:skip|bypass|avoid|without)\s+(?:the\s+)?(?:review|reviewers?|approval|moderation|filters?|safety checks?)\b"
+        r"|\b(?:skip|bypass|avoid|without)\s+(?:the\s+)?"
+        r"(?:review|reviewers?|approval|moderation|filters?|safety checks?)\b"
     ),
 }
 _DAN = re.compile(r"\bDAN\b|\bD\.A\.N\b")

@@ -67,9 +67,9 @@ class _SafetyNet(nn.Module):
     def __init__(self, config: SafetyTrainConfig, width: int) -> None:
         super().__init__()
         n = len(CATEGORIES)
-        self.dense = nn.Sequential(
-            nn.Linear(width, config.hidden), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(config.hidden, n)
-        )
+        self.hidden = nn.Linear(width, config.hidden)
+        self.out = nn.Linear(config.hidden, n)
+        self.dense = nn.Sequential(self.hidden, nn.ReLU(), nn.Dropout(config.dropout), self.out)
         self.lex = nn.EmbeddingBag(config.lexical_buckets, n, mode="mean")
         nn.init.zeros_(self.lex.weight)
 
@@ -197,12 +197,14 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     x, y = _inputs(rows, vectors), _targets(rows)
     weights = np.where(y.sum(axis=1) > 0, config.attack_weight, 1.0).astype(np.float32)
     fit_rows = ~is_val
-    net = _fit(config, x[fit_rows], [t for t, v in zip(texts, is_val, strict=True) if not v], y[fit_rows], weights[fit_rows])
+    net = _fit(
+        config, x[fit_rows], [t for t, v in zip(texts, is_val, strict=True) if not v], y[fit_rows], weights[fit_rows]
+    )
     tensors = {
-        "w1": net.dense[0].weight.detach().numpy(),
-        "b1": net.dense[0].bias.detach().numpy(),
-        "w2": net.dense[3].weight.detach().numpy(),
-        "b2": net.dense[3].bias.detach().numpy(),
+        "w1": net.hidden.weight.detach().numpy(),
+        "b1": net.hidden.bias.detach().numpy(),
+        "w2": net.out.weight.detach().numpy(),
+        "b2": net.out.bias.detach().numpy(),
         "lex": net.lex.weight.detach().numpy(),
     }
     draft = SafetyManifest(
@@ -225,7 +227,9 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     # The threshold is tuned on scores as the server makes them: pieces, hidden forms.
     calibrated = SafetyModel(replace(draft, temperatures=temps), tensors)
     val_rows = [r for r, v in zip(rows, is_val, strict=True) if v]
-    tops = np.array([calibrated.score(r.text, x, cache.encode).top[1] for r, x in zip(val_rows, vectors[is_val], strict=True)])
+    tops = np.array(
+        [calibrated.score(r.text, x, cache.encode).top[1] for r, x in zip(val_rows, vectors[is_val], strict=True)]
+    )
     val_benign = y[is_val].sum(axis=1) == 0
     threshold = _threshold(tops[val_benign], config.target_fpr)
     val_recall = float((tops[~val_benign] >= threshold).mean())
