@@ -135,10 +135,12 @@ class SafetyModel:
         self._ngrams = HashedNgrams(manifest.lexical_buckets)
         self._temps = np.array([manifest.temperatures[c] for c in manifest.categories], dtype=np.float32)
 
-    def logits(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
-        """Uncalibrated logits, shape (len(texts), categories)."""
+    def logits(self, texts: Sequence[str], vectors: Vectors, feats: Vectors | None = None) -> Vectors:
+        """Uncalibrated logits, shape (len(texts), categories). ``feats``: the texts' rule
+        features when the caller has them already (:func:`router.safety.rules.features`)."""
         t = self._t
-        feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
+        if feats is None:
+            feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
         x = np.concatenate([vectors.astype(np.float32), feats], axis=1)
         hidden = np.maximum(x @ t["w1"].T + t["b1"], 0.0)
         lex = np.stack([t["lex"][self._ngrams.ids(text)].mean(axis=0) for text in texts])
@@ -155,8 +157,9 @@ class SafetyModel:
         extra = list(dict.fromkeys(w for w in segments(text) if w != text)) + rules.variants(text)
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
-        probs = self.probabilities(texts, vectors).max(axis=0)
-        fired = tuple(name for name, hit in rules.hits(text).items() if hit)
+        feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
+        probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps).max(axis=0)
+        fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
         return SafetyScores({c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}, fired)
 
     def save(self, directory: Path) -> None:

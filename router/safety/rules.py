@@ -86,13 +86,18 @@ def decoded(text: str) -> list[str]:
 def variants(text: str) -> list[str]:
     """Forms of ``text`` to score besides itself: its normalised form when that differs
     (beyond case), its rot13 when asked for, and what decodes from base64 or hex."""
+    return _variants(text, decoded(text))
+
+
+def _variants(text: str, hidden: list[str]) -> list[str]:
+    """:func:`variants` with ``text``'s decoded payloads already found."""
     out = []
     plain, lower = normalise(text), text[:MAX_CHARS].lower()
     if plain != lower and set(_REVEALING.findall(plain)) - set(_REVEALING.findall(lower)):
         out.append(plain)
     if "rot13" in plain or "rot-13" in plain or "rot 13" in plain:
         out.append(codecs.decode(text[:MAX_CHARS], "rot13"))
-    out.extend(decoded(text))
+    out.extend(hidden)
     return out
 
 
@@ -153,10 +158,10 @@ FEATURES: tuple[str, ...] = (*FAMILIES, *EXTRA)
 
 def hits(text: str) -> dict[str, bool]:
     """Which rule families fire on ``text`` or any of its hidden forms."""
-    forms = [text[:MAX_CHARS].lower(), *variants(text)]
+    hidden = decoded(text)
+    forms = [text[:MAX_CHARS].lower(), *_variants(text, hidden)]
     out = {name: any(p.search(form) for form in forms) for name, p in FAMILIES.items()}
     out["persona"] = out["persona"] or bool(_DAN.search(text[:MAX_CHARS]))  # not "Dan from payroll"
-    hidden = decoded(text)
     out["encoded"] = bool(hidden)
     out["decoded_hit"] = any(p.search(h.lower()) for h in hidden for p in FAMILIES.values())
     return out
