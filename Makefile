@@ -58,7 +58,7 @@ $(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB_INPUTS)
 
 # Regenerate the typed client from the backend's OpenAPI schema (commit both files).
 api-client: $(STAMPS)/python $(WEB)/node_modules/.package-lock.json
-	$(BIN)/python -m backend.web.openapi $(WEB)/openapi.json
+	$(BIN)/python -m backend.cli.openapi $(WEB)/openapi.json
 	cd $(WEB) && npm run --silent gen:api
 
 # Ingests the shipped sample knowledge first: idempotent (unchanged files are skipped by

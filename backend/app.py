@@ -16,37 +16,45 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.audit.api import router as audit_router
+from backend.api import (
+    audit,
+    auth,
+    breakers,
+    chat,
+    conversations,
+    gate,
+    health,
+    identity,
+    knowledge,
+    metrics,
+    quotas,
+    reviews,
+    safety,
+    stats,
+    users,
+)  # fmt: skip
+from backend.api.deps import authenticate
+from backend.api.slack import close_slack, install_slack
+from backend.api.spa import install_spa
 from backend.audit.refusals import record_refusal
-from backend.audit.stats_api import router as stats_router
 from backend.audit.writer import is_recorded
 from backend.bootstrap import bootstrap_admin
-from backend.chat.api import router as chat_router
-from backend.container import Container, build_container
-from backend.conversations.api import router as conversations_router
-from backend.deps import authenticate
 from backend.errors import ERROR_TABLE, AppError, BadRequest, NotFound, PayloadTooLarge, to_app_error
-from backend.health import router as health_router
-from backend.identity.api import router as identity_router
-from backend.identity.users_api import router as users_router
-from backend.knowledge.api import router as knowledge_router
-from backend.observability.api import router as metrics_router
+from backend.gate.reload import GateReloader
+from backend.gate.wiring import router_store
 from backend.observability.logs import RequestIdMiddleware
 from backend.observability.tracing import TracingMiddleware, setup_tracing, shutdown_tracing
-from backend.oidc.api import router as auth_router
-from backend.quota.api import me_router as quota_me_router
-from backend.quota.api import router as quota_router
-from backend.resilience.api import router as resilience_router
-from backend.review.api import router as review_router
-from backend.routing.api import router as routing_router
-from backend.routing.reload import GateReloader
-from backend.routing.wiring import router_store
-from backend.safety.api import router as safety_router
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
-from backend.slack.api import close_slack, install_slack
-from backend.web.spa import install_spa
 
 log = logging.getLogger(__name__)
+
+# Every HTTP route of the app (backend/api/), in the order the OpenAPI schema lists them.
+ROUTES = (
+    chat.routes, health.routes, conversations.routes, reviews.routes, safety.routes, audit.routes,
+    identity.routes, users.routes, stats.routes, knowledge.routes, gate.routes, metrics.routes,
+    breakers.routes, quotas.routes, quotas.me_routes, auth.routes,
+)  # fmt: skip
 
 
 def framework_error(status: int, detail: str) -> AppError:
@@ -79,9 +87,7 @@ class BodyLimit:
     ``overrides`` maps exact paths to their own limit (document uploads are larger).
     """
 
-    def __init__(
-        self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, limit: int, overrides: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.default_limit = limit
         self.overrides = dict(overrides or {})
@@ -125,33 +131,31 @@ async def _refused_at_the_edge(request: Request, error: AppError, exc: Exception
     only that it must authenticate (401); an authenticated one gets ``error``, audited
     as ``http.refused`` like any refusal. Errors the route's own dependencies already
     audited are not audited twice."""
-    container = getattr(request.app.state, "container", None)  # None: not started yet
-    if container is not None and request.url.path.startswith(_API_PREFIXES) and not is_recorded(exc):
+    runtime = getattr(request.app.state, "runtime", None)  # None: not started yet
+    if runtime is not None and request.url.path.startswith(_API_PREFIXES) and not is_recorded(exc):
         try:
             principal = await authenticate(request)
         except AppError as refused:
             return _error_response(refused)
-        await record_refusal(
-            container.db, container.audit, principal, error, method=request.method, path=request.url.path
-        )
+        await record_refusal(runtime.db, runtime.audit, principal, error, method=request.method, path=request.url.path)
     return _error_response(error)
 
 
 _API_PREFIXES = ("/v1/", "/api/")
 
 
-def create_app(settings: Settings, container: Container | None = None) -> FastAPI:
-    """The ASGI app. With no ``container``, the lifespan builds one from ``settings``."""
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    """The ASGI app. With no ``runtime``, the lifespan builds one from ``settings``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = container is None
-        built: Container
-        if container is None:
-            built = await anyio.to_thread.run_sync(build_container, settings)
+        owned = runtime is None
+        built: Runtime
+        if runtime is None:
+            built = await anyio.to_thread.run_sync(build_runtime, settings)
         else:
-            built = container
-        app.state.container = built
+            built = runtime
+        app.state.runtime = built
         tracing = setup_tracing(settings) if owned else None
         if owned and settings.bootstrap_admin:
             await bootstrap_admin(built.db, settings, built.audit)
@@ -171,9 +175,7 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
             # every few seconds under load (the multi-hundred-ms tail in docs/load.md).
             gc.collect()
             gc.freeze()
-        reloader = GateReloader(
-            built.router, router_store(settings), built.registry, settings.router_reload_s
-        )
+        reloader = GateReloader(built.gate, router_store(settings), built.registry, settings.router_reload_s)
         try:
             async with anyio.create_task_group() as background:
                 background.start_soon(reloader.run)
@@ -199,22 +201,8 @@ def create_app(settings: Settings, container: Container | None = None) -> FastAP
         lifespan=lifespan,
         description="Domain-routed enterprise assistant (OpenAI-compatible at /v1).",
     )
-    app.include_router(chat_router)
-    app.include_router(health_router)
-    app.include_router(conversations_router)
-    app.include_router(review_router)
-    app.include_router(safety_router)
-    app.include_router(audit_router)
-    app.include_router(identity_router)
-    app.include_router(users_router)
-    app.include_router(stats_router)
-    app.include_router(knowledge_router)
-    app.include_router(routing_router)
-    app.include_router(metrics_router)
-    app.include_router(resilience_router)
-    app.include_router(quota_router)
-    app.include_router(quota_me_router)
-    app.include_router(auth_router)
+    for routes in ROUTES:
+        app.include_router(routes)
     install_slack(app, settings)  # POST /slack/events, when Slack is configured
     # The built web UI answers GETs that no route matched (never shadows a route).
     install_spa(app, settings.web_dir)

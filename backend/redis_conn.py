@@ -1,5 +1,5 @@
 """The one Redis client of an API process, shared by quotas, expert capacity, the
-quota-policy cache and the failed-login throttle, and closed by the container on
+quota-policy cache and the failed-login throttle, and closed by the runtime on
 shutdown.
 
 What a broken Redis may cost a request is bounded here, for every user of the client at

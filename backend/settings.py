@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # `expertgate serve` processes (uvicorn workers); see backend/serve.py for what
+    # `expertgate serve` processes (uvicorn workers); see backend/cli/serve.py for what
     # several workers need (no embedded LLM; Redis for limits shared across them).
     workers: int = Field(default=1, ge=1, le=64)
     # Proxies whose X-Forwarded-For / -Proto uvicorn believes (comma-separated IPs or
@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # client shares the proxy's address (and its failed-login budget).
     forwarded_allow_ips: str = "127.0.0.1"
     database_url: str | None = None
+    # Chat exchanges of concurrent requests committed in shared transactions
+    # (backend/db/group_commit.py) instead of one ordinary transaction each; docs/load.md.
+    group_commit: bool = False
     experts_file: Path = _PACKAGE_EXPERTS
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # "json": one JSON object per log line, with the HTTP request id (docs/deploy.md).

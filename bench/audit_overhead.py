@@ -48,13 +48,13 @@ from backend.audit.chain import ChainKey
 from backend.audit.chainer import WINDOW_S, AuditChainer
 from backend.audit.chat import ChatTrace, chat_entry
 from backend.audit.writer import AuditTrail
-from backend.chat.conversations import ConversationService, Exchange
+from backend.chat.exchanges import ConversationService, Exchange
 from backend.db.models import AuditOutbox
 from backend.db.session import Database, migrate
 from backend.guard.policy import PiiGuard
 from backend.identity.keycache import KeyAuthenticator
 from backend.identity.service import IdentityService
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.settings import to_async_url
 from experts.types import Usage
 from router.types import Reason, RoutingDecision

@@ -48,9 +48,9 @@ from sqlalchemy import select
 
 from backend.app import create_app
 from backend.chat.types import Question
-from backend.container import Container, build_container
 from backend.db.models import AuditEvent
 from backend.identity.service import IdentityService, principal_of
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
 from tests.fakes.openai_server import FakeOpenAI
@@ -84,7 +84,7 @@ def experts_yaml(path: Path, api_base: str, thresholds: dict[str, float] | None)
 
 
 class App:
-    """A fresh container and client (own data dir: nothing cached)."""
+    """A fresh runtime and client (own data dir: nothing cached)."""
 
     def __init__(self, work: Path, llm: FakeOpenAI, encoder: Encoder, thresholds: dict[str, float] | None) -> None:
         work.mkdir(parents=True, exist_ok=True)
@@ -92,16 +92,16 @@ class App:
             data_dir=work / "data", experts_file=experts_yaml(work / "experts.yaml", llm.api_base, thresholds),
             bootstrap_admin=False,
         )  # fmt: skip
-        self.container: Container = build_container(self.settings, encoder=encoder, environ={})
+        self.runtime: Runtime = build_runtime(self.settings, encoder=encoder, environ={})
         self.client: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> App:
-        async with self.container.db.transaction() as session:
+        async with self.runtime.db.transaction() as session:
             identity = IdentityService(session)
             user = await identity.ensure_user("bench@example.com")
             key = (await identity.create_key(user)).secret
-        app = create_app(self.settings, self.container)
-        app.state.container = self.container
+        app = create_app(self.settings, self.runtime)
+        app.state.runtime = self.runtime
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://bench", headers={"authorization": f"Bearer {key}"},
             timeout=60,
@@ -111,7 +111,7 @@ class App:
     async def __aexit__(self, *_: object) -> None:
         assert self.client is not None
         await self.client.aclose()
-        await self.container.close()
+        await self.runtime.close()
 
     async def ask(self, text: str, *, no_cache: bool = False) -> tuple[dict[str, Any], float]:
         assert self.client is not None
@@ -129,8 +129,8 @@ async def vectors(
 ) -> tuple[dict[str, str], dict[str, np.ndarray], str]:
     """Each question's routed expert (stage 3 of the pipeline) and the vector the cache
     compares: the base encoder's (backend/cache/service.py)."""
-    pipeline = app.container.pipeline
-    async with app.container.db.transaction() as session:
+    pipeline = app.runtime.pipeline
+    async with app.runtime.db.transaction() as session:
         principal = principal_of(await IdentityService(session).ensure_user("bench@example.com"), "api")
     experts: dict[str, str] = {}
     for start in range(0, len(questions), 64):  # concurrent: the route batcher encodes them together
@@ -277,8 +277,8 @@ async def replay(app: App, sequence: list[dict[str, Any]], *, no_cache: bool) ->
 
 async def audited_latency(app: App) -> dict[str, dict[str, float]]:
     """Each request's latency_ms as its audit event recorded it (the pipeline's clock)."""
-    await app.container.chainer.drain()
-    async with app.container.db.session() as session:
+    await app.runtime.chainer.drain()
+    async with app.runtime.db.session() as session:
         rows = (await session.execute(select(AuditEvent.request_id, AuditEvent.payload))).all()
     return {rid: dict((payload or {}).get("latency_ms") or {}) for rid, payload in rows if rid}
 
@@ -331,7 +331,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             thresholds = {}
         sequence = zipf_sequence(questions, args.requests, args.zipf, rng)
         async with App(work / "replay", llm, encoder, thresholds or None) as app:
-            used = {s.name: s.cache.threshold for s in app.container.registry}
+            used = {s.name: s.cache.threshold for s in app.runtime.registry}
             with_cache = await replay(app, sequence, no_cache=False)
         async with App(work / "no-cache", llm, encoder, thresholds or None) as app:
             without = await replay(app, sequence, no_cache=True)

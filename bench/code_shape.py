@@ -1,6 +1,6 @@
 """The backend's shape in numbers (issue 21): two-way ties between backend packages,
 import cycles between files, the largest modules, and how many modules import the
-container. Reads the import graph with grimp (what import-linter uses).
+runtime. Reads the import graph with grimp (what import-linter uses).
 
     .venv/bin/python -m bench.code_shape [--json out.json]
 
@@ -26,7 +26,7 @@ def package_of(module: str) -> str:
 
 
 def shape() -> dict[str, object]:
-    graph = grimp.build_graph("backend", "experts", "router", "retrieval")
+    graph = grimp.build_graph("backend", "experts", "router", "retrieval", cache_dir=None)
     modules = sorted(m for m in graph.modules if m.startswith("backend."))
     edges: set[tuple[str, str]] = set()
     file_edges: set[tuple[str, str]] = set()
@@ -46,14 +46,12 @@ def shape() -> dict[str, object]:
         spec = importlib.util.find_spec(module)
         assert spec is not None and spec.origin is not None, module
         sizes.append((len(Path(spec.origin).read_text().splitlines()), module))
-    container_users = sorted(
-        m for m in modules if "backend.container" in graph.find_modules_directly_imported_by(m)
-    )
+    runtime_users = sorted(m for m in modules if "backend.runtime" in graph.find_modules_directly_imported_by(m))
     return {
         "two_way_package_ties": ties,
         "file_cycles": cycles,
         "largest_modules": [f"{module} ({lines} lines)" for lines, module in sorted(sizes, reverse=True)[:8]],
-        "modules_importing_the_container": len(container_users),
+        "modules_importing_the_runtime": len(runtime_users),
     }
 
 

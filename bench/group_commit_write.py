@@ -29,11 +29,12 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.chat.conversations import ConversationService, Exchange
-from backend.db.group_commit import GroupCommit, Rows
+from backend.chat.exchanges import ConversationService, Exchange
+from backend.db.group_commit import GroupCommit
 from backend.db.models import User
 from backend.db.session import Database, migrate
-from backend.identity.types import Principal
+from backend.db.writes import Rows
+from backend.principal import Principal
 
 OUT = Path(__file__).resolve().parent / "results" / "group_commit_write.json"
 PG = os.environ.get("EXPERTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

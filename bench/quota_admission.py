@@ -40,7 +40,7 @@ from backend.capacity.redis_store import RedisCapacity
 from backend.capacity.types import CapacityStore, Pool
 from backend.db.models import QuotaPolicyRow
 from backend.db.session import Database, migrate
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.quota.cache import PolicyCache
 from backend.quota.limiter import MemoryLimiter, QuotaLimiter
 from backend.quota.redis_limiter import RedisLimiter

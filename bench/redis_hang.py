@@ -48,13 +48,13 @@ import redis.asyncio as aioredis
 import yaml
 from redis.asyncio import Redis
 
-import backend.container
+import backend.runtime
 from backend.app import create_app
 from backend.audit.types import Actor
-from backend.container import Container, build_container
 from backend.identity.service import IdentityService
 from backend.quota.policies import PolicyChange, QuotaPolicies
 from backend.redis_conn import bounded_options
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from bench.router_common import machine, write_result
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
@@ -93,24 +93,24 @@ def experts_yaml(path: Path, api_base: str) -> Path:
 def unbounded_client() -> Iterator[None]:
     """Build the app with the Redis client it had before backend/redis_conn.py bounded
     it (the same socket options, no deadline per command, no breaker)."""
-    original = backend.container.connect_redis
+    original = backend.runtime.connect_redis
 
     def old(settings: Settings) -> Redis | None:
         return Redis.from_url(settings.redis_url, **bounded_options()) if settings.redis_url else None
 
-    backend.container.connect_redis = old  # type: ignore[assignment]
+    backend.runtime.connect_redis = old  # type: ignore[assignment]
     try:
         yield
     finally:
-        backend.container.connect_redis = original
+        backend.runtime.connect_redis = original
 
 
-async def key_with_limits(container: Container) -> str:
-    async with container.db.transaction() as session:
+async def key_with_limits(runtime: Runtime) -> str:
+    async with runtime.db.transaction() as session:
         identity = IdentityService(session)
         secret = (await identity.create_key(await identity.ensure_user(EMAIL))).secret
-    async with container.db.transaction() as session:
-        await QuotaPolicies(session, container.audit).set(
+    async with runtime.db.transaction() as session:
+        await QuotaPolicies(session, runtime.audit).set(
             Actor.cli("bench"), "user", EMAIL, PolicyChange(rpm=10**6, tokens_per_day=10**12)
         )
     return secret
@@ -164,11 +164,11 @@ async def run_mode(
             quota_on_store_error=on_error,  # type: ignore[arg-type]
             bootstrap_admin=False,
         )
-        container = build_container(settings, encoder=encoder, environ={})
+        runtime = build_runtime(settings, encoder=encoder, environ={})
         try:
-            app = create_app(settings, container)
-            app.state.container = container
-            headers = {"authorization": f"Bearer {await key_with_limits(container)}"}
+            app = create_app(settings, runtime)
+            app.state.runtime = runtime
+            headers = {"authorization": f"Bearer {await key_with_limits(runtime)}"}
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://b", headers=headers, timeout=60) as c:
                 await shape(c, WARMUP, 0, "warm-up")
@@ -179,7 +179,7 @@ async def run_mode(
                 back = await recovery(c)
         finally:
             proxy.resume()
-            await container.close()
+            await runtime.close()
             await proxy.stop()
     base_seq = statistics.median(healthy["sequential"])
     base_burst = statistics.median(healthy["burst"])

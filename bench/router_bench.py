@@ -187,7 +187,7 @@ def baseline_system(
 
     settings: dict[str, object] = {
         "inputs": f"frozen {ENCODER} vectors (the bundled model, not tuned)",
-        "trained_on": "fit rows of the shipped training set (router.data.SEED_FILES less the validation rows)",
+        "trained_on": "fit rows of the shipped training set (router.dataset.SEED_FILES less the validation rows)",
         "decision": "argmax over the four experts, no thresholds, no decision policy",
         "temperature": round(scorer.manifest.temperature, 4),
         "temperature_fitted_on": "validation rows (NLL), for the ECE only: the argmax does not change",

@@ -1,6 +1,6 @@
 """What the router benchmark's two sides share: data, metrics, timing, results.
 
-Data: the shipped training set (router.data.SEED_FILES: train.jsonl and
+Data: the shipped training set (router.dataset.SEED_FILES: train.jsonl and
 router/data/broad/*.jsonl) split into fit and validation rows exactly as train_gate
 splits it, the held-out test split (test.jsonl), the follow-ups (conversations.jsonl)
 and the public dev set (docs/router-public-dev.md). The dev set lives outside the
@@ -10,7 +10,7 @@ a loud line that says so. Only counts and scores of it are ever written, never i
 
 Imported by bench.router_bench (our gates and the baselines, main venv) and
 bench.router_peer (semantic-router, its own venv), so it needs only numpy and the
-framework-free parts of router/ (router.data, router.metrics, router.encoder): nothing
+framework-free parts of router/ (router.dataset, router.metrics, router.encoder): nothing
 from backend/.
 """
 
@@ -33,7 +33,7 @@ from typing import TextIO
 
 import numpy as np
 
-from router.data import SEED_DIR, SEED_FILES, Example, load_examples, load_jsonl, stratified_split
+from router.dataset import SEED_DIR, SEED_FILES, Example, load_examples, load_jsonl, stratified_split
 from router.metrics import GENERALIST, classification_report
 
 EXPERTS = ("code", "legal", "support", GENERALIST)

@@ -8,7 +8,7 @@ not want), from the repository root so that ``router`` and ``bench`` import:
 Same encoder: a semantic-router ``DenseEncoder`` over our own encoder adapter
 (router.encoder.SentenceTransformerEncoder: the bundled all-MiniLM-L6-v2, offline, CPU).
 Same examples: one ``Route`` per expert with its utterances from the shipped training set
-(router.data.SEED_FILES: train.jsonl and router/data/broad/) less the validation rows a
+(router.dataset.SEED_FILES: train.jsonl and router/data/broad/) less the validation rows a
 gate holds back; an ``IndexedRouter`` over the in-memory ``LocalIndex``. Two ways a
 semantic-router user would get ``general``:
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from router.data import SEED_DIR, Example, load_jsonl
+from router.dataset import SEED_DIR, Example, load_jsonl
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 from router.evaluate import evaluate
 from router.policy import DecisionPolicy

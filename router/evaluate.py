@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.data import Example
+from router.dataset import Example
 from router.metrics import Report, classification_report, expected_calibration_error
 from router.service import Router
 from router.types import RouteRequest

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from router.data import Example
+from router.dataset import Example
 
 Tensors = dict[str, npt.NDArray[np.float32]]
 

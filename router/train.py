@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from router.data import Example, data_hash, stratified_split
+from router.dataset import Example, data_hash, stratified_split
 from router.encoder import Encoder, TunableEncoder, Vectors
 from router.features import HashedNgrams
 from router.finetune import FinetuneConfig, finetune_encoder

@@ -26,12 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.app import create_app
 from backend.audit.types import Actor
 from backend.audit.writer import AuditTrail
-from backend.container import Container, build_container
 from backend.db.models import AuditEvent, User
 from backend.db.session import Database, migrate
 from backend.errors import AppError
 from backend.identity.service import IdentityService
 from backend.identity.users import UserAdmin, UserChange
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
 from tests.fakes.openai_server import FakeOpenAI
@@ -91,8 +91,8 @@ def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
 
 
 @pytest.fixture
-async def container(settings: Settings, encoder: Encoder) -> AsyncIterator[Container]:
-    built = build_container(settings, encoder=encoder, environ={})
+async def runtime(settings: Settings, encoder: Encoder) -> AsyncIterator[Runtime]:
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
@@ -102,12 +102,12 @@ def auth(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-async def audit_events(container: Container, **where: Any) -> list[AuditEvent]:
+async def audit_events(runtime: Runtime, **where: Any) -> list[AuditEvent]:
     """The chained audit events whose columns equal ``where`` (``action="quota.set"``),
     in chain order. The app writes events to the outbox and the lifespan's chainer (not
     running under ASGITransport) would chain them within milliseconds: chain them now."""
-    await container.chainer.drain()
-    async with container.db.session() as s:
+    await runtime.chainer.drain()
+    async with runtime.db.session() as s:
         stmt = select(AuditEvent).order_by(AuditEvent.seq)
         for column, value in where.items():
             stmt = stmt.where(getattr(AuditEvent, column) == value)
@@ -201,38 +201,38 @@ def gone_holder() -> str:
     return f"{socket.gethostname()}:{proc.pid}"
 
 
-async def make_key(container: Container, email: str, **kwargs: Any) -> str:
-    async with container.db.transaction() as session:
+async def make_key(runtime: Runtime, email: str, **kwargs: Any) -> str:
+    async with runtime.db.transaction() as session:
         identity = IdentityService(session)
         user = await identity.ensure_user(email, **kwargs)
         return (await identity.create_key(user)).secret
 
 
-def client_as(container: Container, key: str) -> httpx.AsyncClient:
+def client_as(runtime: Runtime, key: str) -> httpx.AsyncClient:
     """A client of the app that presents ``key`` on every request (use with ``async with``)."""
-    app = create_app(container.settings, container)
-    app.state.container = container
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=auth(key))
 
 
 @pytest.fixture
-async def http(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+async def http(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the app that sends no credentials (pass :func:`auth` per request)."""
-    app = create_app(container.settings, container)
-    app.state.container = container
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         yield client
 
 
 @pytest.fixture
-async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(container.settings, container)
-    key = await make_key(container, "alice@example.com")
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime.settings, runtime)
+    key = await make_key(runtime, "alice@example.com")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport,
         base_url="http://testserver",
         headers={"authorization": f"Bearer {key}"},
     ) as http:
-        app.state.container = container
+        app.state.runtime = runtime
         yield http

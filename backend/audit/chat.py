@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.errors import AppError
 from backend.guard.policy import NO_PII, PiiReport, action_for
-from backend.identity.types import Principal
+from backend.principal import Principal
 from experts.registry import PiiPolicy
 from experts.types import FallbackStep, Usage
 from router.types import RoutingDecision

@@ -11,7 +11,9 @@ from typing import Literal
 import orjson
 
 from backend.audit.chain import format_ts
-from backend.audit.types import SHOWN_FIELDS, AuditEventView
+from backend.audit.types import SHOWN_FIELDS, Actor, AuditEntry, AuditEventView, AuditFilter, Outcome
+from backend.audit.writer import AuditTrail
+from backend.db.session import Database
 
 ExportFormat = Literal["jsonl", "csv"]
 CSV_COLUMNS = (*SHOWN_FIELDS, "unreadable")
@@ -59,3 +61,37 @@ def _csv_cell(value: object) -> object:
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return "" if value is None else value
+
+
+EXPORTED = "audit.exported"
+
+
+async def record_export(db: Database, trail: AuditTrail, actor: Actor, fmt: ExportFormat, flt: AuditFilter) -> None:
+    """Audit an export before its first byte leaves (``audit.exported``): the API and
+    ``expertgate audit export`` both call this, so both leave the same event."""
+    await trail.record(
+        db,
+        AuditEntry(
+            action=EXPORTED, outcome=Outcome.OK, actor=actor, status=200,
+            payload={"format": fmt, "filter": filter_payload(flt)},
+        ),
+    )  # fmt: skip
+
+
+def filter_payload(flt: AuditFilter) -> dict[str, object]:
+    return {
+        name: (value.isoformat() if isinstance(value, datetime) else value)
+        for name, value in (
+            ("since", flt.since),
+            ("until", flt.until),
+            ("user", flt.user),
+            ("team", flt.team),
+            ("expert", flt.expert),
+            ("outcome", flt.outcome),
+            ("reason", flt.reason),
+            ("action", flt.action),
+            ("request_id", flt.request_id),
+            ("text", flt.text),
+        )
+        if value is not None
+    }

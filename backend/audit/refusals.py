@@ -9,6 +9,7 @@ invalid input. Each becomes one ``http.refused`` / ``auth.failed`` event.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from fastapi.exceptions import RequestValidationError
 
@@ -16,7 +17,7 @@ from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail, is_recorded, mark_recorded
 from backend.db.session import Database
 from backend.errors import AppError, BadRequest, to_app_error
-from backend.identity.types import KeyInfo, Principal
+from backend.principal import Principal
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,22 @@ async def record_refusal(
     mark_recorded(exc)
 
 
+class KnownKey(Protocol):
+    """The stored key a presented secret matched by prefix (identity's KeyInfo)."""
+
+    @property
+    def key_id(self) -> int: ...
+
+    @property
+    def email(self) -> str: ...
+
+
 async def record_auth_failure(
     db: Database,
     trail: AuditTrail,
     *,
     reason: str,
-    key: KeyInfo | None,
+    key: KnownKey | None,
     presented_prefix: str,
     method: str,
     path: str,

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Literal
 
 from backend.audit.record import EVENT_FIELDS, EventFields
-from backend.identity.types import Principal
+from backend.principal import Principal
 
 TextPolicy = Literal["full", "redacted", "hash"]
 

@@ -1,4 +1,4 @@
-"""Writing events: :class:`AuditTrail` (one per process, built by the container).
+"""Writing events: :class:`AuditTrail` (one per process, built by the runtime).
 
 An append writes the event to the outbox (``audit_outbox``) in the caller's
 transaction: the event's fields, its text as the policy stores it, the content digest
@@ -37,9 +37,9 @@ from backend.audit.chain import ChainKey, EventBody, content_digest, text_digest
 from backend.audit.chainer import BATCH, chain_batch, event_body
 from backend.audit.keyfile import MIN_SECRET_CHARS, load_or_create_key
 from backend.audit.types import AuditEntry, AuditEventView, QueuedEvent, TextPolicy
-from backend.db.group_commit import Rows
 from backend.db.models import AuditOutbox, utcnow
 from backend.db.session import Database
+from backend.db.writes import Rows
 from backend.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)

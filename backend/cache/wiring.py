@@ -1,4 +1,4 @@
-"""Building the response cache once per process (called by backend/container.py)."""
+"""Building the response cache once per process (called by backend/runtime.py)."""
 
 from __future__ import annotations
 

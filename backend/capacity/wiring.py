@@ -1,4 +1,4 @@
-"""Building the capacity service from settings (called by backend.container)."""
+"""Building the capacity service from settings (called by backend.runtime)."""
 
 from __future__ import annotations
 

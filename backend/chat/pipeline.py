@@ -51,7 +51,7 @@ from backend.cache.types import CacheLookup
 from backend.capacity.service import CapacityService
 from backend.chat.admission import Admission
 from backend.chat.caching import ChatCache
-from backend.chat.conversations import ConversationService
+from backend.chat.exchanges import ConversationService
 from backend.chat.quoting import CORRECTION, best_quotes, quoted_answer, refusal, with_draft
 from backend.chat.recorder import ChatRecorder
 from backend.chat.stream import AnswerStream
@@ -68,6 +68,7 @@ from backend.chat.types import (
 )
 from backend.db.session import Database
 from backend.errors import BadRequest, PayloadTooLarge
+from backend.gate.batcher import RouteBatcher
 from backend.guard.output import OutputPolicy, StreamScrubber, scrub
 from backend.guard.policy import PiiGuard
 from backend.guard.safety import InputSafety
@@ -85,7 +86,6 @@ from backend.observability.tracing import (
 from backend.quota.service import QuotaService, estimate_tokens
 from backend.review.policy import ReviewPlan, ReviewPolicy
 from backend.review.types import HeldReview
-from backend.routing.batcher import RouteBatcher
 from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.resilience import EXTRACTIVE_FINISH
 from experts.service import ExpertService, StreamStart
@@ -352,7 +352,7 @@ class ChatPipeline:
             await self._recorder.failure(routed, exc, started, stream=False)
             raise
         except anyio.get_cancelled_exc_class():
-            # The client went away before the answer (backend/chat/api.py cancels on
+            # The client went away before the answer (backend/api/chat.py cancels on
             # disconnect): one event for the request, not a 200.
             with anyio.CancelScope(shield=True):
                 await self._recorder.failure(routed, None, started, stream=False)

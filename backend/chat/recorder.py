@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.audit.chat import ROUTE_ACTION, ChatTrace, chat_entry, route_record
 from backend.audit.types import CLIENT_CLOSED, AuditEntry
 from backend.audit.writer import AuditTrail, mark_recorded
-from backend.chat.conversations import ConversationService, Exchange
+from backend.chat.exchanges import ConversationService, Exchange
 from backend.chat.types import Routed
-from backend.db.group_commit import GroupCommit, Rows
 from backend.db.models import Message, Review, utcnow
 from backend.db.session import Database
+from backend.db.writes import Rows, Writes
 from backend.errors import AppError, to_app_error
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.observability.metrics import Metrics
@@ -36,13 +36,13 @@ log = logging.getLogger(__name__)
 
 
 class ChatRecorder:
-    """Writes what a request leaves behind. ``writes`` commits the exchanges of
-    concurrent requests together (backend/db/group_commit.py)."""
+    """Writes what a request leaves behind. ``writes`` commits each exchange
+    (backend/db/writes.py: its own transaction, or group commit when configured)."""
 
     def __init__(
         self,
         db: Database,
-        writes: GroupCommit,
+        writes: Writes,
         audit: AuditTrail,
         registry: ExpertRegistry,
         experts: ExpertService,
@@ -56,7 +56,7 @@ class ChatRecorder:
         self._metrics = metrics
 
     @property
-    def writes(self) -> GroupCommit:
+    def writes(self) -> Writes:
         return self._writes
 
     async def finish(self) -> None:
@@ -174,8 +174,7 @@ class ChatRecorder:
                 rows.add(INSERT_FLAG, flag)
             return conversation_id, trace
 
-        # Committed with the writes of concurrent requests, their INSERTs merged
-        # (backend/db/group_commit.py).
+        # Committed by `writes` (backend/db/writes.py), the rows left in `rows` last.
         conversation_id, trace = await self._writes.run(write)
         if self._metrics is not None:
             self._metrics.observe_chat(trace)

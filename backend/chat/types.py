@@ -11,9 +11,9 @@ from typing import Protocol
 
 from backend.guard.policy import NO_PII, PiiReport
 from backend.guard.safety import SafetyVerdict
-from backend.identity.types import Principal
 from backend.knowledge.service import QueryVector
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
+from backend.principal import Principal
 from backend.review.types import HeldReview
 from experts.types import ChatMessage, ExpertAnswer, FallbackStep, TextDelta, Usage
 from router.types import RoutingDecision

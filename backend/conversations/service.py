@@ -1,7 +1,7 @@
 """The caller's own conversations: list and search, read, rename, drop exchanges, delete
 (flushes, never commits).
 
-Ownership is checked by :class:`backend.chat.conversations.ConversationService`, so a
+Ownership is checked by :class:`backend.chat.exchanges.ConversationService`, so a
 conversation of someone else reads exactly like one that does not exist (NotFound).
 """
 
@@ -15,10 +15,12 @@ from datetime import datetime
 from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.chat.conversations import ConversationService
+from backend.audit.types import Actor, AuditEntry, Outcome
+from backend.audit.writer import AuditTrail
+from backend.chat.exchanges import ConversationService
 from backend.db.models import Conversation, Message
 from backend.errors import BadRequest, NotFound
-from backend.identity.types import Principal
+from backend.principal import Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,9 @@ def excerpt(text: str, query: str, context: int = EXCERPT_CONTEXT) -> str:
     start, end = max(0, at - context), min(len(text), at + len(query) + context)
     body = " ".join(text[start:end].split())
     return f"{'…' if start > 0 else ''}{body}{'…' if end < len(text) else ''}"
+
+
+DROPPED_ACTION = "conversation.exchanges_dropped"
 
 
 class HistoryService:
@@ -143,7 +148,7 @@ class HistoryService:
         return conv
 
     async def drop_exchanges(
-        self, conversation_id: str, principal: Principal, request_ids: list[str]
+        self, conversation_id: str, principal: Principal, request_ids: list[str], audit: AuditTrail
     ) -> tuple[Conversation, list[Message]]:
         """Remove the exchanges (a question and its answer, by request id) from the
         conversation, which reads on as if they had never been asked; the audit trail
@@ -152,7 +157,8 @@ class HistoryService:
 
         Every id must name an exchange of this conversation, or nothing is removed
         (NotFound ``exchange_not_found``). A title taken from a removed first question
-        follows the new first question. Returns the conversation and its messages now.
+        follows the new first question. Audited (``conversation.exchanges_dropped``) in
+        the same session. Returns the conversation and its messages now.
         """
         conv = await self._owned.get_owned(conversation_id, principal)
         wanted = set(request_ids)
@@ -183,6 +189,13 @@ class HistoryService:
             new_first = next((m for m in kept if m.role == "user"), None)
             conv.title = title_of(new_first.content) if new_first is not None else conv.title
         await self._session.flush()
+        await audit.append(
+            self._session,
+            AuditEntry(
+                action=DROPPED_ACTION, outcome=Outcome.OK, actor=Actor.of(principal), status=200,
+                payload={"conversation_id": conv.id, "request_ids": sorted(wanted)},
+            ),
+        )  # fmt: skip
         return conv, kept
 
     async def get_owned(self, conversation_id: str, principal: Principal) -> tuple[Conversation, list[Message]]:

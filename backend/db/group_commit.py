@@ -47,7 +47,6 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -58,86 +57,69 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.models import Base
 from backend.db.session import Database
+from backend.db.writes import Rows, Unit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Rows:
-    """INSERTs left for the end of a transaction: one executemany per statement."""
+async def commit_pipelined(rows: Rows, session: AsyncSession) -> None:
+    """Execute what ``rows`` holds and COMMIT the session's transaction, in one psycopg
+    pipeline with a single Sync (PostgreSQL only): one round trip. What the session
+    holds unflushed goes first.
 
-    def __init__(self) -> None:
-        self._rows: dict[Insert, list[Mapping[str, Any]]] = {}
+    psycopg on its own would sync twice more: after the BEGIN it sends before the
+    first statement, and on leaving the pipeline after its ``commit()``. So when the
+    transaction has not started yet (nothing was flushed), the connection is put in
+    autocommit for the pipeline and the BEGIN is queued like any statement; the
+    COMMIT is always queued as a statement. The pipeline's one Sync comes when it is
+    left. Afterwards the connection is back as it was (autocommit off, and rolled
+    back when the server refused something).
 
-    def add(self, statement: Insert, *rows: Mapping[str, Any]) -> None:
-        """Queue ``rows`` for ``statement`` (a prebuilt statement: rows of one statement
-        must name the same columns)."""
-        self._rows.setdefault(statement, []).extend(rows)
-
-    async def flush(self, session: AsyncSession) -> None:
-        """Execute what is queued, parents before children (foreign keys)."""
-        for statement in sorted(self._rows, key=_table_rank):
-            await session.execute(statement, self._rows[statement])
-        self._rows.clear()
-
-    async def commit_pipelined(self, session: AsyncSession) -> None:
-        """Execute what is queued and COMMIT the session's transaction, in one psycopg
-        pipeline with a single Sync (PostgreSQL only): one round trip. What the session
-        holds unflushed goes first.
-
-        psycopg on its own would sync twice more: after the BEGIN it sends before the
-        first statement, and on leaving the pipeline after its ``commit()``. So when the
-        transaction has not started yet (nothing was flushed), the connection is put in
-        autocommit for the pipeline and the BEGIN is queued like any statement; the
-        COMMIT is always queued as a statement. The pipeline's one Sync comes when it is
-        left. Afterwards the connection is back as it was (autocommit off, and rolled
-        back when the server refused something).
-
-        The statements are SQLAlchemy's, compiled once per statement and set of columns;
-        as SQLAlchemy would, a column the rows leave out gets its Python-side default
-        (a value, or a callable taking no argument) and the column types process the
-        parameters. Errors are raised as SQLAlchemy's DBAPIError subclasses, with
-        ``connection_invalidated`` when the connection was lost (then it is also taken
-        out of the pool).
-        """
-        await session.flush()
-        conn = await session.connection()
-        driver = cast("psycopg.AsyncConnection[Any]", (await conn.get_raw_connection()).driver_connection)
-        begin = driver.info.transaction_status == TransactionStatus.IDLE
+    The statements are SQLAlchemy's, compiled once per statement and set of columns;
+    as SQLAlchemy would, a column the rows leave out gets its Python-side default
+    (a value, or a callable taking no argument) and the column types process the
+    parameters. Errors are raised as SQLAlchemy's DBAPIError subclasses, with
+    ``connection_invalidated`` when the connection was lost (then it is also taken
+    out of the pool).
+    """
+    await session.flush()
+    conn = await session.connection()
+    driver = cast("psycopg.AsyncConnection[Any]", (await conn.get_raw_connection()).driver_connection)
+    begin = driver.info.transaction_status == TransactionStatus.IDLE
+    try:
+        if begin:
+            await driver.set_autocommit(True)
         try:
-            if begin:
-                await driver.set_autocommit(True)
-            try:
-                async with driver.pipeline(), driver.cursor() as cursor:
-                    if begin:
-                        await cursor.execute(_begin_command(driver))
-                    for statement in sorted(self._rows, key=_table_rank):
-                        rows = self._rows[statement]
-                        compiled = _compiled(statement, tuple(rows[0]), conn.dialect)
-                        await cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
-                    await cursor.execute(b"COMMIT")
-            except psycopg.Error:
-                if begin and not (driver.broken or driver.closed):
-                    await driver.rollback()  # a refused statement left the block aborted
-                    await driver.set_autocommit(False)
-                raise
-            except BaseException:
+            async with driver.pipeline(), driver.cursor() as cursor:
                 if begin:
-                    await driver.close()  # interrupted mid-pipeline: its state is unknown
-                raise
-            if begin:
+                    await cursor.execute(_begin_command(driver))
+                for statement, queued in rows.in_order():
+                    compiled = _compiled(statement, tuple(queued[0]), conn.dialect)
+                    await cursor.executemany(compiled.sql, [compiled.params(row) for row in queued])
+                await cursor.execute(b"COMMIT")
+        except psycopg.Error:
+            if begin and not (driver.broken or driver.closed):
+                await driver.rollback()  # a refused statement left the block aborted
                 await driver.set_autocommit(False)
-        except psycopg.Error as exc:
-            lost = driver.broken or driver.closed
-            if lost:
-                await conn.invalidate(exc)
-            raise DBAPIError.instance(
-                "(pipelined group commit)", None, exc, psycopg.Error, connection_invalidated=lost
-            ) from exc
-        finally:
-            self._rows.clear()
+            raise
+        except BaseException:
+            if begin:
+                await driver.close()  # interrupted mid-pipeline: its state is unknown
+            raise
+        if begin:
+            await driver.set_autocommit(False)
+    except psycopg.Error as exc:
+        lost = driver.broken or driver.closed
+        if lost:
+            await conn.invalidate(exc)
+        raise DBAPIError.instance(
+            "(pipelined group commit)", None, exc, psycopg.Error, connection_invalidated=lost
+        ) from exc
+    finally:
+        rows.clear()
+
 
 
 def _begin_command(driver: psycopg.AsyncConnection[Any]) -> bytes:
@@ -193,18 +175,6 @@ def _compiled(statement: Insert, columns: tuple[str, ...], dialect: Dialect) -> 
                 processors.append((name, process))
         found = _COMPILED[key] = _Compiled(compiled.string, compiled, tuple(defaults), tuple(processors))
     return found
-
-
-@cache
-def _ranks() -> dict[str, int]:
-    return {table.name: i for i, table in enumerate(Base.metadata.sorted_tables)}
-
-
-def _table_rank(statement: Insert) -> int:
-    return _ranks().get(statement.table.name, len(_ranks()))  # type: ignore[attr-defined]
-
-
-Unit = Callable[[AsyncSession, Rows], Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -286,7 +256,7 @@ class GroupCommit:
                     results.append(await pending.unit(session, rows))
                 failed_at = None
                 if self._db.pipelines:
-                    await rows.commit_pipelined(session)  # leaving the block has nothing to do
+                    await commit_pipelined(rows, session)  # leaving the block has nothing to do
                 else:
                     await rows.flush(session)
                 committing = True  # leaving the block commits

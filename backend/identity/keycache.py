@@ -32,8 +32,8 @@ from sqlalchemy.exc import OperationalError
 from backend.db.models import utcnow
 from backend.db.session import Database
 from backend.identity.service import IdentityService, hash_key
-from backend.identity.types import Principal
-from backend.oidc.sessions import WebSessionService, hash_token
+from backend.identity.sessions import WebSessionService, hash_token
+from backend.principal import Principal
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class _Entry:
 
 
 class KeyAuthenticator:
-    """One per process (the container holds it). Not thread-safe: one event loop."""
+    """One per process (the runtime holds it). Not thread-safe: one event loop."""
 
     def __init__(
         self,

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import ApiKey, Team, User, utcnow
 from backend.errors import BadRequest, NotFound, Unauthorized
-from backend.identity.types import IssuedKey, KeyInfo, Principal
+from backend.identity.types import IssuedKey, KeyInfo
+from backend.principal import Principal
 
 KEY_PREFIX = "eg-"
 ROLES = frozenset({"admin", "auditor", "reviewer", "user"})

@@ -5,23 +5,6 @@ from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """The authenticated caller of one request."""
-
-    user_id: int
-    email: str
-    team: str | None
-    groups: frozenset[str]
-    roles: frozenset[str]
-    channel: str = "api"
-    key_id: int | None = None  # the API key that authenticated this request, if any
-
-    @property
-    def is_admin(self) -> bool:
-        return "admin" in self.roles
-
-
-@dataclass(frozen=True, slots=True)
 class IssuedKey:
     """A freshly created API key. ``secret`` is shown once and never stored."""
 

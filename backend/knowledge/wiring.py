@@ -1,4 +1,4 @@
-"""Building the knowledge services from settings (called by the container and the CLI)."""
+"""Building the knowledge services from settings (called by the runtime and the CLI)."""
 
 from __future__ import annotations
 

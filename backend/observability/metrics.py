@@ -1,6 +1,6 @@
-"""Prometheus metrics, owned by the container (no module-global registry).
+"""Prometheus metrics, owned by the runtime (no module-global registry).
 
-One :class:`Metrics` per process, built by ``build_container``; the chat pipeline calls
+One :class:`Metrics` per process, built by ``build_runtime``; the chat pipeline calls
 :meth:`Metrics.observe_chat` with the same :class:`ChatTrace` it audits, so metrics and
 the audit trail can never disagree about a request. Gauges that describe state (router
 and index versions) are read at scrape time from callables given at construction.
@@ -12,13 +12,13 @@ sets, error codes from ERROR_TABLE. No user, prompt or request id is ever a labe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from backend.audit.chat import ChatTrace
-from backend.review.types import QueueStats
 from experts.resilience import BreakerSnapshot, BreakerState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -71,6 +71,22 @@ class _BreakerCollector(Collector):
             opened.add_metric([snap.expert], snap.opened_total)
         yield state
         yield opened
+
+
+class ReviewQueue(Protocol):
+    """The review queue's figures (backend.review.types.QueueStats)."""
+
+    @property
+    def depth(self) -> Mapping[str, int]: ...
+
+    @property
+    def age_p50_s(self) -> float: ...
+
+    @property
+    def age_p95_s(self) -> float: ...
+
+    @property
+    def age_max_s(self) -> float: ...
 
 
 class Metrics:
@@ -192,7 +208,7 @@ class Metrics:
         for queue, depth in queues.items():
             self.queue_depth.labels(queue).set(depth)
 
-    def set_reviews(self, experts: Iterable[str], stats: QueueStats) -> None:
+    def set_reviews(self, experts: Iterable[str], stats: ReviewQueue) -> None:
         """The review queue gauges, refreshed by the scrape handler (every expert gets a
         value, 0 when nothing of it waits)."""
         for expert in {*experts, *stats.depth}:

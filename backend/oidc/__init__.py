@@ -5,5 +5,5 @@ client.py      the provider: discovery, JWKS, token exchange, ID token validatio
 state.py       the signed, short-lived cookie that binds a login to its browser
 sessions.py    web sessions (hashed in SQL, expiring, revocable) and the CSRF rule
 service.py     a validated login -> the user (provisioned by email) + session + audit
-wiring.py      what the container holds for it
+wiring.py      what the runtime holds for it
 """

@@ -7,8 +7,6 @@ AppError
  ├── SsoRefused           401  sso_refused           the provider said no (error=...) or the
  │                                                   user may not sign in (disabled, no email)
  ├── IdTokenInvalid       401  sso_token_invalid     signature, iss, aud, exp or nonce wrong
- ├── CsrfRejected         403  csrf_failed           cookie-authenticated unsafe request
- │                                                   without the X-Requested-With header
  └── ProviderUnavailable  502  sso_provider_error    discovery, JWKS or token endpoint failed
 
 Each carries ``reason``: a short machine word for the audit event (never shown to
@@ -17,7 +15,7 @@ the browser beyond the message).
 
 from __future__ import annotations
 
-from backend.errors import AppError, BadRequest, Forbidden, NotFound, Unauthorized
+from backend.errors import AppError, BadRequest, NotFound, Unauthorized
 
 
 class SsoDisabled(NotFound):
@@ -49,15 +47,6 @@ class IdTokenInvalid(Unauthorized):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class CsrfRejected(Forbidden):
-    code = "csrf_failed"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "a request authenticated by the session cookie must carry the header 'X-Requested-With: expertgate'"
-        )
 
 
 class ProviderUnavailable(AppError):

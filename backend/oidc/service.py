@@ -30,10 +30,10 @@ from backend.db.models import User
 from backend.db.session import Database
 from backend.errors import BadRequest
 from backend.identity.service import IdentityService
-from backend.identity.types import Principal
+from backend.identity.sessions import WebSessionService, web_principal
 from backend.oidc.client import IdClaims
 from backend.oidc.errors import SignInError, SsoRefused
-from backend.oidc.sessions import WebSessionService, web_principal
+from backend.principal import Principal
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What the container holds for web sign-in, built from settings once per process."""
+"""What the runtime holds for web sign-in, built from settings once per process."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.quota.types import Limit
 
 log = logging.getLogger(__name__)

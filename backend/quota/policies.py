@@ -17,7 +17,7 @@ from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
 from backend.db.models import QuotaPolicyRow, Team, User, utcnow
 from backend.errors import BadRequest, NotFound
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.quota.types import Limit, OnLimit, QuotaPolicy
 
 Scope = Literal["user", "team", "global"]

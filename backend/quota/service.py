@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from backend.db.session import Database
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.quota.cache import PolicyCache
 from backend.quota.errors import QuotaExceeded
 from backend.quota.limiter import QuotaLimiter

@@ -22,7 +22,7 @@ from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
 from backend.db.models import Message, Review, utcnow
 from backend.errors import BadRequest, Conflict, Forbidden, NotFound
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.review.policy import rejected
 from backend.review.types import STATUS_OF, Decision, QueueStats, ReviewView, Status
 from experts.registry import ExpertRegistry

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.audit.writer import AuditTrail
 from backend.db.models import SafetyFlag, utcnow
 from backend.guard.safety import SafetyVerdict
-from backend.identity.types import Principal
+from backend.principal import Principal
 
 # The excerpt kept of the last user message (characters, after redaction: a cut never
 # leaves half an e-mail address unredacted).

@@ -23,7 +23,7 @@ from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
 from backend.db.models import AuditEvent, SafetyFlag, utcnow
 from backend.errors import BadRequest, Forbidden, NotFound
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.safety.types import (
     UNLABELLED,
     FlagCount,

@@ -3,7 +3,7 @@
 Slack wants an answer to every request within three seconds; an answer from an LLM
 takes longer. Handlers therefore only build a job and :meth:`Dispatcher.submit` it.
 In the embedded default the job runs as an asyncio task of the API process; with
-a broker (scale-out) it becomes the Celery task :data:`SLACK_TASK`, run by a worker
+a broker (scale-out) it becomes the Celery task ``expertgate.slack.job`` (backend.taskqueue), run by a worker
 with the same settings.
 """
 
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
 from backend.slack.types import SlackJob, job_to_payload
+from backend.taskqueue import TaskQueue
 
 log = logging.getLogger(__name__)
-
-SLACK_TASK = "expertgate.slack.job"
-
 
 class JobRunner(Protocol):
     async def run(self, job: SlackJob) -> None: ...
@@ -61,13 +59,13 @@ class InlineDispatcher:
 class CeleryDispatcher:
     """Jobs as Celery messages (JSON) on the broker; a worker runs them."""
 
-    def __init__(self, celery: Any) -> None:
-        self._celery = celery
+    def __init__(self, queue: TaskQueue) -> None:
+        self._queue = queue
 
     async def submit(self, job: SlackJob) -> None:
         payload = job_to_payload(job)
         # Publishing is a blocking network call: keep it off the event loop.
-        await anyio.to_thread.run_sync(lambda: self._celery.send_task(SLACK_TASK, args=[payload]))
+        await anyio.to_thread.run_sync(self._queue.slack, payload)
 
     async def drain(self) -> None:
         return None

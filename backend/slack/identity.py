@@ -19,7 +19,7 @@ from backend.db.models import User
 from backend.db.session import Database
 from backend.errors import Forbidden
 from backend.identity.service import IdentityService, principal_of
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.slack.errors import UnknownSlackUser
 
 CHANNEL = "slack"

@@ -24,10 +24,10 @@ from backend.audit.writer import AuditTrail
 from backend.chat.pipeline import ChatPipeline, Question, StreamFinished, StreamOpened
 from backend.db.session import Database
 from backend.errors import AppError, to_app_error
-from backend.identity.types import Principal
+from backend.gate.feedback import FeedbackService
 from backend.knowledge.types import NO_RETRIEVAL
+from backend.principal import Principal
 from backend.quota.service import QuotaService
-from backend.routing.feedback import FeedbackService, feedback_audit_entry
 from backend.slack import blocks, store
 from backend.slack.identity import SlackIdentity
 from backend.slack.types import AskJob, FeedbackJob, HomeJob, SlackJob
@@ -221,10 +221,9 @@ class SlackService:
         try:
             principal = await self._identity.resolve(job.user_id)
             async with self._db.transaction() as session:
-                row = await FeedbackService(session, self._registry).submit(
+                await FeedbackService(session, self._registry, self._audit).submit(
                     principal, job.request_id, job.rating, expected_expert=job.expected_expert
                 )
-                await self._audit.append(session, feedback_audit_entry(principal, row))
         except AppError as exc:
             text = blocks.error_text(exc)
         else:

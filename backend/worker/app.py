@@ -8,8 +8,9 @@ from typing import Any
 from celery import Celery
 
 from backend.settings import Settings, SettingsError
+from backend.taskqueue import RETENTION
 from backend.worker.context import WorkerContext
-from backend.worker.tasks import RETENTION, RetryPolicy, register
+from backend.worker.tasks import RetryPolicy, register
 
 # Retention runs this often when EXPERTGATE_AUDIT_RETENTION_DAYS is set (one beat only:
 # the chart and compose run beat as a single replica).
@@ -54,7 +55,7 @@ def make_celery(settings: Settings, *, context: WorkerContext | None = None, ret
         beat_schedule=beat_schedule(settings),
     )
     register(app, context or WorkerContext(settings), retry)
-    from backend.slack.tasks import register_slack  # imports the pipeline: only when built
+    from backend.worker.slack import register_slack  # imports the pipeline: only when built
 
     register_slack(app, settings)
     return app

@@ -49,7 +49,7 @@ class WorkerContext:
     def encoder(self) -> Encoder:
         with self._lock:
             if self._encoder is None:
-                from backend.routing.wiring import bundled_encoder
+                from backend.gate.wiring import bundled_encoder
 
                 self._encoder = bundled_encoder(self.settings, serving=False)
             return self._encoder

@@ -1,7 +1,7 @@
 """The tasks: thin adapters that call the same service methods as the CLI.
 
-Registered on an app by :func:`register` (no module-level app). Names are stable
-strings, so producers can enqueue with ``send_task`` without importing this module.
+Registered on an app by :func:`register` (no module-level app) under the stable names
+of backend.taskqueue, which producers send by name without importing this module.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from backend.audit.writer import build_audit_trail
 from backend.db.session import Database
 from backend.errors import BadRequest
 from backend.guard.policy import PiiGuard
+from backend.taskqueue import INGEST, RETENTION, TRAIN
 from backend.worker.context import WorkerContext
 from backend.worker.errors import Handling, backoff_s, classify, failure
 
 log = logging.getLogger(__name__)
 
-RETENTION = "expertgate.audit.retention"
-TRAIN = "expertgate.router.train"
-INGEST = "expertgate.knowledge.ingest_job"
 
 MAX_RETRIES = 5
 
@@ -58,18 +56,21 @@ def train(
     seed: int = 7,
     data: list[str] | None = None,
 ) -> dict[str, object]:
-    from backend.routing.training import train_config, train_from_all
-    from backend.routing.wiring import router_store
+    from backend.gate.training import train_config, train_from_all
+    from backend.gate.wiring import router_store
 
     try:
         config = train_config(ctx.settings.router_finetune, arch, seed)
     except ValueError as exc:
         raise BadRequest(str(exc), param="arch") from exc
     registry, encoder = ctx.registry(), ctx.encoder()
+    trail = build_audit_trail(ctx.settings, PiiGuard())
 
     async def work(db: Database) -> dict[str, object]:
         outcome = await train_from_all(
             db,
+            trail,
+            Actor.system(),
             registry,
             encoder,
             router_store(ctx.settings),

@@ -25,7 +25,7 @@ export interface SessionState {
   endedBecause: string | null;
 }
 
-/** The backend's 401 codes (backend/errors.py, backend/oidc/sessions.py) in words for the
+/** The backend's 401 codes (backend/errors.py, backend/identity/sessions.py) in words for the
  * person whose session just ended. Anything else is not "your sign-in was refused". */
 const REFUSED: Record<string, string> = {
   invalid_api_key:

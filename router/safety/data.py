@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.data import SEED_DIR, SEED_FILES, DataError
+from router.dataset import SEED_DIR, SEED_FILES, DataError
 from router.safety import rules
 from router.safety.model import CATEGORIES
 

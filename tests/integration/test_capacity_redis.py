@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from backend.app import create_app
 from backend.capacity.redis_store import RedisCapacity
 from backend.capacity.types import Pool
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
@@ -100,7 +100,7 @@ async def test_a_dead_holders_lease_expires(redis_client: aioredis.Redis) -> Non
     assert await store.acquire(pools, "and its replica") is not None  # the replica slots expired too
 
 
-def _app_container(tmp_path: Path, encoder: Encoder, api_base: str, name: str) -> Container:
+def _app_runtime(tmp_path: Path, encoder: Encoder, api_base: str, name: str) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / name,
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
@@ -108,16 +108,16 @@ def _app_container(tmp_path: Path, encoder: Encoder, api_base: str, name: str) -
         redis_url=REDIS_URL,
         bootstrap_admin=False,
     )
-    return build_container(settings, encoder=encoder, environ={})
+    return build_runtime(settings, encoder=encoder, environ={})
 
 
 @pytest.fixture
 async def two_apps(
     tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, redis_client: aioredis.Redis
-) -> AsyncIterator[tuple[Container, Container]]:
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
     await _clear_slots(redis_client)
-    one = _app_container(tmp_path, encoder, llm.api_base, "one")
-    two = _app_container(tmp_path, encoder, llm.api_base, "two")
+    one = _app_runtime(tmp_path, encoder, llm.api_base, "one")
+    two = _app_runtime(tmp_path, encoder, llm.api_base, "two")
     yield one, two
     await one.close()
     await two.close()
@@ -130,9 +130,9 @@ async def _clear_slots(redis_client: aioredis.Redis) -> None:
         await redis_client.delete(*keys)
 
 
-def http(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container
+def http(runtime: Runtime, key: str) -> httpx.AsyncClient:
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
     )
@@ -143,7 +143,7 @@ def ask(model: str) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": question}]}
 
 
-async def test_a_full_expert_overflows_across_processes(two_apps: tuple[Container, Container], llm: FakeOpenAI) -> None:
+async def test_a_full_expert_overflows_across_processes(two_apps: tuple[Runtime, Runtime], llm: FakeOpenAI) -> None:
     one, two = two_apps
     key = await make_key(one, "dee@example.com")
     release = threading.Event()
@@ -170,14 +170,14 @@ async def test_a_full_expert_overflows_across_processes(two_apps: tuple[Containe
     assert await one.capacity.in_flight() == {}
 
 
-async def test_the_container_closes_its_redis_client(
+async def test_the_runtime_closes_its_redis_client(
     tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, redis_client: aioredis.Redis
 ) -> None:
-    container = _app_container(tmp_path, encoder, llm.api_base, "solo")
-    assert container.redis is not None
-    ours = await container.redis.client_id()  # opens the pooled connection quotas and slots use
+    runtime = _app_runtime(tmp_path, encoder, llm.api_base, "solo")
+    assert runtime.redis is not None
+    ours = await runtime.redis.client_id()  # opens the pooled connection quotas and slots use
     assert ours in {int(c["id"]) for c in await redis_client.client_list()}
-    await container.close()
+    await runtime.close()
     for _ in range(200):  # the server notices the closed socket when it next reads it
         if ours not in {int(c["id"]) for c in await redis_client.client_list()}:
             break
@@ -188,14 +188,14 @@ async def test_the_container_closes_its_redis_client(
 async def test_metrics_show_the_broker_queue_depth(
     tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, redis_client: aioredis.Redis
 ) -> None:
-    container = _app_container(tmp_path, encoder, llm.api_base, "metrics")
+    runtime = _app_runtime(tmp_path, encoder, llm.api_base, "metrics")
     await redis_client.delete("celery")
     await redis_client.rpush("celery", "task-1", "task-2", "task-3")  # three tasks waiting for a worker
     try:
-        async with http(container, "no-key-needed") as client:
+        async with http(runtime, "no-key-needed") as client:
             r = await client.get("/metrics")
         assert r.status_code == 200
         assert 'expertgate_queue_depth{queue="celery"} 3.0' in r.text
     finally:
         await redis_client.delete("celery")
-        await container.close()
+        await runtime.close()

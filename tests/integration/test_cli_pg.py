@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from backend.cli import main
+from backend.cli.main import main
 from backend.db.session import migrate
 from backend.settings import to_async_url, to_sync_url
 from router.artifacts import bundled_default
@@ -91,5 +91,7 @@ def test_router_changes_from_the_cli_are_published_in_sql_and_audited(
     assert [(e["action"], e["payload"], e["channel"]) for e in events] == [
         ("router.promoted", {"version": gate, "previous": gate}, "cli"),
         ("router.shadow", {"version": gate}, "cli"),
+        # The export is audited before its first line, from the CLI as from the API.
+        ("audit.exported", {"format": "jsonl", "filter": {}}, "cli"),
     ]
     assert main(["audit", "verify"]) == 0

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend.chat.conversations import ConversationService, Exchange
+from backend.chat.exchanges import ConversationService, Exchange
 from backend.conversations.service import Cursor, HistoryService
 from backend.db.models import Conversation, Message
 from backend.db.session import Database
 from backend.errors import NotFound
 from backend.identity.service import IdentityService
-from backend.identity.types import Principal
+from backend.principal import Principal
 
 pytestmark = pytest.mark.integration
 

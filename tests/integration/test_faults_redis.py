@@ -29,9 +29,9 @@ import redis.asyncio as aioredis
 
 from backend.app import create_app
 from backend.audit.types import Actor
-from backend.container import Container, build_container
 from backend.quota.policies import PolicyChange, QuotaPolicies
 from backend.redis_conn import BoundedRedis, RedisTimedOut, RedisUnavailable
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import auth, make_key, write_experts_yaml
@@ -48,7 +48,7 @@ FAULTS_DB = 12  # a Redis database of its own: the app's keys have no per-test p
 EMAIL = "ops@example.com"
 
 
-async def _app(tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, redis_url: str, on_error: str) -> Container:
+async def _app(tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, redis_url: str, on_error: str) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
@@ -56,23 +56,23 @@ async def _app(tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, redis_url: str
         quota_on_store_error=on_error,
         bootstrap_admin=False,
     )
-    return build_container(settings, encoder=encoder, environ={})
+    return build_runtime(settings, encoder=encoder, environ={})
 
 
-async def _key_with_limits(container: Container, rpm: int = 10_000) -> str:
+async def _key_with_limits(runtime: Runtime, rpm: int = 10_000) -> str:
     """A key whose user has a quota policy, so admission really asks the store. Set in
     SQL, not through the admin API (whose change notice would touch Redis first)."""
-    key = await make_key(container, EMAIL)
-    async with container.db.transaction() as session:
-        await QuotaPolicies(session, container.audit).set(
+    key = await make_key(runtime, EMAIL)
+    async with runtime.db.transaction() as session:
+        await QuotaPolicies(session, runtime.audit).set(
             Actor.cli("test"), "user", EMAIL, PolicyChange(rpm=rpm, tokens_per_day=10**9)
         )
     return key
 
 
-def _client(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container  # ASGITransport runs no lifespan
+def _client(runtime: Runtime, key: str) -> httpx.AsyncClient:
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime  # ASGITransport runs no lifespan
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=auth(key))
 
 
@@ -114,15 +114,15 @@ async def hanging() -> AsyncIterator[HangingServer]:
 async def test_hung_redis_costs_a_request_one_bounded_wait(
     tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, hanging: HangingServer, on_error: str
 ) -> None:
-    container = await _app(tmp_path, encoder, llm, hanging.url, on_error)
+    runtime = await _app(tmp_path, encoder, llm, hanging.url, on_error)
     try:
-        key = await _key_with_limits(container)
-        async with _client(container, key) as client:
+        key = await _key_with_limits(runtime)
+        async with _client(runtime, key) as client:
             results = await _sequential_then_concurrent(client)
         assert hanging.accepted >= 1  # Redis was really asked, and hung
         _check(results, on_error, BOUND_S)
     finally:
-        await container.close()
+        await runtime.close()
 
 
 def _closed_port() -> int:
@@ -133,16 +133,16 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("on_error", ["open", "closed"])
 async def test_refused_redis_still_fails_fast(tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, on_error: str) -> None:
-    container = await _app(tmp_path, encoder, llm, f"redis://127.0.0.1:{_closed_port()}/0", on_error)
+    runtime = await _app(tmp_path, encoder, llm, f"redis://127.0.0.1:{_closed_port()}/0", on_error)
     try:
-        key = await _key_with_limits(container)
-        async with _client(container, key) as client:
+        key = await _key_with_limits(runtime)
+        async with _client(runtime, key) as client:
             results = await _sequential_then_concurrent(client)
         _check(results, on_error, REFUSED_BOUND_S)
-        assert container.redis is not None
-        assert container.redis.health.up  # type: ignore[attr-defined]  # refusals are fast: no breaker
+        assert runtime.redis is not None
+        assert runtime.redis.health.up  # type: ignore[attr-defined]  # refusals are fast: no breaker
     finally:
-        await container.close()
+        await runtime.close()
 
 
 @pytest.fixture
@@ -176,10 +176,10 @@ async def _counted_again(client: httpx.AsyncClient, within_s: float) -> httpx.Re
 async def test_redis_hanging_mid_run_then_resuming(
     tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, proxy: Proxy, on_error: str
 ) -> None:
-    container = await _app(tmp_path, encoder, llm, f"redis://127.0.0.1:{proxy.port}/{FAULTS_DB}", on_error)
+    runtime = await _app(tmp_path, encoder, llm, f"redis://127.0.0.1:{proxy.port}/{FAULTS_DB}", on_error)
     try:
-        key = await _key_with_limits(container, rpm=1000)
-        async with _client(container, key) as client:
+        key = await _key_with_limits(runtime, rpm=1000)
+        async with _client(runtime, key) as client:
             before = [await _timed(client, f"before {i}") for i in range(3)]
             assert all(r.status_code == 200 and "x-ratelimit-remaining-requests" in r.headers for _, r in before)
 
@@ -193,7 +193,7 @@ async def test_redis_hanging_mid_run_then_resuming(
             remaining = [int(r.headers["x-ratelimit-remaining-requests"]) for r in (first, second)]
             assert remaining[1] < remaining[0] < 1000, remaining  # the same bucket, counting on
     finally:
-        await container.close()
+        await runtime.close()
 
 
 @pytest.mark.integration

@@ -17,12 +17,12 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from backend.app import create_app
-from backend.container import Container, build_container
 from backend.db.models import SlackEvent
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from backend.slack.bolt import build_bolt_app
 from backend.slack.types import AskJob
-from backend.slack.wiring import SlackRuntime, build_service
+from backend.slack.wiring import SlackBot, build_service
 from router.encoder import Encoder
 from tests.conftest import write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 class Replica:
     http: httpx.AsyncClient
     app: FastAPI
-    container: Container
+    runtime: Runtime
 
     async def post(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return await self.http.post("/slack/events", content=body, headers=headers)
@@ -58,7 +58,7 @@ def fake_slack() -> Iterator[FakeSlack]:
 async def replicas(
     pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, fake_slack: FakeSlack, jobs: Recorder
 ) -> AsyncIterator[tuple[Replica, Replica]]:
-    """Two API replicas, each with its own container, pool and bolt app, on one database;
+    """Two API replicas, each with its own runtime, pool and bolt app, on one database;
     both hand their jobs to ``jobs``."""
     fake_slack.reset()
     settings = Settings(
@@ -74,20 +74,20 @@ async def replicas(
     )
     made: list[Replica] = []
     for _ in range(2):
-        container = build_container(settings, encoder=encoder, environ={})
-        app = create_app(settings, container)
-        app.state.container = container
-        service = build_service(settings, container)
+        runtime = build_runtime(settings, encoder=encoder, environ={})
+        app = create_app(settings, runtime)
+        app.state.runtime = runtime
+        service = build_service(settings, runtime)
         bolt = build_bolt_app(
-            client=service.client, signing_secret=SECRET, db=container.db, registry=container.registry, dispatcher=jobs
+            client=service.client, signing_secret=SECRET, db=runtime.db, registry=runtime.registry, dispatcher=jobs
         )
-        app.state.slack = SlackRuntime(bolt, service, jobs)
+        app.state.slack = SlackBot(bolt, service, jobs)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
-        made.append(Replica(http, app, container))
+        made.append(Replica(http, app, runtime))
     yield made[0], made[1]
     for replica in made:
         await replica.http.aclose()
-        await replica.container.close()
+        await replica.runtime.close()
 
 
 async def test_a_slash_command_replayed_to_another_replica_runs_once(
@@ -136,7 +136,7 @@ async def test_no_malformed_body_is_a_500_on_postgres(replicas: tuple[Replica, R
         assert (unsigned.status_code, r.status_code) == (401, 400), (name, r.text)
         assert r.json()["error"]["code"] == "slack_request_malformed", name
     assert jobs.jobs == []
-    async with a.container.db.session() as session:  # refused requests hold no claim
+    async with a.runtime.db.session() as session:  # refused requests hold no claim
         assert await session.scalar(select(func.count()).select_from(SlackEvent)) == 0
     # 64 characters is the longest id the claim holds (65 was refused above).
     longest = event(MENTION, event_id="Ev" + "L" * 62)

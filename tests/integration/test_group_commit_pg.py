@@ -17,12 +17,13 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.chat.conversations import ConversationService, Exchange
-from backend.db.group_commit import GroupCommit, Rows
+from backend.chat.exchanges import ConversationService, Exchange
+from backend.db.group_commit import GroupCommit
 from backend.db.models import Conversation, Message, Team, User
 from backend.db.session import Database
+from backend.db.writes import Rows
 from backend.errors import NotFound
-from backend.identity.types import Principal
+from backend.principal import Principal
 
 pytestmark = pytest.mark.integration
 

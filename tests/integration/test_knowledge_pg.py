@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from backend.cli import main
+from backend.cli.main import main
 from backend.db.session import Database
 from backend.knowledge.service import DomainQuery
 from backend.knowledge.types import FileInput, JobView

@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from backend.app import create_app
-from backend.container import Container, build_container
 from backend.oidc.client import IdClaims
 from backend.oidc.service import sign_in
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
@@ -44,7 +44,7 @@ def provider() -> Iterator[FakeOidcProvider]:
 @pytest.fixture
 async def sso(
     pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, provider: FakeOidcProvider
-) -> AsyncIterator[Container]:
+) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=pg_url,
@@ -57,7 +57,7 @@ async def sso(
         oidc_admin_groups=("eg-admins",),
         auth_failures_per_minute=4,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
@@ -81,9 +81,9 @@ class Browser:
 
 
 @pytest.fixture
-async def browser(sso: Container, provider: FakeOidcProvider) -> AsyncIterator[Browser]:
+async def browser(sso: Runtime, provider: FakeOidcProvider) -> AsyncIterator[Browser]:
     app = create_app(sso.settings, sso)
-    app.state.container = sso
+    app.state.runtime = sso
     # A client address of its own, so failed-login budgets never leak between tests.
     peer = f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
     mounts = {
@@ -95,7 +95,7 @@ async def browser(sso: Container, provider: FakeOidcProvider) -> AsyncIterator[B
 
 
 async def audit_rows(
-    sso: Container, pg_url: str, action: str
+    sso: Runtime, pg_url: str, action: str
 ) -> list[tuple[str | None, str | None, int | None, dict[str, object]]]:
     await sso.chainer.drain()  # the audit events wait in the outbox until chained
     with psycopg.connect(pg_url) as conn:
@@ -118,7 +118,7 @@ async def test_auth_config_tells_the_spa_sso_is_on(browser: Browser) -> None:
 
 
 async def test_login_provisions_the_user_and_opens_a_cookie_session(
-    browser: Browser, provider: FakeOidcProvider, pg_url: str, sso: Container
+    browser: Browser, provider: FakeOidcProvider, pg_url: str, sso: Runtime
 ) -> None:
     r = await browser.login()
     assert [h.status_code for h in r.history] == [302, 302, 303]
@@ -152,7 +152,7 @@ async def test_login_provisions_the_user_and_opens_a_cookie_session(
 
 
 async def test_a_later_login_applies_the_providers_current_groups(
-    browser: Browser, provider: FakeOidcProvider, sso: Container
+    browser: Browser, provider: FakeOidcProvider, sso: Runtime
 ) -> None:
     await make_key(sso, "sam@example.com", roles={"auditor"}, groups={"legal"})
     await browser.login()
@@ -179,7 +179,7 @@ async def test_a_later_login_applies_the_providers_current_groups(
     ],
 )
 async def test_a_bad_id_token_is_refused_and_audited(
-    browser: Browser, provider: FakeOidcProvider, pg_url: str, tweak: Tweak, reason: str, sso: Container
+    browser: Browser, provider: FakeOidcProvider, pg_url: str, tweak: Tweak, reason: str, sso: Runtime
 ) -> None:
     provider.tweak = tweak
     r = await browser.login()
@@ -193,7 +193,7 @@ async def test_a_bad_id_token_is_refused_and_audited(
 
 
 async def test_an_unverified_email_does_not_take_over_an_existing_account(
-    browser: Browser, provider: FakeOidcProvider, pg_url: str, sso: Container
+    browser: Browser, provider: FakeOidcProvider, pg_url: str, sso: Runtime
 ) -> None:
     await make_key(sso, "sam@example.com", roles={"admin"})  # an account made with an API key
     provider.tweak = Tweak(omit_email_verified=True)
@@ -208,7 +208,7 @@ async def test_an_unverified_email_does_not_take_over_an_existing_account(
     assert me.status_code == 200 and me.json()["email"] == "sam@example.com"
 
 
-async def test_two_first_logins_at_once_both_succeed(sso: Container) -> None:
+async def test_two_first_logins_at_once_both_succeed(sso: Runtime) -> None:
     claims = IdClaims(issuer="http://idp.test", subject="u-77", email="twin@example.com", name="Twin",
                       groups=("staff",), email_verified=True)  # fmt: skip
     web = sso.web_auth
@@ -219,7 +219,7 @@ async def test_two_first_logins_at_once_both_succeed(sso: Container) -> None:
     assert signed[0].token != signed[1].token  # one session per tab
 
 
-async def test_a_callback_with_another_state_is_refused(browser: Browser, pg_url: str, sso: Container) -> None:
+async def test_a_callback_with_another_state_is_refused(browser: Browser, pg_url: str, sso: Runtime) -> None:
     url = urlsplit(await browser.callback_url())
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     query["state"] = "forged-state"
@@ -229,7 +229,7 @@ async def test_a_callback_with_another_state_is_refused(browser: Browser, pg_url
     assert [row[1] for row in await audit_rows(sso, pg_url, "auth.login_failed")] == ["state_mismatch"]
 
 
-async def test_a_callback_without_the_login_cookie_is_refused(browser: Browser, pg_url: str, sso: Container) -> None:
+async def test_a_callback_without_the_login_cookie_is_refused(browser: Browser, pg_url: str, sso: Runtime) -> None:
     callback = await browser.callback_url()
     browser.http.cookies.clear()  # as if the code was injected into another browser
     r = await browser.http.get(callback)
@@ -238,7 +238,7 @@ async def test_a_callback_without_the_login_cookie_is_refused(browser: Browser, 
     assert [row[1] for row in await audit_rows(sso, pg_url, "auth.login_failed")] == ["state_cookie_missing"]
 
 
-async def test_a_replayed_code_is_refused(browser: Browser, pg_url: str, sso: Container) -> None:
+async def test_a_replayed_code_is_refused(browser: Browser, pg_url: str, sso: Runtime) -> None:
     callback = await browser.callback_url()
     login_cookie = browser.http.cookies["eg_oidc_login"]
     assert (await browser.http.get(callback)).status_code == 303
@@ -253,7 +253,7 @@ async def test_a_replayed_code_is_refused(browser: Browser, pg_url: str, sso: Co
 
 
 async def test_the_provider_saying_no_is_refused(
-    browser: Browser, provider: FakeOidcProvider, pg_url: str, sso: Container
+    browser: Browser, provider: FakeOidcProvider, pg_url: str, sso: Runtime
 ) -> None:
     provider.deny = True
     r = await browser.login()
@@ -262,7 +262,7 @@ async def test_the_provider_saying_no_is_refused(
     assert [row[1] for row in await audit_rows(sso, pg_url, "auth.login_failed")] == ["provider_denied"]
 
 
-async def test_unsafe_cookie_requests_need_the_csrf_header(browser: Browser, pg_url: str, sso: Container) -> None:
+async def test_unsafe_cookie_requests_need_the_csrf_header(browser: Browser, pg_url: str, sso: Runtime) -> None:
     await browser.login()
     refused = await browser.http.post("/v1/route", json={"text": "how do I rebase a branch?"})
     assert refused.status_code == 403
@@ -277,7 +277,7 @@ async def test_unsafe_cookie_requests_need_the_csrf_header(browser: Browser, pg_
     assert (await browser.http.get("/api/v1/me")).status_code == 200
 
 
-async def test_logout_revokes_the_session(browser: Browser, pg_url: str, sso: Container) -> None:
+async def test_logout_revokes_the_session(browser: Browser, pg_url: str, sso: Runtime) -> None:
     await browser.login()
     cookie = browser.http.cookies["eg_session"]
     assert (await browser.http.get("/api/v1/me")).status_code == 200  # the session, now cached by this process
@@ -295,7 +295,7 @@ async def test_logout_revokes_the_session(browser: Browser, pg_url: str, sso: Co
     assert revoked == (1,)
 
 
-async def test_bearer_keys_still_work_beside_sso(browser: Browser, sso: Container) -> None:
+async def test_bearer_keys_still_work_beside_sso(browser: Browser, sso: Runtime) -> None:
     key = await make_key(sso, "kim@example.com")
     r = await browser.http.get("/api/v1/me", headers={"authorization": f"Bearer {key}"})
     assert r.status_code == 200 and r.json()["email"] == "kim@example.com"
@@ -304,7 +304,7 @@ async def test_bearer_keys_still_work_beside_sso(browser: Browser, sso: Containe
     assert r.status_code == 200
 
 
-async def test_a_flood_of_bad_keys_gets_429(browser: Browser, sso: Container, pg_url: str) -> None:
+async def test_a_flood_of_bad_keys_gets_429(browser: Browser, sso: Runtime, pg_url: str) -> None:
     good = await make_key(sso, "kim@example.com")
     statuses = []
     for i in range(6):

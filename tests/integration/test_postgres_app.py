@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from backend.app import create_app
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
@@ -20,16 +20,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pg_container(
-    pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
-) -> AsyncIterator[Container]:
+async def pg_runtime(pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=pg_url,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
@@ -42,7 +40,7 @@ def table_counts(pg_url: str) -> dict[str, int]:
         }
 
 
-async def test_migrations_create_the_schema(pg_container: Container, pg_url: str) -> None:
+async def test_migrations_create_the_schema(pg_runtime: Runtime, pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     from alembic.script import ScriptDirectory
@@ -54,12 +52,10 @@ async def test_migrations_create_the_schema(pg_container: Container, pg_url: str
     assert table_counts(pg_url) == {"users": 0, "api_keys": 0, "conversations": 0, "messages": 0}
 
 
-async def test_chat_on_postgres_stores_the_exchange(
-    pg_container: Container, pg_url: str, llm: FakeOpenAI
-) -> None:
-    key = await make_key(pg_container, "dana@example.com", team="platform")
-    app = create_app(pg_container.settings, pg_container)
-    app.state.container = pg_container
+async def test_chat_on_postgres_stores_the_exchange(pg_runtime: Runtime, pg_url: str, llm: FakeOpenAI) -> None:
+    key = await make_key(pg_runtime, "dana@example.com", team="platform")
+    app = create_app(pg_runtime.settings, pg_runtime)
+    app.state.runtime = pg_runtime
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://t",
@@ -85,20 +81,14 @@ async def test_chat_on_postgres_stores_the_exchange(
             "/v1/chat/completions",
             json={
                 "model": "auto",
-                "messages": [
-                    {"role": "user", "content": "my kubernetes pod is in CrashLoopBackOff"}
-                ],
+                "messages": [{"role": "user", "content": "my kubernetes pod is in CrashLoopBackOff"}],
             },
         )
         assert r.status_code == 503
     counts = table_counts(pg_url)
-    assert (
-        counts["conversations"] == 1 and counts["messages"] == 2
-    )  # the failed request left nothing
+    assert counts["conversations"] == 1 and counts["messages"] == 2  # the failed request left nothing
     with psycopg.connect(pg_url) as conn:
-        row = conn.execute(
-            "SELECT expert, route->>'reason', content FROM messages WHERE role='assistant'"
-        ).fetchone()
+        row = conn.execute("SELECT expert, route->>'reason', content FROM messages WHERE role='assistant'").fetchone()
     assert row == ("code", "routed", "Use git rebase -i HEAD~3.")
 
 
@@ -119,8 +109,9 @@ async def test_concurrent_chats_share_commits_and_the_chain_verifies(
         database_url=pg_url,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, general={"capacity": 32}),
         bootstrap_admin=False,
+        group_commit=True,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     try:
         ask = {"model": "general", "messages": [{"role": "user", "content": "hello"}]}
         async with client_as(built, await make_key(built, "fay@example.com")) as fay:

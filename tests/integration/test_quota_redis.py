@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.quota.cache import PolicyCache, PolicyVersion
 from backend.quota.errors import QuotaUnavailable
 from backend.quota.failsafe import FailSafeLimiter

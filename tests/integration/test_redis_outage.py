@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from backend.app import create_app
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
@@ -49,7 +49,7 @@ async def proxy(redis_client: aioredis.Redis) -> AsyncIterator[Proxy]:
         await proxy.stop()
 
 
-async def _app(tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, proxy: Proxy, on_error: str) -> Container:
+async def _app(tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, proxy: Proxy, on_error: str) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, support={"capacity": 2 * WAVE}),
@@ -57,7 +57,7 @@ async def _app(tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, proxy: Proxy, 
         quota_on_store_error=on_error,
         bootstrap_admin=False,
     )
-    return build_container(settings, encoder=encoder, environ={})
+    return build_runtime(settings, encoder=encoder, environ={})
 
 
 async def _wave(client: httpx.AsyncClient, tag: str) -> list[httpx.Response]:
@@ -76,10 +76,10 @@ def _codes(responses: list[httpx.Response]) -> list[int]:
 async def test_redis_cut_and_restored_during_load(
     tmp_path: Path, encoder: Encoder, llm: FakeOpenAI, proxy: Proxy, on_error: str
 ) -> None:
-    container = await _app(tmp_path, encoder, llm, proxy, on_error)
-    admin = await make_key(container, "ops@example.com", roles=["admin"])
-    app = create_app(container.settings, container)
-    app.state.container = container  # ASGITransport runs no lifespan
+    runtime = await _app(tmp_path, encoder, llm, proxy, on_error)
+    admin = await make_key(runtime, "ops@example.com", roles=["admin"])
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime  # ASGITransport runs no lifespan
     headers = {"authorization": f"Bearer {admin}"}
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers) as c:
@@ -112,4 +112,4 @@ async def test_redis_cut_and_restored_during_load(
             assert {r.status_code for r in last} <= {200, 429}
             assert (await c.get("/healthz")).status_code == 200
     finally:
-        await container.close()
+        await runtime.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import client_as, make_key, write_experts_yaml
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pg_container(pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def pg_runtime(pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=pg_url,
@@ -29,20 +29,20 @@ async def pg_container(pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: En
         ),
         bootstrap_admin=False,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
 
-async def test_held_and_delivered_answers_share_a_group_commit(pg_container: Container, pg_url: str) -> None:
-    asker = await make_key(pg_container, "ana@example.com")
-    reviewer = await make_key(pg_container, "rita@example.com", roles={"reviewer"})
+async def test_held_and_delivered_answers_share_a_group_commit(pg_runtime: Runtime, pg_url: str) -> None:
+    asker = await make_key(pg_runtime, "ana@example.com")
+    reviewer = await make_key(pg_runtime, "rita@example.com", roles={"reviewer"})
     draft = "This is the fake model's answer."
 
     def ask(model: str) -> dict[str, object]:
         return {"model": model, "messages": [{"role": "user", "content": "how do I squash git commits?"}]}
 
-    async with client_as(pg_container, asker) as u, client_as(pg_container, reviewer) as r:
+    async with client_as(pg_runtime, asker) as u, client_as(pg_runtime, reviewer) as r:
         replies = await asyncio.gather(*(u.post("/v1/chat/completions", json=ask(m)) for m in ["general", "code"] * 4))
         assert all(x.status_code == 200 for x in replies), [x.text for x in replies]
         held = [x.json() for x in replies[::2]]

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from backend.container import Container, build_container
 from backend.db.models import SafetyFlag
 from backend.db.session import Database
+from backend.runtime import Runtime, build_runtime
 from backend.safety.record import write_flag
 from backend.settings import Settings
 from router.encoder import Encoder
@@ -33,31 +33,31 @@ BENIGN = "How do I prevent SQL injection in a Flask query that filters by user n
 
 
 @pytest.fixture
-async def pg_container(pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def pg_runtime(pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         database_url=pg_url,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
 
-async def test_flags_commit_with_their_exchanges_in_one_group_commit(pg_container: Container, pg_url: str) -> None:
-    asker = await make_key(pg_container, "eve@example.com")
-    admin = await make_key(pg_container, "root@example.com", roles={"admin"})
+async def test_flags_commit_with_their_exchanges_in_one_group_commit(pg_runtime: Runtime, pg_url: str) -> None:
+    asker = await make_key(pg_runtime, "eve@example.com")
+    admin = await make_key(pg_runtime, "root@example.com", roles={"admin"})
 
     def ask(text: str) -> dict[str, object]:
         return {"model": "auto", "messages": [{"role": "user", "content": text}]}
 
-    async with client_as(pg_container, asker) as u, client_as(pg_container, admin) as a:
+    async with client_as(pg_runtime, asker) as u, client_as(pg_runtime, admin) as a:
         texts = [*ATTACKS, BENIGN] * 2
         replies = await asyncio.gather(*(u.post("/v1/chat/completions", json=ask(t)) for t in texts))
         assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
         listed = (await a.get("/api/v1/safety/flags")).json()["data"]
-        events = await audit_events(pg_container, action="chat.completion")
+        events = await audit_events(pg_runtime, action="chat.completion")
         flagged = {e.request_id: e for e in events if e.payload["safety"]["flagged"]}
         assert len(flagged) == 4 and {f["request_id"] for f in listed} == set(flagged)
         for f in listed:

@@ -23,13 +23,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from backend.api.slack import slack_bot
 from backend.app import create_app
 from backend.audit.types import Actor
-from backend.container import Container, build_container
 from backend.db.models import AuditEvent, Conversation, Feedback, Message, User
 from backend.quota.policies import PolicyChange, QuotaPolicies
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
-from backend.slack.api import slack_runtime
 from backend.slack.dispatch import InlineDispatcher
 from backend.slack.types import SlackJob
 from router.encoder import Encoder
@@ -63,7 +63,7 @@ def slack(fake_slack: FakeSlack) -> FakeSlack:
 class Bot:
     http: httpx.AsyncClient
     app: FastAPI
-    container: Container
+    runtime: Runtime
 
     async def post(self, body: bytes, content_type: str, *, ts: int | None = None, secret: str = SECRET,
                    headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
@@ -107,7 +107,7 @@ class Bot:
             "team": {"id": TEAM_ID},
             "user": {"id": user},
             "api_app_id": "A0000APP",
-            "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
+            "runtime": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
             "channel": {"id": CHANNEL},
             "message": {"ts": "1.1", "thread_ts": thread_ts},
             "trigger_id": "1.2.3",
@@ -118,7 +118,7 @@ class Bot:
 
     async def settle(self) -> None:
         """Wait for the answers the handlers handed to the background."""
-        await slack_runtime(self.app, self.container.settings).dispatcher.drain()
+        await slack_bot(self.app, self.runtime.settings).dispatcher.drain()
 
 
 @pytest.fixture
@@ -137,18 +137,18 @@ async def bot(
         slack_update_interval_s=0,
         **getattr(request, "param", {}),
     )
-    container = build_container(settings, encoder=encoder, environ={})
-    app = create_app(settings, container)
-    app.state.container = container
+    runtime = build_runtime(settings, encoder=encoder, environ={})
+    app = create_app(settings, runtime)
+    app.state.runtime = runtime
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        bot = Bot(http, app, container)
+        bot = Bot(http, app, runtime)
         yield bot
         await bot.settle()
-    await container.close()
+    await runtime.close()
 
 
 async def add_user(bot: Bot, email: str) -> str:
-    return await make_key(bot.container, email)
+    return await make_key(bot.runtime, email)
 
 
 def mention(
@@ -162,7 +162,7 @@ def mention(
 
 
 async def upload_legal_doc(bot: Bot, groups: str = "") -> None:
-    admin = await make_key(bot.container, "root@example.com", roles={"admin"})
+    admin = await make_key(bot.runtime, "root@example.com", roles={"admin"})
     r = await bot.http.post(
         "/api/v1/documents",
         headers={"authorization": f"Bearer {admin}"},
@@ -212,7 +212,7 @@ async def test_mention_streams_into_the_thread_then_shows_expert_citations_and_b
     ]
     assert [o["text"]["text"] for o in actions["elements"][2]["options"]] == ["code", "support", "general"]
     # The exchange is the web's: stored under the Slack channel with that request id.
-    async with bot.container.db.session() as s:
+    async with bot.runtime.db.session() as s:
         conv = await s.scalar(select(Conversation))
         answer = await s.scalar(select(Message).where(Message.role == "assistant"))
         user = await s.scalar(select(User).where(User.email == "ana@example.com"))
@@ -239,7 +239,7 @@ async def test_thread_follow_up_continues_the_conversation(bot: Bot, slack: Fake
     assert len(finals) == 2
     assert "Then force-push with --force-with-lease." in finals[1]["text"]
     assert all(p["thread_ts"] == "1700000001.000001" for p in slack.of("chat.postMessage"))
-    async with bot.container.db.session() as s:
+    async with bot.runtime.db.session() as s:
         convs = (await s.scalars(select(Conversation))).all()
         msgs = (await s.scalars(select(Message).order_by(Message.id))).all()
     assert len(convs) == 1 and len(msgs) == 4
@@ -256,7 +256,7 @@ async def test_thread_follow_up_continues_the_conversation(bot: Bot, slack: Fake
 async def test_restricted_documents_are_cited_in_a_dm_but_not_in_a_channel(
     bot: Bot, slack: FakeSlack, llm: FakeOpenAI
 ) -> None:
-    await make_key(bot.container, "ben@example.com", groups={"legal-team"})
+    await make_key(bot.runtime, "ben@example.com", groups={"legal-team"})
     await upload_legal_doc(bot, groups="legal-team")
     question = "what does the liability cap clause in our master services agreement say?"
     in_channel = mention(question, user=BEN, ts="1700000040.000001")
@@ -323,8 +323,8 @@ async def test_feedback_buttons_reach_the_feedback_table_and_the_audit_log(
                      "block_id": "b", "action_ts": "3"}, BEN, "1700000020.000001")  # fmt: skip
     await bot.settle()
 
-    await bot.container.chainer.drain()  # the app's chainer moves audit events out of the outbox
-    async with bot.container.db.session() as s:
+    await bot.runtime.chainer.drain()  # the app's chainer moves audit events out of the outbox
+    async with bot.runtime.db.session() as s:
         rows = (await s.scalars(select(Feedback))).all()
         events = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "feedback.submitted"))).all()
     assert [(f.rating, f.expected_expert, f.routed_expert) for f in rows] == [("down", "support", "code")]
@@ -384,10 +384,8 @@ async def test_a_failed_hand_off_is_taken_up_by_slacks_retry(
 
 async def test_over_quota_gets_a_friendly_message_in_the_thread(bot: Bot, slack: FakeSlack, llm: FakeOpenAI) -> None:
     await add_user(bot, "ana@example.com")
-    async with bot.container.db.transaction() as s:
-        await QuotaPolicies(s, bot.container.audit).set(
-            Actor.cli("test"), "user", "ana@example.com", PolicyChange(rpm=1)
-        )
+    async with bot.runtime.db.transaction() as s:
+        await QuotaPolicies(s, bot.runtime.audit).set(Actor.cli("test"), "user", "ana@example.com", PolicyChange(rpm=1))
     await bot.event(mention("how do I squash my last three git commits into one?", ts="1700000040.000001"))
     await bot.settle()
     await bot.event(mention("and how do I undo a rebase?", ts="1700000041.000001"))
@@ -425,8 +423,8 @@ async def test_unknown_user_is_provisioned_when_configured(bot: Bot, slack: Fake
     await bot.event(mention("how do I squash my last three git commits into one?", user=BEN, ts="1700000070.000001"))
     await bot.settle()
     assert slack.of("chat.update")[-1]["text"].startswith(":label: *code* expert")
-    await bot.container.chainer.drain()
-    async with bot.container.db.session() as s:
+    await bot.runtime.chainer.drain()
+    async with bot.runtime.db.session() as s:
         ben = await s.scalar(select(User).where(User.email == "ben@example.com"))
         provisioned = await s.scalar(select(AuditEvent).where(AuditEvent.action == "user.provisioned"))
     assert ben is not None and ben.slack_user_id == BEN and ben.roles == ["user"]
@@ -440,14 +438,14 @@ async def test_a_guest_is_never_provisioned(bot: Bot, slack: FakeSlack, llm: Fak
     await bot.settle()
     (told,) = slack.of("chat.postMessage")
     assert "I don't know you yet" in told["text"] and llm.requests == []
-    async with bot.container.db.session() as s:
+    async with bot.runtime.db.session() as s:
         assert await s.scalar(select(User).where(User.email == "ben@example.com")) is None
 
 
 async def test_app_home_shows_the_users_usage(bot: Bot, slack: FakeSlack, llm: FakeOpenAI) -> None:
     await add_user(bot, "ana@example.com")
-    async with bot.container.db.transaction() as s:
-        await QuotaPolicies(s, bot.container.audit).set(
+    async with bot.runtime.db.transaction() as s:
+        await QuotaPolicies(s, bot.runtime.audit).set(
             Actor.cli("test"), "user", "ana@example.com", PolicyChange(rpm=5, tokens_per_day=10_000)
         )
     await bot.event(mention("how do I squash my last three git commits into one?", ts="1700000080.000001"))

@@ -1,5 +1,5 @@
 """Scale-out mode: the API acks a Slack mention and enqueues it; a real Celery worker
-process (its own container, same settings) answers in the thread.
+process (its own runtime, same settings) answers in the thread.
 
 The worker talks to the same local stand-ins as the API would: the fake Slack Web API
 and the fake OpenAI server run in this test process on loopback.
@@ -17,11 +17,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from backend.api.slack import slack_bot
 from backend.app import create_app
-from backend.container import build_container
 from backend.db.models import Conversation
+from backend.runtime import build_runtime
 from backend.settings import Settings
-from backend.slack.api import slack_runtime
 from backend.slack.dispatch import CeleryDispatcher
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
@@ -81,23 +81,23 @@ def tail(log: Path) -> str:
 
 @pytest.fixture
 async def bot(settings: Settings, encoder: Encoder) -> AsyncIterator[Bot]:
-    container = build_container(settings, encoder=encoder, environ={})
-    app = create_app(settings, container)
-    app.state.container = container
+    runtime = build_runtime(settings, encoder=encoder, environ={})
+    app = create_app(settings, runtime)
+    app.state.runtime = runtime
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        yield Bot(http, app, container)
-    await container.close()
+        yield Bot(http, app, runtime)
+    await runtime.close()
 
 
 async def test_a_mention_is_answered_by_a_celery_worker(
     bot: Bot, worker: Path, slack: FakeSlack, llm: FakeOpenAI
 ) -> None:
-    await make_key(bot.container, "ana@example.com")
+    await make_key(bot.runtime, "ana@example.com")
     llm.script(Reply("Use git rebase -i HEAD~3."))
     started = time.monotonic()
     r = await bot.event(mention("how do I squash my last three git commits into one?", ts="1700000100.000001"))
     assert r.status_code == 200
-    assert isinstance(slack_runtime(bot.app, bot.container.settings).dispatcher, CeleryDispatcher)
+    assert isinstance(slack_bot(bot.app, bot.runtime.settings).dispatcher, CeleryDispatcher)
     # The API only enqueued: nothing was said to Slack from this process.
     assert slack.of("chat.postMessage") == []
 
@@ -109,6 +109,6 @@ async def test_a_mention_is_answered_by_a_celery_worker(
     final = slack.of("chat.update")[-1]
     assert final["text"].startswith(":label: *code* expert") and "Use git rebase -i HEAD~3." in final["text"]
     assert slack.of("chat.postMessage")[0]["thread_ts"] == "1700000100.000001"
-    async with bot.container.db.session() as s:  # written by the worker, read here
+    async with bot.runtime.db.session() as s:  # written by the worker, read here
         conv = await s.scalar(select(Conversation))
     assert conv is not None and conv.channel == "slack"

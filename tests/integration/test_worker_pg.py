@@ -15,12 +15,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from backend import taskqueue
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import build_audit_trail
 from backend.db.session import Database, migrate
 from backend.guard.policy import PiiGuard
 from backend.settings import Settings
-from backend.worker import tasks
 from backend.worker.app import make_celery
 from tests.integration.conftest import dedicated_redis
 from tests.integration.processes import celery_worker
@@ -100,7 +100,7 @@ def test_worker_runs_retention_and_fails_expected_errors_once(settings: Settings
     seq = _old_event_with_text(settings)
     app = make_celery(settings)  # the producer side: same factory, same Settings
 
-    handle, result = _result(app, tasks.RETENTION, worker, days=30)
+    handle, result = _result(app, taskqueue.RETENTION, worker, days=30)
     assert handle.state == "SUCCESS", worker.read_text(errors="replace")[-4000:]
     assert result["purged"] == 1 and result["days"] == 30
 
@@ -118,7 +118,7 @@ def test_worker_runs_retention_and_fails_expected_errors_once(settings: Settings
     assert actions == [("audit.retention", "system"), ("audit.retention.finished", "system")]
 
     # No retention period anywhere: an expected error, failed once with its code.
-    handle, result = _result(app, tasks.RETENTION, worker)
+    handle, result = _result(app, taskqueue.RETENTION, worker)
     assert handle.state == "FAILURE"
     assert "invalid_request" in str(result)
     assert (handle.retries or 0) == 0
@@ -159,7 +159,7 @@ def test_worker_ingests_a_submitted_job_once(settings: Settings, worker: Path, t
     job_id = _submit_job(settings, doc)
     app = make_celery(settings)
 
-    handle, result = _result(app, tasks.INGEST, worker, job_id=job_id)
+    handle, result = _result(app, taskqueue.INGEST, worker, job_id=job_id)
     assert handle.state == "SUCCESS", worker.read_text(errors="replace")[-4000:]
     assert result["status"] == "succeeded" and result["index_version"]
 
@@ -173,11 +173,11 @@ def test_worker_ingests_a_submitted_job_once(settings: Settings, worker: Path, t
     status, docs, chunks = counts()
     assert status == "succeeded" and docs == 1 and chunks >= 1
     # A redelivered message (worker died after the work, before the ack) is a no-op.
-    handle, result = _result(app, tasks.INGEST, worker, job_id=job_id)
+    handle, result = _result(app, taskqueue.INGEST, worker, job_id=job_id)
     assert handle.state == "SUCCESS" and result["status"] == "succeeded"
     assert counts() == (status, docs, chunks)
     # An unknown job is an expected error: failed once with its code, not retried.
-    handle, result = _result(app, tasks.INGEST, worker, job_id="no-such-job")
+    handle, result = _result(app, taskqueue.INGEST, worker, job_id="no-such-job")
     assert handle.state == "FAILURE" and "ingest_job_not_found" in str(result)
     assert (handle.retries or 0) == 0
     app.close()

@@ -30,10 +30,10 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.api.slack import slack_bot
 from backend.app import create_app
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
-from backend.slack.api import slack_runtime
 from router.encoder import Encoder
 from tests.conftest import audit_events, auth, make_key, write_experts_yaml
 from tests.fakes.openai_server import Echo, FakeOpenAI, Reply
@@ -132,20 +132,20 @@ def fake_slack() -> Iterator[FakeSlack]:
 class Harness:
     """The app under attack, its users and the channels to reach it."""
 
-    def __init__(self, container: Container, llm: FakeOpenAI, slack: FakeSlack | None) -> None:
-        self.container = container
+    def __init__(self, runtime: Runtime, llm: FakeOpenAI, slack: FakeSlack | None) -> None:
+        self.runtime = runtime
         self.llm = llm
         self.slack = slack
-        self.app = create_app(container.settings, container)
-        self.app.state.container = container
+        self.app = create_app(runtime.settings, runtime)
+        self.app.state.runtime = runtime
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://t", timeout=60)
         self.keys: dict[str, str] = {}
 
     async def users(self) -> None:
-        self.keys["admin"] = await make_key(self.container, "root@example.com", roles={"admin"})
-        self.keys["victim"] = await make_key(self.container, VICTIM)
-        self.keys["insider"] = await make_key(self.container, INSIDER, groups=set(docs.RESTRICTED_GROUPS.values()))
-        self.keys["attacker"] = await make_key(self.container, ATTACKER, groups={"staff"})
+        self.keys["admin"] = await make_key(self.runtime, "root@example.com", roles={"admin"})
+        self.keys["victim"] = await make_key(self.runtime, VICTIM)
+        self.keys["insider"] = await make_key(self.runtime, INSIDER, groups=set(docs.RESTRICTED_GROUPS.values()))
+        self.keys["attacker"] = await make_key(self.runtime, ATTACKER, groups={"staff"})
 
     async def ingest(self) -> None:
         """The restricted samples with groups the attacker lacks; public samples, the
@@ -225,7 +225,7 @@ class Harness:
             headers={"content-type": "application/json", "x-slack-request-timestamp": stamp,
                      "x-slack-signature": f"v0={digest}"},
         )  # fmt: skip
-        await slack_runtime(self.app, self.container.settings).dispatcher.drain()
+        await slack_bot(self.app, self.runtime.settings).dispatcher.drain()
         return r.status_code
 
     async def slack_attack(self, attack: Attack, n: int, *, dm: bool) -> Seen:
@@ -257,7 +257,7 @@ class Harness:
 
     async def close(self) -> None:
         await self.http.aclose()
-        await self.container.close()
+        await self.runtime.close()
 
 
 def redteam_settings(
@@ -291,7 +291,7 @@ async def run_campaign(
     llm.reset()
     if slack is not None:
         slack.calls.clear()
-    h = Harness(build_container(settings, encoder=encoder, environ={}), llm, slack)
+    h = Harness(build_runtime(settings, encoder=encoder, environ={}), llm, slack)
     out = Campaign()
     try:
         await h.users()
@@ -321,7 +321,7 @@ async def run_campaign(
         if knowledge:
             await _controls(h, out)
         await _probes(h, out)
-        for event in await audit_events(h.container):
+        for event in await audit_events(h.runtime):
             record = dict((event.payload or {}).get("safety") or {})
             if event.request_id:
                 out.safety[event.request_id] = record

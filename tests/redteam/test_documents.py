@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.container import build_container
+from backend.runtime import build_runtime
 from experts.prompts import FENCE_CLOSE, FENCE_OPEN
 from router.encoder import Encoder
 from tests.conftest import auth
@@ -55,7 +55,7 @@ def held_back(policy: str, prompt: str, phrase: str) -> bool:
 
 async def _ask(tmp: Path, encoder: Encoder, llm: FakeOpenAI, policy: str) -> list[Seen]:
     settings = redteam_settings(tmp, llm, None, {}, safety_documents=policy)
-    h = Harness(build_container(settings, encoder=encoder, environ={}), llm, None)
+    h = Harness(build_runtime(settings, encoder=encoder, environ={}), llm, None)
     seen = []
     try:
         await h.users()

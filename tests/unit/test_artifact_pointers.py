@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from backend.db.pointers import INDEX, ROUTER, SqlPointers
 from backend.db.session import migrate
-from backend.routing.reload import GateReloader
-from backend.routing.wiring import expert_texts, make_policy
+from backend.gate.reload import GateReloader
+from backend.gate.wiring import expert_texts, make_policy
 from experts.registry import ExpertRegistry
 from retrieval.errors import IndexCorrupt
 from retrieval.index import DomainIndex

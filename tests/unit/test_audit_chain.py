@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, select, text, update
 
+from backend.api.schemas.audit import AuditEventOut
 from backend.audit.canonical import canonical_json
 from backend.audit.chain import ChainKey, EventBody, content_digest
 from backend.audit.chainer import chain_pending
 from backend.audit.export import render
 from backend.audit.retention import run_retention
 from backend.audit.rows import decode, event_columns
-from backend.audit.schemas import AuditEventOut
 from backend.audit.types import Actor, AuditEntry, AuditEventView, Outcome, Unreadable
 from backend.audit.verify import verify_chain
 from backend.audit.writer import AuditTrail

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.cli import main
+from backend.cli.main import main
 
 
 @pytest.fixture
@@ -39,7 +39,8 @@ def test_keys_are_listed_revoked_and_every_change_is_audited(
 
     assert main(["audit", "export", "--format", "jsonl"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [e["action"] for e in events] == ["key.created", "key.created", "key.revoked"]
+    # The export is audited before its first line (as through the API): it lists itself.
+    assert [e["action"] for e in events] == ["key.created", "key.created", "key.revoked", "audit.exported"]
     assert events[2]["payload"]["for_user"] == "dev@example.com"
     assert events[0]["channel"] == "cli" and events[0]["user_email"].startswith("cli:")
 
@@ -75,7 +76,8 @@ def test_export_csv_filters_and_retention(data_env: Path, tmp_path: Path, capsys
     out = tmp_path / "audit.csv"
     assert main(["audit", "export", "--format", "csv", "--since", "2000-01-01", "-o", str(out)]) == 0
     rows = out.read_text().splitlines()
-    assert rows[0].startswith("seq,ts,") and len(rows) == 2
+    assert rows[0].startswith("seq,ts,") and len(rows) == 3  # key.created, audit.exported
+    assert [row.split(",")[3] for row in rows[1:]] == ["key.created", "audit.exported"]
     assert main(["audit", "export", "--since", "2999-01-01"]) == 0
     capsys.readouterr()
     assert main(["audit", "retention"]) == 1
@@ -84,7 +86,7 @@ def test_export_csv_filters_and_retention(data_env: Path, tmp_path: Path, capsys
     assert "purged the text of 0 events" in capsys.readouterr().out
     assert main(["audit", "head"]) == 0
     seq, digest = capsys.readouterr().out.split()
-    assert seq == "3" and len(digest) == 64
+    assert seq == "5" and len(digest) == 64  # two more than before: both exports are audited
     assert main(["audit", "verify"]) == 0
 
 

@@ -12,11 +12,11 @@ from datetime import datetime
 
 from sqlalchemy import JSON, Table
 
+from backend.api.schemas.audit import AuditEventOut
 from backend.audit.chain import EventBody
 from backend.audit.export import CSV_COLUMNS
 from backend.audit.record import EVENT_FIELDS, HASHED_FIELDS, TEXT_FIELDS, EventFields
 from backend.audit.rows import PendingRow, event_columns, outbox_columns
-from backend.audit.schemas import AuditEventOut
 from backend.audit.types import SHOWN_FIELDS, AuditEventView
 from backend.db.models import AuditEvent, AuditEventColumns, AuditOutbox
 

@@ -10,16 +10,16 @@ import httpx
 from sqlalchemy import delete, select
 
 from backend.audit.types import Actor, AuditEntry, Outcome
-from backend.container import Container
 from backend.db.models import Document, DocumentChunk, User
+from backend.runtime import Runtime
 from tests.conftest import auth, make_key
 
 SECRET_ANSWER = "the merger closes on March 3"
 PUBLIC_ANSWER = "the office opens at nine"
 
 
-async def _chunk(container: Container, source: str, groups: list[str]) -> int:
-    async with container.db.transaction() as s:
+async def _chunk(runtime: Runtime, source: str, groups: list[str]) -> int:
+    async with runtime.db.transaction() as s:
         doc = Document(
             domain="legal", source=source, title=source, media_type="text/plain",
             content_hash="0" * 64, size_bytes=1, groups=groups, chunk_count=1,
@@ -32,29 +32,29 @@ async def _chunk(container: Container, source: str, groups: list[str]) -> int:
         return chunk.id
 
 
-async def _setup(container: Container) -> tuple[dict[str, str], dict[str, int]]:
+async def _setup(runtime: Runtime) -> tuple[dict[str, str], dict[str, int]]:
     keys = {
-        "alice": await make_key(container, "alice@example.com"),  # no groups
-        "outsider": await make_key(container, "audrey@example.com", roles={"auditor"}),
-        "insider": await make_key(container, "ian@example.com", roles={"auditor"}, groups={"mna"}),
-        "admin": await make_key(container, "root@example.com", roles={"admin"}),
+        "alice": await make_key(runtime, "alice@example.com"),  # no groups
+        "outsider": await make_key(runtime, "audrey@example.com", roles={"auditor"}),
+        "insider": await make_key(runtime, "ian@example.com", roles={"auditor"}, groups={"mna"}),
+        "admin": await make_key(runtime, "root@example.com", roles={"admin"}),
     }
-    secret = await _chunk(container, "deal.md", ["mna", "board"])
-    public = await _chunk(container, "hours.md", [])
-    async with container.db.session() as s:
+    secret = await _chunk(runtime, "deal.md", ["mna", "board"])
+    public = await _chunk(runtime, "hours.md", [])
+    async with runtime.db.session() as s:
         uid = await s.scalar(select(User.id).where(User.email == "alice@example.com"))
     alice = Actor(channel="api", user_id=uid, email="alice@example.com")
     seqs = {}
     for name, chunk, answer in (("secret", secret, SECRET_ANSWER), ("public", public, PUBLIC_ANSWER)):
-        await container.audit.record(
-            container.db,
+        await runtime.audit.record(
+            runtime.db,
             AuditEntry(
                 action="chat.completion", outcome=Outcome.OK, actor=alice, request_id=name,
                 payload={"retrieval": {"chunk_ids": [chunk]}}, prompt=f"{name} question", answer=answer,
             ),
         )  # fmt: skip
-    await container.chainer.drain()
-    async with container.db.session() as s:
+    await runtime.chainer.drain()
+    async with runtime.db.session() as s:
         from backend.db.models import AuditEvent
 
         for name in ("secret", "public"):
@@ -70,9 +70,9 @@ async def _listed(http: httpx.AsyncClient, key: str, path: str = "/api/v1/admin/
 
 
 async def test_an_auditor_outside_the_groups_does_not_read_the_restricted_answer(
-    http: httpx.AsyncClient, container: Container
+    http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    keys, seqs = await _setup(container)
+    keys, seqs = await _setup(runtime)
     events = await _listed(http, keys["outsider"])
     assert events["secret"]["answer"] is None and events["secret"]["prompt"] is None
     assert events["secret"]["text_withheld"] is True
@@ -95,8 +95,8 @@ async def test_an_auditor_outside_the_groups_does_not_read_the_restricted_answer
     assert r.text == ""
 
 
-async def test_a_reader_in_a_group_and_an_admin_read_it(http: httpx.AsyncClient, container: Container) -> None:
-    keys, _ = await _setup(container)
+async def test_a_reader_in_a_group_and_an_admin_read_it(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    keys, _ = await _setup(runtime)
     for reader in ("insider", "admin"):
         events = await _listed(http, keys[reader])
         assert events["secret"]["answer"] == SECRET_ANSWER and events["secret"]["text_withheld"] is False
@@ -104,8 +104,8 @@ async def test_a_reader_in_a_group_and_an_admin_read_it(http: httpx.AsyncClient,
         assert [e["request_id"] for e in found.json()["data"]] == ["secret"]
 
 
-async def test_my_own_audit_follows_the_same_rule(http: httpx.AsyncClient, container: Container) -> None:
-    keys, seqs = await _setup(container)
+async def test_my_own_audit_follows_the_same_rule(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    keys, seqs = await _setup(runtime)
     events = await _listed(http, keys["alice"], "/api/v1/me/audit")
     assert events["secret"]["answer"] is None and events["secret"]["text_withheld"] is True
     assert events["public"]["answer"] == PUBLIC_ANSWER
@@ -114,10 +114,10 @@ async def test_my_own_audit_follows_the_same_rule(http: httpx.AsyncClient, conta
 
 
 async def test_a_cited_chunk_that_no_longer_exists_counts_as_restricted(
-    http: httpx.AsyncClient, container: Container
+    http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    keys, seqs = await _setup(container)
-    async with container.db.transaction() as s:
+    keys, seqs = await _setup(runtime)
+    async with runtime.db.transaction() as s:
         await s.execute(delete(DocumentChunk).where(DocumentChunk.id == seqs["secret_chunk"]))
     events = await _listed(http, keys["insider"])
     assert events["secret"]["answer"] is None and events["secret"]["text_withheld"] is True

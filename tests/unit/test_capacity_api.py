@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from backend.chat.api import ClosingStream, _sse
+from backend.api.chat import ClosingStream, _sse
 from backend.chat.pipeline import Question
-from backend.container import Container, build_container
 from backend.identity.service import IdentityService
-from backend.identity.types import Principal
+from backend.principal import Principal
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
@@ -27,17 +27,17 @@ from tests.fakes.openai_server import FakeOpenAI, Reply
 LEGAL_QUESTION = "what is the liability cap in the MSA contract?"
 
 
-def build(tmp_path: Path, encoder: Encoder, api_base: str, **overrides: Any) -> Container:
+def build(tmp_path: Path, encoder: Encoder, api_base: str, **overrides: Any) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", api_base, **overrides),
         bootstrap_admin=False,
     )
-    return build_container(settings, encoder=encoder, environ={})
+    return build_runtime(settings, encoder=encoder, environ={})
 
 
 @pytest.fixture
-async def container(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def runtime(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     built = build(tmp_path, encoder, llm.api_base, legal={"capacity": 1})
     yield built
     await built.close()
@@ -55,15 +55,15 @@ async def until(condition: Any, timeout_s: float = 30.0) -> None:
 
 
 async def test_requested_expert_at_capacity_is_503_and_routed_requests_overflow(
-    container: Container, llm: FakeOpenAI
+    runtime: Runtime, llm: FakeOpenAI
 ) -> None:
-    key = await make_key(container, "ann@example.com")
+    key = await make_key(runtime, "ann@example.com")
     release = threading.Event()
     llm.script(Reply("a held legal answer", hold=release))
-    async with client_as(container, key) as ann:
+    async with client_as(runtime, key) as ann:
         held = asyncio.create_task(ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal")))
         await until(lambda: len(llm.requests) == 1)  # the slow request holds legal's only slot
-        assert await container.capacity.in_flight() == {"legal": 1}
+        assert await runtime.capacity.in_flight() == {"legal": 1}
 
         refused = await ann.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal"))
         assert refused.status_code == 503, refused.text
@@ -82,44 +82,42 @@ async def test_requested_expert_at_capacity_is_503_and_routed_requests_overflow(
         release.set()
         first = await held
         assert first.status_code == 200 and first.json()["expertgate"]["expert"] == "legal"
-    assert await container.capacity.in_flight() == {}
+    assert await runtime.capacity.in_flight() == {}
     assert len(llm.requests) == 2  # the refused requests never reached an LLM
-    events = await audit_events(container, action="chat.completion")
+    events = await audit_events(runtime, action="chat.completion")
     assert sorted((e.status, e.reason) for e in events) == [
         (200, "overflow"),
         (200, "requested"),
         (503, "requested"),
         (503, "requested"),
     ]
-    after = await client_as(container, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION))
+    after = await client_as(runtime, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION))
     assert after.json()["expertgate"]["reason"] == "routed"  # the slot came back
 
 
-async def test_streamed_answers_release_their_slot_when_done_or_abandoned(
-    container: Container, llm: FakeOpenAI
-) -> None:
-    key = await make_key(container, "bo@example.com")
-    async with client_as(container, key) as bo:
+async def test_streamed_answers_release_their_slot_when_done_or_abandoned(runtime: Runtime, llm: FakeOpenAI) -> None:
+    key = await make_key(runtime, "bo@example.com")
+    async with client_as(runtime, key) as bo:
         r = await bo.post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal", stream=True))
         assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
-    assert await container.capacity.in_flight() == {}
+    assert await runtime.capacity.in_flight() == {}
 
     # A client that goes away mid-answer: the consumer closes the stream after one event.
-    principal = await _principal(container, key)
-    stream = await container.pipeline.open_stream(Question(principal, "legal", [("user", LEGAL_QUESTION)]))
-    assert await container.capacity.in_flight() == {"legal": 1}
+    principal = await _principal(runtime, key)
+    stream = await runtime.pipeline.open_stream(Question(principal, "legal", [("user", LEGAL_QUESTION)]))
+    assert await runtime.capacity.in_flight() == {"legal": 1}
     events = aiter(stream)
     assert isinstance(events, AsyncGenerator)
     await anext(events)
     await events.aclose()
-    assert await container.capacity.in_flight() == {}
+    assert await runtime.capacity.in_flight() == {}
 
 
-async def test_a_stream_whose_body_never_starts_gives_its_slot_back(container: Container, llm: FakeOpenAI) -> None:
-    key = await make_key(container, "cy@example.com")
-    principal = await _principal(container, key)
-    stream = await container.pipeline.open_stream(Question(principal, "legal", [("user", LEGAL_QUESTION)]))
-    assert await container.capacity.in_flight() == {"legal": 1}
+async def test_a_stream_whose_body_never_starts_gives_its_slot_back(runtime: Runtime, llm: FakeOpenAI) -> None:
+    key = await make_key(runtime, "cy@example.com")
+    principal = await _principal(runtime, key)
+    stream = await runtime.pipeline.open_stream(Question(principal, "legal", [("user", LEGAL_QUESTION)]))
+    assert await runtime.capacity.in_flight() == {"legal": 1}
     response = ClosingStream(_sse(stream), stream.aclose, {})
 
     async def receive() -> dict[str, Any]:
@@ -132,12 +130,12 @@ async def test_a_stream_whose_body_never_starts_gives_its_slot_back(container: C
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "method": "POST", "headers": []}
     with pytest.raises(OSError):
         await response(scope, receive, send)
-    assert await container.capacity.in_flight() == {}
+    assert await runtime.capacity.in_flight() == {}
     assert llm.requests == []  # nothing was generated
 
 
-async def _principal(container: Container, key: str) -> Principal:
-    async with container.db.session() as session:
+async def _principal(runtime: Runtime, key: str) -> Principal:
+    async with runtime.db.session() as session:
         return await IdentityService(session).authenticate(key)
 
 
@@ -175,17 +173,17 @@ async def test_replicas_each_take_their_share(
 
 
 async def test_the_slot_is_free_while_the_exchange_is_written(
-    container: Container, llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The expert's slot comes back when its answer is generated, not after the write."""
-    key = await make_key(container, "ann@example.com")
-    writes = container.pipeline.recorder.writes
+    key = await make_key(runtime, "ann@example.com")
+    writes = runtime.pipeline.recorder.writes
     write = writes.run
     in_flight_at_write: list[dict[str, int]] = []
 
     async def observed_write(unit: Any) -> Any:
         for _ in range(1000):  # up to ~5 s: the release runs beside the write
-            held = await container.capacity.in_flight()
+            held = await runtime.capacity.in_flight()
             if not held:
                 break
             await asyncio.sleep(0.005)
@@ -193,6 +191,6 @@ async def test_the_slot_is_free_while_the_exchange_is_written(
         return await write(unit)
 
     monkeypatch.setattr(writes, "run", observed_write)
-    r = await client_as(container, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal"))
+    r = await client_as(runtime, key).post("/v1/chat/completions", json=ask(LEGAL_QUESTION, model="legal"))
     assert r.status_code == 200
     assert in_flight_at_write == [{}]

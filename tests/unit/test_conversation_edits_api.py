@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from backend.container import Container
 from backend.conversations.service import excerpt, title_of
 from backend.db.models import TrainingExample
+from backend.runtime import Runtime
 from tests.conftest import audit_events, client_as, make_key
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
@@ -36,13 +36,13 @@ def test_excerpt_cuts_around_the_first_hit_on_one_line() -> None:
 
 
 async def test_search_finds_titles_and_message_text_only_of_the_caller(
-    client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    client: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
     llm.script(Reply("Use an interactive rebase."), Reply("The cap is twelve months of fees."), Reply("Reset it."))
     git = await chat(client, "how do I squash commits")
     msa = await chat(client, "what is the liability cap")
-    other_key = await make_key(container, "bob@example.com")
-    async with client_as(container, other_key) as bob:
+    other_key = await make_key(runtime, "bob@example.com")
+    async with client_as(runtime, other_key) as bob:
         await chat(bob, "twelve months of what exactly?")
 
     # In an answer's text, case-insensitive: alice's conversation only, with an excerpt.
@@ -65,7 +65,7 @@ async def test_search_finds_titles_and_message_text_only_of_the_caller(
 
 
 async def test_rename_is_owner_only_and_keeps_the_order(
-    client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    client: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
     llm.script(Reply("one"), Reply("two"))
     first = (await chat(client, "first question"))["conversation_id"]
@@ -81,8 +81,8 @@ async def test_rename_is_owner_only_and_keeps_the_order(
     for bad in ({"title": "   "}, {"title": "x" * 201}, {"name": "x"}):
         r = await client.patch(f"/api/v1/conversations/{first}", json=bad)
         assert r.status_code == 400, bad
-    other_key = await make_key(container, "bob@example.com")
-    async with client_as(container, other_key) as bob:
+    other_key = await make_key(runtime, "bob@example.com")
+    async with client_as(runtime, other_key) as bob:
         r = await bob.patch(f"/api/v1/conversations/{first}", json={"title": "mine now"})
         assert r.status_code == 404
         assert r.json()["error"]["code"] == "conversation_not_found"
@@ -90,7 +90,7 @@ async def test_rename_is_owner_only_and_keeps_the_order(
 
 
 async def test_regenerate_replaces_the_last_answer_and_both_requests_stay_audited(
-    client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    client: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
     llm.script(Reply("Use git rebase -i."), Reply("First take."), Reply("Second take."))
     one = await chat(client, "how do I squash commits")
@@ -112,9 +112,9 @@ async def test_regenerate_replaces_the_last_answer_and_both_requests_stay_audite
     assert [m["content"] for m in detail["messages"]] == [m["content"] for m in messages]
     assert detail["title"] == "how do I squash commits"
     # Every request is in the audit trail, the dropped one too, and the drop itself.
-    audited = {e.request_id for e in await audit_events(container, action="chat.completion")}
+    audited = {e.request_id for e in await audit_events(runtime, action="chat.completion")}
     assert {one["request_id"], old["request_id"], new["request_id"]} <= audited
-    drops = await audit_events(container, action="conversation.exchanges_dropped")
+    drops = await audit_events(runtime, action="conversation.exchanges_dropped")
     assert len(drops) == 1 and drops[0].payload == {"conversation_id": conv, "request_ids": [old["request_id"]]}
 
 
@@ -153,7 +153,7 @@ async def test_a_renamed_title_survives_an_edit_of_the_first_question(
 
 
 async def test_dropping_is_all_or_nothing_and_owner_only(
-    client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    client: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
     llm.script(Reply("a1"), Reply("a2"), Reply("b1"))
     one = await chat(client, "q1")
@@ -168,17 +168,17 @@ async def test_dropping_is_all_or_nothing_and_owner_only(
     assert len((await client.get(f"/api/v1/conversations/{conv}")).json()["messages"]) == 4
     r = await client.post(f"/api/v1/conversations/{conv}/drop-exchanges", json={"request_ids": []})
     assert r.status_code == 400
-    other_key = await make_key(container, "bob@example.com")
-    async with client_as(container, other_key) as bob:
+    other_key = await make_key(runtime, "bob@example.com")
+    async with client_as(runtime, other_key) as bob:
         r = await bob.post(f"/api/v1/conversations/{conv}/drop-exchanges", json={"request_ids": [one["request_id"]]})
         assert r.status_code == 404
         assert r.json()["error"]["code"] == "conversation_not_found"
     assert len((await client.get(f"/api/v1/conversations/{conv}")).json()["messages"]) == 4
-    assert await audit_events(container, action="conversation.exchanges_dropped") == []
+    assert await audit_events(runtime, action="conversation.exchanges_dropped") == []
 
 
 async def test_a_preference_after_asking_another_expert_reaches_the_training_examples(
-    client: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    client: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
     """The web UI's "ask another expert": the second answer is asked in the same
     conversation with the expert named; the preferred one is kept and the other dropped,
@@ -201,7 +201,7 @@ async def test_a_preference_after_asking_another_expert_reaches_the_training_exa
     assert r.json()["messages"][1]["request_id"] == other["request_id"]
     # The question, labelled with the preferred expert, trains the next router version,
     # though its first exchange is gone from the conversation.
-    async with container.db.session() as session:
+    async with runtime.db.session() as session:
         examples = (await session.scalars(select(TrainingExample))).all()
     assert [(e.text, e.domain, e.source) for e in examples] == [
         ("what is the liability cap in our MSA", "support", "feedback")

@@ -6,15 +6,13 @@ import httpx
 from sqlalchemy import func, select
 
 from backend.app import create_app
-from backend.container import Container
 from backend.db.models import Message
+from backend.runtime import Runtime
 from tests.conftest import make_key
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
 
 
-async def chat(
-    client: httpx.AsyncClient, text: str, conversation_id: str | None = None, model: str = "auto"
-) -> str:
+async def chat(client: httpx.AsyncClient, text: str, conversation_id: str | None = None, model: str = "auto") -> str:
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": text}]}
     if conversation_id:
         body["conversation_id"] = conversation_id
@@ -24,10 +22,10 @@ async def chat(
     return conv_id
 
 
-async def other_client(container: Container, email: str) -> httpx.AsyncClient:
-    key = await make_key(container, email)
-    app = create_app(container.settings, container)
-    app.state.container = container
+async def other_client(runtime: Runtime, email: str) -> httpx.AsyncClient:
+    key = await make_key(runtime, email)
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://testserver",
@@ -71,9 +69,7 @@ async def test_list_is_newest_first_and_detail_has_messages_with_routes(
     assert detail["messages"][0]["route"] is None
 
 
-async def test_fallback_answer_reads_back_with_reason_fallback(
-    client: httpx.AsyncClient, llm: FakeOpenAI
-) -> None:
+async def test_fallback_answer_reads_back_with_reason_fallback(client: httpx.AsyncClient, llm: FakeOpenAI) -> None:
     llm.script(Fault(503), Reply("general answers"))
     conv = await chat(client, "kubernetes pod stuck in CrashLoopBackOff")
     r = await client.get(f"/api/v1/conversations/{conv}")
@@ -115,10 +111,10 @@ async def test_bad_cursor_and_limit_are_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_someone_elses_conversation_is_404_for_read_and_delete(
-    client: httpx.AsyncClient, container: Container
+    client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     conv = await chat(client, "hello there", model="general")
-    async with await other_client(container, "bob@example.com") as bob:
+    async with await other_client(runtime, "bob@example.com") as bob:
         assert (await bob.get("/api/v1/conversations")).json()["data"] == []
         r = await bob.get(f"/api/v1/conversations/{conv}")
         assert r.status_code == 404
@@ -128,19 +124,15 @@ async def test_someone_elses_conversation_is_404_for_read_and_delete(
     assert (await client.get(f"/api/v1/conversations/{conv}")).status_code == 200
 
 
-async def test_delete_removes_the_conversation_and_its_messages(
-    client: httpx.AsyncClient, container: Container
-) -> None:
+async def test_delete_removes_the_conversation_and_its_messages(client: httpx.AsyncClient, runtime: Runtime) -> None:
     keep = await chat(client, "keep me", model="general")
     gone = await chat(client, "delete me", model="general")
     r = await client.delete(f"/api/v1/conversations/{gone}")
     assert r.status_code == 204
     assert (await client.get(f"/api/v1/conversations/{gone}")).status_code == 404
     assert [c["id"] for c in (await client.get("/api/v1/conversations")).json()["data"]] == [keep]
-    async with container.db.session() as s:
-        left = await s.scalar(
-            select(func.count()).select_from(Message).where(Message.conversation_id == gone)
-        )
+    async with runtime.db.session() as s:
+        left = await s.scalar(select(func.count()).select_from(Message).where(Message.conversation_id == gone))
     assert left == 0
     # Continuing a deleted conversation is a 404 too.
     r = await client.post(
@@ -155,10 +147,8 @@ async def test_delete_removes_the_conversation_and_its_messages(
     assert (await client.delete(f"/api/v1/conversations/{gone}")).status_code == 404
 
 
-async def test_history_needs_a_key(container: Container) -> None:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as anon:
+async def test_history_needs_a_key(runtime: Runtime) -> None:
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as anon:
         assert (await anon.get("/api/v1/conversations")).status_code == 401

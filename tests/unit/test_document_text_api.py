@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import client_as, make_key, write_experts_yaml
@@ -37,13 +37,13 @@ The board approved the purchase of Osprey Ltd for 12 million.
 
 
 @pytest.fixture
-async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
@@ -59,7 +59,7 @@ async def ingest(admin: httpx.AsyncClient, name: str, data: bytes, groups: str =
     return doc_id
 
 
-async def test_whole_text_in_order_for_allowed_callers_404_for_others(kb: Container) -> None:
+async def test_whole_text_in_order_for_allowed_callers_404_for_others(kb: Runtime) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
     user_key = await make_key(kb, "sam@example.com")
     board_key = await make_key(kb, "bea@example.com", groups={"board"})
@@ -95,15 +95,15 @@ async def test_whole_text_in_order_for_allowed_callers_404_for_others(kb: Contai
         assert (await anonymous.get(f"/api/v1/documents/{public}/text")).status_code == 401
 
 
-def _app(kb: Container) -> Any:
+def _app(kb: Runtime) -> Any:
     from backend.app import create_app
 
     app = create_app(kb.settings, kb)
-    app.state.container = kb
+    app.state.runtime = kb
     return app
 
 
-async def test_citations_name_their_document_live_and_read_back(kb: Container) -> None:
+async def test_citations_name_their_document_live_and_read_back(kb: Runtime) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
     async with client_as(kb, admin_key) as admin:
         public = await ingest(admin, "travel.md", PUBLIC)

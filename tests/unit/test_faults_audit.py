@@ -28,10 +28,10 @@ from backend.audit.chainer import AuditChainer
 from backend.audit.rows import decode, event_columns
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import body_of
-from backend.cli import main
-from backend.container import Container
+from backend.cli.main import main
 from backend.db.models import AuditEvent, User
 from backend.db.session import Database
+from backend.runtime import Runtime
 from tests.conftest import auth, make_key
 
 pytestmark = pytest.mark.faults
@@ -290,31 +290,31 @@ async def test_the_chainer_anchors_on_a_schedule_and_at_shutdown(db: Database, t
 # -- the read endpoints and the export ---------------------------------------------------
 
 
-async def _user_events(container: Container) -> tuple[dict[str, str], int]:
+async def _user_events(runtime: Runtime) -> tuple[dict[str, str], int]:
     keys = {
-        "user": await make_key(container, "alice@example.com"),
-        "auditor": await make_key(container, "audrey@example.com", roles={"auditor"}),
+        "user": await make_key(runtime, "alice@example.com"),
+        "auditor": await make_key(runtime, "audrey@example.com", roles={"auditor"}),
     }
-    async with container.db.session() as s:
+    async with runtime.db.session() as s:
         uid = await s.scalar(select(User.id).where(User.email == "alice@example.com"))
     assert uid is not None
     alice = Actor(channel="api", user_id=uid, email="alice@example.com")
     for i in range(3):
-        await container.audit.record(
-            container.db,
+        await runtime.audit.record(
+            runtime.db,
             AuditEntry(action="chat.completion", outcome=Outcome.OK, actor=alice, request_id=f"r{i}", answer=f"a{i}"),
         )
-    await container.chainer.drain()
+    await runtime.chainer.drain()
     return keys, 2  # the seq to corrupt: the middle one
 
 
 @pytest.mark.parametrize("name", ["payload_not_json", "payload_nan", "bad_timestamp", "text_in_number_column"])
 async def test_read_endpoints_serve_a_corrupted_row_marked(
-    name: str, http: httpx.AsyncClient, container: Container
+    name: str, http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     sql, kind, _ = CORRUPTIONS[name]
-    keys, seq = await _user_events(container)
-    async with container.db.transaction() as s:
+    keys, seq = await _user_events(runtime)
+    async with runtime.db.transaction() as s:
         await s.execute(text(sql.replace("seq = 2", f"seq = {seq}")))
     auditor, user = auth(keys["auditor"]), auth(keys["user"])
 
@@ -348,10 +348,10 @@ async def test_read_endpoints_serve_a_corrupted_row_marked(
 
 
 async def test_read_endpoints_without_a_chain_head_serve_what_is_chained(
-    http: httpx.AsyncClient, container: Container
+    http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    keys, _ = await _user_events(container)
-    async with container.db.transaction() as s:
+    keys, _ = await _user_events(runtime)
+    async with runtime.db.transaction() as s:
         await s.execute(text("DELETE FROM audit_chain_head"))
     auditor = auth(keys["auditor"])
     r = await http.get("/api/v1/admin/audit", headers=auditor)
@@ -363,11 +363,11 @@ async def test_read_endpoints_without_a_chain_head_serve_what_is_chained(
 
 
 async def test_export_that_cannot_start_is_a_500_with_a_code_not_an_empty_200(
-    http: httpx.AsyncClient, container: Container
+    http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    keys, _ = await _user_events(container)
+    keys, _ = await _user_events(runtime)
     # The table is unreadable as a whole (here: gone; on a server, a dropped connection).
-    async with container.db.transaction() as s:
+    async with runtime.db.transaction() as s:
         await s.execute(text("ALTER TABLE audit_events RENAME TO audit_events_lost"))
     r = await http.get("/api/v1/admin/audit/export", headers=auth(keys["auditor"]))
     assert r.status_code == 500, r.text

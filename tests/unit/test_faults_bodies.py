@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.container import Container
+from backend.runtime import Runtime
 from tests.conftest import audit_events, client_as, make_key
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -89,7 +89,10 @@ def _raw(rng: random.Random) -> tuple[bytes, str]:
         return valid, rng.choice(["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""])
     if kind == 7:
         return valid + b"\x00garbage", "application/json"
-    return b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"\\ud800" * 3 + b'"}]}', "application/json"
+    return (
+        b'{"model": "auto", "messages": [{"role": "user", "content": "' + b"\\ud800" * 3 + b'"}]}',
+        "application/json",
+    )
 
 
 def bodies(n: int, seed: int = 25) -> Iterator[tuple[str, bytes, str]]:
@@ -110,14 +113,14 @@ def bodies(n: int, seed: int = 25) -> Iterator[tuple[str, bytes, str]]:
             yield path, data, content_type
 
 
-async def test_fuzzed_bodies_get_clear_errors_and_hurt_nobody(container: Container, llm: FakeOpenAI) -> None:
-    mallory = await make_key(container, "mallory@example.com")
-    alice = await make_key(container, "alice@example.com")
+async def test_fuzzed_bodies_get_clear_errors_and_hurt_nobody(runtime: Runtime, llm: FakeOpenAI) -> None:
+    mallory = await make_key(runtime, "mallory@example.com")
+    alice = await make_key(runtime, "alice@example.com")
     cases = list(bodies(520))
     statuses: Counter[int] = Counter()
     innocent: list[int] = []
 
-    async with client_as(container, mallory) as fuzz, client_as(container, alice) as user:
+    async with client_as(runtime, mallory) as fuzz, client_as(runtime, alice) as user:
 
         async def send(path: str, data: bytes, content_type: str) -> None:
             headers = {"content-type": content_type} if content_type else {}
@@ -140,39 +143,43 @@ async def test_fuzzed_bodies_get_clear_errors_and_hurt_nobody(container: Contain
     assert statuses[400] > 100, statuses  # the generator produces mostly broken requests
     assert innocent == [200] * len(innocent), Counter(innocent)
     # Every fuzzed request is one audit event (a refusal, or the chat it became).
-    events = await audit_events(container, user_email="mallory@example.com")
+    events = await audit_events(runtime, user_email="mallory@example.com")
     assert len(events) == len(cases), (len(events), len(cases), statuses)
     assert {e.action for e in events} <= {"http.refused", "chat.completion", "chat.route"}
 
 
-async def test_a_chunked_body_over_the_limit_is_a_413_not_a_400(container: Container) -> None:
-    key = await make_key(container, "ana@example.com")
+async def test_a_chunked_body_over_the_limit_is_a_413_not_a_400(runtime: Runtime) -> None:
+    key = await make_key(runtime, "ana@example.com")
 
     async def chunks() -> Any:
         for _ in range(40):
             yield b" " * 50_000  # 2 MB, no content-length
 
-    async with client_as(container, key) as c:
+    async with client_as(runtime, key) as c:
         r = await c.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "request_too_large"
-    (event,) = await audit_events(container, user_email="ana@example.com")
+    (event,) = await audit_events(runtime, user_email="ana@example.com")
     assert (event.action, event.status) == ("http.refused", 413)
 
 
 async def test_a_body_that_does_not_parse_is_401_for_a_stranger_and_audited_for_a_user(
-    container: Container, http: httpx.AsyncClient
+    runtime: Runtime, http: httpx.AsyncClient
 ) -> None:
     r = await http.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 401  # authentication first: a stranger learns nothing of the body
     assert (await http.get("/v1/no-such-thing")).status_code == 401
-    key = await make_key(container, "ana@example.com")
-    async with client_as(container, key) as c:
+    key = await make_key(runtime, "ana@example.com")
+    async with client_as(runtime, key) as c:
         r = await c.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
         r = await c.get("/v1/no-such-thing")
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
         r = await c.post("/v1/chat/completions", json={**BASE, "stream": "yes"})
         assert r.status_code == 400
-    events = await audit_events(container, user_email="ana@example.com")
-    assert [(e.action, e.status) for e in events] == [("http.refused", 400), ("http.refused", 404), ("http.refused", 400)]
+    events = await audit_events(runtime, user_email="ana@example.com")
+    assert [(e.action, e.status) for e in events] == [
+        ("http.refused", 400),
+        ("http.refused", 404),
+        ("http.refused", 400),
+    ]

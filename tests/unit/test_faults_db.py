@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import client_as, make_key, write_experts_yaml
@@ -24,23 +24,23 @@ ASK = {"model": "support", "messages": [{"role": "user", "content": "how do I re
 
 
 @pytest.fixture
-async def impatient(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def impatient(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
         database_busy_timeout_s=0.5,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
 
-def database_file(container: Container) -> str:
-    return container.db.url.split("///", 1)[1]
+def database_file(runtime: Runtime) -> str:
+    return runtime.db.url.split("///", 1)[1]
 
 
-async def test_a_locked_database_is_a_503_and_keeps_nothing_half_written(impatient: Container) -> None:
+async def test_a_locked_database_is_a_503_and_keeps_nothing_half_written(impatient: Runtime) -> None:
     key = await make_key(impatient, "ana@example.com")
     async with client_as(impatient, key) as c:
         assert (await c.post("/v1/chat/completions", json=ASK)).status_code == 200
@@ -66,7 +66,7 @@ async def test_a_locked_database_is_a_503_and_keeps_nothing_half_written(impatie
     assert await count_rows(impatient) == (2, 4)
 
 
-async def test_a_locked_database_does_not_stop_reads_that_need_no_write(impatient: Container) -> None:
+async def test_a_locked_database_does_not_stop_reads_that_need_no_write(impatient: Runtime) -> None:
     key = await make_key(impatient, "ana@example.com")
     other = sqlite3.connect(database_file(impatient), timeout=5, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # a writer holds the lock; readers may still read (WAL)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from backend.app import create_app
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import audit_events, make_key, write_experts_yaml
@@ -39,15 +39,15 @@ def stream_text(events: list[dict | str]) -> str:
     )
 
 
-async def chat_events(container: Container) -> list[Any]:
-    return await audit_events(container, action="chat.completion")
+async def chat_events(runtime: Runtime) -> list[Any]:
+    return await audit_events(runtime, action="chat.completion")
 
 
 # -- answers that are not whole -------------------------------------------------------
 
 
 async def test_an_empty_answer_fails_over_to_the_generalist(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     llm.script(Reply(""), Reply("The generalist answers."))
     r = await client.post("/v1/chat/completions", json=ask())
@@ -55,26 +55,26 @@ async def test_an_empty_answer_fails_over_to_the_generalist(
     eg = r.json()["expertgate"]
     assert (eg["expert"], eg["reason"]) == ("general", "fallback")
     assert "empty answer" in eg["fallbacks"][0]["error"]
-    (event,) = await chat_events(container)
+    (event,) = await chat_events(runtime)
     assert event.outcome == "ok" and event.payload["completeness"] == "complete"
 
 
 async def test_an_empty_answer_from_a_named_expert_is_a_503_not_a_success(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     llm.script(Reply("   \n"))
     r = await client.post("/v1/chat/completions", json=ask(model="legal"))
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "answer_incomplete"
     assert int(r.headers["retry-after"]) >= 1
-    assert await count_rows(container) == (0, 0)
-    (event,) = await chat_events(container)
+    assert await count_rows(runtime) == (0, 0)
+    (event,) = await chat_events(runtime)
     assert (event.outcome, event.status) == ("error", 503)
     assert event.payload["completeness"] == "none"
 
 
 async def test_an_empty_stream_fails_over_before_anything_is_sent(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     llm.script(Reply(""), Reply("The generalist answers."))
     r = await client.post("/v1/chat/completions", json=ask(stream=True))
@@ -85,12 +85,12 @@ async def test_an_empty_stream_fails_over_before_anything_is_sent(
     # The last chunk tells the same story as the first (it said "routed" before).
     assert isinstance(last, dict) and last["expertgate"]["reason"] == "fallback"
     assert last["expertgate"]["fallbacks"][0]["expert"] == "legal"
-    (event,) = await chat_events(container)
+    (event,) = await chat_events(runtime)
     assert event.outcome == "ok" and event.reason == "fallback"
 
 
 async def test_a_stream_the_server_stops_mid_answer_ends_in_an_error_and_is_not_ok(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     # What llama.cpp's server sent when another request interrupted a running answer:
     # a clean end of stream, without the model's finish reason.
@@ -104,15 +104,15 @@ async def test_a_stream_the_server_stops_mid_answer_ends_in_an_error_and_is_not_
     error = events[-2]
     assert isinstance(error, dict) and error["error"]["code"] == "answer_incomplete"
     assert events[-1] == "[DONE]"
-    assert await count_rows(container) == (0, 0)  # no conversation holds half an answer
-    (event,) = await chat_events(container)
+    assert await count_rows(runtime) == (0, 0)  # no conversation holds half an answer
+    (event,) = await chat_events(runtime)
     assert event.outcome == "error"
     assert event.payload["completeness"] == "interrupted"
     assert event.answer == sent
 
 
 async def test_an_answer_cut_at_the_token_cap_is_marked(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     llm.script(Reply("Section nine caps liability at", finish_reason="length"))
     r = await client.post("/v1/chat/completions", json=ask(max_tokens=5))
@@ -122,7 +122,7 @@ async def test_an_answer_cut_at_the_token_cap_is_marked(
     r = await client.post("/v1/chat/completions", json=ask(max_tokens=5, stream=True))
     last = sse_events(r.text)[-2]
     assert isinstance(last, dict) and last["choices"][0]["finish_reason"] == "length"
-    events = await chat_events(container)
+    events = await chat_events(runtime)
     assert [e.payload["completeness"] for e in events] == ["cut_by_token_cap", "cut_by_token_cap"]
 
 
@@ -130,27 +130,27 @@ async def test_an_answer_cut_at_the_token_cap_is_marked(
 
 
 @pytest.fixture
-async def small_window(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def small_window(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     """Every expert's model holds 1,024 tokens (256 of them kept for the answer)."""
     experts = write_experts_yaml(tmp_path / "experts.yaml", llm.api_base)
     raw = experts.read_text().replace("timeout_s: 5\n", "timeout_s: 5\n  context_tokens: 1024\n", 1)
     experts.write_text(raw)
     settings = Settings(data_dir=tmp_path / "data", experts_file=experts, bootstrap_admin=False)
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
 
-def client_of(container: Container, key: str) -> httpx.AsyncClient:
-    app = create_app(container.settings, container)
-    app.state.container = container
+def client_of(runtime: Runtime, key: str) -> httpx.AsyncClient:
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://t", headers={"authorization": f"Bearer {key}"}
     )
 
 
 async def test_a_question_longer_than_the_window_is_a_400_naming_the_limit(
-    small_window: Container, llm: FakeOpenAI
+    small_window: Runtime, llm: FakeOpenAI
 ) -> None:
     key = await make_key(small_window, "ana@example.com")
     async with client_of(small_window, key) as c:
@@ -164,7 +164,7 @@ async def test_a_question_longer_than_the_window_is_a_400_naming_the_limit(
     assert (event.outcome, event.status) == ("refused", 400)
 
 
-async def test_old_turns_are_dropped_to_fit_and_the_question_stays(small_window: Container, llm: FakeOpenAI) -> None:
+async def test_old_turns_are_dropped_to_fit_and_the_question_stays(small_window: Runtime, llm: FakeOpenAI) -> None:
     history = []
     for i in range(6):
         history += [
@@ -192,10 +192,10 @@ async def test_an_endpoints_context_error_is_a_400_and_does_not_trip_the_breaker
         experts_file=write_experts_yaml(tmp_path / "e.yaml", llm.api_base, legal={"breaker": {"failures": 1}}),
         bootstrap_admin=False,
     )
-    container = build_container(settings, encoder=encoder, environ={})
+    runtime = build_runtime(settings, encoder=encoder, environ={})
     try:
-        key = await make_key(container, "ana@example.com")
-        async with client_of(container, key) as c:
+        key = await make_key(runtime, "ana@example.com")
+        async with client_of(runtime, key) as c:
             llm.script(Fault(400, "This model's maximum context length is 4096 tokens. However, you requested 9000"))
             r = await c.post("/v1/chat/completions", json=ask(model="legal"))
             assert r.status_code == 400, r.text
@@ -203,29 +203,25 @@ async def test_an_endpoints_context_error_is_a_400_and_does_not_trip_the_breaker
             r = await c.post("/v1/chat/completions", json=ask(model="legal"))
             assert r.status_code == 200  # the breaker did not count the refusal
     finally:
-        await container.close()
+        await runtime.close()
 
 
 # -- one deadline per request ---------------------------------------------------------
 
 
 @pytest.fixture
-async def short_deadline(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def short_deadline(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     """A 1.5 s deadline, with retries and a fallback chain that would take 5 s a try."""
     experts = write_experts_yaml(tmp_path / "experts.yaml", llm.api_base)
     raw = experts.read_text().replace("retries: 0", "retries: 2", 1)
     experts.write_text(raw)
-    settings = Settings(
-        data_dir=tmp_path / "data", experts_file=experts, bootstrap_admin=False, request_deadline_s=1.5
-    )
-    built = build_container(settings, encoder=encoder, environ={})
+    settings = Settings(data_dir=tmp_path / "data", experts_file=experts, bootstrap_admin=False, request_deadline_s=1.5)
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
 
-async def test_an_upstream_that_hangs_is_answered_within_the_deadline(
-    short_deadline: Container, llm: FakeOpenAI
-) -> None:
+async def test_an_upstream_that_hangs_is_answered_within_the_deadline(short_deadline: Runtime, llm: FakeOpenAI) -> None:
     llm.default = Reply("too late", delay_s=8)
     try:
         key = await make_key(short_deadline, "ana@example.com")
@@ -264,15 +260,13 @@ async def test_every_503_says_when_to_retry(client: httpx.AsyncClient, llm: Fake
 # -- the client that leaves -----------------------------------------------------------
 
 
-async def test_a_plain_request_whose_client_left_is_recorded_as_aborted(
-    container: Container, llm: FakeOpenAI
-) -> None:
+async def test_a_plain_request_whose_client_left_is_recorded_as_aborted(runtime: Runtime, llm: FakeOpenAI) -> None:
     """Called as a server would: the body, then ``http.disconnect`` once the model has the
     request, which it answers only after the test is over. The request ends without the
     answer; its event says 499, not 200."""
-    key = await make_key(container, "ana@example.com")
-    app = create_app(container.settings, container)
-    app.state.container = container
+    key = await make_key(runtime, "ana@example.com")
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
     asked, answer = threading.Event(), threading.Event()
     llm.script(Reply("an answer nobody reads", received=asked, hold=answer))
     body = json.dumps(ask()).encode()
@@ -312,6 +306,6 @@ async def test_a_plain_request_whose_client_left_is_recorded_as_aborted(
     finally:
         asked.set()
         answer.set()
-    assert await count_rows(container) == (0, 0)
-    (event,) = await chat_events(container)
+    assert await count_rows(runtime) == (0, 0)
+    (event,) = await chat_events(runtime)
     assert (event.outcome, event.status) == ("aborted", 499)

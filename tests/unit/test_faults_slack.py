@@ -23,11 +23,11 @@ import httpx
 import pytest
 
 from backend.app import create_app
-from backend.container import Container
+from backend.runtime import Runtime
 from backend.settings import Settings
 from backend.slack.bolt import build_bolt_app
 from backend.slack.types import AskJob, FeedbackJob, SlackJob
-from backend.slack.wiring import SlackRuntime, build_service
+from backend.slack.wiring import SlackBot, build_service
 from tests.conftest import write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_api import TEAM_ID, FakeSlack
@@ -81,14 +81,14 @@ def jobs() -> Recorder:
 
 
 @pytest.fixture
-async def http(container: Container, jobs: Recorder) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(container.settings, container)
-    app.state.container = container
-    service = build_service(container.settings, container)
+async def http(runtime: Runtime, jobs: Recorder) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
+    service = build_service(runtime.settings, runtime)
     bolt = build_bolt_app(
-        client=service.client, signing_secret=SECRET, db=container.db, registry=container.registry, dispatcher=jobs
+        client=service.client, signing_secret=SECRET, db=runtime.db, registry=runtime.registry, dispatcher=jobs
     )
-    app.state.slack = SlackRuntime(bolt, service, jobs)
+    app.state.slack = SlackBot(bolt, service, jobs)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         yield client
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from backend.container import Container
+from backend.runtime import Runtime
 from router.artifacts import bundled_default
 from tests.conftest import auth, make_key
 from tests.fakes.openai_server import FakeOpenAI
@@ -25,13 +25,13 @@ async def rate(client: httpx.AsyncClient, request_id: str, rating: str, **extra:
 
 
 async def test_every_rating_and_comment_newest_first(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     liked = await ask(client, "how do I squash commits in git?", model="code")
     wrong = await ask(client, "who signs supplier contracts over 50k?", model="support")
     await rate(client, liked, "up", comment="clear steps, thanks")
     await rate(client, wrong, "down", comment="this is a legal question", expected_expert="legal")
-    auditor = await make_key(container, "audrey@example.com", roles={"auditor"})
+    auditor = await make_key(runtime, "audrey@example.com", roles={"auditor"})
 
     r = await client.get("/api/v1/admin/feedback", headers=auth(auditor))
     assert r.status_code == 200, r.text
@@ -56,14 +56,14 @@ async def test_plain_users_may_not_read_it(client: httpx.AsyncClient, llm: FakeO
     assert r.status_code == 403 and r.json()["error"]["code"] == "auditor_required"
 
 
-async def test_filters_and_pages(client: httpx.AsyncClient, llm: FakeOpenAI, container: Container) -> None:
+async def test_filters_and_pages(client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime) -> None:
     ids = [await ask(client, f"question number {n} about the beacon app", model="support") for n in range(5)]
     await rate(client, ids[0], "up")
     await rate(client, ids[1], "down", comment="outdated")
     await rate(client, ids[2], "down")
     await rate(client, ids[3], "up", comment="")
     await rate(client, ids[4], "down", comment="missing the second step")
-    admin = auth(await make_key(container, "root@example.com", roles={"admin"}))
+    admin = auth(await make_key(runtime, "root@example.com", roles={"admin"}))
 
     async def listed(**params: object) -> dict[str, object]:
         r = await client.get("/api/v1/admin/feedback", headers=admin, params=params)
@@ -87,20 +87,20 @@ async def test_filters_and_pages(client: httpx.AsyncClient, llm: FakeOpenAI, con
 
 
 async def test_feedback_outlives_its_deleted_conversation(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     request_id = await ask(client, "why was my invoice charged twice")
     await rate(client, request_id, "down", comment="did not answer")
     conv = (await client.get("/api/v1/conversations")).json()["data"][0]["id"]
     assert (await client.delete(f"/api/v1/conversations/{conv}")).status_code == 204
-    admin = auth(await make_key(container, "root@example.com", roles={"admin"}))
+    admin = auth(await make_key(runtime, "root@example.com", roles={"admin"}))
     [entry] = (await client.get("/api/v1/admin/feedback", headers=admin)).json()["data"]
     assert (entry["request_id"], entry["comment"], entry["question"]) == (request_id, "did not answer", None)
 
 
-async def test_router_status_names_the_rollback_target(client: httpx.AsyncClient, container: Container) -> None:
+async def test_router_status_names_the_rollback_target(client: httpx.AsyncClient, runtime: Runtime) -> None:
     gate = bundled_default()
-    admin = auth(await make_key(container, "root@example.com", roles={"admin"}))
+    admin = auth(await make_key(runtime, "root@example.com", roles={"admin"}))
     assert (await client.get("/api/v1/admin/router", headers=admin)).json()["rollback_to"] is None
     for _ in range(2):
         r = await client.post("/api/v1/admin/router/promote", headers=admin, json={"version": gate})

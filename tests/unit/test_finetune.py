@@ -10,7 +10,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from router.artifacts import ArtifactStore
-from router.data import SEED_DIR, Example, load_jsonl, stratified_split
+from router.dataset import SEED_DIR, Example, load_jsonl, stratified_split
 from router.encoder import Encoder, SentenceTransformerEncoder, Vectors
 from router.errors import ArtifactError
 from router.finetune import FinetuneConfig, apply_tensors, finetune_encoder

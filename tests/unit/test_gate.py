@@ -9,7 +9,7 @@ import pytest
 
 from router.artifacts import BUNDLED, ArtifactStore, bundled_default
 from router.composite import GateWithPrototypes
-from router.data import SEED_DIR, Example, load_jsonl, stratified_split
+from router.dataset import SEED_DIR, Example, load_jsonl, stratified_split
 from router.encoder import Encoder
 from router.errors import ArtifactError
 from router.evaluate import evaluate

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from backend.routing.reload import GateReloader
-from backend.routing.wiring import expert_texts, make_policy
+from backend.gate.reload import GateReloader
+from backend.gate.wiring import expert_texts, make_policy
 from experts.registry import ExpertRegistry
 from router.artifacts import BUNDLED, ArtifactStore, bundled_default
-from router.data import SEED_DIR, load_jsonl, stratified_split
+from router.dataset import SEED_DIR, load_jsonl, stratified_split
 from router.encoder import Encoder
 from router.loading import load_active
 from router.service import Router

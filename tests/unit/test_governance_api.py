@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select, update
 
 from backend.audit.verify import verify_chain
-from backend.container import Container
 from backend.db.models import AuditEvent, Message
+from backend.runtime import Runtime
 from backend.settings import Settings
 from tests.conftest import audit_events, auth, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
@@ -34,19 +34,19 @@ def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
     )
 
 
-async def keys(container: Container) -> dict[str, str]:
+async def keys(runtime: Runtime) -> dict[str, str]:
     return {
-        "user": await make_key(container, "alice@example.com", team="legal"),
-        "other": await make_key(container, "carol@example.com"),
-        "auditor": await make_key(container, "audrey@example.com", roles={"auditor"}),
-        "admin": await make_key(container, "root@example.com", roles={"admin"}),
+        "user": await make_key(runtime, "alice@example.com", team="legal"),
+        "other": await make_key(runtime, "carol@example.com"),
+        "auditor": await make_key(runtime, "audrey@example.com", roles={"auditor"}),
+        "admin": await make_key(runtime, "root@example.com", roles={"admin"}),
     }
 
 
-async def chain_ok(container: Container) -> bool:
-    await container.chainer.drain()
-    async with container.db.session() as s:
-        report = await verify_chain(s, container.audit.key)
+async def chain_ok(runtime: Runtime) -> bool:
+    await runtime.chainer.drain()
+    async with runtime.db.session() as s:
+        report = await verify_chain(s, runtime.audit.key)
     assert report.ok and report.pending == 0, report
     return report.ok
 
@@ -59,9 +59,9 @@ def chat(content: str, model: str = "auto", **extra: Any) -> dict[str, Any]:
 
 
 async def test_chat_request_writes_one_full_audit_event(
-    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
-    k = await keys(container)
+    k = await keys(runtime)
     llm.script(Reply("Section 9 caps liability at twelve months of fees."))
     r = await http.post(
         "/v1/chat/completions",
@@ -70,7 +70,7 @@ async def test_chat_request_writes_one_full_audit_event(
     )
     assert r.status_code == 200, r.text
     request_id = r.headers["x-request-id"]
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     assert event.request_id == request_id
     assert (event.user_email, event.team, event.channel) == ("alice@example.com", "legal", "api")
     assert event.outcome == "ok" and event.status == 200 and event.expert == "support"
@@ -89,35 +89,35 @@ async def test_chat_request_writes_one_full_audit_event(
     assert p["safety"]["action"] == "none" and p["safety"]["flagged"] == {}  # the input check's verdict
     assert event.answer == "Section 9 caps liability at twelve months of fees."
     assert event.alg.startswith("hmac-sha256:")
-    assert await chain_ok(container)
+    assert await chain_ok(runtime)
 
 
-async def test_streamed_request_is_audited_too(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> None:
-    k = await keys(container)
+async def test_streamed_request_is_audited_too(http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI) -> None:
+    k = await keys(runtime)
     llm.script(Reply("streamed answer here"))
     r = await http.post(
         "/v1/chat/completions", headers=auth(k["user"]), json=chat("hello there", "general", stream=True)
     )
     assert r.status_code == 200 and "[DONE]" in r.text
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     assert event.payload["stream"] is True and event.answer == "streamed answer here"
     assert event.payload["finish_reason"] == "stop"
 
 
 async def test_failed_generation_is_audited_with_its_route(
-    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
-    k = await keys(container)
+    k = await keys(runtime)
     llm.script(Fault(503))
     r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hi", "general"))
     assert r.status_code == 503
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     assert event.outcome == "error" and event.status == 503
     assert event.payload["error"]["code"] == "expert_unavailable"
     assert event.payload["route"]["expert"] == "general"
     # Recorded once: the HTTP layer did not add a second, trace-less event.
-    assert await audit_events(container, action="http.refused") == []
-    async with container.db.session() as s:
+    assert await audit_events(runtime, action="http.refused") == []
+    async with runtime.db.session() as s:
         assert (await s.scalars(select(Message))).all() == []
 
 
@@ -125,9 +125,9 @@ async def test_failed_generation_is_audited_with_its_route(
 
 
 async def test_remote_expert_receives_redacted_text_and_audit_stores_it_redacted(
-    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
-    k = await keys(container)
+    k = await keys(runtime)
     r = await http.post(
         "/v1/chat/completions", headers=auth(k["user"]),
         json=chat("call me on +44 20 7946 0958 or mail bob.smith@example.com about my refund", "support"),
@@ -136,7 +136,7 @@ async def test_remote_expert_receives_redacted_text_and_audit_stores_it_redacted
     sent = llm.requests[-1]["messages"][-1]["content"]
     assert "bob.smith@example.com" not in sent and "7946" not in sent
     assert "[EMAIL_1]" in sent and "[PHONE_1]" in sent
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     assert event.prompt == "call me on [PHONE_1] or mail [EMAIL_1] about my refund"
     assert event.payload["guard"] == {
         "pii": {"EMAIL": 1, "PHONE": 1}, "pii_policy": "redact", "pii_action": "redacted",
@@ -144,19 +144,19 @@ async def test_remote_expert_receives_redacted_text_and_audit_stores_it_redacted
 
 
 async def test_on_prem_expert_with_allow_receives_the_text_as_is(
-    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
-    k = await keys(container)
+    k = await keys(runtime)
     r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(EMAIL_PROMPT, "code"))
     assert r.status_code == 200
     assert "bob.smith@example.com" in llm.requests[-1]["messages"][-1]["content"]
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     assert event.payload["guard"]["pii_action"] == "allowed"
     assert "bob.smith@example.com" not in (event.prompt or "")  # the audit still redacts
 
 
-async def test_fallback_gets_its_own_policy(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> None:
-    k = await keys(container)
+async def test_fallback_gets_its_own_policy(http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI) -> None:
+    k = await keys(runtime)
     llm.script(Fault(503), Reply("generalist answer"))
     r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(EMAIL_PROMPT))
     assert r.status_code == 200, r.text
@@ -164,16 +164,16 @@ async def test_fallback_gets_its_own_policy(http: httpx.AsyncClient, container: 
     first, second = llm.requests[-2]["messages"][-1]["content"], llm.requests[-1]["messages"][-1]["content"]
     assert "bob.smith@example.com" in first  # code: allow
     assert "bob.smith@example.com" not in second and "[EMAIL_1]" in second  # general: redact
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     assert event.payload["route"]["routed_to"] == "code"
     assert event.payload["fallbacks"][0]["expert"] == "code"
     assert event.payload["guard"]["pii_policy"] == "redact"
 
 
 async def test_block_policy_refuses_with_a_stable_code_and_is_audited(
-    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
+    http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
 ) -> None:
-    k = await keys(container)
+    k = await keys(runtime)
     r = await http.post(
         "/v1/chat/completions", headers=auth(k["user"]),
         json=chat("review this NDA for jane@example.org, card 4111 1111 1111 1111", "legal"),
@@ -183,7 +183,7 @@ async def test_block_policy_refuses_with_a_stable_code_and_is_audited(
     assert error["code"] == "pii_blocked" and "1 CARD, 1 EMAIL" in error["message"]
     assert "jane@example.org" not in error["message"]
     assert llm.requests == []  # nothing left for the endpoint
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     assert event.outcome == "refused" and event.status == 400
     assert event.payload["error"]["code"] == "pii_blocked"
     assert event.payload["guard"]["pii_action"] == "blocked"
@@ -195,8 +195,8 @@ async def test_block_policy_refuses_with_a_stable_code_and_is_audited(
 # -- keys, 401s and roles -------------------------------------------------------------
 
 
-async def test_forged_and_revoked_keys_get_401_and_are_audited(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_forged_and_revoked_keys_get_401_and_are_audited(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     r = await http.get("/v1/models", headers=auth("eg-forged0000000000000000000000000000000000000"))
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
     me = (await http.get("/api/v1/me", headers=auth(k["other"]))).json()
@@ -204,20 +204,20 @@ async def test_forged_and_revoked_keys_get_401_and_are_audited(http: httpx.Async
     assert r.status_code == 200 and r.json()["revoked_at"] is not None
     r = await http.get("/v1/models", headers=auth(k["other"]))
     assert r.status_code == 401
-    forged, revoked = await audit_events(container, action="auth.failed")
+    forged, revoked = await audit_events(runtime, action="auth.failed")
     assert forged.payload["reason"] == "unknown" and forged.payload["key_prefix"] == "eg-forged0"
     assert forged.outcome == "refused" and forged.status == 401 and forged.user_id is None
     assert revoked.payload["reason"] == "revoked"
     assert revoked.payload["key_owner"] == "carol@example.com"
-    [revocation] = await audit_events(container, action="key.revoked")
+    [revocation] = await audit_events(runtime, action="key.revoked")
     assert revocation.user_email == "root@example.com" and revocation.payload["key_id"] == me["key"]["id"]
     # No key at all is a plain 401, not an audit event (health checks, scanners).
     assert (await http.get("/v1/models")).status_code == 401
-    assert len(await audit_events(container, action="auth.failed")) == 2
+    assert len(await audit_events(runtime, action="auth.failed")) == 2
 
 
-async def test_me_shows_the_caller_and_the_key_last_use(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_me_shows_the_caller_and_the_key_last_use(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     r = await http.get("/api/v1/me", headers=auth(k["user"]))
     assert r.status_code == 200
     body = r.json()
@@ -226,20 +226,20 @@ async def test_me_shows_the_caller_and_the_key_last_use(http: httpx.AsyncClient,
     assert body["key"]["last_used_at"] is not None and body["key"]["revoked_at"] is None
 
 
-async def test_user_cannot_read_the_audit_log(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_user_cannot_read_the_audit_log(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     for path in ("/api/v1/admin/audit", "/api/v1/admin/audit/1", "/api/v1/admin/audit/export",
                  "/api/v1/admin/keys"):  # fmt: skip
         r = await http.get(path, headers=auth(k["user"]))
         assert r.status_code == 403, path
         assert r.json()["error"]["code"] == "auditor_required"
-    refused = await audit_events(container, action="http.refused")
+    refused = await audit_events(runtime, action="http.refused")
     assert len(refused) == 4 and {e.user_email for e in refused} == {"alice@example.com"}
     assert refused[0].payload["path"] == "/api/v1/admin/audit" and refused[0].status == 403
 
 
-async def test_auditor_reads_but_cannot_do_admin_writes(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_auditor_reads_but_cannot_do_admin_writes(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     assert (await http.get("/api/v1/admin/audit", headers=auth(k["auditor"]))).status_code == 200
     assert (await http.get("/api/v1/admin/keys", headers=auth(k["auditor"]))).status_code == 200
     writes = [
@@ -250,19 +250,19 @@ async def test_auditor_reads_but_cannot_do_admin_writes(http: httpx.AsyncClient,
     for method, path, body in writes:
         r = await http.request(method, path, headers=auth(k["auditor"]), json=body)
         assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required", path
-    refused = await audit_events(container, action="http.refused", user_email="audrey@example.com")
+    refused = await audit_events(runtime, action="http.refused", user_email="audrey@example.com")
     assert [e.payload["path"] for e in refused] == [w[1] for w in writes]
-    assert await audit_events(container, action="key.created") == []  # nothing was created
-    async with container.db.session() as s:
+    assert await audit_events(runtime, action="key.created") == []  # nothing was created
+    async with runtime.db.session() as s:
         from backend.db.models import ApiKey
 
         assert all(row.revoked_at is None for row in (await s.scalars(select(ApiKey))).all())
 
 
 async def test_admin_creates_a_key_that_works_and_the_creation_is_audited(
-    http: httpx.AsyncClient, container: Container
+    http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    k = await keys(container)
+    k = await keys(runtime)
     r = await http.post(
         "/api/v1/admin/keys", headers=auth(k["admin"]),
         json={"email": "Dev@Example.com", "role": "auditor", "groups": ["eng"], "team": "platform"},
@@ -272,33 +272,33 @@ async def test_admin_creates_a_key_that_works_and_the_creation_is_audited(
     assert r.json()["key"]["email"] == "dev@example.com" and r.json()["key"]["roles"] == ["auditor"]
     me = (await http.get("/api/v1/me", headers=auth(secret))).json()
     assert me["email"] == "dev@example.com" and me["groups"] == ["eng"]
-    [created] = await audit_events(container, action="key.created")
+    [created] = await audit_events(runtime, action="key.created")
     assert created.user_email == "root@example.com" and created.payload["for_user"] == "dev@example.com"
     assert secret not in json.dumps(created.payload)  # only the prefix
-    assert await chain_ok(container)
+    assert await chain_ok(runtime)
 
 
-async def test_user_reads_own_events_but_not_someone_elses(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_user_reads_own_events_but_not_someone_elses(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hello", "general"))
     await http.post("/v1/chat/completions", headers=auth(k["other"]), json=chat("hello", "general"))
     mine = (await http.get("/api/v1/me/audit", headers=auth(k["user"]))).json()["data"]
     assert {e["user_email"] for e in mine} == {"alice@example.com"}
-    [carols] = await audit_events(container, user_email="carol@example.com", action="chat.completion")
+    [carols] = await audit_events(runtime, user_email="carol@example.com", action="chat.completion")
     r = await http.get(f"/api/v1/me/audit/{carols.seq}", headers=auth(k["user"]))
     assert r.status_code == 404 and r.json()["error"]["code"] == "audit_event_not_found"
     r = await http.get(f"/api/v1/me/audit/{carols.seq}", headers=auth(k["other"]))
     assert r.status_code == 200 and r.json()["seq"] == carols.seq
     # The probe is on record.
-    [probe] = await audit_events(container, action="http.refused")
+    [probe] = await audit_events(runtime, action="http.refused")
     assert probe.user_email == "alice@example.com" and probe.status == 404
 
 
 # -- the admin audit API ----------------------------------------------------------------
 
 
-async def test_filters_and_cursor_pages(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_filters_and_cursor_pages(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     for text in ("first question", "second question", "third about refunds"):
         await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(text, "general"))
     await http.post("/v1/chat/completions", headers=auth(k["other"]), json=chat("carol asks", "support"))
@@ -329,15 +329,15 @@ async def test_filters_and_cursor_pages(http: httpx.AsyncClient, container: Cont
     assert (await q(cursor="bogus!")).status_code == 400
 
 
-async def test_event_detail_shows_the_trace_and_its_integrity(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_event_detail_shows_the_trace_and_its_integrity(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat("hello", "general"))
-    [event] = await audit_events(container, action="chat.completion")
+    [event] = await audit_events(runtime, action="chat.completion")
     r = await http.get(f"/api/v1/admin/audit/{event.seq}", headers=auth(k["auditor"]))
     body = r.json()
     assert body["payload"]["route"]["expert"] == "general"
     assert body["integrity"] == {"hash_ok": True, "content_ok": True, "links_to_previous": True, "problem": None}
-    async with container.db.transaction() as s:
+    async with runtime.db.transaction() as s:
         await s.execute(update(AuditEvent).where(AuditEvent.seq == event.seq).values(expert="code"))
     body = (await http.get(f"/api/v1/admin/audit/{event.seq}", headers=auth(k["auditor"]))).json()
     assert body["integrity"]["hash_ok"] is False and "hash" in body["integrity"]["problem"]
@@ -346,11 +346,11 @@ async def test_event_detail_shows_the_trace_and_its_integrity(http: httpx.AsyncC
     assert (await http.get("/api/v1/admin/audit/99999", headers=auth(k["auditor"]))).status_code == 404
 
 
-async def test_export_streams_every_event_and_is_audited(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_export_streams_every_event_and_is_audited(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     for i in range(3):
         await http.post("/v1/chat/completions", headers=auth(k["user"]), json=chat(f"q{i} x", "general"))
-    total = len(await audit_events(container))
+    total = len(await audit_events(runtime))
     r = await http.get("/api/v1/admin/audit/export", headers=auth(k["auditor"]))
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in r.text.splitlines()]
@@ -365,11 +365,11 @@ async def test_export_streams_every_event_and_is_audited(http: httpx.AsyncClient
     assert rows[0].startswith("seq,ts,request_id,action") and len(rows) == 4
 
 
-async def test_retention_over_the_api(http: httpx.AsyncClient, container: Container) -> None:
-    k = await keys(container)
+async def test_retention_over_the_api(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    k = await keys(runtime)
     r = await http.post("/api/v1/admin/audit/retention", headers=auth(k["admin"]), json={})
     assert r.status_code == 400 and r.json()["error"]["param"] == "days"
     r = await http.post("/api/v1/admin/audit/retention", headers=auth(k["admin"]), json={"days": 30})
     assert r.status_code == 200 and r.json()["purged"] == 0
-    assert [e.action for e in await audit_events(container)][-2:] == ["audit.retention", "audit.retention.finished"]
-    assert await chain_ok(container)
+    assert [e.action for e in await audit_events(runtime)][-2:] == ["audit.retention", "audit.retention.finished"]
+    assert await chain_ok(runtime)

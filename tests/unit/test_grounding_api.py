@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
@@ -36,34 +36,34 @@ WRONG = "The liability cap is the fees paid in the 24 months before the claim [1
 RIGHT = "Liability is capped at the fees paid in the 12 months before the claim [1]."
 
 
-async def app_with(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, **legal: Any) -> Container:
+async def app_with(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, **legal: Any) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, legal=legal),
         bootstrap_admin=False,
     )
-    return build_container(settings, encoder=encoder, environ={})
+    return build_runtime(settings, encoder=encoder, environ={})
 
 
 @pytest.fixture
-async def flagging(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def flagging(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     built = await app_with(tmp_path, llm, encoder)  # the shipped default policy: flag
     yield built
     await built.close()
 
 
 @contextlib.asynccontextmanager
-async def admin_with_msa(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+async def admin_with_msa(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An admin's client, after the MSA was uploaded to the legal index."""
-    key = await make_key(container, "root@example.com", roles={"admin"})
-    async with client_as(container, key) as client:
+    key = await make_key(runtime, "root@example.com", roles={"admin"})
+    async with client_as(runtime, key) as client:
         files = [("files", ("msa.md", MSA))]
         r = await client.post("/api/v1/documents", data={"domain": "legal", "groups": ""}, files=files)
         assert r.status_code == 202, r.text
         yield client
 
 
-async def test_a_wrong_number_is_marked_where_it_stands(flagging: Container, llm: FakeOpenAI) -> None:
+async def test_a_wrong_number_is_marked_where_it_stands(flagging: Runtime, llm: FakeOpenAI) -> None:
     async with admin_with_msa(flagging) as c:
         llm.script(Reply(WRONG))
         r = await c.post("/v1/chat/completions", json=ASK)
@@ -81,7 +81,7 @@ async def test_a_wrong_number_is_marked_where_it_stands(flagging: Container, llm
     assert event.payload["grounding"]["unsupported"][0]["reason"] == "number_mismatch"
 
 
-async def test_a_supported_answer_is_clean_and_kept_with_the_conversation(flagging: Container, llm: FakeOpenAI) -> None:
+async def test_a_supported_answer_is_clean_and_kept_with_the_conversation(flagging: Runtime, llm: FakeOpenAI) -> None:
     async with admin_with_msa(flagging) as c:
         llm.script(Reply(RIGHT))
         r = await c.post("/v1/chat/completions", json=ASK)
@@ -93,7 +93,7 @@ async def test_a_supported_answer_is_clean_and_kept_with_the_conversation(flaggi
     assert answer["route"]["grounding"]["score"] == 1.0
 
 
-async def test_unsupported_spans_survive_streaming(flagging: Container, llm: FakeOpenAI) -> None:
+async def test_unsupported_spans_survive_streaming(flagging: Runtime, llm: FakeOpenAI) -> None:
     async with admin_with_msa(flagging) as c:
         llm.script(Reply(WRONG))
         r = await c.post("/v1/chat/completions", json={**ASK, "stream": True})
@@ -106,9 +106,9 @@ async def test_unsupported_spans_survive_streaming(flagging: Container, llm: Fak
 async def test_on_fail_quote_replaces_the_answer_with_what_the_documents_say(
     tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    container = await app_with(tmp_path, llm, encoder, grounding={"min_score": 0.9, "on_fail": "quote"})
+    runtime = await app_with(tmp_path, llm, encoder, grounding={"min_score": 0.9, "on_fail": "quote"})
     try:
-        async with admin_with_msa(container) as c:
+        async with admin_with_msa(runtime) as c:
             llm.script(Reply(WRONG))
             r = await c.post("/v1/chat/completions", json=ASK)
         text = r.json()["choices"][0]["message"]["content"]
@@ -116,15 +116,15 @@ async def test_on_fail_quote_replaces_the_answer_with_what_the_documents_say(
         assert r.json()["expertgate"]["grounding"]["action"] == "quote"
         assert r.json()["expertgate"]["grounding"]["unsupported"] == []
     finally:
-        await container.close()
+        await runtime.close()
 
 
 async def test_on_fail_refuse_says_so_and_shows_the_closest_passages(
     tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    container = await app_with(tmp_path, llm, encoder, grounding={"min_score": 0.9, "on_fail": "refuse"})
+    runtime = await app_with(tmp_path, llm, encoder, grounding={"min_score": 0.9, "on_fail": "refuse"})
     try:
-        async with admin_with_msa(container) as c:
+        async with admin_with_msa(runtime) as c:
             llm.script(Reply(WRONG))
             r = await c.post("/v1/chat/completions", json=ASK)
             text = r.json()["choices"][0]["message"]["content"]
@@ -138,13 +138,15 @@ async def test_on_fail_refuse_says_so_and_shows_the_closest_passages(
         assert streamed.startswith(WRONG) and "not supported by the documents it cites" in streamed
         assert events[-1]["expertgate"]["grounding"]["unsupported"][0]["reason"] == "number_mismatch"
     finally:
-        await container.close()
+        await runtime.close()
 
 
-async def test_quote_first_puts_the_documents_before_the_draft(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
-    container = await app_with(tmp_path, llm, encoder, grounding={"quote_first": True})
+async def test_quote_first_puts_the_documents_before_the_draft(
+    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    runtime = await app_with(tmp_path, llm, encoder, grounding={"quote_first": True})
     try:
-        async with admin_with_msa(container) as c:
+        async with admin_with_msa(runtime) as c:
             llm.script(Reply(WRONG))
             r = await c.post("/v1/chat/completions", json=ASK)
             text = r.json()["choices"][0]["message"]["content"]
@@ -161,10 +163,12 @@ async def test_quote_first_puts_the_documents_before_the_draft(tmp_path: Path, l
         first_text = next(d for d in deltas if d)
         assert first_text.startswith("From the documents:")  # before the model's first token
     finally:
-        await container.close()
+        await runtime.close()
 
 
-async def test_the_generalist_and_an_answer_without_passages_are_not_checked(flagging: Container, llm: FakeOpenAI) -> None:
+async def test_the_generalist_and_an_answer_without_passages_are_not_checked(
+    flagging: Runtime, llm: FakeOpenAI
+) -> None:
     key = await make_key(flagging, "ana@example.com")
     async with client_as(flagging, key) as c:
         llm.script(Reply("Lisbon is the capital of Portugal."))

@@ -10,9 +10,10 @@ from sqlalchemy import event, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.group_commit import GroupCommit, Rows
+from backend.db.group_commit import GroupCommit
 from backend.db.models import Team, User
 from backend.db.session import Database
+from backend.db.writes import Rows
 
 
 def add_team(name: str, *, fail: bool = False) -> Callable[[AsyncSession, Rows], Awaitable[str]]:

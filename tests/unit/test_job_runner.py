@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
-from backend.container import build_task_queue
 from backend.errors import ServiceUnavailable
+from backend.runtime import build_task_queue
 from backend.settings import Settings, SettingsError
-from backend.worker.queue import TaskQueue
+from backend.taskqueue import TaskQueue
 
 
 def test_jobs_go_to_celery_when_a_broker_is_configured() -> None:

@@ -17,7 +17,7 @@ from backend.db.session import Database
 from backend.errors import Unauthorized
 from backend.identity.keycache import KeyAuthenticator
 from backend.identity.service import IdentityService
-from backend.oidc.sessions import WebSessionService
+from backend.identity.sessions import WebSessionService
 
 TTL = 5.0
 

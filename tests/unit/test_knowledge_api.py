@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from backend.chat.pipeline import ChatInput, Routed
-from backend.container import Container, build_container
 from backend.db.models import Document, DocumentChunk, IngestJob, Message
-from backend.identity.types import Principal
 from backend.knowledge.jobs import _claim, holder_gone, this_process
+from backend.principal import Principal
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from experts.types import ChatMessage
 from router.encoder import Encoder
@@ -57,7 +57,7 @@ The reset link is valid for 30 minutes and can only be used once.
 
 
 @pytest.fixture
-async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
@@ -65,7 +65,7 @@ async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator
         ingest_max_file_bytes=100_000,
         upload_max_bytes=300_000,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
@@ -99,7 +99,7 @@ async def job_of(client: httpx.AsyncClient, response: httpx.Response) -> dict[st
     return job
 
 
-async def test_acl_filtered_citations_and_document_lifecycle(kb: Container, llm: FakeOpenAI) -> None:
+async def test_acl_filtered_citations_and_document_lifecycle(kb: Runtime, llm: FakeOpenAI) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
     user_key = await make_key(kb, "sam@example.com")
     lawyer_key = await make_key(kb, "lee@example.com", groups={"legal-team"})
@@ -215,7 +215,7 @@ async def test_acl_filtered_citations_and_document_lifecycle(kb: Container, llm:
         assert left == 0
 
 
-async def test_writes_need_admin_and_inputs_are_checked(kb: Container) -> None:
+async def test_writes_need_admin_and_inputs_are_checked(kb: Runtime) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
     user_key = await make_key(kb, "sam@example.com")
     async with client_as(kb, admin_key) as admin, client_as(kb, user_key) as user:
@@ -248,7 +248,7 @@ async def test_writes_need_admin_and_inputs_are_checked(kb: Container) -> None:
         assert body["expertgate"]["citations"] == []
 
 
-async def test_stage_4_merges_a_close_second_experts_index(kb: Container) -> None:
+async def test_stage_4_merges_a_close_second_experts_index(kb: Runtime) -> None:
     admin_key = await make_key(kb, "root@example.com", roles={"admin"})
     async with client_as(kb, admin_key) as admin:
         await job_of(admin, await upload(admin, "legal", [("msa.md", PUBLIC_MSA)]))
@@ -278,7 +278,7 @@ async def test_stage_4_merges_a_close_second_experts_index(kb: Container) -> Non
     assert general.passages == () and general.domains == ()
 
 
-async def _queued_job(kb: Container, name: str, data: bytes, **values: object) -> str:
+async def _queued_job(kb: Runtime, name: str, data: bytes, **values: object) -> str:
     async with kb.db.transaction() as session:
         job_id = await kb.knowledge.jobs.submit_uploads(session, "legal", [(name, data)], groups=frozenset(), user_id=None)
         if values:
@@ -286,7 +286,7 @@ async def _queued_job(kb: Container, name: str, data: bytes, **values: object) -
     return job_id
 
 
-async def test_jobs_a_stopped_process_left_are_resumed_and_live_ones_left_alone(kb: Container) -> None:
+async def test_jobs_a_stopped_process_left_are_resumed_and_live_ones_left_alone(kb: Runtime) -> None:
     gone = gone_holder()
     # Queued by a process that stopped before its background task ran; running when its
     # process stopped (SQLite rolled its ingest back); running in a live process; and
@@ -309,7 +309,7 @@ async def test_jobs_a_stopped_process_left_are_resumed_and_live_ones_left_alone(
     assert "upload/reset.md" not in sources
 
 
-async def test_a_job_claimed_by_another_runner_since_it_was_read_is_left_to_it(kb: Container) -> None:
+async def test_a_job_claimed_by_another_runner_since_it_was_read_is_left_to_it(kb: Runtime) -> None:
     job_id = await _queued_job(kb, "msa-key-terms.md", PUBLIC_MSA)
     other = f"{socket.gethostname()}:1:1"
     async with kb.db.transaction() as session:
@@ -335,7 +335,7 @@ def test_a_holder_whose_pid_was_given_to_another_process_is_gone() -> None:
     assert not holder_gone(None)  # a job from before holders were recorded
 
 
-async def test_a_run_cancelled_mid_ingest_keeps_its_uploads_for_the_resume(kb: Container) -> None:
+async def test_a_run_cancelled_mid_ingest_keeps_its_uploads_for_the_resume(kb: Runtime) -> None:
     job_id = await _queued_job(kb, "msa-key-terms.md", PUBLIC_MSA)
     staged = kb.settings.data_dir / "uploads" / job_id
     assert staged.is_dir()

@@ -18,6 +18,7 @@ from pathlib import Path
 import grimp
 import pytest
 from importlinter.api import read_configuration
+from importlinter.contracts.acyclic_siblings import AcyclicSiblingsContract
 from importlinter.contracts.forbidden import ForbiddenContract
 from importlinter.contracts.layers import LayersContract
 from importlinter.domain.contract import Contract
@@ -110,7 +111,11 @@ def test_nothing_else_is_imported_by_name() -> None:
 
 # -- each contract can fail ---------------------------------------------------------------
 
-CONTRACT_TYPES: dict[str, type[Contract]] = {"forbidden": ForbiddenContract, "layers": LayersContract}
+CONTRACT_TYPES: dict[str, type[Contract]] = {
+    "forbidden": ForbiddenContract,
+    "layers": LayersContract,
+    "acyclic_siblings": AcyclicSiblingsContract,
+}
 CONFIG = read_configuration(str(ROOT / "pyproject.toml"))
 CONTRACTS = {c["name"]: c for c in CONFIG["contracts_options"]}
 
@@ -118,7 +123,7 @@ CONTRACTS = {c["name"]: c for c in CONFIG["contracts_options"]}
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
     session = CONFIG["session_options"]
-    return grimp.build_graph(*session["root_packages"], include_external_packages=True)
+    return grimp.build_graph(*session["root_packages"], include_external_packages=True, cache_dir=None)
 
 
 def kept(graph: grimp.ImportGraph, name: str, *extra: tuple[str, str]) -> bool:
@@ -141,6 +146,8 @@ NO_ROUTER = "Experts use retrieval, never the router"
 FRAMEWORKS = "Only backend touches web, SQL, queue and Slack frameworks"
 LITELLM = "Only experts.llm imports litellm"
 ML = "Only router and retrieval import torch, FAISS and sentence-transformers"
+ACYCLIC = "No import cycles between the backend's packages or their modules"
+UPWARD = "Features never reach up into the web layer, the CLI or the wiring"
 
 VIOLATIONS = [
     (LAYERS, "router.policy", "backend.app"),
@@ -155,11 +162,20 @@ VIOLATIONS = [
     (LITELLM, "retrieval.index", "litellm"),
     (ML, "backend.app", "torch"),
     (ML, "experts.service", "faiss"),
+    (ACYCLIC, "backend.audit.types", "backend.chat.types"),  # chat imports audit: a package cycle
+    (ACYCLIC, "backend.chat.types", "backend.chat.pipeline"),  # a module cycle inside chat
+    (ACYCLIC, "backend.identity.types", "backend.oidc.service"),  # a tie an earlier shape had
+    (UPWARD, "backend.chat.pipeline", "backend.runtime"),
+    (UPWARD, "backend.quota.service", "backend.api.deps"),
+    (UPWARD, "backend.audit.writer", "backend.cli.context"),
 ]
 ALLOWED = [
     (LAYERS, "backend.app", "router.policy"),
     (LITELLM, "experts.llm", "litellm"),  # were it imported by statement one day
     (ML, "router.policy", "torch"),
+    (ACYCLIC, "backend.api.chat", "backend.chat.pipeline"),  # the web layer calls down
+    (UPWARD, "backend.cli.gate", "backend.gate.training"),
+    (UPWARD, "backend.worker.slack", "backend.runtime"),  # a process entry, like the CLI
 ]
 
 

@@ -8,7 +8,7 @@ import threading
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from backend.container import Container
+from backend.runtime import Runtime
 from router.artifacts import bundled_default
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
 
@@ -32,7 +32,7 @@ async def ask(client: httpx.AsyncClient, text: str, model: str = "auto") -> http
 
 
 async def test_metrics_count_answers_fallbacks_failures_and_versions(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     before = await scrape(client)
     assert before[("expertgate_router_info", (("version", bundled_default()),))] == 1.0
@@ -76,7 +76,7 @@ async def test_metrics_count_answers_fallbacks_failures_and_versions(
 
 
 async def test_in_flight_slots_per_expert_are_a_gauge(
-    client: httpx.AsyncClient, llm: FakeOpenAI, container: Container
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     release = threading.Event()
     llm.script(Reply("a held answer", hold=release))
@@ -94,10 +94,10 @@ async def test_in_flight_slots_per_expert_are_a_gauge(
     assert after[("expertgate_expert_in_flight", (("expert", "legal"),))] == 0.0
 
 
-async def test_each_container_has_its_own_registry(container: Container) -> None:
+async def test_each_runtime_has_its_own_registry(runtime: Runtime) -> None:
     from backend.observability.metrics import Metrics
 
     other = Metrics()
     other.requests.labels("legal", "ok", "routed", "").inc()
     assert b'expertgate_chat_requests_total{code="",expert="legal"' in other.render()
-    assert b"expertgate_chat_requests_total{" not in container.metrics.render()
+    assert b"expertgate_chat_requests_total{" not in runtime.metrics.render()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.routing.wiring import ENCODER_NAME, bundled_encoder
+from backend.gate.wiring import ENCODER_NAME, bundled_encoder
 from backend.settings import Settings
 from bench.router_bench import shipped_gate
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path

@@ -7,15 +7,15 @@ from __future__ import annotations
 import httpx
 
 from backend.audit.types import Actor
-from backend.container import Container
 from backend.quota.policies import PolicyChange, QuotaPolicies
+from backend.runtime import Runtime
 from tests.conftest import audit_events, client_as, make_key
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 
-async def set_policy(container: Container, scope: str, name: str, change: PolicyChange) -> None:
-    async with container.db.transaction() as session:
-        await QuotaPolicies(session, container.audit).set(Actor.cli("test"), scope, name, change)  # type: ignore[arg-type]
+async def set_policy(runtime: Runtime, scope: str, name: str, change: PolicyChange) -> None:
+    async with runtime.db.transaction() as session:
+        await QuotaPolicies(session, runtime.audit).set(Actor.cli("test"), scope, name, change)  # type: ignore[arg-type]
 
 
 def ask(text: str = "hi", model: str = "general", stream: bool = False) -> dict[str, object]:
@@ -23,11 +23,11 @@ def ask(text: str = "hi", model: str = "general", stream: bool = False) -> dict[
 
 
 async def test_over_the_rpm_limit_is_429_with_retry_after_and_the_limit_named(
-    container: Container, llm: FakeOpenAI
+    runtime: Runtime, llm: FakeOpenAI
 ) -> None:
-    key = await make_key(container, "ivy@example.com")
-    await set_policy(container, "user", "ivy@example.com", PolicyChange(rpm=2))
-    async with client_as(container, key) as ivy:
+    key = await make_key(runtime, "ivy@example.com")
+    await set_policy(runtime, "user", "ivy@example.com", PolicyChange(rpm=2))
+    async with client_as(runtime, key) as ivy:
         first = await ivy.post("/v1/chat/completions", json=ask())
         assert first.status_code == 200, first.text
         assert first.headers["x-ratelimit-limit-requests"] == "2"
@@ -42,15 +42,15 @@ async def test_over_the_rpm_limit_is_429_with_retry_after_and_the_limit_named(
         streamed = await ivy.post("/v1/chat/completions", json=ask(stream=True))
         assert streamed.status_code == 429  # refused before the stream opens
     assert len(llm.requests) == 2  # refused requests never reached an LLM
-    refusals = await audit_events(container, action="chat.completion", status=429)
+    refusals = await audit_events(runtime, action="chat.completion", status=429)
     assert len(refusals) == 2 and all(e.user_email == "ivy@example.com" for e in refusals)
 
 
-async def test_degrade_policy_serves_with_the_generalist(container: Container, llm: FakeOpenAI) -> None:
-    key = await make_key(container, "jo@example.com")
-    await set_policy(container, "user", "jo@example.com", PolicyChange(rpm=1, on_limit="degrade"))
+async def test_degrade_policy_serves_with_the_generalist(runtime: Runtime, llm: FakeOpenAI) -> None:
+    key = await make_key(runtime, "jo@example.com")
+    await set_policy(runtime, "user", "jo@example.com", PolicyChange(rpm=1, on_limit="degrade"))
     question = "what is the liability cap in the MSA contract?"
-    async with client_as(container, key) as jo:
+    async with client_as(runtime, key) as jo:
         r = await jo.post("/v1/chat/completions", json=ask(question, model="auto"))
         assert r.status_code == 200 and r.json()["expertgate"]["expert"] == "legal"
         r = await jo.post("/v1/chat/completions", json=ask(question, model="auto"))
@@ -60,11 +60,11 @@ async def test_degrade_policy_serves_with_the_generalist(container: Container, l
         assert r.headers["x-ratelimit-degraded"].startswith("user:jo@example.com")
 
 
-async def test_token_budget_counts_real_usage(container: Container, llm: FakeOpenAI) -> None:
-    key = await make_key(container, "kim@example.com", team="ops")
-    await set_policy(container, "team", "ops", PolicyChange(tokens_per_day=600))
+async def test_token_budget_counts_real_usage(runtime: Runtime, llm: FakeOpenAI) -> None:
+    key = await make_key(runtime, "kim@example.com", team="ops")
+    await set_policy(runtime, "team", "ops", PolicyChange(tokens_per_day=600))
     llm.script(Reply("one two three", prompt_tokens=20))  # 23 tokens really used
-    async with client_as(container, key) as kim:
+    async with client_as(runtime, key) as kim:
         r = await kim.post("/v1/chat/completions", json=ask())
         assert r.status_code == 200
         # Admitted on an estimate (prompt + the expert's max_tokens of 256): 600 - 257.

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from backend.app import create_app
-from backend.container import Container
-from backend.identity.types import Principal
+from backend.principal import Principal
 from backend.quota.cache import PolicyCache
 from backend.quota.types import Limit, QuotaPolicy
+from backend.runtime import Runtime
 from tests.conftest import make_key
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -115,11 +115,11 @@ async def test_ttl_zero_disables_the_cache() -> None:
     assert load.calls == 2
 
 
-async def test_an_admin_change_applies_to_the_next_request(container: Container, llm: FakeOpenAI) -> None:
-    admin = await make_key(container, "root@example.com", roles={"admin"})
-    user = await make_key(container, "cat@example.com")
-    app = create_app(container.settings, container)
-    app.state.container = container
+async def test_an_admin_change_applies_to_the_next_request(runtime: Runtime, llm: FakeOpenAI) -> None:
+    admin = await make_key(runtime, "root@example.com", roles={"admin"})
+    user = await make_key(runtime, "cat@example.com")
+    app = create_app(runtime.settings, runtime)
+    app.state.runtime = runtime
     transport = httpx.ASGITransport(app=app)
     ask = {"model": "general", "messages": [{"role": "user", "content": "hi"}]}
     async with (

@@ -8,22 +8,22 @@ from pathlib import Path
 import pytest
 
 from backend.audit.types import Actor
-from backend.cli import main
-from backend.container import Container
-from backend.identity.types import Principal
+from backend.cli.main import main
+from backend.principal import Principal
 from backend.quota.errors import QuotaExceeded
 from backend.quota.limiter import MemoryLimiter
 from backend.quota.policies import PolicyChange, QuotaPolicies
 from backend.quota.service import QuotaService, estimate_tokens
 from backend.quota.types import QuotaPolicy
+from backend.runtime import Runtime
 from experts.types import ChatMessage
 from tests.conftest import audit_events, client_as, make_key
 
 
-async def test_admin_sets_policies_audited_and_limits_resolve(container: Container) -> None:
-    admin = await make_key(container, "root@example.com", roles={"admin"})
-    user = await make_key(container, "dana@example.com", team="legal")
-    async with client_as(container, admin) as root, client_as(container, user) as dana:
+async def test_admin_sets_policies_audited_and_limits_resolve(runtime: Runtime) -> None:
+    admin = await make_key(runtime, "root@example.com", roles={"admin"})
+    user = await make_key(runtime, "dana@example.com", team="legal")
+    async with client_as(runtime, admin) as root, client_as(runtime, user) as dana:
         r = await root.put(
             "/api/v1/admin/quotas", json={"scope": "user", "name": "Dana@example.com", "rpm": 5, "on_limit": "degrade"}
         )
@@ -57,10 +57,10 @@ async def test_admin_sets_policies_audited_and_limits_resolve(container: Contain
         listed = (await root.get("/api/v1/admin/quotas")).json()
         assert [p["subject"] for p in listed] == ["global", "team:legal", "user:dana@example.com"]
 
-    events = await audit_events(container, action="quota.set")
+    events = await audit_events(runtime, action="quota.set")
     assert len(events) == 5  # every successful change, none for the refused ones
     assert all(e.user_email == "root@example.com" for e in events)
-    async with container.db.session() as session:
+    async with runtime.db.session() as session:
         dana_principal = Principal(
             user_id=0, email="dana@example.com", team="legal", groups=frozenset(), roles=frozenset({"user"})
         )
@@ -94,16 +94,16 @@ def test_cli_quota_set_and_list(data_env: Path, capsys: pytest.CaptureFixture[st
     assert lines[1].startswith("user") and "erin@example.com" in lines[1] and "tokens/day=5000" in lines[1]
 
 
-async def test_service_admits_names_the_limit_degrades_and_settles(container: Container) -> None:
-    await make_key(container, "fay@example.com", team="support")
-    await make_key(container, "gus@example.com", team="support")
-    async with container.db.transaction() as session:
-        policies = QuotaPolicies(session, container.audit)
+async def test_service_admits_names_the_limit_degrades_and_settles(runtime: Runtime) -> None:
+    await make_key(runtime, "fay@example.com", team="support")
+    await make_key(runtime, "gus@example.com", team="support")
+    async with runtime.db.transaction() as session:
+        policies = QuotaPolicies(session, runtime.audit)
         await policies.set(Actor.cli("ops"), "user", "fay@example.com", PolicyChange(rpm=2))
         await policies.set(Actor.cli("ops"), "user", "gus@example.com", PolicyChange(rpm=1, on_limit="degrade"))
         await policies.set(Actor.cli("ops"), "team", "support", PolicyChange(tokens_per_day=1000))
     limiter = MemoryLimiter()
-    quota = QuotaService(container.db, limiter)
+    quota = QuotaService(runtime.db, limiter)
     fay = Principal(user_id=0, email="fay@example.com", team="support", groups=frozenset(), roles=frozenset())
     gus = Principal(user_id=0, email="gus@example.com", team="support", groups=frozenset(), roles=frozenset())
 

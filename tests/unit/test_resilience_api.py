@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import client_as, make_key, write_experts_yaml
@@ -24,7 +24,7 @@ months before the claim. The cap does not apply to breaches of confidentiality.
 
 
 @pytest.fixture
-async def app_container(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def app_runtime(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(
@@ -32,15 +32,15 @@ async def app_container(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> As
         ),
         bootstrap_admin=False,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
 
-async def test_breaker_opens_short_circuits_and_is_visible_to_admins(app_container: Container, llm: FakeOpenAI) -> None:
-    admin = await make_key(app_container, "root@example.com", roles={"admin"})
-    user = await make_key(app_container, "bob@example.com")
-    async with client_as(app_container, admin) as root, client_as(app_container, user) as bob:
+async def test_breaker_opens_short_circuits_and_is_visible_to_admins(app_runtime: Runtime, llm: FakeOpenAI) -> None:
+    admin = await make_key(app_runtime, "root@example.com", roles={"admin"})
+    user = await make_key(app_runtime, "bob@example.com")
+    async with client_as(app_runtime, admin) as root, client_as(app_runtime, user) as bob:
         r = await root.get("/api/v1/admin/experts/breakers")
         assert r.status_code == 200, r.text
         assert [(b["expert"], b["state"]) for b in r.json()["breakers"]] == [
@@ -70,9 +70,9 @@ async def test_breaker_opens_short_circuits_and_is_visible_to_admins(app_contain
         assert 'expertgate_breaker_opened_total{expert="code"} 1.0' in metrics
 
 
-async def test_every_llm_down_answers_extractively_from_passages(app_container: Container, llm: FakeOpenAI) -> None:
-    admin = await make_key(app_container, "root@example.com", roles={"admin"})
-    async with client_as(app_container, admin) as root:
+async def test_every_llm_down_answers_extractively_from_passages(app_runtime: Runtime, llm: FakeOpenAI) -> None:
+    admin = await make_key(app_runtime, "root@example.com", roles={"admin"})
+    async with client_as(app_runtime, admin) as root:
         r = await root.post(
             "/api/v1/documents", data={"domain": "legal", "groups": ""}, files=[("files", ("msa.md", MSA))]
         )

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from backend.chat.types import Question, StreamOpened
-from backend.container import Container, build_container
 from backend.identity.service import IdentityService, principal_of
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
@@ -42,20 +42,20 @@ CACHE_ON = {name: {"cache": {"enabled": True}} for name in ("code", "legal", "su
 
 
 @pytest.fixture
-async def app(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Container]:
+async def app(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, **CACHE_ON),
         bootstrap_admin=False,
     )
-    built = build_container(settings, encoder=encoder, environ={})
+    built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
 
 
-async def upload(container: Container, name: str, body: bytes, groups: str) -> None:
-    key = await make_key(container, "root@example.com", roles={"admin"})
-    async with client_as(container, key) as admin:
+async def upload(runtime: Runtime, name: str, body: bytes, groups: str) -> None:
+    key = await make_key(runtime, "root@example.com", roles={"admin"})
+    async with client_as(runtime, key) as admin:
         r = await admin.post(
             "/api/v1/documents", data={"domain": "legal", "groups": groups}, files=[("files", (name, body))]
         )
@@ -68,7 +68,7 @@ async def ask(client: httpx.AsyncClient, **extra: object) -> dict:  # type: igno
     return r.json()  # type: ignore[no-any-return]
 
 
-async def test_a_second_identical_question_is_answered_from_the_cache(app: Container, llm: FakeOpenAI) -> None:
+async def test_a_second_identical_question_is_answered_from_the_cache(app: Runtime, llm: FakeOpenAI) -> None:
     await upload(app, "msa.md", MSA, "")
     key = await make_key(app, "ana@example.com")
     llm.script(Reply(RIGHT))
@@ -103,7 +103,7 @@ async def test_a_second_identical_question_is_answered_from_the_cache(app: Conta
     assert f'expertgate_cache_tokens_saved_total{{expert="legal"}} {float(cache["tokens_saved"])}' in metrics
 
 
-async def test_a_caller_who_may_not_read_a_cited_document_gets_a_miss(app: Container, llm: FakeOpenAI) -> None:
+async def test_a_caller_who_may_not_read_a_cited_document_gets_a_miss(app: Runtime, llm: FakeOpenAI) -> None:
     await upload(app, "msa.md", MSA, "legal-team")
     member = await make_key(app, "lea@example.com", groups={"legal-team"})
     outsider = await make_key(app, "sam@example.com", groups={"sales"})
@@ -126,7 +126,7 @@ async def test_a_caller_who_may_not_read_a_cited_document_gets_a_miss(app: Conta
     assert len(llm.requests) == 2
 
 
-async def test_publishing_the_index_ends_the_cached_answers(app: Container, llm: FakeOpenAI) -> None:
+async def test_publishing_the_index_ends_the_cached_answers(app: Runtime, llm: FakeOpenAI) -> None:
     await upload(app, "msa.md", MSA, "")
     key = await make_key(app, "ana@example.com")
     llm.script(Reply(RIGHT), Reply(RIGHT))
@@ -139,7 +139,7 @@ async def test_publishing_the_index_ends_the_cached_answers(app: Container, llm:
     assert len(llm.requests) == 2
 
 
-async def test_no_cache_header_asks_the_model_again(app: Container, llm: FakeOpenAI) -> None:
+async def test_no_cache_header_asks_the_model_again(app: Runtime, llm: FakeOpenAI) -> None:
     key = await make_key(app, "ana@example.com")
     llm.script(Reply("First answer."), Reply("Fresh answer."))
     async with client_as(app, key) as c:
@@ -154,7 +154,7 @@ async def test_no_cache_header_asks_the_model_again(app: Container, llm: FakeOpe
     assert len(llm.requests) == 2
 
 
-async def test_a_streamed_request_replays_the_cached_answer(app: Container, llm: FakeOpenAI) -> None:
+async def test_a_streamed_request_replays_the_cached_answer(app: Runtime, llm: FakeOpenAI) -> None:
     await upload(app, "msa.md", MSA, "")
     key = await make_key(app, "ana@example.com")
     llm.script(Reply(RIGHT))
@@ -177,7 +177,7 @@ async def test_a_streamed_request_replays_the_cached_answer(app: Container, llm:
     assert events_[-1].payload["stream"] is True and events_[-1].payload["cache"]["status"] == "hit"
 
 
-async def test_answers_that_are_not_whole_or_later_turns_are_not_replayed(app: Container, llm: FakeOpenAI) -> None:
+async def test_answers_that_are_not_whole_or_later_turns_are_not_replayed(app: Runtime, llm: FakeOpenAI) -> None:
     key = await make_key(app, "ana@example.com")
     llm.script(Reply("Cut short", finish_reason="length"), Reply("Whole."), Reply("Next turn."), Reply("Next again."))
     async with client_as(app, key) as c:
@@ -192,7 +192,7 @@ async def test_answers_that_are_not_whole_or_later_turns_are_not_replayed(app: C
     assert len(llm.requests) == 4
 
 
-async def test_a_paraphrase_is_a_semantic_hit_and_a_near_miss_is_not(app: Container, llm: FakeOpenAI) -> None:
+async def test_a_paraphrase_is_a_semantic_hit_and_a_near_miss_is_not(app: Runtime, llm: FakeOpenAI) -> None:
     """By the router's vector of the question (``model: auto``: the gate encodes it)."""
     key = await make_key(app, "ana@example.com")
     llm.script(Reply("Open Settings, then Reset password."), Reply("Open Settings, then API tokens."))
@@ -215,7 +215,7 @@ async def test_a_paraphrase_is_a_semantic_hit_and_a_near_miss_is_not(app: Contai
     assert len(llm.requests) == 2
 
 
-async def test_a_client_that_leaves_a_replayed_stream_is_audited_as_aborted(app: Container, llm: FakeOpenAI) -> None:
+async def test_a_client_that_leaves_a_replayed_stream_is_audited_as_aborted(app: Runtime, llm: FakeOpenAI) -> None:
     key = await make_key(app, "ana@example.com")
     llm.script(Reply(RIGHT))
     async with client_as(app, key) as c:

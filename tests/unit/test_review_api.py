@@ -30,24 +30,24 @@ PLACEHOLDER = "This answer is being reviewed by a person before you see it"
 async def setup(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, **legal: Any) -> AsyncIterator[dict[str, Any]]:
     """The app with ``legal`` settings, the MSA uploaded, and clients: ``asker`` (a plain
     user), ``reviewer`` (in legal-reviewers), ``outsider`` (a reviewer of no group)."""
-    container = await app_with(tmp_path, llm, encoder, **legal)
+    runtime = await app_with(tmp_path, llm, encoder, **legal)
     try:
-        admin = await make_key(container, "root@example.com", roles={"admin"})
-        asker = await make_key(container, "ana@example.com")
-        reviewer = await make_key(container, "rita@example.com", roles={"reviewer"}, groups={"legal-reviewers"})
-        outsider = await make_key(container, "otto@example.com", roles={"reviewer"}, groups={"support-reviewers"})
+        admin = await make_key(runtime, "root@example.com", roles={"admin"})
+        asker = await make_key(runtime, "ana@example.com")
+        reviewer = await make_key(runtime, "rita@example.com", roles={"reviewer"}, groups={"legal-reviewers"})
+        outsider = await make_key(runtime, "otto@example.com", roles={"reviewer"}, groups={"support-reviewers"})
         async with (
-            client_as(container, admin) as a,
-            client_as(container, asker) as u,
-            client_as(container, reviewer) as r,
-            client_as(container, outsider) as o,
+            client_as(runtime, admin) as a,
+            client_as(runtime, asker) as u,
+            client_as(runtime, reviewer) as r,
+            client_as(runtime, outsider) as o,
         ):
             files = [("files", ("msa.md", MSA))]
             up = await a.post("/api/v1/documents", data={"domain": "legal", "groups": ""}, files=files)
             assert up.status_code == 202, up.text
-            yield {"container": container, "admin": a, "asker": u, "reviewer": r, "outsider": o}
+            yield {"runtime": runtime, "admin": a, "asker": u, "reviewer": r, "outsider": o}
     finally:
-        await container.close()
+        await runtime.close()
 
 
 async def stored_answer(client: httpx.AsyncClient, conversation_id: str) -> tuple[str, dict[str, Any]]:
@@ -99,9 +99,9 @@ async def test_a_held_answer_reaches_nobody_but_reviewers_until_approved(
         assert again.status_code == 409 and again.json()["error"]["code"] == "review_decided"
         assert (await reviewer.get("/api/v1/reviews?status=pending")).json()["data"] == []
 
-        (event,) = await audit_events(s["container"], action="review.approved")
+        (event,) = await audit_events(s["runtime"], action="review.approved")
         assert event.user_email == "rita@example.com" and event.payload["review_id"] == review["id"]
-        (chat,) = await audit_events(s["container"], action="chat.completion", user_email="ana@example.com")
+        (chat,) = await audit_events(s["runtime"], action="chat.completion", user_email="ana@example.com")
         assert chat.payload["review"]["id"] == review["id"] and chat.answer == WRONG
 
 
@@ -151,8 +151,8 @@ async def test_edit_replaces_the_draft_and_reject_says_why(tmp_path: Path, llm: 
         assert content == "A reviewer rejected this answer: not in the MSA"
         assert (await asker.get(f"/api/v1/reviews/{reject_id}")).json()["status"] == "rejected"
 
-        (edited,) = await audit_events(s["container"], action="review.edited")
-        (rejected,) = await audit_events(s["container"], action="review.rejected")
+        (edited,) = await audit_events(s["runtime"], action="review.edited")
+        (rejected,) = await audit_events(s["runtime"], action="review.rejected")
         assert edited.user_email == rejected.user_email == "rita@example.com"
         assert rejected.payload["reason"] == "not in the MSA"
         unknown = await reviewer.post("/api/v1/reviews/nope", json={"decision": "approve", "reason": "x"})
@@ -179,7 +179,7 @@ async def test_reviewers_see_and_decide_only_their_experts(tmp_path: Path, llm: 
         metrics = (await s["admin"].get("/metrics")).text
         assert 'expertgate_reviews_pending{expert="legal"} 1.0' in metrics
         assert 'expertgate_review_pending_age_seconds{quantile="0.95"}' in metrics
-        assert (await audit_events(s["container"], action="review.approved")) == []
+        assert (await audit_events(s["runtime"], action="review.approved")) == []
 
 
 async def test_on_fail_holds_only_answers_below_min_score(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
@@ -251,7 +251,7 @@ async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: F
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from backend.container import build_container
+    from backend.runtime import build_runtime
     from backend.settings import Settings
     from tests.conftest import write_experts_yaml
     from tests.fakes.http_server import LoopbackServer
@@ -269,11 +269,11 @@ async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: F
         bootstrap_admin=False,
         review_webhook_url=f"http://127.0.0.1:{server.port}/hook",
     )
-    container = build_container(settings, encoder=encoder, environ={})
+    runtime = build_runtime(settings, encoder=encoder, environ={})
     try:
-        asker = await make_key(container, "ana@example.com")
-        reviewer = await make_key(container, "rita@example.com", roles={"reviewer"}, groups={"legal-reviewers"})
-        async with client_as(container, asker) as u, client_as(container, reviewer) as r:
+        asker = await make_key(runtime, "ana@example.com")
+        reviewer = await make_key(runtime, "rita@example.com", roles={"reviewer"}, groups={"legal-reviewers"})
+        async with client_as(runtime, asker) as u, client_as(runtime, reviewer) as r:
             llm.script(Reply(WRONG))
             body = (await u.post("/v1/chat/completions", json=ASK)).json()
             review = body["expertgate"]["review"]["id"]
@@ -285,7 +285,7 @@ async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: F
         assert said["review_id"] == review and said["status"] == "edited" and said["final_text"] == fixed
         assert said["conversation_id"] == body["expertgate"]["conversation_id"] and said["reason"] == "cap"
     finally:
-        await container.close()
+        await runtime.close()
         server.stop()
 
 

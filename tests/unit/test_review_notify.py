@@ -4,6 +4,7 @@ local stand-in for Slack's Web API."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from backend.db.session import Database
 from backend.review.notify import ReviewNotifier
 from backend.review.types import ReviewView
 from backend.settings import Settings
+from backend.slack.review import post_review_outcome
 from tests.fakes.slack_api import FakeSlack
 
 
@@ -54,11 +56,11 @@ async def test_a_slack_question_gets_the_outcome_in_its_thread(
         slack_bot_token="xoxb-t",  # type: ignore[arg-type]
         slack_api_url=fake_slack.api_url,
     )
-    await ReviewNotifier(settings, db).decided(decided("slack", conversation_id))
+    await ReviewNotifier(settings, functools.partial(post_review_outcome, settings, db)).decided(decided("slack", conversation_id))
     (posted,) = fake_slack.of("chat.postMessage")
     assert (posted["channel"], posted["thread_ts"]) == ("C1", "17.1")
     assert posted["text"].startswith("A reviewer corrected the answer")
     assert "12 months of fees &lt;b&gt;" in posted["text"]
     # A question asked on the web or the API posts nothing to Slack.
-    await ReviewNotifier(settings, db).decided(decided("api", conversation_id))
+    await ReviewNotifier(settings, functools.partial(post_review_outcome, settings, db)).decided(decided("api", conversation_id))
     assert len(fake_slack.of("chat.postMessage")) == 1

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from backend.db.session import Database, migrate
+from backend.gate.batcher import RouteBatcher
 from backend.knowledge.service import QueryVector
 from backend.knowledge.wiring import Knowledge, build_knowledge
-from backend.routing.batcher import RouteBatcher
 from backend.settings import Settings
 from experts.registry import ExpertRegistry
 from router.artifacts import BUNDLED
@@ -192,7 +192,7 @@ async def test_small_indexes_are_searched_on_the_loop_large_ones_in_a_thread(
 
 async def test_routes_carry_the_base_models_vector_made_in_one_call(encoder: Encoder) -> None:
     """With a tuned gate, the batch's base-model vectors are made together and replace the
-    tuned ones, which nothing after routing can use (backend/routing/batcher.py)."""
+    tuned ones, which nothing after routing can use (backend/gate/batcher.py)."""
     from router.loading import scorer_for
 
     gate = TrainedScorer.load(BUNDLED / "gate-broad-v4")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.router_common import PROTOCOL, Timed, TimingPlan, ece_top1, splits
-from router.data import SEED_FILES, load_examples
+from router.dataset import SEED_FILES, load_examples
 from router.metrics import expected_calibration_error
 
 

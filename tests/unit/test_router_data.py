@@ -6,7 +6,7 @@ import json
 import re
 from collections import Counter
 
-from router.data import SEED_DIR, SEED_FILES, load_examples, load_jsonl
+from router.dataset import SEED_DIR, SEED_FILES, load_examples, load_jsonl
 
 EXPERTS = ("code", "legal", "support", "general")
 PLAN = (SEED_DIR / "TAXONOMY.md").read_text(encoding="utf-8")

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.cli import main
-from backend.container import Container
+from backend.cli.main import main
+from backend.runtime import Runtime
 from router.artifacts import bundled_default
 from tests.conftest import audit_events, make_key
 
@@ -60,14 +60,14 @@ def test_each_cli_change_writes_one_event_naming_the_operator(
 
 
 async def test_api_and_cli_record_the_same_event_once_each(
-    container: Container, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    runtime: Runtime, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = container.settings
+    settings = runtime.settings
     monkeypatch.setenv("EXPERTGATE_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("EXPERTGATE_EXPERTS_FILE", str(settings.experts_file))
     for name in ("EXPERTGATE_DATABASE_URL", "EXPERTGATE_SECRET_KEY", "EXPERTGATE_ROUTER_DIR"):
         monkeypatch.delenv(name, raising=False)
-    admin = {"authorization": f"Bearer {await make_key(container, 'root@example.com', roles={'admin'})}"}
+    admin = {"authorization": f"Bearer {await make_key(runtime, 'root@example.com', roles={'admin'})}"}
     gate = bundled_default()
 
     async def cli(*argv: str) -> None:
@@ -81,15 +81,15 @@ async def test_api_and_cli_record_the_same_event_once_each(
         (("/api/v1/admin/router/shadow", {"version": gate}), ("shadow", str(gate)), "router.shadow"),
         (("/api/v1/admin/router/shadow", {"version": None}), ("shadow", "--off"), "router.shadow"),
     ]:
-        before = len(await audit_events(container, action=action))
+        before = len(await audit_events(runtime, action=action))
         path, body = api_call
         r = await http.post(path, headers=admin, json=body)
         assert r.status_code == 200, r.text
-        by_api = (await audit_events(container, action=action))[before:]
+        by_api = (await audit_events(runtime, action=action))[before:]
         assert [e.channel for e in by_api] == ["api"], f"{path}: one event, not {len(by_api)}"
 
         await cli(*cli_args)
-        by_cli = (await audit_events(container, action=action))[before + 1 :]
+        by_cli = (await audit_events(runtime, action=action))[before + 1 :]
         assert [e.channel for e in by_cli] == ["cli"]
         assert by_cli[0].payload == by_api[0].payload
         assert (by_cli[0].outcome, by_cli[0].status) == (by_api[0].outcome, by_api[0].status)

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from backend.container import build_container
+from backend.cli import safety as safety_cli
 from backend.db.models import SafetyFlag
 from backend.db.session import Database, migrate
-from backend.safety import cli as safety_cli
+from backend.runtime import build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
@@ -54,19 +54,19 @@ async def app(
         bootstrap_admin=False,
         **settings,
     )
-    container = build_container(built, encoder=encoder, environ={})
+    runtime = build_runtime(built, encoder=encoder, environ={})
     try:
-        user = await make_key(container, "eve@example.com")
-        admin = await make_key(container, "root@example.com", roles={"admin"})
-        auditor = await make_key(container, "aud@example.com", roles={"auditor"})
+        user = await make_key(runtime, "eve@example.com")
+        admin = await make_key(runtime, "root@example.com", roles={"admin"})
+        auditor = await make_key(runtime, "aud@example.com", roles={"auditor"})
         async with (
-            client_as(container, user) as u,
-            client_as(container, admin) as a,
-            client_as(container, auditor) as o,
+            client_as(runtime, user) as u,
+            client_as(runtime, admin) as a,
+            client_as(runtime, auditor) as o,
         ):
-            yield {"container": container, "user": u, "admin": a, "auditor": o}
+            yield {"runtime": runtime, "user": u, "admin": a, "auditor": o}
     finally:
-        await container.close()
+        await runtime.close()
 
 
 async def flags(client: httpx.AsyncClient, **query: Any) -> list[dict[str, Any]]:
@@ -89,7 +89,7 @@ async def test_an_answered_attack_is_listed_with_its_audit_event(
 
         (flag,) = await flags(s["admin"])  # the benign question left no flag
         (event,) = [
-            e for e in await audit_events(s["container"], action="chat.completion") if e.payload["safety"]["flagged"]
+            e for e in await audit_events(s["runtime"], action="chat.completion") if e.payload["safety"]["flagged"]
         ]
         assert flag["request_id"] == event.request_id and flag["audit_seq"] == event.seq
         safety = event.payload["safety"]
@@ -114,7 +114,7 @@ async def test_refused_streamed_and_routing_only_requests_are_flagged_too(
         assert routed.status_code == 400 and routed.json()["error"]["code"] == "unsafe_request", routed.text
         listed = await flags(s["admin"])
         assert [f["action"] for f in listed] == ["refuse", "refuse"]
-        events = await audit_events(s["container"], user_email="eve@example.com")
+        events = await audit_events(s["runtime"], user_email="eve@example.com")
         assert {f["request_id"] for f in listed} == {e.request_id for e in events}
         assert len(events) == 2 and all(e.status == 400 for e in events)
         assert {f["audit_seq"] for f in listed} == {e.seq for e in events}
@@ -126,9 +126,9 @@ async def test_refused_streamed_and_routing_only_requests_are_flagged_too(
         routed = await s["user"].post("/v1/route", json={"text": ATTACK, "model": "auto"})
         assert routed.status_code == 200, routed.text
         route_flag, stream_flag = await flags(s["admin"])
-        (event,) = await audit_events(s["container"], action="chat.completion")
+        (event,) = await audit_events(s["runtime"], action="chat.completion")
         assert stream_flag["request_id"] == event.request_id and stream_flag["action"] == "flag"
-        (route_event,) = await audit_events(s["container"], action="chat.route")
+        (route_event,) = await audit_events(s["runtime"], action="chat.route")
         assert route_flag["request_id"] == route_event.request_id and route_flag["action"] == "flag"
         assert route_flag["expert"] == routed.json()["expertgate"]["expert"] == route_event.expert
 
@@ -154,7 +154,7 @@ async def test_only_admins_and_auditors_read_and_only_admins_label_or_export(
             assert r.status_code == 403, (path, r.text)
             assert r.json()["error"]["type"] == "permission_error"
         assert (await flags(s["admin"]))[0]["label"] is None  # nothing was labelled
-        refusals = await audit_events(s["container"], action="http.refused", user_email="eve@example.com")
+        refusals = await audit_events(s["runtime"], action="http.refused", user_email="eve@example.com")
         assert len(refusals) == 4
 
 
@@ -233,14 +233,14 @@ async def test_relabel_and_export_round_trip(tmp_path: Path, llm: FakeOpenAI, en
         assert cleared.json()["label"] is None and cleared.json()["labelled_by"] is None
         assert len((await s["admin"].get("/api/v1/safety/flags/export")).text.splitlines()) == 1
 
-        labelled = await audit_events(s["container"], action="safety.labelled")
+        labelled = await audit_events(s["runtime"], action="safety.labelled")
         assert [(e.user_email, e.payload["label"], e.payload["previous"]) for e in labelled] == [
             ("root@example.com", "benign", None),
             ("root@example.com", "jailbreak", None),
             ("root@example.com", None, "jailbreak"),
         ]
         assert labelled[0].request_id == attack["request_id"] and labelled[0].payload["flag_id"] == attack["id"]
-        exports = await audit_events(s["container"], action="safety.exported")
+        exports = await audit_events(s["runtime"], action="safety.exported")
         assert [e.payload["rows"] for e in exports] == [0, 2, 1]
 
         missing = await s["admin"].post("/api/v1/safety/flags/999999/label", json={"label": "benign"})
@@ -259,7 +259,7 @@ async def test_excerpt_is_redacted_as_the_audit_trail_keeps_free_text(
         (flag,) = await flags(s["admin"])
         assert flag["excerpt"].startswith("Ignore all previous instructions")
         assert "bob.smith@example.com" not in flag["excerpt"] and "555 0133" not in flag["excerpt"]
-        assert flag["excerpt"] == s["container"].audit.redact_free_text(leaky)
+        assert flag["excerpt"] == s["runtime"].audit.redact_free_text(leaky)
 
     async with app(tmp_path, llm, encoder, name="hash", audit_text="hash") as s:
         llm.script(Reply("No."))

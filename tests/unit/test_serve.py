@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.cli import main
-from backend.container import Container
-from backend.serve import check_workers
+from backend.cli.main import main
+from backend.cli.serve import check_workers
+from backend.runtime import Runtime
 from backend.settings import Settings
 from tests.conftest import gone_holder, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI
@@ -41,11 +41,11 @@ def test_workers_without_redis_warn_that_limits_are_per_process(
     settings = Settings(
         data_dir=tmp_path, workers=3, experts_file=write_experts_yaml(tmp_path / "e.yaml", "http://127.0.0.1:9/v1")
     )
-    with caplog.at_level(logging.WARNING, logger="backend.serve"):
+    with caplog.at_level(logging.WARNING, logger="backend.cli.serve"):
         check_workers(settings)
     assert "3 workers without EXPERTGATE_REDIS_URL" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="backend.serve"):
+    with caplog.at_level(logging.WARNING, logger="backend.cli.serve"):
         check_workers(settings.model_copy(update={"redis_url": "redis://127.0.0.1:6379/15"}))
     assert caplog.text == ""
 
@@ -118,7 +118,7 @@ async def test_a_served_app_freezes_what_it_loaded_out_of_the_collector(settings
         def __init__(self, other: object) -> None:
             self.me, self.other = self, other
 
-    app = create_app(settings)  # no container given: the lifespan builds and owns one
+    app = create_app(settings)  # no runtime given: the lifespan builds and owns one
     gc.unfreeze()
     try:
         async with app.router.lifespan_context(app):
@@ -134,9 +134,7 @@ async def test_a_served_app_freezes_what_it_loaded_out_of_the_collector(settings
         gc.unfreeze()
 
 
-async def test_a_served_app_resumes_the_ingest_job_a_stopped_process_left(
-    settings: Settings, container: Container
-) -> None:
+async def test_a_served_app_resumes_the_ingest_job_a_stopped_process_left(settings: Settings, runtime: Runtime) -> None:
     """Jobs run inline are background tasks of the API process: one it had queued when it
     stopped is run by the next process to start (backend/knowledge/jobs.py)."""
     from sqlalchemy import update
@@ -145,17 +143,21 @@ async def test_a_served_app_resumes_the_ingest_job_a_stopped_process_left(
     from backend.db.models import IngestJob
 
     holder = gone_holder()
-    async with container.db.transaction() as session:
-        job_id = await container.knowledge.jobs.submit_uploads(
-            session, "legal", [("terms.md", b"# Terms\n\nNotice periods are 30 days.\n")], groups=frozenset(), user_id=None
+    async with runtime.db.transaction() as session:
+        job_id = await runtime.knowledge.jobs.submit_uploads(
+            session,
+            "legal",
+            [("terms.md", b"# Terms\n\nNotice periods are 30 days.\n")],
+            groups=frozenset(),
+            user_id=None,
         )
         await session.execute(update(IngestJob).where(IngestJob.id == job_id).values(holder=holder))
 
-    app = create_app(settings)  # no container given: the lifespan builds and owns one
+    app = create_app(settings)  # no runtime given: the lifespan builds and owns one
     async with app.router.lifespan_context(app):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            async with container.db.session() as session:
+            async with runtime.db.session() as session:
                 status = (await session.get(IngestJob, job_id, populate_existing=True)).status  # type: ignore[union-attr]
             if status not in ("queued", "running"):
                 break

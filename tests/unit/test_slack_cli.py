@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from backend.cli import main
+from backend.cli.main import main
+from backend.cli.slack import app_token, socket_handler
 from backend.settings import Settings
 from backend.slack.bolt import build_bolt_app, parse_command
-from backend.slack.cli import app_token, socket_handler
 from backend.slack.errors import SlackNotConfigured
 from backend.slack.types import AskJob, FeedbackJob, HomeJob, SlackJob, job_from_payload, job_to_payload
 from experts.registry import ExpertRegistry

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from backend.audit.types import Actor
-from backend.container import Container
 from backend.quota.policies import PolicyChange, QuotaPolicies
+from backend.runtime import Runtime
 from backend.settings import Settings
 from tests.conftest import audit_events, auth, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
@@ -38,16 +38,16 @@ def ask(text: str, model: str) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}]}
 
 
-async def traffic(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> dict[str, str]:
+async def traffic(http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI) -> dict[str, str]:
     """Five chat requests: two legal and one support (team legal), one routed to code that
     falls back to the generalist and one refused over quota (team eng)."""
     keys = {
-        "alice": await make_key(container, "alice@example.com", team="legal"),
-        "bob": await make_key(container, "bob@example.com", team="eng"),
-        "auditor": await make_key(container, "audrey@example.com", roles={"auditor"}),
+        "alice": await make_key(runtime, "alice@example.com", team="legal"),
+        "bob": await make_key(runtime, "bob@example.com", team="eng"),
+        "auditor": await make_key(runtime, "audrey@example.com", roles={"auditor"}),
     }
-    async with container.db.transaction() as session:
-        await QuotaPolicies(session, container.audit).set(
+    async with runtime.db.transaction() as session:
+        await QuotaPolicies(session, runtime.audit).set(
             Actor.cli("test"), "user", "bob@example.com", PolicyChange(rpm=1)
         )
     for question, model in [
@@ -64,26 +64,24 @@ async def traffic(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
     assert r.status_code == 429 and r.json()["error"]["code"] == "quota_exceeded"
     # The app writes events to the outbox; the lifespan's chainer (not running under
     # ASGITransport) would move them to audit_events within milliseconds. Do it now.
-    await container.chainer.drain()
+    await runtime.chainer.drain()
     return keys
 
 
-async def test_users_are_refused_and_auditors_read(
-    http: httpx.AsyncClient, container: Container, llm: FakeOpenAI
-) -> None:
-    keys = await traffic(http, container, llm)
+async def test_users_are_refused_and_auditors_read(http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI) -> None:
+    keys = await traffic(http, runtime, llm)
     refused = await http.get("/api/v1/admin/stats", headers=auth(keys["alice"]))
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "auditor_required"
     assert (await http.get("/api/v1/admin/stats")).status_code == 401
     assert (await http.get("/api/v1/admin/stats", headers=auth(keys["auditor"]))).status_code == 200
 
 
-async def test_figures_match_the_audit_trail(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> None:
-    keys = await traffic(http, container, llm)
+async def test_figures_match_the_audit_trail(http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI) -> None:
+    keys = await traffic(http, runtime, llm)
     r = await http.get("/api/v1/admin/stats", headers=auth(keys["auditor"]))
     assert r.status_code == 200, r.text
     stats = r.json()
-    events = await audit_events(container, action="chat.completion")
+    events = await audit_events(runtime, action="chat.completion")
     assert len(events) == 5
 
     # Traffic and shares: per expert, as the trail records who answered.
@@ -95,7 +93,7 @@ async def test_figures_match_the_audit_trail(http: httpx.AsyncClient, container:
     assert len(stats["traffic"]["buckets"]) == len(series["legal"]) == 24
     shares = {e["expert"]: e for e in stats["experts"]}
     assert shares["legal"]["requests"] == 2 and shares["legal"]["share"] == pytest.approx(2 / 5)
-    assert stats["dead_experts"] == [n for n in container.registry.names if not per_expert[n]]
+    assert stats["dead_experts"] == [n for n in runtime.registry.names if not per_expert[n]]
 
     # Outcomes.
     outcomes = stats["outcomes"]
@@ -140,16 +138,16 @@ async def test_figures_match_the_audit_trail(http: httpx.AsyncClient, container:
     p = [n / 5 for n in per_expert.values()]
     bits = -sum(x * math.log2(x) for x in p)
     assert stats["balance"]["entropy_bits"] == pytest.approx(bits, abs=1e-3)
-    assert stats["balance"]["balance"] == pytest.approx(bits / math.log2(len(container.registry.names)), abs=1e-3)
+    assert stats["balance"]["balance"] == pytest.approx(bits / math.log2(len(runtime.registry.names)), abs=1e-3)
 
     # The breaker of the expert that failed counted the failure.
     breakers = {b["expert"]: b for b in stats["breakers"]}
     assert breakers["code"]["consecutive_failures"] == 1 and breakers["code"]["state"] == "closed"
-    assert set(breakers) == set(container.registry.names)
+    assert set(breakers) == set(runtime.registry.names)
 
 
-async def test_events_land_in_their_time_bucket(http: httpx.AsyncClient, container: Container, llm: FakeOpenAI) -> None:
-    keys = await traffic(http, container, llm)
+async def test_events_land_in_their_time_bucket(http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI) -> None:
+    keys = await traffic(http, runtime, llm)
     now = datetime.now(UTC).replace(microsecond=0)
     since = now - timedelta(hours=2, minutes=30)
     r = await http.get(
@@ -170,7 +168,7 @@ async def test_events_land_in_their_time_bucket(http: httpx.AsyncClient, contain
         params={"since": (now - timedelta(days=2)).isoformat(), "until": (now - timedelta(days=1)).isoformat()},
     )
     assert r.json()["outcomes"]["requests"] == 0
-    assert r.json()["dead_experts"] == container.registry.names
+    assert r.json()["dead_experts"] == runtime.registry.names
     assert r.json()["balance"]["balance"] == 0.0
 
 
@@ -183,9 +181,9 @@ async def test_events_land_in_their_time_bucket(http: httpx.AsyncClient, contain
     ],
 )
 async def test_bad_windows_are_400_naming_the_parameter(
-    http: httpx.AsyncClient, container: Container, params: dict[str, str | int], param: str
+    http: httpx.AsyncClient, runtime: Runtime, params: dict[str, str | int], param: str
 ) -> None:
-    key = await make_key(container, "audrey@example.com", roles={"auditor"})
+    key = await make_key(runtime, "audrey@example.com", roles={"auditor"})
     r = await http.get("/api/v1/admin/stats", headers=auth(key), params=params)
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_request" and r.json()["error"]["param"] == param

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from backend.container import Container, build_container
+from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from experts.errors import LLMRejected
 from experts.llm import LiteLLMClient
@@ -120,28 +120,28 @@ async def test_an_unknown_served_name_is_rejected(vllm: FakeOpenAI) -> None:
 
 
 @pytest.fixture
-async def vllm_container(tmp_path: Path, vllm: FakeOpenAI, encoder: Encoder) -> Container:
+async def vllm_runtime(tmp_path: Path, vllm: FakeOpenAI, encoder: Encoder) -> Runtime:
     experts = write_experts_yaml(tmp_path / "experts.yaml", vllm.api_base)
     text = experts.read_text().replace("openai/fake-model", "hosted_vllm/qwen3-moe")
     experts.write_text(text)
-    return build_container(
+    return build_runtime(
         Settings(data_dir=tmp_path / "data", experts_file=experts, bootstrap_admin=False), encoder=encoder, environ={}
     )
 
 
 async def test_the_app_answers_through_a_vllm_expert_and_maps_its_refusal(
-    vllm_container: Container, vllm: FakeOpenAI
+    vllm_runtime: Runtime, vllm: FakeOpenAI
 ) -> None:
     from backend.app import create_app
 
-    app = create_app(vllm_container.settings, vllm_container)
-    key = await make_key(vllm_container, "dev@example.com")
+    app = create_app(vllm_runtime.settings, vllm_runtime)
+    key = await make_key(vllm_runtime, "dev@example.com")
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://test", headers={"authorization": f"Bearer {key}"}
         ) as client:
-            app.state.container = vllm_container
+            app.state.runtime = vllm_runtime
             vllm.script(Reply("Rebase onto main, then push with --force-with-lease."))
             ok = await client.post(
                 "/v1/chat/completions",
@@ -160,4 +160,4 @@ async def test_the_app_answers_through_a_vllm_expert_and_maps_its_refusal(
             assert too_long.json()["error"]["code"] == "context_length_exceeded"
             assert "maximum context length is 512 tokens" in too_long.json()["error"]["message"]
     finally:
-        await vllm_container.close()
+        await vllm_runtime.close()

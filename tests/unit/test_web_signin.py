@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from backend.app import create_app
-from backend.container import build_container
+from backend.identity.sessions import CsrfRejected, check_csrf
 from backend.identity.throttle import MemoryLoginThrottle, TooManyFailedLogins
-from backend.oidc.errors import CsrfRejected, LoginStateInvalid
+from backend.oidc.errors import LoginStateInvalid
 from backend.oidc.service import RoleMapping
-from backend.oidc.sessions import check_csrf
 from backend.oidc.state import LOGIN_STATE_TTL_S, StateSigner
 from backend.oidc.wiring import build_web_auth
+from backend.runtime import build_runtime
 from backend.settings import Settings, SettingsError
 from router.encoder import Encoder
 from tests.conftest import write_experts_yaml
@@ -124,9 +124,9 @@ async def test_sso_login_and_logout_on_the_embedded_sqlite_default(
         oidc_client_id=provider.client_id,
         oidc_client_secret=provider.client_secret,
     )
-    container = build_container(settings, encoder=encoder, environ={})
-    app = create_app(settings, container)
-    app.state.container = container
+    runtime = build_runtime(settings, encoder=encoder, environ={})
+    app = create_app(settings, runtime)
+    app.state.runtime = runtime
     mounts = {"http://testserver": httpx.ASGITransport(app=app), provider.issuer: httpx.AsyncHTTPTransport()}
     try:
         async with httpx.AsyncClient(mounts=mounts, base_url="http://testserver") as browser:
@@ -136,5 +136,5 @@ async def test_sso_login_and_logout_on_the_embedded_sqlite_default(
             assert (await browser.post("/auth/logout", headers={"x-requested-with": "expertgate"})).status_code == 204
             assert (await browser.get("/api/v1/me")).status_code == 401
     finally:
-        await container.close()
+        await runtime.close()
         provider.stop()

@@ -15,7 +15,7 @@ INDEX = "<!doctype html><title>expertgate</title><div id=root></div>"
 
 
 def app_client(web_dir: Path, tmp_path: Path) -> httpx.AsyncClient:
-    # No lifespan runs under ASGITransport: routes that need no container work as-is.
+    # No lifespan runs under ASGITransport: routes that need no runtime work as-is.
     app = create_app(Settings(data_dir=tmp_path / "data", web_dir=web_dir, bootstrap_admin=False))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
@@ -64,7 +64,7 @@ async def test_api_paths_keep_their_json_errors(web: httpx.AsyncClient) -> None:
         r = await web.get(path)
         assert r.status_code == 404, path
         assert r.headers["content-type"].startswith("application/json"), path
-    # /metrics is a real route now (Prometheus text; 503 before the container exists).
+    # /metrics is a real route now (Prometheus text; 503 before the runtime exists).
     r = await web.get("/metrics")
     assert r.status_code in (200, 503) and "<title>" not in r.text
     r = await web.get("/healthz")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from backend import taskqueue
 from backend.errors import BadRequest, NotFound
 from backend.settings import Settings, SettingsError
 from backend.worker import tasks
@@ -36,7 +37,7 @@ def test_factory_needs_redis(tmp_path: Path) -> None:
 
 def test_factory_registers_named_tasks_and_json_only(tmp_path: Path) -> None:
     app = make_celery(_settings(tmp_path))
-    assert {tasks.RETENTION, tasks.TRAIN, tasks.INGEST} <= set(app.tasks)
+    assert {taskqueue.RETENTION, taskqueue.TRAIN, taskqueue.INGEST} <= set(app.tasks)
     assert app.conf.accept_content == ["json"]
     assert app.conf.task_acks_late is True
     assert app.conf.broker_url == "redis://127.0.0.1:6379/14"
@@ -45,7 +46,7 @@ def test_factory_registers_named_tasks_and_json_only(tmp_path: Path) -> None:
 def test_beat_schedules_retention_only_when_configured(tmp_path: Path) -> None:
     assert beat_schedule(_settings(tmp_path)) == {}
     schedule = beat_schedule(_settings(tmp_path, audit_retention_days=30))
-    assert schedule["audit-retention"]["task"] == tasks.RETENTION
+    assert schedule["audit-retention"]["task"] == taskqueue.RETENTION
     assert schedule["audit-retention"]["kwargs"] == {"days": 30}
 
 
@@ -76,7 +77,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 def test_retention_task_purges_through_the_service(tmp_path: Path) -> None:
     app = _eager(_settings(tmp_path, audit_retention_days=30))
-    result = app.tasks[tasks.RETENTION].delay().get()
+    result = app.tasks[taskqueue.RETENTION].delay().get()
     assert result["purged"] == 0 and result["days"] == 30
     db = sqlite3.connect(tmp_path / "expertgate.db")
     actions = [r[0] for r in db.execute("SELECT action FROM audit_events ORDER BY seq")]
@@ -86,7 +87,7 @@ def test_retention_task_purges_through_the_service(tmp_path: Path) -> None:
 def test_expected_error_fails_once_with_its_code(tmp_path: Path) -> None:
     app = _eager(_settings(tmp_path))  # no retention period configured
     with pytest.raises(TaskFailed) as info:
-        app.tasks[tasks.RETENTION].delay().get()
+        app.tasks[taskqueue.RETENTION].delay().get()
     assert info.value.code == "invalid_request"
 
 
@@ -133,8 +134,8 @@ def test_transient_error_gives_up_after_max_retries(tmp_path: Path) -> None:
 def test_cli_worker_and_beat_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from backend.cli import build_parser, main
-    from backend.worker.cli import cmd_beat, cmd_worker
+    from backend.cli.main import build_parser, main
+    from backend.cli.worker import cmd_beat, cmd_worker
 
     args = build_parser().parse_args(["worker", "--pool", "solo", "--concurrency", "3"])
     assert args.func is cmd_worker and args.pool == "solo" and args.concurrency == 3

@@ -15,7 +15,7 @@ function citation(number: number) {
   return { number, title: `doc ${number}`, source: `doc${number}.md`, snippet: "…", score: 0.5, location: "" };
 }
 
-/** The first SSE chunk as backend/chat/api.py `_sse` sends it when the expert starts. */
+/** The first SSE chunk as backend/api/chat.py `_sse` sends it when the expert starts. */
 function firstChunk(expert: string, citations: number): string {
   return JSON.stringify({
     id: "chatcmpl-1",

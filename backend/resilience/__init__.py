@@ -1,1 +1,0 @@
-"""Expert health for operators: circuit breaker state over the admin API."""
