@@ -5,8 +5,9 @@ runtime. Reads the import graph with grimp (what import-linter uses).
     .venv/bin/python -m bench.code_shape [--json out.json]
 
 A "tie" is a pair of backend packages that import each other (directly, in either
-direction, at module level or inside functions: grimp sees both). A file cycle is a
-pair of modules that import each other.
+direction, at module level or inside functions: grimp sees both); a package cycle is a
+group of packages that reach each other through imports, at any length. A file cycle is
+a pair of modules that import each other.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ import grimp
 def package_of(module: str) -> str:
     parts = module.split(".")
     return ".".join(parts[:2]) if len(parts) > 1 else parts[0]
+
+
+def package_cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """Groups of backend packages that reach each other through imports (strongly
+    connected components of more than one package): a cycle of any length."""
+    nodes = sorted({p for e in edges for p in e})
+    reach = {n: {b for a, b in edges if a == n} for n in nodes}
+    for k in nodes:  # transitive closure (a few dozen packages)
+        for n in nodes:
+            if k in reach[n]:
+                reach[n] |= reach[k]
+    groups = {frozenset(m for m in nodes if m in reach[n] and n in reach[m]) | {n} for n in nodes}
+    return sorted(sorted(g) for g in groups if len(g) > 1)
 
 
 def shape() -> dict[str, object]:
@@ -51,6 +65,7 @@ def shape() -> dict[str, object]:
         "two_way_package_ties": ties,
         "file_cycles": cycles,
         "largest_modules": [f"{module} ({lines} lines)" for lines, module in sorted(sizes, reverse=True)[:8]],
+        "package_cycles": package_cycles(edges),
         "modules_importing_the_runtime": len(runtime_users),
     }
 

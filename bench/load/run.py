@@ -273,7 +273,9 @@ class Started:
     litellm_features: str  # what became of the litellm-features profile
 
 
-def start_all(workdir: Path, with_litellm: bool, litellm_db: bool, workers: int) -> Started:
+def start_all(
+    workdir: Path, with_litellm: bool, litellm_db: bool, workers: int, baseline: Path | None = None
+) -> Started:
     """Starts every server; the LiteLLM proxies boot while expertgate ingests its samples."""
     stub_exe, _ = build_tools(workdir)
     stub = start_stub(stub_exe, workdir, tokens=16)
@@ -291,6 +293,9 @@ def start_all(workdir: Path, with_litellm: bool, litellm_db: bool, workers: int)
         print(f"expertgate prepared (sample ingest, key, quotas) in {time.monotonic() - started:.0f} s", flush=True)
         servers["expertgate"] = start_expertgate(workdir)
         print(f"expertgate ready in {wait_ready(servers['expertgate'], '/readyz', 300):.0f} s", flush=True)
+        if baseline is not None:  # the same database, key and quotas: only the code differs
+            servers["expertgate-base"] = start_expertgate(workdir, "expertgate-base", source=baseline)
+            print(f"expertgate-base ready in {wait_ready(servers['expertgate-base'], '/readyz', 300):.0f} s", flush=True)
         for name in ("litellm-bare", "litellm-auth"):
             if name in servers:
                 print(
@@ -327,6 +332,12 @@ def main(argv: list[str] | None = None) -> None:
         help="also try LiteLLM with its Postgres DB and budgets (needs Prisma engines)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="LiteLLM workers (default: cores)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier commit (git worktree): its backend is measured beside this one, "
+        "as eg-pass@base and eg-full@base, on the same database",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--note", default="", help="conditions to record, e.g. 'other jobs shared the machine'")
     args = parser.parse_args(argv)
@@ -339,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir = Path(tmp)
         _, loadgen = build_tools(workdir)
         with expertgate_backing(workdir):
-            started = start_all(workdir, with_litellm, args.litellm_db, args.workers)
+            started = start_all(workdir, with_litellm, args.litellm_db, args.workers, args.baseline)
             try:
                 results = run_phases(workdir, plan, loadgen, started)
             finally:
@@ -354,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         "expertgate": {"workers": EG_WORKERS, "database": "postgresql (fresh database)", "redis": EG_REDIS_URL},
         "plan": plan.__dict__,
         "note": args.note,
+        "baseline": str(args.baseline) if args.baseline else None,
         "wall_s": round(time.monotonic() - t0, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -376,6 +388,9 @@ def run_phases(workdir: Path, plan: Plan, loadgen: Path, started: Started) -> di
         Target("eg-pass", servers["expertgate"], bodies["pass"], auth),
         Target("eg-full", servers["expertgate"], bodies["full"], auth),
     ]
+    if "expertgate-base" in servers:
+        targets.append(Target("eg-pass@base", servers["expertgate-base"], bodies["pass"], auth))
+        targets.append(Target("eg-full@base", servers["expertgate-base"], bodies["full"], auth))
     if "litellm-bare" in servers:
         targets.append(Target("litellm-bare", servers["litellm-bare"], bodies["stub"]))
         targets.append(

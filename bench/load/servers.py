@@ -326,16 +326,20 @@ def prepare_expertgate(workdir: Path, stub_port: int) -> str:
     return key
 
 
-def start_expertgate(workdir: Path, name: str = "expertgate", env: dict[str, str] | None = None) -> Server:
+def start_expertgate(
+    workdir: Path, name: str = "expertgate", env: dict[str, str] | None = None, source: Path | None = None
+) -> Server:
     """Spawns ``expertgate serve`` (EG_WORKERS workers) as the server ``name``; ready when
-    GET /readyz answers. ``env`` is added to its environment."""
+    GET /readyz answers. ``env`` is added to its environment. ``source``: run the backend
+    of another checkout (an earlier commit, for a before/after in one run) on this venv."""
     port = free_port()
+    extra = {"PYTHONPATH": str(source)} if source is not None else {}
     return spawn(
         name,
-        [str(VENV_BIN / "expertgate"), "serve", "--port", str(port)],
+        [str(VENV_BIN / "python"), "-m", "backend.cli", "serve", "--port", str(port)],
         port,
         workdir,
-        {**expertgate_env(workdir), **(env or {})},
+        {**expertgate_env(workdir), **extra, **(env or {})},
     )
 
 
