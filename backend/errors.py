@@ -5,6 +5,8 @@ AppError                     status  code
  │                                    pii_blocked       (an expert's PII policy refused it)
  │                                    context_length_exceeded (longer than the model holds)
  │                                    slack_request_malformed (signed, but not a Slack payload)
+ │                                    invalid_cursor    (a list's ``cursor`` it did not hand out:
+ │                                                       backend/db/paging.py)
  ├── Unauthorized              401   invalid_api_key / slack_signature_invalid
  ├── Forbidden                 403   forbidden
  ├── NotFound                  404   not_found / model_not_found / slack_request_unhandled

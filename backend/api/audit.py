@@ -32,6 +32,7 @@ from backend.api.schemas.audit import (
     RetentionOut,
     VerifyOut,
 )
+from backend.api.schemas.paging import CursorParam
 from backend.audit.errors import AuditExportFailed
 from backend.audit.export import ExportFormat, record_export, render
 from backend.audit.query import stream_events
@@ -98,7 +99,7 @@ async def list_events(
     db: DbDep,
     flt: FilterDep,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: CursorParam = None,
 ) -> AuditPage:
     """Newest first. A corrupted row is listed in place with ``unreadable`` set."""
     await chainer.drain_before_read()
@@ -214,7 +215,7 @@ async def my_events(
     db: DbDep,
     audit: AuditDep,
     limit: Limit = 50,
-    cursor: str | None = None,
+    cursor: CursorParam = None,
 ) -> AuditPage:
     """The caller's own events, newest first."""
     flt = AuditFilter(user_id=principal.user_id)
@@ -231,4 +232,3 @@ async def my_event(seq: int, principal: PrincipalDep, chainer: ChainerDep, db: D
     async with db.session() as session:
         view = await AuditReader(session, audit, _access(principal)).event(seq, owner_id=principal.user_id)
     return AuditEventOut.of(view)
-

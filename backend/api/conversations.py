@@ -23,14 +23,13 @@ from backend.api.schemas.conversations import (
     MessageOut,
     StoredRoute,
 )
-from backend.conversations.service import Cursor, HistoryService
+from backend.api.schemas.paging import CursorParam
+from backend.conversations.service import HistoryService
 from backend.db.models import Conversation, Message
 
 log = logging.getLogger(__name__)
 
 routes = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
-
-
 
 
 def _conversation(conv: Conversation, match: str | None = None) -> ConversationOut:
@@ -77,18 +76,16 @@ async def list_conversations(
     principal: PrincipalDep,
     db: DbDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: CursorParam = None,
     q: Annotated[
         str | None, Query(max_length=200, description="only conversations whose title or messages hold this text")
     ] = None,
 ) -> ConversationPage:
-    after = Cursor.decode(cursor) if cursor else None
     search = q.strip() if q else None
     async with db.session() as session:
-        page = await HistoryService(session).list_owned(principal, limit=limit, after=after, search=search or None)
+        page = await HistoryService(session).list_owned(principal, limit=limit, cursor=cursor, search=search or None)
     return ConversationPage(
-        data=[_conversation(c, page.matches.get(c.id)) for c in page.conversations],
-        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+        data=[_conversation(c, page.matches.get(c.id)) for c in page.conversations], next_cursor=page.next_cursor
     )
 
 

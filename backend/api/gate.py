@@ -33,6 +33,7 @@ from backend.api.schemas.gate import (
     TrainOut,
     VersionIn,
 )
+from backend.api.schemas.paging import CursorParam
 from backend.audit.types import Actor
 from backend.audit.writer import AuditTrail
 from backend.errors import NotFound
@@ -181,14 +182,14 @@ async def list_feedback(
     rating: Annotated[Literal["up", "down"] | None, Query()] = None,
     with_comment: Annotated[bool, Query(description="only feedback with a comment")] = False,
     expert: Annotated[str | None, Query(max_length=32, description="the expert that answered")] = None,
-    before: Annotated[int | None, Query(ge=1, description="feedback id: older than this")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: CursorParam = None,
 ) -> FeedbackPageOut:
     """Every user's feedback, newest first (admins and auditors): ratings and comments,
     thumbs-up and resolved included, unlike the relabel queue."""
     async with db.session() as session:
         page = await FeedbackLog(session).page(
-            rating=rating, with_comment=with_comment, expert=expert, before=before, limit=limit
+            rating=rating, with_comment=with_comment, expert=expert, cursor=cursor, limit=limit
         )
     return FeedbackPageOut(
         data=[
@@ -199,7 +200,7 @@ async def list_feedback(
             )
             for e in page.entries
         ],
-        next_before=page.next_before,
+        next_cursor=page.next_cursor,
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from backend.api.schemas.knowledge import (
     DocumentTextOut,
     IngestJobOut,
 )
+from backend.api.schemas.paging import CursorParam
 from backend.audit.types import Actor
 from backend.errors import Forbidden
 from backend.knowledge.documents import DocumentService
@@ -73,16 +74,19 @@ async def list_documents(
     knowledge: KnowledgeDep,
     domain: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: CursorParam = None,
 ) -> DocumentPage:
+    """By id; ``total`` counts every document the caller may see, on all pages."""
     async with db.session() as session:
-        docs, total = await DocumentService(session, knowledge.scanner).list_documents(
+        listing = await DocumentService(session, knowledge.scanner).list_documents(
             groups=None if principal.is_admin else principal.groups,
             domain=domain,
             limit=limit,
-            offset=offset,
+            cursor=cursor,
         )
-    return DocumentPage(data=[DocumentOut.of(d) for d in docs], total=total, limit=limit, offset=offset)
+    return DocumentPage(
+        data=[DocumentOut.of(d) for d in listing.documents], next_cursor=listing.next_cursor, total=listing.total
+    )
 
 
 @routes.get("/documents/{document_id}/text", response_model=DocumentTextOut, operation_id="getDocumentText")

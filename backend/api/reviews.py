@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query
 
 from backend.api.deps import AuditDep, DbDep, PrincipalDep, RegistryDep, SettingsDep
+from backend.api.schemas.paging import CursorParam
 from backend.api.schemas.reviews import (
     ReviewDecisionIn,
     ReviewList,
@@ -18,7 +19,7 @@ from backend.api.schemas.reviews import (
 )
 from backend.errors import Forbidden
 from backend.review.notify import ReviewNotifier
-from backend.review.service import ReviewService
+from backend.review.service import MAX_LIST, ReviewService
 from backend.review.types import ReviewView
 from backend.slack.review import post_review_outcome
 
@@ -57,12 +58,13 @@ async def list_reviews(
     audit: AuditDep,
     registry: RegistryDep,
     status: Annotated[StatusOut | None, Query()] = "pending",
-    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+    cursor: CursorParam = None,
 ) -> ReviewList:
     """Reviewers and admins: the reviews of the experts they may review, oldest first."""
     async with db.session() as session:
-        views = await ReviewService(session, audit, registry).queue(principal, status, limit=limit)
-    return ReviewList(data=[_out(v) for v in views])
+        page = await ReviewService(session, audit, registry).queue(principal, status, limit=limit, cursor=cursor)
+    return ReviewList(data=[_out(v) for v in page.reviews], next_cursor=page.next_cursor)
 
 
 @routes.get("/stats", response_model=ReviewQueueStats, operation_id="getReviewQueueStats")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from backend.api.deps import AuditDep, ChainerDep, DbDep, PrincipalDep
+from backend.api.schemas.paging import CursorParam
 from backend.api.schemas.safety import (
     ActionOut,
     CategoryOut,
@@ -54,7 +55,7 @@ async def list_flags(
     since: Since = None,
     until: Until = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: CursorParam = None,
 ) -> SafetyFlagPage:
     """Admins and auditors: flagged requests, newest first."""
     await chainer.drain_before_read()

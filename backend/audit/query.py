@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.audit.rows import decode, event_columns
 from backend.audit.types import AuditEventView, AuditFilter
 from backend.db.models import AuditEvent
-from backend.errors import BadRequest
+from backend.db.paging import Keyset
 
 STREAM_BATCH = 500
 
@@ -56,34 +55,20 @@ def filtered(flt: AuditFilter) -> Select[Any]:
     return stmt
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The seq a cursor points before. Raises BadRequest for anything we did not issue."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        if kind != "seq" or not value.isdigit():
-            raise ValueError(raw)
-        return int(value)
-    except ValueError:
-        raise BadRequest("cursor is not one this API issued", param="cursor") from None
+# Newest first by seq (unique).
+EVENTS = Keyset("audit_events", (int,))
 
 
 async def page(session: AsyncSession, flt: AuditFilter, *, limit: int, cursor: str | None = None) -> Page:
-    """Up to ``limit`` events, newest first, starting after ``cursor``."""
+    """Up to ``limit`` events, newest first, starting after ``cursor``. Raises BadRequest
+    (``invalid_cursor``) for a cursor this list did not hand out."""
     stmt = filtered(flt)
-    if cursor is not None:
-        stmt = stmt.where(AuditEvent.seq < decode_cursor(cursor))
-    rows = list((await session.execute(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1))).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(
-        events=tuple(decode(r) for r in rows),
-        next_cursor=encode_cursor(rows[-1].seq) if more and rows else None,
-    )
+    past = EVENTS.after((AuditEvent.seq,), cursor, descending=True)
+    if past is not None:
+        stmt = stmt.where(past)
+    found = list((await session.execute(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1))).all())
+    rows, next_cursor = EVENTS.page(found, limit, lambda r: (r.seq,))
+    return Page(events=tuple(decode(r) for r in rows), next_cursor=next_cursor)
 
 
 async def get_event(session: AsyncSession, seq: int) -> AuditEventView | None:

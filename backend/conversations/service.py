@@ -7,42 +7,22 @@ conversation of someone else reads exactly like one that does not exist (NotFoun
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
 from backend.chat.exchanges import ConversationService
 from backend.db.models import Conversation, Message
-from backend.errors import BadRequest, NotFound
+from backend.db.paging import Keyset
+from backend.errors import NotFound
 from backend.principal import Principal
 
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """A keyset position in the newest-first listing: (updated_at, id) of the last row seen."""
-
-    updated_at: datetime
-    conversation_id: str
-
-    def encode(self) -> str:
-        raw = f"{self.updated_at.isoformat()}|{self.conversation_id}".encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> Cursor:
-        """Raises BadRequest (param ``cursor``) for anything this class did not encode."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-            stamp, conversation_id = raw.split("|", 1)
-            return cls(datetime.fromisoformat(stamp), conversation_id)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise BadRequest("the cursor is not one this API returned", param="cursor") from None
+# Most recently updated first: (updated_at, id), the id breaking ties.
+CONVERSATIONS = Keyset("conversations", (datetime, str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +31,7 @@ class Page:
     that holds the query (absent when only the title matched)."""
 
     conversations: list[Conversation]
-    next_cursor: Cursor | None
+    next_cursor: str | None
     matches: dict[str, str] = field(default_factory=dict)
 
 
@@ -86,9 +66,11 @@ class HistoryService:
         self._owned = ConversationService(session)
 
     async def list_owned(
-        self, principal: Principal, *, limit: int, after: Cursor | None = None, search: str | None = None
+        self, principal: Principal, *, limit: int, cursor: str | None = None, search: str | None = None
     ) -> Page:
-        """The caller's conversations, most recently updated first, ``limit`` at a time.
+        """The caller's conversations, most recently updated first, ``limit`` at a time,
+        after ``cursor`` (None: from the first). Raises BadRequest (``invalid_cursor``)
+        for a cursor this list did not hand out.
 
         ``search``: only those whose title or any message's text holds it (case-insensitive,
         taken literally: ``%`` and ``_`` are not wildcards), each with an excerpt.
@@ -101,23 +83,14 @@ class HistoryService:
                 Message.content.icontains(search, autoescape=True),
             )
             query = query.where(or_(Conversation.title.icontains(search, autoescape=True), in_messages))
-        if after is not None:
-            query = query.where(
-                or_(
-                    Conversation.updated_at < after.updated_at,
-                    and_(
-                        Conversation.updated_at == after.updated_at,
-                        Conversation.id < after.conversation_id,
-                    ),
-                )
-            )
+        past = CONVERSATIONS.after((Conversation.updated_at, Conversation.id), cursor, descending=True)
+        if past is not None:
+            query = query.where(past)
         query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-        rows = list((await self._session.scalars(query.limit(limit + 1))).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        last = rows[-1] if more else None
+        found = list((await self._session.scalars(query.limit(limit + 1))).all())
+        rows, next_cursor = CONVERSATIONS.page(found, limit, lambda c: (c.updated_at, c.id))
         matches = await self._excerpts(rows, search) if search else {}
-        return Page(rows, Cursor(last.updated_at, last.id) if last is not None else None, matches)
+        return Page(rows, next_cursor, matches)
 
     async def _excerpts(self, conversations: list[Conversation], search: str) -> dict[str, str]:
         """conversation id -> an excerpt of its first message holding ``search``."""

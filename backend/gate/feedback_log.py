@@ -15,9 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Feedback, Message, User
+from backend.db.paging import Keyset
 from backend.errors import BadRequest
 
 MAX_PAGE = 200
+# Newest first by id (unique).
+FEEDBACK = Keyset("feedback", (int,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +42,11 @@ class FeedbackEntry:
 
 @dataclass(frozen=True, slots=True)
 class FeedbackPage:
-    """``entries`` newest first; ``next_before`` is the ``before`` of the next (older) page,
-    None on the last one."""
+    """``entries`` newest first; ``next_cursor`` is the ``cursor`` of the next (older)
+    page, None on the last one."""
 
     entries: list[FeedbackEntry]
-    next_before: int | None
+    next_cursor: str | None
 
 
 class FeedbackLog:
@@ -56,12 +59,13 @@ class FeedbackLog:
         rating: Literal["up", "down"] | None = None,
         with_comment: bool = False,
         expert: str | None = None,
-        before: int | None = None,
+        cursor: str | None = None,
         limit: int = 50,
     ) -> FeedbackPage:
-        """Feedback with id < ``before`` (all if None), filtered, at most ``limit`` (1-200).
+        """Feedback after ``cursor`` (None: from the newest), filtered, at most ``limit`` (1-200).
 
-        ``expert`` matches the expert that answered. Raises BadRequest for a limit out of range.
+        ``expert`` matches the expert that answered. Raises BadRequest for a limit out of
+        range or (``invalid_cursor``) a cursor this list did not hand out.
         """
         if not 1 <= limit <= MAX_PAGE:
             raise BadRequest(f"limit must be between 1 and {MAX_PAGE}", param="limit")
@@ -72,11 +76,11 @@ class FeedbackLog:
             query = query.where(Feedback.comment.is_not(None), Feedback.comment != "")
         if expert is not None:
             query = query.where(Feedback.routed_expert == expert)
-        if before is not None:
-            query = query.where(Feedback.id < before)
-        rows = (await self._session.execute(query.order_by(Feedback.id.desc()).limit(limit + 1))).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
+        past = FEEDBACK.after((Feedback.id,), cursor, descending=True)
+        if past is not None:
+            query = query.where(past)
+        found = (await self._session.execute(query.order_by(Feedback.id.desc()).limit(limit + 1))).all()
+        rows, next_cursor = FEEDBACK.page(found, limit, lambda r: (r[0].id,))
         questions = await self._questions([fb.request_id for fb, _ in rows])
         entries = [
             FeedbackEntry(
@@ -87,7 +91,7 @@ class FeedbackLog:
             )
             for fb, email in rows
         ]  # fmt: skip
-        return FeedbackPage(entries, entries[-1].id if more and entries else None)
+        return FeedbackPage(entries, next_cursor)
 
     async def _questions(self, request_ids: list[str]) -> dict[str, str]:
         """The user's message of each request that still has one."""

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Document, DocumentChunk
+from backend.db.paging import Keyset
 from backend.errors import NotFound
 from backend.knowledge.safety import DocumentScanner, is_quarantined
-from backend.knowledge.types import DocumentSafety, DocumentSection, DocumentText, DocumentView, FileResult, FileStatus
+from backend.knowledge.types import (
+    DocumentListing,
+    DocumentSafety,
+    DocumentSection,
+    DocumentText,
+    DocumentView,
+    FileResult,
+    FileStatus,
+)
 from retrieval.acl import visible
 from retrieval.types import Location
+
+# By id, ascending (ids are never reused).
+DOCUMENTS = Keyset("documents", (int,))
 
 
 def document_view(doc: Document, scanner: DocumentScanner | None = None) -> DocumentView:
@@ -47,18 +59,43 @@ class DocumentService:
         groups: frozenset[str] | None,
         domain: str | None = None,
         limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[DocumentView], int]:
-        """(one page of documents, total) ordered by id.
+        cursor: str | None = None,
+    ) -> DocumentListing:
+        """Up to ``limit`` documents by id after ``cursor`` (None: from the first), and the
+        total. Raises BadRequest (``invalid_cursor``) for a cursor this list did not hand out.
 
         ``groups`` None lists every document (admins); otherwise only documents a caller
-        in those groups may see are listed or counted.
+        in those groups may see are listed or counted. Visibility is decided here, not in
+        SQL, so the rows are read in keyset batches until the page is full.
         """
-        query = select(Document).order_by(Document.id)
+        base = select(Document)
         if domain is not None:
-            query = query.where(Document.domain == domain)
-        docs = [d for d in await self._session.scalars(query) if groups is None or visible(frozenset(d.groups), groups)]
-        return [document_view(d, self._scanner) for d in docs[offset : offset + limit]], len(docs)
+            base = base.where(Document.domain == domain)
+        past = DOCUMENTS.after((Document.id,), cursor, descending=False)
+        query = base if past is None else base.where(past)
+        found: list[Document] = []
+        while len(found) <= limit:
+            batch = list(await self._session.scalars(query.order_by(Document.id).limit(limit + 1)))
+            found += [d for d in batch if groups is None or visible(frozenset(d.groups), groups)]
+            if len(batch) <= limit:
+                break
+            query = base.where(Document.id > batch[-1].id)
+        docs, next_cursor = DOCUMENTS.page(found, limit, lambda d: (d.id,))
+        return DocumentListing(
+            tuple(document_view(d, self._scanner) for d in docs), next_cursor, await self._count(groups, domain)
+        )
+
+    async def _count(self, groups: frozenset[str] | None, domain: str | None) -> int:
+        """How many documents (in ``domain``, if given) a caller in ``groups`` may see."""
+        if groups is None:
+            query = select(func.count()).select_from(Document)
+            if domain is not None:
+                query = query.where(Document.domain == domain)
+            return int(await self._session.scalar(query) or 0)
+        shown = select(Document.groups)
+        if domain is not None:
+            shown = shown.where(Document.domain == domain)
+        return sum(1 for doc_groups in await self._session.scalars(shown) if visible(frozenset(doc_groups), groups))
 
     async def get(self, document_id: int) -> Document:
         doc = await self._session.get(Document, document_id)

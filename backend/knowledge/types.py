@@ -177,6 +177,16 @@ class DocumentView:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentListing:
+    """One page of the documents a caller may see, by id; ``next_cursor`` None on the
+    last page; ``total`` counts them on every page."""
+
+    documents: tuple[DocumentView, ...]
+    next_cursor: str | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentSection:
     """One stored chunk of a document, in reading order: ``title_path`` from the
     document title to its heading, ``location`` ("lines 12-30", "page 3"; "" unknown)."""

@@ -21,14 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
 from backend.db.models import Message, Review, utcnow
+from backend.db.paging import Keyset
 from backend.errors import BadRequest, Conflict, Forbidden, NotFound
 from backend.principal import Principal
 from backend.review.policy import rejected
-from backend.review.types import STATUS_OF, Decision, QueueStats, ReviewView, Status
+from backend.review.types import STATUS_OF, Decision, QueueStats, ReviewPage, ReviewView, Status
 from experts.registry import ExpertRegistry
 
 REVIEWER = "reviewer"
 MAX_LIST = 200
+# Oldest first: (created_at, id), the id breaking ties.
+REVIEWS = Keyset("reviews", (datetime, str))
 
 
 def is_reviewer(principal: Principal) -> bool:
@@ -52,17 +55,27 @@ class ReviewService:
         group = self._registry.get(expert).review.group
         return group is None or group in principal.groups
 
-    async def queue(self, principal: Principal, status: Status | None, *, limit: int = MAX_LIST) -> list[ReviewView]:
+    async def queue(
+        self, principal: Principal, status: Status | None, *, limit: int = MAX_LIST, cursor: str | None = None
+    ) -> ReviewPage:
         """The reviews of experts the caller may review, oldest first (``status`` None:
-        all). Raises Forbidden for a caller who is neither reviewer nor admin."""
+        all), ``limit`` (at most MAX_LIST) after ``cursor`` (None: from the oldest).
+        Raises Forbidden for a caller who is neither reviewer nor admin, BadRequest
+        (``invalid_cursor``) for a cursor this list did not hand out."""
         self._require_reviewer(principal)
-        query = select(Review).order_by(Review.created_at, Review.id).limit(min(limit, MAX_LIST))
+        limit = min(limit, MAX_LIST)
+        query = select(Review).order_by(Review.created_at, Review.id).limit(limit + 1)
+        past = REVIEWS.after((Review.created_at, Review.id), cursor, descending=False)
+        if past is not None:
+            query = query.where(past)
         if status is not None:
             query = query.where(Review.status == status)
         if not principal.is_admin:
             mine = [s.name for s in self._registry if self.may_review(principal, s.name)]
             query = query.where(Review.expert.in_(mine))
-        return [_view(r) for r in (await self._session.scalars(query)).all()]
+        found = (await self._session.scalars(query)).all()
+        rows, next_cursor = REVIEWS.page(found, limit, lambda r: (r.created_at, r.id))
+        return ReviewPage(tuple(_view(r) for r in rows), next_cursor)
 
     async def get(self, principal: Principal, review_id: str) -> ReviewView:
         """A review the caller may review, or asked for (callers then show only the

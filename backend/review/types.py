@@ -72,6 +72,14 @@ class ReviewView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewPage:
+    """Reviews oldest first; ``next_cursor`` None on the last page."""
+
+    reviews: tuple[ReviewView, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """Pending reviews: how many per expert, and how long they have waited (seconds)."""
 

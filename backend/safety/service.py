@@ -6,12 +6,11 @@ admin action, audited (``safety.labelled``) in the same transaction; an export i
 audited (``safety.exported``) before its rows are handed out.
 
 Raises Forbidden (``auditor_required`` / ``admin_required``), NotFound
-(``safety_flag_not_found``) and BadRequest (a cursor this API did not issue).
+(``safety_flag_not_found``) and BadRequest (``invalid_cursor``: a cursor this list did not hand out).
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.audit.types import Actor, AuditEntry, Outcome
 from backend.audit.writer import AuditTrail
 from backend.db.models import AuditEvent, SafetyFlag, utcnow
-from backend.errors import BadRequest, Forbidden, NotFound
+from backend.db.paging import Keyset
+from backend.errors import Forbidden, NotFound
 from backend.principal import Principal
 from backend.safety.types import (
     UNLABELLED,
@@ -52,6 +52,10 @@ def require_admin(principal: Principal) -> None:
         raise Forbidden("labelling and exporting safety flags needs the admin role", code="admin_required")
 
 
+# Newest first by id (unique).
+FLAGS = Keyset("safety_flags", (int,))
+
+
 class SafetyFlagService:
     def __init__(self, session: AsyncSession, trail: AuditTrail) -> None:
         self._session = session
@@ -59,19 +63,17 @@ class SafetyFlagService:
 
     async def page(self, principal: Principal, flt: FlagFilter, *, limit: int, cursor: str | None = None) -> FlagPage:
         """Up to ``limit`` flags, newest first, after ``cursor``; each with the seq of its
-        request's audit event when that is chained."""
+        request's audit event when that is chained. Raises BadRequest (``invalid_cursor``)
+        for a cursor this list did not hand out."""
         require_reader(principal)
         stmt = _filtered(flt)
-        if cursor is not None:
-            stmt = stmt.where(SafetyFlag.id < decode_cursor(cursor))
-        rows = list((await self._session.scalars(stmt.order_by(SafetyFlag.id.desc()).limit(limit + 1))).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
+        past = FLAGS.after((SafetyFlag.id,), cursor, descending=True)
+        if past is not None:
+            stmt = stmt.where(past)
+        found = list((await self._session.scalars(stmt.order_by(SafetyFlag.id.desc()).limit(limit + 1))).all())
+        rows, next_cursor = FLAGS.page(found, limit, lambda r: (r.id,))
         seqs = await self._audit_seqs([r.request_id for r in rows])
-        return FlagPage(
-            flags=tuple(_view(r, seqs.get(r.request_id)) for r in rows),
-            next_cursor=encode_cursor(rows[-1].id) if more and rows else None,
-        )
+        return FlagPage(flags=tuple(_view(r, seqs.get(r.request_id)) for r in rows), next_cursor=next_cursor)
 
     async def stats(
         self, principal: Principal, since: datetime | None = None, until: datetime | None = None
@@ -196,22 +198,6 @@ def _filtered(flt: FlagFilter) -> Select[Any]:
     if flt.until is not None:
         stmt = stmt.where(f.created_at < flt.until)
     return stmt
-
-
-def encode_cursor(flag_id: int) -> str:
-    return base64.urlsafe_b64encode(f"flag:{flag_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The flag id a cursor points before. Raises BadRequest for anything we did not issue."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        if kind != "flag" or not value.isdigit():
-            raise ValueError(raw)
-        return int(value)
-    except ValueError:
-        raise BadRequest("cursor is not one this API issued", param="cursor") from None
 
 
 def _view(flag: SafetyFlag, audit_seq: int | None) -> FlagView:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.chat.exchanges import ConversationService, Exchange
-from backend.conversations.service import Cursor, HistoryService
+from backend.conversations.service import HistoryService
 from backend.db.models import Conversation, Message
 from backend.db.session import Database
 from backend.errors import NotFound
@@ -52,9 +52,8 @@ async def test_pages_cover_every_row_once_with_tied_timestamps(db: Database) -> 
         page = await service.list_owned(alice, limit=3)
         seen += [c.id for c in page.conversations]
         while page.next_cursor is not None:
-            # The cursor goes through its string form, as it does over HTTP.
-            after = Cursor.decode(page.next_cursor.encode())
-            page = await service.list_owned(alice, limit=3, after=after)
+            # The cursor is the opaque text the HTTP API hands out (timestamptz inside).
+            page = await service.list_owned(alice, limit=3, cursor=page.next_cursor)
             seen += [c.id for c in page.conversations]
     assert seen == [cid for _, cid in expected]
 

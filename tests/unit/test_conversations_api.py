@@ -105,7 +105,7 @@ async def test_cursor_pages_through_every_conversation_once(client: httpx.AsyncC
 async def test_bad_cursor_and_limit_are_400(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/conversations", params={"cursor": "not-a-cursor!"})
     assert r.status_code == 400
-    assert r.json()["error"]["param"] == "cursor"
+    assert r.json()["error"]["param"] == "cursor" and r.json()["error"]["code"] == "invalid_cursor"
     r = await client.get("/api/v1/conversations", params={"limit": 0})
     assert r.status_code == 400
 

@@ -36,7 +36,7 @@ async def test_every_rating_and_comment_newest_first(
     r = await client.get("/api/v1/admin/feedback", headers=auth(auditor))
     assert r.status_code == 200, r.text
     page = r.json()
-    assert page["next_before"] is None
+    assert page["next_cursor"] is None
     rows = [
         (e["request_id"], e["rating"], e["comment"], e["routed_expert"], e["expected_expert"], e["resolved"])
         for e in page["data"]
@@ -77,13 +77,21 @@ async def test_filters_and_pages(client: httpx.AsyncClient, llm: FakeOpenAI, run
     assert request_ids(await listed(with_comment="true")) == [ids[4], ids[1]]
     assert request_ids(await listed(expert="legal")) == []
     first = await listed(limit=2)
-    assert request_ids(first) == [ids[4], ids[3]] and isinstance(first["next_before"], int)
-    second = await listed(limit=2, before=first["next_before"])
-    third = await listed(limit=2, before=second["next_before"])
+    assert request_ids(first) == [ids[4], ids[3]] and isinstance(first["next_cursor"], str)
+    second = await listed(limit=2, cursor=first["next_cursor"])
+    third = await listed(limit=2, cursor=second["next_cursor"])
     assert request_ids(second) == [ids[2], ids[1]] and request_ids(third) == [ids[0]]
-    assert third["next_before"] is None
+    assert third["next_cursor"] is None
+    # Filters go on across pages: the cursor only says where the last page stopped.
+    downs = await listed(rating="down", limit=1)
+    assert request_ids(await listed(rating="down", limit=2, cursor=downs["next_cursor"])) == [ids[2], ids[1]]
     r = await client.get("/api/v1/admin/feedback", headers=admin, params={"limit": 0})
     assert r.status_code == 400 and r.json()["error"]["param"] == "query.limit"
+    # The old id parameter is gone; a cursor of another list is refused, not misread.
+    flags = await client.get("/api/v1/safety/flags", headers=admin)
+    assert flags.status_code == 200
+    r = await client.get("/api/v1/admin/feedback", headers=admin, params={"cursor": "5"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor"
 
 
 async def test_feedback_outlives_its_deleted_conversation(

@@ -326,7 +326,16 @@ async def test_filters_and_cursor_pages(http: httpx.AsyncClient, runtime: Runtim
     assert (await q(outcome="refused")).json()["data"] == []
     assert len((await q(reason="requested")).json()["data"]) == 4
     assert (await q(since="2999-01-01T00:00:00")).json()["data"] == []
-    assert (await q(cursor="bogus!")).status_code == 400
+    bogus = await q(cursor="bogus!")
+    assert bogus.status_code == 400 and bogus.json()["error"]["code"] == "invalid_cursor"
+    # /me/audit pages the same way, over the caller's own events only.
+    mine = await http.get("/api/v1/me/audit", headers=auth(k["user"]), params={"limit": 2})
+    assert len(mine.json()["data"]) == 2 and mine.json()["next_cursor"]
+    rest = await http.get(
+        "/api/v1/me/audit", headers=auth(k["user"]), params={"limit": 50, "cursor": mine.json()["next_cursor"]}
+    )
+    both = [e["seq"] for e in mine.json()["data"] + rest.json()["data"]]
+    assert both == sorted(set(both), reverse=True) and rest.json()["next_cursor"] is None
 
 
 async def test_event_detail_shows_the_trace_and_its_integrity(http: httpx.AsyncClient, runtime: Runtime) -> None:

@@ -195,6 +195,28 @@ async def test_acl_filtered_citations_and_document_lifecycle(kb: Runtime, llm: F
         assert "upload/fallbacks.md" in listed(await lawyer.get("/api/v1/documents?domain=legal"))
         everything = (await admin.get("/api/v1/documents")).json()
         assert everything["total"] == 3
+        assert everything["next_cursor"] is None
+
+        # One at a time by id: every document once, in order; a caller outside a
+        # document's groups pages past it without seeing it, and counts only their own.
+        async def walk(client: httpx.AsyncClient) -> tuple[list[int], set[int]]:
+            ids: list[int] = []
+            totals: set[int] = set()
+            params: dict[str, str | int] = {"limit": 1}
+            while True:
+                page = (await client.get("/api/v1/documents", params=params)).json()
+                ids += [d["id"] for d in page["data"]]
+                totals.add(page["total"])
+                if page["next_cursor"] is None:
+                    return ids, totals
+                params["cursor"] = page["next_cursor"]
+
+        all_ids = [d["id"] for d in everything["data"]]
+        assert all_ids == sorted(all_ids) and await walk(admin) == (all_ids, {3})
+        user_ids = [d["id"] for d in (await user.get("/api/v1/documents")).json()["data"]]
+        assert len(user_ids) == 2 and await walk(user) == (user_ids, {2})
+        r = await admin.get("/api/v1/documents", params={"offset": 1, "cursor": "MQ"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor"
         doc_id = next(d["id"] for d in everything["data"] if d["source"] == "upload/fallbacks.md")
 
         # Re-uploading the same bytes is a no-op; deleting removes it from retrieval.

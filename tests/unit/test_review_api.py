@@ -134,6 +134,16 @@ async def test_edit_replaces_the_draft_and_reject_says_why(tmp_path: Path, llm: 
             ids.append((body["expertgate"]["review"]["id"], body["expertgate"]["conversation_id"]))
         (edit_id, edit_conv), (reject_id, reject_conv) = ids
 
+        # Oldest first, a page at a time; a review queued between two pages comes last.
+        first = (await reviewer.get("/api/v1/reviews", params={"limit": 1})).json()
+        assert [r["id"] for r in first["data"]] == [edit_id] and first["next_cursor"]
+        llm.script(Reply(WRONG))
+        later = (await asker.post("/v1/chat/completions", json=ASK)).json()["expertgate"]["review"]["id"]
+        rest = await reviewer.get("/api/v1/reviews", params={"limit": 5, "cursor": first["next_cursor"]})
+        assert [r["id"] for r in rest.json()["data"]] == [reject_id, later] and rest.json()["next_cursor"] is None
+        bad = await reviewer.get("/api/v1/reviews", params={"cursor": first["next_cursor"][:-3]})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+
         missing = await reviewer.post(f"/api/v1/reviews/{edit_id}", json={"decision": "edit", "reason": "number"})
         assert missing.status_code == 400
         r = await reviewer.post(

@@ -187,6 +187,7 @@ async def test_filters_and_pages(tmp_path: Path, llm: FakeOpenAI, encoder: Encod
         assert [f["id"] for f in rest["data"]] == [listed[2]["id"]] and rest["next_cursor"] is None
         bad = await s["admin"].get("/api/v1/safety/flags", params={"cursor": "not-ours"})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "cursor"
+        assert bad.json()["error"]["code"] == "invalid_cursor"
         toxic = await s["admin"].get("/api/v1/safety/flags", params={"label": "toxic"})
         assert toxic.status_code == 400 and toxic.json()["error"]["code"] == "invalid_request"
 

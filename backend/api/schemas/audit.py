@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 from pydantic import BaseModel, Field, create_model
 
+from backend.api.schemas.paging import NextCursor
 from backend.audit.types import SHOWN_FIELDS, AuditEventView, VerifyReport
 
 
@@ -56,7 +57,7 @@ class AuditEventOut(_StoredEventOut):
 
 class AuditPage(BaseModel):
     data: list[AuditEventOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")
+    next_cursor: NextCursor
 
 
 class Integrity(BaseModel):

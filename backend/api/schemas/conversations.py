@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from backend.api.schemas.chat import Citation, FallbackOut, GroundingOut, ReviewRef
+from backend.api.schemas.paging import NextCursor
 
 
 class ConversationOut(BaseModel):
@@ -22,10 +23,10 @@ class ConversationOut(BaseModel):
 
 
 class ConversationPage(BaseModel):
-    """Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page (null: no more)."""
+    """Most recently updated first."""
 
     data: list[ConversationOut]
-    next_cursor: str | None
+    next_cursor: NextCursor
 
 
 class StoredRoute(BaseModel):

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.schemas.paging import NextCursor
+
 
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,7 +48,7 @@ class FeedbackEntryOut(BaseModel):
 
 class FeedbackPageOut(BaseModel):
     data: list[FeedbackEntryOut]
-    next_before: int | None = Field(description="pass as `before` for the next, older page; null on the last")
+    next_cursor: NextCursor
 
 
 class RelabelIn(BaseModel):

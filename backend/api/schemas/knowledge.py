@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from backend.api.schemas.paging import NextCursor
 from backend.knowledge.types import DocumentText, DocumentView, FileResult, JobView
 
 
@@ -42,9 +43,8 @@ class DocumentOut(BaseModel):
 
 class DocumentPage(BaseModel):
     data: list[DocumentOut]
-    total: int
-    limit: int
-    offset: int
+    next_cursor: NextCursor
+    total: int = Field(description="every document the caller may see (in ``domain``, if given), on all pages")
 
 
 class DocumentSectionOut(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.schemas.chat import Citation, GroundingOut, Text
+from backend.api.schemas.paging import NextCursor
 
 StatusOut = Literal["pending", "approved", "edited", "rejected"]
 
@@ -49,6 +50,7 @@ class ReviewOutcome(BaseModel):
 
 class ReviewList(BaseModel):
     data: list[ReviewOut]
+    next_cursor: NextCursor
 
 
 class ReviewDecisionIn(BaseModel):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
+from backend.api.schemas.paging import NextCursor
 from backend.safety.types import FlagStats, FlagView
 
 LabelOut = Literal["benign", "injection", "jailbreak", "extraction"]
@@ -57,7 +58,7 @@ class SafetyFlagOut(BaseModel):
 
 class SafetyFlagPage(BaseModel):
     data: list[SafetyFlagOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")
+    next_cursor: NextCursor
 
 
 class SafetyLabelIn(BaseModel):

@@ -36,6 +36,7 @@ import type {
   Review,
   ReviewDecision,
   ReviewOutcome,
+  ReviewPage,
   ReviewStatus,
   RouteInfo,
   RouterStatus,
@@ -205,10 +206,11 @@ export class Api {
     return response.blob();
   }
 
-  async documents(domain?: string, offset = 0, limit = 100): Promise<DocumentPage> {
+  /** Documents by id, a page at a time (`cursor`: the previous page's `next_cursor`). */
+  async documents(domain?: string, cursor?: string, limit = 100): Promise<DocumentPage> {
     return unwrap(
       await this.client.GET("/api/v1/documents", {
-        params: { query: { limit, offset, ...(domain ? { domain } : {}) } },
+        params: { query: { limit, ...(cursor ? { cursor } : {}), ...(domain ? { domain } : {}) } },
       }),
     );
   }
@@ -316,8 +318,10 @@ export class Api {
   }
 
   /** The review queue (reviewers and admins): reviews of the experts the caller may review, oldest first. */
-  async reviews(status: ReviewStatus = "pending", limit = 100): Promise<Review[]> {
-    return unwrap(await this.client.GET("/api/v1/reviews", { params: { query: { status, limit } } })).data;
+  async reviews(status: ReviewStatus = "pending", cursor?: string, limit = 100): Promise<ReviewPage> {
+    return unwrap(
+      await this.client.GET("/api/v1/reviews", { params: { query: { status, limit, ...(cursor ? { cursor } : {}) } } }),
+    );
   }
 
   /** One review: the whole of it for its reviewers, only the outcome for its asker. */

@@ -505,7 +505,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Documents */
+        /**
+         * List Documents
+         * @description By id; ``total`` counts every document the caller may see, on all pages.
+         */
         get: operations["listDocuments"];
         put?: never;
         /** Upload Documents */
@@ -1109,7 +1112,7 @@ export interface components {
             data: components["schemas"]["AuditEventOut"][];
             /**
              * Next Cursor
-             * @description Pass as `cursor` for the next (older) page; null on the last page.
+             * @description Pass as `cursor` for the next page; null on the last page.
              */
             next_cursor: string | null;
         };
@@ -1358,12 +1361,15 @@ export interface components {
         };
         /**
          * ConversationPage
-         * @description Newest first. Pass ``next_cursor`` back as ``cursor`` for the next page (null: no more).
+         * @description Most recently updated first.
          */
         ConversationPage: {
             /** Data */
             data: components["schemas"]["ConversationOut"][];
-            /** Next Cursor */
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next page; null on the last page.
+             */
             next_cursor: string | null;
         };
         /**
@@ -1453,11 +1459,15 @@ export interface components {
         DocumentPage: {
             /** Data */
             data: components["schemas"]["DocumentOut"][];
-            /** Limit */
-            limit: number;
-            /** Offset */
-            offset: number;
-            /** Total */
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next page; null on the last page.
+             */
+            next_cursor: string | null;
+            /**
+             * Total
+             * @description every document the caller may see (in ``domain``, if given), on all pages
+             */
             total: number;
         };
         /** DocumentReleased */
@@ -1601,10 +1611,10 @@ export interface components {
             /** Data */
             data: components["schemas"]["FeedbackEntryOut"][];
             /**
-             * Next Before
-             * @description pass as `before` for the next, older page; null on the last
+             * Next Cursor
+             * @description Pass as `cursor` for the next page; null on the last page.
              */
-            next_before: number | null;
+            next_cursor: string | null;
         };
         /** FeedbackQueueItem */
         FeedbackQueueItem: {
@@ -2041,6 +2051,11 @@ export interface components {
         ReviewList: {
             /** Data */
             data: components["schemas"]["ReviewOut"][];
+            /**
+             * Next Cursor
+             * @description Pass as `cursor` for the next page; null on the last page.
+             */
+            next_cursor: string | null;
         };
         /**
          * ReviewOut
@@ -2304,7 +2319,7 @@ export interface components {
             data: components["schemas"]["SafetyFlagOut"][];
             /**
              * Next Cursor
-             * @description Pass as `cursor` for the next (older) page; null on the last page.
+             * @description Pass as `cursor` for the next page; null on the last page.
              */
             next_cursor: string | null;
         };
@@ -2624,6 +2639,7 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
+                /** @description the `next_cursor` of the previous page, unchanged; leave it out for the first page */
                 cursor?: string | null;
                 /** @description ISO 8601; naive means UTC */
                 since?: string | null;
@@ -2823,9 +2839,9 @@ export interface operations {
                 with_comment?: boolean;
                 /** @description the expert that answered */
                 expert?: string | null;
-                /** @description feedback id: older than this */
-                before?: number | null;
                 limit?: number;
+                /** @description the `next_cursor` of the previous page, unchanged; leave it out for the first page */
+                cursor?: string | null;
             };
             header?: never;
             path?: never;
@@ -3391,6 +3407,7 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
+                /** @description the `next_cursor` of the previous page, unchanged; leave it out for the first page */
                 cursor?: string | null;
                 /** @description only conversations whose title or messages hold this text */
                 q?: string | null;
@@ -3556,7 +3573,8 @@ export interface operations {
             query?: {
                 domain?: string | null;
                 limit?: number;
-                offset?: number;
+                /** @description the `next_cursor` of the previous page, unchanged; leave it out for the first page */
+                cursor?: string | null;
             };
             header?: never;
             path?: never;
@@ -3798,6 +3816,7 @@ export interface operations {
         parameters: {
             query?: {
                 limit?: number;
+                /** @description the `next_cursor` of the previous page, unchanged; leave it out for the first page */
                 cursor?: string | null;
             };
             header?: never;
@@ -3882,6 +3901,8 @@ export interface operations {
             query?: {
                 status?: ("pending" | "approved" | "edited" | "rejected") | null;
                 limit?: number;
+                /** @description the `next_cursor` of the previous page, unchanged; leave it out for the first page */
+                cursor?: string | null;
             };
             header?: never;
             path?: never;
@@ -4008,6 +4029,7 @@ export interface operations {
                 /** @description exclusive */
                 until?: string | null;
                 limit?: number;
+                /** @description the `next_cursor` of the previous page, unchanged; leave it out for the first page */
                 cursor?: string | null;
             };
             header?: never;

@@ -3,6 +3,12 @@ import type { components, paths } from "./schema";
 
 type Schemas = components["schemas"];
 
+/** Every list endpoint's answer: pass `next_cursor` back as `cursor` for the next page (null: the last). */
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
 export type RouteInfo = Schemas["RouteInfo"];
 export type Citation = Schemas["Citation"];
 export type Fallback = Schemas["FallbackOut"];
@@ -145,6 +151,7 @@ export type QuotaPolicy = Schemas["QuotaPolicyOut"];
 export type QuotaPolicyIn = Schemas["QuotaPolicyIn"];
 export type LimitUsage = Schemas["LimitUsageOut"];
 export type Review = Schemas["ReviewOut"];
+export type ReviewPage = Schemas["ReviewList"];
 export type ReviewQueueStats = Schemas["ReviewQueueStats"];
 export type ReviewOutcome = Schemas["ReviewOutcome"];
 export type ReviewDecision = Schemas["ReviewDecisionIn"];

@@ -1,13 +1,13 @@
 import { useCallback, useEffect, useId, useState, type FormEvent } from "react";
 
 import type { Api } from "../api/client";
-import { ApiError } from "../api/errors";
 import type { AuditEvent, AuditEventDetail, AuditQuery, ModelCard } from "../api/types";
 import { navigate } from "../location";
 import { AuditTrace } from "./AuditTrace";
 import { useMediaQuery } from "./media";
 import { Modal } from "./Modal";
 import { ErrorLine, GridTable } from "./Table";
+import { usePagedList } from "./usePagedList";
 
 const OUTCOMES = ["", "ok", "refused", "error", "aborted"] as const;
 const REASONS = ["", "routed", "requested", "context", "low_confidence", "out_of_domain", "overflow", "not_allowed", "fallback"];
@@ -43,10 +43,7 @@ function eventKey(e: AuditEvent): string {
 export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[]; detail: string | null }) {
   const [filters, setFilters] = useState<Filters>(NO_FILTERS);
   const [applied, setApplied] = useState<AuditQuery>({});
-  const [events, setEvents] = useState<AuditEvent[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
-  const [status, setStatus] = useState<"loading" | "ready" | "missing" | "forbidden" | "error">("loading");
-  const [error, setError] = useState<string | null>(null);
+  const [exportError, setError] = useState<string | null>(null);
   const [opened, setOpened] = useState<AuditEventDetail | null>(null);
   const [openError, setOpenError] = useState<string | null>(null);
   const id = useId();
@@ -71,28 +68,14 @@ export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[
     };
   }, [api, detail]);
 
-  const load = useCallback(
-    async (query: AuditQuery, after?: string) => {
-      try {
-        const page = await api.audit({ ...query, limit: 50, ...(after ? { cursor: after } : {}) });
-        setEvents((prev) => (after ? [...prev, ...page.data] : page.data));
-        setCursor(page.next_cursor);
-        setStatus("ready");
-      } catch (err) {
-        if (err instanceof ApiError && err.missingEndpoint) setStatus("missing");
-        else if (err instanceof ApiError && err.status === 403) setStatus("forbidden");
-        else {
-          setStatus("error");
-          setError(err instanceof Error ? err.message : String(err));
-        }
-      }
-    },
-    [api],
+  const fetchPage = useCallback(
+    (cursor?: string) => api.audit({ ...applied, limit: 50, ...(cursor ? { cursor } : {}) }),
+    [api, applied],
   );
-
-  useEffect(() => {
-    void load(applied);
-  }, [load, applied]);
+  const list = usePagedList<AuditEvent>(fetchPage);
+  const { items: events, status } = list;
+  const listError = list.error instanceof Error ? list.error.message : list.error ? String(list.error) : null;
+  const error = listError ?? exportError;
 
   function submit(e: FormEvent) {
     e.preventDefault();
@@ -233,8 +216,8 @@ export function AuditLog({ api, models, detail }: { api: Api; models: ModelCard[
           </GridTable>
           {status === "ready" && events.length === 0 && <p className="muted">No events match.</p>}
           {status === "loading" && <p className="muted">Loading…</p>}
-          {cursor && (
-            <button type="button" className="ghost" onClick={() => void load(applied, cursor)}>
+          {list.hasMore && (
+            <button type="button" className="ghost" disabled={list.loadingMore} onClick={() => void list.loadMore()}>
               Load older events
             </button>
           )}

@@ -1,10 +1,10 @@
-import { useCallback, useEffect, useId, useState } from "react";
+import { useCallback, useId, useState } from "react";
 
 import type { Api } from "../api/client";
-import { ApiError } from "../api/errors";
 import type { AuditEvent, FeedbackEntry, FeedbackQuery, ModelCard } from "../api/types";
 import { navigate } from "../location";
 import { ErrorLine } from "./Table";
+import { usePagedList } from "./usePagedList";
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -18,44 +18,24 @@ export function traceOf(events: readonly AuditEvent[]): AuditEvent | null {
 /** Users' ratings and comments, newest first, each with a link to its request's audit trace. */
 export function Feedback({ api, models }: { api: Api; models: ModelCard[] }) {
   const [query, setQuery] = useState<FeedbackQuery>({});
-  const [entries, setEntries] = useState<FeedbackEntry[]>([]);
-  const [before, setBefore] = useState<number | null>(null);
-  const [status, setStatus] = useState<"loading" | "ready" | "missing" | "forbidden" | "error">("loading");
-  const [error, setError] = useState<string | null>(null);
+  const [traceError, setTraceError] = useState<string | null>(null);
   const id = useId();
-
-  const load = useCallback(
-    async (q: FeedbackQuery, older?: number) => {
-      try {
-        const page = await api.feedbackLog({ ...q, limit: 50, ...(older ? { before: older } : {}) });
-        setEntries((prev) => (older ? [...prev, ...page.data] : page.data));
-        setBefore(page.next_before);
-        setStatus("ready");
-        setError(null);
-      } catch (err) {
-        if (err instanceof ApiError && err.missingEndpoint) setStatus("missing");
-        else if (err instanceof ApiError && err.status === 403) setStatus("forbidden");
-        else {
-          setStatus("error");
-          setError(`Could not load the feedback: ${message(err)}`);
-        }
-      }
-    },
-    [api],
+  const fetchPage = useCallback(
+    (cursor?: string) => api.feedbackLog({ ...query, limit: 50, ...(cursor ? { cursor } : {}) }),
+    [api, query],
   );
-
-  useEffect(() => {
-    void load(query);
-  }, [load, query]);
+  const list = usePagedList<FeedbackEntry>(fetchPage);
+  const { items: entries, status } = list;
+  const error = list.error ? `Could not load the feedback: ${message(list.error)}` : traceError;
 
   async function openTrace(entry: FeedbackEntry) {
     try {
       const page = await api.audit({ request_id: entry.request_id, limit: 20 });
       const event = traceOf(page.data);
       if (event) navigate(`/console/audit/${event.seq}`);
-      else setError(`No audit event has request id ${entry.request_id}.`);
+      else setTraceError(`No audit event has request id ${entry.request_id}.`);
     } catch (err) {
-      setError(`Could not open the trace: ${message(err)}`);
+      setTraceError(`Could not open the trace: ${message(err)}`);
     }
   }
 
@@ -151,8 +131,8 @@ export function Feedback({ api, models }: { api: Api; models: ModelCard[] }) {
           </li>
         ))}
       </ol>
-      {before !== null && (
-        <button type="button" className="ghost" onClick={() => void load(query, before)}>
+      {list.hasMore && (
+        <button type="button" className="ghost" disabled={list.loadingMore} onClick={() => void list.loadMore()}>
           Load older feedback
         </button>
       )}

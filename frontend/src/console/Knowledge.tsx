@@ -1,9 +1,9 @@
 import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from "react";
 
 import type { Api } from "../api/client";
-import { ApiError } from "../api/errors";
-import type { DocumentOut, IngestJob, ModelCard } from "../api/types";
+import type { DocumentOut, DocumentPage, IngestJob, ModelCard } from "../api/types";
 import { ErrorLine, GridTable } from "./Table";
+import { usePagedList } from "./usePagedList";
 
 const FINISHED = new Set(["succeeded", "partial", "failed"]);
 
@@ -15,33 +15,23 @@ function message(err: unknown): string {
 export function Knowledge({ api, models }: { api: Api; models: ModelCard[] }) {
   const domains = models.map((m) => m.id).filter((id) => id !== "auto" && id !== "general");
   const [domain, setDomain] = useState("");
-  const [docs, setDocs] = useState<DocumentOut[]>([]);
-  const [total, setTotal] = useState(0);
-  const [error, setError] = useState<string | null>(null);
+  const [actionError, setError] = useState<string | null>(null);
   const [job, setJob] = useState<IngestJob | null>(null);
   const [uploadDomain, setUploadDomain] = useState("");
   const [groups, setGroups] = useState("");
   const fileRef = useRef<HTMLInputElement>(null);
   const id = useId();
 
-  const load = useCallback(async () => {
-    try {
-      const page = await api.documents(domain || undefined);
-      setDocs(page.data);
-      setTotal(page.total);
-      setError(null);
-    } catch (err) {
-      setError(
-        err instanceof ApiError && err.missingEndpoint
-          ? "This server does not offer the documents API yet."
-          : `Could not list documents: ${message(err)}`,
-      );
-    }
-  }, [api, domain]);
-
-  useEffect(() => {
-    void load();
-  }, [load]);
+  const fetchPage = useCallback((cursor?: string) => api.documents(domain || undefined, cursor), [api, domain]);
+  const list = usePagedList<DocumentOut, DocumentPage>(fetchPage);
+  const { items: docs, reload: load } = list;
+  const total = list.last?.total ?? 0;
+  const error =
+    list.status === "missing"
+      ? "This server does not offer the documents API yet."
+      : list.error
+        ? `Could not list documents: ${message(list.error)}`
+        : actionError;
 
   // Poll the ingest job until it finishes, then refresh the list.
   useEffect(() => {
@@ -191,6 +181,11 @@ export function Knowledge({ api, models }: { api: Api; models: ModelCard[] }) {
             </tr>
           ))}
         </GridTable>
+        {list.hasMore && (
+          <button type="button" className="ghost" disabled={list.loadingMore} onClick={() => void list.loadMore()}>
+            More documents
+          </button>
+        )}
       </div>
     </section>
   );

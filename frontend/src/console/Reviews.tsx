@@ -11,6 +11,7 @@ import { GroundingNote } from "../chat/GroundingNote";
 import { navigate } from "../location";
 import { Markdown } from "../markdown/Markdown";
 import { ErrorLine, GridTable } from "./Table";
+import { usePagedList } from "./usePagedList";
 import "./Reviews.css";
 
 type Decision = ReviewDecision["decision"];
@@ -56,9 +57,7 @@ export function describeError(err: unknown, expert?: string): string {
 }
 
 export function Reviews({ api, detail }: { api: Api; detail: string | null }) {
-  const [queue, setQueue] = useState<Review[]>([]);
-  const [status, setStatus] = useState<"loading" | "ready" | "missing" | "forbidden" | "error">("loading");
-  const [error, setError] = useState<string | null>(null);
+  const [actionError, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   // A review opened by its path that is not in the pending queue (decided, or beyond the page).
   const [other, setOther] = useState<Review | null>(null);
@@ -66,25 +65,17 @@ export function Reviews({ api, detail }: { api: Api; detail: string | null }) {
   const [now, setNow] = useState(() => Date.now());
   const id = useId();
 
-  const load = useCallback(async () => {
-    try {
-      setQueue(await api.reviews("pending"));
+  const fetchPage = useCallback(
+    async (cursor?: string) => {
+      const page = await api.reviews("pending", cursor);
       setNow(Date.now());
-      setStatus("ready");
-      setError(null);
-    } catch (err) {
-      if (err instanceof ApiError && err.missingEndpoint) setStatus("missing");
-      else if (err instanceof ApiError && err.status === 403) setStatus("forbidden");
-      else {
-        setStatus("error");
-        setError(`Could not load the review queue. ${describeError(err)}`);
-      }
-    }
-  }, [api]);
-
-  useEffect(() => {
-    void load();
-  }, [load]);
+      return page;
+    },
+    [api],
+  );
+  const list = usePagedList<Review>(fetchPage);
+  const { items: queue, status, reload: load } = list;
+  const error = list.error ? `Could not load the review queue. ${describeError(list.error)}` : actionError;
 
   // Ages move on while the page is open.
   useEffect(() => {
@@ -119,7 +110,7 @@ export function Reviews({ api, detail }: { api: Api; detail: string | null }) {
 
   async function decided(review: Review, decision: Decision) {
     setNotice(`${DONE[decision]} (${review.expert}: “${clip(review.question, 60)}”)`);
-    setQueue((q) => q.filter((r) => r.id !== review.id));
+    list.update((q) => q.filter((r) => r.id !== review.id));
     navigate("/console/reviews");
     await load();
   }
@@ -204,6 +195,11 @@ export function Reviews({ api, detail }: { api: Api; detail: string | null }) {
                 may review are listed.
               </p>
             </div>
+          )}
+          {list.hasMore && (
+            <button type="button" className="ghost" disabled={list.loadingMore} onClick={() => void list.loadMore()}>
+              More reviews
+            </button>
           )}
         </div>
         {selected && (

@@ -2,13 +2,14 @@
 // auditors read them, filtered; admins relabel them (benign = a false positive, or the
 // right category), and the labels go out as training data (JSONL, router/safety/data's
 // format). Each flag links to its request's audit trace when that is chained.
-import { useCallback, useEffect, useId, useState } from "react";
+import { useCallback, useId, useState } from "react";
 
 import type { Api } from "../api/client";
 import { ApiError } from "../api/errors";
 import type { ModelCard, SafetyFlag, SafetyFlagQuery, SafetyLabel } from "../api/types";
 import { navigate } from "../location";
 import { ErrorLine } from "./Table";
+import { usePagedList } from "./usePagedList";
 import "./Safety.css";
 
 const CATEGORIES = ["injection", "jailbreak", "extraction"] as const;
@@ -61,45 +62,23 @@ interface Props {
 
 export function Safety({ api, models, roles = null }: Props) {
   const [filters, setFilters] = useState<Filters>(NO_FILTERS);
-  const [flags, setFlags] = useState<SafetyFlag[]>([]);
-  const [next, setNext] = useState<string | null>(null);
-  const [status, setStatus] = useState<"loading" | "ready" | "missing" | "forbidden" | "error">("loading");
-  const [error, setError] = useState<string | null>(null);
+  const [actionError, setError] = useState<string | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [busy, setBusy] = useState<number | null>(null);
   const id = useId();
   const admin = roles === null || roles.includes("admin");
 
-  const load = useCallback(
-    async (cursor?: string) => {
-      try {
-        const page = await api.safetyFlags(flagQuery(filters, cursor));
-        setFlags((shown) => (cursor ? [...shown, ...page.data] : page.data));
-        setNext(page.next_cursor);
-        setStatus("ready");
-        setError(null);
-      } catch (err) {
-        if (err instanceof ApiError && err.missingEndpoint) setStatus("missing");
-        else if (err instanceof ApiError && err.status === 403) setStatus("forbidden");
-        else {
-          setStatus("error");
-          setError(`Could not load the safety flags. ${describe(err)}`);
-        }
-      }
-    },
-    [api, filters],
-  );
-
-  useEffect(() => {
-    void load();
-  }, [load]);
+  const fetchPage = useCallback((cursor?: string) => api.safetyFlags(flagQuery(filters, cursor)), [api, filters]);
+  const list = usePagedList<SafetyFlag>(fetchPage);
+  const { items: flags, status } = list;
+  const error = list.error ? `Could not load the safety flags. ${describe(list.error)}` : actionError;
 
   async function relabel(flag: SafetyFlag, label: SafetyLabel | null) {
     setBusy(flag.id);
     setNotice(null);
     try {
       const updated = await api.labelSafetyFlag(flag.id, label);
-      setFlags((shown) => shown.map((f) => (f.id === updated.id ? updated : f)));
+      list.update((shown) => shown.map((f) => (f.id === updated.id ? updated : f)));
       const what = label === null ? "label cleared" : label === "benign" ? "marked a false positive" : `labelled ${label}`;
       setNotice(`Flag ${flag.id} ${what}.`);
       setError(null);
@@ -165,7 +144,7 @@ export function Safety({ api, models, roles = null }: Props) {
               Export labels (JSONL)
             </button>
           )}
-          <button type="button" className="ghost small" onClick={() => void load()}>
+          <button type="button" className="ghost small" onClick={() => void list.reload()}>
             Refresh
           </button>
         </div>
@@ -197,8 +176,8 @@ export function Safety({ api, models, roles = null }: Props) {
           <FlagItem key={f.id} flag={f} admin={admin} busy={busy === f.id} onLabel={(label) => void relabel(f, label)} />
         ))}
       </ul>
-      {next && (
-        <button type="button" className="ghost" onClick={() => void load(next)}>
+      {list.hasMore && (
+        <button type="button" className="ghost" disabled={list.loadingMore} onClick={() => void list.loadMore()}>
           Older flags
         </button>
       )}

@@ -163,7 +163,7 @@ describe("Feedback", () => {
       entry({ id: 1, comment: "this is a legal question", expected_expert: "legal", resolved: true, question: null }),
     ];
     const { api, calls } = fakeApi({
-      "GET /api/v1/admin/feedback": { data, next_before: null },
+      "GET /api/v1/admin/feedback": { data, next_cursor: null },
       "GET /api/v1/admin/audit": {
         data: [
           { seq: 9, action: "feedback.submitted", request_id: "req-1" },
@@ -188,7 +188,31 @@ describe("Feedback", () => {
     await vi.waitFor(() => expect(window.location.pathname).toBe("/console/audit/4"));
   });
 
-  it("picks the request's own event, not the feedback's", () => {
+  it("loads older feedback with the cursor, and starts over when a filter changes", async () => {
+    const { api, calls } = fakeApi({
+      "GET /api/v1/admin/feedback": (request: Request) =>
+        new URL(request.url).searchParams.get("cursor") === "older"
+          ? { data: [entry({ id: 1, comment: "second page" })], next_cursor: null }
+          : { data: [entry({ id: 2, request_id: "req-2", comment: "first page" })], next_cursor: "older" },
+    });
+    render(<Feedback api={api} models={models} />);
+    const list = await screen.findByRole("list", { name: "Feedback" });
+    await within(list).findByText("first page");
+    await userEvent.click(screen.getByRole("button", { name: "Load older feedback" }));
+    await within(list).findByText("second page");
+    expect(within(list).getAllByRole("listitem").map((li) => li.getAttribute("data-request-id"))).toEqual(["req-2", "req-1"]);
+    expect(screen.queryByRole("button", { name: "Load older feedback" })).toBeNull();
+    const feedbackCalls = () => calls.filter((c) => new URL(c.url).pathname === "/api/v1/admin/feedback");
+    expect(new URL(feedbackCalls().at(-1)!.url).searchParams.get("cursor")).toBe("older");
+
+    await userEvent.selectOptions(screen.getByLabelText("Rating"), "down");
+    await vi.waitFor(() => expect(within(list).getAllByRole("listitem")).toHaveLength(1));
+    const params = new URL(feedbackCalls().at(-1)!.url).searchParams;
+    expect(params.get("rating")).toBe("down");
+    expect(params.has("cursor")).toBe(false);
+  });
+
+    it("picks the request's own event, not the feedback's", () => {
     const ev = (seq: number, action: string) => ({ seq, action }) as never;
     expect(traceOf([ev(9, "feedback.submitted"), ev(4, "chat.completion")])?.seq).toBe(4);
     expect(traceOf([])).toBeNull();

@@ -29,7 +29,7 @@ function doc(id: number, over: Partial<DocumentOut> = {}): DocumentOut {
 
 function apiListing(docs: DocumentOut[]): Api {
   const fetchFn = (async () =>
-    new Response(JSON.stringify({ data: docs, total: docs.length, limit: 100, offset: 0 }), {
+    new Response(JSON.stringify({ data: docs, next_cursor: null, total: docs.length }), {
       status: 200,
       headers: { "content-type": "application/json" },
     })) as typeof fetch;
@@ -75,7 +75,7 @@ describe("releasing a quarantined document", () => {
           headers: { "content-type": "application/json" },
         });
       }
-      return new Response(JSON.stringify({ data: docs, total: 2, limit: 100, offset: 0 }), {
+      return new Response(JSON.stringify({ data: docs, next_cursor: null, total: 2 }), {
         status: 200,
         headers: { "content-type": "application/json" },
       });
