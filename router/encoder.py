@@ -147,7 +147,7 @@ class _MeanPooled:
     """The encode path of a Transformer -> mean Pooling -> Normalize model, done directly.
 
     The same result as ``SentenceTransformer.encode`` for such a model (float32: max
-    difference ~1e-8, tests/unit/test_encoder.py) without its per-call bookkeeping (about
+    difference ~1e-8, tests/router/test_encoder.py) without its per-call bookkeeping (about
     1-2 ms of a 12 ms short query on this project's machine), and with the transformer
     in bfloat16 when asked while the pooling and the normalisation stay in float32.
 

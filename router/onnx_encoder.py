@@ -7,7 +7,7 @@ model directory). It is an :class:`~router.encoder.Encoder` and a
 :class:`~router.encoder.TunableEncoder`, with the torch encoder's name: its vectors are
 the same model's (float32: cosine 1.0; int8: ~0.994 on average, >= 0.99 on the
 project's test queries but a 600-word filler and, tuned, an emoji/CJK line:
-tests/unit/test_onnx_encoder.py), so gates and indexes made with either runtime are
+tests/router/test_onnx_encoder.py), so gates and indexes made with either runtime are
 served by the other.
 
 What it buys (bench/results/encoder_runtime.json, docs/load.md): a short query cost 8.7

@@ -1,6 +1,7 @@
 """Shared fixtures: the bundled encoder (loaded once), the fake OpenAI server, an app.
 
-Service-backed fixtures live in tests/integration/conftest.py.
+Tests are laid out like the code (tests/backend/<package>/, tests/router/, ...).
+Service-backed fixtures (PostgreSQL, Redis) are in tests/services.py, a plugin loaded here.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from backend.errors import AppError
 from backend.identity.service import IdentityService
 from backend.identity.users import UserAdmin, UserChange
 from backend.runtime import Runtime, build_runtime
-from backend.settings import Settings
+from backend.settings import Settings, to_async_url
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
 from tests.fakes.openai_server import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
+
+pytest_plugins = ["tests.services"]
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +61,13 @@ def llm(fake_llm: FakeOpenAI) -> FakeOpenAI:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A migrated SQLite database in ``tmp_path``, for tests below the app."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'eg.db'}"
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database for tests below the app: SQLite in ``tmp_path``, or, in a
+    module marked ``postgres``, a fresh PostgreSQL database (tests/services.py)."""
+    if request.node.get_closest_marker("postgres"):
+        url = to_async_url(request.getfixturevalue("pg_url"))
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'eg.db'}"
     migrate(url)
     database = Database(url)
     yield database

@@ -7,7 +7,7 @@ the API schema and the exports. Each adds only what is its own (a chain position
 outbox id and seal, a purge mark).
 
 To add a field: add it here, add its column to ``AuditEventColumns`` in
-backend/db/models.py (the SQL side: lengths, nullability; tests/unit/test_audit_record.py
+backend/db/models.py (the SQL side: lengths, nullability; tests/backend/audit/test_audit_record.py
 holds the two in step), and write the migration that adds it to ``audit_events`` and
 ``audit_outbox``; it is then stored, read, served and exported. A hashed field also
 changes the canonical bytes of the events already stored (they would gain the key):

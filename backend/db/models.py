@@ -119,7 +119,7 @@ class Message(Base):
 class AuditEventColumns:
     """The columns ``audit_events`` and ``audit_outbox`` share: one per field of
     :class:`backend.audit.record.EventFields`, same names and order, with their SQL
-    types (tests/unit/test_audit_record.py holds the two lists in step)."""
+    types (tests/backend/audit/test_audit_record.py holds the two lists in step)."""
 
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     request_id: Mapped[str | None] = mapped_column(String(64))

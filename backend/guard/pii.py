@@ -24,7 +24,7 @@ UK_NINO    UK national insurance numbers (AB 12 34 56 C)                   prefi
 Overlaps are resolved by type priority (SECRET first, PHONE last), then length, so a
 card number is never also reported as a phone number.
 
-Linear time on any input, adversarial included (tests/unit/test_faults_pii.py): every
+Linear time on any input, adversarial included (tests/backend/guard/test_faults_pii.py): every
 pattern either starts only where its own character class does not continue (so two
 starts never scan the same run), or has a bounded length; the phone shapes, whose
 digit groups made the regex engine try every split, are parsed in :mod:`phones`; a
