@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -34,10 +35,17 @@ from backend.identity.service import IdentityService
 from backend.identity.users import UserAdmin, UserChange
 from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings, to_async_url
+from router.artifacts import ArtifactStore
+from router.dataset import load_jsonl
 from router.encoder import Encoder, SentenceTransformerEncoder, bundled_minilm_path
+from router.train import TrainConfig, train_gate
 from tests.fakes.openai_server import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
+# The gate every app-level test routes with (not the one the product ships, which changes
+# whenever it is retrained): a kNN gate trained once per session from a fixed file.
+TEST_GATE = "gate-test-v1"
+TEST_GATE_EXAMPLES = ROOT / "tests" / "fakes" / "gate_examples.jsonl"
 
 pytest_plugins = ["tests.services"]
 
@@ -88,10 +96,41 @@ def write_experts_yaml(path: Path, api_base: str, **overrides: Any) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def test_gate_store(encoder: Encoder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A router store (router/artifacts.py layout) whose one version, :data:`TEST_GATE`,
+    is active: a kNN gate (no fine-tuning: a few seconds) trained by the router's own
+    training code on tests/fakes/gate_examples.jsonl. Read-only: tests get copies."""
+    examples = load_jsonl(TEST_GATE_EXAMPLES)
+    trained = train_gate(
+        examples, encoder, ("code", "legal", "support", "general"), TrainConfig(architecture="knn"), version=TEST_GATE
+    )
+    root = tmp_path_factory.mktemp("test-gate") / "router"
+    ArtifactStore(root).save(trained.scorer)
+    # The ACTIVE pointer by hand, not promote(): promote would record the version it
+    # replaces (the bundled default) in HISTORY, and a rollback could land on the shipped
+    # gate. With ACTIVE alone the store is a fresh deployment whose default is the test gate.
+    (root / "ACTIVE").write_text(TEST_GATE + "\n")
+    return root
+
+
+def copy_test_gate(store: Path, into: Path) -> Path:
+    """A copy of ``store`` (the ``test_gate_store`` fixture) at ``into``/gate-store, to pass
+    as ``Settings.router_dir``: promotions, rollbacks and training in it touch no other test."""
+    return Path(shutil.copytree(store, into / "gate-store"))
+
+
 @pytest.fixture
-def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
+def gate_dir(test_gate_store: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the test gate's store (:func:`copy_test_gate`)."""
+    return copy_test_gate(test_gate_store, tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, llm: FakeOpenAI, gate_dir: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
     )

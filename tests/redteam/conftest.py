@@ -35,7 +35,7 @@ from backend.app import create_app
 from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
 from router.encoder import Encoder
-from tests.conftest import audit_events, auth, make_key, write_experts_yaml
+from tests.conftest import audit_events, auth, copy_test_gate, make_key, write_experts_yaml
 from tests.fakes.openai_server import Echo, FakeOpenAI, Reply
 from tests.fakes.slack_api import BOT_USER_ID, TEAM_ID, FakeSlack
 from tests.redteam import documents as docs
@@ -261,13 +261,15 @@ class Harness:
 
 
 def redteam_settings(
-    tmp: Path, llm: FakeOpenAI, slack: FakeSlack | None, experts: dict[str, Any], **extra: Any
+    tmp: Path, llm: FakeOpenAI, slack: FakeSlack | None, experts: dict[str, Any], *, gate_store: Path, **extra: Any
 ) -> Settings:
+    """Settings for an app in ``tmp`` on its own copy of ``gate_store`` (the test gate)."""
     if slack is not None:
         extra |= {"slack_signing_secret": SLACK_SECRET, "slack_bot_token": "xoxb-redteam-token",
                  "slack_api_url": slack.api_url, "slack_update_interval_s": 0.05}  # fmt: skip
     return Settings(
         data_dir=tmp / "data",
+        router_dir=copy_test_gate(gate_store, tmp),
         experts_file=write_experts_yaml(tmp / "experts.yaml", llm.api_base, **experts),
         bootstrap_admin=False,
         **extra,
@@ -401,8 +403,11 @@ async def _restricted_cache_probe(h: Harness, out: Campaign) -> None:
     out.seen.append(await h.chat("insider", "acl-cache-insider-again", question, channel="control"))
 
 
-def campaign(tmp: Path, encoder: Encoder, llm: FakeOpenAI, slack: FakeSlack | None, **kw: Any) -> Campaign:
+def campaign(
+    tmp: Path, encoder: Encoder, llm: FakeOpenAI, slack: FakeSlack | None, *, gate_store: Path, **kw: Any
+) -> Campaign:
     """:func:`run_campaign` in its own event loop, from a sync module-scoped fixture.
-    ``experts``: changes to experts.yaml per expert; ``settings``: other settings."""
-    settings = redteam_settings(tmp, llm, slack, kw.pop("experts", {}), **kw.pop("settings", {}))
+    ``gate_store``: the test gate (the ``test_gate_store`` fixture); ``experts``: changes
+    to experts.yaml per expert; ``settings``: other settings."""
+    settings = redteam_settings(tmp, llm, slack, kw.pop("experts", {}), gate_store=gate_store, **kw.pop("settings", {}))
     return asyncio.run(run_campaign(settings, encoder, llm, slack, **kw))

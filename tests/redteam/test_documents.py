@@ -53,8 +53,8 @@ def held_back(policy: str, prompt: str, phrase: str) -> bool:
     return phrase not in prompt if policy == "drop" else fenced_only(prompt, phrase)
 
 
-async def _ask(tmp: Path, encoder: Encoder, llm: FakeOpenAI, policy: str) -> list[Seen]:
-    settings = redteam_settings(tmp, llm, None, {}, safety_documents=policy)
+async def _ask(tmp: Path, encoder: Encoder, llm: FakeOpenAI, gate_store: Path, policy: str) -> list[Seen]:
+    settings = redteam_settings(tmp, llm, None, {}, gate_store=gate_store, safety_documents=policy)
     h = Harness(build_runtime(settings, encoder=encoder, environ={}), llm, None)
     seen = []
     try:
@@ -77,11 +77,17 @@ async def _ask(tmp: Path, encoder: Encoder, llm: FakeOpenAI, policy: str) -> lis
 
 @pytest.fixture(scope="module", params=["fence", "drop"])
 def asked(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, echo_llm: FakeOpenAI
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    encoder: Encoder,
+    echo_llm: FakeOpenAI,
+    test_gate_store: Path,
 ) -> tuple[str, list[Seen]]:
     echo_llm.reset()
     policy = request.param
-    return policy, asyncio.run(_ask(tmp_path_factory.mktemp(f"redteam-{policy}"), encoder, echo_llm, policy))
+    return policy, asyncio.run(
+        _ask(tmp_path_factory.mktemp(f"redteam-{policy}"), encoder, echo_llm, test_gate_store, policy)
+    )
 
 
 def test_a_flagged_page_is_fenced_or_dropped(asked: tuple[str, list[Seen]]) -> None:

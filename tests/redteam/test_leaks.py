@@ -14,6 +14,7 @@ mention with its later turns in the thread, and as a DM).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -38,13 +39,18 @@ _SPACE = re.compile(r"\s+")
 
 @pytest.fixture(scope="module")
 def run(
-    tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, echo_llm: FakeOpenAI, fake_slack: FakeSlack
+    tmp_path_factory: pytest.TempPathFactory,
+    encoder: Encoder,
+    echo_llm: FakeOpenAI,
+    fake_slack: FakeSlack,
+    test_gate_store: Path,
 ) -> Campaign:
     return campaign(
         tmp_path_factory.mktemp("redteam-leaks"),
         encoder,
         echo_llm,
         fake_slack,
+        gate_store=test_gate_store,
         channels=CHANNELS,
         slack_every=SLACK_EVERY,
         experts={e: {"cache": {"enabled": True}} for e in EXPERTS},  # shipped off; an expert may turn it on

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -48,9 +49,11 @@ def expected(encoder: Encoder) -> dict[str, Expected]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, echo_llm: FakeOpenAI) -> Campaign:
+def run(
+    tmp_path_factory: pytest.TempPathFactory, encoder: Encoder, echo_llm: FakeOpenAI, test_gate_store: Path
+) -> Campaign:
     experts = {e: {"safety": {"on_flag": "refuse"}} for e in EXPERTS}
-    return campaign(tmp_path_factory.mktemp("redteam-refuse"), encoder, echo_llm, None, channels=CHANNELS,
+    return campaign(tmp_path_factory.mktemp("redteam-refuse"), encoder, echo_llm, None, gate_store=test_gate_store, channels=CHANNELS,
                     knowledge=False, experts=experts)  # fmt: skip
 
 

@@ -27,9 +27,10 @@ from tests.fakes.openai_server import FakeOpenAI, Reply
 LEGAL_QUESTION = "what is the liability cap in the MSA contract?"
 
 
-def build(tmp_path: Path, encoder: Encoder, api_base: str, **overrides: Any) -> Runtime:
+def build(tmp_path: Path, gate_dir: Path, encoder: Encoder, api_base: str, **overrides: Any) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", api_base, **overrides),
         bootstrap_admin=False,
     )
@@ -37,8 +38,8 @@ def build(tmp_path: Path, encoder: Encoder, api_base: str, **overrides: Any) -> 
 
 
 @pytest.fixture
-async def runtime(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
-    built = build(tmp_path, encoder, llm.api_base, legal={"capacity": 1})
+async def runtime(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+    built = build(tmp_path, gate_dir, encoder, llm.api_base, legal={"capacity": 1})
     yield built
     await built.close()
 
@@ -147,10 +148,10 @@ def second_llm() -> Iterator[FakeOpenAI]:
 
 
 async def test_replicas_each_take_their_share(
-    tmp_path: Path, llm: FakeOpenAI, second_llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, second_llm: FakeOpenAI, encoder: Encoder
 ) -> None:
     replicas = [{"api_base": llm.api_base, "capacity": 1}, {"api_base": second_llm.api_base, "capacity": 1}]
-    built = build(tmp_path, encoder, llm.api_base, code={"capacity": 4, "replicas": replicas})
+    built = build(tmp_path, gate_dir, encoder, llm.api_base, code={"capacity": 4, "replicas": replicas})
     try:
         key = await make_key(built, "cy@example.com")
         release = threading.Event()

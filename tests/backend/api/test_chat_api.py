@@ -12,9 +12,8 @@ from sqlalchemy import func, select
 from backend.db.models import Conversation, Message
 from backend.runtime import Runtime, build_runtime
 from backend.settings import Settings
-from router.artifacts import bundled_default
 from router.encoder import Encoder
-from tests.conftest import client_as, make_key, write_experts_yaml
+from tests.conftest import TEST_GATE, client_as, make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
 
 
@@ -58,7 +57,7 @@ async def test_auto_routes_and_answers_with_route_object(
     assert eg["expert"] == "legal"
     assert eg["reason"] == "routed"
     assert set(eg["probabilities"]) == {"code", "legal", "support", "general"}
-    assert eg["router_version"] == bundled_default()
+    assert eg["router_version"] == TEST_GATE
     assert eg["citations"] == []
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"] > 0
     # The expert's system prompt went to the LLM first, then the user's turn.
@@ -354,10 +353,13 @@ async def test_oversized_input_is_413(client: httpx.AsyncClient, runtime: Runtim
     assert await count_rows(runtime) == (0, 0)
 
 
-async def test_forbidden_expert_is_403_and_auto_avoids_it(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
+async def test_forbidden_expert_is_403_and_auto_avoids_it(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
     # The legal expert is for the legal-team group only.
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "e.yaml", llm.api_base, legal={"allowed_groups": ["legal-team"]}),
         bootstrap_admin=False,
     )

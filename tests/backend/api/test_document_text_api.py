@@ -37,9 +37,10 @@ The board approved the purchase of Osprey Ltd for 12 million.
 
 
 @pytest.fixture
-async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+async def kb(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
     )

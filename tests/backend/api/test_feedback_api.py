@@ -7,8 +7,7 @@ from sqlalchemy import select
 
 from backend.db.models import Feedback, TrainingExample
 from backend.runtime import Runtime
-from router.artifacts import bundled_default
-from tests.conftest import audit_events, make_key
+from tests.conftest import TEST_GATE, audit_events, make_key
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -105,8 +104,8 @@ async def test_router_status_and_promote_errors(client: httpx.AsyncClient, runti
     admin = await make_key(runtime, "root@example.com", roles={"admin"})
     headers = {"authorization": f"Bearer {admin}"}
     status = (await client.get("/api/v1/admin/router", headers=headers)).json()
-    assert status["serving"] == status["active"] == bundled_default()
-    assert [v["version"] for v in status["versions"] if v["active"]] == [bundled_default()]
+    assert status["serving"] == status["active"] == TEST_GATE
+    assert [v["version"] for v in status["versions"] if v["active"]] == [TEST_GATE]
     r = await client.post("/api/v1/admin/router/promote", headers=headers, json={"version": "gate-nope"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "router_version_not_found"
     r = await client.post("/api/v1/admin/router/rollback", headers=headers)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import httpx
 
 from backend.runtime import Runtime
-from router.artifacts import bundled_default
-from tests.conftest import auth, make_key
+from tests.conftest import TEST_GATE, auth, make_key
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -107,7 +106,7 @@ async def test_feedback_outlives_its_deleted_conversation(
 
 
 async def test_router_status_names_the_rollback_target(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    gate = bundled_default()
+    gate = TEST_GATE
     admin = auth(await make_key(runtime, "root@example.com", roles={"admin"}))
     assert (await client.get("/api/v1/admin/router", headers=admin)).json()["rollback_to"] is None
     for _ in range(2):

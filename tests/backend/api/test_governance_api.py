@@ -22,10 +22,11 @@ EMAIL_PROMPT = "my python script raises KeyError in the parser; mail the fix to 
 
 
 @pytest.fixture
-def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
+def settings(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI) -> Settings:
     # code: on-prem (allow); legal: refuses PII (block); support, general: remote (redact).
     return Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(
             tmp_path / "experts.yaml", llm.api_base, code={"pii": "allow"}, legal={"pii": "block"}
         ),

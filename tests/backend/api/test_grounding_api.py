@@ -36,9 +36,10 @@ WRONG = "The liability cap is the fees paid in the 24 months before the claim [1
 RIGHT = "Liability is capped at the fees paid in the 12 months before the claim [1]."
 
 
-async def app_with(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, **legal: Any) -> Runtime:
+async def app_with(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder, **legal: Any) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, legal=legal),
         bootstrap_admin=False,
     )
@@ -46,8 +47,8 @@ async def app_with(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, **legal: A
 
 
 @pytest.fixture
-async def flagging(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
-    built = await app_with(tmp_path, llm, encoder)  # the shipped default policy: flag
+async def flagging(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+    built = await app_with(tmp_path, gate_dir, llm, encoder)  # the shipped default policy: flag
     yield built
     await built.close()
 
@@ -104,9 +105,9 @@ async def test_unsupported_spans_survive_streaming(flagging: Runtime, llm: FakeO
 
 
 async def test_on_fail_quote_replaces_the_answer_with_what_the_documents_say(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    runtime = await app_with(tmp_path, llm, encoder, grounding={"min_score": 0.9, "on_fail": "quote"})
+    runtime = await app_with(tmp_path, gate_dir, llm, encoder, grounding={"min_score": 0.9, "on_fail": "quote"})
     try:
         async with admin_with_msa(runtime) as c:
             llm.script(Reply(WRONG))
@@ -120,9 +121,9 @@ async def test_on_fail_quote_replaces_the_answer_with_what_the_documents_say(
 
 
 async def test_on_fail_refuse_says_so_and_shows_the_closest_passages(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    runtime = await app_with(tmp_path, llm, encoder, grounding={"min_score": 0.9, "on_fail": "refuse"})
+    runtime = await app_with(tmp_path, gate_dir, llm, encoder, grounding={"min_score": 0.9, "on_fail": "refuse"})
     try:
         async with admin_with_msa(runtime) as c:
             llm.script(Reply(WRONG))
@@ -142,9 +143,9 @@ async def test_on_fail_refuse_says_so_and_shows_the_closest_passages(
 
 
 async def test_quote_first_puts_the_documents_before_the_draft(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    runtime = await app_with(tmp_path, llm, encoder, grounding={"quote_first": True})
+    runtime = await app_with(tmp_path, gate_dir, llm, encoder, grounding={"quote_first": True})
     try:
         async with admin_with_msa(runtime) as c:
             llm.script(Reply(WRONG))

@@ -57,9 +57,10 @@ The reset link is valid for 30 minutes and can only be used once.
 
 
 @pytest.fixture
-async def kb(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+async def kb(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
         ingest_max_file_bytes=100_000,
@@ -302,7 +303,9 @@ async def test_stage_4_merges_a_close_second_experts_index(kb: Runtime) -> None:
 
 async def _queued_job(kb: Runtime, name: str, data: bytes, **values: object) -> str:
     async with kb.db.transaction() as session:
-        job_id = await kb.knowledge.jobs.submit_uploads(session, "legal", [(name, data)], groups=frozenset(), user_id=None)
+        job_id = await kb.knowledge.jobs.submit_uploads(
+            session, "legal", [(name, data)], groups=frozenset(), user_id=None
+        )
         if values:
             await session.execute(update(IngestJob).where(IngestJob.id == job_id).values(**values))
     return job_id
@@ -338,7 +341,9 @@ async def test_a_job_claimed_by_another_runner_since_it_was_read_is_left_to_it(k
         job = await session.get(IngestJob, job_id)  # read queued, as two runners may both do on SQLite
         assert job is not None
         async with kb.db.transaction() as meanwhile:  # the other runner claims it first
-            await meanwhile.execute(update(IngestJob).where(IngestJob.id == job_id).values(status="running", holder=other))
+            await meanwhile.execute(
+                update(IngestJob).where(IngestJob.id == job_id).values(status="running", holder=other)
+            )
         assert not await _claim(session, job)
     async with kb.db.transaction() as session:
         job = await session.get(IngestJob, job_id)

@@ -20,9 +20,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pg_runtime(pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+async def pg_runtime(
+    pg_url: str, tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         database_url=pg_url,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
@@ -93,7 +96,7 @@ async def test_chat_on_postgres_stores_the_exchange(pg_runtime: Runtime, pg_url:
 
 
 async def test_concurrent_chats_share_commits_and_the_chain_verifies(
-    pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    pg_url: str, tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
     """Twelve requests at once: their exchanges and audit events are group-committed
     (shared transactions, merged INSERTs), the one follow-up on someone else's
@@ -106,6 +109,7 @@ async def test_concurrent_chats_share_commits_and_the_chain_verifies(
 
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         database_url=pg_url,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, general={"capacity": 32}),
         bootstrap_admin=False,

@@ -24,9 +24,10 @@ months before the claim. The cap does not apply to breaches of confidentiality.
 
 
 @pytest.fixture
-async def app_runtime(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+async def app_runtime(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(
             tmp_path / "experts.yaml", llm.api_base, code={"breaker": {"failures": 1, "cooldown_s": 600}}
         ),

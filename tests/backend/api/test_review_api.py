@@ -27,10 +27,12 @@ PLACEHOLDER = "This answer is being reviewed by a person before you see it"
 
 
 @contextlib.asynccontextmanager
-async def setup(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, **legal: Any) -> AsyncIterator[dict[str, Any]]:
+async def setup(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder, **legal: Any
+) -> AsyncIterator[dict[str, Any]]:
     """The app with ``legal`` settings, the MSA uploaded, and clients: ``asker`` (a plain
     user), ``reviewer`` (in legal-reviewers), ``outsider`` (a reviewer of no group)."""
-    runtime = await app_with(tmp_path, llm, encoder, **legal)
+    runtime = await app_with(tmp_path, gate_dir, llm, encoder, **legal)
     try:
         admin = await make_key(runtime, "root@example.com", roles={"admin"})
         asker = await make_key(runtime, "ana@example.com")
@@ -58,9 +60,9 @@ async def stored_answer(client: httpx.AsyncClient, conversation_id: str) -> tupl
 
 
 async def test_a_held_answer_reaches_nobody_but_reviewers_until_approved(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    async with setup(tmp_path, llm, encoder, **HELD) as s:
+    async with setup(tmp_path, gate_dir, llm, encoder, **HELD) as s:
         asker, reviewer = s["asker"], s["reviewer"]
         llm.script(Reply(WRONG))
         r = await asker.post("/v1/chat/completions", json=ASK)
@@ -106,9 +108,9 @@ async def test_a_held_answer_reaches_nobody_but_reviewers_until_approved(
 
 
 async def test_a_held_stream_sends_the_placeholder_and_never_the_draft(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
-    async with setup(tmp_path, llm, encoder, **HELD) as s:
+    async with setup(tmp_path, gate_dir, llm, encoder, **HELD) as s:
         llm.script(Reply(WRONG))
         r = await s["asker"].post("/v1/chat/completions", json={**ASK, "stream": True})
         assert r.status_code == 200
@@ -124,8 +126,10 @@ async def test_a_held_stream_sends_the_placeholder_and_never_the_draft(
         assert item["draft"] == WRONG
 
 
-async def test_edit_replaces_the_draft_and_reject_says_why(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
-    async with setup(tmp_path, llm, encoder, **HELD) as s:
+async def test_edit_replaces_the_draft_and_reject_says_why(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    async with setup(tmp_path, gate_dir, llm, encoder, **HELD) as s:
         asker, reviewer = s["asker"], s["reviewer"]
         ids = []
         for _ in range(2):
@@ -169,8 +173,10 @@ async def test_edit_replaces_the_draft_and_reject_says_why(tmp_path: Path, llm: 
         assert unknown.status_code == 404
 
 
-async def test_reviewers_see_and_decide_only_their_experts(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
-    async with setup(tmp_path, llm, encoder, **HELD) as s:
+async def test_reviewers_see_and_decide_only_their_experts(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    async with setup(tmp_path, gate_dir, llm, encoder, **HELD) as s:
         llm.script(Reply(WRONG))
         review = (await s["asker"].post("/v1/chat/completions", json=ASK)).json()["expertgate"]["review"]
         outsider = s["outsider"]
@@ -192,8 +198,10 @@ async def test_reviewers_see_and_decide_only_their_experts(tmp_path: Path, llm: 
         assert (await audit_events(s["runtime"], action="review.approved")) == []
 
 
-async def test_on_fail_holds_only_answers_below_min_score(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
-    async with setup(tmp_path, llm, encoder, review={"when": "on_fail"}) as s:
+async def test_on_fail_holds_only_answers_below_min_score(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    async with setup(tmp_path, gate_dir, llm, encoder, review={"when": "on_fail"}) as s:
         asker = s["asker"]
         llm.script(Reply(RIGHT))
         r = await asker.post("/v1/chat/completions", json=ASK)
@@ -216,8 +224,12 @@ async def test_on_fail_holds_only_answers_below_min_score(tmp_path: Path, llm: F
         assert all(i["grounding"]["score"] < 0.5 for i in queue)
 
 
-async def test_deliver_with_notice_delivers_and_queues(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
-    async with setup(tmp_path, llm, encoder, review={"when": "always", "delivery": "deliver_with_notice"}) as s:
+async def test_deliver_with_notice_delivers_and_queues(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    async with setup(
+        tmp_path, gate_dir, llm, encoder, review={"when": "always", "delivery": "deliver_with_notice"}
+    ) as s:
         llm.script(Reply(WRONG))
         body = (await s["asker"].post("/v1/chat/completions", json=ASK)).json()
         text = body["choices"][0]["message"]["content"]
@@ -254,7 +266,9 @@ def test_review_settings_are_validated(review: dict[str, Any], field: str) -> No
         ExpertRegistry.from_mapping(raw)
 
 
-async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
+async def test_a_decision_is_posted_to_the_review_webhook(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
     """Systems that asked through the API hear of the outcome: one JSON POST per decision."""
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -275,6 +289,7 @@ async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: F
     server = LoopbackServer.start(Starlette(routes=[Route("/hook", hook, methods=["POST"])]), "review webhook")
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, legal=HELD),
         bootstrap_admin=False,
         review_webhook_url=f"http://127.0.0.1:{server.port}/hook",
@@ -289,7 +304,9 @@ async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: F
             review = body["expertgate"]["review"]["id"]
             assert heard == []  # nothing is said before a decision
             fixed = RIGHT
-            decided = await r.post(f"/api/v1/reviews/{review}", json={"decision": "edit", "text": fixed, "reason": "cap"})
+            decided = await r.post(
+                f"/api/v1/reviews/{review}", json={"decision": "edit", "text": fixed, "reason": "cap"}
+            )
             assert decided.status_code == 200, decided.text
         (said,) = heard
         assert said["review_id"] == review and said["status"] == "edited" and said["final_text"] == fixed
@@ -299,8 +316,10 @@ async def test_a_decision_is_posted_to_the_review_webhook(tmp_path: Path, llm: F
         server.stop()
 
 
-async def test_the_dashboard_reads_the_queue_depth_and_age(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> None:
-    async with setup(tmp_path, llm, encoder, **HELD) as s:
+async def test_the_dashboard_reads_the_queue_depth_and_age(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    async with setup(tmp_path, gate_dir, llm, encoder, **HELD) as s:
         llm.script(Reply(WRONG))
         assert (await s["asker"].post("/v1/chat/completions", json=ASK)).status_code == 200
         stats = await s["admin"].get("/api/v1/reviews/stats")

@@ -24,9 +24,10 @@ PROMPT_PRICE, COMPLETION_PRICE = 0.5, 1.5  # USD per 1,000 tokens
 
 
 @pytest.fixture
-def settings(tmp_path: Path, llm: FakeOpenAI) -> Settings:
+def settings(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
         cost_per_1k_prompt_tokens=PROMPT_PRICE,

@@ -113,11 +113,12 @@ def test_half_an_sso_configuration_stops_the_start() -> None:
 
 
 async def test_sso_login_and_logout_on_the_embedded_sqlite_default(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
     provider = FakeOidcProvider(user=FakeUser("u-7", "ana@example.com", ("support",))).start()
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
         oidc_issuer=provider.issuer,

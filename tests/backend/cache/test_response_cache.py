@@ -42,9 +42,10 @@ CACHE_ON = {name: {"cache": {"enabled": True}} for name in ("code", "legal", "su
 
 
 @pytest.fixture
-async def app(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+async def app(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, **CACHE_ON),
         bootstrap_admin=False,
     )

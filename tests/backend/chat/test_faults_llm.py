@@ -130,12 +130,12 @@ async def test_an_answer_cut_at_the_token_cap_is_marked(
 
 
 @pytest.fixture
-async def small_window(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+async def small_window(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     """Every expert's model holds 1,024 tokens (256 of them kept for the answer)."""
     experts = write_experts_yaml(tmp_path / "experts.yaml", llm.api_base)
     raw = experts.read_text().replace("timeout_s: 5\n", "timeout_s: 5\n  context_tokens: 1024\n", 1)
     experts.write_text(raw)
-    settings = Settings(data_dir=tmp_path / "data", experts_file=experts, bootstrap_admin=False)
+    settings = Settings(data_dir=tmp_path / "data", router_dir=gate_dir, experts_file=experts, bootstrap_admin=False)
     built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()
@@ -185,10 +185,11 @@ async def test_old_turns_are_dropped_to_fit_and_the_question_stays(small_window:
 
 
 async def test_an_endpoints_context_error_is_a_400_and_does_not_trip_the_breaker(
-    tmp_path: Path, llm: FakeOpenAI, encoder: Encoder
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "e.yaml", llm.api_base, legal={"breaker": {"failures": 1}}),
         bootstrap_admin=False,
     )
@@ -210,12 +211,18 @@ async def test_an_endpoints_context_error_is_a_400_and_does_not_trip_the_breaker
 
 
 @pytest.fixture
-async def short_deadline(tmp_path: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
+async def short_deadline(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder) -> AsyncIterator[Runtime]:
     """A 1.5 s deadline, with retries and a fallback chain that would take 5 s a try."""
     experts = write_experts_yaml(tmp_path / "experts.yaml", llm.api_base)
     raw = experts.read_text().replace("retries: 0", "retries: 2", 1)
     experts.write_text(raw)
-    settings = Settings(data_dir=tmp_path / "data", experts_file=experts, bootstrap_admin=False, request_deadline_s=1.5)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        router_dir=gate_dir,
+        experts_file=experts,
+        bootstrap_admin=False,
+        request_deadline_s=1.5,
+    )
     built = build_runtime(settings, encoder=encoder, environ={})
     yield built
     await built.close()

@@ -120,12 +120,14 @@ async def test_an_unknown_served_name_is_rejected(vllm: FakeOpenAI) -> None:
 
 
 @pytest.fixture
-async def vllm_runtime(tmp_path: Path, vllm: FakeOpenAI, encoder: Encoder) -> Runtime:
+async def vllm_runtime(tmp_path: Path, gate_dir: Path, vllm: FakeOpenAI, encoder: Encoder) -> Runtime:
     experts = write_experts_yaml(tmp_path / "experts.yaml", vllm.api_base)
     text = experts.read_text().replace("openai/fake-model", "hosted_vllm/qwen3-moe")
     experts.write_text(text)
     return build_runtime(
-        Settings(data_dir=tmp_path / "data", experts_file=experts, bootstrap_admin=False), encoder=encoder, environ={}
+        Settings(data_dir=tmp_path / "data", router_dir=gate_dir, experts_file=experts, bootstrap_admin=False),
+        encoder=encoder,
+        environ={},
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from backend.cli.main import main
 from backend.runtime import Runtime
 from router.artifacts import bundled_default
-from tests.conftest import audit_events, make_key
+from tests.conftest import TEST_GATE, audit_events, make_key
 
 ROUTER_ACTIONS = ("router.promoted", "router.rolled_back", "router.shadow")
 
@@ -65,10 +65,12 @@ async def test_api_and_cli_record_the_same_event_once_each(
     settings = runtime.settings
     monkeypatch.setenv("EXPERTGATE_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("EXPERTGATE_EXPERTS_FILE", str(settings.experts_file))
-    for name in ("EXPERTGATE_DATABASE_URL", "EXPERTGATE_SECRET_KEY", "EXPERTGATE_ROUTER_DIR"):
+    # The CLI works on the app's store: this test's copy of the test gate's.
+    monkeypatch.setenv("EXPERTGATE_ROUTER_DIR", str(settings.router_dir))
+    for name in ("EXPERTGATE_DATABASE_URL", "EXPERTGATE_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
     admin = {"authorization": f"Bearer {await make_key(runtime, 'root@example.com', roles={'admin'})}"}
-    gate = bundled_default()
+    gate = TEST_GATE
 
     async def cli(*argv: str) -> None:
         # main() runs its own event loop: off this test's loop, in a thread.

@@ -9,7 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.runtime import Runtime
-from router.artifacts import bundled_default
+from tests.conftest import TEST_GATE
 from tests.fakes.openai_server import FakeOpenAI, Fault, Reply
 
 
@@ -35,7 +35,7 @@ async def test_metrics_count_answers_fallbacks_failures_and_versions(
     client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
     before = await scrape(client)
-    assert before[("expertgate_router_info", (("version", bundled_default()),))] == 1.0
+    assert before[("expertgate_router_info", (("version", TEST_GATE),))] == 1.0
     assert not any(name == "expertgate_chat_requests_total" for name, _ in before)
 
     llm.script(Reply("Section 9 caps liability.", prompt_tokens=40))

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from backend.observability.tracing import TracingMiddleware, setup_tracing, shutdown_tracing, use_processor
 from backend.settings import Settings
-from router.artifacts import bundled_default
+from tests.conftest import TEST_GATE
 from tests.fakes.openai_server import FakeOpenAI, Reply
 
 STAGES = ["expertgate.route", "expertgate.admit", "expertgate.retrieve", "expertgate.generate", "expertgate.record"]
@@ -69,7 +69,7 @@ async def test_a_chat_request_is_one_trace_with_a_span_per_stage(
     assert root.attributes["expertgate.request_id"] == r.headers["x-request-id"]
 
     route = spans["expertgate.route"].attributes
-    assert route["expertgate.expert"] == "legal" and route["expertgate.router_version"] == bundled_default()
+    assert route["expertgate.expert"] == "legal" and route["expertgate.router_version"] == TEST_GATE
     assert 0.0 <= route["expertgate.confidence"] <= 1.0
     generate = spans["expertgate.generate"].attributes
     assert generate["expertgate.expert"] == "legal"
@@ -191,7 +191,6 @@ async def test_continuing_callers_traces_can_be_turned_off(exporter: InMemorySpa
         [root] = exporter.get_finished_spans()
         assert (f"{root.context.trace_id:032x}" == trace_id) is continued
         assert (root.parent is not None) is continued
-
 
 
 async def test_a_malformed_traceparent_starts_a_new_trace(

@@ -63,9 +63,10 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, llm: FakeOpenAI, fake_slack: FakeSlack) -> Settings:
+def settings(tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, fake_slack: FakeSlack) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,
         slack_signing_secret=SECRET,  # type: ignore[arg-type]

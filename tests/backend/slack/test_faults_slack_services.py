@@ -56,13 +56,20 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 @pytest.fixture
 async def replicas(
-    pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, fake_slack: FakeSlack, jobs: Recorder
+    pg_url: str,
+    tmp_path: Path,
+    gate_dir: Path,
+    llm: FakeOpenAI,
+    encoder: Encoder,
+    fake_slack: FakeSlack,
+    jobs: Recorder,
 ) -> AsyncIterator[tuple[Replica, Replica]]:
     """Two API replicas, each with its own runtime, pool and bolt app, on one database;
     both hand their jobs to ``jobs``."""
     fake_slack.reset()
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         database_url=pg_url,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base),
         bootstrap_admin=False,

@@ -123,11 +123,18 @@ class Bot:
 
 @pytest.fixture
 async def bot(
-    request: pytest.FixtureRequest, pg_url: str, tmp_path: Path, llm: FakeOpenAI, encoder: Encoder, slack: FakeSlack
+    request: pytest.FixtureRequest,
+    pg_url: str,
+    tmp_path: Path,
+    gate_dir: Path,
+    llm: FakeOpenAI,
+    encoder: Encoder,
+    slack: FakeSlack,
 ) -> AsyncIterator[Bot]:
     """The app with Slack configured; ``indirect`` parametrization adds settings."""
     settings = Settings(
         data_dir=tmp_path / "data",
+        router_dir=gate_dir,
         database_url=pg_url,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", llm.api_base, legal={"pii": "block"}),
         bootstrap_admin=False,
