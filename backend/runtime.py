@@ -192,7 +192,9 @@ def build_runtime(
     pipeline = ChatPipeline(
         db, registry, experts, capacity,
         Limits(settings.max_input_chars, settings.max_messages, settings.request_deadline_s),
-        batcher=RouteBatcher(router, query_encoder=encoder),  # the base vector for cache, safety, retrieval
+        # The base vector for cache, safety and retrieval; a named expert's request gets it
+        # batched too while the safety check (which scores every request on it) is on.
+        batcher=RouteBatcher(router, query_encoder=encoder, embed_named=settings.safety_check),
         recorder=ChatRecorder(db, build_writes(settings, db), audit, registry, experts, metrics),
         pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
         grounding=GroundingChecker(encoder),  # the same loaded model as the router's

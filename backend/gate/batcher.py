@@ -7,9 +7,13 @@ that arrive while a batch is being encoded wait for it to finish and then go tog
 the next batch (up to ``max_batch``). There is no waiting window: a lone request on an
 idle server is encoded at once, exactly as before.
 
-Requests that name their expert never wait here: the router decides them without the
-encoder (:meth:`router.service.Router.route_encoded`), and their ACL errors must reach
-their own caller, not a batch.
+Requests that name their expert need no gate: the router decides them without the
+encoder (:meth:`router.service.Router.route_encoded`), at once, unless ``embed_named``
+asks for their base-model vector too (the input safety check scores every request on it,
+issue 23): then they join the batches, and the one encoder call makes their vectors with
+the others' instead of one call per request in a thread of its own (issue 24's
+pass-through cost). Their ACL errors reach their own caller either way (a batch that
+fails is routed again one request at a time).
 
 A batch that fails is routed again one request at a time, so that a request the encoder
 cannot take fails alone and its neighbours are answered.
@@ -42,18 +46,27 @@ log = logging.getLogger(__name__)
 class RouteBatcher:
     """Routes on the event loop's behalf; encoder work runs in worker threads."""
 
-    def __init__(self, router: Router, max_batch: int = 32, *, query_encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        max_batch: int = 32,
+        *,
+        query_encoder: Encoder | None = None,
+        embed_named: bool = False,
+    ) -> None:
         """``query_encoder``: the base model, whose vector of each routed text replaces a
-        tuned encoder's on the route (module docstring); None: routes keep the gate's."""
+        tuned encoder's on the route (module docstring); None: routes keep the gate's.
+        ``embed_named``: requests that name their expert get that vector too, batched."""
         self._router = router
         self._max_batch = max_batch
         self._query_encoder = query_encoder
+        self._embed_named = embed_named and query_encoder is not None
         self._queue: list[tuple[RouteRequest, asyncio.Future[EncodedRoute]]] = []
         self._draining: asyncio.Task[None] | None = None
 
     async def route(self, request: RouteRequest) -> EncodedRoute:
         """The decision (and text vector) for ``request``. Raises what Router.route raises."""
-        if request.requested is not None:
+        if request.requested is not None and not self._embed_named:
             return self._router.route_encoded(request)  # policy only: no encoder, no thread
         future: asyncio.Future[EncodedRoute] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
@@ -78,7 +91,9 @@ class RouteBatcher:
         todo = [
             i
             for i, o in enumerate(outcomes)
-            if isinstance(o, EncodedRoute) and o.vector is not None and o.model != encoder.name
+            if isinstance(o, EncodedRoute)
+            and o.model != encoder.name
+            and (o.vector is not None or (self._embed_named and requests[i].requested is not None))
         ]
         if not todo:
             return outcomes

@@ -267,6 +267,7 @@ def expertgate_env(workdir: Path) -> dict[str, str]:
         "EXPERTGATE_DATA_DIR": str(workdir / "expertgate-data"),
         "EXPERTGATE_DATABASE_URL": expertgate_database_url(workdir),
         "EXPERTGATE_REDIS_URL": EG_REDIS_URL,
+        "EXPERTGATE_GROUP_COMMIT": "true",  # as infra/ deploys it on PostgreSQL
         "EXPERTGATE_JOB_RUNNER": "inline",  # the sample ingest runs in the CLI, no Celery worker
         "EXPERTGATE_WORKERS": str(EG_WORKERS),
         "EXPERTGATE_EXPERTS_FILE": str(workdir / "experts.yaml"),

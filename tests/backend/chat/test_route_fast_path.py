@@ -219,3 +219,34 @@ async def test_routes_carry_the_base_models_vector_made_in_one_call(encoder: Enc
     # A query encoder that fails leaves the routes as the gate made them.
     kept = await RouteBatcher(router, query_encoder=Down(encoder)).route(RouteRequest(texts[0]))
     assert kept.model == gate.manifest.tuned_encoder_name and kept.vector is not None
+
+
+async def test_named_experts_get_the_base_vector_batched_when_asked(encoder: Encoder) -> None:
+    """With ``embed_named`` (the safety check on), requests that name their expert join the
+    batches for the base model's vector: concurrent ones share encoder calls, each keeps
+    its requested expert, and an ACL refusal reaches its own caller only."""
+    from router.loading import scorer_for
+
+    gate = TrainedScorer.load(BUNDLED / "gate-broad-v4")
+    router = Router(encoder, scorer_for(gate, encoder, {}), DecisionPolicy(gate.manifest.policy, {}))
+    base = CountingEncoder(encoder)
+    batcher = RouteBatcher(router, query_encoder=base, embed_named=True)
+    texts = [f"named {i}: how do I rotate the deploy key?" for i in range(8)]
+    refused = RouteRequest("q", requested="legal", allowed=frozenset({"code"}))
+    outcomes = await asyncio.gather(
+        *(batcher.route(RouteRequest(t, requested="code")) for t in texts),
+        batcher.route(refused),
+        return_exceptions=True,
+    )
+    *routes, denied = outcomes
+    assert isinstance(denied, ExpertNotAllowed)
+    assert all(isinstance(r, EncodedRoute) for r in routes)
+    assert [r.decision.expert for r in routes] == ["code"] * len(texts)  # type: ignore[union-attr]
+    assert {r.model for r in routes} == {encoder.name}  # type: ignore[union-attr]
+    assert sum(base.calls) == len(texts) and len(base.calls) < len(texts)  # one call for many
+    for route, row in zip(routes, encoder.encode(texts), strict=True):
+        assert route.vector is not None and float(route.vector @ row) > 0.9999  # type: ignore[union-attr]
+    # Without it, a named expert reaches no encoder at all.
+    plain = await RouteBatcher(router, query_encoder=base).route(RouteRequest("x", requested="code"))
+    assert plain.vector is None and sum(base.calls) == len(texts)
+
