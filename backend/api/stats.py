@@ -29,10 +29,12 @@ async def dashboard_stats(
     until: Annotated[datetime | None, Query(description="exclusive; default now")] = None,
     bucket: Annotated[int | None, Query(ge=60, le=86_400, description="seconds per time bucket")] = None,
 ) -> DashboardStats:
-    """Traffic, routing, latency, usage and breaker figures over one window of the trail."""
+    """Traffic, routing, latency, usage, response-cache and breaker figures over one
+    window of the trail."""
     window = resolve_window(since, until, bucket, now=datetime.now(UTC))
     prices = Prices(settings.cost_per_1k_prompt_tokens, settings.cost_per_1k_completion_tokens)
     await chainer.drain()  # count events still pending in the audit outbox too
     async with db.session() as session:
-        stats = AuditStats(session, registry.names, prices)
+        cached = [spec.name for spec in registry if spec.cache.enabled]
+        stats = AuditStats(session, registry.names, prices, cached)
         return await stats.dashboard(window, experts.breakers())

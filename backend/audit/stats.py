@@ -10,18 +10,21 @@ and :data:`MAX_BUCKETS` time buckets long; counts and sums are SQL aggregates th
 the same on SQLite and PostgreSQL; percentiles (which SQLite cannot compute) come from
 the latest :data:`LATENCY_SAMPLE` chat events of the window. Breaker states come from
 this process's experts service and are per process, like the breakers themselves.
+Response-cache figures come from each event's ``payload.cache`` (backend/cache/); which
+experts have the cache on comes from the registry the caller passes (experts.yaml now,
+not at the time of the events).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, Integer, case, func, literal, select
+from sqlalchemy import BigInteger, Boolean, ColumnElement, Integer, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -43,6 +46,9 @@ ALL_EXPERTS = "all"
 CONFIDENCE_BINS = 10
 ABSTAIN_REASONS = (str(Reason.LOW_CONFIDENCE), str(Reason.OUT_OF_DOMAIN))
 QUOTA_EXCEEDED = "quota_exceeded"
+# backend/cache/types.py CacheStatus and MatchKind, as the audit event stores them.
+CACHE_HIT, CACHE_MISS, CACHE_BYPASS, CACHE_SKIPPED = "hit", "miss", "bypass", "skipped"
+MATCH_EXACT, MATCH_SEMANTIC = "exact", "semantic"
 
 
 class _EpochSeconds(FunctionElement[int]):
@@ -168,6 +174,54 @@ class BreakerStat:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheCounts:
+    """The response cache's outcomes over chat requests of the window.
+
+    ``lookups`` = ``hits`` + ``misses``: requests the cache was asked about.
+    ``bypassed`` (``Cache-Control: no-cache``) and ``skipped`` (not cacheable: a later
+    turn, PII in the question) were not looked up and are not lookups. ``hits`` =
+    ``exact_hits`` + ``semantic_hits``. ``hit_rate``: ``hits / lookups``, 0..1, None
+    with no lookups. ``tokens_saved``: the sum of the hits' ``tokens_saved`` (each the
+    total tokens, prompt and completion, its source answer's generation used: what
+    answering it again would have cost; the same figure as
+    ``expertgate_cache_tokens_saved_total``).
+    """
+
+    lookups: int
+    hits: int
+    exact_hits: int
+    semantic_hits: int
+    misses: int
+    bypassed: int
+    skipped: int
+    hit_rate: float | None
+    tokens_saved: int
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStat:
+    """One expert's cache figures. ``enabled``: its cache is on in experts.yaml now (an
+    expert whose cache is off has zero counts unless it was on earlier in the window).
+    Requests are the expert's the lookup was made for (the route's ``routed_to``, after
+    admission), not the one that answered after a fallback."""
+
+    expert: str
+    enabled: bool
+    counts: CacheCounts
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """``experts``: every expert of the registry (then any other the trail names), in
+    registry order. ``enabled``: how many have the cache on (0: it is off for all).
+    ``total``: the sums over every expert."""
+
+    enabled: int
+    experts: list[CacheStat]
+    total: CacheCounts
+
+
+@dataclass(frozen=True, slots=True)
 class DashboardStats:
     window: StatsWindow
     traffic: Traffic
@@ -180,6 +234,7 @@ class DashboardStats:
     balance: Balance
     dead_experts: list[str]  # in the registry, no chat request in the window
     breakers: list[BreakerStat]
+    cache: CacheStats
     breakers_process_local: bool = True
 
 
@@ -217,12 +272,19 @@ def resolve_window(since: datetime | None, until: datetime | None, bucket_s: int
 
 
 class AuditStats:
-    """Reads only; one instance per request (it holds the request's session)."""
+    """Reads only; one instance per request (it holds the request's session).
 
-    def __init__(self, session: AsyncSession, experts: Sequence[str], prices: Prices) -> None:
+    ``experts``: the registry's expert names, in its order; ``cached``: those whose
+    response cache is on (a name not in ``experts`` is ignored).
+    """
+
+    def __init__(
+        self, session: AsyncSession, experts: Sequence[str], prices: Prices, cached: Collection[str] = ()
+    ) -> None:
         self._session = session
         self._experts = list(experts)
         self._prices = prices
+        self._cached = frozenset(cached) & frozenset(self._experts)
 
     async def dashboard(self, window: StatsWindow, breakers: Sequence[BreakerSnapshot]) -> DashboardStats:
         traffic = await self._traffic(window)
@@ -246,6 +308,7 @@ class AuditStats:
             breakers=[
                 BreakerStat(b.expert, b.state.value, b.consecutive_failures, round(b.retry_in_s, 1)) for b in breakers
             ],
+            cache=await self._cache(window),
         )
 
     def _in_window(self, window: StatsWindow) -> list[ColumnElement[bool]]:
@@ -364,6 +427,48 @@ class AuditStats:
             for team, n, p, c, rejected, degraded in rows
         ]
         return sorted(teams, key=lambda t: -(t.prompt_tokens + t.completion_tokens))
+
+    async def _cache(self, window: StatsWindow) -> CacheStats:
+        status = AuditEvent.payload[("cache", "status")].as_string()
+        match = AuditEvent.payload[("cache", "match")].as_string()
+        saved = AuditEvent.payload[("cache", "tokens_saved")].as_integer()
+        # The expert the lookup was made for; events without a route record (none has a
+        # cache object today) fall back to the answering expert.
+        expert = func.coalesce(
+            AuditEvent.payload[("route", "routed_to")].as_string(), AuditEvent.expert, "(none)"
+        ).label("expert")
+        rows = await self._session.execute(
+            select(
+                expert,
+                _count_if(status == CACHE_HIT),
+                _count_if(and_(status == CACHE_HIT, match == MATCH_EXACT)),
+                _count_if(and_(status == CACHE_HIT, match == MATCH_SEMANTIC)),
+                _count_if(status == CACHE_MISS),
+                _count_if(status == CACHE_BYPASS),
+                _count_if(status == CACHE_SKIPPED),
+                func.coalesce(func.sum(case((status == CACHE_HIT, saved), else_=0)), 0),
+            )
+            .where(*self._in_window(window), status.is_not(None))
+            .group_by(expert)
+        )
+        # Per expert: hits, exact, semantic, misses, bypassed, skipped, tokens saved.
+        nothing = (0,) * 7
+        counted = {name: tuple(int(v or 0) for v in values) for name, *values in rows}
+        names = self._experts + sorted(set(counted) - set(self._experts))
+        experts = [CacheStat(name, name in self._cached, _cache_counts(*counted.get(name, nothing))) for name in names]
+        total = _cache_counts(*(sum(column) for column in zip(nothing, *counted.values(), strict=True)))
+        return CacheStats(enabled=len(self._cached), experts=experts, total=total)
+
+
+def _cache_counts(
+    hits: int, exact: int, semantic: int, misses: int, bypassed: int, skipped: int, tokens_saved: int
+) -> CacheCounts:
+    lookups = hits + misses
+    return CacheCounts(
+        lookups=lookups, hits=hits, exact_hits=exact, semantic_hits=semantic, misses=misses,
+        bypassed=bypassed, skipped=skipped, hit_rate=round(hits / lookups, 4) if lookups else None,
+        tokens_saved=tokens_saved,
+    )  # fmt: skip
 
 
 def _error_code() -> ColumnElement[str]:

@@ -335,7 +335,8 @@ export interface paths {
         };
         /**
          * Dashboard Stats
-         * @description Traffic, routing, latency, usage and breaker figures over one window of the trail.
+         * @description Traffic, routing, latency, usage, response-cache and breaker figures over one
+         *     window of the trail.
          */
         get: operations["getDashboardStats"];
         put?: never;
@@ -1211,6 +1212,39 @@ export interface components {
             process_local?: boolean;
         };
         /**
+         * CacheCounts
+         * @description The response cache's outcomes over chat requests of the window.
+         *
+         *     ``lookups`` = ``hits`` + ``misses``: requests the cache was asked about.
+         *     ``bypassed`` (``Cache-Control: no-cache``) and ``skipped`` (not cacheable: a later
+         *     turn, PII in the question) were not looked up and are not lookups. ``hits`` =
+         *     ``exact_hits`` + ``semantic_hits``. ``hit_rate``: ``hits / lookups``, 0..1, None
+         *     with no lookups. ``tokens_saved``: the sum of the hits' ``tokens_saved`` (each the
+         *     total tokens, prompt and completion, its source answer's generation used: what
+         *     answering it again would have cost; the same figure as
+         *     ``expertgate_cache_tokens_saved_total``).
+         */
+        CacheCounts: {
+            /** Bypassed */
+            bypassed: number;
+            /** Exact Hits */
+            exact_hits: number;
+            /** Hit Rate */
+            hit_rate: number | null;
+            /** Hits */
+            hits: number;
+            /** Lookups */
+            lookups: number;
+            /** Misses */
+            misses: number;
+            /** Semantic Hits */
+            semantic_hits: number;
+            /** Skipped */
+            skipped: number;
+            /** Tokens Saved */
+            tokens_saved: number;
+        };
+        /**
          * CacheOut
          * @description What the response cache did for this request (docs/cache.md). ``status``: hit |
          *     miss | bypass (``Cache-Control: no-cache``) | skipped (not a first turn, or PII).
@@ -1235,6 +1269,33 @@ export interface components {
             status: string;
             /** Tokens Saved */
             tokens_saved?: number | null;
+        };
+        /**
+         * CacheStat
+         * @description One expert's cache figures. ``enabled``: its cache is on in experts.yaml now (an
+         *     expert whose cache is off has zero counts unless it was on earlier in the window).
+         *     Requests are the expert's the lookup was made for (the route's ``routed_to``, after
+         *     admission), not the one that answered after a fallback.
+         */
+        CacheStat: {
+            counts: components["schemas"]["CacheCounts"];
+            /** Enabled */
+            enabled: boolean;
+            /** Expert */
+            expert: string;
+        };
+        /**
+         * CacheStats
+         * @description ``experts``: every expert of the registry (then any other the trail names), in
+         *     registry order. ``enabled``: how many have the cache on (0: it is off for all).
+         *     ``total``: the sums over every expert.
+         */
+        CacheStats: {
+            /** Enabled */
+            enabled: number;
+            /** Experts */
+            experts: components["schemas"]["CacheStat"][];
+            total: components["schemas"]["CacheCounts"];
         };
         /** ChatCompletion */
         ChatCompletion: {
@@ -1390,6 +1451,7 @@ export interface components {
              * @default true
              */
             breakers_process_local?: boolean;
+            cache: components["schemas"]["CacheStats"];
             /** Confidence */
             confidence: components["schemas"]["ConfidenceBin"][];
             /** Dead Experts */

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useId, useState } from "react";
 
 import type { Api } from "../api/client";
 import type { DashboardStats, ReviewQueueStats } from "../api/types";
+import { ResponseCacheTile } from "./CacheTile";
 import { BarChart, LineChart, seriesColor } from "./charts";
 import { SafetyFlagsTile } from "./SafetyTile";
 import { ErrorLine, GridTable } from "./Table";
@@ -135,6 +136,7 @@ export function Dashboard({ api }: { api: Api }) {
               </li>
             ))}
             <SafetyFlagsTile api={api} window={stats.window} />
+            <ResponseCacheTile cache={stats.cache} />
           </ul>
           <div className="charts">
             <LineChart

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 
 import { Api } from "../api/client";
 import type { DashboardStats } from "../api/types";
+import { cacheTile } from "./CacheTile";
 import { BarChart, LineChart, niceMax } from "./charts";
 import { Dashboard, reviewTile, summarize, waited } from "./Dashboard";
 import { Users } from "./Users";
@@ -43,8 +44,27 @@ const stats: DashboardStats = {
     { expert: "code", state: "closed", consecutive_failures: 0, retry_in_s: 0 },
     { expert: "legal", state: "open", consecutive_failures: 5, retry_in_s: 12.4 },
   ],
+  cache: {
+    enabled: 2,
+    experts: [
+      { expert: "code", enabled: true, counts: counts({}) },
+      { expert: "legal", enabled: true, counts: counts({ hits: 3, exact_hits: 2, semantic_hits: 1, misses: 1, bypassed: 1, tokens_saved: 1250 }) },
+      { expert: "support", enabled: false, counts: counts({}) },
+      { expert: "general", enabled: false, counts: counts({}) },
+    ],
+    total: counts({ hits: 3, exact_hits: 2, semantic_hits: 1, misses: 1, bypassed: 1, tokens_saved: 1250 }),
+  },
   breakers_process_local: true,
 };
+
+type CacheCounts = DashboardStats["cache"]["total"];
+
+/** A cache counts object as the server computes it: lookups and the rate from hits and misses. */
+function counts(c: Partial<CacheCounts>): CacheCounts {
+  const base = { hits: 0, exact_hits: 0, semantic_hits: 0, misses: 0, bypassed: 0, skipped: 0, tokens_saved: 0, ...c };
+  const lookups = base.hits + base.misses;
+  return { ...base, lookups, hit_rate: lookups ? base.hits / lookups : null };
+}
 
 function fakeApi(routes: Record<string, unknown>) {
   const calls: Request[] = [];
@@ -86,6 +106,39 @@ describe("review queue tile", () => {
     const none = reviewTile({ pending: 0, by_expert: {}, age_p50_s: 0, age_p95_s: 0, age_max_s: 0 });
     expect(none.detail).toBe("no answer waits for a person");
     expect([waited(4), waited(61), waited(5400)]).toEqual(["4 s", "1 min", "1.5 h"]);
+  });
+});
+
+describe("response cache tile", () => {
+  it("gives the hit rate and tokens saved overall and per expert, and names the experts it is off for", () => {
+    const tile = cacheTile(stats.cache);
+    expect(tile.value).toBe("75.0%");
+    expect(tile.detail).toBe("hit rate: 3 of 4 lookups hit (2 exact, 1 semantic), 1,250 tokens saved");
+    expect(tile.experts).toEqual([
+      { expert: "code", text: "on, no lookups in this window" },
+      { expert: "legal", text: "75.0% hit rate: 3 of 4 lookups hit (2 exact, 1 semantic), 1,250 tokens saved" },
+    ]);
+    expect(tile.off).toEqual(["support", "general"]);
+  });
+
+  it("says when the cache is off for every expert, or nothing was looked up", () => {
+    const off = { enabled: 0, experts: stats.cache.experts.map((e) => ({ ...e, enabled: false, counts: counts({}) })), total: counts({}) };
+    expect(cacheTile(off)).toEqual({ value: "Off", detail: "the cache is off for every expert", experts: [], off: [] });
+    const idle = { ...stats.cache, experts: stats.cache.experts.map((e) => ({ ...e, counts: counts({ bypassed: 2 }) })), total: counts({ bypassed: 8 }) };
+    const tile = cacheTile(idle);
+    expect([tile.value, tile.detail]).toEqual(["–", "no lookups in this window"]);
+    expect(tile.experts.map((e) => e.text)).toEqual(["on, no lookups in this window", "on, no lookups in this window"]);
+  });
+
+  it("still shows an expert whose cache was turned off after its lookups, saying so", () => {
+    const turnedOff = {
+      enabled: 0,
+      experts: [{ expert: "legal", enabled: false, counts: counts({ hits: 1, exact_hits: 1, misses: 1, tokens_saved: 40 }) }],
+      total: counts({ hits: 1, exact_hits: 1, misses: 1, tokens_saved: 40 }),
+    };
+    const tile = cacheTile(turnedOff);
+    expect(tile.value).toBe("50.0%");
+    expect(tile.experts).toEqual([{ expert: "legal", text: "50.0% hit rate: 1 of 2 lookups hit (1 exact, 0 semantic), 40 tokens saved (cache now off)" }]);
   });
 });
 
@@ -139,6 +192,13 @@ describe("Dashboard", () => {
     expect(within(teams).getByRole("row", { name: /eng 14 1200 3400 \$0\.0057 5 2/ })).toBeTruthy();
     expect(within(teams).getByText("no price set")).toBeTruthy();
     expect(screen.getByTestId("dead-experts").textContent).toContain("support");
+    expect(screen.getByTestId("tile-Response cache").textContent).toBe("75.0%");
+    const perExpert = screen.getByRole("list", { name: "Response cache per expert" });
+    expect(within(perExpert).getAllByRole("listitem").map((li) => li.textContent)).toEqual([
+      "code on, no lookups in this window",
+      "legal 75.0% hit rate: 3 of 4 lookups hit (2 exact, 1 semantic), 1,250 tokens saved",
+    ]);
+    expect(screen.getByText("off for support, general")).toBeTruthy();
     const breakers = screen.getByRole("table", { name: "Circuit breakers" });
     expect(within(breakers).getByText("open (probe in 13 s)")).toBeTruthy();
 

@@ -218,6 +218,7 @@ describe("the Safety flags tile", () => {
       teams: [],
       dead_experts: [],
       breakers: [],
+      cache: { enabled: 0, experts: [], total: { lookups: 0, hits: 0, exact_hits: 0, semantic_hits: 0, misses: 0, bypassed: 0, skipped: 0, hit_rate: null, tokens_saved: 0 } },
     };
     const { api, calls } = fakeApi({
       "GET /api/v1/admin/stats": { status: 200, body: dashboard },
