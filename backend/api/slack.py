@@ -1,8 +1,8 @@
 """POST /slack/events: Slack's Events API, slash commands and interactivity, via bolt.
 
-Mounted by :func:`install_slack` only when Slack is configured. The runtime is built
-on the first request from the app's runtime (the runtime exists only once the
-lifespan ran) and closed by :func:`close_slack` at shutdown.
+Mounted by :func:`install_slack` only when Slack is configured. The Slack bot is built
+on the first request from the app's runtime (which exists only once the lifespan ran)
+and closed by :func:`close_slack` at shutdown.
 
 Before bolt runs, :mod:`backend.slack.inbound` checks the signature (401 in the error
 table's shape) and then the body (400): no body Slack would not send reaches bolt, so
@@ -59,13 +59,13 @@ def install_slack(app: FastAPI, settings: Settings) -> None:
                 return Response(status_code=200)
             raise
         parsed = inbound.parse(body, headers.get("content-type"))
-        async with lock:  # one runtime even when the first requests race
-            runtime = slack_bot(request.app, settings)
+        async with lock:  # one bot even when the first requests race
+            bot = slack_bot(request.app, settings)
         bolt_request = to_bolt_request(parsed, dict(headers), dict(request.query_params))
-        return to_starlette_response(await runtime.bolt.async_dispatch(bolt_request))
+        return to_starlette_response(await bot.bolt.async_dispatch(bolt_request))
 
 
 async def close_slack(app: FastAPI) -> None:
-    runtime: SlackBot | None = getattr(app.state, "slack", None)
-    if runtime is not None:
-        await runtime.close()
+    bot: SlackBot | None = getattr(app.state, "slack", None)
+    if bot is not None:
+        await bot.close()

@@ -9,7 +9,8 @@ Every command that touches the database gets them from :func:`open_command`, onc
 ``Access.WRITE`` creates the data directory and migrates the database to this
 release's head first (what ``expertgate migrate`` does, and what writing commands have
 always done). ``Access.READ`` opens the database as it is: a command that only reads
-(``audit verify``, ``keys list``, ...) never changes the schema, and stops with
+(``audit verify``, ``keys list``, ...) never changes the schema (an export still
+appends its own audit event, as through the API), and stops with
 :class:`backend.db.session.SchemaNotCurrent` (a message naming ``expertgate migrate``)
 when the schema is missing or behind. The database's engine is disposed when the block
 exits, however it exits.
@@ -33,7 +34,7 @@ from backend.settings import Settings
 class Access(Enum):
     """What a command does to the database."""
 
-    READ = "read"  # reads only: the schema must be current already
+    READ = "read"  # reads (and may audit that it did): the schema must be current already
     WRITE = "write"  # writes: migrated to head first
 
 

@@ -88,7 +88,7 @@ def job_view(job: IngestJob) -> JobView:
 def this_process() -> str:
     """``host:pid:start``: this process as the holder of a job (``start``: when it
     started, in clock ticks since boot, so that a later process given the same pid, as a
-    restarted runtime's entrypoint always is, is not taken for it)."""
+    restarted container's entrypoint always is, is not taken for it)."""
     return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
 
 

@@ -201,7 +201,7 @@ def build_bolt_app(
 
     async def on_feedback(body: dict[str, Any], action: dict[str, Any], ack: AsyncAck) -> None:
         await ack()
-        channel = lookup(body, "channel", "id") or lookup(body, "runtime", "channel_id") or ""
+        channel = lookup(body, "channel", "id") or lookup(body, "container", "channel_id") or ""
         user, thread_ts = field(body, "user", "id"), lookup(body, "message", "thread_ts")
         if field(action, "action_id") == blocks.SHOULD_HAVE_GONE_TO:
             request_id, _, expert = field(action, "selected_option", "value").partition("|")

@@ -101,18 +101,23 @@ class Bot:
         }  # fmt: skip
         return await self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
 
-    async def click(self, action: dict[str, Any], user: str, thread_ts: str) -> httpx.Response:
-        payload = {
+    async def click(
+        self, action: dict[str, Any], user: str, thread_ts: str, *, channel_field: bool = True
+    ) -> httpx.Response:
+        """A block action; ``channel_field=False``: the payload names its channel only in
+        ``container`` (as Slack sends it for some surfaces)."""
+        payload: dict[str, Any] = {
             "type": "block_actions",
             "team": {"id": TEAM_ID},
             "user": {"id": user},
             "api_app_id": "A0000APP",
-            "runtime": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
-            "channel": {"id": CHANNEL},
+            "container": {"type": "message", "channel_id": CHANNEL, "message_ts": "1.1"},
             "message": {"ts": "1.1", "thread_ts": thread_ts},
             "trigger_id": "1.2.3",
             "actions": [action],
         }
+        if channel_field:
+            payload["channel"] = {"id": CHANNEL}
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return await self.post(body, "application/x-www-form-urlencoded")
 
@@ -325,9 +330,10 @@ async def test_feedback_buttons_reach_the_feedback_table_and_the_audit_log(
     await bot.click({"type": "static_select", "action_id": "feedback_expert", "selected_option": option,
                      "block_id": "b", "action_ts": "2"}, ANA, "1700000020.000001")  # fmt: skip
     await bot.settle()
-    # Someone else may not rate Ana's answer: told so, nothing stored for them.
+    # Someone else may not rate Ana's answer: told so, nothing stored for them. (This click
+    # names its channel in `container` only: the reply still finds the channel.)
     await bot.click({"type": "button", "action_id": "feedback_not_helpful", "value": helpful["value"],
-                     "block_id": "b", "action_ts": "3"}, BEN, "1700000020.000001")  # fmt: skip
+                     "block_id": "b", "action_ts": "3"}, BEN, "1700000020.000001", channel_field=False)  # fmt: skip
     await bot.settle()
 
     await bot.runtime.chainer.drain()  # the app's chainer moves audit events out of the outbox
@@ -341,7 +347,7 @@ async def test_feedback_buttons_reach_the_feedback_table_and_the_audit_log(
     ]
     assert all(e.request_id == helpful["value"] for e in events)
     ephemeral = slack.of("chat.postEphemeral")
-    assert [e["user"] for e in ephemeral] == [ANA, ANA, BEN]
+    assert [(e["user"], e["channel"]) for e in ephemeral] == [(ANA, CHANNEL), (ANA, CHANNEL), (BEN, CHANNEL)]
     assert ephemeral[1]["text"] == "Thanks! Noted that it should have gone to *support*."
     assert "I don't know you yet" in ephemeral[2]["text"]  # Ben has no expertgate account
 
