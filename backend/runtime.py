@@ -28,7 +28,7 @@ from backend.db.group_commit import GroupCommit
 from backend.db.session import Database, migrate
 from backend.db.writes import OwnTransaction, Writes
 from backend.gate.batcher import RouteBatcher
-from backend.gate.wiring import build_router, bundled_encoder
+from backend.gate.wiring import build_memo, build_router, bundled_encoder
 from backend.grounding import GroundingChecker
 from backend.guard.policy import PiiGuard
 from backend.guard.safety import build_input_safety
@@ -153,7 +153,10 @@ def build_runtime(
     migrate(url)
     db = Database(url, busy_timeout_s=settings.database_busy_timeout_s)
     encoder = encoder or bundled_encoder(settings, serving=True)
-    router = build_router(settings, registry, encoder)
+    # Repeated texts skip the encoder: the gate's and the base model's vectors alike.
+    memo = build_memo(settings)
+    query_encoder = encoder if memo is None else memo.wrap(encoder)
+    router = build_router(settings, registry, encoder, memo)
     # The router's loaded encoder is also the knowledge embedder: one model per process.
     knowledge = build_knowledge(settings, db, registry, encoder)
     pii = PiiGuard()
@@ -194,12 +197,14 @@ def build_runtime(
         Limits(settings.max_input_chars, settings.max_messages, settings.request_deadline_s),
         # The base vector for cache, safety and retrieval; a named expert's request gets it
         # batched too while the safety check (which scores every request on it) is on.
-        batcher=RouteBatcher(router, query_encoder=encoder, embed_named=settings.safety_check),
+        batcher=RouteBatcher(router, query_encoder=query_encoder, embed_named=settings.safety_check),
         recorder=ChatRecorder(db, build_writes(settings, db), audit, registry, experts, metrics),
         pii=pii, knowledge=knowledge.service, passages=settings.knowledge_passages, quota=quota,
         grounding=GroundingChecker(encoder),  # the same loaded model as the router's
         cache=build_response_cache(registry, db, knowledge.service, redis, metrics, encoder),  # backend/cache
-        safety=build_input_safety(settings.safety_model_dir, encoder, registry) if settings.safety_check else None,
+        safety=(
+            build_input_safety(settings.safety_model_dir, query_encoder, registry) if settings.safety_check else None
+        ),
     )  # fmt: skip
     return Runtime(
         settings=settings,

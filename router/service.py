@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from router.encoder import Encoder, Vectors
+from router.memo import VectorMemo
 from router.policy import DecisionPolicy
 from router.types import RouteRequest, RoutingDecision, Scores
 
@@ -65,8 +66,13 @@ class _Active:
 class Router:
     """Routes requests. Thread-safe; gate and shadow can be swapped while serving."""
 
-    def __init__(self, encoder: Encoder, scorer: Scorer, policy: DecisionPolicy) -> None:
+    def __init__(
+        self, encoder: Encoder, scorer: Scorer, policy: DecisionPolicy, *, memo: VectorMemo | None = None
+    ) -> None:
+        """``memo``: repeated texts take their vectors from it instead of the encoder
+        (router/memo.py); None: every text is encoded."""
         self.encoder = encoder
+        self._memo = memo
         self._active = _Active(scorer, policy)
         self._shadow: _Active | None = None
         self._lock = threading.Lock()
@@ -131,7 +137,7 @@ class Router:
         gate's scores cannot change it, so it skips the encoder (the costliest step).
         """
         active, shadow = self._active, self._shadow  # one gate for the whole batch
-        encoder = active.scorer.encoder or self.encoder
+        encoder = self._encoder_of(active)
         if not requests:
             return [], [], encoder.name
         requests = list(requests)
@@ -153,9 +159,9 @@ class Router:
         # A named expert: the shadow's first rule gives the same answer, no scoring needed.
         others = [d.expert for d in out]
         if encoded is not None:
-            shadow_encoder = shadow.scorer.encoder or self.encoder
+            shadow_encoder = self._encoder_of(shadow)
             texts = [r.text for r in batch]
-            shadow_vectors = encoded if shadow_encoder is encoder else shadow_encoder.encode(texts)
+            shadow_vectors = encoded if shadow_encoder.name == encoder.name else shadow_encoder.encode(texts)
             shadow_scores = shadow.scorer.score(texts, shadow_vectors)
             for i, r, s in zip(todo, batch, shadow_scores, strict=True):
                 others[i] = shadow.policy.decide(s, r, shadow.scorer.version).expert
@@ -170,6 +176,11 @@ class Router:
                 self._agreed += agreed
         return out, vectors, encoder.name
 
+    def _encoder_of(self, gate: _Active) -> Encoder:
+        """The encoder whose vectors ``gate`` scores, through the memo when there is one."""
+        encoder = gate.scorer.encoder or self.encoder
+        return encoder if self._memo is None else self._memo.wrap(encoder)
+
     def _score(self, requests: list[RouteRequest], active: _Active) -> tuple[list[RoutingDecision], Vectors]:
         """Encode and score requests that name no expert, in one encoder call.
 
@@ -182,7 +193,7 @@ class Router:
         # conversation's.
         infer = [i for i, r in enumerate(requests) if r.previous_expert is None and r.history]
         all_texts = texts + [requests[i].history[-1] for i in infer]
-        all_vectors = (active.scorer.encoder or self.encoder).encode(all_texts)
+        all_vectors = self._encoder_of(active).encode(all_texts)
         all_scores = active.scorer.score(all_texts, all_vectors)
         for j, i in enumerate(infer):
             earlier = RouteRequest(text=requests[i].history[-1], allowed=requests[i].allowed)

@@ -14,6 +14,7 @@ from backend.db.session import Database, migrate
 from backend.gate.batcher import RouteBatcher
 from backend.knowledge.service import QueryVector
 from backend.knowledge.wiring import Knowledge, build_knowledge
+from backend.runtime import build_runtime
 from backend.settings import Settings
 from experts.registry import ExpertRegistry
 from router.artifacts import BUNDLED
@@ -24,7 +25,10 @@ from router.policy import DecisionPolicy
 from router.service import EncodedRoute, Router
 from router.types import Reason, RouteRequest
 from tests.backend.knowledge.test_knowledge_service import LEGAL, ingest
+from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
 from tests.fakes.embedder import HashEmbedder
+from tests.fakes.openai_server import FakeOpenAI
+from tests.router.test_memo import Recording as RecordingEncoder
 
 
 class CountingEncoder:
@@ -250,3 +254,36 @@ async def test_named_experts_get_the_base_vector_batched_when_asked(encoder: Enc
     plain = await RouteBatcher(router, query_encoder=base).route(RouteRequest("x", requested="code"))
     assert plain.vector is None and sum(base.calls) == len(texts)
 
+
+
+@pytest.mark.parametrize(("memo_entries", "encodes"), [(4096, 1), (0, 2)])
+async def test_a_repeated_question_is_encoded_once_through_the_app(
+    tmp_path: Path, gate_dir: Path, fake_llm: FakeOpenAI, encoder: Encoder, memo_entries: int, encodes: int
+) -> None:
+    """Through the app (gate, safety check, retrieval): the second identical question takes
+    its vectors from the process's memo (router/memo.py), and is routed and answered alike;
+    with the memo off it is encoded again."""
+    recording = RecordingEncoder(encoder)
+    settings = Settings(
+        data_dir=tmp_path / "data", router_dir=gate_dir, vector_memo_entries=memo_entries,
+        experts_file=write_experts_yaml(tmp_path / "experts.yaml", fake_llm.api_base), bootstrap_admin=False,
+    )  # fmt: skip
+    runtime = build_runtime(settings, encoder=recording, environ={})
+    question = "my laptop will not connect to the office wifi since this morning"
+    body = {"model": "auto", "messages": [{"role": "user", "content": question}]}
+    try:
+        key = await make_key(runtime, "ana@example.com")
+        async with client_as(runtime, key) as client:
+            answers = []
+            for _ in range(2):
+                r = await client.post("/v1/chat/completions", json=body)
+                assert r.status_code == 200, r.text
+                answers.append(r.json()["expertgate"])
+        events = await audit_events(runtime, action="chat.completion")
+    finally:
+        await runtime.close()
+    assert recording.texts.count(question) == encodes
+    first, second = answers
+    assert (second["expert"], second["probabilities"]) == (first["expert"], first["probabilities"])
+    verdicts = [e.payload["safety"]["scores"] for e in events]
+    assert len(verdicts) == 2 and verdicts[0] == verdicts[1]

@@ -1,0 +1,90 @@
+"""The vector memo: a repeated text skips the encoder and gets the very same vector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from router.artifacts import BUNDLED
+from router.encoder import Encoder, Vectors
+from router.gate import TrainedScorer
+from router.memo import MAX_TEXT_CHARS, VectorMemo
+from router.policy import DecisionPolicy
+from router.service import Router
+from router.types import RouteRequest
+from tests.fakes.embedder import HashEmbedder
+
+
+class Recording:
+    """An encoder that records every text it was asked to encode."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.name, self.dim = inner.name, inner.dim
+        self._inner = inner
+        self.texts: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        self.texts += texts
+        return self._inner.encode(texts)
+
+
+def test_a_repeated_text_is_not_encoded_again_and_gets_the_same_vector() -> None:
+    inner = HashEmbedder()
+    recording = Recording(inner)
+    memo = VectorMemo(16)
+    encoder = memo.wrap(recording)
+    first = encoder.encode(["reset my password", "where is the VPN guide"])
+    again = encoder.encode(["where is the VPN guide", "reset my password", "a new question"])
+    assert recording.texts == ["reset my password", "where is the VPN guide", "a new question"]
+    assert np.array_equal(again[0], first[1]) and np.array_equal(again[1], first[0])
+    assert np.array_equal(again, inner.encode(["where is the VPN guide", "reset my password", "a new question"]))
+    assert (memo.hits, memo.misses) == (2, 3)
+    # A text twice in one call is encoded once; an empty call is an empty array.
+    assert encoder.encode(["twice", "twice"]).shape == (2, inner.dim)
+    assert recording.texts[-1:] == ["twice"]
+    assert encoder.encode([]).shape == (0, inner.dim)
+
+
+def test_the_least_recently_used_text_goes_first() -> None:
+    recording = Recording(HashEmbedder())
+    memo = VectorMemo(2)
+    encoder = memo.wrap(recording)
+    encoder.encode(["a", "b"])
+    encoder.encode(["a"])  # a is now the most recent
+    encoder.encode(["c"])  # b goes
+    recording.texts.clear()
+    encoder.encode(["a", "b", "c"])
+    assert recording.texts == ["b"]
+    assert len(memo) == 2
+
+
+def test_two_models_vectors_are_never_confused_and_long_texts_are_not_kept() -> None:
+    memo = VectorMemo(16)
+    small, large = Recording(HashEmbedder(32, "model-a")), Recording(HashEmbedder(64, "model-b"))
+    assert memo.wrap(small).encode(["same text"]).shape == (1, 32)
+    assert memo.wrap(large).encode(["same text"]).shape == (1, 64)
+    assert small.texts == large.texts == ["same text"]
+    pasted = "x " * MAX_TEXT_CHARS
+    memo.wrap(small).encode([pasted])
+    memo.wrap(small).encode([pasted])
+    assert small.texts.count(pasted) == 2
+    # Wrapping a wrapped encoder reads the same memo once, not through itself.
+    assert memo.wrap(memo.wrap(small)).inner is small
+    with pytest.raises(ValueError):
+        VectorMemo(0)
+
+
+def test_the_router_routes_a_repeated_request_alike_without_the_encoder(encoder: Encoder) -> None:
+    gate = TrainedScorer.load(BUNDLED / "gate-seed-v1")
+    recording = Recording(encoder)
+    router = Router(recording, gate, DecisionPolicy(gate.manifest.policy, {}), memo=VectorMemo(64))
+    plain = Router(encoder, gate, DecisionPolicy(gate.manifest.policy, {}))
+    request = RouteRequest("my laptop will not connect to the office wifi")
+    first = router.route_encoded(request)
+    again = router.route_encoded(request)
+    assert recording.texts == [request.text]
+    assert again.decision == first.decision == plain.route(request)
+    assert again.vector is not None and first.vector is not None
+    assert np.array_equal(again.vector, first.vector)
