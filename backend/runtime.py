@@ -191,6 +191,7 @@ def build_runtime(
         router_version=lambda: router.version,
         index_versions=lambda: {d: svc.loaded_version(d) for d in svc.domains},
         breakers=experts.breakers,
+        memo=memo,
     )
     pipeline = ChatPipeline(
         db, registry, experts, capacity,

@@ -129,9 +129,10 @@ class Settings(BaseSettings):
     router_encoder_runtime: Literal["onnx-int8", "onnx-float32", "base"] = "base"
     encoder_onnx_dir: Path | None = None
     router_reload_s: float = Field(default=5.0, gt=0)
-    # Vectors of this many recent texts are kept per process, so a repeated request skips
-    # the encoder passes (router/memo.py; a response cache hit is then a few ms). 0: off.
-    vector_memo_entries: int = Field(default=4096, ge=0, le=1_000_000)
+    # Vectors and gate scores of recent texts (this many values, up to three per text) are
+    # kept per process, so a repeated request skips the encoder passes and the gate's bank
+    # product (router/memo.py; a response cache hit is then a few ms). 0: off.
+    text_memo_entries: int = Field(default=8192, ge=0, le=1_000_000)
     # The input safety check (docs/safety.md): the shipped model, or another version
     # directory; false turns the check off (every request's scores are then absent).
     safety_check: bool = True

@@ -17,7 +17,9 @@ groups; near-miss pairs that must never share an answer).
    (``--zipf``), a wording drawn uniformly within the group: the share of repeats (the
    group asked before) and of exact repeats is reported next to the hit rate; a hit
    whose source request asked another group is a wrong hit. Server time of each request
-   (in process, no network) for hits and misses; the same sequence again with
+   (in process, no network: the app's own time from its ASGI call to the response's last
+   byte, ``ServerClock``; the in-process client's time beside it) for hits and misses,
+   exact and semantic hits apart; the same sequence again with
    ``Cache-Control: no-cache`` on every request (the cache not read) for comparison.
 4. **Near-miss pairs**: on a fresh app, for ``--pairs`` pairs of each half: ask A, then
    B; B answered with A's answer (or any other group's) is a wrong hit.
@@ -83,6 +85,26 @@ def experts_yaml(path: Path, api_base: str, thresholds: dict[str, float] | None)
     return path
 
 
+class ServerClock:
+    """The app's own time per request: from the ASGI call to the last byte of the
+    response handed to the server (what a server's access log would time), without
+    the in-process client's work of building the request and reading the response."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self.last_ms = 0.0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.last_ms = (time.perf_counter() - started) * 1000
+
+        await self._app(scope, receive, timed_send)
+
+
 class App:
     """A fresh runtime and client (own data dir: nothing cached)."""
 
@@ -102,8 +124,9 @@ class App:
             key = (await identity.create_key(user)).secret
         app = create_app(self.settings, self.runtime)
         app.state.runtime = self.runtime
+        self.clock = ServerClock(app)
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://bench", headers={"authorization": f"Bearer {key}"},
+            transport=httpx.ASGITransport(app=self.clock), base_url="http://bench", headers={"authorization": f"Bearer {key}"},
             timeout=60,
         )  # fmt: skip
         return self
@@ -119,9 +142,9 @@ class App:
         body = {"model": "auto", "messages": [{"role": "user", "content": text}]}
         started = time.perf_counter()
         r = await self.client.post("/v1/chat/completions", json=body, headers=headers)
-        ms = (time.perf_counter() - started) * 1000
+        client_ms = (time.perf_counter() - started) * 1000
         r.raise_for_status()
-        return r.json()["expertgate"], ms
+        return {**r.json()["expertgate"], "client_ms": client_ms}, self.clock.last_ms
 
 
 async def vectors(
@@ -226,7 +249,8 @@ async def replay(app: App, sequence: list[dict[str, Any]], *, no_cache: bool) ->
         source = cache.get("source_request_id")
         rows.append({
             "request_id": info["request_id"], "intent": q["intent"], "repeat": q["intent"] in seen_intents, "exact_repeat": q["text"] in seen_texts,
-            "status": cache.get("status"), "match": cache.get("match"), "ms": ms, "cache_ms": cache.get("ms"),
+            "status": cache.get("status"), "match": cache.get("match"), "ms": ms, "client_ms": info["client_ms"],
+            "cache_ms": cache.get("ms"),
             "wrong": source is not None and intent_of.get(source) != q["intent"], "expert": info["expert"],
             "tokens_saved": cache.get("tokens_saved") or 0,
         })  # fmt: skip
@@ -251,8 +275,15 @@ async def replay(app: App, sequence: list[dict[str, Any]], *, no_cache: bool) ->
         "statuses": dict(Counter(str(r["status"]) for r in rows)),
         "tokens_saved": sum(r["tokens_saved"] for r in hits),
         "server_ms_hit": summary([r["ms"] for r in hits]),
+        # An exact hit's text was seen before, so the text memo (router/memo.py) spares
+        # it the encoder; a semantic hit is a new text and pays for routing.
+        "server_ms_hit_exact": summary([r["ms"] for r in hits if r["match"] == "exact"]),
+        "server_ms_hit_semantic": summary([r["ms"] for r in hits if r["match"] == "semantic"]),
         "server_ms_miss": summary([r["ms"] for r in misses]),
         "server_ms_all": summary([r["ms"] for r in rows]),
+        # The same requests timed by the in-process client (its own work included).
+        "client_ms_hit": summary([r["client_ms"] for r in hits]),
+        "client_ms_miss": summary([r["client_ms"] for r in misses]),
         "lookup_ms_hit": summary([r["cache_ms"] for r in hits if r["cache_ms"] is not None]),
         # The pipeline's own clock (audit event latency_ms): guard + route, and the whole
         # request up to its record; a hit's time after routing is lookup + record.
@@ -332,6 +363,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sequence = zipf_sequence(questions, args.requests, args.zipf, rng)
         async with App(work / "replay", llm, encoder, thresholds or None) as app:
             used = {s.name: s.cache.threshold for s in app.runtime.registry}
+            memo_entries = app.settings.text_memo_entries
+            safety_check = app.settings.safety_check
             with_cache = await replay(app, sequence, no_cache=False)
         async with App(work / "no-cache", llm, encoder, thresholds or None) as app:
             without = await replay(app, sequence, no_cache=True)
@@ -350,6 +383,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "replay": {"zipf": args.zipf, "seed": args.seed, "with_cache": with_cache, "no_cache_header": without},
         "near_miss": pairs_result,
         "conditions": {"cpu_count": os.cpu_count(), "store": "in-process (MemoryStore)", "db": "SQLite",
+                       "text_memo_entries": memo_entries, "safety_check": safety_check,
                        "knowledge": "no documents ingested (answers cite nothing; see docs/cache.md)",
                        "llm": "tests/fakes/openai_server.py on loopback, no generation delay"},
     }  # fmt: skip

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from router.encoder import Encoder, Vectors
-from router.memo import VectorMemo
+from router.memo import TextMemo
 from router.policy import DecisionPolicy
 from router.types import RouteRequest, RoutingDecision, Scores
 
@@ -57,20 +58,27 @@ class EncodedRoute:
     model: str | None = None
 
 
+_activations = itertools.count()
+
+
 @dataclass(frozen=True)
 class _Active:
     scorer: Scorer
     policy: DecisionPolicy
+    # Names this activation's scores in the memo: a gate swapped in again, or another
+    # scorer under the same version name (new prototypes), never reads older scores.
+    key: str = field(default_factory=lambda: f"scores:{next(_activations)}")
 
 
 class Router:
     """Routes requests. Thread-safe; gate and shadow can be swapped while serving."""
 
     def __init__(
-        self, encoder: Encoder, scorer: Scorer, policy: DecisionPolicy, *, memo: VectorMemo | None = None
+        self, encoder: Encoder, scorer: Scorer, policy: DecisionPolicy, *, memo: TextMemo | None = None
     ) -> None:
-        """``memo``: repeated texts take their vectors from it instead of the encoder
-        (router/memo.py); None: every text is encoded."""
+        """``memo``: repeated texts take their vectors and the gate's scores from it
+        instead of the encoder and the gate (router/memo.py); None: every text is
+        encoded and scored."""
         self.encoder = encoder
         self._memo = memo
         self._active = _Active(scorer, policy)
@@ -127,9 +135,7 @@ class Router:
         """Route a batch with one encoder call. Raises ExpertNotAllowed, UnknownExpertName."""
         return self._route(requests)[0]
 
-    def _route(
-        self, requests: Sequence[RouteRequest]
-    ) -> tuple[list[RoutingDecision], list[Vector | None], str]:
+    def _route(self, requests: Sequence[RouteRequest]) -> tuple[list[RoutingDecision], list[Vector | None], str]:
         """Decisions, each request's text vector (None where no encoding was needed) and
         the name of the encoder that made the vectors.
 
@@ -162,7 +168,7 @@ class Router:
             shadow_encoder = self._encoder_of(shadow)
             texts = [r.text for r in batch]
             shadow_vectors = encoded if shadow_encoder.name == encoder.name else shadow_encoder.encode(texts)
-            shadow_scores = shadow.scorer.score(texts, shadow_vectors)
+            shadow_scores = self._scores(shadow, texts, shadow_vectors)
             for i, r, s in zip(todo, batch, shadow_scores, strict=True):
                 others[i] = shadow.policy.decide(s, r, shadow.scorer.version).expert
         agreed = sum(o == d.expert for o, d in zip(others, out, strict=True))
@@ -181,6 +187,15 @@ class Router:
         encoder = gate.scorer.encoder or self.encoder
         return encoder if self._memo is None else self._memo.wrap(encoder)
 
+    def _scores(self, gate: _Active, texts: list[str], vectors: Vectors) -> list[Scores]:
+        """``gate``'s scores of ``texts`` (``vectors`` their vectors, one row each)."""
+        if self._memo is None:
+            return gate.scorer.score(texts, vectors)
+        row = {text: i for i, text in enumerate(texts)}
+        return self._memo.recall(
+            gate.key, texts, lambda missing: gate.scorer.score(missing, vectors[[row[t] for t in missing]])
+        )
+
     def _score(self, requests: list[RouteRequest], active: _Active) -> tuple[list[RoutingDecision], Vectors]:
         """Encode and score requests that name no expert, in one encoder call.
 
@@ -194,7 +209,7 @@ class Router:
         infer = [i for i, r in enumerate(requests) if r.previous_expert is None and r.history]
         all_texts = texts + [requests[i].history[-1] for i in infer]
         all_vectors = self._encoder_of(active).encode(all_texts)
-        all_scores = active.scorer.score(all_texts, all_vectors)
+        all_scores = self._scores(active, all_texts, all_vectors)
         for j, i in enumerate(infer):
             earlier = RouteRequest(text=requests[i].history[-1], allowed=requests[i].allowed)
             previous = active.policy.decide(all_scores[len(texts) + j], earlier, active.scorer.version)

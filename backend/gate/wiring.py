@@ -10,7 +10,7 @@ from experts.registry import ExpertRegistry
 from router.artifacts import ArtifactStore
 from router.encoder import Encoder
 from router.loading import load_active
-from router.memo import VectorMemo
+from router.memo import TextMemo
 from router.onnx_encoder import OnnxPrecision
 from router.policy import DecisionPolicy, PolicyConfig
 from router.service import Router
@@ -72,13 +72,13 @@ def make_policy(registry: ExpertRegistry, config: PolicyConfig) -> DecisionPolic
     return DecisionPolicy(config, {spec.name: spec.capacity for spec in registry})
 
 
-def build_memo(settings: Settings) -> VectorMemo | None:
+def build_memo(settings: Settings) -> TextMemo | None:
     """The process's memo of recent texts' vectors (router/memo.py); None when off."""
-    return VectorMemo(settings.vector_memo_entries) if settings.vector_memo_entries else None
+    return TextMemo(settings.text_memo_entries) if settings.text_memo_entries else None
 
 
 def build_router(
-    settings: Settings, registry: ExpertRegistry, encoder: Encoder, memo: VectorMemo | None = None
+    settings: Settings, registry: ExpertRegistry, encoder: Encoder, memo: TextMemo | None = None
 ) -> Router:
     """The router serving the active gate version (see router.loading.load_active)."""
     scorer, config = load_active(router_store(settings), encoder, expert_texts(registry))

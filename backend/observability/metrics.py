@@ -73,6 +73,33 @@ class _BreakerCollector(Collector):
         yield opened
 
 
+class TextMemoStats(Protocol):
+    """The text memo's counters (router.memo.TextMemo)."""
+
+    hits: int
+    misses: int
+
+    def __len__(self) -> int: ...
+
+
+class _MemoCollector(Collector):
+    """The text memo (router/memo.py), read when Prometheus scrapes: values (vectors, gate
+    scores) taken from memory, values computed, and how many it holds."""
+
+    def __init__(self, memo: TextMemoStats) -> None:
+        self._memo = memo
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        memo = self._memo
+        yield CounterMetricFamily(
+            "expertgate_text_memo_hits", "Vectors and gate scores of repeated texts taken from memory", value=memo.hits
+        )
+        yield CounterMetricFamily(
+            "expertgate_text_memo_misses", "Vectors and gate scores computed (not in the memo)", value=memo.misses
+        )
+        yield GaugeMetricFamily("expertgate_text_memo_entries", "Values the memo holds", value=len(memo))
+
+
 class ReviewQueue(Protocol):
     """The review queue's figures (backend.review.types.QueueStats)."""
 
@@ -96,6 +123,7 @@ class Metrics:
         router_version: Callable[[], str] | None = None,
         index_versions: Callable[[], Mapping[str, str | None]] | None = None,
         breakers: Callable[[], Iterable[BreakerSnapshot]] | None = None,
+        memo: TextMemoStats | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -200,6 +228,8 @@ class Metrics:
             r.register(_StateCollector(router_version, index_versions or dict))
         if breakers is not None:
             r.register(_BreakerCollector(breakers))
+        if memo is not None:
+            r.register(_MemoCollector(memo))
 
     def set_load(self, in_flight: Mapping[str, int], queues: Mapping[str, int]) -> None:
         """The shared-store gauges, refreshed by the scrape handler just before render."""

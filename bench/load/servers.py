@@ -272,10 +272,10 @@ def expertgate_env(workdir: Path) -> dict[str, str]:
         "EXPERTGATE_WORKERS": str(EG_WORKERS),
         "EXPERTGATE_EXPERTS_FILE": str(workdir / "experts.yaml"),
         "EXPERTGATE_LOG_LEVEL": "warning",
-        # Every request of the load is the same question: with the vector memo (router/memo.py)
+        # Every request of the load is the same question: with the text memo (router/memo.py)
         # on, the encoder would run once and the figures would be those of repeated traffic.
         # Off, each request pays its encoder passes as a new question does.
-        "EXPERTGATE_VECTOR_MEMO_ENTRIES": os.environ.get("EXPERTGATE_BENCH_VECTOR_MEMO", "0"),
+        "EXPERTGATE_TEXT_MEMO_ENTRIES": os.environ.get("EXPERTGATE_BENCH_TEXT_MEMO", "0"),
         "STUB_API_KEY": "sk-stub",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "HF_HUB_OFFLINE": "1",

@@ -1,4 +1,5 @@
-"""The vector memo: a repeated text skips the encoder and gets the very same vector."""
+"""The text memo: a repeated text skips the encoder and the gate, and gets the very same
+vector and scores; the policy still decides each request."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import pytest
 from router.artifacts import BUNDLED
 from router.encoder import Encoder, Vectors
 from router.gate import TrainedScorer
-from router.memo import MAX_TEXT_CHARS, VectorMemo
+from router.memo import MAX_TEXT_CHARS, TextMemo
 from router.policy import DecisionPolicy
 from router.service import Router
-from router.types import RouteRequest
+from router.types import RouteRequest, Scores
 from tests.fakes.embedder import HashEmbedder
 
 
@@ -33,7 +34,7 @@ class Recording:
 def test_a_repeated_text_is_not_encoded_again_and_gets_the_same_vector() -> None:
     inner = HashEmbedder()
     recording = Recording(inner)
-    memo = VectorMemo(16)
+    memo = TextMemo(16)
     encoder = memo.wrap(recording)
     first = encoder.encode(["reset my password", "where is the VPN guide"])
     again = encoder.encode(["where is the VPN guide", "reset my password", "a new question"])
@@ -49,7 +50,7 @@ def test_a_repeated_text_is_not_encoded_again_and_gets_the_same_vector() -> None
 
 def test_the_least_recently_used_text_goes_first() -> None:
     recording = Recording(HashEmbedder())
-    memo = VectorMemo(2)
+    memo = TextMemo(2)
     encoder = memo.wrap(recording)
     encoder.encode(["a", "b"])
     encoder.encode(["a"])  # a is now the most recent
@@ -61,7 +62,7 @@ def test_the_least_recently_used_text_goes_first() -> None:
 
 
 def test_two_models_vectors_are_never_confused_and_long_texts_are_not_kept() -> None:
-    memo = VectorMemo(16)
+    memo = TextMemo(16)
     small, large = Recording(HashEmbedder(32, "model-a")), Recording(HashEmbedder(64, "model-b"))
     assert memo.wrap(small).encode(["same text"]).shape == (1, 32)
     assert memo.wrap(large).encode(["same text"]).shape == (1, 64)
@@ -73,18 +74,57 @@ def test_two_models_vectors_are_never_confused_and_long_texts_are_not_kept() -> 
     # Wrapping a wrapped encoder reads the same memo once, not through itself.
     assert memo.wrap(memo.wrap(small)).inner is small
     with pytest.raises(ValueError):
-        VectorMemo(0)
+        TextMemo(0)
 
 
-def test_the_router_routes_a_repeated_request_alike_without_the_encoder(encoder: Encoder) -> None:
-    gate = TrainedScorer.load(BUNDLED / "gate-seed-v1")
-    recording = Recording(encoder)
-    router = Router(recording, gate, DecisionPolicy(gate.manifest.policy, {}), memo=VectorMemo(64))
-    plain = Router(encoder, gate, DecisionPolicy(gate.manifest.policy, {}))
+class CountingGate:
+    """A gate that counts the texts it scores."""
+
+    def __init__(self, inner: TrainedScorer) -> None:
+        self._inner = inner
+        self.version, self.experts, self.encoder = inner.version, inner.experts, inner.encoder
+        self.scored: list[str] = []
+
+    def score(self, texts: Sequence[str], vectors: Vectors) -> list[Scores]:
+        self.scored += texts
+        return self._inner.score(texts, vectors)
+
+
+def test_the_router_routes_a_repeated_request_alike_without_the_encoder_or_the_gate(encoder: Encoder) -> None:
+    seed = TrainedScorer.load(BUNDLED / "gate-seed-v1")
+    gate, recording = CountingGate(seed), Recording(encoder)
+    policy = DecisionPolicy(seed.manifest.policy, {})
+    router = Router(recording, gate, policy, memo=TextMemo(64))
+    plain = Router(encoder, seed, policy)
     request = RouteRequest("my laptop will not connect to the office wifi")
     first = router.route_encoded(request)
     again = router.route_encoded(request)
-    assert recording.texts == [request.text]
+    assert recording.texts == gate.scored == [request.text]
     assert again.decision == first.decision == plain.route(request)
     assert again.vector is not None and first.vector is not None
     assert np.array_equal(again.vector, first.vector)
+    # The policy still runs per request: a caller who may not use that expert is not
+    # given the remembered decision.
+    barred = RouteRequest(request.text, allowed=frozenset({"general", "legal"} - {first.decision.expert}))
+    assert router.route(barred).expert != first.decision.expert
+    assert gate.scored == [request.text]
+    # A gate swapped in (even the same one) scores again: its scores are its own.
+    router.swap(gate)
+    router.route(request)
+    assert gate.scored == [request.text, request.text]
+
+
+def test_recall_makes_only_what_it_lacks_and_checks_the_count() -> None:
+    memo = TextMemo(8)
+    made: list[list[str]] = []
+
+    def upper(texts: list[str]) -> list[str]:
+        made.append(texts)
+        return [t.upper() for t in texts]
+
+    assert memo.recall("upper", ["a", "b"], upper) == ["A", "B"]
+    assert memo.recall("upper", ["b", "c", "c"], upper) == ["B", "C", "C"]
+    assert memo.recall("lower", ["A"], lambda ts: [t.lower() for t in ts]) == ["a"]  # another maker
+    assert made == [["a", "b"], ["c"]]
+    with pytest.raises(ValueError, match="made 0 values for 1 texts"):
+        memo.recall("broken", ["x"], lambda ts: [])

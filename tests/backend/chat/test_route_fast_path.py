@@ -255,7 +255,6 @@ async def test_named_experts_get_the_base_vector_batched_when_asked(encoder: Enc
     assert plain.vector is None and sum(base.calls) == len(texts)
 
 
-
 @pytest.mark.parametrize(("memo_entries", "encodes"), [(4096, 1), (0, 2)])
 async def test_a_repeated_question_is_encoded_once_through_the_app(
     tmp_path: Path, gate_dir: Path, fake_llm: FakeOpenAI, encoder: Encoder, memo_entries: int, encodes: int
@@ -265,7 +264,7 @@ async def test_a_repeated_question_is_encoded_once_through_the_app(
     with the memo off it is encoded again."""
     recording = RecordingEncoder(encoder)
     settings = Settings(
-        data_dir=tmp_path / "data", router_dir=gate_dir, vector_memo_entries=memo_entries,
+        data_dir=tmp_path / "data", router_dir=gate_dir, text_memo_entries=memo_entries,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", fake_llm.api_base), bootstrap_admin=False,
     )  # fmt: skip
     runtime = build_runtime(settings, encoder=recording, environ={})
@@ -279,10 +278,16 @@ async def test_a_repeated_question_is_encoded_once_through_the_app(
                 r = await client.post("/v1/chat/completions", json=body)
                 assert r.status_code == 200, r.text
                 answers.append(r.json()["expertgate"])
+            metrics = (await client.get("/metrics")).text
         events = await audit_events(runtime, action="chat.completion")
     finally:
         await runtime.close()
     assert recording.texts.count(question) == encodes
+    memo_hits = [line for line in metrics.splitlines() if line.startswith("expertgate_text_memo_hits_total ")]
+    if memo_entries:  # the second request's vector (gate and safety check) came from memory
+        assert len(memo_hits) == 1 and float(memo_hits[0].split()[1]) >= 1
+    else:
+        assert memo_hits == []
     first, second = answers
     assert (second["expert"], second["probabilities"]) == (first["expert"], first["probabilities"])
     verdicts = [e.payload["safety"]["scores"] for e in events]
