@@ -153,7 +153,7 @@ def build_runtime(
     migrate(url)
     db = Database(url, busy_timeout_s=settings.database_busy_timeout_s)
     encoder = encoder or bundled_encoder(settings, serving=True)
-    # Repeated texts skip the encoder: the gate's and the base model's vectors alike.
+    # Repeated texts skip the encoder passes and the gate's scoring (router/memo.py).
     memo = build_memo(settings)
     query_encoder = encoder if memo is None else memo.wrap(encoder)
     router = build_router(settings, registry, encoder, memo)

@@ -73,7 +73,8 @@ def make_policy(registry: ExpertRegistry, config: PolicyConfig) -> DecisionPolic
 
 
 def build_memo(settings: Settings) -> TextMemo | None:
-    """The process's memo of recent texts' vectors (router/memo.py); None when off."""
+    """The process's memo of recent texts' vectors and gate scores (router/memo.py);
+    None when off."""
     return TextMemo(settings.text_memo_entries) if settings.text_memo_entries else None
 
 
