@@ -5,7 +5,12 @@ answers through experts.llm.LiteLLMClient, and also once straight over HTTP (htt
 litellm) as the baseline for the adapter's own overhead. Prints a table; writes
 bench/results/local_llm.json. Never fails on a timing.
 
-    .venv/bin/python -m bench.local_llm [--runs 10] [--max-tokens 128]
+    .venv/bin/python -m bench.local_llm [--runs 10] [--max-tokens 128] [--threads 1 2] [--busy 0 1]
+
+``--threads``: the llama.cpp thread counts to measure (``EXPERTGATE_LOCAL_LLM_THREADS``).
+``--busy``: how many other processes keep a core busy during the measurement (0: a quiet
+machine; 1: what the server's own encoder passes, a second user or any other program
+do to a 2-core laptop). Each combination is measured with a fresh server.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
+import os
 import platform
 import statistics
 import time
@@ -76,8 +83,14 @@ async def via_http(api_base: str, prompt: str, max_tokens: int) -> float:
     raise RuntimeError("no content received")
 
 
-async def run(runs: int, max_tokens: int) -> dict[str, object]:
-    server = LocalLLMServer(bundled_gguf(), threads=2)
+def _spin(stop_at: float) -> None:
+    """Keep one core busy until ``stop_at`` (time.time()), in a process of its own."""
+    while time.time() < stop_at:
+        pass
+
+
+async def run(runs: int, max_tokens: int, threads: int = 2) -> dict[str, object]:
+    server = LocalLLMServer(bundled_gguf(), threads=threads)
     started = time.perf_counter()
     server.start(timeout_s=120)
     startup_s = time.perf_counter() - started
@@ -109,7 +122,7 @@ async def run(runs: int, max_tokens: int) -> dict[str, object]:
         return {
             "model": bundled_gguf().name,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-            "threads": 2,
+            "threads": threads,
             "runs": runs,
             "max_tokens": max_tokens,
             "server_startup_s": round(startup_s, 2),
@@ -121,9 +134,7 @@ async def run(runs: int, max_tokens: int) -> dict[str, object]:
                 "p50": round(statistics.median(http_ms), 1),
                 "p99": round(pct(http_ms, 99), 1),
             },
-            "adapter_overhead_ms_p50": round(
-                statistics.median(ttft) - statistics.median(http_ms), 1
-            ),
+            "adapter_overhead_ms_p50": round(statistics.median(ttft) - statistics.median(http_ms), 1),
             "decode_tokens_per_s": {
                 "p50": round(statistics.median(decode_tps), 1),
                 "min": round(min(decode_tps), 1),
@@ -133,12 +144,29 @@ async def run(runs: int, max_tokens: int) -> dict[str, object]:
         server.stop()
 
 
+def measure(runs: int, max_tokens: int, threads: int, busy: int) -> dict[str, object]:
+    """One server at ``threads``, with ``busy`` spinning processes beside it."""
+    stop_at = time.time() + 3600
+    spinners = [multiprocessing.Process(target=_spin, args=(stop_at,), daemon=True) for _ in range(busy)]
+    for p in spinners:
+        p.start()
+    try:
+        return {**asyncio.run(run(runs, max_tokens, threads)), "busy_processes": busy}
+    finally:
+        for p in spinners:
+            p.terminate()
+            p.join()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--busy", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args()
-    result = asyncio.run(run(args.runs, args.max_tokens))
+    results = [measure(args.runs, args.max_tokens, t, b) for b in args.busy for t in args.threads]
+    result = {"cpu_count": os.cpu_count(), "runs": results}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -166,7 +166,7 @@ def extractive_completion(passages: Sequence[Passage], limit: int = 3) -> Comple
     finish reason (``extractive``). Generates nothing, so it costs no tokens.
     """
     lines = [
-        "No language model is available right now, so this is an extractive answer: "
+        "No language model could answer this in time, so this is an extractive answer: "
         "the most relevant passages from the knowledge base, quoted as they are.",
     ]
     for p in list(passages)[:limit]:

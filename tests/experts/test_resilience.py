@@ -197,7 +197,7 @@ async def test_all_llms_down_with_passages_gives_a_labelled_extractive_answer(ll
     answer = await svc.answer("code", ASK, PASSAGES)
     assert answer.completion.finish_reason == EXTRACTIVE_FINISH
     assert answer.completion.model == EXTRACTIVE_MODEL
-    assert answer.completion.text.startswith("No language model is available")
+    assert answer.completion.text.startswith("No language model could answer this in time")
     assert "extractive answer" in answer.completion.text
     assert "[1] Key rotation runbook (runbooks/keys.md): Rotate the signing key" in answer.completion.text
     assert [s.expert for s in answer.fallbacks] == ["code", "general"]
@@ -274,7 +274,7 @@ async def test_stream_extractive_when_everything_is_down(llm: FakeOpenAI) -> Non
     llm.script(Fault(503), Fault(503))
     expert, text, done = await collect(svc, passages=PASSAGES)
     assert expert == "code"
-    assert text.startswith("No language model is available")
+    assert text.startswith("No language model could answer this in time")
     assert done is not None and done.finish_reason == EXTRACTIVE_FINISH and done.model == EXTRACTIVE_MODEL
 
 
