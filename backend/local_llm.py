@@ -51,6 +51,16 @@ def bundled_gguf() -> Path:
     return found[0]
 
 
+def default_threads() -> int:
+    """llama.cpp's threads when none are configured: one fewer than the cores this
+    process may run on, so the server's own work never stalls decoding (Settings)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, cores - 1)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -65,13 +75,14 @@ class LocalLLMServer:
         model: Path,
         port: int = 0,
         n_ctx: int = LOCAL_CONTEXT_TOKENS,
-        threads: int = 2,
+        threads: int | None = None,
         log_path: Path | None = None,
     ) -> None:
+        """``threads``: llama.cpp's threads (None: :func:`default_threads`)."""
         self.model = model
         self.port = port or _free_port()
         self.n_ctx = n_ctx
-        self.threads = threads
+        self.threads = threads or default_threads()
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 

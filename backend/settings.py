@@ -68,7 +68,12 @@ class Settings(BaseSettings):
     local_llm_model: Path | None = None
     local_llm_port: int = Field(default=0, ge=0, le=65535)
     local_llm_ctx: int = Field(default=LOCAL_CONTEXT_TOKENS, ge=256)
-    local_llm_threads: int = Field(default=2, ge=1)
+    # llama.cpp's threads spin while they wait for each other: with as many threads as
+    # cores, anything else that runs (this server's own encoder passes for a second user)
+    # slows decoding several-fold (bench/results/local_llm.json: 2 threads on 2 cores,
+    # 67.7 tokens/s alone, 22.7 beside one busy process; 1 thread 41.8 and 48.2). None:
+    # one thread fewer than the cores this process may use (at least 1).
+    local_llm_threads: int | None = Field(default=None, ge=1)
     local_llm_startup_s: float = Field(default=120.0, gt=0)
 
     # First start of the embedded default writes an admin key here (under data_dir).
