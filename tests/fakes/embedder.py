@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from router.encoder import Encoder, Vectors
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -31,3 +33,19 @@ class HashEmbedder:
                 out[row, bucket % self.dim] += 1.0
             out[row, 0] += 1e-3  # never the zero vector
         return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class CountingEncoder:
+    """Another encoder (the real one, or a fake), counting its calls and keeping the texts
+    it was given, in order."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.name, self.dim = inner.name, inner.dim
+        self._inner = inner
+        self.calls: list[int] = []
+        self.texts: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        self.calls.append(len(texts))
+        self.texts += texts
+        return self._inner.encode(texts)

@@ -15,25 +15,12 @@ from router.memo import MAX_TEXT_CHARS, TextMemo
 from router.policy import DecisionPolicy
 from router.service import Router
 from router.types import RouteRequest, Scores
-from tests.fakes.embedder import HashEmbedder
-
-
-class Recording:
-    """An encoder that records every text it was asked to encode."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self.name, self.dim = inner.name, inner.dim
-        self._inner = inner
-        self.texts: list[str] = []
-
-    def encode(self, texts: Sequence[str]) -> Vectors:
-        self.texts += texts
-        return self._inner.encode(texts)
+from tests.fakes.embedder import CountingEncoder, HashEmbedder
 
 
 def test_a_repeated_text_is_not_encoded_again_and_gets_the_same_vector() -> None:
     inner = HashEmbedder()
-    recording = Recording(inner)
+    recording = CountingEncoder(inner)
     memo = TextMemo(16)
     encoder = memo.wrap(recording)
     first = encoder.encode(["reset my password", "where is the VPN guide"])
@@ -49,7 +36,7 @@ def test_a_repeated_text_is_not_encoded_again_and_gets_the_same_vector() -> None
 
 
 def test_the_least_recently_used_text_goes_first() -> None:
-    recording = Recording(HashEmbedder())
+    recording = CountingEncoder(HashEmbedder())
     memo = TextMemo(2)
     encoder = memo.wrap(recording)
     encoder.encode(["a", "b"])
@@ -63,7 +50,7 @@ def test_the_least_recently_used_text_goes_first() -> None:
 
 def test_two_models_vectors_are_never_confused_and_long_texts_are_not_kept() -> None:
     memo = TextMemo(16)
-    small, large = Recording(HashEmbedder(32, "model-a")), Recording(HashEmbedder(64, "model-b"))
+    small, large = CountingEncoder(HashEmbedder(32, "model-a")), CountingEncoder(HashEmbedder(64, "model-b"))
     assert memo.wrap(small).encode(["same text"]).shape == (1, 32)
     assert memo.wrap(large).encode(["same text"]).shape == (1, 64)
     assert small.texts == large.texts == ["same text"]
@@ -92,7 +79,7 @@ class CountingGate:
 
 def test_the_router_routes_a_repeated_request_alike_without_the_encoder_or_the_gate(encoder: Encoder) -> None:
     seed = TrainedScorer.load(BUNDLED / "gate-seed-v1")
-    gate, recording = CountingGate(seed), Recording(encoder)
+    gate, recording = CountingGate(seed), CountingEncoder(encoder)
     policy = DecisionPolicy(seed.manifest.policy, {})
     router = Router(recording, gate, policy, memo=TextMemo(64))
     plain = Router(encoder, seed, policy)

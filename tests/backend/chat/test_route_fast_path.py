@@ -26,22 +26,8 @@ from router.service import EncodedRoute, Router
 from router.types import Reason, RouteRequest
 from tests.backend.knowledge.test_knowledge_service import LEGAL, ingest
 from tests.conftest import audit_events, client_as, make_key, write_experts_yaml
-from tests.fakes.embedder import HashEmbedder
+from tests.fakes.embedder import CountingEncoder, HashEmbedder
 from tests.fakes.openai_server import FakeOpenAI
-from tests.router.test_memo import Recording as RecordingEncoder
-
-
-class CountingEncoder:
-    """The real encoder, counting its calls and the texts it was given."""
-
-    def __init__(self, inner: Encoder) -> None:
-        self.name, self.dim = inner.name, inner.dim
-        self._inner = inner
-        self.calls: list[int] = []
-
-    def encode(self, texts: Sequence[str]) -> Vectors:
-        self.calls.append(len(texts))
-        return self._inner.encode(texts)
 
 
 @pytest.fixture
@@ -262,7 +248,7 @@ async def test_a_repeated_question_is_encoded_once_through_the_app(
     """Through the app (gate, safety check, retrieval): the second identical question takes
     its vectors from the process's memo (router/memo.py), and is routed and answered alike;
     with the memo off it is encoded again."""
-    recording = RecordingEncoder(encoder)
+    recording = CountingEncoder(encoder)
     settings = Settings(
         data_dir=tmp_path / "data", router_dir=gate_dir, text_memo_entries=memo_entries,
         experts_file=write_experts_yaml(tmp_path / "experts.yaml", fake_llm.api_base), bootstrap_admin=False,
