@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -40,6 +41,8 @@ from experts.types import (
     StreamEvent,
     TextDelta,
 )
+
+log = logging.getLogger(__name__)
 
 
 class LLMClient(Protocol):
@@ -385,6 +388,7 @@ class ExpertService:
             except LLMRejected:
                 raise
             except LLMError as exc:
+                _failed(name, exc)
                 steps.append(FallbackStep(name, exc.detail))
                 last = exc
                 if isinstance(exc, DeadlineExceeded):
@@ -393,6 +397,7 @@ class ExpertService:
             return ExpertAnswer(name, completion, tuple(steps), prompt.passages)
         assert last is not None  # the first choice raises rather than being skipped
         if self._extractive and allow_fallback and passages:
+            log.warning("no model answered for %s: answering with %d quoted passages", expert, len(passages))
             return ExpertAnswer(expert, extractive_completion(passages), tuple(steps))
         raise last
 
@@ -436,6 +441,7 @@ class ExpertService:
             except LLMError as exc:
                 if started:
                     raise
+                _failed(name, exc)
                 steps.append(FallbackStep(name, exc.detail))
                 last = exc
                 if isinstance(exc, DeadlineExceeded):
@@ -445,12 +451,19 @@ class ExpertService:
                 return
         assert last is not None
         if self._extractive and allow_fallback and passages:
+            log.warning("no model answered for %s: streaming %d quoted passages", expert, len(passages))
             completion = extractive_completion(passages)
             yield StreamStart(expert, tuple(steps))
             yield TextDelta(completion.text)
             yield StreamDone(completion.finish_reason, completion.usage, completion.model)
             return
         raise last
+
+
+def _failed(name: str, exc: LLMError) -> None:
+    """The server log's line for an expert that did not answer (the request's audit event
+    and its ``fallbacks`` say it too): an operator reading the log sees why."""
+    log.warning("expert %s did not answer: %s: %s", name, type(exc).__name__, exc.detail)
 
 
 __all__ = [

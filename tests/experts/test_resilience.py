@@ -3,6 +3,7 @@ OpenAI server with injected faults (litellm's real client path runs)."""
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -191,10 +192,20 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
         assert len(set(column)) > 40  # jittered, not synchronised
 
 
-async def test_all_llms_down_with_passages_gives_a_labelled_extractive_answer(llm: FakeOpenAI) -> None:
+async def test_all_llms_down_with_passages_gives_a_labelled_extractive_answer(
+    llm: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
     svc = service(llm)
     llm.script(Fault(503), Fault(500))
-    answer = await svc.answer("code", ASK, PASSAGES)
+    with caplog.at_level(logging.WARNING, logger="experts.service"):
+        answer = await svc.answer("code", ASK, PASSAGES)
+    # The server log says why, expert by expert, not only the audit event.
+    logged = [r.getMessage() for r in caplog.records]
+    assert [m.split(":")[0] for m in logged] == [
+        "expert code did not answer",
+        "expert general did not answer",
+        "no model answered for code",
+    ]
     assert answer.completion.finish_reason == EXTRACTIVE_FINISH
     assert answer.completion.model == EXTRACTIVE_MODEL
     assert answer.completion.text.startswith("No language model could answer this in time")
