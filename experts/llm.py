@@ -47,7 +47,11 @@ _SELF_HOSTED = {
 def _load_litellm() -> ModuleType:
     # litellm fetches a model cost map from GitHub at import unless told not to.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    return importlib.import_module("litellm")
+    litellm = importlib.import_module("litellm")
+    # On every failed call litellm prints a "Give Feedback / Get Help" banner to stdout,
+    # which says nothing about the failure; experts/service.py logs the error itself.
+    litellm.suppress_debug_info = True
+    return litellm
 
 
 class LiteLLMClient:

@@ -193,7 +193,7 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
 
 
 async def test_all_llms_down_with_passages_gives_a_labelled_extractive_answer(
-    llm: FakeOpenAI, caplog: pytest.LogCaptureFixture
+    llm: FakeOpenAI, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     svc = service(llm)
     llm.script(Fault(503), Fault(500))
@@ -206,6 +206,8 @@ async def test_all_llms_down_with_passages_gives_a_labelled_extractive_answer(
         "expert general did not answer",
         "no model answered for code",
     ]
+    # ... and litellm's own banner, which says nothing about the failure, is not printed.
+    assert "Give Feedback" not in capsys.readouterr().out
     assert answer.completion.finish_reason == EXTRACTIVE_FINISH
     assert answer.completion.model == EXTRACTIVE_MODEL
     assert answer.completion.text.startswith("No language model could answer this in time")
