@@ -50,7 +50,8 @@ def _load_litellm() -> ModuleType:
     litellm = importlib.import_module("litellm")
     # On every failed call litellm prints a "Give Feedback / Get Help" banner to stdout,
     # which says nothing about the failure; experts/service.py logs the error itself.
-    litellm.suppress_debug_info = True
+    settings: Any = litellm  # a module attribute that its stubs do not declare
+    settings.suppress_debug_info = True
     return litellm
 
 
