@@ -31,7 +31,6 @@ def _unavailable(what: str, exc: Exception) -> None:
     pytest.skip(f"SKIPPED, NEEDS A SERVICE: {message}")
 
 
-
 def dedicated_redis(url: str) -> str:
     """``url`` (a Redis database a test file has to itself) after a ping and a FLUSHDB:
     whatever an earlier run left queued there goes. Skips (fails in CI) if unreachable."""
@@ -66,6 +65,16 @@ def twin(redis_client: aioredis.Redis, **kwargs: object) -> aioredis.Redis:
     params = {"host": conn.get("host", "127.0.0.1"), "port": conn.get("port", 6379), "db": conn.get("db", 0)}
     params.update(kwargs)
     return aioredis.Redis(**params)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def two_processes(redis_client: aioredis.Redis) -> AsyncIterator[tuple[aioredis.Redis, aioredis.Redis, str]]:
+    """Two connections to the test's Redis (two replicas' own, in effect) and the test's
+    key prefix; both closed afterwards."""
+    a, b = twin(redis_client), twin(redis_client)
+    yield a, b, redis_client.test_prefix  # type: ignore[attr-defined]
+    await a.aclose()
+    await b.aclose()
 
 
 @pytest.fixture

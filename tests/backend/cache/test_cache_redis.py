@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -42,12 +41,9 @@ def answer(request_id: str, ttl_s: float = 60.0, text: str = "") -> CachedAnswer
 
 
 @pytest.fixture
-async def replicas(redis_client: aioredis.Redis) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
-    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
-    a, b = twin(redis_client), twin(redis_client)
-    yield RedisStore(a, prefix=prefix), RedisStore(b, prefix=prefix)
-    await a.aclose()
-    await b.aclose()
+def replicas(two_processes: tuple[aioredis.Redis, aioredis.Redis, str]) -> tuple[RedisStore, RedisStore]:
+    a, b, prefix = two_processes
+    return RedisStore(a, prefix=prefix), RedisStore(b, prefix=prefix)
 
 
 async def test_an_answer_kept_by_one_replica_is_found_by_the_other(replicas: tuple[RedisStore, RedisStore]) -> None:

@@ -23,18 +23,15 @@ from backend.settings import Settings
 from router.encoder import Encoder
 from tests.conftest import make_key, write_experts_yaml
 from tests.fakes.openai_server import FakeOpenAI, Reply
-from tests.services import REDIS_URL, twin
+from tests.services import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pair(redis_client: aioredis.Redis) -> AsyncIterator[tuple[RedisCapacity, RedisCapacity]]:
-    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
-    a, b = twin(redis_client), twin(redis_client)
-    yield RedisCapacity(a, prefix=prefix), RedisCapacity(b, prefix=prefix)
-    await a.aclose()
-    await b.aclose()
+def pair(two_processes: tuple[aioredis.Redis, aioredis.Redis, str]) -> tuple[RedisCapacity, RedisCapacity]:
+    a, b, prefix = two_processes
+    return RedisCapacity(a, prefix=prefix), RedisCapacity(b, prefix=prefix)
 
 
 async def test_many_concurrent_acquirers_get_exactly_the_capacity(pair: tuple[RedisCapacity, RedisCapacity]) -> None:

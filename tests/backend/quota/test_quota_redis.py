@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -28,12 +27,9 @@ WINDOW = Window.at(datetime.now(UTC))
 
 
 @pytest.fixture
-async def pair(redis_client: aioredis.Redis) -> AsyncIterator[tuple[RedisLimiter, RedisLimiter]]:
-    prefix = redis_client.test_prefix  # type: ignore[attr-defined]
-    a, b = twin(redis_client), twin(redis_client)
-    yield RedisLimiter(a, prefix=prefix), RedisLimiter(b, prefix=prefix)
-    await a.aclose()
-    await b.aclose()
+def pair(two_processes: tuple[aioredis.Redis, aioredis.Redis, str]) -> tuple[RedisLimiter, RedisLimiter]:
+    a, b, prefix = two_processes
+    return RedisLimiter(a, prefix=prefix), RedisLimiter(b, prefix=prefix)
 
 
 async def test_two_processes_share_one_rpm_limit_exactly(pair: tuple[RedisLimiter, RedisLimiter]) -> None:
