@@ -34,7 +34,7 @@ from router.features import HashedNgrams
 from router.safety import rules
 
 CATEGORIES: tuple[str, ...] = ("injection", "jailbreak", "extraction")
-SHIPPED = Path(__file__).resolve().parent / "artifacts" / "safety-v1"
+SHIPPED = Path(__file__).resolve().parent / "artifacts" / "safety-v2"
 WEIGHTS = "safety.safetensors"
 MANIFEST = "manifest.json"
 Vectors = npt.NDArray[np.float32]
@@ -44,6 +44,8 @@ Vectors = npt.NDArray[np.float32]
 MIN_PIECE = 24
 MAX_PIECES = 48
 MAX_CHARS = 20_000
+# The injection score of a text that starts a sentence with the textbook override.
+OBVIOUS_SCORE = 0.99
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,22 @@ def segments(text: str) -> list[str]:
     neighbours are paired until they fit). An attack with an ordinary question before or
     after it, or an instruction in the middle of a pasted contract, is scored without
     the text around it diluting it. A text of one piece has no pieces besides itself."""
-    pieces: list[str] = []
+    out: list[str] = []
     for part in _SENTENCE_END.split(text[:MAX_CHARS].strip()):
-        if pieces and (len(part) < MIN_PIECE or len(pieces[-1]) < MIN_PIECE):
-            pieces[-1] = f"{pieces[-1]} {part}"
+        if out and (len(part) < MIN_PIECE or len(out[-1]) < MIN_PIECE):
+            out[-1] = f"{out[-1]} {part}"
         elif part.strip():
-            pieces.append(part)
-    while len(pieces) > MAX_PIECES:
-        pieces = [" ".join(pieces[i : i + 2]) for i in range(0, len(pieces), 2)]
-    return pieces if len(pieces) > 1 else [text]
+            out.append(part)
+    while len(out) > MAX_PIECES:
+        out = [" ".join(out[i : i + 2]) for i in range(0, len(out), 2)]
+    return out if len(out) > 1 else [text]
+
+
+def pieces(text: str) -> list[str]:
+    """What is scored besides ``text`` itself: its sentences (:func:`segments`) and its
+    hidden forms (:func:`router.safety.rules.variants`). A text's score per category is
+    its highest over itself and these; training fits the same maximum."""
+    return list(dict.fromkeys(w for w in segments(text) if w != text)) + rules.variants(text)
 
 
 def _sigmoid(z: Vectors) -> Vectors:
@@ -154,12 +163,16 @@ class SafetyModel:
         """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the
         extra pieces scored only when there are any (sentences of a longer text, hidden
         forms), in one call."""
-        extra = list(dict.fromkeys(w for w in segments(text) if w != text)) + rules.variants(text)
+        extra = pieces(text)
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
         feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
         probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps).max(axis=0)
         fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
+        if any(rules.obvious(t) for t in texts):  # the one rule that flags alone (rules.obvious)
+            at = self.manifest.categories.index("injection")
+            probs[at] = max(float(probs[at]), OBVIOUS_SCORE)
+            fired = (*fired, rules.OBVIOUS)
         return SafetyScores({c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}, fired)
 
     def save(self, directory: Path) -> None:

@@ -29,7 +29,7 @@ from router.encoder import Encoder, SentenceTransformerEncoder, Vectors, bundled
 from router.features import HashedNgrams
 from router.safety import rules
 from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split
-from router.safety.model import CATEGORIES, SafetyManifest, SafetyModel
+from router.safety.model import CATEGORIES, SafetyManifest, SafetyModel, pieces
 
 log = logging.getLogger(__name__)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -39,16 +39,17 @@ ENCODER = "all-MiniLM-L6-v2"  # the base encoder's name, as the server calls it
 @dataclass(frozen=True)
 class SafetyTrainConfig:
     hidden: int = 128
-    dropout: float = 0.1
-    epochs: int = 40
+    dropout: float = 0.3
+    epochs: int = 20
     lr: float = 2e-3
-    lexical_lr: float = 0.2
+    lexical_lr: float = 0.05
     weight_decay: float = 1e-4
     lexical_buckets: int = 1 << 16
     attack_weight: float = 3.0  # attacks are fewer than benign rows
     padded_share: float = 0.4  # of the attacks, how many are also shown with benign padding
     val_share: int = 7  # one training row in this many is held for calibration and threshold
     target_fpr: float = 0.005  # on the validation benign rows; the test budget is 1%
+    whole_weight: float = 0.3  # of the loss on each whole text alone (documents are scored whole)
     seed: int = 11
 
 
@@ -86,18 +87,46 @@ def _targets(rows: Sequence[SafetyExample]) -> np.ndarray:
     return y
 
 
-def _inputs(rows: Sequence[SafetyExample], vectors: Vectors) -> np.ndarray:
-    feats = np.asarray(rules.features([r.text for r in rows]), dtype=np.float32)
+def _inputs(texts: Sequence[str], vectors: Vectors) -> np.ndarray:
+    feats = np.asarray(rules.features(texts), dtype=np.float32)
     return np.concatenate([vectors, feats], axis=1)
 
 
-def _fit(
-    config: SafetyTrainConfig, x: np.ndarray, texts: Sequence[str], y: np.ndarray, weights: np.ndarray
-) -> _SafetyNet:
+@dataclass(frozen=True)
+class _Bags:
+    """Each row's units, as the server scores them: the text and its pieces
+    (:func:`router.safety.model.pieces`), laid end to end. Row i owns units
+    ``starts[i]:starts[i + 1]``; its logit per category is the highest of its units'."""
+
+    texts: list[str]
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, rows: Sequence[SafetyExample]) -> _Bags:
+        texts: list[str] = []
+        starts = [0]
+        for row in rows:
+            texts += [row.text, *pieces(row.text)]
+            starts.append(len(texts))
+        return cls(texts, np.asarray(starts))
+
+    def owners(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.starts) - 1), np.diff(self.starts))
+
+    def highest(self, unit_logits: np.ndarray) -> np.ndarray:
+        """Per row, the highest of its units' logits."""
+        return np.maximum.reduceat(unit_logits, self.starts[:-1], axis=0)
+
+
+def _fit(config: SafetyTrainConfig, x: np.ndarray, bags: _Bags, y: np.ndarray, weights: np.ndarray) -> _SafetyNet:
+    """Fit on bags: a row's logit is the highest of its units' (multiple-instance
+    learning, the way the server scores requests), so every piece of a benign row is
+    pushed down and an attack needs only its worst piece to score high. The whole text
+    alone is fitted too (``whole_weight``): document chunks are scored whole."""
     torch.manual_seed(config.seed)
     net = _SafetyNet(config, x.shape[1])
     ngrams = HashedNgrams(config.lexical_buckets)
-    ids_per_row = [torch.from_numpy(ngrams.ids(t)) for t in texts]
+    ids_per_unit = [torch.from_numpy(ngrams.ids(t)) for t in bags.texts]
     optimiser = torch.optim.AdamW(
         [
             {"params": net.dense.parameters(), "lr": config.lr, "weight_decay": config.weight_decay},
@@ -105,24 +134,37 @@ def _fit(
         ]
     )
     xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(weights)
+    starts = bags.starts.tolist()
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
     generator = torch.Generator().manual_seed(config.seed)
+    n = len(CATEGORIES)
     for epoch in range(config.epochs):
         net.train()
-        order = torch.randperm(len(xt), generator=generator)
+        order = torch.randperm(len(yt), generator=generator)
         total = 0.0
-        for start in range(0, len(order), 256):
-            batch = order[start : start + 256]
-            ids = [ids_per_row[i] for i in batch.tolist()]
+        for first in range(0, len(order), 256):
+            batch = order[first : first + 256].tolist()
+            units = [torch.arange(starts[i], starts[i + 1]) for i in batch]
+            index = torch.cat(units)
+            owner = torch.cat([torch.full((len(u),), j) for j, u in enumerate(units)])
+            ids = [ids_per_unit[k] for k in index.tolist()]
             offsets = torch.tensor([0] + [len(a) for a in ids[:-1]]).cumsum(0)
-            logits = net(xt[batch], torch.cat(ids), offsets)
-            loss = (loss_fn(logits, yt[batch]).mean(dim=1) * wt[batch]).mean()
+            unit_logits = net(xt[index], torch.cat(ids), offsets)
+            logits = torch.full((len(batch), n), -1e9).scatter_reduce(
+                0, owner[:, None].expand(-1, n), unit_logits, reduce="amax", include_self=True
+            )
+            rows = torch.tensor(batch)
+            whole = unit_logits[torch.tensor([0] + [len(u) for u in units[:-1]]).cumsum(0)]
+            per_row = (1 - config.whole_weight) * loss_fn(logits, yt[rows]) + config.whole_weight * loss_fn(
+                whole, yt[rows]
+            )
+            loss = (per_row.mean(dim=1) * wt[rows]).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)
         if epoch % 10 == 0 or epoch == config.epochs - 1:
-            log.info("epoch %d loss %.4f", epoch, total / len(xt))
+            log.info("epoch %d loss %.4f", epoch, total / len(yt))
     net.eval()
     return net
 
@@ -190,16 +232,16 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     rng = random.Random(config.seed)
     extra = padded(rng.sample(attacks, int(len(attacks) * config.padded_share)), benign, config.seed)
     rows = rng_rows + extra
-    is_val = np.array([hashlib.sha256(r.text.encode()).digest()[1] % config.val_share == 0 for r in rows])
-    texts = [r.text for r in rows]
-    vectors = cache.encode(texts)
+    is_val = [hashlib.sha256(r.text.encode()).digest()[1] % config.val_share == 0 for r in rows]
+    fit_rows = [r for r, v in zip(rows, is_val, strict=True) if not v]
+    val_rows = [r for r, v in zip(rows, is_val, strict=True) if v]
+    bags, val_bags = _Bags.of(fit_rows), _Bags.of(val_rows)
+    vectors = cache.encode(bags.texts)
+    val_vectors = cache.encode(val_bags.texts)
     cache.save()  # the slow part is done: keep it even if the fit is interrupted
-    x, y = _inputs(rows, vectors), _targets(rows)
+    y, val_y = _targets(fit_rows), _targets(val_rows)
     weights = np.where(y.sum(axis=1) > 0, config.attack_weight, 1.0).astype(np.float32)
-    fit_rows = ~is_val
-    net = _fit(
-        config, x[fit_rows], [t for t, v in zip(texts, is_val, strict=True) if not v], y[fit_rows], weights[fit_rows]
-    )
+    net = _fit(config, _inputs(bags.texts, vectors), bags, y, weights)
     tensors = {
         "w1": net.hidden.weight.detach().numpy(),
         "b1": net.hidden.bias.detach().numpy(),
@@ -221,26 +263,23 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     model = SafetyModel(draft, tensors)
-    val_texts = [t for t, v in zip(texts, is_val, strict=True) if v]
-    val_logits = model.logits(val_texts, vectors[is_val])
-    temps = {c: _temperature(val_logits[:, i], y[is_val][:, i]) for i, c in enumerate(CATEGORIES)}
-    # The threshold is tuned on scores as the server makes them: pieces, hidden forms.
-    calibrated = SafetyModel(replace(draft, temperatures=temps), tensors)
-    val_rows = [r for r, v in zip(rows, is_val, strict=True) if v]
-    tops = np.array(
-        [calibrated.score(r.text, x, cache.encode).top[1] for r, x in zip(val_rows, vectors[is_val], strict=True)]
-    )
-    val_benign = y[is_val].sum(axis=1) == 0
+    val_logits = val_bags.highest(model.logits(val_bags.texts, val_vectors))
+    temps = {c: _temperature(val_logits[:, i], val_y[:, i]) for i, c in enumerate(CATEGORIES)}
+    # A row's score is its highest unit's calibrated probability, as SafetyModel.score
+    # makes it (the sigmoid and a positive temperature keep the order).
+    scaled = val_logits / np.array([temps[c] for c in CATEGORIES], dtype=np.float32)
+    tops = (1.0 / (1.0 + np.exp(-np.clip(scaled, -40, 40)))).max(axis=1)
+    val_benign = val_y.sum(axis=1) == 0
     threshold = _threshold(tops[val_benign], config.target_fpr)
     val_recall = float((tops[~val_benign] >= threshold).mean())
     log.info("temperatures %s threshold %.3f val recall %.3f", temps, threshold, val_recall)
-    metrics = {"val_recall": round(val_recall, 4), "val_rows": int(is_val.sum()), "train_rows": int(fit_rows.sum())}
+    metrics = {"val_recall": round(val_recall, 4), "val_rows": len(val_rows), "train_rows": len(fit_rows)}
     return SafetyModel(replace(draft, temperatures=temps, threshold=threshold, metrics=metrics), tensors)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--version", default="safety-v1")
+    parser.add_argument("--version", default="safety-v2")
     parser.add_argument("--out", type=Path, default=ARTIFACTS)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "expertgate" / "safety-vectors.npz")
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="the folder of attacks_*.jsonl and benign_*.jsonl")
