@@ -143,6 +143,7 @@ class SafetyModel:
             raise ArtifactError(f"safety model {manifest.version}: trained on other rule features; retrain it")
         self._ngrams = HashedNgrams(manifest.lexical_buckets)
         self._temps = np.array([manifest.temperatures[c] for c in manifest.categories], dtype=np.float32)
+        self._injection = manifest.categories.index("injection")
 
     def logits(self, texts: Sequence[str], vectors: Vectors, feats: Vectors | None = None) -> Vectors:
         """Uncalibrated logits, shape (len(texts), categories). ``feats``: the texts' rule
@@ -156,8 +157,14 @@ class SafetyModel:
         out: Vectors = hidden @ t["w2"].T + t["b2"] + lex
         return out
 
-    def probabilities(self, texts: Sequence[str], vectors: Vectors) -> Vectors:
-        return _sigmoid(self.logits(texts, vectors) / self._temps)
+    def probabilities(self, texts: Sequence[str], vectors: Vectors, feats: Vectors | None = None) -> Vectors:
+        """Calibrated probabilities, shape (len(texts), categories), the textbook override
+        included (:func:`router.safety.rules.obvious`). ``feats``: as for :meth:`logits`."""
+        probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps)
+        for row, text in enumerate(texts):
+            if rules.obvious(text):
+                probs[row, self._injection] = max(float(probs[row, self._injection]), OBVIOUS_SCORE)
+        return probs
 
     def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
         """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the
@@ -167,11 +174,9 @@ class SafetyModel:
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
         feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
-        probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps).max(axis=0)
+        probs = self.probabilities(texts, vectors, feats).max(axis=0)
         fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
-        if any(rules.obvious(t) for t in texts):  # the one rule that flags alone (rules.obvious)
-            at = self.manifest.categories.index("injection")
-            probs[at] = max(float(probs[at]), OBVIOUS_SCORE)
+        if any(rules.obvious(t) for t in texts):  # the one rule that flags alone
             fired = (*fired, rules.OBVIOUS)
         return SafetyScores({c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}, fired)
 

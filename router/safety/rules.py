@@ -177,12 +177,12 @@ def features(texts: Sequence[str]) -> list[list[float]]:
 
 
 # The textbook override, as the first words of a sentence: "Ignore all previous
-# instructions...". It flags on its own (SafetyModel.score), unlike the families above:
-# on every benign row we wrote, the router's traffic and the public benign requests
-# (about 15,000 texts) it matches none, because a question about the attack quotes it
+# instructions...". It flags on its own (SafetyModel), unlike the families above: on
+# every benign row we wrote, the router's traffic and the public benign requests (about
+# 15,000 texts) it matches none, because a question about the attack quotes it
 # mid-sentence ("how do we stop 'ignore previous instructions'?").
 _OBVIOUS = re.compile(
-    r"^\W*(?:please\s+)?(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
+    r"(?:^|[.!?]\s+|\n)\W*(?:please\s+)?(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
     r"(?:previous|prior|above|earlier|preceding|original|system)\s+(?:instructions|rules|directives|prompts?|guidelines)\b",
     re.IGNORECASE,
 )
@@ -190,5 +190,5 @@ OBVIOUS = "obvious_override"
 
 
 def obvious(text: str) -> bool:
-    """Whether ``text`` (a whole request or one of its pieces) starts with the textbook override."""
+    """Whether a sentence or line of ``text`` starts with the textbook override."""
     return _OBVIOUS.search(text) is not None
