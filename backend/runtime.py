@@ -80,6 +80,7 @@ class Runtime:
     web_auth: WebAuth = field(default_factory=WebAuth.without_sso)
 
     async def close(self) -> None:
+        self.pipeline.close()
         if self.local_llm is not None:
             self.local_llm.stop()
         if self.tasks is not None:

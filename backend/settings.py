@@ -122,16 +122,17 @@ class Settings(BaseSettings):
     # faster per query here), else float32 (router/encoder.py).
     encoder_precision: Literal["auto", "float32", "bfloat16"] = "auto"
     # The encoder's runtimes (bench/results/encoder_runtime.json, docs/load.md): the base
-    # model (retrieval, grounding, indexes) on torch (encoder_precision above) or ONNX
-    # Runtime; the gate's routing-tuned encoder on ONNX Runtime (int8: a third of torch's
-    # CPU per short query; float32) or on the base's runtime ("base"). Torch stays the
-    # default: int8 moved routing on the public dev set and retrieval's MRR by more than
-    # the 0.005 issue 24 allows, and float32 is no faster than torch's bfloat16 on a CPU
-    # with AMX (it beats torch's float32, what torch runs without one). ONNX runs what
+    # model (retrieval, grounding, safety, indexes) on torch (encoder_precision above) or
+    # ONNX Runtime; the gate's routing-tuned encoder on ONNX Runtime (int8: about half of
+    # torch's CPU for a lone short query; float32) or on the base's runtime ("base").
+    # Defaults: the tuned encoder on int8 (routing within 0.0035 of torch's on the public
+    # dev set, inside issue 24's 0.005), the base model on torch (int8 moved dense
+    # retrieval's MRR@10 by 0.013; float32 is no faster than torch's bfloat16 on a CPU with
+    # AMX, though it beats torch's float32, what torch runs without one). ONNX runs what
     # `make setup` exports (router/onnx_export.py) into encoder_onnx_dir (None:
-    # router/encoder-onnx/).
+    # router/encoder-onnx/); without that export the server refuses to start, naming it.
     encoder_runtime: Literal["torch", "onnx-float32", "onnx-int8"] = "torch"
-    router_encoder_runtime: Literal["onnx-int8", "onnx-float32", "base"] = "base"
+    router_encoder_runtime: Literal["onnx-int8", "onnx-float32", "base"] = "onnx-int8"
     encoder_onnx_dir: Path | None = None
     router_reload_s: float = Field(default=5.0, gt=0)
     # Vectors and gate scores of recent texts (this many values, up to three per text) are

@@ -10,10 +10,13 @@ project's test queries but a 600-word filler and, tuned, an emoji/CJK line:
 tests/router/test_onnx_encoder.py), so gates and indexes made with either runtime are
 served by the other.
 
-What it buys (bench/results/encoder_runtime.json, docs/load.md): a short query cost 8.7
-CPU-ms in torch (bfloat16 on AMX) and 2.4 with int8 weights on this project's machine,
-but int8 moved routing and retrieval by more than issue 24's 0.005, so torch stays the
-default. float32 gives torch's vectors (cosine 1.0) at about torch-bfloat16's cost one
+What it buys (bench/results/encoder_runtime.json, docs/load.md): a short query costs 4.5
+CPU-ms in torch (bfloat16 on AMX) and 2.4 with int8 weights on this project's machine
+(the int8 build keeps two of its 36 weight products in float32: router/onnx_export.py).
+For the gate's routing-tuned encoder that is the default (``router_encoder_runtime:
+onnx-int8``): routing moved by 0.0035 macro-F1 on the public dev set and not at all on the
+test split, inside issue 24's 0.005. The base model stays on torch: int8 moved dense
+retrieval's MRR@10 by 0.013. float32 gives torch's vectors (cosine 1.0) at about torch-bfloat16's cost one
 query at a time (9.1), 1.3-1.6x less than torch's float32 (what torch runs on a CPU
 without native bfloat16), but not in batches, where bfloat16 on AMX is twice as fast.
 
@@ -193,10 +196,10 @@ class TunedOnOnnx:
     """A torch encoder of the base model whose routing-tuned copies (:meth:`tuned`, what a
     gate with ``encoder_tuning`` scores) run on ONNX Runtime.
 
-    ``router_encoder_runtime: onnx-int8`` with the base on torch: the gate's encode at a
-    third of torch's CPU per short query, while the base model's vectors (retrieval,
-    grounding, prototypes, indexes) stay torch's. Not the default: on the public dev set
-    it moved routing by 0.0056 macro-F1, past issue 24's 0.005
+    ``router_encoder_runtime: onnx-int8`` (the default) with the base on torch: the gate's
+    encode at about half of torch's CPU for a lone short query, while the base model's
+    vectors (retrieval, grounding, safety, prototypes, indexes) stay torch's. On the public
+    dev set it moved routing by 0.0035 macro-F1, inside issue 24's 0.005
     (bench/results/encoder_runtime.json)."""
 
     def __init__(

@@ -99,6 +99,12 @@ class Router:
     def version(self) -> str:
         return self._active.scorer.version
 
+    @property
+    def vector_model(self) -> str:
+        """The name of the encoder whose vectors the active gate scores (and its routes
+        carry): a gate's routing-tuned encoder, or the router's own."""
+        return (self._active.scorer.encoder or self.encoder).name
+
     def swap(self, scorer: Scorer, policy: DecisionPolicy | None = None) -> None:
         """Replace the gate (and its policy) atomically; in-flight batches finish on the old."""
         with self._lock:

@@ -148,6 +148,10 @@ class ChatPipeline:
     def recorder(self) -> ChatRecorder:
         return self._recorder
 
+    def close(self) -> None:
+        """Stop the routing's own thread (the runtime's close calls this)."""
+        self._batcher.close()
+
     # -- the calls ---------------------------------------------------------------
     async def answer(self, question: Question) -> ChatResult:
         """Stages 2-6 for one non-streamed answer. Raises the AppError (or core error)

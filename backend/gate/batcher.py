@@ -24,7 +24,10 @@ the same text, and each made it alone (one text per call, in its own worker thre
 full pipeline's profile put a third of the server's CPU there, issue 24). With
 ``query_encoder`` (the base model) the batch's texts are encoded by it too, in the same
 worker thread and in one call, and each route carries that vector instead: one encode
-per text for all three, batched like the gate's.
+per text for all three, batched like the gate's. The base model's call runs in a thread
+of its own beside the gate's (both runtimes release the GIL while they compute), so that
+a lone request on an idle server waits for the longer of the two encodes, not their sum;
+under load the two cores are busy either way and the work is the same.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import anyio
 
-from router.encoder import Encoder
-from router.service import EncodedRoute, Router
+from router.encoder import Encoder, Vectors
+from router.service import EncodedRoute, Router, Vector
 from router.types import RouteRequest
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,13 @@ class RouteBatcher:
         self._embed_named = embed_named and query_encoder is not None
         self._queue: list[tuple[RouteRequest, asyncio.Future[EncodedRoute]]] = []
         self._draining: asyncio.Task[None] | None = None
+        # One thread: batches are routed one after the other (one drain task).
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="query-encoder") if query_encoder else None
+
+    def close(self) -> None:
+        """Stop the query encoder's thread (after the batch it runs, if any)."""
+        if self._beside is not None:
+            self._beside.shutdown(wait=False)
 
     async def route(self, request: RouteRequest) -> EncodedRoute:
         """The decision (and text vector) for ``request``. Raises what Router.route raises."""
@@ -77,17 +89,36 @@ class RouteBatcher:
 
     def _route_batch(self, requests: list[RouteRequest]) -> list[EncodedRoute | Exception]:
         """Each request's route, or the error of that request alone (worker thread)."""
-        return self._with_query_vectors(requests, self._routes(requests))
+        encoder, beside = self._query_encoder, self._beside
+        if encoder is None or beside is None:
+            return self._routes(requests)
+        # The texts the gate will encode, whose base vectors are made beside its call
+        # (module docstring); none when the gate scores the base model's own vectors. A
+        # named expert's text (embed_named) has no gate call to overlap: it is encoded
+        # after the routing, once its route stands (an ACL refusal is never encoded).
+        early: list[int] = []
+        if self._router.vector_model != encoder.name:
+            early = [i for i, r in enumerate(requests) if r.requested is None]
+        made: Future[Vectors] | None = None
+        if early:
+            made = beside.submit(encoder.encode, [requests[i].text for i in early])
+        outcomes = self._routes(requests)
+        return self._with_query_vectors(requests, outcomes, early, made)
 
     def _with_query_vectors(
-        self, requests: list[RouteRequest], outcomes: list[EncodedRoute | Exception]
+        self,
+        requests: list[RouteRequest],
+        outcomes: list[EncodedRoute | Exception],
+        early: Sequence[int] = (),
+        made: Future[Vectors] | None = None,
     ) -> list[EncodedRoute | Exception]:
-        """``outcomes`` with the query encoder's vector in place of a tuned encoder's, all
-        made in one call. If that call fails the routes keep the gate's vectors (each
-        stage after routing then encodes the text itself, as without a query encoder)."""
+        """``outcomes`` with the query encoder's vector in place of a tuned encoder's: those
+        of ``early`` from ``made`` (started before the routing), the rest (a gate swapped
+        in meanwhile) in one more call. If a call fails the routes keep the gate's vectors
+        (each stage after routing then encodes the text itself, as without a query
+        encoder)."""
         encoder = self._query_encoder
-        if encoder is None:
-            return outcomes
+        assert encoder is not None
         todo = [
             i
             for i, o in enumerate(outcomes)
@@ -95,18 +126,21 @@ class RouteBatcher:
             and o.model != encoder.name
             and (o.vector is not None or (self._embed_named and requests[i].requested is not None))
         ]
-        if not todo:
-            return outcomes
+        vectors: dict[int, Vector] = {}
         try:
-            vectors = encoder.encode([requests[i].text for i in todo])
-        except Exception as exc:  # the route stands; the stages after it encode for themselves
+            if made is not None:
+                vectors.update(zip(early, made.result(), strict=True))
+            late = [i for i in todo if i not in vectors]
+            if late:
+                vectors.update(zip(late, encoder.encode([requests[i].text for i in late]), strict=True))
+        except Exception as exc:  # the routes stand; the stages after them encode for themselves
             log.warning("query encoder failed on a routed batch of %d: %s", len(todo), exc)
             return outcomes
         out = list(outcomes)
-        for i, vector in zip(todo, vectors, strict=True):
+        for i in todo:
             routed = out[i]
             assert isinstance(routed, EncodedRoute)
-            out[i] = replace(routed, vector=vector, model=encoder.name)
+            out[i] = replace(routed, vector=vectors[i], model=encoder.name)
         return out
 
     def _routes(self, requests: list[RouteRequest]) -> list[EncodedRoute | Exception]:

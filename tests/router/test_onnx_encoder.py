@@ -133,12 +133,26 @@ def test_the_artifact_is_found_by_the_weights_digest() -> None:
     assert weights_digest(bundled_minilm_path(), tensors) != digest  # other weights, other files
 
 
+def test_the_int8_build_keeps_the_named_products_in_float32() -> None:
+    """The recipe (router/onnx_export.py FLOAT32_MATMULS): the first two layers' feed-
+    forward output products stay float MatMul, every other weight product is int8."""
+    import onnx
+
+    from router.onnx_export import FLOAT32_MATMULS, INT8
+
+    digest = weights_digest(bundled_minilm_path(), None)
+    graph = onnx.load(str(DEFAULT_DIR / digest / INT8)).graph
+    kept = sorted(n.name for n in graph.node if n.op_type == "MatMul" and "/dense/" in n.name)
+    assert kept == [f"/model/encoder{part}MatMul" for part in FLOAT32_MATMULS]
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 34  # 36 weight products less 2
+
+
 def test_the_settings_pick_the_runtimes(tmp_path: Path) -> None:
     gate = TrainedScorer.load(shipped_gate())
     name = gate.manifest.tuned_encoder_name
     assert name is not None
-    # The split: the base model on torch, the gate's tuned encoder on ONNX int8.
-    split = bundled_encoder(Settings(data_dir=str(tmp_path), router_encoder_runtime="onnx-int8"), serving=True)
+    # The default split: the base model on torch, the gate's tuned encoder on ONNX int8.
+    split = bundled_encoder(Settings(data_dir=str(tmp_path)), serving=True)
     assert isinstance(split, TunedOnOnnx) and split.name == ENCODER_NAME
     routed = scorer_for(gate, split, {}).encoder
     assert isinstance(routed, OnnxEncoder) and routed.precision == "int8" and routed.name == name
@@ -149,8 +163,8 @@ def test_the_settings_pick_the_runtimes(tmp_path: Path) -> None:
     )
     assert isinstance(onnx, OnnxEncoder) and onnx.precision == "float32"
     assert isinstance(onnx.tuned(gate.encoder_tensors, name), OnnxEncoder)
-    # The default: everything on torch.
-    torch = bundled_encoder(Settings(data_dir=str(tmp_path)), serving=True)
+    # Everything on torch.
+    torch = bundled_encoder(Settings(data_dir=str(tmp_path), router_encoder_runtime="base"), serving=True)
     assert isinstance(torch, SentenceTransformerEncoder) and torch.name == ENCODER_NAME
     assert isinstance(torch.tuned(gate.encoder_tensors, name), SentenceTransformerEncoder)
     with pytest.raises(OnnxArtifactMissing, match="make setup"):

@@ -4,6 +4,7 @@ requests (RouteBatcher), and the router's query vector reused by retrieval."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -209,6 +210,37 @@ async def test_routes_carry_the_base_models_vector_made_in_one_call(encoder: Enc
     # A query encoder that fails leaves the routes as the gate made them.
     kept = await RouteBatcher(router, query_encoder=Down(encoder)).route(RouteRequest(texts[0]))
     assert kept.model == gate.manifest.tuned_encoder_name and kept.vector is not None
+
+
+async def test_the_base_vectors_are_made_beside_the_gates_encode(encoder: Encoder) -> None:
+    """The base model's call runs in a thread of its own while the gate's tuned encoder
+    runs: each call waits at a barrier for the other, which passes only if both run at
+    the same time (one after the other in one thread, the first would time out)."""
+    from router.loading import scorer_for
+
+    gate = TrainedScorer.load(BUNDLED / "gate-broad-v4")
+    meet = threading.Barrier(2, timeout=5)
+
+    class Meeting(CountingEncoder):
+        def encode(self, texts: Sequence[str]) -> Vectors:
+            meet.wait()
+            return super().encode(texts)
+
+    scorer = scorer_for(gate, encoder, {})
+    assert scorer.encoder is not None
+    scorer.encoder = tuned = Meeting(scorer.encoder)
+    router = Router(encoder, scorer, DecisionPolicy(gate.manifest.policy, {}))
+    base = Meeting(encoder)
+    batcher = RouteBatcher(router, query_encoder=base)
+    try:
+        text = "what is the liability cap in the MSA?"
+        route = await batcher.route(RouteRequest(text))
+    finally:
+        batcher.close()
+    assert not meet.broken and tuned.calls == [1] and base.calls == [1]
+    assert route.model == encoder.name and route.vector is not None
+    assert float(route.vector @ encoder.encode([text])[0]) > 0.9999
+    assert route.decision.expert == "legal"
 
 
 async def test_named_experts_get_the_base_vector_batched_when_asked(encoder: Encoder) -> None:
