@@ -119,6 +119,9 @@ def build_endpoints(
         endpoints[spec.name] = Endpoint(
             model=llm.model, api_base=api_base, api_key=api_key, timeout_s=spec.timeout_s,
             connect_timeout_s=spec.connect_timeout_s,
+            # The embedded llama.cpp server finishes a plain completion whose caller has
+            # gone, and answers one request at a time: streamed, it stops when they go.
+            stream_upstream=llm.api_base == "local",
         )  # fmt: skip
     return endpoints
 

@@ -144,7 +144,11 @@ class LiteLLMClient:
         messages: Sequence[ChatMessage],
         params: GenerationParams,
     ) -> Completion:
-        """One non-streamed completion. Raises LLMTimeout, LLMUnavailable, LLMRejected."""
+        """One non-streamed completion (joined from a stream when the endpoint asks for
+        one: ``Endpoint.stream_upstream``). Raises LLMTimeout, LLMUnavailable,
+        LLMRejected, and AnswerIncomplete for a joined stream cut short."""
+        if endpoint.stream_upstream:
+            return await self._joined(expert, endpoint, messages, params)
         try:
             resp = await self._litellm.acompletion(**self._kwargs(endpoint, messages, params))
         except Exception as exc:  # litellm raises many types; all are mapped, none swallowed
@@ -157,6 +161,19 @@ class LiteLLMClient:
             usage=_usage(usage),
             finish_reason=str(choice.finish_reason or "stop"),
         )
+
+    async def _joined(
+        self, expert: str, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> Completion:
+        """:meth:`stream`'s answer as one Completion. Cancelling the caller closes the
+        stream, which is what tells the server to stop."""
+        parts: list[str] = []
+        async for event in self.stream(expert, endpoint, messages, params):
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            else:
+                return Completion("".join(parts), event.model, event.usage, event.finish_reason)
+        raise AnswerIncomplete(expert, "the stream ended without its last event")  # stream() always ends with one
 
     async def stream(
         self,

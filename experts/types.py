@@ -41,6 +41,12 @@ class Endpoint:
     timeout_s: float
     # Bound on opening the TCP connection alone (None: only ``timeout_s``).
     connect_timeout_s: float | None = None
+    # Ask for a stream even for an answer given whole, and join it here: a server that
+    # generates a plain completion to its end whoever waits for it (llama-cpp-python's
+    # stops only a stream whose client has left) then stops when the caller goes, rather
+    # than making the next caller queue behind an answer nobody reads. ``timeout_s`` then
+    # bounds each read, as for a stream (the request's deadline bounds the whole).
+    stream_upstream: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,3 +104,42 @@ def test_a_second_request_does_not_cut_a_running_stream_short() -> None:
         assert finish == ["length"] and len(streamed) >= 50, (finish, len(streamed))
     finally:
         server.stop()
+
+
+async def test_a_caller_who_leaves_frees_the_model_for_the_next() -> None:
+    """llama.cpp's server answers one request at a time and finishes a plain completion
+    whoever waits for it; asked for a stream (Endpoint.stream_upstream, what the embedded
+    server's experts get), it stops when its caller goes, and the next caller is answered
+    at once. The plain completion is measured too, as the control: there the next caller
+    waits for the whole answer nobody reads."""
+    import asyncio
+
+    from backend.local_llm import LOCAL_MODEL_ALIAS, LocalLLMServer, bundled_gguf
+    from experts.llm import LiteLLMClient
+    from experts.registry import GenerationParams
+    from experts.types import ChatMessage, Endpoint
+
+    story = [ChatMessage("user", "Write a very long story about a lighthouse keeper, in at least thirty paragraphs.")]
+    server = LocalLLMServer(bundled_gguf(), threads=1)
+    server.start(timeout_s=120)
+    client = LiteLLMClient()
+
+    async def next_caller_waits(stream_upstream: bool) -> float:
+        endpoint = Endpoint(
+            f"openai/{LOCAL_MODEL_ALIAS}", server.api_base, "local", 120.0, stream_upstream=stream_upstream
+        )
+        left = asyncio.create_task(
+            client.complete("general", endpoint, story, GenerationParams(max_tokens=800, temperature=0))
+        )
+        await asyncio.sleep(2)  # generating (800 tokens take ~20 s on one thread)
+        left.cancel()
+        started = time.monotonic()
+        hello = await client.complete("general", endpoint, [ChatMessage("user", "hi")], GenerationParams(max_tokens=4))
+        assert hello.text
+        return time.monotonic() - started
+
+    try:
+        assert await next_caller_waits(stream_upstream=True) < 6
+        assert await next_caller_waits(stream_upstream=False) > 8  # the control
+    finally:
+        server.stop()
