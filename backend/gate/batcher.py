@@ -101,7 +101,10 @@ class RouteBatcher:
             early = [i for i, r in enumerate(requests) if r.requested is None]
         made: Future[Vectors] | None = None
         if early:
-            made = beside.submit(encoder.encode, [requests[i].text for i in early])
+            try:
+                made = beside.submit(encoder.encode, [requests[i].text for i in early])
+            except RuntimeError:  # closed (the runtime is stopping): encoded after routing
+                made = None
         outcomes = self._routes(requests)
         return self._with_query_vectors(requests, outcomes, early, made)
 

@@ -220,10 +220,12 @@ async def test_the_base_vectors_are_made_beside_the_gates_encode(encoder: Encode
 
     gate = TrainedScorer.load(BUNDLED / "gate-broad-v4")
     meet = threading.Barrier(2, timeout=5)
+    meeting = [True]
 
     class Meeting(CountingEncoder):
         def encode(self, texts: Sequence[str]) -> Vectors:
-            meet.wait()
+            if meeting[0]:
+                meet.wait()
             return super().encode(texts)
 
     scorer = scorer_for(gate, encoder, {})
@@ -241,6 +243,12 @@ async def test_the_base_vectors_are_made_beside_the_gates_encode(encoder: Encode
     assert route.model == encoder.name and route.vector is not None
     assert float(route.vector @ encoder.encode([text])[0]) > 0.9999
     assert route.decision.expert == "legal"
+    # Closed (the runtime stopping), it still routes: the base vector made after routing.
+    meeting[0] = False
+    question = RouteRequest("what notice period applies to the supplier contract?")
+    late = await asyncio.wait_for(batcher.route(question), 30)  # a batch that raised would never answer
+    assert late.model == encoder.name and late.vector is not None
+    assert base.calls == [1, 1] and tuned.calls == [1, 1]
 
 
 async def test_named_experts_get_the_base_vector_batched_when_asked(encoder: Encoder) -> None:
