@@ -126,12 +126,15 @@ class Settings(BaseSettings):
     # ONNX Runtime; the gate's routing-tuned encoder on ONNX Runtime (int8: about half of
     # torch's CPU for a lone short query; float32) or on the base's runtime ("base").
     # Defaults: the tuned encoder on int8 (routing within 0.0035 of torch's on the public
-    # dev set, inside issue 24's 0.005), the base model on torch (int8 moved dense
-    # retrieval's MRR@10 by 0.013; float32 is no faster than torch's bfloat16 on a CPU with
-    # AMX, though it beats torch's float32, what torch runs without one). ONNX runs what
-    # `make setup` exports (router/onnx_export.py) into encoder_onnx_dir (None:
-    # router/encoder-onnx/); without that export the server refuses to start, naming it.
-    encoder_runtime: Literal["torch", "onnx-float32", "onnx-int8"] = "torch"
+    # dev set, inside issue 24's 0.005); the base model on "auto": torch where the CPU
+    # multiplies bfloat16 natively (there torch's bfloat16 is the cheapest), else ONNX
+    # float32 (the same vectors as torch's float32, cosine 1.0, at 0.6x its CPU for a lone
+    # query on a CPU without AVX-512; docs/load.md). int8 for the base moved dense
+    # retrieval's MRR@10 by 0.013 and is not a default. An explicit encoder_precision
+    # keeps torch. ONNX runs what `make setup` exports (router/onnx_export.py) into
+    # encoder_onnx_dir (None: router/encoder-onnx/); without that export the server
+    # refuses to start, naming it.
+    encoder_runtime: Literal["auto", "torch", "onnx-float32", "onnx-int8"] = "auto"
     router_encoder_runtime: Literal["onnx-int8", "onnx-float32", "base"] = "onnx-int8"
     encoder_onnx_dir: Path | None = None
     router_reload_s: float = Field(default=5.0, gt=0)

@@ -67,13 +67,20 @@ class OnnxEncoder:
         """``path``: the base model's directory (its tokenizer and weights).
         ``artifacts``: where :mod:`router.onnx_export` put its builds; the one for these
         weights is found by digest (``artifact`` names a directory directly).
-        ``threads``: ONNX Runtime's intra-op threads (None: its default, every core); one
-        per process is the better setting for a server (router/encoder.py says why).
+        ``threads``: ONNX Runtime's intra-op threads (None: its default, every core), and
+        the same limit for the native thread pools loaded by then (numpy's OpenBLAS, whose
+        idle threads spin: the gate's bank product beside a base model on ONNX cost a lone
+        request twice its CPU without it); one per process is the better setting for a
+        server (router/encoder.py says why).
         ``tuned``: tensors that replace the base model's (a routing-tuned encoder); give
         ``name`` too. Raises OnnxArtifactMissing when no artifact fits these weights.
         """
         import onnxruntime as ort
+        from threadpoolctl import threadpool_limits
         from tokenizers import Tokenizer
+
+        if threads is not None:
+            threadpool_limits(limits=threads)  # process-wide, for as long as it runs
 
         self.path = path
         self.name = name or path.name

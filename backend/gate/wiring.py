@@ -21,6 +21,16 @@ ENCODER_NAME = "all-MiniLM-L6-v2"
 ONNX_PRECISION: dict[str, OnnxPrecision] = {"onnx-int8": "int8", "onnx-float32": "float32"}
 
 
+def base_runtime(settings: Settings, native_bfloat16: bool) -> str:
+    """The runtime that serves the base model: ``encoder_runtime`` as set, or for ``auto``
+    torch where the CPU multiplies bfloat16 natively (or ``encoder_precision`` is set:
+    precision is a torch setting) and ONNX float32 elsewhere, which gives torch float32's
+    vectors for less CPU (bench/results/encoder_runtime.json, docs/load.md)."""
+    if settings.encoder_runtime != "auto":
+        return settings.encoder_runtime
+    return "torch" if native_bfloat16 or settings.encoder_precision != "auto" else "onnx-float32"
+
+
 def bundled_encoder(settings: Settings, *, serving: bool) -> Encoder:
     """The shipped MiniLM encoder on the settings' runtimes; loads it.
 
@@ -34,24 +44,24 @@ def bundled_encoder(settings: Settings, *, serving: bool) -> Encoder:
     without them this raises OnnxArtifactMissing, naming the command, rather than
     quietly serving another runtime.
     """
-    from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+    from router.encoder import SentenceTransformerEncoder, bundled_minilm_path, native_bfloat16
     from router.onnx_encoder import OnnxEncoder, TunedOnOnnx
     from router.onnx_export import DEFAULT_DIR
 
     threads = settings.torch_threads if serving else None
     artifacts = settings.encoder_onnx_dir or DEFAULT_DIR
+    runtime = base_runtime(settings, native_bfloat16())
     base: SentenceTransformerEncoder | OnnxEncoder
-    if settings.encoder_runtime == "torch":
+    if runtime == "torch":
         base = SentenceTransformerEncoder(
             bundled_minilm_path(), name=ENCODER_NAME, threads=threads, precision=settings.encoder_precision
         )
     else:
-        precision = ONNX_PRECISION[settings.encoder_runtime]
         base = OnnxEncoder(
-            bundled_minilm_path(), ENCODER_NAME, artifacts=artifacts, precision=precision, threads=threads
+            bundled_minilm_path(), ENCODER_NAME, artifacts=artifacts, precision=ONNX_PRECISION[runtime], threads=threads
         )
     tuned = settings.router_encoder_runtime
-    if tuned == "base" or tuned == settings.encoder_runtime:
+    if tuned == "base" or tuned == runtime:
         return base
     return TunedOnOnnx(base, artifacts=artifacts, precision=ONNX_PRECISION[tuned], threads=threads)
 

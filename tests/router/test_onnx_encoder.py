@@ -6,15 +6,18 @@ fixtures fail with the command to run.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from backend.gate.wiring import ENCODER_NAME, bundled_encoder
+from backend.gate.wiring import ENCODER_NAME, base_runtime, bundled_encoder
 from backend.settings import Settings
 from bench.router_bench import shipped_gate
-from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+from router.encoder import SentenceTransformerEncoder, bundled_minilm_path, native_bfloat16
 from router.gate import TrainedScorer
 from router.loading import scorer_for
 from router.onnx_encoder import OnnxArtifactMissing, OnnxEncoder, TunedOnOnnx
@@ -151,8 +154,8 @@ def test_the_settings_pick_the_runtimes(tmp_path: Path) -> None:
     gate = TrainedScorer.load(shipped_gate())
     name = gate.manifest.tuned_encoder_name
     assert name is not None
-    # The default split: the base model on torch, the gate's tuned encoder on ONNX int8.
-    split = bundled_encoder(Settings(data_dir=str(tmp_path)), serving=True)
+    # The split: the base model on torch, the gate's tuned encoder on ONNX int8 (the default).
+    split = bundled_encoder(Settings(data_dir=str(tmp_path), encoder_runtime="torch"), serving=True)
     assert isinstance(split, TunedOnOnnx) and split.name == ENCODER_NAME
     routed = scorer_for(gate, split, {}).encoder
     assert isinstance(routed, OnnxEncoder) and routed.precision == "int8" and routed.name == name
@@ -164,7 +167,9 @@ def test_the_settings_pick_the_runtimes(tmp_path: Path) -> None:
     assert isinstance(onnx, OnnxEncoder) and onnx.precision == "float32"
     assert isinstance(onnx.tuned(gate.encoder_tensors, name), OnnxEncoder)
     # Everything on torch.
-    torch = bundled_encoder(Settings(data_dir=str(tmp_path), router_encoder_runtime="base"), serving=True)
+    torch = bundled_encoder(
+        Settings(data_dir=str(tmp_path), encoder_runtime="torch", router_encoder_runtime="base"), serving=True
+    )
     assert isinstance(torch, SentenceTransformerEncoder) and torch.name == ENCODER_NAME
     assert isinstance(torch.tuned(gate.encoder_tensors, name), SentenceTransformerEncoder)
     with pytest.raises(OnnxArtifactMissing, match="make setup"):
@@ -174,7 +179,48 @@ def test_the_settings_pick_the_runtimes(tmp_path: Path) -> None:
         )
 
 
+def test_auto_serves_the_base_model_on_torch_only_where_bfloat16_is_native(tmp_path: Path) -> None:
+    auto = Settings(data_dir=str(tmp_path))
+    assert auto.encoder_runtime == "auto"
+    assert base_runtime(auto, native_bfloat16=True) == "torch"
+    assert base_runtime(auto, native_bfloat16=False) == "onnx-float32"
+    # A precision is a torch setting: asking for one keeps torch.
+    pinned = Settings(data_dir=str(tmp_path), encoder_precision="float32")
+    assert base_runtime(pinned, native_bfloat16=False) == "torch"
+    # An explicit runtime is served as set, whatever the CPU.
+    for runtime in ("torch", "onnx-float32", "onnx-int8"):
+        chosen = Settings(data_dir=str(tmp_path), encoder_runtime=runtime)
+        assert base_runtime(chosen, native_bfloat16=True) == base_runtime(chosen, native_bfloat16=False) == runtime
+    # On this machine's CPU, the default builds what the rule says; the gate's encoder stays int8.
+    served = bundled_encoder(auto, serving=True)
+    assert isinstance(served, TunedOnOnnx)
+    wanted = SentenceTransformerEncoder if native_bfloat16() else OnnxEncoder
+    assert isinstance(served._base, wanted) and served.name == ENCODER_NAME
+
+
 def test_the_split_encodes_with_its_base(torch32: SentenceTransformerEncoder) -> None:
     split = TunedOnOnnx(torch32)
     np.testing.assert_array_equal(split.encode(QUERIES[:3]), torch32.encode(QUERIES[:3]))
     assert (split.path, split.dim) == (torch32.path, torch32.dim)
+
+
+def test_a_serving_onnx_encoder_keeps_numpys_threads_to_its_count() -> None:
+    """numpy's OpenBLAS threads spin while idle: a server process whose base model runs on
+    ONNX (no torch encoder to limit them) spent twice a lone request's CPU on them. Run in
+    a process of its own, since the limit is process-wide."""
+    probe = (
+        "import numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from router.encoder import bundled_minilm_path\n"
+        "from router.onnx_encoder import OnnxEncoder\n"
+        "def blas():\n"
+        "    return max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas')\n"
+        "before = blas()\n"
+        "OnnxEncoder(bundled_minilm_path(), 'm', precision='float32', threads=1)\n"
+        "print(before, blas())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, check=True)
+    before, after = map(int, out.stdout.split())
+    assert after == 1
+    assert before == (os.cpu_count() or 1)  # numpy's default: the limit is what changed it
