@@ -15,10 +15,12 @@ CPU-ms in torch (bfloat16 on AMX) and 2.4 with int8 weights on this project's ma
 (the int8 build keeps two of its 36 weight products in float32: router/onnx_export.py).
 For the gate's routing-tuned encoder that is the default (``router_encoder_runtime:
 onnx-int8``): routing moved by 0.0035 macro-F1 on the public dev set and not at all on the
-test split, inside issue 24's 0.005. The base model stays on torch: int8 moved dense
-retrieval's MRR@10 by 0.013. float32 gives torch's vectors (cosine 1.0) at about torch-bfloat16's cost one
-query at a time (9.1), 1.3-1.6x less than torch's float32 (what torch runs on a CPU
-without native bfloat16), but not in batches, where bfloat16 on AMX is twice as fast.
+test split, inside issue 24's 0.005. The base model is never on int8 by default: int8
+moved dense retrieval's MRR@10 by 0.013. float32 gives torch's vectors (cosine 1.0) at
+about torch-bfloat16's cost one query at a time, 1.3-1.6x less than torch's float32
+(what torch runs on a CPU without native bfloat16), but not in batches, where bfloat16
+on AMX is twice as fast. Hence the base model's ``encoder_runtime: auto``: torch where
+bfloat16 is native, ONNX float32 elsewhere (backend/gate/wiring.py).
 
 Nothing is downloaded or exported per request. A tuned encoder whose artifact was not
 built at setup (a gate retrained after it) is exported once, when the gate is loaded,
