@@ -239,12 +239,14 @@ def summary(ms: list[float]) -> dict[str, Any]:
 
 async def replay(app: App, sequence: list[dict[str, Any]], *, no_cache: bool) -> dict[str, Any]:
     intent_of: dict[str, str] = {}
+    text_of: dict[str, str] = {}
     seen_intents: set[str] = set()
     seen_texts: set[str] = set()
     rows = []
     for q in sequence:
         info, ms = await app.ask(q["text"], no_cache=no_cache)
         intent_of[info["request_id"]] = q["intent"]
+        text_of[info["request_id"]] = q["text"]
         cache = info.get("cache") or {}
         source = cache.get("source_request_id")
         rows.append({
@@ -252,6 +254,7 @@ async def replay(app: App, sequence: list[dict[str, Any]], *, no_cache: bool) ->
             "status": cache.get("status"), "match": cache.get("match"), "ms": ms, "client_ms": info["client_ms"],
             "cache_ms": cache.get("ms"),
             "wrong": source is not None and intent_of.get(source) != q["intent"], "expert": info["expert"],
+            "text": q["text"], "source_text": text_of.get(source) if source is not None else None,
             "tokens_saved": cache.get("tokens_saved") or 0,
         })  # fmt: skip
         seen_intents.add(q["intent"])
@@ -272,6 +275,12 @@ async def replay(app: App, sequence: list[dict[str, Any]], *, no_cache: bool) ->
         "hit_rate_of_repeats": round(len(hits) / max(1, sum(r["repeat"] for r in rows)), 4),
         "wrong_hits": sum(r["wrong"] for r in hits),
         "wrong_hit_rate_of_hits": round(sum(r["wrong"] for r in hits) / max(1, len(hits)), 4),
+        # What was asked and whose answer it got: the cases to read before trusting a threshold.
+        "wrong_hit_examples": [
+            {"expert": r["expert"], "match": r["match"], "asked": r["text"], "answered_from": r["source_text"]}
+            for r in hits
+            if r["wrong"]
+        ],
         "statuses": dict(Counter(str(r["status"]) for r in rows)),
         "tokens_saved": sum(r["tokens_saved"] for r in hits),
         "server_ms_hit": summary([r["ms"] for r in hits]),
