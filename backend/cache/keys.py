@@ -96,6 +96,37 @@ def carries_other_details(cached_question: str, question: str, answer: str) -> b
     return bool(own) and not own.isdisjoint(w.casefold() for w in _WORD.findall(answer))
 
 
+# Words whose swap rarely changes what is asked ("how do I" / "how can I"): a swap of
+# these alone is no near miss.
+# fmt: off
+_FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "i", "we", "you", "he", "she", "it", "they", "me", "us", "my", "our", "your",
+    "his", "her", "its", "their", "this", "that", "these", "those", "is", "are", "was", "were",
+    "be", "been", "am", "do", "does", "did", "can", "could", "should", "would", "will", "shall",
+    "may", "might", "must", "how", "what", "when", "where", "which", "who", "why", "to", "of",
+    "in", "on", "at", "for", "from", "by", "with", "about", "as", "and", "or", "please", "there",
+    "here", "some", "any",
+})
+# fmt: on
+
+
+def swaps_a_word(cached_question: str, question: str) -> bool:
+    """Whether the two questions are the same sentence with a word or two swapped ("the
+    yearly *annual* leave allowance" / "the yearly *parental* leave allowance"): a near
+    miss whose vectors sit as close as a paraphrase's, since one word carries the
+    difference. Each side must have a content word the other lacks (not only a function
+    word), at most two, and share at least twice as many words as either has of its own.
+    A paraphrase in other words shares too little to count; one that swaps a synonym
+    ("keep" / "retain") counts, and costs a hit, not a wrong answer."""
+    a = {w.casefold() for w in _WORD.findall(cached_question)}
+    b = {w.casefold() for w in _WORD.findall(question)}
+    only_a, only_b = a - b, b - a
+    if not (only_a - _FUNCTION_WORDS) or not (only_b - _FUNCTION_WORDS):
+        return False
+    most = max(len(only_a), len(only_b))
+    return most <= 2 and len(a & b) >= 2 * most
+
+
 def acl_variant(cited_groups: Iterable[frozenset[str]]) -> str:
     """Which callers an answer is for, as the groups its cited documents are restricted
     to ("" when it cites only documents open to everyone): answers to one question by

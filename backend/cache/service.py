@@ -12,7 +12,10 @@ replays the first one that is still valid for this caller:
 - it has not expired (the store never offers one that has);
 - a semantic match only: its answer repeats none of its question's details (a number,
   a name) that the new question lacks (keys.carries_other_details): one asker's
-  employee number is never replayed to another whose question merely resembles theirs.
+  employee number is never replayed to another whose question merely resembles theirs;
+- a semantic match only: the two questions are not the same sentence with a content word
+  swapped (keys.swaps_a_word): "annual leave" is not "parental leave", however close
+  their vectors.
 
 Questions are compared by the base encoder's embedding (the model the knowledge
 service and the safety check use), which tells paraphrases from near misses far better
@@ -34,7 +37,15 @@ import anyio
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from backend.cache.keys import acl_variant, carries_other_details, lookup_skip, scope_key, store_skip, text_key
+from backend.cache.keys import (
+    acl_variant,
+    carries_other_details,
+    lookup_skip,
+    scope_key,
+    store_skip,
+    swaps_a_word,
+    text_key,
+)
 from backend.cache.store import CacheStore, unit
 from backend.cache.types import CachedAnswer, CachedPassage, CacheLookup, CacheStatus, MatchKind, Vector
 from backend.db.models import Document
@@ -164,6 +175,8 @@ class ResponseCache:
             semantic = candidate.match is MatchKind.SEMANTIC
             if reason is None and semantic and carries_other_details(answer.question, question, answer.text):
                 reason = "details"
+            elif reason is None and semantic and swaps_a_word(answer.question, question):
+                reason = "swapped_word"
             if reason is not None:
                 rejected[reason] = rejected.get(reason, 0) + 1
                 continue

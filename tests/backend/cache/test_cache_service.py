@@ -15,6 +15,7 @@ from backend.cache.keys import (
     normalise,
     scope_key,
     store_skip,
+    swaps_a_word,
     text_key,
 )
 from backend.cache.service import Delivered, ResponseCache
@@ -312,3 +313,33 @@ def test_the_pronoun_i_is_no_detail() -> None:
     assert not carries_other_details(
         "How do I reset my password?", "how to reset my password", "I would open Settings."
     )
+
+
+def test_a_question_with_one_content_word_swapped_is_a_near_miss() -> None:
+    # The replay benchmark's wrong hits (bench/results/cache_eighth_session.json).
+    assert swaps_a_word("What is the yearly parental leave allowance?", "What is the yearly annual leave allowance?")
+    assert swaps_a_word(
+        "Rewrite 'we will deliver the report next week' to sound more concise.",
+        "Rewrite 'we will deliver the report next week' to sound more formal.",
+    )
+    assert swaps_a_word("How long do we keep invoices?", "How long do we keep payslips?")
+    # Not a swap: the same words, a function word swapped, words only added, or other words.
+    assert not swaps_a_word("How do I reset my password?", "how do i reset my password")
+    assert not swaps_a_word("How do I reset my password?", "How can I reset my password?")
+    assert not swaps_a_word("How do I reset my password?", "How do I reset my password quickly?")
+    assert not swaps_a_word("How do I reset my password?", "I forgot my password, what now?")
+
+
+async def test_a_semantic_candidate_with_a_swapped_word_is_rejected(db: Database) -> None:
+    cache = ResponseCache(MemoryStore(), registry(), db, versions=Versions())  # type: ignore[arg-type]
+    asked = "What is the yearly parental leave allowance?"
+    first = await cache.lookup("legal", asked, **lookup_args())  # type: ignore[arg-type]
+    assert first is not None
+    await cache.store(first, asked, delivered("r1", Retrieval(), text="Sixteen weeks."))
+    near = "What is the yearly annual leave allowance?"
+    probe = await cache.lookup("legal", near, **lookup_args(vector=vec(1, 0.05)))  # type: ignore[arg-type]
+    assert probe is not None and probe.status is CacheStatus.MISS and probe.rejected == {"swapped_word": 1}
+    # The same vector with the question reworded is a hit: only the swap is refused.
+    reworded = "How much parental leave do we get each year?"
+    hit = await cache.lookup("legal", reworded, **lookup_args(vector=vec(1, 0.05)))  # type: ignore[arg-type]
+    assert hit is not None and hit.status is CacheStatus.HIT
