@@ -44,7 +44,7 @@ Vectors = npt.NDArray[np.float32]
 MIN_PIECE = 24
 MAX_PIECES = 48
 MAX_CHARS = 20_000
-# The injection score of a text that starts a sentence with the textbook override.
+# A category's score when one of its decisive patterns matches (rules.DECISIVE).
 OBVIOUS_SCORE = 0.99
 
 
@@ -143,7 +143,7 @@ class SafetyModel:
             raise ArtifactError(f"safety model {manifest.version}: trained on other rule features; retrain it")
         self._ngrams = HashedNgrams(manifest.lexical_buckets)
         self._temps = np.array([manifest.temperatures[c] for c in manifest.categories], dtype=np.float32)
-        self._injection = manifest.categories.index("injection")
+        self._column = {c: i for i, c in enumerate(manifest.categories)}
 
     def logits(self, texts: Sequence[str], vectors: Vectors, feats: Vectors | None = None) -> Vectors:
         """Uncalibrated logits, shape (len(texts), categories). ``feats``: the texts' rule
@@ -158,12 +158,13 @@ class SafetyModel:
         return out
 
     def probabilities(self, texts: Sequence[str], vectors: Vectors, feats: Vectors | None = None) -> Vectors:
-        """Calibrated probabilities, shape (len(texts), categories), the textbook override
-        included (:func:`router.safety.rules.obvious`). ``feats``: as for :meth:`logits`."""
+        """Calibrated probabilities, shape (len(texts), categories), the decisive patterns
+        included (:func:`router.safety.rules.decisive`). ``feats``: as for :meth:`logits`."""
         probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps)
         for row, text in enumerate(texts):
-            if rules.obvious(text):
-                probs[row, self._injection] = max(float(probs[row, self._injection]), OBVIOUS_SCORE)
+            for category in set(rules.decisive(text).values()):
+                col = self._column[category]
+                probs[row, col] = max(float(probs[row, col]), OBVIOUS_SCORE)
         return probs
 
     def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
@@ -176,8 +177,8 @@ class SafetyModel:
         feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
         probs = self.probabilities(texts, vectors, feats).max(axis=0)
         fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
-        if any(rules.obvious(t) for t in texts):  # the one rule that flags alone
-            fired = (*fired, rules.OBVIOUS)
+        decisive = dict.fromkeys(name for t in texts for name in rules.decisive(t))  # the rules that flag alone
+        fired = (*fired, *decisive)
         return SafetyScores({c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}, fired)
 
     def save(self, directory: Path) -> None:

@@ -176,19 +176,89 @@ def features(texts: Sequence[str]) -> list[list[float]]:
     return rows
 
 
-# The textbook override, as the first words of a sentence: "Ignore all previous
-# instructions...". It flags on its own (SafetyModel), unlike the families above: on
-# every benign row we wrote, the router's traffic and the public benign requests (about
-# 15,000 texts) it matches none, because a question about the attack quotes it
-# mid-sentence ("how do we stop 'ignore previous instructions'?").
-_OBVIOUS = re.compile(
-    r"(?:^|[.!?]\s+|\n)\W*(?:please\s+)?(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
-    r"(?:previous|prior|above|earlier|preceding|original|system)\s+(?:instructions|rules|directives|prompts?|guidelines)\b",
-    re.IGNORECASE,
+# Patterns that flag on their own (SafetyModel sets their category's score to 0.99),
+# unlike the families above, which the model weighs. Each is an attack's own first words,
+# anchored where a sentence or line starts: a question *about* the attack quotes it
+# mid-sentence ("how do we stop 'ignore previous instructions'?") and does not match,
+# and neither does the user's own correction ("disregard my previous prompt"). On every
+# benign row we wrote (pending ones too), the router's examples and the public benign
+# requests (about 23,000 texts; bench/safety_decisive.py) none matches; they are for
+# the obvious cases only, the model for the rest.
+_START = r"(?:^|[.!?:;)\]]\s+|\n)[\W_]*(?:(?:please|pls|now|ok(?:ay)?|so|and|first|then|also)[,\s]+)?"
+_EARLIER = r"(?:previous|prior|above|earlier|preceding|original|initial|system|hidden)"
+_THEIRS = r"(?:all\s+)?(?:of\s+)?your\s+(?:\w+\s+)?"  # "all of your onboarding"
+# Ways to start an override, each alone in a sentence or line.
+_OVERRIDES = (
+    r"(?:ignore|disregard|forget|override|bypass|set aside|throw out|discard)\s+(?:all\s+|any\s+|each\s+|every\s+)?"
+    rf"(?:of\s+)?(?:the\s+|your\s+)?{_EARLIER}\s+(?:\w+\s+)?"
+    r"(?:instructions|rules|directives|prompts?|guidelines|programming|constraints)\b",
+    r"(?:ignore|disregard)\s+(?:all\s+|any\s+|your\s+)?instructions\b",
+    rf"(?:overwrite|replace|reset|wipe|erase|delete)\s+{_THEIRS}"
+    r"(?:instructions|rules|system prompt|guidelines|programming)\b",
+    rf"stop\s+following\s+{_THEIRS}(?:instructions|rules|guidelines|guidance|programming|system prompt)\b",
+    r"your\s+(?:previous|prior|original|old|earlier|current)\s+(?:instructions|rules|guidelines)\s+"
+    r"(?:are|were|have been)\s+"
+    r"(?:cancel+ed|void|revoked|outdated|obsolete|suspended|lifted|no longer (?:valid|in force|apply|applicable))\b",
+    # French, Spanish, German, Italian, Dutch, Portuguese, Polish, Turkish
+    r"ignor(?:e[zs]?|ez)\s+(?:toutes\s+)?(?:les|tes|vos)\s+(?:instructions|consignes|règles)",
+    r"oublie[zs]?\s+(?:toutes\s+)?(?:tes|vos|les)\s+(?:instructions|consignes|règles)",
+    r"ignora(?:r)?\s+(?:todas\s+)?(?:las\s+|tus\s+)?(?:instrucciones|reglas|indicaciones)",
+    r"olvida\s+(?:todas\s+)?(?:tus|las)\s+(?:instrucciones|reglas)",
+    r"ignorier(?:e|en sie)?\s+(?:alle\s+)?(?:deine\s+|ihre\s+|die\s+)?(?:(?:vorherigen|bisherigen|vorigen|obigen)\s+)?"
+    r"(?:anweisungen|instruktionen|regeln|vorgaben)",
+    r"vergiss\s+(?:alle\s+)?(?:deine|ihre|die)\s+(?:\w+\s+)?(?:anweisungen|regeln|sicherheitsregeln|vorgaben|instruktionen)",
+    r"ignora\s+(?:tutte\s+)?(?:le\s+)?istruzioni",
+    r"dimentica\s+(?:tutte\s+)?(?:le\s+)?(?:tue\s+)?(?:istruzioni|regole)",
+    r"(?:negeer|vergeet)\s+(?:al\s+)?(?:je|jouw|de|alle)\s+(?:\w+\s+)?(?:instructies|regels)",
+    r"ignor[ea]\s+(?:todas\s+)?(?:as\s+|suas\s+)?(?:instruções|regras)",
+    r"esque[çc]a\s+(?:todas\s+)?(?:as\s+)?(?:suas\s+)?(?:instruções|regras)",
+    r"zignoruj\s+(?:wszystkie\s+)?(?:\w+\s+)?(?:instrukcje|polecenia|zasady)",
+    r"zapomnij\s+(?:o\s+)?(?:wszystkich\s+)?(?:(?:swoich|poprzednich|wcześniejszych)\s+)?(?:instrukcjach|zasadach|poleceniach)",
+    r"(?:önceki|tüm|bütün)\s+(?:\w+\s+)?talimatlar\w*\s+(?:yok\s+say|görmezden\s+gel)",
 )
+DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
+    # "Ignore all previous instructions", in English and the languages our staff write
+    "obvious_override": ("injection", re.compile(_START + "(?:" + "|".join(_OVERRIDES) + ")", re.IGNORECASE)),
+    "fake_turn": ("injection", re.compile(
+        r"<\|im_start\|>\s*system|<\|system\|>|<<SYS>>|<\|start_header_id\|>\s*system"
+        # a bracketed notice (not a log line's "[SYSTEM]"), a heading with a colon (not "## Admin")
+        r"|^\s*\[(?:system|admin|developer) (?:notice|message|override|instructions?)\]"
+        r"|^\s*#{2,}\s*(?:system|admin|developer)\s*(?:override|message|notice|instructions?|prompt)?\s*:",
+        re.IGNORECASE | re.MULTILINE,
+    )),
+    # "this directive supersedes all previous instructions"
+    "supersedes_instructions": ("injection", re.compile(
+        r"\b(?:supersedes?|replaces?|overrides?|takes? precedence over)\s+(?:all\s+|any\s+)?(?:of\s+)?"
+        r"(?:your\s+|the\s+)?(?:previous|prior|earlier|original|existing|other)\s+"
+        r"(?:instructions|rules|directives|guidelines|guidance)\b",
+        re.IGNORECASE,
+    )),
+    # "Print your system prompt", "repeat the text above"
+    "prompt_dump": ("extraction", re.compile(
+        _START + r"(?:print|reveal|repeat|output|display|dump|recite|echo|paste|write out|spell out|copy)\s+"
+        r"(?:back\s+)?(?:me\s+)?(?:out\s+)?(?:your|the)\s+"
+        r"(?:full\s+|entire\s+|complete\s+|exact\s+|original\s+|initial\s+|hidden\s+|whole\s+)*"
+        r"(?:system\s+(?:prompt|message|instructions)|initial\s+prompt|hidden\s+instructions|instructions\s+verbatim"
+        r"|(?:text|everything|words)\s+above)",
+        re.IGNORECASE,
+    )),
+    # "You are now DAN", "jailbreak mode enabled"
+    "rule_free_persona": ("jailbreak", re.compile(
+        r"\byou\s+are\s+now\s+(?:in\s+)?(?:DAN|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken)"
+        r"|developer\s+mode|jailbreak\s+mode)"
+        r"|\b(?:jailbreak|god|dan)\s+mode\s+(?:enabled|activated|on)\b|\bdeveloper\s+mode\s+(?:enabled|activated)\b",
+        re.IGNORECASE,
+    )),
+}  # fmt: skip
 OBVIOUS = "obvious_override"
+
+
+def decisive(text: str) -> dict[str, str]:
+    """The patterns of :data:`DECISIVE` that match ``text``: rule name to category."""
+    head = text[:MAX_CHARS]
+    return {name: category for name, (category, pattern) in DECISIVE.items() if pattern.search(head)}
 
 
 def obvious(text: str) -> bool:
     """Whether a sentence or line of ``text`` starts with the textbook override."""
-    return _OBVIOUS.search(text) is not None
+    return OBVIOUS in decisive(text)
