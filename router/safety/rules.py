@@ -251,6 +251,8 @@ DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
     )),
 }  # fmt: skip
 OBVIOUS = "obvious_override"
+# Bumped when DECISIVE changes: documents scored with other patterns are scored again.
+VERSION = "2"
 
 
 def decisive(text: str) -> dict[str, str]:
