@@ -105,7 +105,7 @@ class InputSafety:
         self._model = model
         self._encoder = encoder
         self._registry = registry
-        self.version = model.version
+        self.version = model.scorer
         self.encoder_name = encoder.name
 
     def needs_thread(self, text: str, history: tuple[str, ...], have_vector: bool) -> bool:

@@ -131,6 +131,9 @@ class SafetyModel:
     def __init__(self, manifest: SafetyManifest, tensors: Mapping[str, np.ndarray]) -> None:
         self.manifest = manifest
         self.version = manifest.version
+        # What scored a text: the trained model and the decisive patterns beside it
+        # (audited with each verdict; a change to either rescores stored documents).
+        self.scorer = f"{manifest.version}+rules-{rules.VERSION}"
         self.encoder_name = manifest.encoder
         self._t = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
         missing = [n for n in ("w1", "b1", "w2", "b2", "lex") if n not in self._t]
