@@ -114,7 +114,7 @@ FAMILIES: dict[str, re.Pattern[str]] = {
     # fake system / developer turns and delimiters
     "authority": re.compile(
         r"(?:</?\s*(?:system|sys|developer|admin|instructions?)\s*>|\[/?(?:inst|system)\]"
-        r"|#{2,}\s*(?:system|admin|developer)"
+        r"|#{2,6}\s*(?:system|admin|developer)"
         r"|\b(?:system|developer|admin)\s*(?:message|override|notice|prompt)\s*:|\bmaintenance mode\b|\bgod mode\b"
         r"|\bdebug mode (?:enabled|on|activated)\b|\bnew (?:instructions|rules|directive)\s*:)"
     ),
@@ -184,7 +184,9 @@ def features(texts: Sequence[str]) -> list[list[float]]:
 # benign row we wrote (pending ones too), the router's examples and the public benign
 # requests (about 23,000 texts; bench/safety_decisive.py) none matches; they are for
 # the obvious cases only, the model for the rest.
-_START = r"(?:^|[.!?:;)\]]\s+|\n)[\W_]*(?:(?:please|pls|now|ok(?:ay)?|so|and|first|then|also)[,\s]+)?"
+# Every quantifier here is bounded or anchored on a word: an unbounded run such as
+# "[\W_]*" tried at each of 4,000 line starts took seconds on a text of blank lines.
+_START = r"(?:^|(?<=[.!?:;)\]])\s|\n)[\W_]{0,6}(?:(?:please|pls|now|ok(?:ay)?|so|and|first|then|also)[,\s]{1,4})?"
 _EARLIER = r"(?:previous|prior|above|earlier|preceding|original|initial|system|hidden)"
 _THEIRS = r"(?:all\s+)?(?:of\s+)?your\s+(?:\w+\s+)?"  # "all of your onboarding"
 # Ways to start an override, each alone in a sentence or line.
@@ -222,8 +224,8 @@ DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
     "fake_turn": ("injection", re.compile(
         r"<\|im_start\|>\s*system|<\|system\|>|<<SYS>>|<\|start_header_id\|>\s*system"
         # a bracketed notice (not a log line's "[SYSTEM]"), a heading with a colon (not "## Admin")
-        r"|^\s*\[(?:system|admin|developer) (?:notice|message|override|instructions?)\]"
-        r"|^\s*#{2,}\s*(?:system|admin|developer)\s*(?:override|message|notice|instructions?|prompt)?\s*:",
+        r"|^[ \t]*\[(?:system|admin|developer) (?:notice|message|override|instructions?)\]"
+        r"|^[ \t]*#{2,6}[ \t]*(?:system|admin|developer)[ \t]*(?:override|message|notice|instructions?|prompt)?[ \t]*:",
         re.IGNORECASE | re.MULTILINE,
     )),
     # "this directive supersedes all previous instructions"
