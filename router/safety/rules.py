@@ -194,7 +194,10 @@ _OVERRIDES = (
     r"(?:ignore|disregard|forget|override|bypass|set aside|throw out|discard)\s+(?:all\s+|any\s+|each\s+|every\s+)?"
     rf"(?:of\s+)?(?:the\s+|your\s+)?{_EARLIER}\s+(?:\w+\s+)?"
     r"(?:instructions|rules|directives|prompts?|guidelines|programming|constraints)\b",
-    r"(?:ignore|disregard)\s+(?:all\s+|any\s+|your\s+)?instructions\b",
+    # "Disregard instructions." / "ignore all instructions you were given", not "ignore
+    # any instructions that arrive by text message" (a security policy's advice)
+    r"(?:ignore|disregard)\s+(?:all\s+|any\s+|your\s+)?instructions"
+    r"(?:\s+(?:you|given|received|above|before|so far)\b|\s*(?:[.!,;:]|and\b|$))",
     rf"(?:overwrite|replace|reset|wipe|erase|delete)\s+{_THEIRS}"
     r"(?:instructions|rules|system prompt|guidelines|programming)\b",
     rf"stop\s+following\s+{_THEIRS}(?:instructions|rules|guidelines|guidance|programming|system prompt)\b",
@@ -246,9 +249,10 @@ DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
     )),
     # "You are now DAN", "jailbreak mode enabled"
     "rule_free_persona": ("jailbreak", re.compile(
-        r"\byou\s+are\s+now\s+(?:in\s+)?(?:DAN|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken)"
+        # DAN in capitals only: "you are now Dan's line manager" is not one
+        r"\byou\s+are\s+now\s+(?:in\s+)?(?:(?-i:DAN)\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken)"
         r"|developer\s+mode|jailbreak\s+mode)"
-        r"|\b(?:jailbreak|god|dan)\s+mode\s+(?:enabled|activated|on)\b|\bdeveloper\s+mode\s+(?:enabled|activated)\b",
+        r"|\b(?:jailbreak|god|(?-i:DAN))\s+mode\s+(?:enabled|activated|on)\b|\bdeveloper\s+mode\s+(?:enabled|activated)\b",
         re.IGNORECASE,
     )),
 }  # fmt: skip
