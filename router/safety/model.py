@@ -160,12 +160,19 @@ class SafetyModel:
         out: Vectors = hidden @ t["w2"].T + t["b2"] + lex
         return out
 
-    def probabilities(self, texts: Sequence[str], vectors: Vectors, feats: Vectors | None = None) -> Vectors:
+    def probabilities(
+        self,
+        texts: Sequence[str],
+        vectors: Vectors,
+        feats: Vectors | None = None,
+        matched: Sequence[Mapping[str, str]] | None = None,
+    ) -> Vectors:
         """Calibrated probabilities, shape (len(texts), categories), the decisive patterns
-        included (:func:`router.safety.rules.decisive`). ``feats``: as for :meth:`logits`."""
+        included. ``feats``: as for :meth:`logits`; ``matched``: each text's
+        :func:`router.safety.rules.decisive` when the caller has it already."""
         probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps)
-        for row, text in enumerate(texts):
-            for category in set(rules.decisive(text).values()):
+        for row, found in enumerate(matched if matched is not None else map(rules.decisive, texts)):
+            for category in set(found.values()):
                 col = self._column[category]
                 probs[row, col] = max(float(probs[row, col]), OBVIOUS_SCORE)
         return probs
@@ -178,10 +185,10 @@ class SafetyModel:
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
         feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
-        probs = self.probabilities(texts, vectors, feats).max(axis=0)
+        matched = [rules.decisive(t) for t in texts]
+        probs = self.probabilities(texts, vectors, feats, matched).max(axis=0)
         fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
-        decisive = dict.fromkeys(name for t in texts for name in rules.decisive(t))  # the rules that flag alone
-        fired = (*fired, *decisive)
+        fired = (*fired, *dict.fromkeys(name for found in matched for name in found))  # and the rules that flag alone
         return SafetyScores({c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}, fired)
 
     def save(self, directory: Path) -> None:

@@ -256,7 +256,6 @@ DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
         re.IGNORECASE,
     )),
 }  # fmt: skip
-OBVIOUS = "obvious_override"
 # Bumped when DECISIVE changes: documents scored with other patterns are scored again.
 VERSION = "2"
 
@@ -265,8 +264,3 @@ def decisive(text: str) -> dict[str, str]:
     """The patterns of :data:`DECISIVE` that match ``text``: rule name to category."""
     head = text[:MAX_CHARS]
     return {name: category for name, (category, pattern) in DECISIVE.items() if pattern.search(head)}
-
-
-def obvious(text: str) -> bool:
-    """Whether a sentence or line of ``text`` starts with the textbook override."""
-    return OBVIOUS in decisive(text)
