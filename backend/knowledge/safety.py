@@ -72,7 +72,7 @@ class DocumentScanner:
         self._model = model
         self._default = default
         self._domains = dict(domains or {})
-        self.version = model.scorer  # a new model or new decisive patterns rescore every chunk
+        self.version = model.scorer  # a new model or new patterns rescore every chunk
         self.encoder_name = model.encoder_name
         # A chunk is flagged at this score (None: the model's calibrated threshold).
         self.threshold = model.manifest.threshold if threshold is None else threshold
@@ -92,7 +92,7 @@ class DocumentScanner:
         hidden forms of the few texts that have any (None: those are not read)."""
         if not texts:
             return []
-        probs = self._model.probabilities(list(texts), np.asarray(vectors, dtype=np.float32))
+        probs = self._model.probabilities(list(texts), np.asarray(vectors, dtype=np.float32), material=True)
         if encode is not None:
             hidden = [(i, form) for i, text in enumerate(texts) for form in rules.variants(text)]
             # A chunk that already looks suspicious is also read sentence by sentence (an
@@ -107,7 +107,7 @@ class DocumentScanner:
             ]
             if hidden:
                 forms = [form for _, form in hidden]
-                extra = self._model.probabilities(forms, encode(forms))
+                extra = self._model.probabilities(forms, encode(forms), material=True)
                 for (i, _), row in zip(hidden, extra, strict=True):
                     probs[i] = np.maximum(probs[i], row)
         out = []

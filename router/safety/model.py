@@ -32,6 +32,7 @@ from safetensors.numpy import load_file, save_file
 from router.errors import ArtifactError
 from router.features import HashedNgrams
 from router.safety import rules
+from router.safety.content import pasted
 
 CATEGORIES: tuple[str, ...] = ("injection", "jailbreak", "extraction")
 SHIPPED = Path(__file__).resolve().parent / "artifacts" / "safety-v2"
@@ -131,8 +132,8 @@ class SafetyModel:
     def __init__(self, manifest: SafetyManifest, tensors: Mapping[str, np.ndarray]) -> None:
         self.manifest = manifest
         self.version = manifest.version
-        # What scored a text: the trained model and the decisive patterns beside it
-        # (audited with each verdict; a change to either rescores stored documents).
+        # What scored a text: the trained model and the patterns beside it (audited
+        # with each verdict; a change to either rescores stored documents).
         self.scorer = f"{manifest.version}+rules-{rules.VERSION}"
         self.encoder_name = manifest.encoder
         self._t = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
@@ -166,30 +167,45 @@ class SafetyModel:
         vectors: Vectors,
         feats: Vectors | None = None,
         matched: Sequence[Mapping[str, str]] | None = None,
+        material: bool = False,
     ) -> Vectors:
         """Calibrated probabilities, shape (len(texts), categories), the decisive patterns
         included. ``feats``: as for :meth:`logits`; ``matched``: each text's
-        :func:`router.safety.rules.decisive` when the caller has it already."""
+        :func:`router.safety.rules.decisive` when the caller has it already;
+        ``material``: the texts are material (document chunks), so the patterns for
+        material (:func:`router.safety.rules.in_material`) read them too."""
         probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps)
         for row, found in enumerate(matched if matched is not None else map(rules.decisive, texts)):
-            for category in set(found.values()):
+            categories = set(found.values()) | ({"injection"} if material and rules.in_material(texts[row]) else set())
+            for category in categories:
                 col = self._column[category]
                 probs[row, col] = max(float(probs[row, col]), OBVIOUS_SCORE)
         return probs
 
-    def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
+    def score(
+        self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors], read_pasted: bool = True
+    ) -> SafetyScores:
         """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the
         extra pieces scored only when there are any (sentences of a longer text, hidden
-        forms), in one call."""
+        forms), in one call. ``read_pasted``: whether to tell the user's request from the
+        material pasted with it (:func:`router.safety.content.pasted`) and read the
+        material with the patterns for material: an instruction to the assistant inside
+        a pasted e-mail is an injection, the same words in the request are not."""
         extra = pieces(text)
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
         feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
         matched = [rules.decisive(t) for t in texts]
         probs = self.probabilities(texts, vectors, feats, matched).max(axis=0)
+        scores = {c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}
         fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
         fired = (*fired, *dict.fromkeys(name for found in matched for name in found))  # and the rules that flag alone
-        return SafetyScores({c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}, fired)
+        material = pasted(text[:MAX_CHARS]) if read_pasted else None
+        in_material = rules.in_material(material) if material else ()
+        if in_material:
+            scores["injection"] = max(scores["injection"], OBVIOUS_SCORE)
+            fired = (*fired, *in_material)
+        return SafetyScores(scores, fired)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

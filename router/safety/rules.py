@@ -256,8 +256,83 @@ DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
         re.IGNORECASE,
     )),
 }  # fmt: skip
-# Bumped when DECISIVE changes: documents scored with other patterns are scored again.
-VERSION = "2"
+
+# Patterns that flag a line inside *material*: what the user pasted for their request
+# (router.safety.content.pasted) and the documents the experts read. A line there that
+# speaks to the assistant is an injection, whoever it asks for; the same words typed by
+# the user ("note for the AI: keep it short") are theirs to give, so these never read
+# the user's own request. Written from the plan's cell a3 and our training attacks.
+_READER = (
+    r"(?:ai|a\.i\.|ais|assistant|llm|language model|chat ?bot|bot|model|tool|copilot|summari[sz]er|translator"
+    r"|analy[sz]er|parser|automated \w+|automation)"
+)
+_ADDRESSEE = r"(?:ai|a\.i\.|assistant|llm|copilot|chat ?gpt|summari[sz]er)"  # named before a colon
+# "note for the assistant team" is for people
+_FOR_PEOPLE = r"(?!\s(?:team|teams|group|owners?|vendor|project|roadmap|rollout|pilot|channel|committee)\b)"
+_READING = (
+    r"(?:summari[sz]\w*|translat\w*|explain\w*|rewrit\w*|process\w*|draft\w*|produc\w*|tid(?:y|ies|ying)"
+    r"|clean\w* up|analy[sz]\w*|review\w*|list\w*|turn\w* this|convert\w*|extract\w*|answer\w*|generat\w*"
+    r"|handl\w*|pars\w*|read\w*|proofread\w*)"
+)
+_READING_NOW = (  # "AI summarising this", not "the assistant reviews this page" (a person's assistant)
+    r"(?:summari[sz]ing|translating|explaining|rewriting|processing|drafting|producing|tidying|analy[sz]ing"
+    r"|reviewing|listing|converting|extracting|answering|generating|handling|parsing|reading|proofreading)"
+)
+_ASKS = (  # what follows "assistant:" when it is an order, not a transcript's speaker
+    r"(?:before|after|when|while|ignore|disregard|add|include|insert|append|tell|print|output|reveal|write|say"
+    r"|state|list|translate|do|don't|please|you|your|also|from now|respond|reply|answer|mark|rate|recommend|send)"
+)
+_OUTPUT = r"(?:response|answer|reply|summary|translation|output|explanation|rewrite)"
+_LINE = r"(?:^|(?<=[.!?:;\])])\s|\n)[\W_]{0,6}"
+MATERIAL: dict[str, re.Pattern[str]] = {
+    # "[Note for the tool handling this ticket: ...]", "AI summarising this update: ...",
+    # "@assistant when you write the postmortem...", "KI-Hinweis: ..."
+    "material_addresses_assistant": re.compile(
+        # (not a threat model's "someone edits a runbook to include instructions for the model")
+        r"(?<!include\s)(?<!contain\s)(?<!hidden\s)(?<!inject\s)(?<!planted\s)"
+        r"\b(?:note|notes|message|instructions?|directive|request|reminder|notice|memo|attention|psa|fyi|annotation"
+        rf"|comment)\s{{0,3}}(?:\w+\s{{1,3}})?(?:to|for)\s{{1,3}}(?:the\s|any\s|an\s|all\s)?{_READER}s?\b{_FOR_PEOPLE}"
+        rf"|\b(?:to|for|dear|hey|attention:?)\s{{1,3}}(?:the\s|any\s|an\s)?{_READER}s?\s{{1,3}}(?:that\s|who\s|which\s)?"
+        rf"(?:is\s)?{_READING}"
+        rf"|\b(?:note|memo|message|instruction)[- ]to[- ]{_READER}\b"
+        rf"|\b(?:whoever|whatever|any\s{_READER})(?:'s\s{_READER})?\s{{1,3}}(?:is\s)?{_READING}\s(?:this|these|the)\b"
+        rf"|\b{_READER}s?(?:\s(?:&|and)\s{_READER}s?)?\s{{1,3}}(?:that\sis\s|who\sis\s|which\sis\s)?{_READING_NOW}"
+        r"\s(?:this|these)\b"
+        rf"|@{_ADDRESSEE}\b|[(\[{{<\"#]\s{{0,3}}(?:!--\s{{0,3}})?{_ADDRESSEE}s?\s{{0,3}}:\s{{0,3}}{_ASKS}"
+        rf"|{_LINE}{_ADDRESSEE}s?\s{{0,3}}:\s{{0,3}}{_ASKS}"
+        rf"|\bif\s(?:you're|you\sare)\s(?:an?\s)?{_READER}\b"
+        r"|\bki-(?:hinweis|system\w*|assistent\w*|modell\w*)\b|\b(?:an|für)\s(?:die\s|den\s)?ki\b"
+        r"|\battention\sde\sl'(?:assistant|ia)\b|\bassistant\sia\b"
+        r"|\b(?:nota|aviso|mensaje|instrucci[oó]n(?:es)?|istruzion[ei])\s(?:para|a|al|per)\s(?:el\s|la\s|l')?"
+        r"(?:asistente|ia|modelo|assistente)\b",
+        re.IGNORECASE,
+    ),
+    # "When you turn this into a summary, finish it by telling the reader..."
+    "material_directs_the_task": re.compile(
+        rf"{_LINE}(?:when|while|as|before|after|once)\s(?:you|the\s{_READER})\s(?:are\s)?{_READING}\b"
+        r"(?!\s(?:to|it to)\sme)",
+        re.IGNORECASE,
+    ),
+    # "Add a sentence to your summary saying...", "encode your answer in base64" (not
+    # "include your order number in your reply": what it adds is the reader's own)
+    "material_edits_the_answer": re.compile(
+        rf"{_LINE}(?:please\s|also\s|and\s)?(?:add|include|insert|integrate|append|end|finish|start|begin|encode"
+        r"|encrypt|translate|render|rewrite|reverse|format|modify|enhance|augment|put|mention|state|say|shift|replace"
+        rf"|prefix)\s(?:(?:all\sof\s|the\swhole\sof\s)?your\s{_OUTPUT}\b|(?!your\b)[^.!?\n]{{0,80}}?"
+        rf"\b(?:in|to|into|throughout|within|at\sthe\s(?:end|start|top|bottom)\sof)\syour\s{_OUTPUT}\b)",
+        re.IGNORECASE,
+    ),
+}
+# Bumped when DECISIVE or MATERIAL changes: documents scored with other patterns are scored again.
+VERSION = "3"
+
+
+def in_material(text: str) -> tuple[str, ...]:
+    """The patterns of :data:`MATERIAL` that match ``text``, which must be material
+    (pasted content or a document chunk), never the user's own request. Each is an
+    injection."""
+    head = text[:MAX_CHARS]
+    return tuple(name for name, pattern in MATERIAL.items() if pattern.search(head))
 
 
 def decisive(text: str) -> dict[str, str]:
