@@ -25,7 +25,7 @@ _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _POINTS = re.compile(
     r"\b(this|these|following|below|above|attached|pasted|forwarded|quoted|here(?:'s| is| are))\b", re.IGNORECASE
 )
-_QUOTED = re.compile(r"[\"“«]([^\"”»]{%d,})[\"”»]" % QUOTED_MIN)
+_QUOTED = re.compile(rf"[\"“«]([^\"”»]{{{QUOTED_MIN},}})[\"”»]")
 
 
 def pasted(text: str) -> str | None:

@@ -133,10 +133,10 @@ def test_an_instruction_inside_pasted_material_is_an_injection(model: SafetyMode
 def test_the_same_words_in_the_users_own_request_are_not(model: SafetyModel) -> None:
     """The user may tell the assistant how to answer; only material may not."""
     own = "Note for the AI summarising this: keep it to two lines.\n\nThe e-mail:\n" + EMAIL
-    score, fired = _score(model, own)
+    _, fired = _score(model, own)
     assert not any(r.startswith("material_") for r in fired)
     # and turns read together are not material either
-    score, fired = _score(model, f"Summarise this e-mail.\n\n{INJECTED}", read_pasted=False)
+    _, fired = _score(model, f"Summarise this e-mail.\n\n{INJECTED}", read_pasted=False)
     assert not any(r.startswith("material_") for r in fired)
 
 
