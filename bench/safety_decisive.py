@@ -1,7 +1,9 @@
-"""Where the safety check's decisive patterns match (router/safety/rules.py ``DECISIVE``).
+"""Where the safety check's decisive patterns match (router/safety/rules.py ``DECISIVE``,
+and ``MATERIAL``, which reads only the material pasted into a request and documents).
 
 A decisive pattern flags a text on its own, so it must match no benign text at all. This
-counts, per pattern, the texts it matches in each set:
+counts, per pattern, the texts it matches in each set (a ``MATERIAL`` pattern reads a
+request's pasted part, :func:`router.safety.content.pasted`, and a document whole):
 
 - ``benign_ours``: every hard benign row we wrote (both sides of the split, and the rows
   in ``pending/`` that no model trains on yet);
@@ -11,7 +13,9 @@ counts, per pattern, the texts it matches in each set:
 - ``public_benign``: the public benign requests of ``bench/safety_public.py`` (the
   router's public dev set), when ``--public`` is given;
 - ``attacks_train`` / ``attacks_held_out``: our attacks on each side of the safety split;
-- ``public_jailbreaks``: the in-the-wild jailbreak prompts, when ``--public`` is given.
+- ``public_jailbreaks``: the in-the-wild jailbreak prompts, when ``--public`` is given;
+- ``bipia_injected`` / ``bipia_clean``: BIPIA's e-mails with and without an injected
+  instruction, when ``--public`` is given.
 
 The benign counts are the test: any match there is a false positive the model could not
 undo. The attack counts say how much a pattern adds (the model catches many of them
@@ -32,6 +36,7 @@ from typing import Any
 
 from router.dataset import SEED_DIR
 from router.safety import rules
+from router.safety.content import pasted
 from router.safety.data import BENIGN, DATA_DIR, load_rows, load_split
 
 OUT = Path(__file__).resolve().parent / "results" / "safety_decisive.json"
@@ -57,14 +62,23 @@ def _public(folder: Path | None, name: str) -> list[str]:
         return [json.loads(line)["text"] for line in fh if line.strip()]
 
 
+DOCUMENTS = "sample_documents"  # all material
+
+
+def _matched(text: str, whole_material: bool) -> set[str]:
+    material = text if whole_material else pasted(text)
+    return set(rules.decisive(text)) | set(rules.in_material(material) if material else ())
+
+
 def count(sets: dict[str, list[str]]) -> dict[str, Any]:
     out: dict[str, Any] = {"sizes": {name: len(texts) for name, texts in sets.items()}, "patterns": {}}
-    for name in [*rules.DECISIVE, "any"]:
+    matched = {name: [_matched(t, name == DOCUMENTS) for t in texts] for name, texts in sets.items()}
+    for name in [*rules.DECISIVE, *rules.MATERIAL, "any"]:
         row: dict[str, Any] = {}
         for set_name, texts in sets.items():
-            hit = [t for t in texts if (rules.decisive(t) if name == "any" else name in rules.decisive(t))]
+            hit = [t for t, m in zip(texts, matched[set_name], strict=True) if (m if name == "any" else name in m)]
             row[set_name] = len(hit)
-            if set_name in ("benign_ours", "router_examples", "sample_documents") and hit:
+            if set_name in ("benign_ours", "router_examples", DOCUMENTS, "bipia_clean") and hit:
                 row[f"{set_name}_texts"] = hit[:20]
         out["patterns"][name] = row
     return out
@@ -81,12 +95,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     sets = {
         "benign_ours": [r.text for r in ours + pending if r.label == BENIGN],
         "router_examples": _router_texts(),
-        "sample_documents": _documents(),
+        DOCUMENTS: _documents(),
         "public_benign": _public(args.public, "public_benign_requests"),
         "attacks_train": [r.text for r in split.train if r.label != BENIGN and not r.derived],
         "attacks_held_out": [r.text for r in split.test if r.label != BENIGN],
         "attacks_pending": [r.text for r in pending if r.label != BENIGN],
         "public_jailbreaks": _public(args.public, "in_the_wild_jailbreaks"),
+        "bipia_injected": _public(args.public, "bipia_email_injected"),
+        "bipia_clean": _public(args.public, "bipia_email_clean"),
     }
     result = count(sets)
     for name, row in result["patterns"].items():
