@@ -25,6 +25,10 @@ _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 _POINTS = re.compile(
     r"\b(this|these|following|below|above|attached|pasted|forwarded|quoted|here(?:'s| is| are))\b", re.IGNORECASE
 )
+_FENCED = re.compile(r"```[^\n`]{0,40}\n(.*?)```", re.DOTALL)
+_QUOTE_LINE = re.compile(r"^[ \t]{0,3}>[ \t]?(.*)$", re.MULTILINE)
+# "Proofread this paragraph: <the paragraph>": the request, a colon, the material
+_INLINE = re.compile(rf"([^:\n]{{1,{INTRO_MAX}}}):\s(.+)", re.DOTALL)
 _QUOTED = re.compile(rf"[\"“«]([^\"”»]{{{QUOTED_MIN},}})[\"”»]")
 
 
@@ -38,6 +42,10 @@ def pasted(text: str) -> str | None:
       ticket below"), then the material;
     - the material first, then a short last paragraph that points at it ("what does
       the above mean?");
+    - blocks marked as quoted: fenced code or logs (```), quoted lines ("> ..." in
+      Slack and Markdown);
+    - a request that points at the material and ends in a colon on the material's own
+      line ("Summarise these meeting notes: ...");
     - a quoted passage of QUOTED_MIN characters or more.
 
     A short last paragraph after the material that points back at it is the user's
@@ -63,6 +71,14 @@ def pasted(text: str) -> str | None:
         elif len(last) <= REQUEST_MAX and _POINTS.search(last):
             return _long_enough("\n\n".join(paragraphs[:-1]))
     if content is None:
+        marked = [m.group(1) for m in _FENCED.finditer(body)] + [
+            "\n".join(m.group(1) for m in _QUOTE_LINE.finditer(body))
+        ]
+        if _long_enough("\n".join(marked)):
+            return _long_enough("\n".join(marked))
+        inline = _INLINE.match(body)
+        if inline and _POINTS.search(inline.group(1)):
+            return _long_enough(inline.group(2).strip().strip("\"'“”«»"))
         quoted = _QUOTED.search(body)
         return quoted.group(1).strip() if quoted else None
     tail = [p for p in _PARAGRAPH.split(content) if p.strip()]
