@@ -123,9 +123,8 @@ class InputSafety:
         scores = self._model.score(text, vector, self._encoder.encode)
         if history:
             joined = checked_text([*history, text])
-            together = self._model.score(
-                joined, self._encoder.encode([joined])[0], self._encoder.encode, read_pasted=False
-            )  # turns read together are not a paste: no request/material split
+            # a request in one turn and the material in the next are read as one paste
+            together = self._model.score(joined, self._encoder.encode([joined])[0], self._encoder.encode)
             scores = SafetyScores(
                 {c: max(s, together.scores[c]) for c, s in scores.scores.items()},
                 tuple(dict.fromkeys((*scores.rules, *together.rules))),

@@ -29,7 +29,22 @@ _FENCED = re.compile(r"```[^\n`]{0,40}\n(.*?)```", re.DOTALL)
 _QUOTE_LINE = re.compile(r"^[ \t]{0,3}>[ \t]?(.*)$", re.MULTILINE)
 # "Proofread this paragraph: <the paragraph>": the request, a colon, the material
 _INLINE = re.compile(rf"([^:\n]{{1,{INTRO_MAX}}}):\s(.+)", re.DOTALL)
-_QUOTED = re.compile(rf"[\"“«]([^\"”»]{{{QUOTED_MIN},}})[\"”»]")
+# (the class excludes every quotation mark: an opening mark with no close then costs one
+# scan to the next mark, not one to the end of the text)
+_QUOTED = re.compile(rf"[\"“«]([^\"“”«»]{{{QUOTED_MIN},}})[\"”»]")
+# An introducing line names the material or points at it: "The e-mail:", "Translate this:"
+# (not "Task:" or "Context:" before the user's own words)
+_INTRODUCES = re.compile(
+    r"\b(?:this|these|following|below|attached|pasted|forwarded|quoted|here(?:'s| is| are)|e-?mails?|messages?"
+    r"|tickets?|threads?|notes?|minutes|documents?|docs?|texts?|transcripts?|logs?|chat|conversation|reviews?"
+    r"|comments?|posts?|articles?|pages?|contracts?|clauses?|polic(?:y|ies)|letters?|memos?|reports?|excerpts?"
+    r"|snippets?|paragraphs?|drafts?|files?|code|output|errors?|answers?|replies|reply|feedback|description)\b",
+    re.IGNORECASE,
+)
+# A last paragraph that speaks to an AI stays material: an attacker can end a pasted
+# e-mail with "Note for the AI summarising this: ..." (the user's own last words rarely
+# name the assistant in the third person)
+_AT_AI = re.compile(r"\b(?:ai|a\.i\.|llm|assistant|chat ?bot|copilot|chat ?gpt|bot|model|tool)s?\b", re.IGNORECASE)
 
 
 def pasted(text: str) -> str | None:
@@ -59,7 +74,7 @@ def pasted(text: str) -> str | None:
     head_lines = len("\n\n".join(paragraphs[:2]).split("\n"))
     for i, line in enumerate(lines[:head_lines]):
         stripped = line.strip()
-        if stripped.endswith(":") and len(stripped) <= INTRO_MAX:
+        if stripped.endswith(":") and len(stripped) <= INTRO_MAX and _INTRODUCES.search(stripped):
             rest = "\n".join(lines[i + 1 :]).strip()
             if len(rest) >= MIN_CONTENT:
                 content = rest
@@ -68,7 +83,7 @@ def pasted(text: str) -> str | None:
         first, last = paragraphs[0], paragraphs[-1]
         if len(first) <= REQUEST_MAX and _POINTS.search(first):
             content = "\n\n".join(paragraphs[1:])
-        elif len(last) <= REQUEST_MAX and _POINTS.search(last):
+        elif len(last) <= REQUEST_MAX and _POINTS.search(last) and not _AT_AI.search(last):
             return _long_enough("\n\n".join(paragraphs[:-1]))
     if content is None:
         marked = [m.group(1) for m in _FENCED.finditer(body)] + [
@@ -82,7 +97,12 @@ def pasted(text: str) -> str | None:
         quoted = _QUOTED.search(body)
         return quoted.group(1).strip() if quoted else None
     tail = [p for p in _PARAGRAPH.split(content) if p.strip()]
-    if len(tail) >= 2 and len(tail[-1]) <= REQUEST_MAX // 2 and _POINTS.search(tail[-1]):
+    if (
+        len(tail) >= 2
+        and len(tail[-1]) <= REQUEST_MAX // 2
+        and _POINTS.search(tail[-1])
+        and not _AT_AI.search(tail[-1])
+    ):
         content = "\n\n".join(tail[:-1])
     return _long_enough(content)
 

@@ -182,15 +182,13 @@ class SafetyModel:
                 probs[row, col] = max(float(probs[row, col]), OBVIOUS_SCORE)
         return probs
 
-    def score(
-        self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors], read_pasted: bool = True
-    ) -> SafetyScores:
+    def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
         """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the
         extra pieces scored only when there are any (sentences of a longer text, hidden
-        forms), in one call. ``read_pasted``: whether to tell the user's request from the
-        material pasted with it (:func:`router.safety.content.pasted`) and read the
-        material with the patterns for material: an instruction to the assistant inside
-        a pasted e-mail is an injection, the same words in the request are not."""
+        forms), in one call. The material pasted with the user's request
+        (:func:`router.safety.content.pasted`) is also read with the patterns for
+        material: an instruction to the assistant inside a pasted e-mail is an
+        injection, the same words in the request are not."""
         extra = pieces(text)
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
@@ -200,7 +198,7 @@ class SafetyModel:
         scores = {c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}
         fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
         fired = (*fired, *dict.fromkeys(name for found in matched for name in found))  # and the rules that flag alone
-        material = pasted(text[:MAX_CHARS]) if read_pasted else None
+        material = pasted(text[:MAX_CHARS])
         in_material = rules.in_material(material) if material else ()
         if in_material:
             scores["injection"] = max(scores["injection"], OBVIOUS_SCORE)

@@ -261,65 +261,95 @@ DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
 # (router.safety.content.pasted) and the documents the experts read. A line there that
 # speaks to the assistant is an injection, whoever it asks for; the same words typed by
 # the user ("note for the AI: keep it short") are theirs to give, so these never read
-# the user's own request. Written from the plan's cell a3 and our training attacks.
+# the user's own request. Written from the plan's cell a3 and our training attacks, then
+# narrowed against lines that e-mails, tickets and transcripts hold ("comment for
+# translators", "whoever handles this ticket", "Assistant: you can reset it...").
+_AI = r"(?:ai|a\.i\.|ais|assistant|llm|language model|chat ?bot|copilot|chat ?gpt|summari[sz]er)"
+# Who a note is for: an AI, or a reader named as a machine ("automated reviewers")
 _READER = (
-    r"(?:ai|a\.i\.|ais|assistant|llm|language model|chat ?bot|bot|model|tool|copilot|summari[sz]er|translator"
-    r"|analy[sz]er|parser|automated \w+|automation)"
+    r"(?:(?:ai|digital|virtual|automated|note-taking|[\w-]+-review)\s)?(?:ai|a\.i\.|ais|assistants?|llms?|language models?"
+    r"|chat ?bots?|bots?|copilot|chat ?gpt|summari[sz]ers?|ki)\b|automated\s[\w-]+(?:\s[\w-]+)?"
 )
-_ADDRESSEE = r"(?:ai|a\.i\.|assistant|llm|copilot|chat ?gpt|summari[sz]er)"  # named before a colon
-# "note for the assistant team" is for people
-_FOR_PEOPLE = r"(?!\s(?:team|teams|group|owners?|vendor|project|roadmap|rollout|pilot|channel|committee)\b)"
-_READING = (
-    r"(?:summari[sz]\w*|translat\w*|explain\w*|rewrit\w*|process\w*|draft\w*|produc\w*|tid(?:y|ies|ying)"
-    r"|clean\w* up|analy[sz]\w*|review\w*|list\w*|turn\w* this|convert\w*|extract\w*|answer\w*|generat\w*"
-    r"|handl\w*|pars\w*|read\w*|proofread\w*)"
+# A machine reader named by what it does to this text: "the tool handling this ticket"
+_MACHINE = (
+    r"(?:ai|a\.i\.|ais|(?:ai\s)?assistants?|llms?|language models?|chat ?bots?|bots?|models?|tools?|copilot"
+    r"|software)"
 )
-_READING_NOW = (  # "AI summarising this", not "the assistant reviews this page" (a person's assistant)
-    r"(?:summari[sz]ing|translating|explaining|rewriting|processing|drafting|producing|tidying|analy[sz]ing"
-    r"|reviewing|listing|converting|extracting|answering|generating|handling|parsing|reading|proofreading)"
+_READING_NOW = (
+    r"(?:summari[sz]ing|translating|explaining|rewriting|processing|drafting|tidying|analy[sz]ing|reviewing"
+    r"|converting|extracting|answering|handling|parsing|reading|proofreading|formatting)"
 )
-_ASKS = (  # what follows "assistant:" when it is an order, not a transcript's speaker
-    r"(?:before|after|when|while|ignore|disregard|add|include|insert|append|tell|print|output|reveal|write|say"
-    r"|state|list|translate|do|don't|please|you|your|also|from now|respond|reply|answer|mark|rate|recommend|send)"
+_AI_TASK = r"(?:summari[sz]e|translate|rewrite|paraphrase|proofread|tidy up|tidy|turn|convert|explain)"
+_AI_TASK_NOW = r"(?:summari[sz]ing|translating|rewriting|paraphrasing|proofreading|tidying|converting|explaining)"
+# Orders after "assistant:" in a bracket or comment; a transcript's "Assistant: you can..." is no order.
+_ORDERS = (
+    r"(?:ignore|disregard|add|include|insert|append|tell|print|output|reveal|write|say|state|from now on"
+    r"|respond|reply in|translate|mark|rate|recommend|send|also|paste|answer by|list every|classify|change"
+    r"|before (?:answering|replying|responding|summari[sz]ing|optimi[sz]ing|giving|you)|when you (?:answer|reply|summari[sz]e|return|write)"
+    r"|while (?:reviewing|summari[sz]ing|answering)|please (?:append|include|add|list|print|tell|reveal|paste|send))"
+)
+_OPEN = r"(?:^|(?<=[.!?:;\])\"'])\s|\n|[\[({<\"'#]|//|--|/\*)[\W_]{0,6}"
+_LINE = r"(?:^|(?<=[.!?:;\])])\s|\n)[\W_]{0,6}"
+# What an injected line asks the answer to carry: "a sentence", "a made-up statistic", "a link"
+_INSERT = (
+    r"(?:an?|the\sfollowing|one|some)\s(?:[\w-]+\s){0,3}(?:sentence|line|paragraph|note|statement|claim|mention"
+    r"|reference|link|url|statistic|fact|warning|disclaimer|promotion|advert\w*|recommendation|quote|joke|emojis?"
+    r"|remark|p\.?s\.?|footnote|section|row|bullet|message)s?"
 )
 _OUTPUT = r"(?:response|answer|reply|summary|translation|output|explanation|rewrite)"
-_LINE = r"(?:^|(?<=[.!?:;\])])\s|\n)[\W_]{0,6}"
+_OWN_OUTPUT = r"(?:summary|translation|answer|output|explanation|rewrite)"  # not "reply": e-mails ask for replies
+_NOT_PEOPLE = r"(?!\s(?:team|teams|group|owners?|vendor|project|roadmap|rollout|pilot|channel|committee|endpoint)\b)"
 MATERIAL: dict[str, re.Pattern[str]] = {
     # "[Note for the tool handling this ticket: ...]", "AI summarising this update: ...",
-    # "@assistant when you write the postmortem...", "KI-Hinweis: ..."
+    # "To the AI: ...", "(assistant: append ...)", "@assistant when you...", "KI-Hinweis: ..."
     "material_addresses_assistant": re.compile(
-        # (not a threat model's "someone edits a runbook to include instructions for the model")
+        # a note for an AI (not "note for the chatbot team", a threat model's "instructions for the model")
         r"(?<!include\s)(?<!contain\s)(?<!hidden\s)(?<!inject\s)(?<!planted\s)"
-        r"\b(?:note|notes|message|instructions?|directive|request|reminder|notice|memo|attention|psa|fyi|annotation"
-        rf"|comment)\s{{0,3}}(?:\w+\s{{1,3}})?(?:to|for)\s{{1,3}}(?:the\s|any\s|an\s|all\s)?{_READER}s?\b{_FOR_PEOPLE}"
-        rf"|\b(?:to|for|dear|hey|attention:?)\s{{1,3}}(?:the\s|any\s|an\s)?{_READER}s?\s{{1,3}}(?:that\s|who\s|which\s)?"
-        rf"(?:is\s)?{_READING}"
-        rf"|\b(?:note|memo|message|instruction)[- ]to[- ]{_READER}\b"
-        rf"|\b(?:whoever|whatever|any\s{_READER})(?:'s\s{_READER})?\s{{1,3}}(?:is\s)?{_READING}\s(?:this|these|the)\b"
-        rf"|\b{_READER}s?(?:\s(?:&|and)\s{_READER}s?)?\s{{1,3}}(?:that\sis\s|who\sis\s|which\sis\s)?{_READING_NOW}"
-        r"\s(?:this|these)\b"
-        rf"|@{_ADDRESSEE}\b|[(\[{{<\"#]\s{{0,3}}(?:!--\s{{0,3}})?{_ADDRESSEE}s?\s{{0,3}}:\s{{0,3}}{_ASKS}"
-        rf"|{_LINE}{_ADDRESSEE}s?\s{{0,3}}:\s{{0,3}}{_ASKS}"
-        rf"|\bif\s(?:you're|you\sare)\s(?:an?\s)?{_READER}\b"
-        r"|\bki-(?:hinweis|system\w*|assistent\w*|modell\w*)\b|\b(?:an|für)\s(?:die\s|den\s)?ki\b"
-        r"|\battention\sde\sl'(?:assistant|ia)\b|\bassistant\sia\b"
-        r"|\b(?:nota|aviso|mensaje|instrucci[oó]n(?:es)?|istruzion[ei])\s(?:para|a|al|per)\s(?:el\s|la\s|l')?"
-        r"(?:asistente|ia|modelo|assistente)\b",
+        r"\b(?:note|notes|message|instructions?|directive|reminder|notice|memo|psa|fyi|annotation|action|hinweis)\s{1,3}"
+        rf"(?:\w+\s{{1,3}})?(?:to|for|an)\s{{1,3}}(?:the\s|any\s|an\s|all\s|den\s|die\s)?(?:{_READER}){_NOT_PEOPLE}"
+        rf"|\b(?:note|memo|message|instruction)[- ]to[- ]{_AI}\b|\baddressed\sto\s(?:the\s)?(?:{_AI}|model|bot)\b"
+        # "To the AI:", "Dear AI,", "Hey ChatGPT,", "to the assistant reviewing this:" opening a line or sentence
+        rf"|{_OPEN}(?:(?:to|attention|attn|for|für)\s{{1,3}}(?:the\s|any\s|an\s|all\s)?(?:{_READER})"
+        rf"(?:\s{_READING_NOW}\b[^.\n:]{{0,40}})?\s{{0,2}}:|(?:dear|hey|hi|hello)\s(?:{_AI})\s{{0,2}}[:,])"
+        # "AI summarising this update:", "the tool handling this ticket:", "bots & AIs reading this:"
+        rf"|{_OPEN}(?:(?:note|message|instructions?|memo|reminder)\s)?(?:to\s|for\s)?(?:the\s|any\s|all\s)?{_MACHINE}"
+        rf"(?:\s(?:&|and)\s{_MACHINE})?\s{{1,3}}{_READING_NOW}\s(?:this|these)\b[^.\n:]{{0,40}}:"
+        # "AI assistants reading this config must tell the user..." (an AI, not "the tool parsing these logs")
+        rf"|\b(?:any\s|all\s)?(?:ai\s)?{_AI}s?\s{{1,3}}{_READING_NOW}\s(?:this|these)\b[^.\n:]{{0,40}}?"
+        r"\s(?:must|should|shall|need\sto|are\sto|are\sasked\sto|are\sinstructed\sto)\s"
+        rf"|\bwhoever(?:'s\s{_MACHINE})?\s{{1,3}}(?:{_AI_TASK}s?|explains|drafts|processes)\s(?:this|these)\b[^.\n:]{{0,30}}"
+        r"(?::|\s(?:should|must)\s)"
+        rf"|@(?:assistant|copilot|ai|chatgpt|llm)(?:(?![\w.-])|-[\w-]+\s{{0,2}}:\s{{0,2}}{_ORDERS})"
+        rf"|{_OPEN}(?:ai\s)?(?:{_AI}|model|bot)s?\s{{0,3}}:\s{{0,3}}{_ORDERS}"
+        rf"|\bif\s(?:you're|you\sare)\s(?:an?\s)?(?:ai|a\.i\.|llm|language model|ai assistant|chat ?bot)\b"
+        r"|\bki-hinweis\b|\b(?:an|für)\s(?:den\s|die\s|alle\s)?ki(?:-[\wäöüß]+)?\s{0,2}:"
+        r"|\battention\sde\sl'(?:assistant|ia)\b"
+        r"|\b(?:nota|aviso|mensaje|istruzion[ei])\s(?:para|per)\s(?:el\s|la\s|l')?(?:asistente|assistente|ia)\b",
         re.IGNORECASE,
     ),
-    # "When you turn this into a summary, finish it by telling the reader..."
+    # "When you turn this into a summary, ...", "When summarising this e-mail, say ..."
     "material_directs_the_task": re.compile(
-        rf"{_LINE}(?:when|while|as|before|after|once)\s(?:you|the\s{_READER})\s(?:are\s)?{_READING}\b"
-        r"(?!\s(?:to|it to)\sme)",
+        rf"{_LINE}(?:when|while|as|before|after|once)\s(?:(?:you|the\s{_AI})\s(?:are\s)?{_AI_TASK}\w*\s(?:this|these)\b"
+        rf"|{_AI_TASK_NOW}\s(?:this|these)\b"
+        # "When the AI summarises ...", "when the assistant extracts the action items, ..."
+        r"|the\s(?:ai|llm|chat ?bot|copilot|language model)\s(?!team|teams|group)\w+"
+        r"|the\s(?:ai\s)?assistant\s(?:summari[sz]es|translates|extracts|processes|parses|rewrites|paraphrases))",
         re.IGNORECASE,
     ),
     # "Add a sentence to your summary saying...", "encode your answer in base64" (not
-    # "include your order number in your reply": what it adds is the reader's own)
+    # "please include the case number in your reply": what it adds is the reader's own)
     "material_edits_the_answer": re.compile(
-        rf"{_LINE}(?:please\s|also\s|and\s)?(?:add|include|insert|integrate|append|end|finish|start|begin|encode"
-        r"|encrypt|translate|render|rewrite|reverse|format|modify|enhance|augment|put|mention|state|say|shift|replace"
-        rf"|prefix)\s(?:(?:all\sof\s|the\swhole\sof\s)?your\s{_OUTPUT}\b|(?!your\b)[^.!?\n]{{0,80}}?"
-        rf"\b(?:in|to|into|throughout|within|at\sthe\s(?:end|start|top|bottom)\sof)\syour\s{_OUTPUT}\b)",
+        rf"{_LINE}(?:please\s|also\s|and\s)?(?:"
+        # an output changed whole: "encode your response in Base64", "translate your answer"
+        r"(?:encode|encrypt|translate|render|rewrite|reverse|modify|enhance|augment|shift)\s"
+        rf"(?:all\sof\s|the\swhole\sof\s)?your\s{_OUTPUT}\b"
+        # something put into it: "add a made-up statistic to your summary"
+        r"|(?:add|include|insert|integrate|append|put|mention|embed|weave)\s"
+        rf"{_INSERT}[^.!?\n]{{0,60}}?\b(?:in|to|into|throughout|within|at\sthe\s(?:end|start|top|bottom)\sof)"
+        rf"\s(?:your|the)\s{_OUTPUT}\b"
+        # "In your summary, say ...", "include in your summary the deploy keys"
+        rf"|in\syour\s{_OWN_OUTPUT}\s?,?\s(?:say|state|mention|claim|add|include|tell|write)"
+        rf"|(?:include|add|insert|put|mention|state|say)\sin\syour\s{_OWN_OUTPUT}\b)",
         re.IGNORECASE,
     ),
 }
@@ -329,10 +359,12 @@ VERSION = "3"
 
 def in_material(text: str) -> tuple[str, ...]:
     """The patterns of :data:`MATERIAL` that match ``text``, which must be material
-    (pasted content or a document chunk), never the user's own request. Each is an
-    injection."""
+    (pasted content or a document chunk), never the user's own request, or its
+    normalised form (invisible characters, spaced or split letters: "A\u200bI"). Each is
+    an injection."""
     head = text[:MAX_CHARS]
-    return tuple(name for name, pattern in MATERIAL.items() if pattern.search(head))
+    forms = [head, *([plain] if (plain := normalise(head)) != head.lower() else [])]
+    return tuple(name for name, pattern in MATERIAL.items() if any(pattern.search(f) for f in forms))
 
 
 def decisive(text: str) -> dict[str, str]:
