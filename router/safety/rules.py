@@ -267,8 +267,9 @@ DECISIVE: dict[str, tuple[str, re.Pattern[str]]] = {
 _AI = r"(?:ai|a\.i\.|ais|assistant|llm|language model|chat ?bot|copilot|chat ?gpt|summari[sz]er)"
 # Who a note is for: an AI, or a reader named as a machine ("automated reviewers")
 _READER = (
-    r"(?:(?:ai|digital|virtual|automated|note-taking|[\w-]+-review)\s)?(?:ai|a\.i\.|ais|assistants?|llms?|language models?"
-    r"|chat ?bots?|bots?|copilot|chat ?gpt|summari[sz]ers?|ki)\b|automated\s[\w-]+(?:\s[\w-]+)?"
+    r"(?:(?:ai|digital|virtual|automated|note-taking|[\w-]+-review)\s)?"
+    r"(?:ai|a\.i\.|ais|assistants?|llms?|language models?|chat ?bots?|bots?|copilot|chat ?gpt|summari[sz]ers?|ki)\b"
+    r"|automated\s[\w-]+(?:\s[\w-]+)?"
 )
 # A machine reader named by what it does to this text: "the tool handling this ticket"
 _MACHINE = (
@@ -285,7 +286,8 @@ _AI_TASK_NOW = r"(?:summari[sz]ing|translating|rewriting|paraphrasing|proofreadi
 _ORDERS = (
     r"(?:ignore|disregard|add|include|insert|append|tell|print|output|reveal|write|say|state|from now on"
     r"|respond|reply in|translate|mark|rate|recommend|send|also|paste|answer by|list every|classify|change"
-    r"|before (?:answering|replying|responding|summari[sz]ing|optimi[sz]ing|giving|you)|when you (?:answer|reply|summari[sz]e|return|write)"
+    r"|before (?:answering|replying|responding|summari[sz]ing|optimi[sz]ing|giving|you)"
+    r"|when you (?:answer|reply|summari[sz]e|return|write)"
     r"|while (?:reviewing|summari[sz]ing|answering)|please (?:append|include|add|list|print|tell|reveal|paste|send))"
 )
 _OPEN = r"(?:^|(?<=[.!?:;\])\"'])\s|\n|[\[({<\"'#]|//|--|/\*)[\W_]{0,6}"
