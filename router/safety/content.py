@@ -51,8 +51,9 @@ def pasted(text: str) -> str | None:
     """The part of ``text`` the user pasted for their request, or None when there is
     none to tell apart. Recognised shapes, in this order:
 
-    - an introducing line ending with a colon ("The e-mail:", "Translate this note:")
-      in the first two paragraphs: the material is what follows it;
+    - an introducing line ending with a colon that names or points at the material
+      ("The e-mail:", "Translate this note:", not "Task:") in the first two
+      paragraphs: the material is what follows it;
     - a short first paragraph that points at the material ("summarise this", "the
       ticket below"), then the material;
     - the material first, then a short last paragraph that points at it ("what does
@@ -64,9 +65,10 @@ def pasted(text: str) -> str | None:
     - a quoted passage of QUOTED_MIN characters or more.
 
     A short last paragraph after the material that points back at it is the user's
-    again ("...\\n\\nCan you summarise this?") and is not part of it. A message of one
-    paragraph with no colon and no quotation has no pasted part: a multi-line message
-    the user wrote themselves is not material."""
+    again ("...\\n\\nCan you summarise this?") and is not part of it, unless it names an
+    AI: an attacker can end a pasted e-mail with "Note for the AI summarising this:
+    ...". A message in none of these shapes has no pasted part: lines and paragraphs
+    the user wrote themselves are not material."""
     body = text.strip()
     paragraphs = [p for p in _PARAGRAPH.split(body) if p.strip()]
     content: str | None = None
@@ -83,8 +85,9 @@ def pasted(text: str) -> str | None:
         first, last = paragraphs[0], paragraphs[-1]
         if len(first) <= REQUEST_MAX and _POINTS.search(first):
             content = "\n\n".join(paragraphs[1:])
-        elif len(last) <= REQUEST_MAX and _POINTS.search(last) and not _AT_AI.search(last):
-            return _long_enough("\n\n".join(paragraphs[:-1]))
+        elif len(last) <= REQUEST_MAX and _POINTS.search(last):
+            # (a last paragraph that names an AI may be the paste's own: then all of it is)
+            return _long_enough(body if _AT_AI.search(last) else "\n\n".join(paragraphs[:-1]))
     if content is None:
         marked = [m.group(1) for m in _FENCED.finditer(body)] + [
             "\n".join(m.group(1) for m in _QUOTE_LINE.finditer(body))

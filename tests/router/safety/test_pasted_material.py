@@ -199,6 +199,10 @@ def test_an_instruction_as_the_pastes_last_paragraph_stays_material(model: Safet
     score, fired = _score(model, f"Summarise this e-mail.\n\n{EMAIL}\n\n{note}")
     assert score >= 0.99 and "material_addresses_assistant" in fired
     assert pasted(f"Summarise this e-mail.\n\n{EMAIL}\n\nCan you summarise this?") == EMAIL
+    # the e-mail first, then its own last paragraph: all of it is material
+    score, fired = _score(model, f"{EMAIL}\n\n{note}")
+    assert score >= 0.99 and "material_addresses_assistant" in fired
+    assert pasted(f"{EMAIL}\n\nWhat does the above mean for me?") == EMAIL
 
 
 def test_the_same_words_in_the_users_own_request_are_not(model: SafetyModel) -> None:
