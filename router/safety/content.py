@@ -23,7 +23,11 @@ QUOTED_MIN = 60
 _PARAGRAPH = re.compile(r"\n[ \t]*\n")
 # A request that points at the material: "summarise this", "the following", "below".
 _POINTS = re.compile(
-    r"\b(this|these|following|below|above|attached|pasted|forwarded|quoted|here(?:'s| is| are))\b", re.IGNORECASE
+    r"\b(this|these|following|below|above|attached|pasted|forwarded|quoted|here(?:'s| is| are)"
+    # the languages our staff write: German, French, Spanish, Italian, Dutch, Portuguese
+    r"|diese[nrs]?|dies|folgende[nrs]?|unten|oben|ce|cet|cette|ces|ci-dessous|ci-dessus|suivante?s?|este|esta|estos"
+    r"|estas|siguientes?|abajo|questo|questa|questi|seguente|sotto|deze|dit|onderstaande|volgende|seguinte|abaixo)\b",
+    re.IGNORECASE,
 )
 _FENCED = re.compile(r"```[^\n`]{0,40}\n(.*?)```", re.DOTALL)
 _QUOTE_LINE = re.compile(r"^[ \t]{0,3}>[ \t]?(.*)$", re.MULTILINE)
@@ -38,7 +42,9 @@ _INTRODUCES = re.compile(
     r"\b(?:this|these|following|below|attached|pasted|forwarded|quoted|here(?:'s| is| are)|e-?mails?|messages?"
     r"|tickets?|threads?|notes?|minutes|documents?|docs?|texts?|transcripts?|logs?|chat|conversation|reviews?"
     r"|comments?|posts?|articles?|pages?|contracts?|clauses?|polic(?:y|ies)|letters?|memos?|reports?|excerpts?"
-    r"|snippets?|paragraphs?|drafts?|files?|code|output|errors?|answers?|replies|reply|feedback|description)\b",
+    r"|snippets?|paragraphs?|drafts?|files?|code|output|errors?|answers?|replies|reply|feedback|description"
+    r"|nachricht|mail|absatz|protokoll|notizen|vertrag|courriel|courrier|texte|correo|mensaje|texto|messaggio"
+    r"|testo|bericht|tekst|mensagem|diese[nrs]?|ce|cette|ces|este|esta|questo|questa|deze|dit)\b",
     re.IGNORECASE,
 )
 # A last paragraph that speaks to an AI stays material: an attacker can end a pasted

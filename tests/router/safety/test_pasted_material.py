@@ -44,6 +44,10 @@ INJECTED = EMAIL.replace(
         (f"Why is this mail in my spam folder?\n```text\n{EMAIL}\n```\nThanks!", EMAIL),
         # the request and a colon on the material's own line
         (f"Please proofread this paragraph: {EMAIL.splitlines()[3]}", EMAIL.splitlines()[3]),
+        # requests in the other languages our staff write
+        (f"Résume ce courrier :\n{EMAIL}", EMAIL),
+        (f"Was bedeutet diese Nachricht?\n\n{EMAIL}", EMAIL),
+        (f"Traduci questo messaggio:\n{EMAIL}", EMAIL),
         # a quoted passage
         ('Explain this clause: "Either party may end this agreement with ninety days of written notice."',
          "Either party may end this agreement with ninety days of written notice."),
