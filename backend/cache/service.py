@@ -16,6 +16,9 @@ replays the first one that is still valid for this caller:
 - a semantic match only: the two questions are not the same sentence with a content word
   swapped (keys.swaps_a_word): "annual leave" is not "parental leave", however close
   their vectors.
+- a semantic match only: the new question carries no pasted material
+  (router.safety.content.pasted): "Summarise this e-mail: ..." with another e-mail is
+  another question, however alike the two vectors; only the same text is replayed.
 
 Questions are compared by the base encoder's embedding (the model the knowledge
 service and the safety check use), which tells paraphrases from near misses far better
@@ -57,6 +60,7 @@ from experts.registry import ExpertRegistry
 from experts.types import Usage
 from retrieval.acl import visible
 from router.encoder import Encoder
+from router.safety.content import pasted
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +181,8 @@ class ResponseCache:
                 reason = "details"
             elif reason is None and semantic and swaps_a_word(answer.question, question):
                 reason = "swapped_word"
+            elif reason is None and semantic and pasted(question) is not None:
+                reason = "pasted"
             if reason is not None:
                 rejected[reason] = rejected.get(reason, 0) + 1
                 continue

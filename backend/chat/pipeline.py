@@ -90,6 +90,7 @@ from experts.registry import AUTO, GENERALIST, ExpertRegistry
 from experts.resilience import EXTRACTIVE_FINISH
 from experts.service import ExpertService, StreamStart
 from experts.types import ChatMessage, ExpertAnswer, FallbackStep, StreamDone, TextDelta
+from router.safety.content import pasted
 from router.types import Reason, RouteRequest
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,7 @@ class ChatPipeline:
         total = sum(len(text) for _, text in messages)
         if total > self._limits.max_input_chars:
             raise PayloadTooLarge(
-                f"the messages hold {total} characters; "
-                f"the limit is {self._limits.max_input_chars}",
+                f"the messages hold {total} characters; the limit is {self._limits.max_input_chars}",
                 param="messages",
             )
         cleaned = []
@@ -441,6 +441,12 @@ class ChatPipeline:
             return text, None
         policy = self._registry.get(expert).grounding
         passages = [(p.number, p.text) for p in retrieval.passages]
+        # What the user pasted is a source too: a summary of their e-mail is supported by
+        # the e-mail, not by the documents retrieval found beside it (number 0: no answer
+        # cites it, so only claims without markers are judged against it).
+        material = pasted(routed.input.last_user_text)
+        if material is not None:
+            passages.append((0, material))
         try:
             result = await anyio.to_thread.run_sync(self._grounding.check, text, passages)
             action = "none"
@@ -457,7 +463,7 @@ class ChatPipeline:
         except Exception:
             log.exception("grounding check failed for %s; answer delivered unchecked", routed.request_id)
             return text, None
-        return text, {**result.record(), "action": action}
+        return text, {**result.record(), "action": action, "pasted": material is not None}
 
     @staticmethod
     def _replacement(routed: Routed, retrieval: Retrieval, action: str) -> str | None:

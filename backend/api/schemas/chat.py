@@ -102,12 +102,15 @@ class UnsupportedOut(BaseModel):
 
 class GroundingOut(BaseModel):
     """The answer checked against the passages it cites (docs/grounding.md).
-    ``score``: the share of its claims they support; None when nothing was checked."""
+    ``score``: the share of its claims they support; None when nothing was checked.
+    ``pasted``: the material pasted with the question (an e-mail to summarise) was a
+    source too, for the claims that cite no passage."""
 
     score: float | None
     checked: int
     unsupported: list[UnsupportedOut] = []
     action: str = "none"  # what the expert's policy did: none | flag | quote | refuse
+    pasted: bool = False
 
 
 class ReviewRef(BaseModel):

@@ -1735,6 +1735,8 @@ export interface components {
          * GroundingOut
          * @description The answer checked against the passages it cites (docs/grounding.md).
          *     ``score``: the share of its claims they support; None when nothing was checked.
+         *     ``pasted``: the material pasted with the question (an e-mail to summarise) was a
+         *     source too, for the claims that cite no passage.
          */
         GroundingOut: {
             /**
@@ -1744,6 +1746,11 @@ export interface components {
             action?: string;
             /** Checked */
             checked: number;
+            /**
+             * Pasted
+             * @default false
+             */
+            pasted?: boolean;
             /** Score */
             score: number | null;
             /**

@@ -120,6 +120,37 @@ async def test_on_fail_quote_replaces_the_answer_with_what_the_documents_say(
         await runtime.close()
 
 
+async def test_a_summary_of_pasted_material_is_checked_against_it_too(
+    tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
+) -> None:
+    """Asked to summarise a pasted e-mail, the expert answers from the e-mail: the
+    documents retrieval found beside it do not hold its facts, so without the paste as a
+    source the summary failed its check and was replaced by unrelated quotes."""
+    runtime = await app_with(tmp_path, gate_dir, llm, encoder, grounding={"min_score": 0.9, "on_fail": "quote"})
+    email = (
+        "From: facilities@example.com\nSubject: Office move\n"
+        "Our Leeds office moves to the fourth floor on 3 March. Desks will be packed by Harlow Removals."
+    )
+    summary = "The Leeds office moves to the fourth floor on 3 March, and Harlow Removals packs the desks."
+    pasted_ask = {"model": "legal", "messages": [{"role": "user", "content": f"Summarise this e-mail:\n{email}"}]}
+    bare_ask = {"model": "legal", "messages": [{"role": "user", "content": "Summarise the office move e-mail."}]}
+    try:
+        async with admin_with_msa(runtime) as c:
+            llm.script(Reply(summary))
+            r = await c.post("/v1/chat/completions", json=pasted_ask)
+            llm.script(Reply(summary))
+            bare = await c.post("/v1/chat/completions", json=bare_ask)
+        grounding = r.json()["expertgate"]["grounding"]
+        assert grounding["checked"] >= 1 and grounding["pasted"] is True
+        assert grounding["score"] == 1.0 and grounding["action"] == "none"
+        assert r.json()["choices"][0]["message"]["content"] == summary
+        # the same answer with nothing pasted: the MSA's passages do not support it
+        assert bare.json()["expertgate"]["grounding"]["pasted"] is False
+        assert bare.json()["expertgate"]["grounding"]["action"] == "quote"
+    finally:
+        await runtime.close()
+
+
 async def test_on_fail_refuse_says_so_and_shows_the_closest_passages(
     tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:

@@ -343,3 +343,22 @@ async def test_a_semantic_candidate_with_a_swapped_word_is_rejected(db: Database
     reworded = "How much parental leave do we get each year?"
     hit = await cache.lookup("legal", reworded, **lookup_args(vector=vec(1, 0.05)))  # type: ignore[arg-type]
     assert hit is not None and hit.status is CacheStatus.HIT
+
+
+async def test_a_semantic_match_for_a_question_with_pasted_material_is_rejected(db: Database) -> None:
+    """Two e-mails pasted under the same request are two questions: only the same text
+    (an exact match) is replayed."""
+    cache = ResponseCache(MemoryStore(), registry(), db, versions=Versions())  # type: ignore[arg-type]
+    first_mail = (
+        "Summarise this e-mail:\nThe Leeds office moves to the fourth floor on 3 March, desks packed by Harlow."
+    )
+    other_mail = (
+        "Summarise this e-mail:\nThe York office moves to the second floor in April, desks packed by our own team."
+    )
+    first = await cache.lookup("legal", first_mail, **lookup_args())  # type: ignore[arg-type]
+    assert first is not None
+    await cache.store(first, first_mail, delivered("r1", Retrieval(), text="The office moves up a floor."))
+    probe = await cache.lookup("legal", other_mail, **lookup_args(vector=vec(1, 0.05)))  # type: ignore[arg-type]
+    assert probe is not None and probe.status is CacheStatus.MISS and probe.rejected == {"pasted": 1}
+    again = await cache.lookup("legal", first_mail, **lookup_args(vector=vec(1, 0.05)))  # type: ignore[arg-type]
+    assert again is not None and again.status is CacheStatus.HIT
