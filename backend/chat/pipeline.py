@@ -424,8 +424,13 @@ class ChatPipeline:
     # -- stage 6: the answer against its sources ----------------------------------
     def _quote_first(self, routed: Routed, expert: str, retrieval: Retrieval, text: str) -> str:
         """For a quote-first expert: the passage sentences that answer the question, then
-        the model's text marked as a draft (quoting.py). Unchanged otherwise."""
+        the model's text marked as a draft (quoting.py). Unchanged otherwise, and for a
+        question about material the user pasted (an e-mail to summarise): the documents
+        are not its subject, and sentences chosen by the words they share with the
+        e-mail would only stand before the answer."""
         if not retrieval.passages or not self._registry.get(expert).quotes_first:
+            return text
+        if pasted(routed.input.last_user_text) is not None:
             return text
         return with_draft(best_quotes(routed.input.last_user_text, retrieval.passages), text)
 

@@ -194,6 +194,13 @@ async def test_quote_first_puts_the_documents_before_the_draft(
         deltas = [e["choices"][0]["delta"].get("content", "") for e in events]
         first_text = next(d for d in deltas if d)
         assert first_text.startswith("From the documents:")  # before the model's first token
+        # A question about pasted material gets no quotes before it: the documents are not its subject.
+        async with admin_with_msa(runtime) as c:
+            llm.script(Reply("The e-mail says the office moves on 3 March."))
+            mail = "Our office moves to floor 4 on 3 March; the liability for moving damage is the mover's."
+            pasted_ask = {"role": "user", "content": f"Summarise this e-mail:\n{mail}"}
+            r = await c.post("/v1/chat/completions", json={**ASK, "messages": [pasted_ask]})
+        assert r.json()["choices"][0]["message"]["content"] == "The e-mail says the office moves on 3 March."
     finally:
         await runtime.close()
 
