@@ -13,6 +13,7 @@ to the assistant.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # The user's request is short; what they paste is not.
 REQUEST_MAX = 400
@@ -53,6 +54,7 @@ _INTRODUCES = re.compile(
 _AT_AI = re.compile(r"\b(?:ai|a\.i\.|llm|assistant|chat ?bot|copilot|chat ?gpt|bot|model|tool)s?\b", re.IGNORECASE)
 
 
+@lru_cache(maxsize=256)  # a request asks it of its text in the safety check, grounding, quote-first and the cache
 def pasted(text: str) -> str | None:
     """The part of ``text`` the user pasted for their request, or None when there is
     none to tell apart. Recognised shapes, in this order:

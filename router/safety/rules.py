@@ -186,7 +186,10 @@ def features(texts: Sequence[str]) -> list[list[float]]:
 # the obvious cases only, the model for the rest.
 # Every quantifier here is bounded or anchored on a word: an unbounded run such as
 # "[\W_]*" tried at each of 4,000 line starts took seconds on a text of blank lines.
-_START = r"(?:^|(?<=[.!?:;)\]])\s|\n)[\W_]{0,6}(?:(?:please|pls|now|ok(?:ay)?|so|and|first|then|also)[,\s]{1,4})?"
+# Where a sentence or line starts: after an end mark, a bracket or a quote and a space, or a
+# line break, with a few marks before the first word ("- ", "> ", "**").
+_OPEN = r"(?:^|(?<=[.!?:;\])\"'])\s|\n)[\W_]{0,6}"
+_START = _OPEN + r"(?:(?:please|pls|now|ok(?:ay)?|so|and|first|then|also)[,\s]{1,4})?"
 _EARLIER = r"(?:previous|prior|above|earlier|preceding|original|initial|system|hidden)"
 _THEIRS = r"(?:all\s+)?(?:of\s+)?your\s+(?:\w+\s+)?"  # "all of your onboarding"
 # Ways to start an override, each alone in a sentence or line.
@@ -292,7 +295,6 @@ _ORDERS = (
 )
 # After an address: an order, or words aimed at the reader ("legal said your content rules don't apply")
 _THEN = rf"\s{{0,3}}(?:{_ORDERS}|[^\n]{{0,80}}?\byou(?:r|'re|\sare)?\b)"
-_OPEN = r"(?:^|(?<=[.!?:;\])\"'])\s|\n)[\W_]{0,6}"
 _INSERT = (  # what an injected line has the answer carry
     r"(?:an?|one)\s(?:[\w-]+\s){0,3}(?:sentence|line|statement|statistic|claim|fact|paragraph|joke|quote|emojis?"
     r"|promotion|advertisement|plug)s?"
