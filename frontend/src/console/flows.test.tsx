@@ -1,6 +1,6 @@
 // The console flows of issue 26: confirmations before routing changes, rollback only when
 // there is something to go back to, the feedback tab, a cleared quota, the phone trace.
-import { act, fireEvent, render, screen, within } from "@testing-library/react";
+import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { afterEach, describe, expect, it, vi } from "vitest";
 
@@ -254,7 +254,8 @@ describe("AuditLog", () => {
     render(<AuditLog api={api} models={models} detail="12" />);
     const dialog = await screen.findByRole("dialog", { name: /Event 12/ }, { timeout: 5000 });
     expect(within(dialog).getByTestId("audit-trace")).toBeTruthy();
-    expect(document.activeElement).toBe(within(dialog).getByRole("button", { name: "Close" }));
+    // The modal moves focus in an effect, which may run after the dialog is first found.
+    await waitFor(() => expect(document.activeElement).toBe(within(dialog).getByRole("button", { name: "Close" })));
     act(() => {
       fireEvent.keyDown(dialog, { key: "Escape" });
     });
