@@ -45,8 +45,15 @@ Vectors = npt.NDArray[np.float32]
 MIN_PIECE = 24
 MAX_PIECES = 48
 MAX_CHARS = 20_000
+# Runs of sentences from either end (see windows) are scored for texts of up to this
+# many sentences; a run from the start is scored up to WINDOW_CHARS characters.
+MAX_WINDOW_SENTENCES = 12
+WINDOW_CHARS = 1200
 # A category's score when one of its decisive patterns matches (rules.DECISIVE).
 OBVIOUS_SCORE = 0.99
+# Bumped when what a text is scored in changes (sentences, runs, hidden forms): like a
+# change to the patterns, documents scored with other units are scored again.
+UNITS = "2"
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,20 @@ class SafetyScores:
         return {c: s for c, s in self.scores.items() if s >= thresholds[c]}
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+# Where a sentence or line ends, and where one starts after a word with no full stop
+# ("... for a school project Why is ..."): chat text often leaves the stop out, and an
+# attack run on after an ordinary request without one is still two sentences.
+_STARTS = (
+    "What|Why|How|When|Where|Who|Which|Can|Could|Would|Will|Should|Is|Are|Do|Does|Did|Please|Pls|Plz"
+    "|Hi|Hello|Hey|Thanks|Also|Now|Then|Ignore|Forget|Disregard|Show|Give|Tell|List|Print|Return|Write"
+    "|Send|Act|Pretend|Imagine|Speak|Repeat|From now"
+)
+_SENTENCE_END = re.compile(rf"(?<=[.!?。])\s+|\n+|(?<=\S) +(?=(?:{_STARTS})\b)")
+
+
+def sentences(text: str) -> list[str]:
+    """``text``'s sentences and lines, as written (the first MAX_CHARS characters)."""
+    return [part for part in _SENTENCE_END.split(text[:MAX_CHARS].strip()) if part.strip()]
 
 
 def segments(text: str) -> list[str]:
@@ -104,21 +124,38 @@ def segments(text: str) -> list[str]:
     after it, or an instruction in the middle of a pasted contract, is scored without
     the text around it diluting it. A text of one piece has no pieces besides itself."""
     out: list[str] = []
-    for part in _SENTENCE_END.split(text[:MAX_CHARS].strip()):
+    for part in sentences(text):
         if out and (len(part) < MIN_PIECE or len(out[-1]) < MIN_PIECE):
             out[-1] = f"{out[-1]} {part}"
-        elif part.strip():
+        else:
             out.append(part)
     while len(out) > MAX_PIECES:
         out = [" ".join(out[i : i + 2]) for i in range(0, len(out), 2)]
     return out if len(out) > 1 else [text]
 
 
+def windows(parts: Sequence[str]) -> list[str]:
+    """The runs of sentences that start at the first or end at the last: where an attack
+    of several sentences ends and an ordinary request after it begins (or the other way
+    round), one of these is the attack alone. For texts of up to MAX_WINDOW_SENTENCES
+    sentences; runs under MIN_PIECE characters are left out, and so are the runs from
+    the start past WINDOW_CHARS (the encoder reads a text's first 256 tokens, so they
+    would embed as the whole text does)."""
+    k = len(parts)
+    if not 2 <= k <= MAX_WINDOW_SENTENCES:
+        return []
+    heads = [" ".join(parts[:j]) for j in range(1, k)]
+    tails = [" ".join(parts[j:]) for j in range(1, k)]
+    return [w for w in heads if MIN_PIECE <= len(w) <= WINDOW_CHARS] + [w for w in tails if len(w) >= MIN_PIECE]
+
+
 def pieces(text: str) -> list[str]:
-    """What is scored besides ``text`` itself: its sentences (:func:`segments`) and its
-    hidden forms (:func:`router.safety.rules.variants`). A text's score per category is
-    its highest over itself and these; training fits the same maximum."""
-    return list(dict.fromkeys(w for w in segments(text) if w != text)) + rules.variants(text)
+    """What is scored besides ``text`` itself: its sentences (:func:`segments`), the
+    runs of them from either end (:func:`windows`) and its hidden forms
+    (:func:`router.safety.rules.variants`). A text's score per category is its highest
+    over itself and these; training fits the same maximum."""
+    units = [*segments(text), *windows(sentences(text))]
+    return list(dict.fromkeys(w for w in units if w != text)) + rules.variants(text)
 
 
 def _sigmoid(z: Vectors) -> Vectors:
@@ -134,7 +171,7 @@ class SafetyModel:
         self.version = manifest.version
         # What scored a text: the trained model and the patterns beside it (audited
         # with each verdict; a change to either rescores stored documents).
-        self.scorer = f"{manifest.version}+rules-{rules.VERSION}"
+        self.scorer = f"{manifest.version}+rules-{rules.VERSION}+units-{UNITS}"
         self.encoder_name = manifest.encoder
         self._t = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
         missing = [n for n in ("w1", "b1", "w2", "b2", "lex") if n not in self._t]
