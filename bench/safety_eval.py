@@ -8,7 +8,8 @@ On our held-out split (rows the model never saw, router/safety/data.py):
 - false positives on the hard benign rows and on the router's held-out split (ordinary
   traffic), and on both together (the issue's budget: 1%);
 - robustness: each held-out attack with an ordinary held-out request before or after it
-  (the recall drop, budget 2 points);
+  (the recall drop, budget 2 points), for one pairing of record and others beside it
+  (another seed; with ``--public``, public requests as the padding);
 - the check's own time per request with the embedding given (the request has it).
 
 ``--public DIR``: a folder of public prompt files read at a pinned commit and never
@@ -67,6 +68,16 @@ def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dic
         by_cell[row.cell].append(flag)
     right_category = sum(top == row.label for row, (f, top) in zip(attacks, attack_flags, strict=True) if f)
     pad_flags = _flags(model, padded(attacks, hard + traffic, seed=5), cache)
+    # The same test with other pairings, and with public requests as the padding (when
+    # given): one pairing is a sample, and the units were tuned with seed 5's in view.
+    paddings = {"ours, seed 7": padded(attacks, hard + traffic, seed=7)}
+    if public is not None and (public / "public_benign_requests.jsonl").exists():
+        requests = [SafetyExample(r["text"], BENIGN) for r in _rows(public / "public_benign_requests.jsonl")]
+        paddings |= {f"public requests, seed {seed}": padded(attacks, requests, seed=seed) for seed in (5, 9)}
+    other_drops = {
+        name: round(100 * (_rate(attack_flags) - _rate(_flags(model, rows, cache))), 2)
+        for name, rows in paddings.items()
+    }
     report: dict[str, object] = {
         "model": model.version,
         "threshold": model.manifest.threshold,
@@ -78,6 +89,7 @@ def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dic
             "category_right_when_flagged": round(right_category / max(1, sum(f for f, _ in attack_flags)), 4),
             "padded_recall": _rate(pad_flags),
             "padded_recall_drop_points": round(100 * (_rate(attack_flags) - _rate(pad_flags)), 2),
+            "padded_recall_drop_points_other_paddings": other_drops,
             "hard_benign": len(hard),
             "fpr_hard_benign": _rate(hard_flags),
             "router_test": len(traffic),
@@ -109,10 +121,14 @@ def _latency(model: SafetyModel, cache: VectorCache, texts: Sequence[str]) -> di
     return {"p50_ms": round(statistics.median(times), 3), "p95_ms": round(times[int(0.95 * len(times))], 3)}
 
 
+def _rows(path: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+
+
 def _public(model: SafetyModel, cache: VectorCache, folder: Path) -> dict[str, object]:
     out: dict[str, object] = {}
     for path in sorted(folder.glob("*.jsonl")):
-        rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+        rows = _rows(path)
         rng = random.Random(3)
         rng.shuffle(rows)
         rows = rows[:2000]
