@@ -109,9 +109,10 @@ class InputSafety:
         self.encoder_name = encoder.name
 
     def needs_thread(self, text: str, history: tuple[str, ...], have_vector: bool) -> bool:
-        """Whether :meth:`assess` would encode or read a long text (then it belongs in a
-        worker thread, off the event loop)."""
-        return not have_vector or bool(history) or len(text) > INLINE_CHARS
+        """Whether :meth:`assess` would encode (the message, or pieces of a message of
+        several sentences) or read a long text: then it belongs in a worker thread, off
+        the event loop."""
+        return not have_vector or bool(history) or len(text) > INLINE_CHARS or self._model.embeds_more(text)
 
     def assess(self, text: str, history: tuple[str, ...], vector: np.ndarray | None) -> Assessed:
         """Score the last user message (and, in a conversation, the last user turns read

@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,14 @@ def pieces(text: str) -> list[str]:
     runs of them from either end (:func:`windows`) and its hidden forms
     (:func:`router.safety.rules.variants`). A text's score per category is its highest
     over itself and these; training fits the same maximum."""
+    return list(_pieces(text))
+
+
+@lru_cache(maxsize=256)
+def _pieces(text: str) -> tuple[str, ...]:
+    # Remembered: a request asks twice, whether scoring it needs embeddings and to score it.
     units = [*segments(text), *windows(sentences(text))]
-    return list(dict.fromkeys(w for w in units if w != text)) + rules.variants(text)
+    return (*dict.fromkeys(w for w in units if w != text), *rules.variants(text))
 
 
 def _sigmoid(z: Vectors) -> Vectors:
@@ -218,6 +225,11 @@ class SafetyModel:
                 col = self._column[category]
                 probs[row, col] = max(float(probs[row, col]), OBVIOUS_SCORE)
         return probs
+
+    def embeds_more(self, text: str) -> bool:
+        """Whether scoring ``text`` embeds pieces of it besides its own vector (a text of
+        several sentences, or with a hidden form): then it is work for a worker thread."""
+        return bool(_pieces(text))
 
     def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
         """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the

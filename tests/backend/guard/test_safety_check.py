@@ -89,6 +89,18 @@ def test_strictest_policy_of_the_experts_reached_applies(tmp_path: Path, encoder
     assert check.decide(_assessed(), ["legal"]).flagged == {}
 
 
+def test_a_message_whose_check_embeds_more_is_scored_off_the_event_loop(tmp_path: Path, encoder: Encoder) -> None:
+    """The check embeds the sentences (and runs of them) of a message of several: tens of
+    milliseconds that must not stall every other request on the event loop."""
+    check = _safety(tmp_path, encoder)
+    one = "How do I cache the Gradle dependencies between runs on GitHub Actions?"
+    several = "Which printer on the second floor does colour? And who do I ask for a new toner cartridge?"
+    assert not check.needs_thread(one, (), have_vector=True)
+    assert check.needs_thread(several, (), have_vector=True)
+    assert check.needs_thread(one, (), have_vector=False)  # the message itself is embedded
+    assert check.needs_thread(one, ("an earlier turn",), have_vector=True)
+
+
 def test_unknown_category_in_policy_is_refused_at_load(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match=r"unknown safety category 'toxicity'"):
         ExpertRegistry.from_yaml(
