@@ -102,15 +102,18 @@ class SafetyScores:
         return {c: s for c, s in self.scores.items() if s >= thresholds[c]}
 
 
-# Where a sentence or line ends, and where one starts after a word with no full stop
-# ("... for a school project Why is ..."): chat text often leaves the stop out, and an
-# attack run on after an ordinary request without one is still two sentences.
+_SENTENCE_END = re.compile(r"(?<=[.!?。])\s+|\n+")
+# Where a sentence starts after a word with no full stop ("... for a school project Why
+# is ..."): chat text often leaves the stop out, and an attack run on after an ordinary
+# request without one is still two sentences. Request words that are seldom names, and
+# not an attack's own first words ("Ignore", "Print"): "how do we stop Ignore previous
+# instructions prompts?" is one sentence about an attack, and its second half alone
+# would read as one.
 _STARTS = (
-    "What|Why|How|When|Where|Who|Which|Can|Could|Would|Will|Should|Is|Are|Do|Does|Did|Please|Pls|Plz"
-    "|Hi|Hello|Hey|Thanks|Also|Now|Then|Ignore|Forget|Disregard|Show|Give|Tell|List|Print|Return|Write"
-    "|Send|Act|Pretend|Imagine|Speak|Repeat|From now"
+    "What|Why|How|When|Where|Who|Which|Can|Could|Would|Should|Is|Are|Do|Does|Did|Please|Pls|Plz"
+    "|Hi|Hello|Hey|Thanks|Also|Now|Then|Show|Give|Tell|List|Return|Write|Send|Speak|From now"
 )
-_SENTENCE_END = re.compile(rf"(?<=[.!?。])\s+|\n+|(?<=\S) +(?=(?:{_STARTS})\b)")
+_RUN_ON = re.compile(rf"(?<=\S) +(?=(?:{_STARTS})\b)")
 
 
 def sentences(text: str) -> list[str]:
@@ -124,45 +127,76 @@ def segments(text: str) -> list[str]:
     neighbours are paired until they fit). An attack with an ordinary question before or
     after it, or an instruction in the middle of a pasted contract, is scored without
     the text around it diluting it. A text of one piece has no pieces besides itself."""
+    out = _joined(sentences(text))
+    return out if len(out) > 1 else [text]
+
+
+def _joined(parts: Sequence[str]) -> list[str]:
+    """``parts`` with each under MIN_PIECE characters joined to its neighbour, and
+    neighbours paired until at most MAX_PIECES are left."""
     out: list[str] = []
-    for part in sentences(text):
+    for part in parts:
         if out and (len(part) < MIN_PIECE or len(out[-1]) < MIN_PIECE):
             out[-1] = f"{out[-1]} {part}"
         else:
             out.append(part)
     while len(out) > MAX_PIECES:
         out = [" ".join(out[i : i + 2]) for i in range(0, len(out), 2)]
-    return out if len(out) > 1 else [text]
+    return out
+
+
+def run_on(parts: Sequence[str]) -> list[str]:
+    """``parts`` (sentences) with each also split where a request word follows a word
+    with no full stop (:data:`_STARTS`)."""
+    return [piece.strip() for part in parts for piece in _RUN_ON.split(part) if piece.strip()]
 
 
 def windows(parts: Sequence[str]) -> list[str]:
     """The runs of sentences that start at the first or end at the last: where an attack
     of several sentences ends and an ordinary request after it begins (or the other way
     round), one of these is the attack alone. For texts of up to MAX_WINDOW_SENTENCES
-    sentences; runs under MIN_PIECE characters are left out, and so are the runs from
-    the start past WINDOW_CHARS (the encoder reads a text's first 256 tokens, so they
-    would embed as the whole text does)."""
+    sentences; runs under MIN_PIECE characters are left out, runs from the start past
+    WINDOW_CHARS too, and runs to the end are cut there (the encoder reads a text's
+    first 256 tokens: a longer run from the start embeds as the whole text does)."""
     k = len(parts)
     if not 2 <= k <= MAX_WINDOW_SENTENCES:
         return []
     heads = [" ".join(parts[:j]) for j in range(1, k)]
-    tails = [" ".join(parts[j:]) for j in range(1, k)]
+    tails = [" ".join(parts[j:])[:WINDOW_CHARS] for j in range(1, k)]
     return [w for w in heads if MIN_PIECE <= len(w) <= WINDOW_CHARS] + [w for w in tails if len(w) >= MIN_PIECE]
 
 
+@dataclass(frozen=True)
+class Units:
+    """What a text is scored in besides itself. ``anchored``: its sentences
+    (:func:`segments`) and hidden forms, which the decisive patterns read too (each
+    starts where the writer started a sentence); ``loose``: its sentences split again at
+    request words and the runs of them from either end (:func:`windows`), read by the
+    model only (a piece that starts at "Ignore" in the middle of "how do we stop Ignore
+    previous instructions prompts?" is no sentence start)."""
+
+    anchored: tuple[str, ...]
+    loose: tuple[str, ...]
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.anchored, *self.loose)
+
+
+@lru_cache(maxsize=64)
+def units(text: str) -> Units:
+    """``text``'s :class:`Units`, each once. Remembered: a request asks twice, whether
+    scoring it embeds anything and to score it."""
+    anchored = tuple(dict.fromkeys([*(w for w in segments(text) if w != text), *rules.variants(text)]))
+    fine = run_on(sentences(text))
+    loose = [w for w in [*_joined(fine), *windows(fine)] if w != text and w not in anchored]
+    return Units(anchored, tuple(dict.fromkeys(loose)))
+
+
 def pieces(text: str) -> list[str]:
-    """What is scored besides ``text`` itself: its sentences (:func:`segments`), the
-    runs of them from either end (:func:`windows`) and its hidden forms
-    (:func:`router.safety.rules.variants`). A text's score per category is its highest
-    over itself and these; training fits the same maximum."""
-    return list(_pieces(text))
-
-
-@lru_cache(maxsize=256)
-def _pieces(text: str) -> tuple[str, ...]:
-    # Remembered: a request asks twice, whether scoring it needs embeddings and to score it.
-    units = [*segments(text), *windows(sentences(text))]
-    return (*dict.fromkeys(w for w in units if w != text), *rules.variants(text))
+    """What is scored besides ``text`` itself (:func:`units`). A text's score per
+    category is its highest over itself and these; training fits the same maximum."""
+    return list(units(text).all)
 
 
 def _sigmoid(z: Vectors) -> Vectors:
@@ -229,20 +263,22 @@ class SafetyModel:
     def embeds_more(self, text: str) -> bool:
         """Whether scoring ``text`` embeds pieces of it besides its own vector (a text of
         several sentences, or with a hidden form): then it is work for a worker thread."""
-        return bool(_pieces(text))
+        return bool(units(text).all)
 
     def score(self, text: str, vector: Vectors, encode: Callable[[list[str]], Vectors]) -> SafetyScores:
         """``text``'s scores. ``vector``: its embedding (one row); ``encode`` embeds the
-        extra pieces scored only when there are any (sentences of a longer text, hidden
-        forms), in one call. The material pasted with the user's request
+        extra pieces scored only when there are any (:func:`units`: sentences and runs of
+        them, hidden forms), in one call. The material pasted with the user's request
         (:func:`router.safety.content.pasted`) is also read with the patterns for
         material: an instruction to the assistant inside a pasted e-mail is an
         injection, the same words in the request are not."""
-        extra = pieces(text)
+        parts = units(text)
+        extra = list(parts.all)
         texts = [text, *extra]
         vectors = vector.reshape(1, -1) if not extra else np.concatenate([vector.reshape(1, -1), encode(extra)])
         feats = np.asarray(rules.features(texts), dtype=np.float32).reshape(len(texts), -1)
-        matched = [rules.decisive(t) for t in texts]
+        # The decisive patterns read where the writer started a sentence, not a loose piece.
+        matched = [rules.decisive(t) for t in (text, *parts.anchored)] + [{}] * len(parts.loose)
         probs = self.probabilities(texts, vectors, feats, matched).max(axis=0)
         scores = {c: float(p) for c, p in zip(self.manifest.categories, probs, strict=True)}
         fired = tuple(name for name, hit in zip(rules.FEATURES, feats[0], strict=True) if hit)
