@@ -47,7 +47,8 @@ MIN_PIECE = 24
 MAX_PIECES = 48
 MAX_CHARS = 20_000
 # Runs of sentences from either end (see windows) are scored for texts of up to this
-# many sentences; a run from the start is scored up to WINDOW_CHARS characters.
+# many sentences; a run from the start only up to WINDOW_CHARS characters, a run to the
+# end cut there.
 MAX_WINDOW_SENTENCES = 12
 WINDOW_CHARS = 1200
 # A category's score when one of its decisive patterns matches (rules.DECISIVE).
