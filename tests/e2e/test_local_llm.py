@@ -129,9 +129,12 @@ async def test_a_caller_who_leaves_frees_the_model_for_the_next() -> None:
             f"openai/{LOCAL_MODEL_ALIAS}", server.api_base, "local", 120.0, stream_upstream=stream_upstream
         )
         left = asyncio.create_task(
-            client.complete("general", endpoint, story, GenerationParams(max_tokens=800, temperature=0))
+            client.complete("general", endpoint, story, GenerationParams(max_tokens=1600, temperature=0))
         )
-        await asyncio.sleep(2)  # generating (800 tokens take ~20 s on one thread)
+        # generating: 1,600 tokens took 18 s on one thread of a 2-core AMD EPYC with
+        # AVX-512 and about twice that on slower hosts; 800 took 7.7 s there, too few
+        # for a control that must outlast the stream's next caller by seconds
+        await asyncio.sleep(2)
         left.cancel()
         started = time.monotonic()
         hello = await client.complete("general", endpoint, [ChatMessage("user", "hi")], GenerationParams(max_tokens=4))
@@ -139,7 +142,11 @@ async def test_a_caller_who_leaves_frees_the_model_for_the_next() -> None:
         return time.monotonic() - started
 
     try:
-        assert await next_caller_waits(stream_upstream=True) < 6
-        assert await next_caller_waits(stream_upstream=False) > 8  # the control
+        streamed = await next_caller_waits(stream_upstream=True)
+        plain = await next_caller_waits(stream_upstream=False)  # the control
+        assert streamed < 6, (streamed, plain)
+        # The control's caller waits for the rest of the answer nobody reads: how long
+        # depends on the CPU, so it is judged against the streamed case, not a constant.
+        assert plain > streamed + 4, (streamed, plain)
     finally:
         server.stop()
