@@ -190,7 +190,9 @@ def units(text: str) -> Units:
     scoring it embeds anything and to score it."""
     anchored = tuple(dict.fromkeys([*(w for w in segments(text) if w != text), *rules.variants(text)]))
     fine = run_on(sentences(text))
-    loose = [w for w in [*_joined(fine), *windows(fine)] if w != text and w not in anchored]
+    # One sentence has no pieces besides itself (nor its stripped or its cut form).
+    runs = [*_joined(fine), *windows(fine)] if len(fine) > 1 else []
+    loose = [w for w in runs if w not in (text, text.strip()) and w not in anchored]
     return Units(anchored, tuple(dict.fromkeys(loose)))
 
 

@@ -88,6 +88,9 @@ def test_a_one_sentence_request_costs_no_extra_embedding() -> None:
     # Most traffic is one sentence: the check then scores the request's own vector only.
     for text in ["How do I cache the Gradle dependencies between runs on GitHub Actions?", "reset my vpn token pls"]:
         assert pieces(text) == []
+    # Nor with blanks around it (a message as typed), nor past what the check reads.
+    assert pieces("  how do I reset my password\n") == []
+    assert units("x" * 30_000).all == ()
 
 
 @pytest.mark.parametrize(
