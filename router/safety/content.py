@@ -100,8 +100,8 @@ def pasted(text: str) -> str | None:
         marked = [m.group(1) for m in _FENCED.finditer(body)] + [
             "\n".join(m.group(1) for m in _QUOTE_LINE.finditer(body))
         ]
-        if _long_enough("\n".join(marked)):
-            return _long_enough("\n".join(marked))
+        if (quoted_blocks := _long_enough("\n".join(marked))) is not None:
+            return quoted_blocks
         inline = _INLINE.match(body)
         if inline and _POINTS.search(inline.group(1)):
             return _long_enough(inline.group(2).strip().strip("\"'“”«»"))
