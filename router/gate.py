@@ -126,9 +126,14 @@ class TrainedScorer:
             raise ArtifactError(f"gate {manifest.version}: missing tensors {missing}")
         self._spans: list[tuple[int, int]] = []
         if manifest.architecture == "knn":
-            self._bank, self._spans, self._in_domain_rows = self._split_bank(manifest)
+            bank, self._spans, self._in_domain_rows = self._split_bank(manifest)
         else:
-            self._bank, self._in_domain_rows = self._t["bank"], len(self._t["bank"])
+            bank, self._in_domain_rows = self._t["bank"], len(self._t["bank"])
+        # Stored transposed, one column per example: ``vectors @ bank.T`` on the row-major
+        # bank takes OpenBLAS's slow path for two or more query rows (a batch of 2-16 cost
+        # 1.7-1.9x the same product on this layout: bench/results/gate_bank_layout.json).
+        self._bank_t: Vectors = np.ascontiguousarray(bank.T)
+        if manifest.architecture != "knn":
             out_dim = self._t["w2" if manifest.architecture == "mlp" else "w"].shape[0]
             if out_dim != len(manifest.experts):
                 raise ArtifactError(f"gate {manifest.version}: {out_dim} outputs for {len(manifest.experts)} experts")
@@ -194,12 +199,12 @@ class TrainedScorer:
 
     def in_domain(self, vectors: Vectors) -> Vectors:
         """Mean cosine similarity to the k nearest in-domain training examples."""
-        return _top_k_mean(vectors @ self._bank[: self._in_domain_rows].T, self.manifest.knn_k)
+        return _top_k_mean(vectors @ self._bank_t[:, : self._in_domain_rows], self.manifest.knn_k)
 
     def _nearest(self, vectors: Vectors) -> tuple[Vectors, Vectors]:
         """The kNN gate's logits (each expert's mean cosine to its k nearest examples; the
         temperature makes probabilities of them) and the in-domain score, from one product."""
-        sims = vectors @ self._bank.T
+        sims = vectors @ self._bank_t
         k = self.manifest.knn_k
         per_expert = np.stack([_top_k_mean(sims[:, a:b], k) for a, b in self._spans], axis=1)
         return per_expert, _top_k_mean(sims[:, : self._in_domain_rows], k)

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import anyio
 from sqlalchemy import select
@@ -289,7 +290,7 @@ class KnowledgeService:
                     text=text,
                     # Shown to the caller as is: no secret of the document leaves in it
                     # (cut from the scrubbed text: a cut PEM block no longer looks like one).
-                    snippet=snippet(scrub(text, "")[0], query, self._snippet_chars),
+                    snippet=snippet(_scrubbed(text), query, self._snippet_chars),
                     score=round(score, 4),
                     flagged=flagged,
                 )
@@ -297,6 +298,14 @@ class KnowledgeService:
             if len(out) == k:
                 break
         return tuple(out), dropped
+
+
+@lru_cache(maxsize=1024)
+def _scrubbed(text: str) -> str:
+    """A passage's text without its secrets, for its snippet. Remembered by the text: the
+    same chunks come back request after request, and scanning each one again was 2.7% of
+    a full request's CPU under load (docs/load.md, issue 24, twelfth session)."""
+    return scrub(text, "")[0]
 
 
 def _ms(started: float) -> float:
