@@ -19,23 +19,49 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_CHARS = 2000
 
 
+WORDS_REMEMBERED = 50_000
+
+
 class HashedNgrams:
+    """Safe to share across threads (the word memo is a dict that only grows, then is
+    emptied; either way every lookup is one atomic dict operation)."""
+
     def __init__(self, buckets: int = 1 << 17, char_n: tuple[int, ...] = (3, 4, 5)) -> None:
         self.buckets = buckets
         self.char_n = char_n
+        # A word's own id and its character n-grams' ids depend on the word alone, and
+        # the words people write repeat: hashing each n-gram of every word again was
+        # most of the input safety check's time on the event loop (issue 24).
+        self._words: dict[str, tuple[int, tuple[int, ...]]] = {}
+
+    def _hash(self, feature: str) -> int:
+        return zlib.crc32(feature.encode()) % self.buckets
+
+    def _word(self, word: str) -> tuple[int, tuple[int, ...]]:
+        known = self._words.get(word)
+        if known is None:
+            padded = f"<{word}>"
+            chars = tuple(
+                self._hash(f"c:{padded[i : i + n]}") for n in self.char_n for i in range(max(0, len(padded) - n + 1))
+            )
+            known = (self._hash(f"w:{word}"), chars)
+            if len(self._words) >= WORDS_REMEMBERED:
+                self._words.clear()
+            self._words[word] = known
+        return known
 
     def ids(self, text: str) -> npt.NDArray[np.int64]:
-        """Bucket ids of the text's features (with repeats); never empty."""
+        """Bucket ids of the text's features (with repeats); never empty. In order: the
+        words, the word bigrams, then each word's character n-grams."""
         words = _WORD.findall(text[:MAX_CHARS].lower())
-        feats = [f"w:{w}" for w in words]
-        feats += [f"b:{a} {b}" for a, b in itertools.pairwise(words)]
-        for w in words:
-            padded = f"<{w}>"
-            for n in self.char_n:
-                feats += [f"c:{padded[i : i + n]}" for i in range(max(0, len(padded) - n + 1))]
-        if not feats:
-            feats = ["<empty>"]
-        return np.fromiter((zlib.crc32(f.encode()) % self.buckets for f in feats), dtype=np.int64, count=len(feats))
+        if not words:
+            return np.array([self._hash("<empty>")], dtype=np.int64)
+        known = [self._word(w) for w in words]
+        feats = [wid for wid, _ in known]
+        feats += [self._hash(f"b:{a} {b}") for a, b in itertools.pairwise(words)]
+        for _, chars in known:
+            feats += chars
+        return np.array(feats, dtype=np.int64)
 
     def batch(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Flattened ids and per-text offsets (the EmbeddingBag input layout)."""
