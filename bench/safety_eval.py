@@ -9,7 +9,7 @@ On our held-out split (rows the model never saw, router/safety/data.py):
   traffic), and on both together (the issue's budget: 1%);
 - robustness: each held-out attack with an ordinary held-out request before or after it
   (the recall drop, budget 2 points), for one pairing of record and others beside it
-  (another seed; with ``--public``, public requests as the padding);
+  (other seeds; with ``--public``, public requests as the padding);
 - the check's own time per request with the embedding given (the request has it).
 
 ``--public DIR``: a folder of public prompt files read at a pinned commit and never
@@ -70,10 +70,10 @@ def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dic
     pad_flags = _flags(model, padded(attacks, hard + traffic, seed=5), cache)
     # The same test with other pairings, and with public requests as the padding (when
     # given): one pairing is a sample, and the units were tuned with seed 5's in view.
-    paddings = {"ours, seed 7": padded(attacks, hard + traffic, seed=7)}
+    paddings = {f"ours, seed {seed}": padded(attacks, hard + traffic, seed=seed) for seed in (7, 11)}
     if public is not None and (public / "public_benign_requests.jsonl").exists():
         requests = [SafetyExample(r["text"], BENIGN) for r in _rows(public / "public_benign_requests.jsonl")]
-        paddings |= {f"public requests, seed {seed}": padded(attacks, requests, seed=seed) for seed in (5, 9)}
+        paddings |= {f"public requests, seed {seed}": padded(attacks, requests, seed=seed) for seed in (5, 9, 13)}
     other_drops = {
         name: round(100 * (_rate(attack_flags) - _rate(_flags(model, rows, cache))), 2)
         for name, rows in paddings.items()
