@@ -129,10 +129,13 @@ class TrainedScorer:
             bank, self._spans, self._in_domain_rows = self._split_bank(manifest)
         else:
             bank, self._in_domain_rows = self._t["bank"], len(self._t["bank"])
-        # Stored transposed, one column per example: ``vectors @ bank.T`` on the row-major
-        # bank takes OpenBLAS's slow path for two or more query rows (a batch of 2-16 cost
-        # 1.7-1.9x the same product on this layout: bench/results/gate_bank_layout.json).
-        self._bank_t: Vectors = np.ascontiguousarray(bank.T)
+        # The kNN gate's bank (its own copy, sorted by expert) is stored transposed, one
+        # column per example: ``vectors @ bank.T`` on the row-major bank takes OpenBLAS's
+        # slow path for two or more query rows (bench/results/gate_bank_layout.json: a
+        # batch of 2-16 queries about 1.5-2x the time of the same product on this layout,
+        # the same scores). The other gates read only the in-domain score from their bank:
+        # a view of it, no copy.
+        self._bank_t: Vectors = np.ascontiguousarray(bank.T) if manifest.architecture == "knn" else bank.T
         if manifest.architecture != "knn":
             out_dim = self._t["w2" if manifest.architecture == "mlp" else "w"].shape[0]
             if out_dim != len(manifest.experts):

@@ -47,3 +47,10 @@ def test_the_word_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     text = " ".join(f"w{i}" for i in range(12))
     assert ngrams.ids(text).tolist() == _reference(text, 1 << 10)
     assert len(ngrams._words) <= 5
+
+
+def test_a_long_word_is_hashed_each_time_and_not_kept() -> None:
+    ngrams = HashedNgrams(1 << 10)
+    token = "f" * (features.MEMO_WORD_CHARS + 1)
+    assert ngrams.ids(f"key {token}").tolist() == _reference(f"key {token}", 1 << 10)
+    assert list(ngrams._words) == ["key"]
