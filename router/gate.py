@@ -131,7 +131,7 @@ class TrainedScorer:
             bank, self._in_domain_rows = self._t["bank"], len(self._t["bank"])
         # The kNN gate's bank (its own copy, sorted by expert) is stored transposed, one
         # column per example: ``vectors @ bank.T`` on the row-major bank takes OpenBLAS's
-        # slow path for two or more query rows (bench/results/gate_bank_layout.json: a
+        # slow path for two or more query rows (bench/results/hot_path_steps.json: a
         # batch of 2-16 queries about 1.5-2x the time of the same product on this layout,
         # the same scores). The other gates read only the in-domain score from their bank:
         # a view of it, no copy.

@@ -303,7 +303,7 @@ class KnowledgeService:
 @lru_cache(maxsize=1024)
 def _scrubbed(text: str) -> str:
     """A passage's text without its secrets, for its snippet. Remembered by the text: the
-    same chunks come back request after request, and scanning each one again was 2.7% of
+    same chunks come back request after request, and scanning each one again was 2.8% of
     a full request's CPU under load (docs/load.md, issue 24, twelfth session)."""
     return scrub(text, "")[0]
 
