@@ -125,18 +125,18 @@ class TrainedScorer:
         if missing:
             raise ArtifactError(f"gate {manifest.version}: missing tensors {missing}")
         self._spans: list[tuple[int, int]] = []
-        if manifest.architecture == "knn":
-            bank, self._spans, self._in_domain_rows = self._split_bank(manifest)
-        else:
-            bank, self._in_domain_rows = self._t["bank"], len(self._t["bank"])
         # The kNN gate's bank (its own copy, sorted by expert) is stored transposed, one
         # column per example: ``vectors @ bank.T`` on the row-major bank takes OpenBLAS's
         # slow path for two or more query rows (bench/results/hot_path_steps.json: a
         # batch of 2-16 queries about 1.5-2x the time of the same product on this layout,
         # the same scores). The other gates read only the in-domain score from their bank:
         # a view of it, no copy.
-        self._bank_t: Vectors = np.ascontiguousarray(bank.T) if manifest.architecture == "knn" else bank.T
-        if manifest.architecture != "knn":
+        self._bank_t: Vectors
+        if manifest.architecture == "knn":
+            bank, self._spans, self._in_domain_rows = self._split_bank(manifest)
+            self._bank_t = np.ascontiguousarray(bank.T)
+        else:
+            self._bank_t, self._in_domain_rows = self._t["bank"].T, len(self._t["bank"])
             out_dim = self._t["w2" if manifest.architecture == "mlp" else "w"].shape[0]
             if out_dim != len(manifest.experts):
                 raise ArtifactError(f"gate {manifest.version}: {out_dim} outputs for {len(manifest.experts)} experts")
