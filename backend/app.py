@@ -5,14 +5,17 @@ from __future__ import annotations
 import gc
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,6 +71,45 @@ def framework_error(status: int, detail: str) -> AppError:
     if status < 500:
         error.type = "invalid_request_error"
     return error
+
+
+def validation_error(errors: Sequence[Mapping[str, Any]], route: object = None) -> BadRequest:
+    """The 400 for a request FastAPI could not validate: the first error, as a sentence.
+
+    ``param`` names the field at fault, or is None when the body as a whole is wrong (it
+    is not JSON, empty, or JSON but not an object). ``route``: the matched route, whose
+    body model's required fields the whole-body messages name.
+    """
+    # A check of ours (value_error) says more than a union branch the input did not take.
+    first = next((e for e in errors if e.get("type") == "value_error"), errors[0] if errors else None)
+    if first is None:
+        return BadRequest("The request body is not valid.")
+    kind, where = first.get("type"), tuple(first.get("loc", ()))
+    if kind == "json_invalid":
+        # FastAPI's loc is ("body", offset of the decode error): a position, not a field.
+        at = where[1] if len(where) > 1 and isinstance(where[1], int) else None
+        return BadRequest(f"The request body is not valid JSON{'' if at is None else f' (at character {at})'}.")
+    if where == ("body",) and kind == "missing":
+        return BadRequest(f"The request body is empty: send {_object_with(route)}.")
+    if where == ("body",):  # null, a string, a list, a number, or text that is not JSON
+        return BadRequest(f"The request body must be {_object_with(route)}.")
+    # Union branches appear in the path as type names ("list[TextPart]"): not fields.
+    loc = [str(p) for p in where if p != "body" and "[" not in str(p)]
+    param = ".".join(loc) or None
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return BadRequest(f"{param}: {msg}" if param else msg, param=param)
+
+
+def _object_with(route: object) -> str:
+    """'a JSON object with model and messages': what the route's body model requires."""
+    body = route.body_field if isinstance(route, APIRoute) else None
+    model = body.field_info.annotation if body is not None else None
+    fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+    required = [name for name, field in fields.items() if field.is_required()]
+    if not required:
+        return "a JSON object"
+    names = required[0] if len(required) == 1 else f"{', '.join(required[:-1])} and {required[-1]}"
+    return f"a JSON object with {names}"
 
 
 def _error_response(error: AppError) -> Response:
@@ -225,18 +267,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        errors = exc.errors()
-        # A check of ours (value_error) says more than a union branch the input did not take.
-        first = next((e for e in errors if e.get("type") == "value_error"), errors[0] if errors else None)
-        first = first or {"loc": (), "msg": "invalid body"}
-        # Union branches appear in the path as type names ("list[TextPart]"): not fields.
-        loc = [str(p) for p in first["loc"] if p != "body" and "[" not in str(p)]
-        param = ".".join(loc) or None
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        if first.get("type") == "json_invalid":
-            msg = "the request body is not valid JSON"
-        error = BadRequest(f"{param}: {msg}" if param else msg, param=param)
-        return await _refused_at_the_edge(request, error, exc)
+        return await _refused_at_the_edge(request, validation_error(exc.errors(), request.scope.get("route")), exc)
 
     async def _mapped(_: Request, exc: Exception) -> Response:
         mapped = to_app_error(exc)

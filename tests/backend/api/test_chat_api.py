@@ -293,6 +293,40 @@ async def test_bad_bodies_are_400_naming_the_field(client: httpx.AsyncClient) ->
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
 
 
+async def test_a_body_that_is_not_json_says_so_and_names_no_field(client: httpx.AsyncClient) -> None:
+    # FastAPI reports where the decoder stopped as loc ("body", 28): a position, not a field.
+    r = await client.post(
+        "/v1/chat/completions", content=b'{"model":"auto","messages":[', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "message": "The request body is not valid JSON (at character 28).",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_request",
+    }
+
+
+async def test_a_body_that_is_empty_or_not_an_object_says_what_to_send(client: httpx.AsyncClient) -> None:
+    json_type = {"content-type": "application/json"}
+    empty = "The request body is empty: send a JSON object with model and messages."
+    not_an_object = "The request body must be a JSON object with model and messages."
+    cases = [
+        (b"", json_type, empty),
+        (b"", {}, empty),
+        *((body, json_type, not_an_object) for body in (b"null", b'"str"', b"[1,2]", b"42")),
+        (b"model=auto", {"content-type": "text/plain"}, not_an_object),
+    ]
+    for body, headers, message in cases:
+        r = await client.post("/v1/chat/completions", content=body, headers=headers)
+        assert r.status_code == 400, body
+        error = r.json()["error"]
+        assert (error["message"], error["param"], error["code"]) == (message, None, "invalid_request"), body
+    # A body model with no required field asks for a JSON object alone.
+    r = await client.post("/v1/route", content=b"[]", headers=json_type)
+    assert r.status_code == 400 and r.json()["error"]["message"] == "The request body must be a JSON object."
+
+
 async def test_text_with_a_lone_surrogate_is_400_and_others_are_answered(
     client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
 ) -> None:
