@@ -11,7 +11,8 @@ AppError                     status  code
  ├── Forbidden                 403   forbidden
  ├── NotFound                  404   not_found / model_not_found / slack_request_unhandled
  ├── Conflict                  409   conflict / review_decided (decided by someone else first)
- ├── PayloadTooLarge           413   input_too_large
+ ├── PayloadTooLarge           413   input_too_large   (the messages: max_input_chars, max_messages)
+ │                                    request_too_large (the HTTP body: max_body_bytes, backend/app.py)
  ├── ServiceUnavailable        503   expert_unavailable / expert_timeout / answer_incomplete
  │                                    / database_unavailable / not_ready (with Retry-After)
  │    └── SchemaNotCurrent          schema_not_current (backend/db/session.py: a reader

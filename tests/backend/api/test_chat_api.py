@@ -387,6 +387,13 @@ async def test_oversized_input_is_413(client: httpx.AsyncClient, runtime: Runtim
     assert await count_rows(runtime) == (0, 0)
 
 
+def test_both_413_codes_are_documented_with_their_limits() -> None:
+    # Two limits, two codes: the README's list of error codes names both, each with its limit.
+    readme = " ".join((Path(__file__).parents[3] / "README.md").read_text().split())
+    assert "`input_too_large` 413 when the messages are over `EXPERTGATE_MAX_INPUT_CHARS`" in readme
+    assert "`request_too_large` 413 when the HTTP body is over `EXPERTGATE_MAX_BODY_BYTES`" in readme
+
+
 async def test_forbidden_expert_is_403_and_auto_avoids_it(
     tmp_path: Path, gate_dir: Path, llm: FakeOpenAI, encoder: Encoder
 ) -> None:
