@@ -34,11 +34,11 @@ from backend.api.schemas.chat import (
 )
 from backend.audit.types import CLIENT_CLOSED
 from backend.chat.pipeline import AnswerStream, ChatResult, Question, Routed, StreamFinished, StreamOpened
-from backend.errors import AppError, BadRequest, to_app_error
+from backend.errors import AppError, BadRequest, NotFound, to_app_error
 from backend.knowledge.types import NO_RETRIEVAL, Retrieval
 from backend.principal import Principal
 from backend.review.types import HeldReview
-from experts.registry import AUTO
+from experts.registry import AUTO, ExpertRegistry
 from experts.types import FallbackStep, TextDelta
 
 routes = APIRouter(prefix="/v1", tags=["openai"])
@@ -257,12 +257,24 @@ async def _sse(stream: AnswerStream) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+def _model_cards(registry: ExpertRegistry, created: int) -> list[ModelCard]:
+    """``auto``, then every expert in registry order."""
+    cards = [ModelCard(id=AUTO, created=created, description="Route each request to the best expert.")]
+    return cards + [ModelCard(id=s.name, created=created, description=s.description) for s in registry]
+
+
 @routes.get("/models", response_model=ModelList, operation_id="listModels")
 async def list_models(_: PrincipalDep, started_at: StartedAtDep, registry: RegistryDep) -> ModelList:
-    created = started_at
-    cards = [ModelCard(id=AUTO, created=created, description="Route each request to the best expert.")]
-    cards += [ModelCard(id=s.name, created=created, description=s.description) for s in registry]
-    return ModelList(data=cards)
+    return ModelList(data=_model_cards(registry, started_at))
+
+
+@routes.get("/models/{model_id}", response_model=ModelCard, operation_id="retrieveModel")
+async def retrieve_model(model_id: str, _: PrincipalDep, started_at: StartedAtDep, registry: RegistryDep) -> ModelCard:
+    """One entry of ``GET /v1/models``; 404 ``model_not_found`` for an id it does not list."""
+    card = next((c for c in _model_cards(registry, started_at) if c.id == model_id), None)
+    if card is None:
+        raise NotFound(f"there is no model {model_id!r}; GET /v1/models lists them", code="model_not_found")
+    return card
 
 
 @routes.post("/route", response_model=RouteResponse, operation_id="routeRequest")

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
+from openai import AsyncOpenAI, NotFoundError
 from sqlalchemy import func, select
 
 from backend.db.models import Conversation, Message
@@ -236,6 +238,31 @@ async def test_stream_broken_mid_answer_ends_with_error_event(
 async def test_models_lists_auto_and_experts(client: httpx.AsyncClient) -> None:
     r = await client.get("/v1/models")
     assert [m["id"] for m in r.json()["data"]] == ["auto", "code", "legal", "support", "general"]
+
+
+async def test_a_model_is_retrieved_by_id_as_the_list_shows_it(client: httpx.AsyncClient) -> None:
+    listed = {m["id"]: m for m in (await client.get("/v1/models")).json()["data"]}
+    for model_id, card in listed.items():  # auto and every expert
+        r = await client.get(f"/v1/models/{model_id}")
+        assert r.status_code == 200 and r.json() == card, model_id
+    r = await client.get("/v1/models/finance")
+    assert r.status_code == 404
+    assert r.json()["error"] == {
+        "message": "there is no model 'finance'; GET /v1/models lists them",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "model_not_found",
+    }
+    r = await client.get("/v1/models/legal", headers={"authorization": ""})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    # The official client's models.retrieve, over the same app.
+    key = client.headers["authorization"].removeprefix("Bearer ")
+    openai = AsyncOpenAI(base_url="http://testserver/v1", api_key=key, http_client=client, max_retries=0)
+    model = await openai.models.retrieve("legal")
+    assert (model.id, model.object, model.owned_by) == ("legal", "model", "expertgate")
+    with pytest.raises(NotFoundError) as info:
+        await openai.models.retrieve("finance")
+    assert info.value.code == "model_not_found"
 
 
 async def test_route_returns_decision_without_calling_llm(client: httpx.AsyncClient, llm: FakeOpenAI) -> None:
