@@ -53,6 +53,15 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, le=32768)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
     conversation_id: Text | None = Field(default=None, min_length=1, max_length=36)
+    # Accepted for the clients that send n=1; any other count would be silently dropped.
+    n: int | None = Field(default=None, description="How many answers: 1, the only count expertgate gives.")
+
+    @field_validator("n")
+    @classmethod
+    def _one_answer(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("expertgate returns one answer per request, so n must be 1")
+        return value
 
     @field_validator("messages")
     @classmethod

@@ -1349,6 +1349,11 @@ export interface components {
             /** Model */
             model: string;
             /**
+             * N
+             * @description How many answers: 1, the only count expertgate gives.
+             */
+            n?: number | null;
+            /**
              * Stream
              * @default false
              */

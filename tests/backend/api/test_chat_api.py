@@ -320,6 +320,24 @@ async def test_bad_bodies_are_400_naming_the_field(client: httpx.AsyncClient) ->
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
 
 
+async def test_more_than_one_answer_is_refused_and_one_is_given(client: httpx.AsyncClient, llm: FakeOpenAI) -> None:
+    ask = {"model": "code", "messages": [{"role": "user", "content": "hi"}]}
+    for n in (2, 0, 5):
+        for stream in (False, True):
+            r = await client.post("/v1/chat/completions", json={**ask, "n": n, "stream": stream})
+            assert r.status_code == 400, (n, stream)
+            assert r.json()["error"] == {
+                "message": "n: expertgate returns one answer per request, so n must be 1",
+                "type": "invalid_request_error",
+                "param": "n",
+                "code": "invalid_request",
+            }
+    assert llm.requests == []
+    for extra in ({"n": 1}, {"n": None}, {}):
+        r = await client.post("/v1/chat/completions", json={**ask, **extra})
+        assert r.status_code == 200 and len(r.json()["choices"]) == 1, extra
+
+
 async def test_a_body_that_is_not_json_says_so_and_names_no_field(client: httpx.AsyncClient) -> None:
     # FastAPI reports where the decoder stopped as loc ("body", 28): a position, not a field.
     r = await client.post(
