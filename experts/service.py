@@ -336,6 +336,18 @@ class ExpertService:
             steps.append(FallbackStep(name, exc.detail))
             return None
 
+    def check_prompt(self, expert: str, conversation: Sequence[ChatMessage], *, max_tokens: int | None = None) -> None:
+        """Raise now what :meth:`answer` or :meth:`stream` would raise for ``expert``'s
+        prompt before calling its model: OutboundBlocked (its PII policy refuses the
+        conversation) or ContextTooLong (the last user message does not fit its window).
+
+        Passages do not change the outcome: they are dropped before a prompt is refused.
+        A stream calls this before it opens, so that such a refusal is an HTTP error,
+        not an event in a response that already said 200.
+        """
+        params = self._params(expert, max_tokens, None)
+        self._prompt(expert, True, conversation, (), params, [])
+
     def endpoint(self, expert: str, replica: int | None = None) -> Endpoint:
         """Where ``expert`` is called: replica ``replica`` of it, or its one endpoint."""
         if replica is None:

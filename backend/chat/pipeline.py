@@ -7,7 +7,7 @@ Every channel (the /v1 API, the web UI through it, the Slack bot) makes one call
     routed = await pipeline.route_only(question)      # /v1/route: stages 2-3 only
 
 Errors that end a request before anything is generated (bad input, not found, quota,
-capacity) are raised by the call itself, so a channel can answer them as such; once a
+capacity, a prompt the expert refuses) are raised by the call itself, so a channel can answer them as such; once a
 stream is open, failures arrive as its last event's exception.
 
 Stages (each a method with typed input and output, the values in backend/chat/types.py;
@@ -42,6 +42,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from functools import partial
 from typing import TypeVar
 
 import anyio
@@ -167,7 +168,9 @@ class ChatPipeline:
             return await self._complete(routed, admission, lookup)
 
     async def open_stream(self, question: Question) -> AnswerStream:
-        """Stages 2-3c now (their errors are raised here), then a stream of stages 4-6."""
+        """Stages 2-3c now, and the expert's check of the prompt (a message longer than
+        its model holds, PII its policy blocks): their errors are raised here, before
+        anything is sent. Then a stream of stages 4-6."""
         routed = await self.route(self.guard(question))
         routed, admission = await self.admit(routed)
         try:
@@ -177,7 +180,30 @@ class ChatPipeline:
             raise
         if lookup is not None and lookup.hit is not None:
             return AnswerStream(routed, admission, self._cache.replay_stream(routed, admission, lookup))
+        await self._check_prompt(routed, admission)
         return AnswerStream(routed, admission, self._stream(routed, lookup))
+
+    async def _check_prompt(self, routed: Routed, admission: Admission) -> None:
+        """Refuse, before a stream opens, a prompt the expert would refuse before its
+        first token (ContextTooLong, OutboundBlocked: 400, as when not streamed), audited
+        and with the admission given back. A long conversation is checked in a worker
+        thread: the PII policy's scan grows with the text."""
+        chat = routed.input
+        started = time.perf_counter()
+        check = partial(self._experts.check_prompt, routed.decision.expert, chat.messages, max_tokens=chat.max_tokens)
+        try:
+            if sum(len(m.content) for m in chat.messages) <= SCAN_INLINE_CHARS:
+                check()
+            else:
+                await anyio.to_thread.run_sync(check)
+        except Exception as exc:
+            await admission.release()  # nothing will be generated
+            await self._recorder.failure(routed, exc, started, stream=True)
+            raise
+        except BaseException:  # cancelled: nothing will be sent
+            with anyio.CancelScope(shield=True):
+                await admission.release()
+            raise
 
     async def route_only(self, question: Question) -> Routed:
         """Stages 2-3 and an audit event: where the question would go (/v1/route)."""

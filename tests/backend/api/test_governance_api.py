@@ -193,6 +193,19 @@ async def test_block_policy_refuses_with_a_stable_code_and_is_audited(
     assert r.status_code == 200
 
 
+async def test_block_policy_refuses_a_stream_before_it_opens(
+    http: httpx.AsyncClient, runtime: Runtime, llm: FakeOpenAI
+) -> None:
+    k = await keys(runtime)
+    body = chat("review this NDA for jane@example.org, card 4111 1111 1111 1111", "legal", stream=True)
+    r = await http.post("/v1/chat/completions", headers=auth(k["user"]), json=body)
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["error"]["code"] == "pii_blocked"
+    assert llm.requests == []
+    [event] = await audit_events(runtime, action="chat.completion")
+    assert (event.outcome, event.status) == ("refused", 400)
+
+
 # -- keys, 401s and roles -------------------------------------------------------------
 
 

@@ -164,6 +164,26 @@ async def test_a_question_longer_than_the_window_is_a_400_naming_the_limit(
     assert (event.outcome, event.status) == ("refused", 400)
 
 
+async def test_a_streamed_question_longer_than_the_window_is_the_same_400_before_any_stream(
+    small_window: Runtime, llm: FakeOpenAI
+) -> None:
+    key = await make_key(small_window, "ana@example.com")
+    async with client_of(small_window, key) as c:
+        plain = await c.post("/v1/chat/completions", json=ask("x" * 30_000, model="legal"))
+        streamed = await c.post("/v1/chat/completions", json=ask("x" * 30_000, model="legal", stream=True))
+        assert streamed.status_code == 400, streamed.text
+        assert streamed.headers["content-type"].startswith("application/json")
+        assert streamed.json() == plain.json()
+        assert streamed.json()["error"]["code"] == "context_length_exceeded"
+        assert llm.requests == []
+        # The refusal gave its admission back: a question that fits is still streamed.
+        llm.script(Reply("Section nine caps liability."))
+        r = await c.post("/v1/chat/completions", json=ask(model="legal", stream=True))
+        assert r.status_code == 200 and stream_text(sse_events(r.text)) == "Section nine caps liability."
+    refused = [e for e in await chat_events(small_window) if e.outcome == "refused"]
+    assert [(e.status, e.payload["error"]["code"]) for e in refused] == [(400, "context_length_exceeded")] * 2
+
+
 async def test_old_turns_are_dropped_to_fit_and_the_question_stays(small_window: Runtime, llm: FakeOpenAI) -> None:
     history = []
     for i in range(6):
