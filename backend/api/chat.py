@@ -225,9 +225,13 @@ async def _sse(stream: AnswerStream) -> AsyncIterator[bytes]:
         async for event in stream:
             if isinstance(event, StreamOpened):
                 expert, fallbacks = event.expert, event.fallbacks
+                # A conversation the request continues exists (routing checked it is the
+                # caller's); a new one is created only when the answer is recorded, after
+                # the text: its id is in the last chunk alone.
                 info = _route_info(
-                    routed, expert=expert, fallbacks=fallbacks, retrieval=event.retrieval, cache=event.cache
-                )
+                    routed, expert=expert, fallbacks=fallbacks, retrieval=event.retrieval, cache=event.cache,
+                    conversation_id=routed.input.conversation_id,
+                )  # fmt: skip
                 yield chunk({"role": "assistant", "content": ""}, expertgate=info.model_dump())
             elif isinstance(event, TextDelta):
                 yield chunk({"content": event.text})

@@ -141,6 +141,24 @@ async def test_conversation_id_continues_and_keeps_the_expert(
     assert await count_rows(runtime) == (1, 4)
 
 
+async def test_a_streams_first_chunk_names_the_conversation_it_continues(
+    client: httpx.AsyncClient, llm: FakeOpenAI, runtime: Runtime
+) -> None:
+    ask = {"model": "legal", "stream": True, "messages": [{"role": "user", "content": "what is an NDA?"}]}
+    r = await client.post("/v1/chat/completions", json=ask)
+    first, last = sse_events(r.text)[0], sse_events(r.text)[-2]
+    assert isinstance(first, dict) and isinstance(last, dict)
+    # A new conversation exists only once the answer is recorded, after its text was sent.
+    assert first["expertgate"]["conversation_id"] is None
+    conv = last["expertgate"]["conversation_id"]
+    assert conv
+    r = await client.post("/v1/chat/completions", json={**ask, "conversation_id": conv})
+    first, last = sse_events(r.text)[0], sse_events(r.text)[-2]
+    assert isinstance(first, dict) and isinstance(last, dict)
+    assert first["expertgate"]["conversation_id"] == last["expertgate"]["conversation_id"] == conv
+    assert await count_rows(runtime) == (1, 4)
+
+
 async def test_unknown_conversation_is_404_and_writes_nothing(client: httpx.AsyncClient, runtime: Runtime) -> None:
     r = await client.post(
         "/v1/chat/completions",
