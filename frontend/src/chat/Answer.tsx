@@ -27,6 +27,16 @@ export function isDemoModel(upstreamModel: string | null): boolean {
   return upstreamModel !== null && /smollm2/i.test(upstreamModel);
 }
 
+/**
+ * The note under an answer of the demo model: it points to the quoted documents only when
+ * the answer has some (the general expert often answers with none).
+ */
+export function demoModelNotice(hasSources: boolean): string {
+  return hasSources
+    ? "Answered by a small demo model running on this machine; facts come from the quoted documents above."
+    : "Answered by a small demo model running on this machine, with no documents to quote: check its facts.";
+}
+
 /** Who answered, by name: the expert and the model its endpoint ran (when told). */
 export function modelLine(route: RouteView): string {
   return route.upstreamModel
@@ -116,7 +126,7 @@ export function Answer({ api, turn, experts, onRegenerate, onCompare, compared =
       <CitationList citations={citations} onOpen={setOpen} />
       {turn.status === "done" && isDemoModel(turn.route?.upstreamModel ?? null) && (
         <p className="answer-notice small" data-testid="demo-model">
-          Answered by a small demo model running on this machine; facts come from the quoted documents above.
+          {demoModelNotice(citations.length > 0)}
         </p>
       )}
       {turn.status === "done" && turn.route && (

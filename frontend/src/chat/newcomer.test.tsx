@@ -79,8 +79,8 @@ describe("the answer while it streams", () => {
 });
 
 /** The last SSE chunk: finish reason, usage and the full `expertgate` record. */
-function lastChunk(finish: string, upstreamModel: string | null): string {
-  const first = JSON.parse(firstChunk("legal", 1)) as { expertgate: object };
+function lastChunk(finish: string, upstreamModel: string | null, expert = "legal", citations = 1): string {
+  const first = JSON.parse(firstChunk(expert, citations)) as { expertgate: object };
   return JSON.stringify({
     choices: [{ index: 0, delta: {}, finish_reason: finish }],
     usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
@@ -97,6 +97,17 @@ describe("notes under a finished answer", () => {
     render(<Answer api={api} turn={answerAfter(firstChunk("legal", 1), TEXT, lastChunk("stop", "smollm2-135m-instruct"))} experts={[]} />);
     expect(screen.getByTestId("demo-model").textContent).toBe(DEMO_NOTICE);
     expect(screen.queryByTestId("cut-at-length")).toBeNull();
+  });
+
+  it("points to quoted documents only when the answer has some", () => {
+    const plain = JSON.stringify({ choices: [{ index: 0, delta: { content: "Hello there." }, finish_reason: null }] });
+    const last = lastChunk("stop", "smollm2-135m-instruct", "general", 0);
+    render(<Answer api={api} turn={answerAfter(firstChunk("general", 0), plain, last)} experts={[]} />);
+    const notice = screen.getByTestId("demo-model").textContent;
+    expect(notice).toBe(
+      "Answered by a small demo model running on this machine, with no documents to quote: check its facts.",
+    );
+    expect(notice).not.toContain("quoted documents above");
   });
 
   it("says nothing of the sort for another model, or before the answer is done", () => {
