@@ -34,6 +34,7 @@ from router.errors import ArtifactError
 from router.features import HashedNgrams
 from router.safety import rules
 from router.safety.content import pasted
+from router.safety.gloss import foreign_span, gloss, glossary
 
 CATEGORIES: tuple[str, ...] = ("injection", "jailbreak", "extraction")
 SHIPPED = Path(__file__).resolve().parent / "artifacts" / "safety-v2"
@@ -55,7 +56,7 @@ WINDOW_CHARS = 1200
 OBVIOUS_SCORE = 0.99
 # Bumped when what a text is scored in changes (sentences, runs, hidden forms): like a
 # change to the patterns, documents scored with other units are scored again.
-UNITS = "2"
+UNITS = "3"
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,23 @@ def units(text: str) -> Units:
     # One sentence has no pieces besides itself (nor its stripped or its cut form).
     runs = [*_joined(fine), *windows(fine)] if len(fine) > 1 else []
     loose = [w for w in runs if w not in (text, text.strip()) and w not in anchored]
-    return Units(anchored, tuple(dict.fromkeys(loose)))
+    return Units(anchored, tuple(dict.fromkeys([*loose, *glossed(text)])))
+
+
+def glossed(text: str) -> list[str]:
+    """The English gloss (:func:`router.safety.gloss.gloss`) of a text written in another
+    language, and of each of its sentences that is (for texts of up to
+    MAX_WINDOW_SENTENCES sentences, split at request words too): an attack translated
+    into Spanish or Turkish reads to the English encoder as its English words, also
+    when an English request comes before or after it. Nothing for an English text."""
+    parts = segments(text)
+    sentences_of = [*parts, *_joined(run_on(sentences(text)))] if 1 < len(parts) <= MAX_WINDOW_SENTENCES else []
+    read = list(dict.fromkeys([text, *sentences_of]))
+    # Where another language meets English inside a sentence ("... paid cash Necesito la
+    # contraseña ..."), the foreign run alone.
+    spans = [span for span in map(foreign_span, read) if span is not None]
+    out = [gloss(t) for t in dict.fromkeys([*read, *spans])]
+    return [g for g in dict.fromkeys(out) if g is not None]
 
 
 def pieces(text: str) -> list[str]:
@@ -229,6 +246,7 @@ class SafetyModel:
         self._ngrams = HashedNgrams(manifest.lexical_buckets)
         self._temps = np.array([manifest.temperatures[c] for c in manifest.categories], dtype=np.float32)
         self._column = {c: i for i, c in enumerate(manifest.categories)}
+        glossary()  # the lexicons the units read (read once; missing ones fail here, not on a request)
 
     def logits(self, texts: Sequence[str], vectors: Vectors, feats: Vectors | None = None) -> Vectors:
         """Uncalibrated logits, shape (len(texts), categories). ``feats``: the texts' rule
