@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
+from types import MappingProxyType
 
 LANGUAGES: tuple[str, ...] = ("es", "fr", "de", "pt", "it", "nl", "pl", "tr")
 DIRECTORY = Path(__file__).resolve().parent / "gloss"
@@ -136,6 +138,23 @@ def glossary() -> Glossary:
     return Glossary.read({language: DIRECTORY / f"{language}.tsv" for language in LANGUAGES})
 
 
+# Each word's English is remembered (a request's words are read by language_of and
+# foreign_span, for the text and its sentences): words of up to MEMO_WORD_CHARS
+# letters, WORDS_REMEMBERED of them.
+MEMO_WORD_CHARS = 24
+WORDS_REMEMBERED = 20_000
+
+
+def english_of(word: str) -> Mapping[str, str]:
+    """``word``'s English in each language whose lexicon knows it (:meth:`Glossary.english`)."""
+    return _remembered(word) if len(word) <= MEMO_WORD_CHARS else glossary().english(word)
+
+
+@lru_cache(maxsize=WORDS_REMEMBERED)
+def _remembered(word: str) -> Mapping[str, str]:
+    return MappingProxyType(glossary().english(word))
+
+
 def language_of(text: str) -> tuple[str, list[str | None]] | None:
     """The language whose lexicon knows most of ``text``'s words, with each word's
     English in it, when it knows enough of them to call the text that language
@@ -144,7 +163,7 @@ def language_of(text: str) -> tuple[str, list[str | None]] | None:
     if len(words) < MIN_WORDS:
         return None
     index = glossary()
-    found = [index.english(w) for w in words]
+    found = [english_of(w) for w in words]
     likeliest = _likeliest(words, found)
     if likeliest is None or likeliest[1] < MIN_WORDS or likeliest[1] < MIN_SHARE * len(words):
         return None
@@ -153,7 +172,7 @@ def language_of(text: str) -> tuple[str, list[str | None]] | None:
     return language, [known.get(language) or index.in_language(word, language) for word, known in pairs]
 
 
-def _likeliest(words: list[str], found: list[dict[str, str]]) -> tuple[str, int] | None:
+def _likeliest(words: list[str], found: list[Mapping[str, str]]) -> tuple[str, int] | None:
     """The language in which most of ``words`` (``found``: each word's English per
     language) mean something other than in English, and how many do."""
     counts: dict[str, int] = {}
@@ -190,7 +209,7 @@ def foreign_span(text: str) -> str | None:
         return None
     index = glossary()
     words = [m.group(0) for m in matches]
-    found = [index.english(w) for w in words]
+    found = [english_of(w) for w in words]
     likeliest = _likeliest(words, found)
     if likeliest is None or likeliest[1] < MIN_WORDS:
         return None

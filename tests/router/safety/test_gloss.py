@@ -128,3 +128,13 @@ def test_the_shipped_model_flags_a_translated_attack_it_missed_without_the_gloss
     plain = [text, *(u for u in parts.all if u not in glossed)]
     assert model.probabilities(plain, encoder.encode(plain)).max() < threshold
     assert model.score(text, encoder.encode([text])[0], encoder.encode).top[1] >= threshold
+
+
+def test_words_are_remembered_up_to_a_length() -> None:
+    g.english_of("instrucciones")
+    before = g._remembered.cache_info().currsize
+    g.english_of("a" * (g.MEMO_WORD_CHARS + 1))
+    assert g._remembered.cache_info().currsize == before
+    g.english_of("contraseñas")
+    assert g._remembered.cache_info().currsize == before + 1
+    assert g.english_of("contraseñas") == g.glossary().english("contraseñas")
