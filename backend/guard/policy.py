@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from backend.guard.pii import PiiDetector, Placeholders
+from backend.guard.pii import Finding, PiiDetector, Placeholders
 from experts.errors import OutboundBlocked
 from experts.registry import ExpertSpec, PiiPolicy
 from experts.types import ChatMessage, Passage
@@ -53,18 +53,36 @@ def action_for(policy: PiiPolicy, report: PiiReport) -> str:
 # text itself, so an edited chunk is scanned anew). ~0.15 CPU-ms per passage saved.
 PASSAGE_CACHE = 4096
 
+# A message's findings are remembered the same way: a request's messages are scanned by
+# the guard stage (``scan``), by the check a stream makes before it opens and by the
+# expert call itself (``outbound``), and a conversation's earlier turns come back with
+# each new one. The findings depend on the text alone (the detector's types are fixed at
+# construction; an expert's policy only decides what is done with them). A message longer
+# than MESSAGE_CACHE_CHARS (above the default max_input_chars of 48,000) is scanned
+# every time and not kept, which bounds what the cache holds to about 13 M characters.
+MESSAGE_CACHE = 256
+MESSAGE_CACHE_CHARS = 50_000
+
 
 class PiiGuard:
-    """No state but a cache of passage findings; safe to share across requests and threads."""
+    """No state but caches of passage and message findings (lru_cache: thread-safe);
+    safe to share across requests and threads."""
 
     def __init__(self, detector: PiiDetector | None = None) -> None:
         self.detector = detector or PiiDetector()
         self._passage_findings = lru_cache(maxsize=PASSAGE_CACHE)(lambda text: tuple(self.detector.find(text)))
+        self._kept_message_findings = lru_cache(maxsize=MESSAGE_CACHE)(lambda text: tuple(self.detector.find(text)))
+
+    def _message_findings(self, text: str) -> tuple[Finding, ...]:
+        """``detector.find(text)``, remembered unless ``text`` is over MESSAGE_CACHE_CHARS."""
+        if len(text) > MESSAGE_CACHE_CHARS:
+            return tuple(self.detector.find(text))
+        return self._kept_message_findings(text)
 
     def scan(self, texts: Sequence[str]) -> PiiReport:
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(str(f.type) for f in self.detector.find(text))
+            counts.update(str(f.type) for f in self._message_findings(text))
         return PiiReport(dict(counts))
 
     def redact(self, text: str) -> str:
@@ -88,7 +106,12 @@ class PiiGuard:
         # One placeholder scope for the whole request: "[EMAIL_1]" is the same address
         # in every message and passage, so the model can still follow the conversation.
         scope = Placeholders()
-        sent = [dataclasses.replace(m, content=self.detector.redact(m.content, scope)) for m in conversation]
+        sent = [
+            dataclasses.replace(
+                m, content=self.detector.redact_found(m.content, self._message_findings(m.content), scope)
+            )
+            for m in conversation
+        ]
         docs = [
             dataclasses.replace(p, text=self.detector.redact_found(p.text, self._passage_findings(p.text), scope))
             for p in passages

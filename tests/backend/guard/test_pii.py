@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from backend.guard.logfilter import RedactingFilter
-from backend.guard.pii import Finding, PiiDetector, PiiType, iban_valid, luhn_valid
-from backend.guard.policy import PiiGuard, action_for
+from backend.guard.pii import Finding, PiiDetector, PiiType, Placeholders, iban_valid, luhn_valid
+from backend.guard.policy import MESSAGE_CACHE_CHARS, PiiGuard, action_for
 from experts.errors import OutboundBlocked
-from experts.registry import ExpertSpec
-from experts.types import ChatMessage, Passage
+from experts.registry import ExpertRegistry, ExpertSpec, GenerationParams
+from experts.service import ExpertService
+from experts.types import ChatMessage, Completion, Endpoint, Passage, StreamDone, StreamEvent, TextDelta, Usage
 
 D = PiiDetector()
 
@@ -159,6 +161,86 @@ def test_outbound_scans_a_passage_text_once_and_numbers_placeholders_per_request
     edited = [Passage(1, "runbook", "runbook.md", "escalate to 198.51.100.7")]
     assert guard.outbound(spec("redact"), [], edited)[1][0].text == "escalate to [IP_1]"
     assert scanned[-1] == "escalate to 198.51.100.7"
+
+
+class Recording:
+    """An LLMClient that streams one short answer and keeps the messages it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[ChatMessage]] = []
+
+    async def complete(self, *_: object) -> Completion:
+        raise AssertionError("only streams are asked for here")
+
+    async def stream(
+        self, expert: str, endpoint: Endpoint, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[StreamEvent]:
+        self.sent.append(list(messages))
+        yield TextDelta("noted")
+        yield StreamDone("stop", Usage(1, 1), "m")
+
+    async def warm(self, endpoints: Sequence[Endpoint] = ()) -> None:
+        return None
+
+
+async def test_a_streamed_request_scans_each_message_once_with_the_findings_of_a_fresh_scan() -> None:
+    scanned: list[str] = []
+
+    class Counting(PiiDetector):
+        def find(self, text: str) -> list[Finding]:
+            scanned.append(text)
+            return super().find(text)
+
+    registry = ExpertRegistry.from_mapping(
+        {
+            "experts": {
+                "general": {
+                    "description": "everything the other experts do not cover",
+                    "system_prompt": "help",
+                    "llm": {"model": "openai/x", "api_base": "local"},
+                },
+                "legal": {
+                    "description": "contracts and other legal questions",
+                    "system_prompt": "be precise",
+                    "llm": {"model": "openai/x", "api_base": "http://x/v1"},
+                },
+            }
+        }
+    )
+    assert registry.get("legal").pii_policy == "redact"
+    guard = PiiGuard(Counting())
+    client = Recording()
+    endpoints = {name: Endpoint("openai/x", "http://x/v1", None, 5.0) for name in registry.names}
+    svc = ExpertService(registry, client, endpoints, guard)
+    conv = [*CONV, ChatMessage("user", "and mail bob@example.com the cap")]
+    # The pipeline's order for a stream: the guard stage's scan, the check before the
+    # stream opens, then the prompt the stream itself builds.
+    guard.scan([m.content for m in conv if m.role != "assistant"])
+    svc.check_prompt("legal", conv)
+    events = [e async for e in svc.stream("legal", conv, allow_fallback=False)]
+    assert isinstance(events[-1], StreamDone)
+    assert sorted(scanned) == sorted(m.content for m in conv)
+    scope = Placeholders()
+    fresh = [PiiDetector().redact(m.content, scope) for m in conv]
+    assert [m.content for m in client.sent[0][-len(conv) :]] == fresh
+    assert fresh == ["I am [EMAIL_1], call [PHONE_1]", "Noted, [EMAIL_1].", "and mail [EMAIL_2] the cap"]
+    assert guard.scan([m.content for m in conv]) == PiiGuard().scan([m.content for m in conv])
+
+
+def test_a_message_over_the_length_bound_is_scanned_each_time_and_not_kept() -> None:
+    scanned: list[int] = []
+
+    class Counting(PiiDetector):
+        def find(self, text: str) -> list[Finding]:
+            scanned.append(len(text))
+            return super().find(text)
+
+    guard = PiiGuard(Counting())
+    at_bound = ("mail x@example.com. " * (MESSAGE_CACHE_CHARS // 20 + 1))[:MESSAGE_CACHE_CHARS]
+    over = at_bound + "!"
+    for _ in range(2):
+        assert guard.scan([at_bound, over]).counts == {"EMAIL": 2 * (MESSAGE_CACHE_CHARS // 20)}
+    assert scanned == [len(at_bound), len(over), len(over)]
 
 
 def test_outbound_block_refuses_pii_in_messages_but_not_in_passages() -> None:
