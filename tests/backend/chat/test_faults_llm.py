@@ -176,12 +176,22 @@ async def test_a_streamed_question_longer_than_the_window_is_the_same_400_before
         assert streamed.json() == plain.json()
         assert streamed.json()["error"]["code"] == "context_length_exceeded"
         assert llm.requests == []
-        # The refusal gave its admission back: a question that fits is still streamed.
+        # Each refusal gave its slot back: none is held, and after more refused streams
+        # than the legal expert's capacity (2) a question that fits is still streamed by it.
+        assert await small_window.capacity.in_flight() == {}
+        for _ in range(2):
+            again = await c.post("/v1/chat/completions", json=ask("x" * 30_000, model="legal", stream=True))
+            assert again.status_code == 400
+        assert await small_window.capacity.in_flight() == {}
         llm.script(Reply("Section nine caps liability."))
         r = await c.post("/v1/chat/completions", json=ask(model="legal", stream=True))
-        assert r.status_code == 200 and stream_text(sse_events(r.text)) == "Section nine caps liability."
+        assert r.status_code == 200, r.text
+        events = sse_events(r.text)
+        first = events[0]
+        assert isinstance(first, dict) and first["expertgate"]["expert"] == "legal"
+        assert stream_text(events) == "Section nine caps liability."
     refused = [e for e in await chat_events(small_window) if e.outcome == "refused"]
-    assert [(e.status, e.payload["error"]["code"]) for e in refused] == [(400, "context_length_exceeded")] * 2
+    assert [(e.status, e.payload["error"]["code"]) for e in refused] == [(400, "context_length_exceeded")] * 4
 
 
 async def test_old_turns_are_dropped_to_fit_and_the_question_stays(small_window: Runtime, llm: FakeOpenAI) -> None:
