@@ -72,7 +72,7 @@ class DocumentScanner:
         self._model = model
         self._default = default
         self._domains = dict(domains or {})
-        self.version = model.scorer  # a new model or new patterns rescore every chunk
+        self.version = model.document_scorer  # a new model or new patterns rescore every chunk
         self.encoder_name = model.encoder_name
         # A chunk is flagged at this score (None: the model's calibrated threshold).
         self.threshold = model.manifest.threshold if threshold is None else threshold

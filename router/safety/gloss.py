@@ -15,12 +15,15 @@ lower case; a form ending in ``*`` is a stem matching any word that starts with 
 (Turkish "talimat*" for talimatlarını; the longest stem wins, an exact form wins over a
 stem). Words are also looked up without their accents ("instruccion", "goster").
 A form written ``~form`` is spelled like an English word of another meaning (German
-"was", Dutch "van", Spanish "con"): it is glossed in a text already read as its
-language, and never counts towards reading a text as that language.
+"was", Dutch "van", Spanish "con"), and so is every one-letter form (Italian "e", Polish
+"w"): it is glossed in a text already read as its language, and never counts towards
+reading a text as that language.
 
 A text is glossed only when it reads as one of these languages: at least
 :data:`MIN_WORDS` of its words, and :data:`MIN_SHARE` of them, are in the same
-lexicon and mean something else in English ("section" is no evidence of French). An
+lexicon and mean something else in English ("section" is no evidence of French;
+English words that the lexicons' languages share, "client", "cache", "execute", are
+marked ``~``). An
 English message is not, so English traffic, nearly all of it, costs a
 dictionary lookup per word and no embedding. Where one sentence is English on one side
 and another language on the other (a request with no full stop running into a
@@ -50,7 +53,9 @@ MIN_SHARE = 0.4
 MAX_CHARS = 1200
 MIN_STEM = 4
 
-_WORD = re.compile(r"[^\W\d_]+")
+# A word: letters with no letter, digit or underscore beside them ("3f9a2c", "30W" and
+# "user_name" hold none).
+_WORD = re.compile(r"(?<!\w)[^\W\d_]+(?!\w)")
 
 
 def plain(word: str) -> str:
@@ -85,8 +90,8 @@ class Glossary:
                 form, english = form.strip().lower(), english.strip()
                 if not sep or not form or not english:
                     continue
-                if form.startswith("~"):
-                    later.setdefault(form[1:], english)
+                if form.startswith("~") or len(form) == 1:  # a letter alone is read in context only
+                    later.setdefault(form.lstrip("~"), english)
                 elif form.endswith("*"):
                     if len(form) > MIN_STEM:
                         starts.setdefault(form[:-1], english)
@@ -96,8 +101,9 @@ class Glossary:
             # letter or two ("à" typed "a" is the English article).
             for table in (forms, starts, later):
                 for form, english in list(table.items()):
-                    if len(plain(form)) > 2:
-                        table.setdefault(plain(form), english)
+                    spelled = plain(form)
+                    if len(spelled) > 2 and (table is later or spelled not in later):  # "über" typed "uber"
+                        table.setdefault(spelled, english)
             for form, english in forms.items():
                 exact.setdefault(form, {})[language] = english
             for stem, english in starts.items():

@@ -189,22 +189,23 @@ class Units:
 def units(text: str) -> Units:
     """``text``'s :class:`Units`, each once. Remembered: a request asks twice, whether
     scoring it embeds anything and to score it."""
-    anchored = tuple(dict.fromkeys([*(w for w in segments(text) if w != text), *rules.variants(text)]))
+    parts = segments(text)
+    anchored = tuple(dict.fromkeys([*(w for w in parts if w != text), *rules.variants(text)]))
     fine = run_on(sentences(text))
     # One sentence has no pieces besides itself (nor its stripped or its cut form).
     runs = [*_joined(fine), *windows(fine)] if len(fine) > 1 else []
     loose = [w for w in runs if w not in (text, text.strip()) and w not in anchored]
-    return Units(anchored, tuple(dict.fromkeys([*loose, *glossed(text)])))
+    return Units(anchored, tuple(dict.fromkeys([*loose, *glossed(text, parts, fine)])))
 
 
-def glossed(text: str) -> list[str]:
+def glossed(text: str, parts: Sequence[str], fine: Sequence[str]) -> list[str]:
     """The English gloss (:func:`router.safety.gloss.gloss`) of a text written in another
-    language, and of each of its sentences that is (for texts of up to
-    MAX_WINDOW_SENTENCES sentences, split at request words too): an attack translated
-    into Spanish or Turkish reads to the English encoder as its English words, also
-    when an English request comes before or after it. Nothing for an English text."""
-    parts = segments(text)
-    sentences_of = [*parts, *_joined(run_on(sentences(text)))] if 1 < len(parts) <= MAX_WINDOW_SENTENCES else []
+    language, and of each of its sentences that is (``parts``: its :func:`segments`;
+    ``fine``: its sentences split at request words; for texts of up to
+    MAX_WINDOW_SENTENCES sentences): an attack translated into Spanish or Turkish reads
+    to the English encoder as its English words, also when an English request comes
+    before or after it. Nothing for an English text."""
+    sentences_of = [*parts, *_joined(fine)] if 1 < len(parts) <= MAX_WINDOW_SENTENCES else []
     read = list(dict.fromkeys([text, *sentences_of]))
     # Where another language meets English inside a sentence ("... paid cash Necesito la
     # contraseña ..."), the foreign run alone.
@@ -233,6 +234,10 @@ class SafetyModel:
         # What scored a text: the trained model and the patterns beside it (audited
         # with each verdict; a change to either rescores stored documents).
         self.scorer = f"{manifest.version}+rules-{rules.VERSION}+units-{UNITS}"
+        # What scored a document's chunks: they are read whole and sentence by sentence
+        # (SafetyModel.probabilities, not units), so a change to the units does not
+        # rescore stored documents; a new model or new patterns do.
+        self.document_scorer = f"{manifest.version}+rules-{rules.VERSION}"
         self.encoder_name = manifest.encoder
         self._t = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
         missing = [n for n in ("w1", "b1", "w2", "b2", "lex") if n not in self._t]

@@ -36,6 +36,16 @@ _REVEALING = re.compile(
     r"\b(?:ignore|disregard|forget|override|bypass|instructions?|prompt|system|rules|reveal|previous|jailbreak"
     r"|developer|unrestricted|unfiltered|password|secrets?|confidential|restricted|admin|pretend|roleplay)\b"
 )
+# Latin letters' look-alikes in Cyrillic and Greek (lower case: the text is lowered
+# first), read as Latin inside a word that mixes them with Latin letters: "system" typed
+# with a Cyrillic s, y and e is "system". A word all in Cyrillic or Greek is left as it
+# is (Russian is not an attack).
+_HOMOGLYPHS = str.maketrans(
+    "\u0430\u0432\u0435\u043a\u043c\u043d\u043e\u0440\u0441\u0442\u0443\u0445\u0455\u0456\u0458"
+    "\u0501\u04bb\u04cf\u051b\u051d\u03b1\u03b5\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7",
+    "abekmhopctyxsijdhlqwaeikvoptux",
+)
+_LETTERS = re.compile(r"[^\W\d_]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){12,}\b")
 
@@ -46,11 +56,21 @@ def normalise(text: str) -> str:
     """Lower case, compatibility forms (full-width and styled letters to plain), no
     invisible characters, spaced and split words joined, leetspeak undone."""
     text = unicodedata.normalize("NFKC", text[:MAX_CHARS]).translate(_INVISIBLE).lower()
+    text = _LETTERS.sub(_unmixed, text)
     text = _SPACED.sub(lambda m: re.sub(r"[ ._\-*]", "", m.group(0)), text)
     text = _INNER.sub("", text)
     if not _LEET_INSIDE.search(text):  # "10am", "0x8007": numbers, not leetspeak
         return text
     return _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
+
+
+def _unmixed(match: re.Match[str]) -> str:
+    """A word that mixes Latin letters with their Cyrillic or Greek look-alikes, in Latin."""
+    word = match.group(0)
+    latin = word.translate(_HOMOGLYPHS)
+    if latin == word or not any("a" <= c <= "z" for c in word):
+        return word
+    return latin
 
 
 def _printable(raw: bytes) -> str | None:
@@ -85,7 +105,8 @@ def decoded(text: str) -> list[str]:
 
 def variants(text: str) -> list[str]:
     """Forms of ``text`` to score besides itself: its normalised form when that differs
-    (beyond case), its rot13 when asked for, and what decodes from base64 or hex."""
+    (beyond case), its rot13 when asked for, its reversal (the whole text, or each word)
+    when that reveals words an attack hides, and what decodes from base64 or hex."""
     return _variants(text, decoded(text))
 
 
@@ -97,6 +118,12 @@ def _variants(text: str, hidden: list[str]) -> list[str]:
         out.append(plain)
     if "rot13" in plain or "rot-13" in plain or "rot 13" in plain:
         out.append(codecs.decode(text[:MAX_CHARS], "rot13"))
+    # Text written backwards ("snoitcurtsni suoiverp erongi"), whole or word by word.
+    seen = set(_REVEALING.findall(plain))
+    head = text[:MAX_CHARS]
+    for flipped in (head[::-1], _LETTERS.sub(lambda m: m.group(0)[::-1], head)):
+        if set(_REVEALING.findall(flipped.lower())) - seen:
+            out.append(flipped)
     out.extend(hidden)
     return out
 
@@ -340,8 +367,9 @@ MATERIAL: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
 }
-# Bumped when DECISIVE or MATERIAL changes: documents scored with other patterns are scored again.
-VERSION = "3"
+# Bumped when DECISIVE or MATERIAL changes, or what the rule features read (the hidden
+# forms): documents scored with other patterns are scored again.
+VERSION = "4"
 
 
 def in_material(text: str) -> tuple[str, ...]:
