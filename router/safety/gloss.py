@@ -43,6 +43,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 
+from router.features import MEMO_WORD_CHARS, WORDS_REMEMBERED
+
 LANGUAGES: tuple[str, ...] = ("es", "fr", "de", "pt", "it", "nl", "pl", "tr")
 DIRECTORY = Path(__file__).resolve().parent / "gloss"
 # A text is glossed when at least this many of its words, and this share of them, are
@@ -70,7 +72,8 @@ class Glossary:
     """Every language's lexicon in one index, so a word is looked up once, not once
     per language: ``exact`` maps a form (and its accent-free spelling) to its English
     per language; ``stems`` maps a stem's first :data:`MIN_STEM` letters to the stems
-    that start so, longest first."""
+    that start so, longest first; ``after`` maps the forms read only in a text already
+    known to be in their language (``~`` forms and single letters) to their English."""
 
     exact: dict[str, dict[str, str]]
     stems: dict[str, list[tuple[str, str, str]]]
@@ -145,10 +148,8 @@ def glossary() -> Glossary:
 
 
 # Each word's English is remembered (a request's words are read by language_of and
-# foreign_span, for the text and its sentences): words of up to MEMO_WORD_CHARS
-# letters, WORDS_REMEMBERED of them.
-MEMO_WORD_CHARS = 24
-WORDS_REMEMBERED = 20_000
+# foreign_span, for the text and its sentences), with the bounds of the n-gram memo
+# (router.features): words of up to MEMO_WORD_CHARS letters, WORDS_REMEMBERED of them.
 
 
 def english_of(word: str) -> Mapping[str, str]:
