@@ -39,8 +39,12 @@ const CITATION = {
   document_id: 7,
 };
 
-/** A server that stores exchanges per conversation and answers "<expert> answer N [1]." */
-function fakeServer() {
+/**
+ * A server that stores exchanges per conversation and answers "<expert> answer N [1].".
+ * Answer `holdAt` (1-based) sends its first words, "<expert> partial N", and then nothing
+ * until the client aborts; like the real server it stores nothing of an answer not finished.
+ */
+function fakeServer({ holdAt }: { holdAt?: number } = {}) {
   const asked: { model: string; messages: { role: string; content: string }[]; fresh: boolean }[] = [];
   const dropped: string[][] = [];
   const feedback: Record<string, unknown>[] = [];
@@ -61,6 +65,20 @@ function fakeServer() {
       const requestId = `req-${n}`;
       const id = body.conversation_id ?? "c1";
       const question = body.messages.at(-1)!.content;
+      const choice = (delta: object, finish: string | null) => [{ index: 0, delta, finish_reason: finish }];
+      const frame = (chunk: object) => new TextEncoder().encode(`data: ${JSON.stringify(chunk)}\n\n`);
+      if (n === holdAt) {
+        const signal = init?.signal ?? req.signal;
+        const held = new ReadableStream<Uint8Array>({
+          start(body) {
+            body.enqueue(frame({ choices: choice({ role: "assistant", content: "" }, null), expertgate: { expert, confidence: 0.9, reason: "routed", router_version: "v1", top_k: [expert], probabilities: {}, citations: [], fallbacks: [], request_id: requestId, conversation_id: null } }));  // prettier-ignore
+            body.enqueue(frame({ choices: choice({ content: `${expert} partial ${n}` }, null) }));
+            // As a browser's fetch does: aborting it errors the body being read.
+            signal?.addEventListener("abort", () => body.error(new DOMException("aborted", "AbortError")));
+          },
+        });
+        return new Response(held, { status: 200, headers: { "content-type": "text/event-stream" } });
+      }
       const conv = conversations.get(id) ?? { title: question, messages: [] };
       const text = `${expert} answer ${n} [1].`;
       conv.messages.push(
@@ -73,7 +91,6 @@ function fakeServer() {
         top_k: [expert], probabilities: {}, citations: [CITATION], fallbacks: [], request_id: requestId,
         conversation_id: id, upstream_model: "tiny-model",
       };  // prettier-ignore
-      const choice = (delta: object, finish: string | null) => [{ index: 0, delta, finish_reason: finish }];
       const sse = [
         { choices: choice({ role: "assistant", content: "" }, null), expertgate: { ...route, conversation_id: null } },
         { choices: choice({ content: text }, null) },
@@ -206,6 +223,30 @@ describe("ask another expert", () => {
     expect(screen.getByRole("status").textContent).toMatch(/Kept the support answer/);
     expect(answers()).toHaveLength(1);
     expect(within(answers()[0]!).getByTestId("answer-model").textContent).toBe("support expert · model tiny-model");
+  });
+});
+
+describe("stop", () => {
+  it("keeps the stopped question and its words so far, and sends them with the next question", async () => {
+    const server = fakeServer({ holdAt: 2 });
+    render(<Routed api={server.api} />);
+    await ask("first question");
+    await waitFor(() => expect(answers()[0]!.getAttribute("data-status")).toBe("done"));
+    await ask("second question");
+    await screen.findByText("legal partial 2");
+    await userEvent.keyboard("{Escape}");
+    await waitFor(() => expect(answers()[1]!.getAttribute("data-status")).toBe("stopped"));
+    expect(within(answers()[1]!).getByText("Stopped.")).toBeTruthy();
+    const questions = () => screen.getAllByTestId("question").map((q) => q.querySelector("p")!.textContent);
+    expect(questions()).toEqual(["first question", "second question"]);
+
+    await ask("third question");
+    await waitFor(() => expect(answers()[2]!.getAttribute("data-status")).toBe("done"));
+    expect(questions()).toEqual(["first question", "second question", "third question"]);
+    expect(answers()[1]!.textContent).toContain("legal partial 2");
+    expect(server.asked.at(-1)!.messages.map((m) => m.content)).toEqual([
+      "first question", "legal answer 1 [1].", "second question", "legal partial 2", "third question",
+    ]);  // prettier-ignore
   });
 });
 

@@ -102,6 +102,21 @@ describe("history", () => {
     ]);
   });
 
+  it("sends a stopped exchange as the user left it: the question and the words so far", () => {
+    const turns = [
+      { kind: "user" as const, key: "u1", text: "stopped early" },
+      { ...done("The cap", "a1"), status: "stopped" as const },
+      { kind: "user" as const, key: "u2", text: "stopped before any words" },
+      { ...done("", "a2"), status: "stopped" as const },
+    ];
+    expect(history(turns, "next")).toEqual([
+      { role: "user", content: "stopped early" },
+      { role: "assistant", content: "The cap" },
+      { role: "user", content: "stopped before any words" },
+      { role: "user", content: "next" },
+    ]);
+  });
+
   it("keeps the newest exchanges within the limits", () => {
     const turns = Array.from({ length: 10 }, (_, i) => [
       { kind: "user" as const, key: `u${i}`, text: `q${i}` },

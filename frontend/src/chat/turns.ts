@@ -212,8 +212,10 @@ export function chatReducer(state: ChatState, action: ChatAction): ChatState {
 }
 
 /**
- * The OpenAI `messages` to send for a new question: earlier complete exchanges (the
- * expert needs the context) bounded by count and size, then the question.
+ * The OpenAI `messages` to send for a new question: earlier exchanges (the expert needs
+ * the context) bounded by count and size, then the question. A complete exchange goes as
+ * its question and answer; a stopped one as the user left it, its question and the words
+ * that had arrived (the question alone if none had); a failed one not at all.
  */
 export function history(
   turns: Turn[],
@@ -226,10 +228,12 @@ export function history(
     const answer = turns[i];
     const asked = turns[i - 1];
     if (answer?.kind !== "answer" || asked?.kind !== "user") continue;
-    if (answer.status !== "done" || !answer.text) continue;
+    if (answer.status !== "stopped" && (answer.status !== "done" || !answer.text)) continue;
+    const exchange: typeof out = [{ role: "user", content: asked.text }];
+    if (answer.text) exchange.push({ role: "assistant", content: answer.text });
     const size = answer.text.length + asked.text.length;
-    if (out.length + 2 > limits.messages - 1 || chars + size > limits.chars) break;
-    out.unshift({ role: "user", content: asked.text }, { role: "assistant", content: answer.text });
+    if (out.length + exchange.length > limits.messages - 1 || chars + size > limits.chars) break;
+    out.unshift(...exchange);
     chars += size;
     i--;
   }
