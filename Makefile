@@ -27,9 +27,10 @@ $(STAMPS)/python: $(BIN)/python pyproject.toml constraints.txt
 	@mkdir -p $(STAMPS) && touch $@
 
 # The encoder on ONNX Runtime (the default runtime, router/onnx_encoder.py): exported once
-# from the bundled MiniLM and each bundled gate's tuned layers, offline, checked against
+# from the bundled MiniLM, each bundled gate's tuned layers and the safety reader's, offline, checked against
 # torch, into router/encoder-onnx/ (ignored by git). Idempotent: existing builds are kept.
-ONNX_INPUTS := router/onnx_export.py $(wildcard router/artifacts/*/encoder.safetensors)
+ONNX_INPUTS := router/onnx_export.py $(wildcard router/artifacts/*/encoder.safetensors) \
+               $(wildcard router/safety/artifacts/*/encoder.safetensors)
 
 $(STAMPS)/encoder-onnx: $(STAMPS)/python $(ONNX_INPUTS)
 	$(BIN)/python -m router.onnx_export

@@ -208,7 +208,12 @@ def build_runtime(
         grounding=GroundingChecker(encoder),  # the same loaded model as the router's
         cache=build_response_cache(registry, db, knowledge.service, redis, metrics, encoder),  # backend/cache
         safety=(
-            build_input_safety(settings.safety_model_dir, query_encoder, registry) if settings.safety_check else None
+            build_input_safety(
+                settings.safety_model_dir, query_encoder, registry,
+                reader=settings.safety_reader, reader_dir=settings.safety_reader_dir, reader_base=encoder,
+            )
+            if settings.safety_check
+            else None
         ),
     )  # fmt: skip
     return Runtime(

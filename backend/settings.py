@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     # directory; false turns the check off (every request's scores are then absent).
     safety_check: bool = True
     safety_model_dir: Path | None = None
+    # Its second reading (router/safety/reader.py): a tuned encoder pass for the requests
+    # the model is unsure of; false turns it off, a directory names another version.
+    safety_reader: bool = True
+    safety_reader_dir: Path | None = None
     # A retrain tunes the encoder's layers as the shipped gate's was (a few minutes on 2
     # cores; docs/router.md); false fits the head on the base encoder alone (seconds).
     router_finetune: bool = True

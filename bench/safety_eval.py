@@ -34,17 +34,25 @@ import numpy as np
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 from router.safety.data import BENIGN, SafetyExample, load_split
 from router.safety.model import SHIPPED, SafetyModel
+from router.safety.reader import SHIPPED_READER, SafetyReader, second_reading
 from router.safety.train import ENCODER, VectorCache, padded
 
 RESULTS = Path(__file__).resolve().parent / "results" / "safety.json"
 
 
+READER: SafetyReader | None = None  # the second reading, when main loads one
+
+
 def _flags(model: SafetyModel, rows: Sequence[SafetyExample], cache: VectorCache) -> list[tuple[bool, str]]:
-    """(flagged, top category) per row, through SafetyModel.score as the server runs it."""
+    """(flagged, top category) per row, through SafetyModel.score as the server runs it,
+    and the reader's second reading for the rows in its band (backend/guard/safety.py)."""
     out = []
     vectors = cache.encode([r.text for r in rows])
+    threshold = model.manifest.threshold
     for row, vector in zip(rows, vectors, strict=True):
         scores = model.score(row.text, vector, cache.encode)
+        if READER is not None and READER.wanted(scores, threshold):
+            scores = second_reading(scores, READER.probabilities([row.text])[0], READER.manifest, threshold)
         top, value = scores.top
         out.append((value >= model.manifest.threshold, top))
     return out
@@ -80,6 +88,7 @@ def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dic
     }
     report: dict[str, object] = {
         "model": model.version,
+        "reader": READER.version if READER is not None else None,
         "threshold": model.manifest.threshold,
         "held_out": {
             "attacks": len(attacks),
@@ -113,12 +122,21 @@ def _latency(model: SafetyModel, cache: VectorCache, texts: Sequence[str]) -> di
     """The check's time per request with its embedding given (what the pipeline adds)."""
     vectors = cache.encode(texts)
     times = []
+    read = 0
+    threshold = model.manifest.threshold
     for text, vector in zip(texts, vectors, strict=True):
         started = time.perf_counter()
-        model.score(text, vector, cache.encoder.encode)  # extra pieces encoded for real
+        scores = model.score(text, vector, cache.encoder.encode)  # extra pieces encoded for real
+        if READER is not None and READER.wanted(scores, threshold):
+            READER.probabilities([text])  # the second reading's pass, for real
+            read += 1
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
-    return {"p50_ms": round(statistics.median(times), 3), "p95_ms": round(times[int(0.95 * len(times))], 3)}
+    return {
+        "p50_ms": round(statistics.median(times), 3),
+        "p95_ms": round(times[int(0.95 * len(times))], 3),
+        "read_again": round(read / len(texts), 4),
+    }
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -148,12 +166,20 @@ def _public(model: SafetyModel, cache: VectorCache, folder: Path) -> dict[str, o
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHIPPED)
+    parser.add_argument("--reader", default=str(SHIPPED_READER), help="the second reading's directory, or 'none'")
     parser.add_argument("--public", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "expertgate" / "safety-vectors.npz")
     args = parser.parse_args(argv)
     np.random.seed(0)
     cache = VectorCache(SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER), args.cache)
+    global READER
+    if args.reader != "none":
+        from backend.gate.wiring import bundled_encoder
+        from backend.settings import Settings
+
+        # as the server runs it: the tuned layers on the settings' encoder runtime
+        READER = SafetyReader.load(Path(args.reader), bundled_encoder(Settings(), serving=False))
     report = evaluate(SafetyModel.load(args.model), cache, args.public)
     cache.save()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ Run once at setup (``make setup`` runs it; it is idempotent), never at request t
     .venv/bin/python -m router.onnx_export [--out DIR] [--force]
 
 For the bundled all-MiniLM-L6-v2 and for the routing-tuned encoder of every bundled gate
-version with ``encoder_tuning`` (router/artifacts/*/encoder.safetensors), it writes::
+version with ``encoder_tuning`` (router/artifacts/*/encoder.safetensors) and of every
+bundled safety reader (router/safety/artifacts/*/encoder.safetensors), it writes::
 
     <out>/<digest>/model.onnx        the transformer + mean pooling + L2 normalisation,
                                      float32 (TorchScript exporter, no network)
@@ -266,6 +267,15 @@ def bundled_tuned_tensors() -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def bundled_reader_tensors() -> dict[str, dict[str, np.ndarray]]:
+    """Per bundled safety reader (router/safety/reader.py): its tuned tensors."""
+    from safetensors.numpy import load_file
+
+    from router.safety.reader import ARTIFACTS, ENCODER_FILE
+
+    return {p.parent.name: load_file(str(p)) for p in sorted(ARTIFACTS.glob(f"*/{ENCODER_FILE}"))}
+
+
 def main() -> None:
     from router.encoder import bundled_minilm_path
 
@@ -276,6 +286,7 @@ def main() -> None:
     model_dir = bundled_minilm_path()
     jobs: list[tuple[str, dict[str, np.ndarray] | None]] = [("all-MiniLM-L6-v2", None)]
     jobs += [(f"tuned encoder of {version}", tensors) for version, tensors in bundled_tuned_tensors().items()]
+    jobs += [(f"safety reader {version}", tensors) for version, tensors in bundled_reader_tensors().items()]
     for label, tensors in jobs:
         target = build(model_dir, args.out, tensors, force=args.force)
         manifest = json.loads((target / MANIFEST).read_text())

@@ -308,6 +308,8 @@ class ChatPipeline:
             assessed = await anyio.to_thread.run_sync(self._safety.assess, text, history, vector)
         else:
             assessed = self._safety.assess(text, history, vector)
+        if self._safety.wants_second_reading(assessed):
+            assessed = await anyio.to_thread.run_sync(self._safety.read_again, assessed, text)
         groups = chat.principal.groups
         reached = [e for e in decision.top_k if e in self._registry and self._registry.get(e).allows(groups)]
         verdict = self._safety.decide(assessed, [decision.expert, *reached])

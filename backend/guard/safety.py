@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from experts.registry import SAFETY_CATEGORIES, ExpertRegistry, SafetyAction
 from router.encoder import Encoder
 from router.safety.data import checked_text
 from router.safety.model import SHIPPED, SafetyModel, SafetyScores
+from router.safety.reader import SHIPPED_READER, SafetyReader, second_reading
 
 # The strictness order of the policies' actions.
 _STRICTNESS: dict[str, int] = {"allow": 0, "flag": 1, "general": 2, "refuse": 3}
@@ -90,22 +91,39 @@ class Assessed:
     ms: float
 
 
-def build_input_safety(model_dir: Path | None, encoder: Encoder, registry: ExpertRegistry) -> InputSafety:
-    """The check with the shipped model (or the one in ``model_dir``). Raises
-    ArtifactError (missing or corrupt model) or ValueError (another encoder)."""
-    return InputSafety(SafetyModel.load(model_dir or SHIPPED), encoder, registry)
+def build_input_safety(
+    model_dir: Path | None,
+    encoder: Encoder,
+    registry: ExpertRegistry,
+    *,
+    reader: bool = True,
+    reader_dir: Path | None = None,
+    reader_base: Encoder | None = None,
+) -> InputSafety:
+    """The check with the shipped model (or the one in ``model_dir``) and, unless
+    ``reader`` is false, the shipped second reading (or the one in ``reader_dir``), run
+    by ``reader_base``'s runtime (default ``encoder``; the unwrapped bundled encoder when
+    ``encoder`` is a memo over it). Raises ArtifactError (missing or corrupt model) or
+    ValueError (another encoder)."""
+    second = SafetyReader.load(reader_dir or SHIPPED_READER, reader_base or encoder) if reader else None
+    return InputSafety(SafetyModel.load(model_dir or SHIPPED), encoder, registry, second)
 
 
 class InputSafety:
     """Scores requests and applies the experts' policies. Immutable; thread-safe."""
 
-    def __init__(self, model: SafetyModel, encoder: Encoder, registry: ExpertRegistry) -> None:
+    def __init__(
+        self, model: SafetyModel, encoder: Encoder, registry: ExpertRegistry, reader: SafetyReader | None = None
+    ) -> None:
         if encoder.name != model.encoder_name:
             raise ValueError(f"the safety model scores {model.encoder_name!r} vectors, not {encoder.name!r}")
         self._model = model
         self._encoder = encoder
         self._registry = registry
-        self.version = model.scorer
+        self._reader = reader
+        # What scored a request (audited with each verdict): the model, its patterns and
+        # units, and the second reading when there is one.
+        self.version = model.scorer + (f"+{reader.version}" if reader is not None else "")
         self.encoder_name = encoder.name
 
     def needs_thread(self, text: str, history: tuple[str, ...], have_vector: bool) -> bool:
@@ -131,6 +149,22 @@ class InputSafety:
                 tuple(dict.fromkeys((*scores.rules, *together.rules))),
             )
         return Assessed(scores, vector, self._encoder.name, (time.perf_counter() - started) * 1000)
+
+    def wants_second_reading(self, assessed: Assessed) -> bool:
+        """Whether the reader should read the request too: the safety model is unsure
+        (its highest score in the reader's band, under its threshold). One more
+        transformer pass: work for a worker thread."""
+        return self._reader is not None and self._reader.wanted(assessed.scores, self._model.manifest.threshold)
+
+    def read_again(self, assessed: Assessed, text: str) -> Assessed:
+        """``assessed`` after the reader has read the last user message
+        (:func:`router.safety.reader.second_reading`: it can raise a score to the
+        threshold, never lower one)."""
+        assert self._reader is not None
+        started = time.perf_counter()
+        read = self._reader.probabilities([text])[0]
+        scores = second_reading(assessed.scores, read, self._reader.manifest, self._model.manifest.threshold)
+        return replace(assessed, scores=scores, ms=assessed.ms + (time.perf_counter() - started) * 1000)
 
     def decide(self, assessed: Assessed, experts: Iterable[str]) -> SafetyVerdict:
         """The strictest policy of ``experts`` applied to the scores."""

@@ -1,0 +1,292 @@
+"""The safety reader's band and threshold, chosen on validation rows, and what it adds.
+
+    .venv/bin/python -m bench.safety_reader [--public DIR] [--write]
+
+Scores every set with the shipped safety model as the server does (SafetyModel.score,
+pieces and patterns included) and with the reader (router/safety/reader.py: the whole
+text, one tuned-encoder pass), then:
+
+1. calibrates the reader's temperatures on the safety model's validation rows (rows
+   neither model fitted: router.safety.train holds them out for the threshold);
+2. chooses the band (the safety model's top score from which the reader is asked) and
+   the reader's threshold on those rows: the most recall for at most ADDED_FPR more
+   false positives than the safety model's alone (on the validation benign rows, mixed
+   as the held-out split mixes hard benign rows and traffic), the higher band on a tie
+   (fewer requests pay for a second pass); ``--band`` ships another band (its threshold
+   still chosen on validation), chosen on the public sets and the cost: the report
+   lists every band's figures on them;
+3. reports, on the held-out split and the public sets (``--public``, as
+   bench/safety_eval.py reads them), the shipped check alone and with the reader:
+   recall, false positives, the padded drop, and how many requests the reader reads.
+
+``--write`` stores the temperatures, band and threshold in the reader's manifest.
+Scores are cached in ~/.cache/expertgate (by text and scorer version). Results go to
+bench/results/safety_reader.json; docs/safety.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
+from router.safety.data import BENIGN, SafetyExample, load_split
+from router.safety.model import CATEGORIES, SHIPPED, SafetyModel
+from router.safety.reader import MANIFEST, SHIPPED_READER, ReaderConfig, SafetyReader, is_validation
+from router.safety.train import ENCODER, VectorCache, _temperature, padded
+
+RESULTS = Path(__file__).resolve().parent / "results" / "safety_reader.json"
+CACHE = Path.home() / ".cache" / "expertgate"
+# The reader may add this many false positives (a fraction of the validation benign
+# rows, mixed as the held-out split mixes them) to the safety model's: its threshold
+# targets 0.5% there, and the issue's budget for the whole check is 1%.
+ADDED_FPR = 0.002
+BANDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+PUBLIC_VIEW = ("in_the_wild_jailbreaks", "public_benign_requests", "bipia_email_injected", "bipia_email_clean")
+
+
+class _Scores:
+    """Per-text scores of one scorer, cached on disk by text."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._known: dict[str, list[float]] = json.loads(path.read_text()) if path.exists() else {}
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys(t for t in texts if self.key(t) not in self._known))
+
+    def put(self, text: str, values: Sequence[float]) -> None:
+        self._known[self.key(text)] = [float(v) for v in values]
+
+    def get(self, texts: Sequence[str]) -> np.ndarray:
+        return np.array([self._known[self.key(t)] for t in texts], dtype=np.float32)
+
+    def save(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._path.write_text(json.dumps(self._known))
+
+
+def _sets(public: Path | None) -> dict[str, list[SafetyExample]]:
+    split = load_split()
+    config = ReaderConfig()
+    val = [r for r in split.train if not r.derived and is_validation(r.text, config.val_share)]
+    attacks = [r for r in split.test if r.label != BENIGN]
+    hard = [r for r in split.test if r.label == BENIGN]
+    out = {
+        "val": val,
+        "attacks": attacks,
+        "hard_benign": hard,
+        "router_test": split.router_test,
+        "padded_seed5": padded(attacks, hard + split.router_test, seed=5),
+        "padded_seed7": padded(attacks, hard + split.router_test, seed=7),
+    }
+    if public is not None:
+        for path in sorted(public.glob("*.jsonl")):
+            rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+            random.Random(3).shuffle(rows)
+            out[path.stem] = [
+                SafetyExample(r["text"], "injection" if r["label"] == "attack" else BENIGN) for r in rows[:2000]
+            ]
+        requests = out.get("public_benign_requests", [])
+        if requests:
+            out["padded_public_seed9"] = padded(attacks, requests, seed=9)
+    return out
+
+
+def _cheap(model: SafetyModel, cache: VectorCache, store: _Scores, texts: Sequence[str]) -> np.ndarray:
+    todo = store.missing(texts)
+    for start in range(0, len(todo), 256):
+        chunk = todo[start : start + 256]
+        for text, vector in zip(chunk, cache.encode(chunk), strict=True):
+            store.put(text, list(model.score(text, vector, cache.encode).scores.values()))
+        store.save()
+        cache.save()
+    return store.get(texts)
+
+
+def _read(reader: SafetyReader, store: _Scores, texts: Sequence[str]) -> np.ndarray:
+    todo = store.missing(texts)
+    for start in range(0, len(todo), 256):
+        chunk = todo[start : start + 256]
+        for text, logits in zip(chunk, reader.logits(chunk), strict=True):
+            store.put(text, logits)
+        store.save()
+    return store.get(texts)
+
+
+def _flags(cheap: np.ndarray, reader_p: np.ndarray | None, threshold: float, band: float, rt: float) -> np.ndarray:
+    flagged = cheap.max(1) >= threshold
+    if reader_p is None:
+        return flagged
+    asked = (cheap.max(1) >= band) & ~flagged
+    return flagged | (asked & (reader_p.max(1) >= rt))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--public", type=Path, default=None)
+    parser.add_argument("--reader", type=Path, default=SHIPPED_READER)
+    parser.add_argument("--write", action="store_true", help="store the chosen band and threshold in the manifest")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--band", type=float, default=None, help="ship this band (one of BANDS) instead of validation's"
+    )
+    parser.add_argument("--runtime", choices=("served", "torch"), default="served")
+    parser.add_argument("--cheap-only", action="store_true", help="only score (and cache) the safety model's scores")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = SafetyModel.load(SHIPPED)
+    base = SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER)
+    cache = VectorCache(base, CACHE / "safety-vectors.npz")
+    cheap_store = _Scores(CACHE / f"scores-{model.scorer}.json")
+    sets = _sets(args.public)
+    cheap = {name: _cheap(model, cache, cheap_store, [r.text for r in rows]) for name, rows in sets.items()}
+    if args.cheap_only:
+        return
+    # The reader as the server runs it: on the settings' encoder runtime (ONNX Runtime
+    # int8 for tuned layers by default), or torch float32 with --runtime torch.
+    if args.runtime == "served":
+        from backend.gate.wiring import bundled_encoder
+        from backend.settings import Settings
+
+        runner = bundled_encoder(Settings(), serving=False)
+    else:
+        runner = base
+    reader = SafetyReader.load(args.reader, runner)
+    stamp = f"{reader.version}-{reader.manifest.created_at.replace(':', '')}-{args.runtime}"
+    reader_store = _Scores(CACHE / f"scores-{stamp}.json")
+    logits = {name: _read(reader, reader_store, [r.text for r in rows]) for name, rows in sets.items()}
+
+    val = sets["val"]
+    y_val = np.array([[r.label == c for c in CATEGORIES] for r in val], dtype=np.float32)
+    temps = {c: _temperature(logits["val"][:, i], y_val[:, i]) for i, c in enumerate(CATEGORIES)}
+    t = np.array([temps[c] for c in CATEGORIES], dtype=np.float32)
+    probs = {name: 1 / (1 + np.exp(-np.clip(z / t, -40, 40))) for name, z in logits.items()}
+    threshold = model.manifest.threshold
+    benign_val = y_val.sum(1) == 0
+    hard_val = np.array([r.cell != "router" for r in val])
+    # False positives on the validation benign rows, mixed as the held-out split mixes
+    # hard benign rows and ordinary traffic (the issue's budget is on that mixture).
+    share = len(sets["hard_benign"]) / (len(sets["hard_benign"]) + len(sets["router_test"]))
+
+    def mixed_fpr(flags: np.ndarray) -> float:
+        return float(share * flags[benign_val & hard_val].mean() + (1 - share) * flags[benign_val & ~hard_val].mean())
+
+    alone = mixed_fpr(cheap["val"].max(1) >= threshold)
+    per_band: dict[float, tuple[float, float]] = {}  # band -> (reader threshold, val recall)
+    for band in BANDS:
+        for rt in np.unique(np.round(probs["val"].max(1), 4)):
+            flags = _flags(cheap["val"], probs["val"], threshold, band, float(rt))
+            if mixed_fpr(flags) - alone <= ADDED_FPR:
+                # the lowest reader threshold within the budget is the best for this band
+                per_band[band] = (float(rt), float(flags[~benign_val].mean()))
+                break
+    # Validation's choice: the most recall, the higher band on a tie (fewer requests pay).
+    val_band = max(per_band, key=lambda b: (round(per_band[b][1], 9), b))
+    band = val_band if args.band is None else args.band
+    if band not in per_band:
+        parser.error(f"--band must be one of {sorted(per_band)}")
+    rt = per_band[band][0]
+
+    def rate(name: str, with_reader: bool, band: float = band, rt: float = rt) -> float:
+        flags = _flags(cheap[name], probs[name] if with_reader else None, threshold, band, rt)
+        return round(float(flags.mean()), 4)
+
+    def asked(name: str, band: float = band) -> float:
+        top = cheap[name].max(1)
+        return round(float(((top >= band) & (top < threshold)).mean()), 4)
+
+    hard_traffic = np.concatenate([cheap["hard_benign"], cheap["router_test"]])
+    hard_traffic_p = np.concatenate([probs["hard_benign"], probs["router_test"]])
+    # Every band with its validation threshold, on the held-out and public sets: where
+    # the band is chosen on public data (--band), this is what it was chosen from.
+    bands = {
+        str(b): {
+            "reader_threshold": r,
+            "val_recall": round(v, 4),
+            "held_out_recall": rate("attacks", True, b, r),
+            "fpr_benign_all": round(float(_flags(hard_traffic, hard_traffic_p, threshold, b, r).mean()), 4),
+            **{f"{name}_flagged": rate(name, True, b, r) for name in PUBLIC_VIEW if name in sets},
+            "router_test_read": asked("router_test", b),
+            **({"public_benign_read": asked("public_benign_requests", b)} if "public_benign_requests" in sets else {}),
+        }
+        for b, (r, v) in per_band.items()
+    }
+    report: dict[str, object] = {
+        "safety_model": model.scorer,
+        "reader": reader.version,
+        "reader_runtime": type(reader.encoder).__name__ if args.runtime == "served" else "torch float32",
+        "threshold": threshold,
+        "band_chosen_on": "validation" if args.band is None else "public sets (--band)",
+        "validation_band": val_band,
+        "shipped": {
+            "band": band,
+            "reader_threshold": rt,
+            "temperatures": temps,
+            "val_rows": len(val),
+            "val_benign": int(benign_val.sum()),
+            "val_fpr_mixed_alone": round(alone, 4),
+            "val_fpr_mixed_with_reader": round(mixed_fpr(_flags(cheap["val"], probs["val"], threshold, band, rt)), 4),
+            "val_recall_alone": round(float(_flags(cheap["val"], None, threshold, band, rt)[~benign_val].mean()), 4),
+            "val_recall_with_reader": round(per_band[band][1], 4),
+        },
+        "bands": bands,
+        "sets": {
+            name: {
+                "rows": len(rows),
+                "flagged_alone": rate(name, False),
+                "flagged_with_reader": rate(name, True),
+                "reader_asked": asked(name),
+            }
+            for name, rows in sets.items()
+        },
+    }
+    report["fpr_benign_all"] = {
+        "alone": round(float(_flags(hard_traffic, None, threshold, band, rt).mean()), 4),
+        "with_reader": round(float(_flags(hard_traffic, hard_traffic_p, threshold, band, rt).mean()), 4),
+    }
+    by_cell: dict[str, list[bool]] = {}
+    reader_flags = _flags(cheap["attacks"], probs["attacks"], threshold, band, rt)
+    for row, flag in zip(sets["attacks"], reader_flags, strict=True):
+        by_cell.setdefault(row.cell, []).append(bool(flag))
+    report["recall_by_cell_with_reader"] = {k: round(sum(v) / len(v), 4) for k, v in sorted(by_cell.items())}
+    # The reader's own time for one short request (the served runtime, one text).
+    texts = [r.text for r in sets["router_test"][:200]]
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        reader.probabilities([text])
+        times.append((time.perf_counter() - started) * 1000)
+    report["reader_ms_p50"] = round(statistics.median(times), 2)
+    cheap_store.save()
+    reader_store.save()
+    cache.save()
+    if args.write:
+        manifest = replace(
+            reader.manifest, temperatures=temps, band=band, threshold=rt, safety_model=model.version,
+            metrics={**reader.manifest.metrics, "val_recall_with_reader": round(per_band[band][1], 4)},
+        )  # fmt: skip
+        (args.reader / MANIFEST).write_text(manifest.to_json() + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
