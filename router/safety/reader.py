@@ -111,7 +111,7 @@ class SafetyReader:
         self._temps = np.array([manifest.temperatures[c] for c in manifest.categories], dtype=np.float32)
 
     def logits(self, texts: Sequence[str]) -> Vectors:
-        out: Vectors = (SCALE * self.encoder.encode(list(texts))) @ self._w.T + self._b
+        out: Vectors = ((SCALE * self.encoder.encode(list(texts))) @ self._w.T + self._b).astype(np.float32)
         return out
 
     def probabilities(self, texts: Sequence[str]) -> Vectors:
