@@ -150,6 +150,13 @@ class InputSafety:
             )
         return Assessed(scores, vector, self._encoder.name, (time.perf_counter() - started) * 1000)
 
+    def assess_all(self, text: str, history: tuple[str, ...], vector: np.ndarray | None) -> Assessed:
+        """:meth:`assess`, then the second reading where it is wanted, in this thread: the
+        whole check as the pipeline runs it (which runs the second reading in a worker
+        thread of its own), for callers off the event loop."""
+        assessed = self.assess(text, history, vector)
+        return self.read_again(assessed, text) if self.wants_second_reading(assessed) else assessed
+
     def wants_second_reading(self, assessed: Assessed) -> bool:
         """Whether the reader should read the request too: the safety model is unsure
         (its highest score in the reader's band, under its threshold). One more

@@ -43,7 +43,8 @@ def expected(encoder: Encoder) -> dict[str, Expected]:
     check = build_input_safety(None, encoder, ExpertRegistry.from_yaml(ROOT / "experts" / "experts.yaml"))
     out = {}
     for attack in ATTACKS:
-        verdict = check.decide(check.assess(attack.last_user_text, attack.history[-HISTORY_TURNS:], None), ["general"])
+        assessed = check.assess_all(attack.last_user_text, attack.history[-HISTORY_TURNS:], None)
+        verdict = check.decide(assessed, ["general"])
         out[attack.id] = Expected(bool(verdict.flagged), verdict.category, max(verdict.scores.values()))
     return out
 

@@ -295,6 +295,7 @@ def test_the_reader_reads_only_what_the_model_is_unsure_of(encoder: Encoder) -> 
     verdict = check.decide(read, ["general"])
     assert verdict.category == "extraction" and "second_reading" in verdict.rules
     assert read.ms > unsure.ms
+    assert check.decide(check.assess_all(UNSURE_ATTACK, (), None), ["general"]).flagged == verdict.flagged
     for text in [BENIGN, "Can you summarise our policy on sharing customer data with contractors?", ATTACK]:
         # ordinary requests score under the band; a clear attack is flagged without it
         assert not check.wants_second_reading(check.assess(text, (), None)), text
