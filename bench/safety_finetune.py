@@ -33,20 +33,12 @@ from torch import nn
 
 from router.encoder import bundled_minilm_path
 from router.finetune import FROZEN_PREFIX, mean_pool
-from router.safety.data import BENIGN, SafetyExample, load_split
+from router.safety.data import BENIGN, load_split, targets
 from router.safety.model import CATEGORIES
 from router.safety.train import padded
 
 OUT = Path(__file__).resolve().parent / "results" / "safety_finetune.json"
 SCALE = 10.0  # the unit vector is scaled before the linear head
-
-
-def _targets(rows: Sequence[SafetyExample]) -> np.ndarray:
-    y = np.zeros((len(rows), len(CATEGORIES)), np.float32)
-    for i, row in enumerate(rows):
-        if row.label != BENIGN:
-            y[i, CATEGORIES.index(row.label)] = 1.0
-    return y
 
 
 def run(epochs: int, traffic: int, layers: int, seed: int) -> dict[str, Any]:
@@ -59,7 +51,7 @@ def run(epochs: int, traffic: int, layers: int, seed: int) -> dict[str, Any]:
     hard = [r for r in split.train if r.label == BENIGN and r.cell != "router"]
     ordinary = rng.sample([r for r in split.train if r.cell == "router"], traffic)
     rows = attacks + hard + ordinary + padded(rng.sample(attacks, len(attacks) // 3), hard + ordinary, seed)
-    y = _targets(rows)
+    y = targets(rows)
 
     transformer = SentenceTransformer(str(bundled_minilm_path()), device="cpu")[0]
     model: Any = transformer.auto_model

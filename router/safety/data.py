@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from router.dataset import SEED_DIR, SEED_FILES, DataError
 from router.safety import rules
 from router.safety.model import CATEGORIES
@@ -61,6 +63,16 @@ def load_rows(path: Path) -> list[SafetyExample]:
                 )
             )
     return out
+
+
+def targets(rows: Sequence[SafetyExample]) -> np.ndarray:
+    """Each row's label as a 0/1 vector over CATEGORIES (all zero: benign): what the
+    classifiers fit, each category its own sigmoid."""
+    y = np.zeros((len(rows), len(CATEGORIES)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row.label != BENIGN:
+            y[i, CATEGORIES.index(row.label)] = 1.0
+    return y
 
 
 def held_out(text: str) -> bool:

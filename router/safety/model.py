@@ -220,7 +220,7 @@ def pieces(text: str) -> list[str]:
     return list(units(text).all)
 
 
-def _sigmoid(z: Vectors) -> Vectors:
+def sigmoid(z: Vectors) -> Vectors:
     out: Vectors = (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))).astype(np.float32)
     return out
 
@@ -278,7 +278,7 @@ class SafetyModel:
         :func:`router.safety.rules.decisive` when the caller has it already;
         ``material``: the texts are material (document chunks), so the patterns for
         material (:func:`router.safety.rules.in_material`) read them too."""
-        probs = _sigmoid(self.logits(texts, vectors, feats) / self._temps)
+        probs = sigmoid(self.logits(texts, vectors, feats) / self._temps)
         for row, found in enumerate(matched if matched is not None else map(rules.decisive, texts)):
             categories = set(found.values()) | ({"injection"} if material and rules.in_material(texts[row]) else set())
             for category in categories:

@@ -47,8 +47,8 @@ from safetensors.numpy import load_file, save_file
 
 from router.encoder import Encoder, SentenceTransformerEncoder, TunableEncoder, Vectors, bundled_minilm_path
 from router.errors import ArtifactError
-from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split
-from router.safety.model import CATEGORIES, SafetyScores
+from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split, targets
+from router.safety.model import CATEGORIES, SafetyScores, sigmoid
 
 log = logging.getLogger(__name__)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -116,9 +116,7 @@ class SafetyReader:
 
     def probabilities(self, texts: Sequence[str]) -> Vectors:
         """Calibrated probabilities, shape (len(texts), categories)."""
-        z = np.clip(self.logits(texts) / self._temps, -40, 40)
-        out: Vectors = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
-        return out
+        return sigmoid(self.logits(texts) / self._temps)
 
     def wanted(self, scores: SafetyScores, threshold: float) -> bool:
         """Whether the safety model's ``scores`` are in the band (unsure, not flagged)."""
@@ -179,14 +177,6 @@ def training_rows(split: SafetySplit, config: ReaderConfig) -> list[SafetyExampl
     return attacks + hard + traffic + extra
 
 
-def _targets(rows: Sequence[SafetyExample]) -> np.ndarray:
-    y = np.zeros((len(rows), len(CATEGORIES)), np.float32)
-    for i, row in enumerate(rows):
-        if row.label != BENIGN:
-            y[i, CATEGORIES.index(row.label)] = 1.0
-    return y
-
-
 def _batches(lengths: Sequence[int], size: int, rng: random.Random) -> list[list[int]]:
     """Shuffled batches of rows of like length (less padding, the same rows each epoch)."""
     order = list(range(len(lengths)))
@@ -233,7 +223,7 @@ def fit(rows: Sequence[SafetyExample], config: ReaderConfig) -> tuple[dict[str, 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
     )
-    y = torch.from_numpy(_targets(rows))
+    y = torch.from_numpy(targets(rows))
     weights = torch.where(y.sum(1) > 0, config.attack_weight, 1.0)
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
     step, started = 0, time.perf_counter()

@@ -28,7 +28,7 @@ from torch import nn
 from router.encoder import Encoder, SentenceTransformerEncoder, Vectors, bundled_minilm_path
 from router.features import HashedNgrams
 from router.safety import rules
-from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split
+from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split, targets
 from router.safety.model import CATEGORIES, SafetyManifest, SafetyModel, pieces
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,6 @@ class _SafetyNet(nn.Module):
     def forward(self, x: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.dense(x) + self.lex(ids, offsets)
         return out
-
-
-def _targets(rows: Sequence[SafetyExample]) -> np.ndarray:
-    y = np.zeros((len(rows), len(CATEGORIES)), dtype=np.float32)
-    for i, row in enumerate(rows):
-        if row.label != BENIGN:
-            y[i, CATEGORIES.index(row.label)] = 1.0
-    return y
 
 
 def _inputs(texts: Sequence[str], vectors: Vectors) -> np.ndarray:
@@ -239,7 +231,7 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     vectors = cache.encode(bags.texts)
     val_vectors = cache.encode(val_bags.texts)
     cache.save()  # the slow part is done: keep it even if the fit is interrupted
-    y, val_y = _targets(fit_rows), _targets(val_rows)
+    y, val_y = targets(fit_rows), targets(val_rows)
     weights = np.where(y.sum(axis=1) > 0, config.attack_weight, 1.0).astype(np.float32)
     net = _fit(config, _inputs(bags.texts, vectors), bags, y, weights)
     tensors = {
