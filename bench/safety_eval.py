@@ -40,10 +40,9 @@ from router.safety.train import ENCODER, VectorCache, padded
 RESULTS = Path(__file__).resolve().parent / "results" / "safety.json"
 
 
-READER: SafetyReader | None = None  # the second reading, when main loads one
-
-
-def _flags(model: SafetyModel, rows: Sequence[SafetyExample], cache: VectorCache) -> list[tuple[bool, str]]:
+def _flags(
+    model: SafetyModel, rows: Sequence[SafetyExample], cache: VectorCache, reader: SafetyReader | None
+) -> list[tuple[bool, str]]:
     """(flagged, top category) per row, through SafetyModel.score as the server runs it,
     and the reader's second reading for the rows in its band (backend/guard/safety.py)."""
     out = []
@@ -51,8 +50,8 @@ def _flags(model: SafetyModel, rows: Sequence[SafetyExample], cache: VectorCache
     threshold = model.manifest.threshold
     for row, vector in zip(rows, vectors, strict=True):
         scores = model.score(row.text, vector, cache.encode)
-        if READER is not None and READER.wanted(scores, threshold):
-            scores = second_reading(scores, READER.probabilities([row.text])[0], READER.manifest, threshold)
+        if reader is not None and reader.wanted(scores, threshold):
+            scores = second_reading(scores, reader.probabilities([row.text])[0], reader.manifest, threshold)
         top, value = scores.top
         out.append((value >= model.manifest.threshold, top))
     return out
@@ -62,20 +61,22 @@ def _rate(flags: Sequence[tuple[bool, str]]) -> float:
     return round(sum(f for f, _ in flags) / len(flags), 4) if flags else float("nan")
 
 
-def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dict[str, object]:
+def evaluate(
+    model: SafetyModel, cache: VectorCache, public: Path | None, reader: SafetyReader | None = None
+) -> dict[str, object]:
     split = load_split()
     attacks = [r for r in split.test if r.label != BENIGN]
     hard = [r for r in split.test if r.label == BENIGN]
     traffic = split.router_test
-    attack_flags = _flags(model, attacks, cache)
-    hard_flags, traffic_flags = _flags(model, hard, cache), _flags(model, traffic, cache)
+    attack_flags = _flags(model, attacks, cache, reader)
+    hard_flags, traffic_flags = _flags(model, hard, cache, reader), _flags(model, traffic, cache, reader)
     by_label: dict[str, list[tuple[bool, str]]] = defaultdict(list)
     by_cell: dict[str, list[tuple[bool, str]]] = defaultdict(list)
     for row, flag in zip(attacks, attack_flags, strict=True):
         by_label[row.label].append(flag)
         by_cell[row.cell].append(flag)
     right_category = sum(top == row.label for row, (f, top) in zip(attacks, attack_flags, strict=True) if f)
-    pad_flags = _flags(model, padded(attacks, hard + traffic, seed=5), cache)
+    pad_flags = _flags(model, padded(attacks, hard + traffic, seed=5), cache, reader)
     # The same test with other pairings, and with public requests as the padding (when
     # given): one pairing is a sample, and the units were tuned with seed 5's in view.
     paddings = {f"ours, seed {seed}": padded(attacks, hard + traffic, seed=seed) for seed in (7, 11)}
@@ -83,12 +84,12 @@ def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dic
         requests = [SafetyExample(r["text"], BENIGN) for r in _rows(public / "public_benign_requests.jsonl")]
         paddings |= {f"public requests, seed {seed}": padded(attacks, requests, seed=seed) for seed in (5, 9, 13)}
     other_drops = {
-        name: round(100 * (_rate(attack_flags) - _rate(_flags(model, rows, cache))), 2)
+        name: round(100 * (_rate(attack_flags) - _rate(_flags(model, rows, cache, reader))), 2)
         for name, rows in paddings.items()
     }
     report: dict[str, object] = {
         "model": model.version,
-        "reader": READER.version if READER is not None else None,
+        "reader": reader.version if reader is not None else None,
         "threshold": model.manifest.threshold,
         "held_out": {
             "attacks": len(attacks),
@@ -111,14 +112,16 @@ def evaluate(model: SafetyModel, cache: VectorCache, public: Path | None) -> dic
                 :60
             ],
         },
-        "latency": _latency(model, cache, [r.text for r in traffic[:300]]),
+        "latency": _latency(model, cache, [r.text for r in traffic[:300]], reader),
     }
     if public is not None:
-        report["public"] = _public(model, cache, public)
+        report["public"] = _public(model, cache, public, reader)
     return report
 
 
-def _latency(model: SafetyModel, cache: VectorCache, texts: Sequence[str]) -> dict[str, float]:
+def _latency(
+    model: SafetyModel, cache: VectorCache, texts: Sequence[str], reader: SafetyReader | None
+) -> dict[str, float]:
     """The check's time per request with its embedding given (what the pipeline adds)."""
     vectors = cache.encode(texts)
     times = []
@@ -127,8 +130,8 @@ def _latency(model: SafetyModel, cache: VectorCache, texts: Sequence[str]) -> di
     for text, vector in zip(texts, vectors, strict=True):
         started = time.perf_counter()
         scores = model.score(text, vector, cache.encoder.encode)  # extra pieces encoded for real
-        if READER is not None and READER.wanted(scores, threshold):
-            READER.probabilities([text])  # the second reading's pass, for real
+        if reader is not None and reader.wanted(scores, threshold):
+            reader.probabilities([text])  # the second reading's pass, for real
             read += 1
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
@@ -143,7 +146,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
 
 
-def _public(model: SafetyModel, cache: VectorCache, folder: Path) -> dict[str, object]:
+def _public(model: SafetyModel, cache: VectorCache, folder: Path, reader: SafetyReader | None) -> dict[str, object]:
     out: dict[str, object] = {}
     for path in sorted(folder.glob("*.jsonl")):
         rows = _rows(path)
@@ -151,7 +154,7 @@ def _public(model: SafetyModel, cache: VectorCache, folder: Path) -> dict[str, o
         rng.shuffle(rows)
         rows = rows[:2000]
         examples = [SafetyExample(r["text"], "injection" if r["label"] == "attack" else BENIGN) for r in rows]
-        flags = _flags(model, examples, cache)
+        flags = _flags(model, examples, cache, reader)
         attack = [f for e, f in zip(examples, flags, strict=True) if e.label != BENIGN]
         benign = [f for e, f in zip(examples, flags, strict=True) if e.label == BENIGN]
         out[path.stem] = {
@@ -173,14 +176,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     np.random.seed(0)
     cache = VectorCache(SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER), args.cache)
-    global READER
+    reader = None
     if args.reader != "none":
         from backend.gate.wiring import bundled_encoder
         from backend.settings import Settings
 
         # as the server runs it: the tuned layers on the settings' encoder runtime
-        READER = SafetyReader.load(Path(args.reader), bundled_encoder(Settings(), serving=False))
-    report = evaluate(SafetyModel.load(args.model), cache, args.public)
+        reader = SafetyReader.load(Path(args.reader), bundled_encoder(Settings(), serving=False))
+    report = evaluate(SafetyModel.load(args.model), cache, args.public, reader)
     cache.save()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

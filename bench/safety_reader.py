@@ -38,9 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.gate.wiring import bundled_encoder
+from backend.settings import Settings
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 from router.safety.data import BENIGN, SafetyExample, load_split
-from router.safety.model import CATEGORIES, SHIPPED, SafetyModel
+from router.safety.model import CATEGORIES, SHIPPED, SafetyModel, sigmoid
 from router.safety.reader import MANIFEST, SHIPPED_READER, ReaderConfig, SafetyReader, is_validation
 from router.safety.train import ENCODER, VectorCache, _temperature, padded
 
@@ -51,6 +53,7 @@ CACHE = Path.home() / ".cache" / "expertgate"
 # targets 0.5% there, and the issue's budget for the whole check is 1%.
 ADDED_FPR = 0.002
 BANDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+PADDINGS = ("padded_seed5", "padded_seed7", "padded_public_seed9")
 PUBLIC_VIEW = ("in_the_wild_jailbreaks", "public_benign_requests", "bipia_email_injected", "bipia_email_clean")
 
 
@@ -100,8 +103,13 @@ def _sets(public: Path | None) -> dict[str, list[SafetyExample]]:
             out[path.stem] = [
                 SafetyExample(r["text"], "injection" if r["label"] == "attack" else BENIGN) for r in rows[:2000]
             ]
-        requests = out.get("public_benign_requests", [])
-        if requests:
+        if (public / "public_benign_requests.jsonl").exists():
+            # padded as bench/safety_eval.py pads (the file's order), so the figures agree
+            requests = [
+                SafetyExample(json.loads(line)["text"], BENIGN)
+                for line in (public / "public_benign_requests.jsonl").open(encoding="utf-8")
+                if line.strip()
+            ]
             out["padded_public_seed9"] = padded(attacks, requests, seed=9)
     return out
 
@@ -161,15 +169,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     # The reader as the server runs it: on the settings' encoder runtime (ONNX Runtime
     # int8 for tuned layers by default), or torch float32 with --runtime torch.
-    if args.runtime == "served":
-        from backend.gate.wiring import bundled_encoder
-        from backend.settings import Settings
-
-        runner = bundled_encoder(Settings(), serving=False)
-    else:
-        runner = base
+    runner = bundled_encoder(Settings(), serving=False) if args.runtime == "served" else base
     reader = SafetyReader.load(args.reader, runner)
-    stamp = f"{reader.version}-{reader.manifest.created_at.replace(':', '')}-{args.runtime}"
+    runtime = Settings().router_encoder_runtime if args.runtime == "served" else "torch"
+    stamp = f"{reader.version}-{reader.manifest.created_at.replace(':', '')}-{runtime}"
     reader_store = _Scores(CACHE / f"scores-{stamp}.json")
     logits = {name: _read(reader, reader_store, [r.text for r in rows]) for name, rows in sets.items()}
 
@@ -177,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     y_val = np.array([[r.label == c for c in CATEGORIES] for r in val], dtype=np.float32)
     temps = {c: _temperature(logits["val"][:, i], y_val[:, i]) for i, c in enumerate(CATEGORIES)}
     t = np.array([temps[c] for c in CATEGORIES], dtype=np.float32)
-    probs = {name: 1 / (1 + np.exp(-np.clip(z / t, -40, 40))) for name, z in logits.items()}
+    probs = {name: sigmoid(z / t) for name, z in logits.items()}  # as SafetyReader.probabilities
     threshold = model.manifest.threshold
     benign_val = y_val.sum(1) == 0
     hard_val = np.array([r.cell != "router" for r in val])
@@ -223,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "held_out_recall": rate("attacks", True, b, r),
             "fpr_benign_all": round(float(_flags(hard_traffic, hard_traffic_p, threshold, b, r).mean()), 4),
             **{f"{name}_flagged": rate(name, True, b, r) for name in PUBLIC_VIEW if name in sets},
+            **{f"{name}_recall": rate(name, True, b, r) for name in PADDINGS if name in sets},
             "router_test_read": asked("router_test", b),
             **({"public_benign_read": asked("public_benign_requests", b)} if "public_benign_requests" in sets else {}),
         }
@@ -274,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         reader.probabilities([text])
         times.append((time.perf_counter() - started) * 1000)
     report["reader_ms_p50"] = round(statistics.median(times), 2)
+    # The reader alone, in place of the model: held-out recall where it flags 1% of the
+    # held-out benign rows (the issue's budget), beside the model alone at its threshold.
+    benign_top = np.sort(np.concatenate([probs["hard_benign"], probs["router_test"]]).max(1))[::-1]
+    at_one = float(benign_top[int(0.01 * len(benign_top))])
+    report["reader_alone_recall_at_1pct_fpr"] = round(float((probs["attacks"].max(1) > at_one).mean()), 4)
+    report["model_alone_recall"] = round(float((cheap["attacks"].max(1) >= threshold).mean()), 4)
     cheap_store.save()
     reader_store.save()
     cache.save()

@@ -305,11 +305,11 @@ class ChatPipeline:
         query = routed.query
         vector = query.vector if query is not None and query.model == self._safety.encoder_name else None
         if self._safety.needs_thread(text, history, vector is not None):
-            assessed = await anyio.to_thread.run_sync(self._safety.assess, text, history, vector)
+            assessed = await anyio.to_thread.run_sync(self._safety.assess_all, text, history, vector)
         else:
             assessed = self._safety.assess(text, history, vector)
-        if self._safety.wants_second_reading(assessed):
-            assessed = await anyio.to_thread.run_sync(self._safety.read_again, assessed, text)
+            if self._safety.wants_second_reading(assessed):  # one more transformer pass: off the loop
+                assessed = await anyio.to_thread.run_sync(self._safety.read_again, assessed, text)
         groups = chat.principal.groups
         reached = [e for e in decision.top_k if e in self._registry and self._registry.get(e).allows(groups)]
         verdict = self._safety.decide(assessed, [decision.expert, *reached])

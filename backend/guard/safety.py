@@ -117,6 +117,12 @@ class InputSafety:
     ) -> None:
         if encoder.name != model.encoder_name:
             raise ValueError(f"the safety model scores {model.encoder_name!r} vectors, not {encoder.name!r}")
+        if reader is not None and reader.manifest.safety_model != model.version:
+            # Its band and threshold were chosen beside one model (bench/safety_reader.py --write).
+            raise ValueError(
+                f"the safety reader {reader.version} was tuned for the safety model "
+                f"{reader.manifest.safety_model or '(none: run bench.safety_reader --write)'!r}, not {model.version!r}"
+            )
         self._model = model
         self._encoder = encoder
         self._registry = registry
@@ -167,7 +173,8 @@ class InputSafety:
         """``assessed`` after the reader has read the last user message
         (:func:`router.safety.reader.second_reading`: it can raise a score to the
         threshold, never lower one)."""
-        assert self._reader is not None
+        if self._reader is None:
+            raise RuntimeError("read_again needs a safety reader; ask wants_second_reading first")
         started = time.perf_counter()
         read = self._reader.probabilities([text])[0]
         scores = second_reading(assessed.scores, read, self._reader.manifest, self._model.manifest.threshold)

@@ -26,6 +26,9 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 BENIGN = "benign"
 LABELS = (*CATEGORIES, BENIGN)
 TURNS = 3  # the user turns a multi-turn check reads together
+# One training row in this many (by a stable hash of its text) is held out of fitting
+# for calibration and thresholds: the safety model's and its second reading's.
+VAL_SHARE = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,11 @@ def targets(rows: Sequence[SafetyExample]) -> np.ndarray:
         if row.label != BENIGN:
             y[i, CATEGORIES.index(row.label)] = 1.0
     return y
+
+
+def is_validation(text: str, val_share: int = VAL_SHARE) -> bool:
+    """Whether a training row is held for calibration (router.safety.train) rather than fitted."""
+    return hashlib.sha256(text.encode()).digest()[1] % val_share == 0
 
 
 def held_out(text: str) -> bool:

@@ -47,7 +47,16 @@ from safetensors.numpy import load_file, save_file
 
 from router.encoder import Encoder, SentenceTransformerEncoder, TunableEncoder, Vectors, bundled_minilm_path
 from router.errors import ArtifactError
-from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split, targets
+from router.safety.data import (
+    BENIGN,
+    DATA_DIR,
+    VAL_SHARE,
+    SafetyExample,
+    SafetySplit,
+    is_validation,
+    load_split,
+    targets,
+)
 from router.safety.model import CATEGORIES, SafetyScores, sigmoid
 
 log = logging.getLogger(__name__)
@@ -68,7 +77,7 @@ class ReaderConfig:
     traffic: int = 1500  # router examples sampled as ordinary traffic
     padded_share: float = 1 / 3
     attack_weight: float = 2.0
-    val_share: int = 7  # as SafetyTrainConfig: the safety model's validation rows
+    val_share: int = VAL_SHARE  # the safety model's validation rows, left out here too
     seed: int = 7
 
 
@@ -131,17 +140,20 @@ class SafetyReader:
             manifest = ReaderManifest.from_json((directory / MANIFEST).read_text())
             tensors = load_file(str(directory / ENCODER_FILE))
             head = load_file(str(directory / HEAD_FILE))
+            # Named apart from the gate versions that share the base encoder's cache of tuned copies.
+            name = f"safety-reader/{manifest.version}"
             if isinstance(base, TunableEncoder):
-                encoder: Encoder = base.tuned(tensors, manifest.version)
+                encoder: Encoder = base.tuned(tensors, name)
             else:
-                encoder = SentenceTransformerEncoder(bundled_minilm_path(), manifest.version, tuned=tensors)
+                log.warning("safety reader: %s cannot run tuned layers; loading a torch copy", type(base).__name__)
+                encoder = SentenceTransformerEncoder(bundled_minilm_path(), name, tuned=tensors)
         except Exception as exc:  # OSError, JSON, safetensors', ValueError from a misfit
             raise ArtifactError(f"cannot load the safety reader from {directory}: {exc}") from exc
         return cls(manifest, encoder, head["w"], head["b"])
 
 
 def second_reading(
-    scores: SafetyScores, reader: Sequence[float], manifest: ReaderManifest, threshold: float
+    scores: SafetyScores, probabilities: Sequence[float], manifest: ReaderManifest, threshold: float
 ) -> SafetyScores:
     """``scores`` after the reader's probabilities (one per category, in the manifest's
     order): a category the reader scores at or over its threshold is raised to at least
@@ -149,7 +161,7 @@ def second_reading(
     threshold and 1; nothing is lowered."""
     out = dict(scores.scores)
     raised = False
-    for category, p in zip(manifest.categories, reader, strict=True):
+    for category, p in zip(manifest.categories, probabilities, strict=True):
         if p >= manifest.threshold:
             lifted = threshold + (1.0 - threshold) * (p - manifest.threshold) / max(1e-6, 1.0 - manifest.threshold)
             if lifted > out[category]:
@@ -158,11 +170,6 @@ def second_reading(
 
 
 # --- training ---------------------------------------------------------------------------
-
-
-def is_validation(text: str, val_share: int) -> bool:
-    """The safety model's validation rows (router.safety.train's own test, on the text)."""
-    return hashlib.sha256(text.encode()).digest()[1] % val_share == 0
 
 
 def training_rows(split: SafetySplit, config: ReaderConfig) -> list[SafetyExample]:

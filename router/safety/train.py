@@ -28,7 +28,16 @@ from torch import nn
 from router.encoder import Encoder, SentenceTransformerEncoder, Vectors, bundled_minilm_path
 from router.features import HashedNgrams
 from router.safety import rules
-from router.safety.data import BENIGN, DATA_DIR, SafetyExample, SafetySplit, load_split, targets
+from router.safety.data import (
+    BENIGN,
+    DATA_DIR,
+    VAL_SHARE,
+    SafetyExample,
+    SafetySplit,
+    is_validation,
+    load_split,
+    targets,
+)
 from router.safety.model import CATEGORIES, SafetyManifest, SafetyModel, pieces
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,7 @@ class SafetyTrainConfig:
     lexical_buckets: int = 1 << 16
     attack_weight: float = 3.0  # attacks are fewer than benign rows
     padded_share: float = 0.4  # of the attacks, how many are also shown with benign padding
-    val_share: int = 7  # one training row in this many is held for calibration and threshold
+    val_share: int = VAL_SHARE  # one training row in this many is held for calibration and threshold
     target_fpr: float = 0.005  # on the validation benign rows; the test budget is 1%
     whole_weight: float = 0.3  # of the loss on each whole text alone (documents are scored whole)
     seed: int = 11
@@ -224,7 +233,7 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     rng = random.Random(config.seed)
     extra = padded(rng.sample(attacks, int(len(attacks) * config.padded_share)), benign, config.seed)
     rows = rng_rows + extra
-    is_val = [hashlib.sha256(r.text.encode()).digest()[1] % config.val_share == 0 for r in rows]
+    is_val = [is_validation(r.text, config.val_share) for r in rows]
     fit_rows = [r for r, v in zip(rows, is_val, strict=True) if not v]
     val_rows = [r for r, v in zip(rows, is_val, strict=True) if v]
     bags, val_bags = _Bags.of(fit_rows), _Bags.of(val_rows)
