@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -145,11 +146,27 @@ class SafetyReader:
             if isinstance(base, TunableEncoder):
                 encoder: Encoder = base.tuned(tensors, name)
             else:
-                log.warning("safety reader: %s cannot run tuned layers; loading a torch copy", type(base).__name__)
-                encoder = SentenceTransformerEncoder(bundled_minilm_path(), name, tuned=tensors)
+                encoder = _torch_copy(directory, name, tensors)
         except Exception as exc:  # OSError, JSON, safetensors', ValueError from a misfit
             raise ArtifactError(f"cannot load the safety reader from {directory}: {exc}") from exc
         return cls(manifest, encoder, head["w"], head["b"])
+
+
+_COPIES: dict[tuple[str, str], Encoder] = {}
+_COPIES_LOCK = threading.Lock()
+
+
+def _torch_copy(directory: Path, name: str, tensors: Mapping[str, np.ndarray]) -> Encoder:
+    """A torch copy of the bundled MiniLM with ``tensors``, for a base encoder that cannot
+    run tuned layers (a wrapper): made once per reader directory and process, as
+    :meth:`SentenceTransformerEncoder.tuned` keeps its copies."""
+    key = (str(directory.resolve()), name)
+    with _COPIES_LOCK:
+        made = _COPIES.get(key)
+        if made is None:
+            log.warning("safety reader: the base encoder cannot run tuned layers; loading a torch copy once")
+            made = _COPIES[key] = SentenceTransformerEncoder(bundled_minilm_path(), name, tuned=tensors)
+        return made
 
 
 def second_reading(
