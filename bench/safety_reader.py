@@ -41,7 +41,7 @@ import numpy as np
 from backend.gate.wiring import bundled_encoder
 from backend.settings import Settings
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
-from router.safety.data import BENIGN, SafetyExample, load_split
+from router.safety.data import BENIGN, SafetyExample, _unseen, load_split
 from router.safety.model import CATEGORIES, SHIPPED, SafetyModel, sigmoid
 from router.safety.reader import MANIFEST, SHIPPED_READER, ReaderConfig, SafetyReader, is_validation
 from router.safety.train import ENCODER, VectorCache, _temperature, padded
@@ -84,15 +84,24 @@ class _Scores:
 
 def _sets(public: Path | None) -> dict[str, list[SafetyExample]]:
     split = load_split()
+    # The pending rows (data/PLAN.md), split by the same hash: the safety model trained
+    # on none, so their validation rows join the validation set (a reader trained with
+    # --pending leaves them out too) and their held-out rows are one more unseen set.
+    wider = load_split(pending=True)
     config = ReaderConfig()
-    val = [r for r in split.train if not r.derived and is_validation(r.text, config.val_share)]
-    attacks = [r for r in split.test if r.label != BENIGN]
-    hard = [r for r in split.test if r.label == BENIGN]
+    val = [r for r in wider.train if not r.derived and is_validation(r.text, config.val_share)]
+    test = _unseen(split.test, wider.train)  # one shipped held-out row has a pending training variant
+    attacks = [r for r in test if r.label != BENIGN]
+    hard = [r for r in test if r.label == BENIGN]
+    shipped_test = {r.text for r in split.test}
+    pending_test = [r for r in wider.test if r.text not in shipped_test]
     out = {
         "val": val,
         "attacks": attacks,
         "hard_benign": hard,
         "router_test": split.router_test,
+        "pending_attacks": [r for r in pending_test if r.label != BENIGN],
+        "pending_benign": [r for r in pending_test if r.label == BENIGN],
         "padded_seed5": padded(attacks, hard + split.router_test, seed=5),
         "padded_seed7": padded(attacks, hard + split.router_test, seed=7),
     }

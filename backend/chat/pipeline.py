@@ -309,7 +309,7 @@ class ChatPipeline:
         else:
             assessed = self._safety.assess(text, history, vector)
             if self._safety.wants_second_reading(assessed):  # one more transformer pass: off the loop
-                assessed = await anyio.to_thread.run_sync(self._safety.read_again, assessed, text)
+                assessed = await anyio.to_thread.run_sync(self._safety.read_again, assessed, text, history)
         groups = chat.principal.groups
         reached = [e for e in decision.top_k if e in self._registry and self._registry.get(e).allows(groups)]
         verdict = self._safety.decide(assessed, [decision.expert, *reached])

@@ -161,7 +161,7 @@ class InputSafety:
         whole check as the pipeline runs it (which runs the second reading in a worker
         thread of its own), for callers off the event loop."""
         assessed = self.assess(text, history, vector)
-        return self.read_again(assessed, text) if self.wants_second_reading(assessed) else assessed
+        return self.read_again(assessed, text, history) if self.wants_second_reading(assessed) else assessed
 
     def wants_second_reading(self, assessed: Assessed) -> bool:
         """Whether the reader should read the request too: the safety model is unsure
@@ -169,14 +169,17 @@ class InputSafety:
         transformer pass: work for a worker thread."""
         return self._reader is not None and self._reader.wanted(assessed.scores, self._model.manifest.threshold)
 
-    def read_again(self, assessed: Assessed, text: str) -> Assessed:
-        """``assessed`` after the reader has read the last user message
+    def read_again(self, assessed: Assessed, text: str, history: tuple[str, ...] = ()) -> Assessed:
+        """``assessed`` after the reader has read the last user message and, in a
+        conversation, the last user turns together, as :meth:`assess` scores them (an
+        attack split across turns): each category its higher reading
         (:func:`router.safety.reader.second_reading`: it can raise a score to the
-        threshold, never lower one)."""
+        threshold, never lower one). One batch of one or two texts."""
         if self._reader is None:
             raise RuntimeError("read_again needs a safety reader; ask wants_second_reading first")
         started = time.perf_counter()
-        read = self._reader.probabilities([text])[0]
+        texts = [text, checked_text([*history, text])] if history else [text]
+        read = self._reader.probabilities(texts).max(axis=0)
         scores = second_reading(assessed.scores, read, self._reader.manifest, self._model.manifest.threshold)
         return replace(assessed, scores=scores, ms=assessed.ms + (time.perf_counter() - started) * 1000)
 

@@ -23,6 +23,7 @@ from router.safety import rules
 from router.safety.model import CATEGORIES
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+PENDING = "pending"  # a plan folder's rows written but not yet in the safety model's split
 BENIGN = "benign"
 LABELS = (*CATEGORIES, BENIGN)
 TURNS = 3  # the user turns a multi-turn check reads together
@@ -106,12 +107,15 @@ class SafetySplit:
     router_test: list[SafetyExample]  # the router's held-out split: ordinary traffic
 
 
-def load_split(data_dir: Path = DATA_DIR) -> SafetySplit:
-    """The shipped examples, split. Raises DataError."""
-    ours = _unique(
-        row for path in sorted([*data_dir.glob("attacks_*.jsonl"), *data_dir.glob("benign_*.jsonl")])
-        for row in load_rows(path)
-    )  # fmt: skip
+def plan_files(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("attacks_*.jsonl"), *folder.glob("benign_*.jsonl")])
+
+
+def load_split(data_dir: Path = DATA_DIR, pending: bool = False) -> SafetySplit:
+    """The shipped examples, split; ``pending``: the ``pending/`` rows too, split by the
+    same hash (the safety model trained on none of them). Raises DataError."""
+    paths = plan_files(data_dir) + (plan_files(data_dir / PENDING) if pending else [])
+    ours = _unique(row for path in paths for row in load_rows(path))
     traffic = _router_rows(SEED_FILES)
     router_test = _router_rows([SEED_DIR / "test.jsonl"])
     # A row marked as a variant of another trains; only written rows are held out.

@@ -291,13 +291,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=ReaderConfig.epochs)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--pending", action="store_true", help="train on the training side of the pending/ rows too (data/PLAN.md)"
+    )
     args = parser.parse_args(argv)
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     config = ReaderConfig(epochs=args.epochs)
-    split = load_split(args.data)
+    split = load_split(args.data, pending=args.pending)
     rows = training_rows(split, config)
     log.info("training on %d rows", len(rows))
     started = time.perf_counter()
@@ -313,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         data_hash=hashlib.sha256("\n".join(sorted(f"{r.label}\t{r.text}" for r in rows)).encode()).hexdigest(),
         seed=config.seed,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        metrics={"train_rows": len(rows), "train_s": round(time.perf_counter() - started, 1)},
+        metrics={
+            "train_rows": len(rows),
+            "pending_rows": args.pending,
+            "train_s": round(time.perf_counter() - started, 1),
+        },
     )
     save(args.out / args.version, manifest, tensors, w, b)
     print(json.dumps(asdict(manifest)["metrics"]))

@@ -46,3 +46,23 @@ def test_held_out_rows_are_unseen(split: SafetySplit) -> None:
     assert not [r for r in split.test if r.text.strip().lower() in train]
     assert not [r for r in split.test if r.derived]
     assert sum(r.label != BENIGN for r in split.test) >= 300
+
+
+def test_pending_rows_join_by_the_same_hash_and_stay_out_by_default(split: SafetySplit) -> None:
+    """``pending=True`` adds the pending/ rows (data/PLAN.md) to both sides by the same
+    stable hash: the shipped rows keep their side, and no pending row is in the default
+    split."""
+    wider = load_split(pending=True)
+    pending = {r.text for path in sorted((DATA_DIR / "pending").glob("*.jsonl")) for r in load_rows(path)}
+    shipped = {r.text for r in split.train} | {r.text for r in split.test}
+    assert pending and not pending & shipped
+    wider_train = {r.text for r in wider.train}
+    assert {r.text for r in split.train} <= wider_train
+    # a shipped held-out row leaves only where a pending training row is another form of it
+    left = {r.text for r in split.test} - {r.text for r in wider.test}
+    assert len(left) <= 5 and not left & wider_train
+    added_train = wider_train & pending
+    added_test = {r.text for r in wider.test} & pending
+    assert added_train and added_test and not added_train & added_test
+    # one in five held out, as for the shipped rows
+    assert 0.1 < len(added_test) / (len(added_train) + len(added_test)) < 0.3
