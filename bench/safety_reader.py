@@ -8,18 +8,20 @@ text, one tuned-encoder pass), then:
 
 1. calibrates the reader's temperatures on the safety model's validation rows (rows
    neither model fitted: router.safety.train holds them out for the threshold);
-2. chooses the band (the safety model's top score from which the reader is asked) and
-   the reader's threshold on those rows: the most recall for at most ADDED_FPR more
-   false positives than the safety model's alone (on the validation benign rows, mixed
-   as the held-out split mixes hard benign rows and traffic), the higher band on a tie
-   (fewer requests pay for a second pass); ``--band`` ships another band (its threshold
-   still chosen on validation), chosen on the public sets and the cost: the report
-   lists every band's figures on them;
+2. chooses the band (the safety model's top score from which the reader is asked), the
+   model's weight in the blend (``reader.blend``: the reader's probability with the
+   model's top score weighed in) and the threshold on the blend, on those rows: for each
+   band and weight the lowest threshold that adds at most ADDED_FPR false positives to
+   the safety model's alone (on the validation benign rows, mixed as the held-out split
+   mixes hard benign rows and traffic); then the most recall, the higher band on a tie
+   (fewer requests pay for a second pass), then the lower weight. ``--band`` (and
+   ``--weight``) ships another pair (its threshold still chosen on validation), chosen
+   on the public sets and the cost: the report lists every pair's figures on them;
 3. reports, on the held-out split and the public sets (``--public``, as
    bench/safety_eval.py reads them), the shipped check alone and with the reader:
    recall, false positives, the padded drop, and how many requests the reader reads.
 
-``--write`` stores the temperatures, band and threshold in the reader's manifest.
+``--write`` stores the temperatures, band, weight and threshold in the reader's manifest.
 Scores are cached in ~/.cache/expertgate (by text and scorer version). Results go to
 bench/results/safety_reader.json; docs/safety.md has the figures.
 """
@@ -43,7 +45,7 @@ from backend.settings import Settings
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
 from router.safety.data import BENIGN, SafetyExample, _unseen, load_split
 from router.safety.model import CATEGORIES, SHIPPED, SafetyModel, sigmoid
-from router.safety.reader import MANIFEST, SHIPPED_READER, ReaderConfig, SafetyReader, is_validation
+from router.safety.reader import MANIFEST, SHIPPED_READER, ReaderConfig, SafetyReader, blend, is_validation
 from router.safety.train import ENCODER, VectorCache, _temperature, padded
 
 RESULTS = Path(__file__).resolve().parent / "results" / "safety_reader.json"
@@ -53,6 +55,7 @@ CACHE = Path.home() / ".cache" / "expertgate"
 # targets 0.5% there, and the issue's budget for the whole check is 1%.
 ADDED_FPR = 0.002
 BANDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # the model's weight in the blend (reader.blend)
 PADDINGS = ("padded_seed5", "padded_seed7", "padded_public_seed9")
 PUBLIC_VIEW = ("in_the_wild_jailbreaks", "public_benign_requests", "bipia_email_injected", "bipia_email_clean")
 
@@ -144,12 +147,17 @@ def _read(reader: SafetyReader, store: _Scores, texts: Sequence[str]) -> np.ndar
     return store.get(texts)
 
 
-def _flags(cheap: np.ndarray, reader_p: np.ndarray | None, threshold: float, band: float, rt: float) -> np.ndarray:
-    flagged = cheap.max(1) >= threshold
+def _flags(
+    cheap: np.ndarray, reader_p: np.ndarray | None, threshold: float, band: float, rt: float, weight: float = 0.0
+) -> np.ndarray:
+    """What the check flags, as InputSafety does: the model at its threshold, or in the
+    band the reader's blend (reader.blend, the highest category's) at ``rt``."""
+    top = cheap.max(1)
+    flagged = top >= threshold
     if reader_p is None:
         return flagged
-    asked = (cheap.max(1) >= band) & ~flagged
-    return flagged | (asked & (reader_p.max(1) >= rt))
+    asked = (top >= band) & ~flagged
+    return flagged | (asked & (blend(reader_p.max(1), top, weight) >= rt))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -161,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--band", type=float, default=None, help="ship this band (one of BANDS) instead of validation's"
+    )
+    parser.add_argument(
+        "--weight", type=float, default=None, help="with --band: ship this model weight (one of WEIGHTS)"
     )
     parser.add_argument("--runtime", choices=("served", "torch"), default="served")
     parser.add_argument("--cheap-only", action="store_true", help="only score (and cache) the safety model's scores")
@@ -201,65 +212,93 @@ def main(argv: Sequence[str] | None = None) -> None:
         return float(share * flags[benign_val & hard_val].mean() + (1 - share) * flags[benign_val & ~hard_val].mean())
 
     alone = mixed_fpr(cheap["val"].max(1) >= threshold)
-    per_band: dict[float, tuple[float, float]] = {}  # band -> (reader threshold, val recall)
+    # (band, model weight) -> (reader threshold, val recall): for each, the lowest
+    # threshold on the blend within the budget (false positives fall as it rises).
+    chosen: dict[tuple[float, float], tuple[float, float]] = {}
     for band in BANDS:
-        for rt in np.unique(np.round(probs["val"].max(1), 4)):
-            flags = _flags(cheap["val"], probs["val"], threshold, band, float(rt))
-            if mixed_fpr(flags) - alone <= ADDED_FPR:
-                # the lowest reader threshold within the budget is the best for this band
-                per_band[band] = (float(rt), float(flags[~benign_val].mean()))
-                break
-    # Validation's choice: the most recall, the higher band on a tie (fewer requests pay).
-    val_band = max(per_band, key=lambda b: (round(per_band[b][1], 9), b))
-    band = val_band if args.band is None else args.band
-    if band not in per_band:
-        parser.error(f"--band must be one of {sorted(per_band)}")
-    rt = per_band[band][0]
+        for weight in WEIGHTS:
+            cuts = np.unique(np.round(blend(probs["val"].max(1), cheap["val"].max(1), weight), 4))
+            lo, hi = 0, len(cuts) - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if (
+                    mixed_fpr(_flags(cheap["val"], probs["val"], threshold, band, float(cuts[mid]), weight)) - alone
+                    <= ADDED_FPR
+                ):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            flags = _flags(cheap["val"], probs["val"], threshold, band, float(cuts[lo]), weight)
+            chosen[(band, weight)] = (float(cuts[lo]), float(flags[~benign_val].mean()))
+    # Validation's choice: the most recall; on a tie the higher band (fewer requests
+    # pay for a second pass), then the lower weight (the reader's own word).
+    val_pick = max(chosen, key=lambda k: (round(chosen[k][1], 9), k[0], -k[1]))
+    band, weight = val_pick
+    if args.band is not None:
+        band = args.band
+        if args.weight is not None:
+            weight = args.weight
+        if (band, weight) not in chosen:
+            parser.error(f"--band must be one of {BANDS} and --weight one of {WEIGHTS}")
+    rt = chosen[(band, weight)][0]
 
-    def rate(name: str, with_reader: bool, band: float = band, rt: float = rt) -> float:
-        flags = _flags(cheap[name], probs[name] if with_reader else None, threshold, band, rt)
-        return round(float(flags.mean()), 4)
+    def flags_of(
+        name: str, with_reader: bool, band: float = band, rt: float = rt, weight: float = weight
+    ) -> np.ndarray:
+        return _flags(cheap[name], probs[name] if with_reader else None, threshold, band, rt, weight)
+
+    def rate(name: str, with_reader: bool, band: float = band, rt: float = rt, weight: float = weight) -> float:
+        return round(float(flags_of(name, with_reader, band, rt, weight).mean()), 4)
 
     def asked(name: str, band: float = band) -> float:
         top = cheap[name].max(1)
         return round(float(((top >= band) & (top < threshold)).mean()), 4)
 
-    hard_traffic = np.concatenate([cheap["hard_benign"], cheap["router_test"]])
-    hard_traffic_p = np.concatenate([probs["hard_benign"], probs["router_test"]])
-    # Every band with its validation threshold, on the held-out and public sets: where
-    # the band is chosen on public data (--band), this is what it was chosen from.
-    bands = {
-        str(b): {
+    def fpr_all(with_reader: bool, band: float = band, rt: float = rt, weight: float = weight) -> float:
+        both = [flags_of(n, with_reader, band, rt, weight) for n in ("hard_benign", "router_test")]
+        return round(float(np.concatenate(both).mean()), 4)
+
+    # Every (band, weight) with its validation threshold, on the held-out and public
+    # sets: where the pair is chosen on public data (--band), this is what it was chosen from.
+    candidates = [
+        {
+            "band": b,
+            "model_weight": w,
             "reader_threshold": r,
             "val_recall": round(v, 4),
-            "held_out_recall": rate("attacks", True, b, r),
-            "fpr_benign_all": round(float(_flags(hard_traffic, hard_traffic_p, threshold, b, r).mean()), 4),
-            **{f"{name}_flagged": rate(name, True, b, r) for name in PUBLIC_VIEW if name in sets},
-            **{f"{name}_recall": rate(name, True, b, r) for name in PADDINGS if name in sets},
+            "held_out_recall": rate("attacks", True, b, r, w),
+            "fpr_benign_all": fpr_all(True, b, r, w),
+            "pending_held_out_recall": rate("pending_attacks", True, b, r, w),
+            "pending_held_out_benign_flagged": rate("pending_benign", True, b, r, w),
+            **{f"{name}_flagged": rate(name, True, b, r, w) for name in PUBLIC_VIEW if name in sets},
+            **{f"{name}_recall": rate(name, True, b, r, w) for name in PADDINGS if name in sets},
             "router_test_read": asked("router_test", b),
             **({"public_benign_read": asked("public_benign_requests", b)} if "public_benign_requests" in sets else {}),
         }
-        for b, (r, v) in per_band.items()
-    }
+        for (b, w), (r, v) in chosen.items()
+    ]
     report: dict[str, object] = {
         "safety_model": model.scorer,
         "reader": reader.version,
         "reader_runtime": type(reader.encoder).__name__ if args.runtime == "served" else "torch float32",
         "threshold": threshold,
-        "band_chosen_on": "validation" if args.band is None else "public sets (--band)",
-        "validation_band": val_band,
+        "chosen_on": "validation" if args.band is None else "public sets (--band, --weight)",
+        "validation_choice": {"band": val_pick[0], "model_weight": val_pick[1]},
         "shipped": {
             "band": band,
+            "model_weight": weight,
             "reader_threshold": rt,
             "temperatures": temps,
             "val_rows": len(val),
             "val_benign": int(benign_val.sum()),
             "val_fpr_mixed_alone": round(alone, 4),
-            "val_fpr_mixed_with_reader": round(mixed_fpr(_flags(cheap["val"], probs["val"], threshold, band, rt)), 4),
+            "val_fpr_mixed_with_reader": round(
+                mixed_fpr(_flags(cheap["val"], probs["val"], threshold, band, rt, weight)), 4
+            ),
             "val_recall_alone": round(float(_flags(cheap["val"], None, threshold, band, rt)[~benign_val].mean()), 4),
-            "val_recall_with_reader": round(per_band[band][1], 4),
+            "val_recall_with_reader": round(chosen[(band, weight)][1], 4),
         },
-        "bands": bands,
+        "candidates": candidates,
         "sets": {
             name: {
                 "rows": len(rows),
@@ -270,13 +309,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name, rows in sets.items()
         },
     }
-    report["fpr_benign_all"] = {
-        "alone": round(float(_flags(hard_traffic, None, threshold, band, rt).mean()), 4),
-        "with_reader": round(float(_flags(hard_traffic, hard_traffic_p, threshold, band, rt).mean()), 4),
-    }
+    report["fpr_benign_all"] = {"alone": fpr_all(False), "with_reader": fpr_all(True)}
     by_cell: dict[str, list[bool]] = {}
-    reader_flags = _flags(cheap["attacks"], probs["attacks"], threshold, band, rt)
-    for row, flag in zip(sets["attacks"], reader_flags, strict=True):
+    for row, flag in zip(sets["attacks"], flags_of("attacks", True), strict=True):
         by_cell.setdefault(row.cell, []).append(bool(flag))
     report["recall_by_cell_with_reader"] = {k: round(sum(v) / len(v), 4) for k, v in sorted(by_cell.items())}
     # The reader's own time for one short request (the served runtime, one text).
@@ -298,8 +333,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     cache.save()
     if args.write:
         manifest = replace(
-            reader.manifest, temperatures=temps, band=band, threshold=rt, safety_model=model.version,
-            metrics={**reader.manifest.metrics, "val_recall_with_reader": round(per_band[band][1], 4)},
+            reader.manifest, temperatures=temps, band=band, threshold=rt, model_weight=weight,
+            safety_model=model.version,
+            metrics={**reader.manifest.metrics, "val_recall_with_reader": round(chosen[(band, weight)][1], 4)},
         )  # fmt: skip
         (args.reader / MANIFEST).write_text(manifest.to_json() + "\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)

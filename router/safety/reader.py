@@ -89,12 +89,14 @@ class ReaderManifest:
     categories: tuple[str, ...]
     temperatures: Mapping[str, float]
     band: float  # the safety model's top score from which the reader is asked
-    threshold: float  # a category the reader scores at or over this is flagged
+    threshold: float  # a category whose blended score (blend()) is at or over this is flagged
     safety_model: str  # the safety model version the band and threshold were chosen with
     data_hash: str
     seed: int
     created_at: str
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    # The weight of the safety model's own top score in blend(): 0 reads the reader alone.
+    model_weight: float = 0.0
 
     def to_json(self) -> str:
         raw = asdict(self)
@@ -169,16 +171,30 @@ def _torch_copy(directory: Path, name: str, tensors: Mapping[str, np.ndarray]) -
         return made
 
 
+def blend(reader: Any, model_top: Any, model_weight: float) -> Any:
+    """The reader's probability with the safety model's highest score weighed in: the
+    weighted mean of their logits, ``model_weight`` to the model's and 1 to the
+    reader's, as a probability (the reader's own at weight 0). A message the model
+    already found suspect needs less from the reader. Elementwise on arrays."""
+    if model_weight == 0:
+        return reader
+    r = np.clip(reader, 1e-6, 1 - 1e-6)
+    m = np.clip(model_top, 1e-6, 1 - 1e-6)
+    return sigmoid((np.log(r / (1 - r)) + model_weight * np.log(m / (1 - m))) / (1 + model_weight))
+
+
 def second_reading(
     scores: SafetyScores, probabilities: Sequence[float], manifest: ReaderManifest, threshold: float
 ) -> SafetyScores:
     """``scores`` after the reader's probabilities (one per category, in the manifest's
-    order): a category the reader scores at or over its threshold is raised to at least
-    the safety model's ``threshold``, by where the reader's score lies between its
-    threshold and 1; nothing is lowered."""
+    order): a category whose blend with the model's top score (:func:`blend`) is at or
+    over the reader's threshold is raised to at least the safety model's ``threshold``,
+    by where the blend lies between the reader's threshold and 1; nothing is lowered."""
     out = dict(scores.scores)
     raised = False
-    for category, p in zip(manifest.categories, probabilities, strict=True):
+    top = max(scores.scores.values())
+    for category, read in zip(manifest.categories, probabilities, strict=True):
+        p = float(blend(read, top, manifest.model_weight))
         if p >= manifest.threshold:
             lifted = threshold + (1.0 - threshold) * (p - manifest.threshold) / max(1e-6, 1.0 - manifest.threshold)
             if lifted > out[category]:

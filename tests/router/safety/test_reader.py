@@ -3,15 +3,17 @@ the requests the safety model is unsure of, which can raise a score and never lo
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from bench.safety_reader import BANDS
 from router.encoder import Encoder
 from router.errors import ArtifactError
 from router.safety.model import CATEGORIES, SHIPPED, SafetyModel, SafetyScores
-from router.safety.reader import SHIPPED_READER, ReaderManifest, SafetyReader, second_reading
+from router.safety.reader import SHIPPED_READER, ReaderManifest, SafetyReader, blend, second_reading
 
 MANIFEST = ReaderManifest(
     version="reader-test",
@@ -49,6 +51,33 @@ def test_the_reader_never_lowers_a_score_and_says_nothing_when_it_raised_none() 
     # A score already over where the reader would lift it stays.
     high = second_reading(_scores(0.99), [0.81, 0.0, 0.0], MANIFEST, THRESHOLD)
     assert high.scores["injection"] == 0.99 and high.rules == ("override",)
+
+
+def test_the_blend_weighs_the_models_top_score_in() -> None:
+    assert blend(0.9, 0.6, 0.0) == 0.9  # weight 0: the reader's own probability
+    # the weighted mean of the logits: a model score over the reader's pulls it up,
+    # under it pulls it down, and an even model score (0.5) halves the reader's logit
+    assert 0.9 < float(blend(0.9, 0.99, 1.0)) < 0.99
+    assert 0.6 < float(blend(0.9, 0.6, 1.0)) < 0.9
+    assert float(blend(0.9, 0.5, 1.0)) == pytest.approx(0.75, abs=1e-5)  # logit ln 9 -> ln 3
+    arrays = blend(np.array([0.9, 0.2]), np.array([0.6, 0.8]), 0.5)
+    assert arrays.shape == (2,) and arrays[0] == pytest.approx(float(blend(0.9, 0.6, 0.5)))
+
+
+def test_with_a_model_weight_the_model_being_surer_needs_less_from_the_reader() -> None:
+    weighted = replace(MANIFEST, model_weight=1.0, threshold=0.7)
+    # the same reading: flagged where the model's top score is high, not where it is low
+    assert "second_reading" in second_reading(_scores(0.8), [0.75, 0.0, 0.0], weighted, THRESHOLD).rules
+    assert second_reading(_scores(0.3), [0.75, 0.0, 0.0], weighted, THRESHOLD).rules == ("override",)
+    # and the reader alone (weight 0) flags both at its threshold
+    alone = replace(weighted, model_weight=0.0)
+    assert "second_reading" in second_reading(_scores(0.3), [0.75, 0.0, 0.0], alone, THRESHOLD).rules
+
+
+def test_a_manifest_without_a_model_weight_reads_as_weight_zero() -> None:
+    raw = json.loads(MANIFEST.to_json())
+    del raw["model_weight"]
+    assert ReaderManifest.from_json(json.dumps(raw)).model_weight == 0.0
 
 
 @pytest.mark.parametrize(
