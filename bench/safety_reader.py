@@ -34,7 +34,7 @@ import json
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,7 +43,7 @@ import numpy as np
 from backend.gate.wiring import bundled_encoder
 from backend.settings import Settings
 from router.encoder import SentenceTransformerEncoder, bundled_minilm_path
-from router.safety.data import BENIGN, SafetyExample, _unseen, load_split
+from router.safety.data import BENIGN, SafetyExample, load_split
 from router.safety.model import CATEGORIES, SHIPPED, SafetyModel, sigmoid
 from router.safety.reader import MANIFEST, SHIPPED_READER, ReaderConfig, SafetyReader, blend, is_validation
 from router.safety.train import ENCODER, VectorCache, _temperature, padded
@@ -93,9 +93,10 @@ def _sets(public: Path | None) -> dict[str, list[SafetyExample]]:
     wider = load_split(pending=True)
     config = ReaderConfig()
     val = [r for r in wider.train if not r.derived and is_validation(r.text, config.val_share)]
-    test = _unseen(split.test, wider.train)  # one shipped held-out row has a pending training variant
-    attacks = [r for r in test if r.label != BENIGN]
-    hard = [r for r in test if r.label == BENIGN]
+    # The held-out rows bench/safety_eval.py reads (one hard benign row among them has a
+    # variant in the pending rows: a reader trained with --pending has seen that one).
+    attacks = [r for r in split.test if r.label != BENIGN]
+    hard = [r for r in split.test if r.label == BENIGN]
     shipped_test = {r.text for r in split.test}
     pending_test = [r for r in wider.test if r.text not in shipped_test]
     out = {
@@ -160,11 +161,44 @@ def _flags(
     return flagged | (asked & (blend(reader_p.max(1), top, weight) >= rt))
 
 
+def _conversations(
+    sets: dict[str, list[SafetyExample]],
+    cheap: dict[str, np.ndarray],
+    probs: dict[str, np.ndarray],
+    score: Callable[[Sequence[str]], np.ndarray],
+    read: Callable[[Sequence[str]], np.ndarray],
+    flag: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> dict[str, object]:
+    """The held-out conversations read as the server reads them: the sets above score a
+    conversation's joined turns as one text; the server (InputSafety.assess and
+    read_again) takes, per category, the higher of the last message's reading and the
+    joined turns', for the model and the reader alike. Held-out recall and false
+    positives with those rows so read."""
+    out: dict[str, object] = {}
+    for name in ("attacks", "hard_benign"):
+        idx = [i for i, r in enumerate(sets[name]) if r.turns]
+        last = [sets[name][i].turns[-1] for i in idx]
+        served_cheap = np.maximum(cheap[name][idx], score(last))
+        served_probs = np.maximum(probs[name][idx], read(last))
+        as_bench = flag(cheap[name], probs[name])
+        as_served = as_bench.copy()
+        as_served[idx] = flag(served_cheap, served_probs)
+        out[name] = {
+            "conversations": len(idx),
+            "flagged_as_the_sets_read_them": int(as_bench[idx].sum()),
+            "flagged_as_served": int(as_served[idx].sum()),
+            "rate_with_conversations_as_served": round(float(as_served.mean()), 4),
+        }
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--public", type=Path, default=None)
     parser.add_argument("--reader", type=Path, default=SHIPPED_READER)
-    parser.add_argument("--write", action="store_true", help="store the chosen band and threshold in the manifest")
+    parser.add_argument(
+        "--write", action="store_true", help="store the temperatures and the chosen band, weight and threshold"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -176,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runtime", choices=("served", "torch"), default="served")
     parser.add_argument("--cheap-only", action="store_true", help="only score (and cache) the safety model's scores")
     args = parser.parse_args(argv)
+    if args.weight is not None and args.band is None:
+        parser.error("--weight goes with --band")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -198,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     val = sets["val"]
     y_val = np.array([[r.label == c for c in CATEGORIES] for r in val], dtype=np.float32)
-    temps = {c: _temperature(logits["val"][:, i], y_val[:, i]) for i, c in enumerate(CATEGORIES)}
+    temps = {c: round(_temperature(logits["val"][:, i], y_val[:, i]), 3) for i, c in enumerate(CATEGORIES)}
     t = np.array([temps[c] for c in CATEGORIES], dtype=np.float32)
     probs = {name: sigmoid(z / t) for name, z in logits.items()}  # as SafetyReader.probabilities
     threshold = model.manifest.threshold
@@ -229,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 else:
                     lo = mid + 1
             flags = _flags(cheap["val"], probs["val"], threshold, band, float(cuts[lo]), weight)
-            chosen[(band, weight)] = (float(cuts[lo]), float(flags[~benign_val].mean()))
+            if mixed_fpr(flags) - alone <= ADDED_FPR:  # no threshold within the budget: not a candidate
+                chosen[(band, weight)] = (float(cuts[lo]), float(flags[~benign_val].mean()))
     # Validation's choice: the most recall; on a tie the higher band (fewer requests
     # pay for a second pass), then the lower weight (the reader's own word).
     val_pick = max(chosen, key=lambda k: (round(chosen[k][1], 9), k[0], -k[1]))
@@ -310,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
     }
     report["fpr_benign_all"] = {"alone": fpr_all(False), "with_reader": fpr_all(True)}
+    report["conversations_as_served"] = _conversations(
+        sets, cheap, probs, lambda texts: _cheap(model, cache, cheap_store, texts),
+        lambda texts: sigmoid(_read(reader, reader_store, texts) / t),
+        lambda c, p: _flags(c, p, threshold, band, rt, weight),
+    )  # fmt: skip
     by_cell: dict[str, list[bool]] = {}
     for row, flag in zip(sets["attacks"], flags_of("attacks", True), strict=True):
         by_cell.setdefault(row.cell, []).append(bool(flag))

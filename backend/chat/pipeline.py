@@ -308,6 +308,7 @@ class ChatPipeline:
             assessed = await anyio.to_thread.run_sync(self._safety.assess_all, text, history, vector)
         else:
             assessed = self._safety.assess(text, history, vector)
+            # (a request with history always takes the thread above, so history is () here)
             if self._safety.wants_second_reading(assessed):  # one more transformer pass: off the loop
                 assessed = await anyio.to_thread.run_sync(self._safety.read_again, assessed, text, history)
         groups = chat.principal.groups

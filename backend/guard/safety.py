@@ -169,7 +169,7 @@ class InputSafety:
         transformer pass: work for a worker thread."""
         return self._reader is not None and self._reader.wanted(assessed.scores, self._model.manifest.threshold)
 
-    def read_again(self, assessed: Assessed, text: str, history: tuple[str, ...] = ()) -> Assessed:
+    def read_again(self, assessed: Assessed, text: str, history: tuple[str, ...]) -> Assessed:
         """``assessed`` after the reader has read the last user message and, in a
         conversation, the last user turns together, as :meth:`assess` scores them (an
         attack split across turns): each category its higher reading

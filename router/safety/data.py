@@ -39,6 +39,7 @@ class SafetyExample:
     cell: str = ""
     style: str = ""
     derived: str = ""  # a mechanical variant of another row (base64, benign_wrap, ...): never held out
+    turns: tuple[str, ...] = ()  # a conversation's user turns, oldest first (``text`` joins the last TURNS)
 
 
 def checked_text(turns: Sequence[str]) -> str:
@@ -63,7 +64,12 @@ def load_rows(path: Path) -> list[SafetyExample]:
                 raise DataError(f"{path}:{number}: empty text or unknown label {label!r}")
             out.append(
                 SafetyExample(
-                    text, label, str(row.get("cell", "")), str(row.get("style", "")), str(row.get("derived", ""))
+                    text,
+                    label,
+                    str(row.get("cell", "")),
+                    str(row.get("style", "")),
+                    str(row.get("derived", "")),
+                    tuple(row.get("turns", ())),
                 )
             )
     return out
@@ -108,6 +114,7 @@ class SafetySplit:
 
 
 def plan_files(folder: Path) -> list[Path]:
+    """A plan folder's data files (its top level only: ``pending/`` is read apart)."""
     return sorted([*folder.glob("attacks_*.jsonl"), *folder.glob("benign_*.jsonl")])
 
 

@@ -8,11 +8,13 @@ words in their order, which is where "how do I stop 'ignore your instructions'" 
 "ignore your instructions" differ. It costs one more transformer pass, so it reads only
 a text whose highest score from the safety model lies in the reader's band (at or over
 ``band``, under the safety model's threshold): most traffic scores far below it and
-never pays for the reader. In the band, a category the reader scores at or over its
-own threshold is raised to the safety model's threshold and flagged
-(:func:`second_reading`); the reader never lowers a score.
+never pays for the reader. In the band, the reader's probability for each category is
+blended with the safety model's highest score (:func:`blend`, weighted by the manifest's
+``model_weight``), and a category whose blend is at or over the reader's threshold is
+raised to the safety model's threshold and flagged (:func:`second_reading`); the reader
+never lowers a score.
 
-    python -m router.safety.reader     # trains router/safety/artifacts/<version>/
+    python -m router.safety.reader --version reader-vN [--pending]   # router/safety/artifacts/reader-vN/
 
 Training: the safety split's training rows (router/safety/data.py) less the rows the
 safety model was calibrated on (its validation rows: the band and the threshold are
@@ -90,7 +92,7 @@ class ReaderManifest:
     temperatures: Mapping[str, float]
     band: float  # the safety model's top score from which the reader is asked
     threshold: float  # a category whose blended score (blend()) is at or over this is flagged
-    safety_model: str  # the safety model version the band and threshold were chosen with
+    safety_model: str  # the safety model version the band, weight and threshold were chosen with
     data_hash: str
     seed: int
     created_at: str
@@ -116,6 +118,8 @@ class SafetyReader:
     def __init__(self, manifest: ReaderManifest, encoder: Encoder, w: np.ndarray, b: np.ndarray) -> None:
         if w.shape != (len(manifest.categories), getattr(encoder, "dim", w.shape[1])) or b.shape != w.shape[:1]:
             raise ArtifactError(f"safety reader {manifest.version}: head does not match the manifest")
+        if manifest.model_weight < 0:
+            raise ArtifactError(f"safety reader {manifest.version}: model_weight must be 0 or more")
         self.manifest = manifest
         self.version = manifest.version
         self.encoder = encoder  # the runtime that runs the tuned layers
@@ -302,7 +306,7 @@ def save(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--version", default="reader-v1")
+    parser.add_argument("--version", required=True, help="a new version directory's name (reader-vN)")
     parser.add_argument("--out", type=Path, default=ARTIFACTS)
     parser.add_argument("--epochs", type=int, default=ReaderConfig.epochs)
     parser.add_argument("--threads", type=int, default=2)
@@ -311,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--pending", action="store_true", help="train on the training side of the pending/ rows too (data/PLAN.md)"
     )
     args = parser.parse_args(argv)
+    if (args.out / args.version).exists():
+        parser.error(f"{args.out / args.version} exists: name a new version (the shipped reader stays as it is)")
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -334,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         metrics={
             "train_rows": len(rows),
-            "pending_rows": args.pending,
+            "with_pending_rows": args.pending,
             "train_s": round(time.perf_counter() - started, 1),
         },
     )

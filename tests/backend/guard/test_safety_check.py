@@ -291,7 +291,7 @@ def test_the_reader_reads_only_what_the_model_is_unsure_of(encoder: Encoder) -> 
     unsure = check.assess(UNSURE_ATTACK, (), None)
     assert check.wants_second_reading(unsure)
     assert not check.decide(unsure, ["general"]).flagged  # the model alone lets it through
-    read = check.read_again(unsure, UNSURE_ATTACK)
+    read = check.read_again(unsure, UNSURE_ATTACK, ())
     verdict = check.decide(read, ["general"])
     assert verdict.category == "extraction" and "second_reading" in verdict.rules
     assert read.ms > unsure.ms
@@ -317,7 +317,7 @@ def test_in_a_conversation_the_reader_reads_the_turns_together(encoder: Encoder)
     assert check.wants_second_reading(unsure)
     assert not check.decide(unsure, ["general"]).flagged
     # the last message alone does not convince the reader; the turns together do
-    assert not check.decide(check.read_again(unsure, text), ["general"]).flagged
+    assert not check.decide(check.read_again(unsure, text, ()), ["general"]).flagged
     verdict = check.decide(check.read_again(unsure, text, history), ["general"])
     assert verdict.flagged and "second_reading" in verdict.rules
     assert check.decide(check.assess_all(text, history, None), ["general"]).flagged

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bench.safety_reader import BANDS
+from bench.safety_reader import BANDS, WEIGHTS, _flags
 from router.encoder import Encoder
 from router.errors import ArtifactError
 from router.safety.model import CATEGORIES, SHIPPED, SafetyModel, SafetyScores
@@ -80,6 +80,29 @@ def test_a_manifest_without_a_model_weight_reads_as_weight_zero() -> None:
     assert ReaderManifest.from_json(json.dumps(raw)).model_weight == 0.0
 
 
+def test_the_bench_decides_as_the_server_does() -> None:
+    """bench/safety_reader.py chooses the band, weight and threshold with ``_flags`` (the
+    blend of the reader's highest category); the server flags with ``second_reading``
+    per category. Over random readings the two agree."""
+    rng = np.random.default_rng(3)
+    for weight in WEIGHTS:
+        manifest = replace(MANIFEST, model_weight=weight, threshold=0.8)
+        model = rng.uniform(0, 1, size=(400, 3)).astype(np.float32)
+        reader = rng.uniform(0, 1, size=(400, 3)).astype(np.float32)
+        bench = _flags(model, reader, THRESHOLD, manifest.band, manifest.threshold, weight)
+        for row in range(len(model)):
+            scores = SafetyScores(dict(zip(CATEGORIES, map(float, model[row]), strict=True)))
+            wanted = manifest.band <= max(scores.scores.values()) < THRESHOLD
+            read = second_reading(scores, reader[row].tolist(), manifest, THRESHOLD) if wanted else scores
+            assert bool(read.flagged({c: THRESHOLD for c in CATEGORIES})) == bool(bench[row]), (weight, row)
+
+
+def test_a_negative_model_weight_is_refused(encoder: Encoder) -> None:
+    reader = SafetyReader.load(SHIPPED_READER, encoder)
+    with pytest.raises(ArtifactError, match="model_weight"):
+        SafetyReader(replace(reader.manifest, model_weight=-1.0), reader.encoder, reader._w, reader._b)
+
+
 @pytest.mark.parametrize(
     ("top", "asked"),
     [(0.01, False), (0.19, False), (0.2, True), (0.5, True), (0.869, True), (THRESHOLD, False), (0.99, False)],
@@ -107,6 +130,7 @@ def test_the_shipped_reader_was_chosen_for_the_shipped_model(encoder: Encoder) -
     # chosen by bench/safety_reader.py --write: a band it offers, a threshold under 1,
     # temperatures fitted on validation rows (the trainer writes 1.0 and band 1.0)
     assert manifest.band in BANDS and manifest.band < model.manifest.threshold
+    assert manifest.model_weight in WEIGHTS
     assert 0.5 <= manifest.threshold < 1.0
     assert all(t != 1.0 for t in manifest.temperatures.values())
 
