@@ -43,15 +43,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "safety.json"
 def _flags(
     model: SafetyModel, rows: Sequence[SafetyExample], cache: VectorCache, reader: SafetyReader | None
 ) -> list[tuple[bool, str]]:
-    """(flagged, top category) per row, through SafetyModel.score as the server runs it,
-    and the reader's second reading for the rows in its band (backend/guard/safety.py)."""
+    """(flagged, top category) per row, as the server reads it (backend/guard/safety.py):
+    SafetyModel.score_turns, and the reader's second reading for the rows in its band. A
+    conversation's row is read as its last message with the earlier turns."""
     out = []
-    vectors = cache.encode([r.text for r in rows])
+    # a conversation's vector is its last message's, as the request's is
+    vectors = cache.encode([r.turns[-1] if r.turns else r.text for r in rows])
     threshold = model.manifest.threshold
     for row, vector in zip(rows, vectors, strict=True):
-        scores = model.score(row.text, vector, cache.encode)
+        text, history = (row.turns[-1], row.turns[:-1]) if row.turns else (row.text, ())
+        scores = model.score_turns(text, history, vector, cache.encode)
         if reader is not None and reader.wanted(scores, threshold):
-            scores = second_reading(scores, reader.probabilities([row.text])[0], reader.manifest, threshold)
+            scores = second_reading(scores, reader.read(text, history), reader.manifest, threshold)
         top, value = scores.top
         out.append((value >= model.manifest.threshold, top))
     return out

@@ -25,7 +25,6 @@ import numpy as np
 from backend.errors import BadRequest
 from experts.registry import SAFETY_CATEGORIES, ExpertRegistry, SafetyAction
 from router.encoder import Encoder
-from router.safety.data import checked_text
 from router.safety.model import SHIPPED, SafetyModel, SafetyScores
 from router.safety.reader import SHIPPED_READER, SafetyReader, second_reading
 
@@ -145,15 +144,7 @@ class InputSafety:
         started = time.perf_counter()
         if vector is None:
             vector = self._encoder.encode([text])[0]
-        scores = self._model.score(text, vector, self._encoder.encode)
-        if history:
-            joined = checked_text([*history, text])
-            # a request in one turn and the material in the next are read as one paste
-            together = self._model.score(joined, self._encoder.encode([joined])[0], self._encoder.encode)
-            scores = SafetyScores(
-                {c: max(s, together.scores[c]) for c, s in scores.scores.items()},
-                tuple(dict.fromkeys((*scores.rules, *together.rules))),
-            )
+        scores = self._model.score_turns(text, history, vector, self._encoder.encode)
         return Assessed(scores, vector, self._encoder.name, (time.perf_counter() - started) * 1000)
 
     def assess_all(self, text: str, history: tuple[str, ...], vector: np.ndarray | None) -> Assessed:
@@ -178,8 +169,7 @@ class InputSafety:
         if self._reader is None:
             raise RuntimeError("read_again needs a safety reader; ask wants_second_reading first")
         started = time.perf_counter()
-        texts = [text, checked_text([*history, text])] if history else [text]
-        read = self._reader.probabilities(texts).max(axis=0)
+        read = self._reader.read(text, history)
         scores = second_reading(assessed.scores, read, self._reader.manifest, self._model.manifest.threshold)
         return replace(assessed, scores=scores, ms=assessed.ms + (time.perf_counter() - started) * 1000)
 

@@ -20,13 +20,12 @@ import numpy as np
 
 from router.dataset import SEED_DIR, SEED_FILES, DataError
 from router.safety import rules
-from router.safety.model import CATEGORIES
+from router.safety.model import CATEGORIES, checked_text
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PENDING = "pending"  # a plan folder's rows written but not yet in the safety model's split
 BENIGN = "benign"
 LABELS = (*CATEGORIES, BENIGN)
-TURNS = 3  # the user turns a multi-turn check reads together
 # One training row in this many (by a stable hash of its text) is held out of fitting
 # for calibration and thresholds: the safety model's and its second reading's.
 VAL_SHARE = 7
@@ -40,11 +39,6 @@ class SafetyExample:
     style: str = ""
     derived: str = ""  # a mechanical variant of another row (base64, benign_wrap, ...): never held out
     turns: tuple[str, ...] = ()  # a conversation's user turns, oldest first (``text`` joins the last TURNS)
-
-
-def checked_text(turns: Sequence[str]) -> str:
-    """What a multi-turn check reads: the last user turns, oldest first."""
-    return "\n".join(t.strip() for t in turns[-TURNS:])
 
 
 def load_rows(path: Path) -> list[SafetyExample]:

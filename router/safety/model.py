@@ -86,6 +86,14 @@ class SafetyManifest:
         return cls(**raw)
 
 
+TURNS = 3  # the user turns a multi-turn check reads together
+
+
+def checked_text(turns: Sequence[str]) -> str:
+    """What a multi-turn check reads: the last user turns, oldest first."""
+    return "\n".join(t.strip() for t in turns[-TURNS:])
+
+
 @dataclass(frozen=True)
 class SafetyScores:
     """One text's calibrated score per category, and the rule families that fired."""
@@ -315,6 +323,23 @@ class SafetyModel:
             scores["injection"] = max(scores["injection"], OBVIOUS_SCORE)
             fired = (*fired, *in_material)
         return SafetyScores(scores, fired)
+
+    def score_turns(
+        self, text: str, history: Sequence[str], vector: Vectors, encode: Callable[[list[str]], Vectors]
+    ) -> SafetyScores:
+        """The last user message ``text`` in its conversation (``history``: the user's
+        earlier turns, oldest first): each category the higher of the message's score and
+        the last TURNS turns' read together (an attack split across turns, or a request
+        in one turn and the material in the next). Without history, :meth:`score`."""
+        scores = self.score(text, vector, encode)
+        if not history:
+            return scores
+        joined = checked_text([*history, text])
+        together = self.score(joined, encode([joined])[0], encode)
+        return SafetyScores(
+            {c: max(s, together.scores[c]) for c, s in scores.scores.items()},
+            tuple(dict.fromkeys((*scores.rules, *together.rules))),
+        )
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ from router.safety.data import (
     load_split,
     targets,
 )
-from router.safety.model import CATEGORIES, SafetyScores, sigmoid
+from router.safety.model import CATEGORIES, SafetyScores, checked_text, sigmoid
 
 log = logging.getLogger(__name__)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -134,6 +134,14 @@ class SafetyReader:
         """Calibrated probabilities, shape (len(texts), categories)."""
         return sigmoid(self.logits(texts) / self._temps)
 
+    def read(self, text: str, history: Sequence[str] = ()) -> Vectors:
+        """The probabilities for the last user message ``text`` in its conversation, as
+        :meth:`SafetyModel.score_turns` scores it: each category the higher reading of
+        the message and of the last turns joined (one batch of one or two texts)."""
+        texts = [text, checked_text([*history, text])] if history else [text]
+        out: Vectors = self.probabilities(texts).max(axis=0)
+        return out
+
     def wanted(self, scores: SafetyScores, threshold: float) -> bool:
         """Whether the safety model's ``scores`` are in the band (unsure, not flagged)."""
         return self.manifest.band <= max(scores.scores.values()) < threshold
@@ -188,7 +196,7 @@ def blend(reader: Any, model_top: Any, model_weight: float) -> Any:
 
 
 def second_reading(
-    scores: SafetyScores, probabilities: Sequence[float], manifest: ReaderManifest, threshold: float
+    scores: SafetyScores, probabilities: Sequence[float] | Vectors, manifest: ReaderManifest, threshold: float
 ) -> SafetyScores:
     """``scores`` after the reader's probabilities (one per category, in the manifest's
     order): a category whose blend with the model's top score (:func:`blend`) is at or
