@@ -37,7 +37,7 @@ from typing import Any
 from router.dataset import SEED_DIR
 from router.safety import rules
 from router.safety.content import pasted
-from router.safety.data import BENIGN, DATA_DIR, load_rows, load_split
+from router.safety.data import BENIGN, DATA_DIR, PENDING, load_rows, load_split, plan_files
 
 OUT = Path(__file__).resolve().parent / "results" / "safety_decisive.json"
 SAMPLES = Path(__file__).resolve().parents[1] / "retrieval" / "samples"
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     split = load_split()
-    pending = [r for path in sorted((DATA_DIR / "pending").glob("*.jsonl")) for r in load_rows(path)]
+    pending = [r for path in plan_files(DATA_DIR / PENDING) for r in load_rows(path)]
     ours = [r for r in split.train + split.test if r.cell != "router"]
     sets = {
         "benign_ours": [r.text for r in ours + pending if r.label == BENIGN],
