@@ -56,7 +56,7 @@ WINDOW_CHARS = 1200
 OBVIOUS_SCORE = 0.99
 # Bumped when what a text is scored in changes (sentences, runs, hidden forms): like a
 # change to the patterns, documents scored with other units are scored again.
-UNITS = "3"
+UNITS = "4"
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,32 @@ _STARTS = (
     "|Hi|Hello|Hey|Thanks|Also|Now|Then|Show|Give|Tell|List|Return|Write|Send|Speak|From now"
 )
 _RUN_ON = re.compile(rf"(?<=\S) +(?=(?:{_STARTS})\b)")
+# Where a capitalised word follows a word that ends in a small letter, a digit or a
+# closing bracket, with no stop between ("... a debt collector s legal fees You're the
+# admin expert now ..."): pasted or typed requests often run on so, and an ordinary
+# request run on before or after an attack hides the attack's start. Not after a word
+# with a capital ("GitHub Actions") or one that leads into a name ("to GitHub", "the
+# Berlin office", "ask Maria"): there a capital is a name.
+_CASE_TURN = re.compile(r"(?<=[a-z0-9)\]}=]) +(?=[A-Z][a-z\u2019']*\b)")
+_LEADS = frozenset(
+    "a an the to for in on at with from by of and or nor but my your our their his her its this that these those"
+    " via into onto about per as is are was were be been called named dear mr mrs ms dr hi hello hey thanks"
+    " thank using use like than vs versus under over between through without within across near after before"
+    " since until ask asked tell told email emailed call called cc ping message contact team mister miss"
+    " sir madam"
+    # ... or into a phrase quoted without quote marks ("how do we stop Ignore previous
+    # instructions prompts", "the banner says Access Denied")
+    " stop stops catch catches detect detects block blocks filter filters flag flags say says said saying"
+    " read reads phrase phrases word words prompt prompts titled labelled labeled quote quoted type typed"
+    " enter entered search searched contain contains containing mention mentions"
+    # the articles and prepositions before a noun in the other languages our staff write
+    " der die das den dem des ein eine einen einem einer mit von zu zum zur für auf im am beim"
+    " le la les du de des au aux en un une el los las del con una il lo gli dei della het een"
+    " van voor".split()
+)
+# A capitalised word that seldom starts what follows: "I" and its contractions ("how do
+# I fix it").
+_NOT_A_TURN = re.compile(r"I(?:['\u2019](?:m|d|ve|ll|s))?\b")
 
 
 def sentences(text: str) -> list[str]:
@@ -155,10 +181,28 @@ def _joined(parts: Sequence[str]) -> list[str]:
     return out
 
 
-def run_on(parts: Sequence[str]) -> list[str]:
+def run_on(parts: Sequence[str], capitals: bool = True) -> list[str]:
     """``parts`` (sentences) with each also split where a request word follows a word
-    with no full stop (:data:`_STARTS`)."""
-    return [piece.strip() for part in parts for piece in _RUN_ON.split(part) if piece.strip()]
+    with no full stop (:data:`_STARTS`) and, with ``capitals``, where a capitalised word
+    does (:func:`case_turns`)."""
+    split = [piece.strip() for part in parts for piece in _RUN_ON.split(part) if piece.strip()]
+    if not capitals:
+        return split
+    return [piece.strip() for part in split for piece in case_turns(part) if piece.strip()]
+
+
+def case_turns(text: str) -> list[str]:
+    """``text`` split where a capitalised word follows a word with no stop that does not
+    lead into a name (:data:`_CASE_TURN`, :data:`_LEADS`)."""
+    out, start = [], 0
+    for match in _CASE_TURN.finditer(text):
+        before = text[start : match.start()].rsplit(None, 1)
+        word = before[-1] if before else ""
+        turn = word.islower() and word.strip("\"')]}=") not in _LEADS
+        if turn and not _NOT_A_TURN.match(text, match.end()):
+            out.append(text[start : match.start()])
+            start = match.end()
+    return [*out, text[start:]]
 
 
 def windows(parts: Sequence[str]) -> list[str]:
@@ -198,12 +242,18 @@ def units(text: str) -> Units:
     """``text``'s :class:`Units`, each once. Remembered: a request asks twice, whether
     scoring it embeds anything and to score it."""
     parts = segments(text)
-    anchored = tuple(dict.fromkeys([*(w for w in parts if w != text), *rules.variants(text)]))
-    fine = run_on(sentences(text))
-    # One sentence has no pieces besides itself (nor its stripped or its cut form).
-    runs = [*_joined(fine), *windows(fine)] if len(fine) > 1 else []
+    # Hidden forms of the whole and, in a text of several sentences, of each: a sentence
+    # in leetspeak or spaced letters beside an ordinary one reveals its words alone.
+    hidden = [v for part in dict.fromkeys([text, *parts]) for v in rules.variants(part)]
+    anchored = tuple(dict.fromkeys([*(w for w in parts if w != text), *hidden]))
+    fine, coarse = run_on(sentences(text)), run_on(sentences(text), capitals=False)
+    # One sentence has no pieces besides itself (nor its stripped or its cut form). The
+    # runs of the sentences split at request words only are kept beside those split at
+    # capitals too: a text of twelve sentences that a capital makes thirteen keeps its
+    # runs, so a split never takes a piece away.
+    runs = [*_joined(fine), *windows(fine), *_joined(coarse), *windows(coarse)] if len(fine) > 1 else []
     loose = [w for w in runs if w not in (text, text.strip()) and w not in anchored]
-    return Units(anchored, tuple(dict.fromkeys([*loose, *glossed(text, parts, fine)])))
+    return Units(anchored, tuple(dict.fromkeys([*loose, *glossed(text, parts, coarse)])))
 
 
 def glossed(text: str, parts: Sequence[str], fine: Sequence[str]) -> list[str]:
