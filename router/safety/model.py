@@ -132,20 +132,23 @@ _RUN_ON = re.compile(rf"(?<=\S) +(?=(?:{_STARTS})\b)")
 # Berlin office", "ask Maria"): there a capital is a name.
 _CASE_TURN = re.compile(r"(?<=[a-z0-9)\]}=]) +(?=[A-Z][a-z\u2019']*\b)")
 _LEADS = frozenset(
-    "a an the to for in on at with from by of and or nor but my your our their his her its this that these those"
-    " via into onto about per as is are was were be been called named dear mr mrs ms dr hi hello hey thanks"
-    " thank using use like than vs versus under over between through without within across near after before"
-    " since until ask asked tell told email emailed call called cc ping message contact team mister miss"
-    " sir madam"
-    # ... or into a phrase quoted without quote marks ("how do we stop Ignore previous
-    # instructions prompts", "the banner says Access Denied")
-    " stop stops catch catches detect detects block blocks filter filters flag flags say says said saying"
-    " read reads phrase phrases word words prompt prompts titled labelled labeled quote quoted type typed"
-    " enter entered search searched contain contains containing mention mentions"
-    # the articles and prepositions before a noun in the other languages our staff write
-    " der die das den dem des ein eine einen einem einer mit von zu zum zur für auf im am beim"
-    " le la les du de des au aux en un une el los las del con una il lo gli dei della het een"
-    " van voor".split()
+    word
+    for group in (
+        "a an the to for in on at with from by of and or nor but my your our their his her its this that these",
+        "those via into onto about per as is are was were be been called named dear mr mrs ms dr hi hello hey",
+        "thanks thank using use like than vs versus under over between through without within across near",
+        "after before since until ask asked tell told email emailed call cc ping message contact team mister",
+        "miss sir madam",
+        # ... or into a phrase quoted without quote marks ("how do we stop Ignore previous
+        # instructions prompts", "the banner says Access Denied")
+        "stop stops catch catches detect detects block blocks filter filters flag flags say says said saying",
+        "read reads phrase phrases word words prompt prompts titled labelled labeled quote quoted type typed",
+        "enter entered search searched contain contains containing mention mentions",
+        # the articles and prepositions before a noun in the other languages our staff write
+        "der die das den dem des ein eine einen einem einer mit von zu zum zur für auf im am beim",
+        "le la les du de au aux en un une el los las del con una il lo gli dei della het een van voor",
+    )
+    for word in group.split()
 )
 # A capitalised word that seldom starts what follows: "I" and its contractions ("how do
 # I fix it").
