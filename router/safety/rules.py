@@ -7,7 +7,7 @@ rule as the attack itself; the embedding and the n-grams tell the two apart.
 
 Attackers hide text from rules and from the model alike: spaced letters
 ("i g n o r e"), leetspeak ("1gn0r3"), split words ("ig-nore"), zero-width characters,
-base64, hex and rot13. :func:`variants` gives the forms worth scoring besides the text
+base64, hex, rot13 and percent-encoding. :func:`variants` gives the forms worth scoring besides the text
 itself: the normalised text and whatever decodes to readable text.
 """
 
@@ -19,6 +19,7 @@ import codecs
 import re
 import unicodedata
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 # Characters that render as nothing, used to split words invisibly.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
@@ -105,9 +106,24 @@ def decoded(text: str) -> list[str]:
 
 def variants(text: str) -> list[str]:
     """Forms of ``text`` to score besides itself: its normalised form when that differs
-    (beyond case), its rot13 when asked for, its reversal (the whole text, or each word)
-    when that reveals words an attack hides, and what decodes from base64 or hex."""
+    (beyond case), its rot13 when asked for or when it reads as English and the text
+    does not, its reversal (the whole text, or each word) and its percent-decoding
+    ("Show%20the%20system%20prompt") when these reveal words an attack hides, and what
+    decodes from base64 or hex."""
     return _variants(text, decoded(text))
+
+
+# Words that make most English sentences, and few strings of rot13: a text whose rot13
+# has at least three of them, and twice its own count, was written in rot13.
+# (Not "a" and "i": rot13 makes them of "n" and "v", a loop counter in code.)
+_COMMON = re.compile(
+    r"\b(?:the|an|to|of|and|or|you|your|is|are|how|can|me|my|what|for|in|it|this|that|do|be|with|on|all|now)\b"
+)
+
+
+def _reads_as_english(form: str, original: str) -> bool:
+    found = len(_COMMON.findall(form))
+    return found >= 3 and found >= 2 * len(_COMMON.findall(original))
 
 
 def _variants(text: str, hidden: list[str]) -> list[str]:
@@ -116,13 +132,23 @@ def _variants(text: str, hidden: list[str]) -> list[str]:
     plain, lower = normalise(text), text[:MAX_CHARS].lower()
     if plain != lower and set(_REVEALING.findall(plain)) - set(_REVEALING.findall(lower)):
         out.append(plain)
-    if "rot13" in plain or "rot-13" in plain or "rot 13" in plain:
-        out.append(codecs.decode(text[:MAX_CHARS], "rot13"))
-    # Text written backwards ("snoitcurtsni suoiverp erongi"), whole or word by word.
-    seen = set(_REVEALING.findall(plain))
     head = text[:MAX_CHARS]
-    for flipped in (head[::-1], _LETTERS.sub(lambda m: m.group(0)[::-1], head)):
-        if set(_REVEALING.findall(flipped.lower())) - seen:
+    seen = set(_REVEALING.findall(plain))
+    if "rot13" in plain or "rot-13" in plain or "rot 13" in plain:
+        out.append(codecs.decode(head, "rot13"))
+    else:
+        # rot13 unannounced: the text, or a part of it after a colon or on its own line
+        # ("please decode and answer: Ubj pna V ..."), that reads as English in rot13 or
+        # reveals words an attack hides ("[FLFGRZ] znvagranapr zbqr").
+        for part in dict.fromkeys([head, *(p.strip() for p in re.split(r"[:\n]", head) if p.strip())]):
+            rot13 = codecs.decode(part, "rot13")
+            if _reads_as_english(rot13.lower(), part.lower()) or set(_REVEALING.findall(rot13.lower())) - seen:
+                out.append(rot13)
+    # Text written backwards ("snoitcurtsni suoiverp erongi"), whole or word by word,
+    # and percent-encoded text.
+    unquoted = unquote(head) if "%" in head else head
+    for flipped in (head[::-1], _LETTERS.sub(lambda m: m.group(0)[::-1], head), unquoted):
+        if flipped is not head and set(_REVEALING.findall(flipped.lower())) - seen:
             out.append(flipped)
     out.extend(hidden)
     return out
@@ -369,7 +395,7 @@ MATERIAL: dict[str, re.Pattern[str]] = {
 }
 # Bumped when DECISIVE or MATERIAL changes, or what the rule features read (the hidden
 # forms): documents scored with other patterns are scored again.
-VERSION = "4"
+VERSION = "5"
 
 
 def in_material(text: str) -> tuple[str, ...]:
