@@ -7,8 +7,8 @@ rule as the attack itself; the embedding and the n-grams tell the two apart.
 
 Attackers hide text from rules and from the model alike: spaced letters
 ("i g n o r e"), leetspeak ("1gn0r3"), split words ("ig-nore"), zero-width characters,
-base64, hex, rot13 and percent-encoding. :func:`variants` gives the forms worth scoring besides the text
-itself: the normalised text and whatever decodes to readable text.
+base64, hex, rot13 and percent-encoding. :func:`variants` gives the forms worth scoring
+besides the text itself: the normalised text and whatever decodes to readable text.
 """
 
 from __future__ import annotations
