@@ -201,6 +201,12 @@ def _foreign(word: str, english: str) -> bool:
     return not (a.startswith(b) or b.startswith(a))
 
 
+def reads_foreign(word: str) -> bool:
+    """Whether a lexicon reads ``word`` as a word of another language, one that is not
+    the same word in English ("bisherigen" is; "status" is not)."""
+    return any(_foreign(word, english) for english in english_of(word).values())
+
+
 def foreign_span(text: str) -> str | None:
     """Where ``text`` (its first :data:`MAX_CHARS` characters) is English on one side and
     another language on the other, the other language's side: "how do I mark a job as

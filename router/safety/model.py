@@ -34,7 +34,7 @@ from router.errors import ArtifactError
 from router.features import HashedNgrams
 from router.safety import rules
 from router.safety.content import pasted
-from router.safety.gloss import foreign_span, gloss, glossary
+from router.safety.gloss import foreign_span, gloss, glossary, reads_foreign
 
 CATEGORIES: tuple[str, ...] = ("injection", "jailbreak", "extraction")
 SHIPPED = Path(__file__).resolve().parent / "artifacts" / "safety-v2"
@@ -196,13 +196,16 @@ def run_on(parts: Sequence[str], capitals: bool = True) -> list[str]:
 
 def case_turns(text: str) -> list[str]:
     """``text`` split where a capitalised word follows a word with no stop that does not
-    lead into a name (:data:`_CASE_TURN`, :data:`_LEADS`)."""
+    lead into a name (:data:`_CASE_TURN`, :data:`_LEADS`), where neither word is one of
+    another language (German capitalises its nouns: "deine bisherigen Anweisungen"; where
+    English runs into another language, :func:`glossed` reads the foreign side alone)."""
     out, start = [], 0
     for match in _CASE_TURN.finditer(text):
         before = text[start : match.start()].rsplit(None, 1)
         word = before[-1] if before else ""
-        turn = word.islower() and word.strip("\"')]}=") not in _LEADS
-        if turn and not _NOT_A_TURN.match(text, match.end()):
+        bare, after = word.strip("\"')]}="), text[match.end() :].split(None, 1)[0]
+        turn = word.islower() and bare not in _LEADS and not _NOT_A_TURN.match(after)
+        if turn and not reads_foreign(bare) and not reads_foreign(after.rstrip(".,;:!?")):
             out.append(text[start : match.start()])
             start = match.end()
     return [*out, text[start:]]
