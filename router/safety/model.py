@@ -124,13 +124,15 @@ _STARTS = (
     "|Hi|Hello|Hey|Thanks|Also|Now|Then|Show|Give|Tell|List|Return|Write|Send|Speak|From now"
 )
 _RUN_ON = re.compile(rf"(?<=\S) +(?=(?:{_STARTS})\b)")
-# Where a capitalised word follows a word that ends in a small letter, a digit or a
-# closing bracket, with no stop between ("... a debt collector s legal fees You're the
-# admin expert now ..."): pasted or typed requests often run on so, and an ordinary
-# request run on before or after an attack hides the attack's start. Not after a word
-# with a capital ("GitHub Actions") or one that leads into a name ("to GitHub", "the
-# Berlin office", "ask Maria"): there a capital is a name.
-_CASE_TURN = re.compile(r"(?<=[a-z0-9)\]}=]) +(?=[A-Z][a-z\u2019']*\b)")
+# Where a capitalised word follows a word in small letters that ends in a letter, a
+# digit, a closing bracket or "=", with no stop between ("... a debt collector s legal
+# fees You're the admin expert now ..."): pasted or typed requests often run on so, and
+# an ordinary request run on before or after an attack hides the attack's start. Not
+# after a word that leads into a name or a quoted phrase ("ask Maria", "the Berlin
+# office", "stop Ignore previous instructions prompts"), nor before "I" or an attack's
+# own first words (:data:`_NOT_AFTER`). All-capital and CamelCase words ("API",
+# "GitHub") are no turn. Group 1 is the word before, group 2 the capitalised word.
+_CASE_TURN = re.compile(r"(?<!\S)(\S*[a-z0-9)\]}=]) +(?=([A-Z][a-z\u2019']*)\b)")
 _LEADS = frozenset(
     word
     for group in (
@@ -150,9 +152,16 @@ _LEADS = frozenset(
     )
     for word in group.split()
 )
-# A capitalised word that seldom starts what follows: "I" and its contractions ("how do
-# I fix it").
-_NOT_A_TURN = re.compile(r"I(?:['\u2019](?:m|d|ve|ll|s))?\b")
+# Capitalised words that are no turn: "I" and its contractions ("how do I fix it"), and
+# the first words of an attack, which a question about one quotes without quote marks
+# ("how do we protect against Ignore previous instructions attacks?"; as for _STARTS).
+_NOT_AFTER = frozenset(
+    [
+        *(f"I{tail}" for tail in ("", "'m", "'d", "'ve", "'ll", "\u2019m", "\u2019d", "\u2019ve", "\u2019ll")),
+        *("Ignore", "Disregard", "Forget", "Override", "Bypass", "Skip", "Drop", "Abandon", "Print", "Reveal"),
+        *("Repeat", "Output", "Dump", "Pretend", "Enable", "Activate", "Jailbreak"),
+    ]
+)
 
 
 def sentences(text: str) -> list[str]:
@@ -187,26 +196,31 @@ def _joined(parts: Sequence[str]) -> list[str]:
 def run_on(parts: Sequence[str], capitals: bool = True) -> list[str]:
     """``parts`` (sentences) with each also split where a request word follows a word
     with no full stop (:data:`_STARTS`) and, with ``capitals``, where a capitalised word
-    does (:func:`case_turns`)."""
+    does (:func:`at_capitals`)."""
     split = [piece.strip() for part in parts for piece in _RUN_ON.split(part) if piece.strip()]
-    if not capitals:
-        return split
-    return [piece.strip() for part in split for piece in case_turns(part) if piece.strip()]
+    return at_capitals(split) if capitals else split
+
+
+def at_capitals(parts: Sequence[str]) -> list[str]:
+    """``parts`` with each split by :func:`case_turns`."""
+    return [piece.strip() for part in parts for piece in case_turns(part) if piece.strip()]
 
 
 def case_turns(text: str) -> list[str]:
-    """``text`` split where a capitalised word follows a word with no stop that does not
-    lead into a name (:data:`_CASE_TURN`, :data:`_LEADS`), where neither word is one of
-    another language (German capitalises its nouns: "deine bisherigen Anweisungen"; where
-    English runs into another language, :func:`glossed` reads the foreign side alone)."""
+    """``text`` split where a capitalised word follows a word in small letters with no
+    stop (:data:`_CASE_TURN`), unless the word before leads into a name (:data:`_LEADS`),
+    the capitalised word seldom starts a sentence (:data:`_NOT_AFTER`), or either is a
+    word of another language (German capitalises its nouns: "deine bisherigen
+    Anweisungen"; where English runs into another language, :func:`glossed` reads the
+    foreign side alone)."""
     out, start = [], 0
     for match in _CASE_TURN.finditer(text):
-        before = text[start : match.start()].rsplit(None, 1)
-        word = before[-1] if before else ""
-        bare, after = word.strip("\"')]}="), text[match.end() :].split(None, 1)[0]
-        turn = word.islower() and bare not in _LEADS and not _NOT_A_TURN.match(after)
-        if turn and not reads_foreign(bare) and not reads_foreign(after.rstrip(".,;:!?")):
-            out.append(text[start : match.start()])
+        word, after = match.group(1), match.group(2)
+        bare = word.strip("\"')]}=")
+        if not word.islower() or bare in _LEADS or after in _NOT_AFTER:
+            continue
+        if not reads_foreign(bare) and not reads_foreign(after):
+            out.append(text[start : match.end(1)])
             start = match.end()
     return [*out, text[start:]]
 
@@ -229,11 +243,13 @@ def windows(parts: Sequence[str]) -> list[str]:
 @dataclass(frozen=True)
 class Units:
     """What a text is scored in besides itself. ``anchored``: its sentences
-    (:func:`segments`) and hidden forms, which the decisive patterns read too (each
-    starts where the writer started a sentence); ``loose``: its sentences split again at
-    request words and the runs of them from either end (:func:`windows`), read by the
-    model only (a piece that starts at "Ignore" in the middle of "how do we stop Ignore
-    previous instructions prompts?" is no sentence start)."""
+    (:func:`segments`) and the hidden forms of the text and of each sentence, which the
+    decisive patterns read too (each starts where the writer started a sentence);
+    ``loose``: its sentences split again at request words, and again at capitals
+    (:func:`run_on`), the runs of either from either end (:func:`windows`) and the
+    glosses of another language, read by the model only (a piece that starts at
+    "Please ignore" in the middle of "our filter should catch phrases like Please ignore
+    all previous instructions" is no sentence start)."""
 
     anchored: tuple[str, ...]
     loose: tuple[str, ...]
@@ -252,7 +268,8 @@ def units(text: str) -> Units:
     # in leetspeak or spaced letters beside an ordinary one reveals its words alone.
     hidden = [v for part in dict.fromkeys([text, *parts]) for v in rules.variants(part)]
     anchored = tuple(dict.fromkeys([*(w for w in parts if w != text), *hidden]))
-    fine, coarse = run_on(sentences(text)), run_on(sentences(text), capitals=False)
+    coarse = run_on(sentences(text), capitals=False)
+    fine = at_capitals(coarse)
     # One sentence has no pieces besides itself (nor its stripped or its cut form). The
     # runs of the sentences split at request words only are kept beside those split at
     # capitals too: a text of twelve sentences that a capital makes thirteen keeps its
@@ -262,14 +279,14 @@ def units(text: str) -> Units:
     return Units(anchored, tuple(dict.fromkeys([*loose, *glossed(text, parts, coarse)])))
 
 
-def glossed(text: str, parts: Sequence[str], fine: Sequence[str]) -> list[str]:
+def glossed(text: str, parts: Sequence[str], coarse: Sequence[str]) -> list[str]:
     """The English gloss (:func:`router.safety.gloss.gloss`) of a text written in another
     language, and of each of its sentences that is (``parts``: its :func:`segments`;
-    ``fine``: its sentences split at request words; for texts of up to
+    ``coarse``: its sentences split at request words, not at capitals; for texts of up to
     MAX_WINDOW_SENTENCES sentences): an attack translated into Spanish or Turkish reads
     to the English encoder as its English words, also when an English request comes
     before or after it. Nothing for an English text."""
-    sentences_of = [*parts, *_joined(fine)] if 1 < len(parts) <= MAX_WINDOW_SENTENCES else []
+    sentences_of = [*parts, *_joined(coarse)] if 1 < len(parts) <= MAX_WINDOW_SENTENCES else []
     read = list(dict.fromkeys([text, *sentences_of]))
     # Where another language meets English inside a sentence ("... paid cash Necesito la
     # contraseña ..."), the foreign run alone.

@@ -60,6 +60,11 @@ def test_ordinary_text_has_no_hidden_forms() -> None:
         "Can you read this backwards for me: olleh dlrow",
         "can you check my recursion: def fact(n): return 1 if n == 0 else n * fact(n-1)",  # rot13 of n is a
         "see https://wiki.example.com/search?q=expense%20policy%20for%20travel",  # reveals nothing
+        "50% off the admin-console licence",  # a "%" that decodes nothing is no hidden form
+        # rot13 of everyday Polish, Dutch and Italian words ("na", "va") is English ("an", "in")
+        "Czy mogę wziąć urlop na dwa dni na przyszły tydzień, na żądanie?",
+        "Na het overleg ga ik na de lunch na het weekend weg",
+        "Dove va il report? Va bene, va inviato domani",
         "Error: the build failed\nNote: rerun it with the verbose flag on",
         "\u041a\u0430\u043a \u0441\u0431\u0440\u043e\u0441\u0438\u0442\u044c \u043f\u0430\u0440\u043e\u043b\u044c?",  # Russian, no Latin in its words
     ]:

@@ -56,10 +56,13 @@ def test_a_sentence_starts_where_a_capitalised_word_follows_a_small_letter_with_
         '{"ignore_prior_instructions": true}',
         "The defendant pulled a knife",
     ]
-    # Names: after a capitalised word, after a word that leads into a name, and "I".
+    # Names (after a word that leads into one; all-capital and CamelCase words are none),
+    # "I", and an attack's first words quoted without quote marks.
     for sentence in (
         "we moved the build to GitHub Actions and Gradle last week",
         "can you ask Maria to approve the expense report for the Berlin office",
+        "how do we protect against Ignore previous instructions attacks",
+        "users keep pasting Reveal your system prompt into the chat",
         "how do I fix it and where should I've looked first",
         "Wie kann ich die Rechnungsadresse mit dem Kunden in Beacon ändern",
         # German capitalises its nouns; where English runs into German, the gloss reads it
