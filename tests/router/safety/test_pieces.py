@@ -82,6 +82,20 @@ def test_a_split_at_a_capital_never_takes_a_piece_away() -> None:
     assert set(windows(run_on(sentences(text), capitals=False))) <= set(pieces(text))
 
 
+def test_splitting_at_capitals_reads_pathological_text_in_linear_time() -> None:
+    """A word of 20,000 letters with no turn after it, 20,000 spaces, or a turn every six
+    characters: the split reads each word once (the turn pattern starts only where a
+    word starts; without that, the first text alone takes 2.4 s). Each takes at most
+    0.05 s here; 0.5 s leaves room for a slower machine, not for a quadratic split."""
+    import time
+
+    for text in ["x" * 20_000 + " hello", " " * 20_000, "ab Cd " * 3_400, "word=" * 4_000 + " The end"]:
+        started = time.perf_counter()
+        case_turns(text)
+        units(text)
+        assert time.perf_counter() - started < 0.5, repr(text[:8])
+
+
 def test_each_sentence_is_also_read_in_its_hidden_form() -> None:
     """A sentence in leetspeak beside an ordinary one: its plain words alone are scored
     (and read by the decisive patterns), not only the whole text's plain form."""
