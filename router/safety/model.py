@@ -158,8 +158,8 @@ _LEADS = frozenset(
 _NOT_AFTER = frozenset(
     [
         *(f"I{tail}" for tail in ("", "'m", "'d", "'ve", "'ll", "\u2019m", "\u2019d", "\u2019ve", "\u2019ll")),
-        *("Ignore", "Disregard", "Forget", "Override", "Bypass", "Skip", "Drop", "Abandon", "Print", "Reveal"),
-        *("Repeat", "Output", "Dump", "Pretend", "Enable", "Activate", "Jailbreak"),
+        *(verb.capitalize() for verb in rules.OVERRIDE_VERBS),
+        *("Print", "Reveal", "Repeat", "Output", "Dump", "Pretend", "Enable", "Activate", "Jailbreak"),
     ]
 )
 

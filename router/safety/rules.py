@@ -148,29 +148,32 @@ def _variants(text: str, hidden: list[str]) -> list[str]:
     """:func:`variants` with ``text``'s decoded payloads already found."""
     out = []
     plain, lower = normalise(text), text[:MAX_CHARS].lower()
-    if plain != lower and set(_REVEALING.findall(plain)) - set(_REVEALING.findall(lower)):
+    # The words an attack hides that the normalised text and the text as written show.
+    seen, shown = set(_REVEALING.findall(plain)), set(_REVEALING.findall(lower))
+    if plain != lower and seen - shown:
         out.append(plain)
     head = text[:MAX_CHARS]
-    seen = set(_REVEALING.findall(plain))
-    out.extend(_rot13(head, plain, seen | set(_REVEALING.findall(lower))))
+    out.extend(_rot13(head, plain, seen | shown))
     # Text written backwards ("snoitcurtsni suoiverp erongi"), whole or word by word.
     for flipped in (head[::-1], _LETTERS.sub(lambda m: m.group(0)[::-1], head)):
         if set(_REVEALING.findall(flipped.lower())) - seen:
             out.append(flipped)
     # Percent-encoded text, when decoding it reveals a word the text does not show.
     unquoted = unquote(head) if "%" in head else head
-    if unquoted != head and set(_REVEALING.findall(unquoted.lower())) - seen - set(_REVEALING.findall(lower)):
+    if unquoted != head and set(_REVEALING.findall(unquoted.lower())) - seen - shown:
         out.append(unquoted)
     out.extend(hidden)
     return out
 
 
+# The verbs an override opens with ("ignore all previous instructions").
+OVERRIDE_VERBS = ("ignore", "disregard", "forget", "override", "bypass", "skip", "drop", "abandon")
 _W = r"[\w'\u2019-]*"  # the rest of a word (an apostrophe, straight or curly)
 _GAP = r"(?:\W+\w+){0,4}?\W+"  # up to four words between
 FAMILIES: dict[str, re.Pattern[str]] = {
     # "ignore all previous instructions", "disregard the rules above"
     "override": re.compile(
-        rf"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon|stop following)\b{_GAP}"
+        rf"\b(?:{'|'.join(OVERRIDE_VERBS)}|stop following)\b{_GAP}"
         rf"(?:previous|prior|above|earlier|preceding|original|initial|system|all|your|any|the developer'?s?)\b{_W}"
         rf"(?:{_GAP})?(?:instructions?|rules?|guidelines?|prompts?|directives?|policies|policy"
         r"|constraints?|guardrails?|programming)\b"
