@@ -60,6 +60,10 @@ class SafetyTrainConfig:
     target_fpr: float = 0.005  # on the validation benign rows; the test budget is 1%
     whole_weight: float = 0.3  # of the loss on each whole text alone (documents are scored whole)
     seed: int = 11
+    # Networks fitted on the same rows from different starting weights and batch orders,
+    # their logits averaged (served as one network: see _merged). One net's flags on
+    # hard benign rows move with its seed; the mean of several moves less.
+    members: int = 1
 
 
 def _pad(attack: str, benign: str, rng: random.Random) -> str:
@@ -119,12 +123,14 @@ class _Bags:
         return np.maximum.reduceat(unit_logits, self.starts[:-1], axis=0)
 
 
-def _fit(config: SafetyTrainConfig, x: np.ndarray, bags: _Bags, y: np.ndarray, weights: np.ndarray) -> _SafetyNet:
+def _fit(
+    config: SafetyTrainConfig, x: np.ndarray, bags: _Bags, y: np.ndarray, weights: np.ndarray, seed: int
+) -> _SafetyNet:
     """Fit on bags: a row's logit is the highest of its units' (multiple-instance
     learning, the way the server scores requests), so every piece of a benign row is
     pushed down and an attack needs only its worst piece to score high. The whole text
     alone is fitted too (``whole_weight``): document chunks are scored whole."""
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed)
     net = _SafetyNet(config, x.shape[1])
     ngrams = HashedNgrams(config.lexical_buckets)
     ids_per_unit = [torch.from_numpy(ngrams.ids(t)) for t in bags.texts]
@@ -137,7 +143,7 @@ def _fit(config: SafetyTrainConfig, x: np.ndarray, bags: _Bags, y: np.ndarray, w
     xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(weights)
     starts = bags.starts.tolist()
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(seed)
     n = len(CATEGORIES)
     for epoch in range(config.epochs):
         net.train()
@@ -168,6 +174,21 @@ def _fit(config: SafetyTrainConfig, x: np.ndarray, bags: _Bags, y: np.ndarray, w
             log.info("epoch %d loss %.4f", epoch, total / len(yt))
     net.eval()
     return net
+
+
+def _merged(nets: Sequence[_SafetyNet]) -> dict[str, np.ndarray]:
+    """The members as one network whose logits are the mean of theirs: their hidden
+    layers side by side, each one's output weights divided by their number, the output
+    biases and n-gram tables averaged. The artifact has the single net's layout, a wider
+    hidden layer, and the server scores it unchanged."""
+    k = len(nets)
+    return {
+        "w1": np.concatenate([n.hidden.weight.detach().numpy() for n in nets]),
+        "b1": np.concatenate([n.hidden.bias.detach().numpy() for n in nets]),
+        "w2": np.concatenate([n.out.weight.detach().numpy() for n in nets], axis=1) / k,
+        "b2": np.mean([n.out.bias.detach().numpy() for n in nets], axis=0),
+        "lex": np.mean([n.lex.weight.detach().numpy() for n in nets], axis=0),
+    }
 
 
 def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -242,14 +263,10 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     cache.save()  # the slow part is done: keep it even if the fit is interrupted
     y, val_y = targets(fit_rows), targets(val_rows)
     weights = np.where(y.sum(axis=1) > 0, config.attack_weight, 1.0).astype(np.float32)
-    net = _fit(config, _inputs(bags.texts, vectors), bags, y, weights)
-    tensors = {
-        "w1": net.hidden.weight.detach().numpy(),
-        "b1": net.hidden.bias.detach().numpy(),
-        "w2": net.out.weight.detach().numpy(),
-        "b2": net.out.bias.detach().numpy(),
-        "lex": net.lex.weight.detach().numpy(),
-    }
+    x = _inputs(bags.texts, vectors)
+    # The first member's seed is the config's, so one member is the single net as before.
+    nets = [_fit(config, x, bags, y, weights, config.seed + k) for k in range(config.members)]
+    tensors = _merged(nets)
     draft = SafetyManifest(
         version=version,
         encoder=ENCODER,
@@ -274,7 +291,12 @@ def train(split: SafetySplit, cache: VectorCache, config: SafetyTrainConfig, ver
     threshold = _threshold(tops[val_benign], config.target_fpr)
     val_recall = float((tops[~val_benign] >= threshold).mean())
     log.info("temperatures %s threshold %.3f val recall %.3f", temps, threshold, val_recall)
-    metrics = {"val_recall": round(val_recall, 4), "val_rows": len(val_rows), "train_rows": len(fit_rows)}
+    metrics = {
+        "val_recall": round(val_recall, 4),
+        "val_rows": len(val_rows),
+        "train_rows": len(fit_rows),
+        "members": config.members,
+    }
     return SafetyModel(replace(draft, temperatures=temps, threshold=threshold, metrics=metrics), tensors)
 
 
@@ -284,6 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ARTIFACTS)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "expertgate" / "safety-vectors.npz")
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="the folder of attacks_*.jsonl and benign_*.jsonl")
+    parser.add_argument("--members", type=int, default=SafetyTrainConfig.members, help="networks averaged")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # One thread: on a shared 2-core machine two intra-op threads stall each other
@@ -292,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     encoder = SentenceTransformerEncoder(bundled_minilm_path(), name=ENCODER, threads=1)
     cache = VectorCache(encoder, args.cache)
     split = load_split(args.data)
-    model = train(split, cache, SafetyTrainConfig(), args.version)
+    model = train(split, cache, SafetyTrainConfig(members=args.members), args.version)
     cache.save()
     model.save(args.out / args.version)
     print(json.dumps({"version": args.version, "threshold": model.manifest.threshold, **model.manifest.metrics}))
