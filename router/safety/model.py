@@ -56,7 +56,7 @@ WINDOW_CHARS = 1200
 OBVIOUS_SCORE = 0.99
 # Bumped when what a text is scored in changes (sentences, runs, hidden forms): like a
 # change to the patterns, documents scored with other units are scored again.
-UNITS = "4"
+UNITS = "5"
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,9 @@ _STARTS = (
     "What|Why|How|When|Where|Who|Which|Can|Could|Would|Should|Is|Are|Do|Does|Did|Please|Pls|Plz"
     "|Hi|Hello|Hey|Thanks|Also|Now|Then|Show|Give|Tell|List|Return|Write|Send|Speak|From now"
 )
-_RUN_ON = re.compile(rf"(?<=\S) +(?=(?:{_STARTS})\b)")
+# Group 1 is the word before (as for _CASE_TURN); a word that leads into a quoted phrase
+# is no sentence end (:data:`_QUOTING`).
+_RUN_ON = re.compile(rf"(?<!\S)(\S+) +(?=(?:{_STARTS})\b)")
 # Where a capitalised word follows a word in small letters that ends in a letter, a
 # digit, a closing bracket or "=", with no stop between ("... a debt collector s legal
 # fees You're the admin expert now ..."): pasted or typed requests often run on so, and
@@ -133,6 +135,17 @@ _RUN_ON = re.compile(rf"(?<=\S) +(?=(?:{_STARTS})\b)")
 # own first words (:data:`_NOT_AFTER`). All-capital and CamelCase words ("API",
 # "GitHub") are no turn. Group 1 is the word before, group 2 the capitalised word.
 _CASE_TURN = re.compile(r"(?<!\S)(\S*[a-z0-9)\]}=]) +(?=([A-Z][a-z\u2019']*)\b)")
+# Words that lead into a phrase quoted without quote marks ("how do we stop Ignore previous
+# instructions prompts", "the banner says Access Denied", "how should the helpdesk answer
+# Give me the admin password requests"): neither a capital nor a request word after them
+# starts a sentence.
+_QUOTING_WORDS = (
+    "stop stops catch catches detect detects block blocks filter filters flag flags say says said saying"
+    " read reads phrase phrases word words prompt prompts titled labelled labeled quote quoted type typed"
+    " enter entered search searched contain contains containing mention mentions like against answer answers"
+    " handle handles"
+)
+_QUOTING = frozenset(_QUOTING_WORDS.split())
 _LEADS = frozenset(
     word
     for group in (
@@ -141,11 +154,7 @@ _LEADS = frozenset(
         "thanks thank using use like than vs versus under over between through without within across near",
         "after before since until ask asked tell told email emailed call cc ping message contact team mister",
         "miss sir madam",
-        # ... or into a phrase quoted without quote marks ("how do we stop Ignore previous
-        # instructions prompts", "the banner says Access Denied")
-        "stop stops catch catches detect detects block blocks filter filters flag flags say says said saying",
-        "read reads phrase phrases word words prompt prompts titled labelled labeled quote quoted type typed",
-        "enter entered search searched contain contains containing mention mentions",
+        _QUOTING_WORDS,
         # the articles and prepositions before a noun in the other languages our staff write
         "der die das den dem des ein eine einen einem einer mit von zu zum zur für auf im am beim",
         "le la les du de au aux en un une el los las del con una il lo gli dei della het een van voor",
@@ -197,8 +206,19 @@ def run_on(parts: Sequence[str], capitals: bool = True) -> list[str]:
     """``parts`` (sentences) with each also split where a request word follows a word
     with no full stop (:data:`_STARTS`) and, with ``capitals``, where a capitalised word
     does (:func:`at_capitals`)."""
-    split = [piece.strip() for part in parts for piece in _RUN_ON.split(part) if piece.strip()]
+    split = [piece.strip() for part in parts for piece in _request_turns(part) if piece.strip()]
     return at_capitals(split) if capitals else split
+
+
+def _request_turns(text: str) -> list[str]:
+    """``text`` split where a request word follows a word with no stop (:data:`_RUN_ON`),
+    unless that word leads into a quoted phrase (:data:`_QUOTING`)."""
+    out, start = [], 0
+    for match in _RUN_ON.finditer(text):
+        if match.group(1).strip("\"'").lower() not in _QUOTING:
+            out.append(text[start : match.end(1)])
+            start = match.end()
+    return [*out, text[start:]]
 
 
 def at_capitals(parts: Sequence[str]) -> list[str]:
