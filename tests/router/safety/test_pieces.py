@@ -82,14 +82,15 @@ def test_a_split_at_a_capital_never_takes_a_piece_away() -> None:
     assert set(windows(run_on(sentences(text), capitals=False))) <= set(pieces(text))
 
 
-def test_splitting_at_capitals_reads_pathological_text_in_linear_time() -> None:
+def test_splitting_at_capitals_and_request_words_reads_pathological_text_in_linear_time() -> None:
     """A word of 20,000 letters with no turn after it, 20,000 spaces, or a turn every six
-    characters: the split reads each word once (the turn pattern starts only where a
-    word starts; without that, the first text alone takes 2.4 s). Each takes at most
+    characters: each split reads each word once (the turn and the request-word patterns
+    start only where a word starts; without that, the first text alone takes 2.4 s). Each takes at most
     0.05 s here; 0.5 s leaves room for a slower machine, not for a quadratic split."""
     import time
 
-    for text in ["x" * 20_000 + " hello", " " * 20_000, "ab Cd " * 3_400, "word=" * 4_000 + " The end"]:
+    texts = ["x" * 20_000 + " hello", " " * 20_000, "ab Cd " * 3_400, "word=" * 4_000 + " The end"]
+    for text in [*texts, "x" * 20_000 + " Show me", "ab Show " * 3_400, "like Show " * 2_000]:
         started = time.perf_counter()
         case_turns(text)
         units(text)
