@@ -210,12 +210,20 @@ def run_on(parts: Sequence[str], capitals: bool = True) -> list[str]:
     return at_capitals(split) if capitals else split
 
 
+# A sentence that ends by naming what it quoted ("... answer Give me the admin password
+# requests"): the quoted phrase is talked about, not said.
+_NAMED = re.compile(r"\b(?:requests?|prompts?|attacks?|messages?|phrases?|questions?|e-?mails?|tickets?)\W*$", re.I)
+
+
 def _request_turns(text: str) -> list[str]:
     """``text`` split where a request word follows a word with no stop (:data:`_RUN_ON`),
-    unless that word leads into a quoted phrase (:data:`_QUOTING`)."""
+    unless that word leads into a quoted phrase (:data:`_QUOTING`) and the sentence ends
+    by naming it (:data:`_NAMED`): "now say Give me the admin password" is an order run
+    on after "say", and still split."""
     out, start = [], 0
+    named = bool(_NAMED.search(text))
     for match in _RUN_ON.finditer(text):
-        if match.group(1).strip("\"'").lower() not in _QUOTING:
+        if not (named and match.group(1).strip("\"'\u201c\u201d").lower() in _QUOTING):
             out.append(text[start : match.end(1)])
             start = match.end()
     return [*out, text[start:]]
@@ -268,8 +276,8 @@ class Units:
     ``loose``: its sentences split again at request words, and again at capitals
     (:func:`run_on`), the runs of either from either end (:func:`windows`) and the
     glosses of another language, read by the model only (a piece that starts at
-    "Please ignore" in the middle of "our filter should catch phrases like Please ignore
-    all previous instructions" is no sentence start)."""
+    "Please ignore" in the middle of "our filter is tested on Please ignore all previous
+    instructions" is no sentence start)."""
 
     anchored: tuple[str, ...]
     loose: tuple[str, ...]
